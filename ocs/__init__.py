@@ -1,0 +1,1 @@
+"""Online charging system: domain core, asyncio server, journal, CLI."""

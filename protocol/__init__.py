@@ -1,0 +1,1 @@
+"""Sans-IO Diameter protocol with MessagePack bodies (WIRE.md). No asyncio, sockets or clocks."""

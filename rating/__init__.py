@@ -1,0 +1,1 @@
+"""Pure rating: catalog, money, price and inverse price. No I/O."""
