@@ -1,0 +1,596 @@
+"""A sans-IO Diameter connection: bytes in, events out; messages in, bytes out.
+
+One `Connection` per transport. It frames the stream, checks headers, decodes bodies, runs the
+peer state machine, answers the peer procedures itself (CER with the help of a policy callback,
+DWR, DPR) and answers every malformed request with the code WIRE.md prescribes. What is left
+for its user are the events: application requests to answer, answers to match, and when to
+close. It never reads a clock: timers (the 10 s CER deadline, the watchdog Tw) belong to the
+I/O adapter, which can ask `send_request(DWR(...))` and watch `AnswerReceived`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from protocol.codec import (
+    ANSWER_TYPE_BY_CODE,
+    REQUEST_TYPE_BY_CODE,
+    answer_flags,
+    decode_body,
+    encode_frame,
+)
+from protocol.codes import (
+    DEFAULT_MAX_MESSAGE_LENGTH,
+    RELAY_APPLICATION_ID,
+    RESERVED_FLAG_BITS,
+    ApplicationId,
+    CommandCode,
+    DisconnectCause,
+    Flag,
+    ResultCode,
+)
+from protocol.errors import LocalProtocolError, ProtocolError
+from protocol.framing import FrameBuffer, FramingFailure
+from protocol.header import Header
+from protocol.messages import (
+    CEA,
+    CER,
+    DPA,
+    DPR,
+    DWA,
+    DWR,
+    Answer,
+    ErrorAnswer,
+    Message,
+    Request,
+)
+from protocol.peer import ACTIVE_STATES, PeerInput, PeerState, PeerStateMachine, Role
+
+# The Application-Id each command travels under (WIRE.md section 3).
+COMMAND_APPLICATION: Final[dict[int, int]] = {
+    CommandCode.CAPABILITIES_EXCHANGE: ApplicationId.BASE,
+    CommandCode.DEVICE_WATCHDOG: ApplicationId.BASE,
+    CommandCode.DISCONNECT_PEER: ApplicationId.BASE,
+    CommandCode.CREDIT_CONTROL: ApplicationId.CREDIT_CONTROL,
+    CommandCode.RE_AUTH: ApplicationId.CREDIT_CONTROL,
+    CommandCode.ABORT_SESSION: ApplicationId.CREDIT_CONTROL,
+    CommandCode.ACCOUNT_MANAGEMENT: ApplicationId.ADMINISTRATION,
+}
+_BASE_COMMANDS: Final = frozenset(
+    {
+        CommandCode.CAPABILITIES_EXCHANGE,
+        CommandCode.DEVICE_WATCHDOG,
+        CommandCode.DISCONNECT_PEER,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalIdentity:
+    """Who this side is, for CER/CEA and the Origin-* of every message it sends."""
+
+    origin_host: str
+    origin_realm: str
+    host_ip_address: tuple[str, ...] = ("127.0.0.1",)
+    vendor_id: int = 0
+    product_name: str = "ocs"
+    firmware_revision: int | None = None
+    origin_state_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerDecision:
+    """A server's answer to a CER: 2001 with the applications this peer may use, or a refusal
+    (3010 DIAMETER_UNKNOWN_PEER)."""
+
+    result_code: int
+    applications: frozenset[int] = frozenset()
+
+
+PeerPolicy = Callable[[CER], PeerDecision]
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOpened(Event):
+    """Capabilities exchanged. `peer` is the other side's CER (server) or CEA (client)."""
+
+    peer: CER | CEA
+    applications: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived(Event):
+    """A valid application request the user must answer with `send_answer`/`send_error`."""
+
+    header: Header
+    message: Request
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReceived(Event):
+    """An answer that matched an outstanding request; `request` is that request's header."""
+
+    header: Header
+    message: Answer
+    request: Header
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogReceived(Event):
+    """A DWR, already answered."""
+
+    header: Header
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectRequested(Event):
+    """A DPR, already answered with DPA 2001; the peer closes the transport next."""
+
+    header: Header
+    cause: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRejected(Event):
+    """A request the connection answered itself with an error."""
+
+    header: Header
+    error: ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDropped(Event):
+    """An answer that matched nothing, or could not be decoded: dropped (WIRE.md section 3)."""
+
+    header: Header
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed(Event):
+    """The connection is over: send what `data_to_send` holds, then close the transport."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class _Outstanding:
+    header: Header
+    message: Request = field(repr=False)
+
+
+class Connection:
+    """One side of a Diameter connection (WIRE.md sections 1-4)."""
+
+    def __init__(
+        self,
+        *,
+        role: Role,
+        identity: LocalIdentity,
+        peer_policy: PeerPolicy | None = None,
+        max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+        max_pending_requests: int = 1024,
+        first_hop_by_hop: int = 1,
+        first_end_to_end: int = 1,
+    ) -> None:
+        if role is Role.SERVER and peer_policy is None:
+            raise ValueError("a server connection needs a peer policy")
+        self.role = role
+        self.identity = identity
+        self._policy = peer_policy
+        self._machine = PeerStateMachine(role)
+        self._frames = FrameBuffer(max_message_length)
+        self._out: list[bytes] = []
+        self._outstanding: dict[int, _Outstanding] = {}
+        self._pending_in = 0
+        self.max_pending_requests = max_pending_requests
+        self._next_hbh = first_hop_by_hop & 0xFFFFFFFF
+        self._next_e2e = first_end_to_end & 0xFFFFFFFF
+        self.peer: CER | CEA | None = None
+        self.applications: frozenset[int] = frozenset()
+        self._allowed: frozenset[int] = frozenset()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> PeerState:
+        return self._machine.state
+
+    @property
+    def peer_origin_host(self) -> str | None:
+        return self.peer.origin_host if self.peer is not None else None
+
+    @property
+    def pending_requests(self) -> int:
+        """Requests received and handed out but not yet answered."""
+        return self._pending_in
+
+    @property
+    def outstanding_requests(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self._outstanding)
+
+    # --- input ---------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed bytes read from the transport; returns what happened, in order."""
+        events: list[Event] = []
+        if self.state is PeerState.CLOSED:
+            return events
+        frames = self._frames
+        frames.feed(data)
+        while self._machine.state is not PeerState.CLOSED:
+            try:
+                frame = frames.next_frame()
+            except FramingFailure as exc:
+                if exc.header is not None and exc.answer_code is not None:
+                    self._answer_error(
+                        exc.header, ProtocolError(exc.answer_code, str(exc)), count=False
+                    )
+                self._close(events, f"framing error: {exc}")
+                break
+            if frame is None:
+                break
+            header, body = frame
+            if header.flags & Flag.REQUEST:
+                self._receive_request(header, body, events)
+            else:
+                self._receive_answer(header, body, events)
+        return events
+
+    def connection_lost(self) -> list[Event]:
+        """The transport is gone (EOF or error)."""
+        if self.state is PeerState.CLOSED:
+            return []
+        events: list[Event] = []
+        self._close(events, "connection lost")
+        return events
+
+    def _receive_request(self, header: Header, body: bytes, events: list[Event]) -> None:
+        code = header.command_code
+        state = self.state
+        if state is PeerState.WAIT_CER and code != CommandCode.CAPABILITIES_EXCHANGE:
+            self._reject(
+                header,
+                ProtocolError(ResultCode.UNKNOWN_PEER, "CER must be the first message"),
+                events,
+            )
+            self._machine.process(PeerInput.RECV_REQUEST_BEFORE_CER)
+            events.append(ConnectionClosed("request before capabilities exchange"))
+            return
+        if header.flags & RESERVED_FLAG_BITS:
+            self._reject(
+                header,
+                ProtocolError(ResultCode.INVALID_HDR_BITS, "reserved flag bits set"),
+                events,
+            )
+            return
+        request_type = REQUEST_TYPE_BY_CODE.get(code)
+        if request_type is None:
+            self._reject(
+                header,
+                ProtocolError(ResultCode.COMMAND_UNSUPPORTED, f"unknown command code {code}"),
+                events,
+            )
+            return
+        if header.application_id != COMMAND_APPLICATION[code] or (
+            code not in _BASE_COMMANDS and header.application_id not in self._allowed
+        ):
+            self._reject(
+                header,
+                ProtocolError(
+                    ResultCode.APPLICATION_UNSUPPORTED,
+                    f"application {header.application_id} not served for command {code}",
+                ),
+                events,
+            )
+            return
+        if code == CommandCode.CAPABILITIES_EXCHANGE:
+            self._receive_cer(header, body, events)
+            return
+        if state not in ACTIVE_STATES:
+            self._reject(
+                header,
+                ProtocolError(ResultCode.UNKNOWN_PEER, f"no open connection ({state.value})"),
+                events,
+            )
+            return
+        if code not in _BASE_COMMANDS and self._pending_in >= self.max_pending_requests:
+            self._reject(
+                header,
+                ProtocolError(ResultCode.TOO_BUSY, "too many outstanding requests"),
+                events,
+            )
+            return
+        try:
+            message = decode_body(code, True, body)
+        except ProtocolError as exc:
+            self._reject(header, exc, events)
+            return
+        if code == CommandCode.DEVICE_WATCHDOG:
+            self._send_answer_now(header, self._base_answer(DWA))
+            events.append(WatchdogReceived(header))
+        elif code == CommandCode.DISCONNECT_PEER:
+            assert isinstance(message, DPR)
+            self._send_answer_now(header, self._base_answer(DPA))
+            self._machine.process(PeerInput.RECV_DPR)
+            events.append(DisconnectRequested(header, int(message.disconnect_cause)))
+        else:
+            assert isinstance(message, Request)
+            self._pending_in += 1
+            events.append(RequestReceived(header, message))
+
+    def _receive_cer(self, header: Header, body: bytes, events: list[Event]) -> None:
+        if self.role is not Role.SERVER or self.state is not PeerState.WAIT_CER:
+            self._reject(
+                header,
+                ProtocolError(ResultCode.UNABLE_TO_COMPLY, "capabilities already exchanged"),
+                events,
+            )
+            return
+        try:
+            cer = decode_body(header.command_code, True, body)
+        except ProtocolError as exc:
+            self._reject(header, exc, events)
+            self._machine.process(PeerInput.RECV_CER_REFUSED)
+            events.append(ConnectionClosed(f"invalid CER: {exc.message}"))
+            return
+        assert isinstance(cer, CER) and self._policy is not None
+        decision = self._policy(cer)
+        if decision.result_code != ResultCode.SUCCESS:
+            self._refuse_cer(header, decision.result_code, "peer refused by policy", events)
+            return
+        offered = frozenset(cer.auth_application_id)
+        shared = (
+            decision.applications
+            if RELAY_APPLICATION_ID in offered
+            else decision.applications & offered
+        )
+        if not shared:
+            self._refuse_cer(
+                header, ResultCode.NO_COMMON_APPLICATION, "no common application", events
+            )
+            return
+        self._send_answer_now(
+            header,
+            self._cea(ResultCode.SUCCESS, tuple(sorted(shared))),
+        )
+        self._machine.process(PeerInput.RECV_CER_ACCEPTED)
+        self.peer = cer
+        self.applications = shared
+        # Requests are served for every application the policy allows this peer, whether or
+        # not its CER listed it (docs/protocol.md, "Applications").
+        self._allowed = decision.applications
+        events.append(PeerOpened(cer, shared))
+
+    def _refuse_cer(self, header: Header, code: int, reason: str, events: list[Event]) -> None:
+        cea = self._cea(code, None, error_message=reason)
+        self._send_answer_now(header, cea, error=ResultCode(code).is_protocol_error)
+        self._machine.process(PeerInput.RECV_CER_REFUSED)
+        events.append(ConnectionClosed(f"CER refused: {code} {reason}"))
+
+    def _cea(
+        self, code: int, applications: tuple[int, ...] | None, *, error_message: str | None = None
+    ) -> CEA:
+        ident = self.identity
+        return CEA(
+            origin_host=ident.origin_host,
+            origin_realm=ident.origin_realm,
+            result_code=code,
+            host_ip_address=ident.host_ip_address,
+            vendor_id=ident.vendor_id,
+            product_name=ident.product_name,
+            auth_application_id=applications,
+            origin_state_id=ident.origin_state_id,
+            firmware_revision=ident.firmware_revision,
+            error_message=error_message,
+        )
+
+    def _receive_answer(self, header: Header, body: bytes, events: list[Event]) -> None:
+        sent = self._outstanding.get(header.hop_by_hop)
+        if sent is None or sent.header.command_code != header.command_code:
+            events.append(AnswerDropped(header, "matches no outstanding request"))
+            return
+        del self._outstanding[header.hop_by_hop]
+        answer_type = ANSWER_TYPE_BY_CODE[header.command_code]
+        try:
+            message = decode_body(header.command_code, False, body)
+        except ProtocolError as exc:
+            events.append(AnswerDropped(header, f"undecodable {answer_type.__name__}: {exc}"))
+            return
+        assert isinstance(message, Answer)
+        code = header.command_code
+        if code == CommandCode.CAPABILITIES_EXCHANGE:
+            assert isinstance(message, CEA)
+            if message.result_code == ResultCode.SUCCESS:
+                self._machine.process(PeerInput.RECV_CEA_SUCCESS)
+                self.peer = message
+                self.applications = frozenset(message.auth_application_id or ())
+                self._allowed = self.applications
+                events.append(AnswerReceived(header, message, sent.header))
+                events.append(PeerOpened(message, self.applications))
+            else:
+                self._machine.process(PeerInput.RECV_CEA_FAILURE)
+                events.append(AnswerReceived(header, message, sent.header))
+                events.append(ConnectionClosed(f"CER refused: {message.result_code}"))
+            return
+        events.append(AnswerReceived(header, message, sent.header))
+        if code == CommandCode.DISCONNECT_PEER and self._machine.allows(PeerInput.RECV_DPA):
+            self._machine.process(PeerInput.RECV_DPA)
+            events.append(ConnectionClosed("disconnected by DPR/DPA"))
+
+    # --- output --------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the transport since the last call."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def send_request(
+        self,
+        message: Request,
+        *,
+        end_to_end: int | None = None,
+        retransmit: bool = False,
+    ) -> Header:
+        """Queue a request; returns its header (Hop-by-Hop-Id, End-to-End-Id) for matching."""
+        code = message.COMMAND
+        state = self.state
+        if code == CommandCode.CAPABILITIES_EXCHANGE:
+            self._machine.process(PeerInput.SEND_CER)
+        elif code == CommandCode.DISCONNECT_PEER:
+            self._machine.process(PeerInput.SEND_DPR)
+        elif state is not PeerState.OPEN and not (
+            state is PeerState.CLOSING and code == CommandCode.DEVICE_WATCHDOG
+        ):
+            raise LocalProtocolError(f"cannot send {type(message).__name__} in {state.value}")
+        hbh = self._next_hbh
+        self._next_hbh = (hbh + 1) & 0xFFFFFFFF
+        if end_to_end is None:
+            end_to_end = self._next_e2e
+            self._next_e2e = (end_to_end + 1) & 0xFFFFFFFF
+        flags = Flag.REQUEST | (Flag.RETRANSMIT if retransmit else 0)
+        if code in (CommandCode.CREDIT_CONTROL, CommandCode.RE_AUTH, CommandCode.ABORT_SESSION):
+            flags |= Flag.PROXIABLE
+        header = Header(
+            flags=int(flags),
+            command_code=int(code),
+            application_id=COMMAND_APPLICATION[code],
+            hop_by_hop=hbh,
+            end_to_end=end_to_end,
+        )
+        self._out.append(
+            encode_frame(
+                message,
+                flags=header.flags,
+                command_code=header.command_code,
+                application_id=header.application_id,
+                hop_by_hop=hbh,
+                end_to_end=end_to_end,
+            )
+        )
+        self._outstanding[hbh] = _Outstanding(header, message)
+        return header
+
+    def forget_request(self, hop_by_hop: int) -> None:
+        """Stop waiting for an answer (the adapter's timer gave up on it)."""
+        self._outstanding.pop(hop_by_hop, None)
+
+    def send_answer(self, request: Header, message: Answer) -> None:
+        """Answer a `RequestReceived`."""
+        self._answered()
+        self._send_answer_now(request, message, error=False)
+
+    def send_answer_bytes(self, request: Header, frame: bytes) -> None:
+        """Answer a `RequestReceived` with a frame encoded earlier (a cached duplicate
+        answer); the caller has put the request's Hop-by-Hop-Id in it with `with_hop_by_hop`."""
+        self._answered()
+        self._out.append(frame)
+
+    def send_error(self, request: Header, error: ProtocolError) -> None:
+        """Answer a `RequestReceived` with the error the application found."""
+        self._answered()
+        self._answer_error(request, error, count=False)
+
+    def encode_answer(self, request: Header, message: Answer, *, error: bool = False) -> bytes:
+        """The frame answering `request`, without sending it (for caching)."""
+        return encode_frame(
+            message,
+            flags=answer_flags(request, error=error),
+            command_code=request.command_code,
+            application_id=request.application_id,
+            hop_by_hop=request.hop_by_hop,
+            end_to_end=request.end_to_end,
+        )
+
+    def error_answer(self, request: Header, error: ProtocolError) -> ErrorAnswer:
+        ident = self.identity
+        return ErrorAnswer(
+            session_id=error.session_id,
+            origin_host=ident.origin_host,
+            origin_realm=ident.origin_realm,
+            result_code=error.result_code,
+            error_message=error.message,
+            failed_avp=error.failed_avp,
+        )
+
+    def _answered(self) -> None:
+        if self._pending_in <= 0:
+            raise LocalProtocolError("no request is waiting for an answer")
+        self._pending_in -= 1
+
+    def _send_answer_now(self, request: Header, message: Message, *, error: bool = False) -> None:
+        self._out.append(
+            encode_frame(
+                message,
+                flags=answer_flags(request, error=error),
+                command_code=request.command_code,
+                application_id=request.application_id,
+                hop_by_hop=request.hop_by_hop,
+                end_to_end=request.end_to_end,
+            )
+        )
+
+    def _answer_error(self, request: Header, error: ProtocolError, *, count: bool) -> None:
+        if count:
+            self._answered()
+        self._send_answer_now(request, self.error_answer(request, error), error=error.error_flag)
+
+    def _reject(self, header: Header, error: ProtocolError, events: list[Event]) -> None:
+        self._answer_error(header, error, count=False)
+        events.append(RequestRejected(header, error))
+
+    def _base_answer(self, answer_type: type[DWA] | type[DPA]) -> DWA | DPA:
+        ident = self.identity
+        return answer_type(
+            result_code=ResultCode.SUCCESS,
+            origin_host=ident.origin_host,
+            origin_realm=ident.origin_realm,
+        )
+
+    def _close(self, events: list[Event], reason: str) -> None:
+        self._machine.process(PeerInput.CONNECTION_LOST)
+        self._outstanding.clear()
+        events.append(ConnectionClosed(reason))
+
+    # --- conveniences for both roles -----------------------------------------------------------
+
+    def cer(self, applications: tuple[int, ...]) -> CER:
+        ident = self.identity
+        return CER(
+            origin_host=ident.origin_host,
+            origin_realm=ident.origin_realm,
+            host_ip_address=ident.host_ip_address,
+            vendor_id=ident.vendor_id,
+            product_name=ident.product_name,
+            auth_application_id=applications,
+            origin_state_id=ident.origin_state_id,
+            firmware_revision=ident.firmware_revision,
+        )
+
+    def dwr(self) -> DWR:
+        return DWR(origin_host=self.identity.origin_host, origin_realm=self.identity.origin_realm)
+
+    def dpr(self, cause: int) -> DPR:
+        return DPR(
+            origin_host=self.identity.origin_host,
+            origin_realm=self.identity.origin_realm,
+            disconnect_cause=DisconnectCause(cause),
+        )
+
+
+def with_hop_by_hop(frame: bytes, hop_by_hop: int) -> bytes:
+    """A copy of an encoded frame with another Hop-by-Hop-Id (resending a cached answer)."""
+    return frame[:12] + hop_by_hop.to_bytes(4, "big") + frame[16:]

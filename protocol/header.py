@@ -1,0 +1,72 @@
+"""The 20-byte message header (WIRE.md section 1)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from protocol.codes import HEADER_LENGTH, VERSION, Flag
+
+_HEADER = struct.Struct(">IIIII")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Header:
+    """A decoded header. `length` is the whole message length, header included."""
+
+    flags: int
+    command_code: int
+    application_id: int
+    hop_by_hop: int
+    end_to_end: int
+    length: int = 0
+
+    @property
+    def is_request(self) -> bool:
+        return bool(self.flags & Flag.REQUEST)
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.flags & Flag.ERROR)
+
+    @property
+    def is_retransmit(self) -> bool:
+        return bool(self.flags & Flag.RETRANSMIT)
+
+    @property
+    def is_proxiable(self) -> bool:
+        return bool(self.flags & Flag.PROXIABLE)
+
+
+def unpack_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> Header:
+    """Decode 20 header bytes at `offset`; the caller has checked version and length."""
+    w0, w1, app, hbh, e2e = _HEADER.unpack_from(buf, offset)
+    return Header(
+        flags=w1 >> 24,
+        command_code=w1 & 0xFFFFFF,
+        application_id=app,
+        hop_by_hop=hbh,
+        end_to_end=e2e,
+        length=w0 & 0xFFFFFF,
+    )
+
+
+def pack_header(
+    *,
+    length: int,
+    flags: int,
+    command_code: int,
+    application_id: int,
+    hop_by_hop: int,
+    end_to_end: int,
+) -> bytes:
+    return _HEADER.pack(
+        (VERSION << 24) | length,
+        (flags << 24) | command_code,
+        application_id,
+        hop_by_hop,
+        end_to_end,
+    )
+
+
+__all__ = ["HEADER_LENGTH", "Header", "pack_header", "unpack_header"]

@@ -1,0 +1,314 @@
+"""The message model: one frozen, keyword-only type per command and grouped AVP.
+
+Field names are Python spellings of AVP names; `avp_name` maps them to the exact names of RFC
+6733 / RFC 8506 / 3GPP TS 32.299 (`session_id` -> `Session-Id`, `host_ip_address` ->
+`Host-IP-Address`). The model knows nothing of the body encoding: the MessagePack codec maps a
+body keyed by AVP name to these types, and a binary-AVP codec can do the same with its
+dictionary of AVP codes. The types are `msgspec.Struct`s, which are slotted and validate
+field types and ranges on decode; `None` means "absent" and is never encoded.
+
+`*[AVP]` (may occur more than once) is always a tuple on this side and an array on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+from protocol.codes import (
+    AccountOperation,
+    AccountStatus,
+    AoCRequestType,
+    CCRequestType,
+    CCSessionFailover,
+    CheckBalanceResult,
+    CommandCode,
+    CreditControlFailureHandling,
+    DisconnectCause,
+    FinalUnitAction,
+    ReAuthRequestType,
+    RedirectAddressType,
+    ReportingReason,
+    RequestedAction,
+    SubscriptionIdType,
+    TariffChangeUsage,
+)
+
+Unsigned32 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFF_FFFF)]
+Unsigned64 = Annotated[int, msgspec.Meta(ge=0)]  # MessagePack ints stop at 2**64 - 1
+Integer32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+Integer64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Time = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # seconds since the Unix epoch
+FailedAvp = dict[str, Any]
+
+_ACRONYMS = {"cc": "CC", "ip": "IP", "avp": "AVP", "aoc": "AoC"}
+
+
+def avp_name(field: str) -> str:
+    """`cc_request_type` -> `CC-Request-Type`: the AVP name of a model field."""
+    return "-".join(_ACRONYMS.get(part, part.capitalize()) for part in field.split("_"))
+
+
+class Avps(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=avp_name):
+    """Base of every message body and grouped AVP."""
+
+
+class Message(Avps, frozen=True, kw_only=True):
+    """A command's body. `COMMAND` and `IS_REQUEST` tie the type to the header."""
+
+    COMMAND: ClassVar[CommandCode]
+    IS_REQUEST: ClassVar[bool]
+
+
+class Request(Message, frozen=True, kw_only=True):
+    IS_REQUEST: ClassVar[bool] = True
+    origin_host: str
+    origin_realm: str
+
+
+class Answer(Message, frozen=True, kw_only=True):
+    """Every answer: `Result-Code`, `Origin-Host`, `Origin-Realm`, and on failure the error
+    AVPs. Command-specific keys are optional on the answer types so that a 3xxx answer, which
+    carries only these, decodes as the command's answer type too."""
+
+    IS_REQUEST: ClassVar[bool] = False
+    result_code: Unsigned32
+    origin_host: str
+    origin_realm: str
+    error_message: str | None = None
+    failed_avp: FailedAvp | None = None
+
+
+# --- grouped AVPs -----------------------------------------------------------------------------
+
+
+class SubscriptionId(Avps, frozen=True, kw_only=True):
+    subscription_id_type: SubscriptionIdType
+    subscription_id_data: str
+
+
+class ServiceUnit(Avps, frozen=True, kw_only=True):
+    """Requested-Service-Unit / Granted-Service-Unit: a unit map (WIRE.md 5.1)."""
+
+    cc_time: Unsigned32 | None = None
+    cc_total_octets: Unsigned64 | None = None
+    cc_input_octets: Unsigned64 | None = None
+    cc_output_octets: Unsigned64 | None = None
+    cc_service_specific_units: Unsigned64 | None = None
+
+
+class UsedServiceUnit(Avps, frozen=True, kw_only=True):
+    cc_time: Unsigned32 | None = None
+    cc_total_octets: Unsigned64 | None = None
+    cc_input_octets: Unsigned64 | None = None
+    cc_output_octets: Unsigned64 | None = None
+    cc_service_specific_units: Unsigned64 | None = None
+    tariff_change_usage: TariffChangeUsage | None = None
+    reporting_reason: ReportingReason | None = None
+
+
+class MsccRequest(Avps, frozen=True, kw_only=True):
+    """Multiple-Services-Credit-Control in a CCR."""
+
+    rating_group: Unsigned32
+    service_identifier: Unsigned32 | None = None
+    requested_service_unit: ServiceUnit | None = None
+    used_service_unit: tuple[UsedServiceUnit, ...] | None = None
+    reporting_reason: ReportingReason | None = None
+
+
+class RedirectServer(Avps, frozen=True, kw_only=True):
+    redirect_address_type: RedirectAddressType
+    redirect_server_address: str
+
+
+class FinalUnitIndication(Avps, frozen=True, kw_only=True):
+    final_unit_action: FinalUnitAction
+    redirect_server: RedirectServer | None = None
+    filter_id: tuple[str, ...] | None = None
+
+
+class MsccAnswer(Avps, frozen=True, kw_only=True):
+    """Multiple-Services-Credit-Control in a CCA."""
+
+    rating_group: Unsigned32
+    result_code: Unsigned32
+    granted_service_unit: ServiceUnit | None = None
+    validity_time: Unsigned32 | None = None
+    volume_quota_threshold: Unsigned64 | None = None
+    time_quota_threshold: Unsigned32 | None = None
+    unit_quota_threshold: Unsigned64 | None = None
+    quota_holding_time: Unsigned32 | None = None
+    final_unit_indication: FinalUnitIndication | None = None
+    tariff_time_change: Time | None = None
+    linked_rating_group: tuple[Unsigned32, ...] | None = None
+    service_identifier: Unsigned32 | None = None
+
+
+class UnitValue(Avps, frozen=True, kw_only=True):
+    value_digits: Integer64
+    exponent: Integer32 | None = None
+
+
+class CostInformation(Avps, frozen=True, kw_only=True):
+    unit_value: UnitValue
+    currency_code: Unsigned32
+    cost_unit: str | None = None
+
+
+class RemainingBalance(Avps, frozen=True, kw_only=True):
+    unit_value: UnitValue
+    currency_code: Unsigned32
+
+
+class Account(Avps, frozen=True, kw_only=True):
+    """The `Account` map of an AMA (WIRE.md section 8). Money in micro-units."""
+
+    account_id: str
+    account_status: AccountStatus
+    balance: Integer64
+    reserved: Integer64
+    credit_limit: Integer64
+    currency_code: Unsigned32
+    subscription_id: tuple[SubscriptionId, ...]
+    session_count: Unsigned32
+
+
+# --- base protocol (application 0) ------------------------------------------------------------
+
+
+class CER(Request, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.CAPABILITIES_EXCHANGE
+    host_ip_address: tuple[str, ...]
+    vendor_id: Unsigned32
+    product_name: str
+    auth_application_id: tuple[Unsigned32, ...]
+    origin_state_id: Unsigned32 | None = None
+    firmware_revision: Unsigned32 | None = None
+
+
+class CEA(Answer, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.CAPABILITIES_EXCHANGE
+    host_ip_address: tuple[str, ...] | None = None
+    vendor_id: Unsigned32 | None = None
+    product_name: str | None = None
+    auth_application_id: tuple[Unsigned32, ...] | None = None
+    origin_state_id: Unsigned32 | None = None
+    firmware_revision: Unsigned32 | None = None
+
+
+class DWR(Request, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.DEVICE_WATCHDOG
+    origin_state_id: Unsigned32 | None = None
+
+
+class DWA(Answer, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.DEVICE_WATCHDOG
+    origin_state_id: Unsigned32 | None = None
+
+
+class DPR(Request, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.DISCONNECT_PEER
+    disconnect_cause: DisconnectCause
+
+
+class DPA(Answer, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.DISCONNECT_PEER
+
+
+# --- credit control (application 4) -----------------------------------------------------------
+
+
+class CCR(Request, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.CREDIT_CONTROL
+    session_id: str
+    destination_realm: str
+    auth_application_id: Unsigned32
+    service_context_id: str
+    cc_request_type: CCRequestType
+    cc_request_number: Unsigned32
+    destination_host: str | None = None
+    user_name: str | None = None
+    origin_state_id: Unsigned32 | None = None
+    termination_cause: Unsigned32 | None = None
+    requested_action: RequestedAction | None = None
+    event_timestamp: Time | None = None
+    subscription_id: tuple[SubscriptionId, ...] | None = None
+    multiple_services_credit_control: tuple[MsccRequest, ...] | None = None
+    aoc_request_type: AoCRequestType | None = None
+    service_information: dict[str, Any] | None = None
+
+
+class CCA(Answer, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.CREDIT_CONTROL
+    session_id: str | None = None
+    auth_application_id: Unsigned32 | None = None
+    cc_request_type: CCRequestType | None = None
+    cc_request_number: Unsigned32 | None = None
+    multiple_services_credit_control: tuple[MsccAnswer, ...] | None = None
+    cost_information: CostInformation | None = None
+    remaining_balance: RemainingBalance | None = None
+    check_balance_result: CheckBalanceResult | None = None
+    credit_control_failure_handling: CreditControlFailureHandling | None = None
+    cc_session_failover: CCSessionFailover | None = None
+
+
+class RAR(Request, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.RE_AUTH
+    session_id: str
+    destination_realm: str
+    destination_host: str
+    auth_application_id: Unsigned32
+    re_auth_request_type: ReAuthRequestType
+    rating_group: tuple[Unsigned32, ...] | None = None
+
+
+class RAA(Answer, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.RE_AUTH
+    session_id: str | None = None
+
+
+class ASR(Request, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.ABORT_SESSION
+    session_id: str
+    destination_realm: str
+    destination_host: str
+    auth_application_id: Unsigned32
+
+
+class ASA(Answer, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.ABORT_SESSION
+    session_id: str | None = None
+
+
+# --- administration (application 0x4F435341) --------------------------------------------------
+
+
+class AMR(Request, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.ACCOUNT_MANAGEMENT
+    account_operation: AccountOperation
+    account_id: str
+    subscription_id: tuple[SubscriptionId, ...] | None = None
+    amount: Integer64 | None = None
+    currency_code: Unsigned32 | None = None
+    credit_limit: Integer64 | None = None
+    account_status: AccountStatus | None = None
+    operation_id: str | None = None
+
+
+class AMA(Answer, frozen=True, kw_only=True):
+    COMMAND: ClassVar[CommandCode] = CommandCode.ACCOUNT_MANAGEMENT
+    account: Account | None = None
+
+
+class ErrorAnswer(Answer, frozen=True, kw_only=True):
+    """An answer carrying only what a 3xxx answer may (WIRE.md section 3); also used for
+    requests that failed validation, under the request's Command-Code."""
+
+    COMMAND: ClassVar[CommandCode]  # taken from the request header, not the type
+    session_id: str | None = None
+
+
+REQUEST_TYPES: tuple[type[Request], ...] = (CER, DWR, DPR, CCR, RAR, ASR, AMR)
+ANSWER_TYPES: tuple[type[Answer], ...] = (CEA, DWA, DPA, CCA, RAA, ASA, AMA)
