@@ -50,13 +50,13 @@ from protocol.peer import ACTIVE_STATES, PeerInput, PeerState, PeerStateMachine,
 
 # The Application-Id each command travels under (WIRE.md section 3).
 COMMAND_APPLICATION: Final[dict[int, int]] = {
-    CommandCode.CAPABILITIES_EXCHANGE: ApplicationId.BASE,
-    CommandCode.DEVICE_WATCHDOG: ApplicationId.BASE,
-    CommandCode.DISCONNECT_PEER: ApplicationId.BASE,
-    CommandCode.CREDIT_CONTROL: ApplicationId.CREDIT_CONTROL,
-    CommandCode.RE_AUTH: ApplicationId.CREDIT_CONTROL,
-    CommandCode.ABORT_SESSION: ApplicationId.CREDIT_CONTROL,
-    CommandCode.ACCOUNT_MANAGEMENT: ApplicationId.ADMINISTRATION,
+    CommandCode.CAPABILITIES_EXCHANGE: int(ApplicationId.BASE),
+    CommandCode.DEVICE_WATCHDOG: int(ApplicationId.BASE),
+    CommandCode.DISCONNECT_PEER: int(ApplicationId.BASE),
+    CommandCode.CREDIT_CONTROL: int(ApplicationId.CREDIT_CONTROL),
+    CommandCode.RE_AUTH: int(ApplicationId.CREDIT_CONTROL),
+    CommandCode.ABORT_SESSION: int(ApplicationId.CREDIT_CONTROL),
+    CommandCode.ACCOUNT_MANAGEMENT: int(ApplicationId.ADMINISTRATION),
 }
 _BASE_COMMANDS: Final = frozenset(
     {

@@ -1,0 +1,98 @@
+"""`ocs serve` (WIRE.md section 10)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+import uvloop
+
+from ocs.app import AppConfig, build_app
+from ocs.logs import configure_logging
+from ocs.server import ServerConfig, serve_until_signalled
+from protocol.codes import ApplicationId
+
+_APP_NAMES = {
+    "cc": ApplicationId.CREDIT_CONTROL,
+    "credit-control": ApplicationId.CREDIT_CONTROL,
+    "admin": ApplicationId.ADMINISTRATION,
+    "administration": ApplicationId.ADMINISTRATION,
+}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def parse_peer(text: str) -> tuple[str, frozenset[int]]:
+    """`ORIGIN_HOST` or `ORIGIN_HOST=cc,admin`."""
+    host, _, apps = text.partition("=")
+    names = [a for a in apps.split(",") if a] or ["cc"]
+    try:
+        return host, frozenset(_APP_NAMES[n] for n in names)
+    except KeyError as exc:
+        raise argparse.ArgumentTypeError(f"unknown application {exc.args[0]!r}") from None
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the charging server")
+    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 3868), metavar="HOST:PORT")
+    p.add_argument("--data-dir", type=Path, default=Path("ocs-data"))
+    p.add_argument("--catalog", type=Path, default=None, help="catalog TOML (default: demo)")
+    p.add_argument("--origin-host", default="ocs.test.local")
+    p.add_argument("--origin-realm", default="test.local")
+    p.add_argument(
+        "--peer",
+        type=parse_peer,
+        action="append",
+        metavar="ORIGIN_HOST[=cc,admin]",
+        help="serve only these peers (repeatable); default: any peer on loopback",
+    )
+    p.add_argument("--watchdog", type=float, default=30.0, metavar="SECONDS", help="Tw")
+    p.add_argument("--cer-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--max-pending", type=int, default=1024, help="outstanding requests per peer")
+    p.add_argument("--log-json", action="store_true", help="JSON log lines instead of console")
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--ready-file", type=Path, help="write the listening port here when ready")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(json=args.log_json, level=args.log_level)
+    host, port = args.listen
+    config = ServerConfig(
+        host=host,
+        port=port,
+        origin_host=args.origin_host,
+        origin_realm=args.origin_realm,
+        peers=dict(args.peer) if args.peer else None,
+        watchdog_interval=args.watchdog,
+        cer_timeout=args.cer_timeout,
+        max_pending_requests=args.max_pending,
+    )
+    app_config = AppConfig(data_dir=args.data_dir, catalog=args.catalog)
+    ready_file: Path | None = args.ready_file
+
+    async def main() -> None:
+        app = build_app(config, app_config)
+        await app.open()
+        try:
+
+            def ready() -> None:
+                if ready_file is not None:
+                    tmp = ready_file.with_suffix(".tmp")
+                    tmp.write_text(str(app.server.port))
+                    os.replace(tmp, ready_file)
+
+            await serve_until_signalled(app.server, ready=ready)
+        finally:
+            await app.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+    return 0
