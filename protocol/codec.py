@@ -60,13 +60,6 @@ def decode_body(command_code: int, is_request: bool, body: bytes | memoryview) -
 
 def _check_ccr(ccr: CCR) -> None:
     """Requirements the dictionary states per request type (WIRE.md 5.1)."""
-    if ccr.auth_application_id != 4:
-        raise ProtocolError(
-            RC.INVALID_AVP_VALUE,
-            "Auth-Application-Id must be 4",
-            failed_avp={"Auth-Application-Id": ccr.auth_application_id},
-            session_id=ccr.session_id,
-        )
     kind = ccr.cc_request_type
     if kind in (CCRequestType.INITIAL, CCRequestType.EVENT) and ccr.subscription_id is None:
         raise ProtocolError(
@@ -85,7 +78,11 @@ def _check_ccr(ccr: CCR) -> None:
 
 
 def _validation_error(text: str, body: bytes | memoryview) -> ProtocolError:
-    raw = _UNTYPED.decode(body)  # typed decoding parsed it, so plain decoding does too
+    try:
+        raw = _UNTYPED.decode(body)
+    except (msgspec.DecodeError, ValueError) as exc:
+        # the typed pass stopped at a type error before reaching a malformed byte further on
+        return ProtocolError(RC.INVALID_AVP_BITS, f"body is not one MessagePack map: {exc}")
     session_id = raw.get("Session-Id") if isinstance(raw, dict) else None
     if not isinstance(session_id, str):
         session_id = None

@@ -12,7 +12,7 @@ field types and ranges on decode; `None` means "absent" and is never encoded.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -224,7 +224,7 @@ class CCR(Request, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.CREDIT_CONTROL
     session_id: str
     destination_realm: str
-    auth_application_id: Unsigned32
+    auth_application_id: Literal[4]
     service_context_id: str
     cc_request_type: CCRequestType
     cc_request_number: Unsigned32
