@@ -1,0 +1,760 @@
+"""Parse and validate a catalog (TOML text or an already-parsed dict) into a ``Catalog``.
+
+Every problem raises ``CatalogError`` naming the key path (``rating_groups[2].periods[1].start``,
+indexes from 0). The format is documented in ``docs/catalog.md``. No I/O happens here: the caller
+reads the file.
+
+Exactness: money is a decimal *string* of currency units (``"0.02"``), at most six decimals,
+parsed digit by digit into micro-units; factors and thresholds are decimal strings or fractions
+(``"0.5"``, ``"1/3"``). A TOML float anywhere is refused, so no binary fraction ever reaches a
+price.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, time, timedelta
+from fractions import Fraction
+from types import MappingProxyType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rating.errors import CatalogError
+from rating.model import (
+    AccountPolicy,
+    Billing,
+    Catalog,
+    CdrPolicy,
+    Currency,
+    FinalUnitAction,
+    GrantPolicy,
+    Modifier,
+    Period,
+    Promotion,
+    RatingGroup,
+    RedirectAddressType,
+    RedirectServer,
+    Service,
+    Tier,
+    Unit,
+    Weekday,
+)
+from rating.money import parse_money, parse_ratio
+from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+_MAX_U32 = 2**32 - 1
+_MAX_QUANTITY = 2**63 - 1
+
+_QUANTITY_RE = re.compile(r"(\d+)\s*([A-Za-z]*)")
+_TIME_RE = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}))?")
+
+_SUFFIXES: dict[Unit, dict[str, int]] = {
+    Unit.OCTETS: {
+        "": 1,
+        "B": 1,
+        "kB": 1000,
+        "KB": 1000,
+        "MB": 1000**2,
+        "GB": 1000**3,
+        "TB": 1000**4,
+        "KiB": 1024,
+        "MiB": 1024**2,
+        "GiB": 1024**3,
+        "TiB": 1024**4,
+    },
+    Unit.SECONDS: {"": 1, "s": 1, "min": 60, "h": 3600, "d": DAY},
+    Unit.UNITS: {"": 1},
+}
+
+_DAY_NAMES: dict[str, tuple[Weekday, ...]] = {
+    "mon": (Weekday.MON,),
+    "tue": (Weekday.TUE,),
+    "wed": (Weekday.WED,),
+    "thu": (Weekday.THU,),
+    "fri": (Weekday.FRI,),
+    "sat": (Weekday.SAT,),
+    "sun": (Weekday.SUN,),
+    "weekdays": (Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI),
+    "weekend": (Weekday.SAT, Weekday.SUN),
+    "all": tuple(Weekday),
+}
+
+_FUA_NAMES = {
+    "terminate": FinalUnitAction.TERMINATE,
+    "redirect": FinalUnitAction.REDIRECT,
+    "restrict_access": FinalUnitAction.RESTRICT_ACCESS,
+}
+
+_REDIRECT_TYPES = {
+    "ipv4": RedirectAddressType.IPV4_ADDRESS,
+    "ipv6": RedirectAddressType.IPV6_ADDRESS,
+    "url": RedirectAddressType.URL,
+    "sip_uri": RedirectAddressType.SIP_URI,
+}
+
+_TOP_KEYS = (
+    "version",
+    "name",
+    "timezone",
+    "currency",
+    "services",
+    "rating_groups",
+    "account",
+    "cdr",
+)
+_RG_KEYS = (
+    "id",
+    "name",
+    "unit",
+    "price",
+    "block",
+    "increment",
+    "first_increment",
+    "setup_fee",
+    "zero_rated",
+    "timezone",
+    "linked_rating_groups",
+    "grant",
+    "periods",
+    "tiers",
+    "promotions",
+)
+
+
+# -- key paths and typed getters ------------------------------------------------------------
+
+
+def _at(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    return type(value).__name__
+
+
+def _no_float(value: object, path: str) -> None:
+    if isinstance(value, float):
+        raise CatalogError(
+            path,
+            f'floats are not allowed (got {value!r}); write exact values as strings, e.g. "0.02"',
+        )
+
+
+def _table(value: object, path: str) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise CatalogError(path, f"expected a table, got {_type_name(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise CatalogError(path, f"keys must be strings, got {key!r}")
+    return value
+
+
+def _check_keys(table: Mapping[str, object], path: str, allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    for key in table:
+        if key not in allowed:
+            raise CatalogError(_at(path, key), f"unknown key (allowed: {', '.join(allowed)})")
+
+
+def _list(value: object, path: str) -> list[object]:
+    if not isinstance(value, list):
+        raise CatalogError(path, f"expected an array, got {_type_name(value)}")
+    return value
+
+
+def _int(value: object, path: str, *, lo: int = 0, hi: int = _MAX_QUANTITY) -> int:
+    _no_float(value, path)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CatalogError(path, f"expected an integer, got {_type_name(value)}")
+    if value < lo:
+        raise CatalogError(path, f"must be >= {lo}, got {value}")
+    if value > hi:
+        raise CatalogError(path, f"must be <= {hi}, got {value}")
+    return value
+
+
+def _str(value: object, path: str) -> str:
+    _no_float(value, path)
+    if not isinstance(value, str):
+        raise CatalogError(path, f"expected a string, got {_type_name(value)}")
+    return value
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise CatalogError(path, f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _money(value: object, path: str) -> int:
+    _no_float(value, path)
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise CatalogError(
+            path,
+            f'money is a decimal string of currency units, e.g. "{value}" or "0.02" '
+            f"(got the integer {value})",
+        )
+    text = _str(value, path)
+    if text.startswith("-"):
+        raise CatalogError(path, f"must not be negative, got {text!r}")
+    try:
+        return parse_money(text)
+    except ValueError as exc:
+        raise CatalogError(path, str(exc)) from None
+
+
+def _ratio(value: object, path: str) -> Fraction:
+    _no_float(value, path)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise CatalogError(path, f"must not be negative, got {value}")
+        return Fraction(value)
+    text = _str(value, path)
+    if text.startswith("-"):
+        raise CatalogError(path, f"must not be negative, got {text!r}")
+    try:
+        return parse_ratio(text)
+    except ValueError as exc:
+        raise CatalogError(path, str(exc)) from None
+
+
+def _quantity(value: object, path: str, unit: Unit, *, lo: int = 1) -> int:
+    """An int, or a string with a unit suffix ("1 MiB", "60 s", "1 h")."""
+    _no_float(value, path)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(value, path, lo=lo)
+    text = _str(value, path)
+    if text.startswith("-"):
+        raise CatalogError(path, f"must not be negative, got {text!r}")
+    match = _QUANTITY_RE.fullmatch(text.strip())
+    if match is None:
+        raise CatalogError(path, f'not a quantity: {text!r} (e.g. 1024, "1 MiB", "60 s")')
+    suffixes = _SUFFIXES[unit]
+    suffix = match.group(2)
+    if suffix not in suffixes:
+        known = ", ".join(s for s in suffixes if s) or "none"
+        raise CatalogError(
+            path, f"unknown suffix {suffix!r} for {unit.value} (allowed suffixes: {known})"
+        )
+    return _int(int(match.group(1)) * suffixes[suffix], path, lo=lo)
+
+
+def _instant(value: object, path: str) -> int:
+    """An instant: a TOML offset date-time, an ISO 8601 string with offset, or epoch seconds."""
+    _no_float(value, path)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(value, path, lo=MIN_TIME, hi=MAX_TIME - 1)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise CatalogError(path, f"not an ISO 8601 date-time: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise CatalogError(path, f"expected a date-time with offset, got {_type_name(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise CatalogError(path, "date-time needs a UTC offset (e.g. 2026-01-01T00:00:00Z)")
+    if value.microsecond:
+        raise CatalogError(path, "date-time must be whole seconds")
+    instant = (value - _EPOCH) // _SECOND
+    if not MIN_TIME <= instant < MAX_TIME:
+        raise CatalogError(path, "date-time out of range (1970 .. 2242)")
+    return instant
+
+
+def _time_of_day(value: object, path: str, *, allow_24: bool) -> int:
+    """Seconds since local midnight: "HH:MM", "HH:MM:SS" or a TOML local time."""
+    if isinstance(value, time):
+        if value.tzinfo is not None or value.microsecond:
+            raise CatalogError(path, "time of day must be local and whole seconds")
+        return value.hour * 3600 + value.minute * 60 + value.second
+    text = _str(value, path)
+    match = _TIME_RE.fullmatch(text)
+    if match is None:
+        raise CatalogError(path, f'not a time of day: {text!r} (expected "HH:MM" or "HH:MM:SS")')
+    hour, minute, second = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+    if hour == 24 and minute == 0 and second == 0:
+        if not allow_24:
+            raise CatalogError(path, '"24:00" is only allowed as an end')
+        return DAY
+    if hour > 23 or minute > 59 or second > 59:
+        raise CatalogError(path, f"not a valid time of day: {text!r}")
+    return hour * 3600 + minute * 60 + second
+
+
+def _zone(value: object, path: str) -> str:
+    name = _str(value, path)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CatalogError(path, f"unknown time zone {name!r}") from None
+    return name
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+
+def _modifier(table: Mapping[str, object], path: str) -> Modifier:
+    has_price = "price" in table
+    has_factor = "factor" in table
+    if has_price == has_factor:
+        raise CatalogError(path, 'needs exactly one of "price" or "factor"')
+    if has_price:
+        return Modifier(price=_money(table["price"], _at(path, "price")))
+    return Modifier(factor=_ratio(table["factor"], _at(path, "factor")))
+
+
+def _currency(value: object, path: str) -> Currency:
+    table = _table(value, path)
+    _check_keys(table, path, ("code", "alpha", "exponent"))
+    if "code" not in table:
+        raise CatalogError(_at(path, "code"), "missing (ISO 4217 numeric code, e.g. 978)")
+    code = _int(table["code"], _at(path, "code"), lo=1, hi=999)
+    alpha = None
+    if "alpha" in table:
+        alpha = _str(table["alpha"], _at(path, "alpha"))
+        if not re.fullmatch(r"[A-Z]{3}", alpha):
+            raise CatalogError(_at(path, "alpha"), f"expected 3 capital letters, got {alpha!r}")
+    exponent = _int(table.get("exponent", 2), _at(path, "exponent"), lo=0, hi=6)
+    return Currency(code=code, alpha=alpha, exponent=exponent)
+
+
+def _periods(value: object, path: str) -> tuple[Period, ...]:
+    periods: list[Period] = []
+    by_day: dict[Weekday, list[tuple[int, int, int]]] = {}
+    for i, raw in enumerate(_list(value, path)):
+        p = f"{path}[{i}]"
+        table = _table(raw, p)
+        _check_keys(table, p, ("name", "days", "start", "end", "price", "factor"))
+        for key in ("days", "start", "end"):
+            if key not in table:
+                raise CatalogError(_at(p, key), "missing")
+        name = _str(table.get("name", f"period{i}"), _at(p, "name"))
+        days: list[Weekday] = []
+        day_list = _list(table["days"], _at(p, "days"))
+        if not day_list:
+            raise CatalogError(_at(p, "days"), "must name at least one day")
+        for j, day in enumerate(day_list):
+            dp = f"{_at(p, 'days')}[{j}]"
+            key = _str(day, dp).lower()
+            if key not in _DAY_NAMES:
+                raise CatalogError(dp, f"unknown day {day!r} (allowed: {', '.join(_DAY_NAMES)})")
+            for wd in _DAY_NAMES[key]:
+                if wd in days:
+                    raise CatalogError(dp, f"day {wd.name.lower()} listed twice")
+                days.append(wd)
+        start = _time_of_day(table["start"], _at(p, "start"), allow_24=False)
+        end = _time_of_day(table["end"], _at(p, "end"), allow_24=True)
+        if end <= start:
+            raise CatalogError(
+                _at(p, "end"),
+                "must be after start (a period cannot cross midnight; split it in two)",
+            )
+        modifier = _modifier(table, p)
+        for wd in days:
+            for other_start, other_end, other in by_day.get(wd, []):
+                if start < other_end and other_start < end:
+                    raise CatalogError(
+                        p,
+                        f"overlaps {path}[{other}] on {wd.name.lower()} (periods must not overlap)",
+                    )
+            by_day.setdefault(wd, []).append((start, end, i))
+        periods.append(Period(name=name, days=tuple(days), start=start, end=end, modifier=modifier))
+    return tuple(periods)
+
+
+def _tiers(value: object, path: str, unit: Unit) -> tuple[Tier, ...]:
+    tiers: list[Tier] = []
+    for i, raw in enumerate(_list(value, path)):
+        p = f"{path}[{i}]"
+        table = _table(raw, p)
+        _check_keys(table, p, ("from", "price", "factor"))
+        if "from" not in table:
+            raise CatalogError(_at(p, "from"), "missing")
+        start = _quantity(table["from"], _at(p, "from"), unit, lo=1)
+        if tiers and start <= tiers[-1].start:
+            raise CatalogError(_at(p, "from"), "tiers must be in strictly increasing order")
+        tiers.append(Tier(start=start, modifier=_modifier(table, p)))
+    return tuple(tiers)
+
+
+def _promotions(value: object, path: str) -> tuple[Promotion, ...]:
+    promos: list[tuple[Promotion, int]] = []
+    for i, raw in enumerate(_list(value, path)):
+        p = f"{path}[{i}]"
+        table = _table(raw, p)
+        _check_keys(table, p, ("name", "start", "end", "price", "factor"))
+        for key in ("start", "end"):
+            if key not in table:
+                raise CatalogError(_at(p, key), "missing")
+        name = _str(table.get("name", f"promotion{i}"), _at(p, "name"))
+        start = _instant(table["start"], _at(p, "start"))
+        end = _instant(table["end"], _at(p, "end"))
+        if end <= start:
+            raise CatalogError(_at(p, "end"), "must be after start")
+        modifier = _modifier(table, p)
+        for other, j in promos:
+            if start < other.end and other.start < end:
+                raise CatalogError(p, f"overlaps {path}[{j}] (promotions must not overlap)")
+        promos.append((Promotion(name=name, start=start, end=end, modifier=modifier), i))
+    return tuple(sorted((promo for promo, _ in promos), key=lambda promo: promo.start))
+
+
+def _grant(value: object, path: str, unit: Unit) -> GrantPolicy:
+    table = _table(value, path)
+    _check_keys(
+        table,
+        path,
+        (
+            "quantum",
+            "validity_time",
+            "threshold",
+            "quota_holding_time",
+            "final_unit_action",
+            "redirect_server",
+            "redirect_address_type",
+            "filter_ids",
+        ),
+    )
+    if "quantum" not in table:
+        raise CatalogError(_at(path, "quantum"), "missing (default grant, in the group's unit)")
+    quantum = _quantity(table["quantum"], _at(path, "quantum"), unit, lo=1)
+    validity = _quantity(
+        table.get("validity_time", 3600), _at(path, "validity_time"), Unit.SECONDS, lo=1
+    )
+    if validity > _MAX_U32:
+        raise CatalogError(_at(path, "validity_time"), f"must be <= {_MAX_U32}")
+    threshold = _ratio(table.get("threshold", 0), _at(path, "threshold"))
+    if threshold > 1:
+        raise CatalogError(_at(path, "threshold"), "must be a fraction between 0 and 1")
+    holding = _quantity(
+        table.get("quota_holding_time", 0), _at(path, "quota_holding_time"), Unit.SECONDS, lo=0
+    )
+    if holding > _MAX_U32:
+        raise CatalogError(_at(path, "quota_holding_time"), f"must be <= {_MAX_U32}")
+    fua_name = _str(table.get("final_unit_action", "terminate"), _at(path, "final_unit_action"))
+    if fua_name not in _FUA_NAMES:
+        raise CatalogError(
+            _at(path, "final_unit_action"),
+            f"unknown action {fua_name!r} (allowed: {', '.join(_FUA_NAMES)})",
+        )
+    fua = _FUA_NAMES[fua_name]
+    redirect = None
+    if fua is FinalUnitAction.REDIRECT:
+        if "redirect_server" not in table:
+            raise CatalogError(_at(path, "redirect_server"), 'required with action "redirect"')
+        kind_name = _str(
+            table.get("redirect_address_type", "url"), _at(path, "redirect_address_type")
+        )
+        if kind_name not in _REDIRECT_TYPES:
+            raise CatalogError(
+                _at(path, "redirect_address_type"),
+                f"unknown type {kind_name!r} (allowed: {', '.join(_REDIRECT_TYPES)})",
+            )
+        address = _str(table["redirect_server"], _at(path, "redirect_server"))
+        if not address:
+            raise CatalogError(_at(path, "redirect_server"), "must not be empty")
+        redirect = RedirectServer(address_type=_REDIRECT_TYPES[kind_name], address=address)
+    else:
+        for key in ("redirect_server", "redirect_address_type"):
+            if key in table:
+                raise CatalogError(_at(path, key), 'only allowed with action "redirect"')
+    filter_ids: tuple[str, ...] = ()
+    if fua is FinalUnitAction.RESTRICT_ACCESS:
+        if "filter_ids" not in table:
+            raise CatalogError(_at(path, "filter_ids"), 'required with action "restrict_access"')
+        raw_ids = _list(table["filter_ids"], _at(path, "filter_ids"))
+        if not raw_ids:
+            raise CatalogError(_at(path, "filter_ids"), "must list at least one filter id")
+        filter_ids = tuple(
+            _str(f, f"{_at(path, 'filter_ids')}[{j}]") for j, f in enumerate(raw_ids)
+        )
+    elif "filter_ids" in table:
+        raise CatalogError(_at(path, "filter_ids"), 'only allowed with action "restrict_access"')
+    return GrantPolicy(
+        quantum=quantum,
+        validity_time=validity,
+        threshold=threshold,
+        quota_holding_time=holding,
+        final_unit_action=fua,
+        redirect_server=redirect,
+        filter_ids=filter_ids,
+    )
+
+
+def _rate_label(period: Period | None, tier: int, promo: Promotion | None) -> str:
+    parts = [period.name if period is not None else "base"]
+    if tier:
+        parts.append(f"tier {tier}")
+    if promo is not None:
+        parts.append(f"promotion {promo.name}")
+    return ", ".join(parts)
+
+
+def _compile(
+    *,
+    price: int,
+    block: int,
+    tz: str,
+    periods: tuple[Period, ...],
+    tiers: tuple[Tier, ...],
+    promotions: tuple[Promotion, ...],
+) -> Tariff:
+    """Precompute every rate (period x promotion x tier) and the timeline."""
+    class_of: dict[tuple[int, int], int] = {}
+    class_rates: list[tuple[Rate, ...]] = []
+    price_key: list[int] = []
+    keys: dict[tuple[int, ...], int] = {}
+    for pi, period in enumerate((None, *periods)):
+        for mi, promo in enumerate((None, *promotions)):
+            rates: list[Rate] = []
+            for ti, tier in enumerate((None, *tiers)):
+                per_block = Fraction(price)
+                if period is not None:
+                    per_block = period.modifier.apply(per_block)
+                if tier is not None:
+                    per_block = tier.modifier.apply(per_block)
+                if promo is not None:
+                    per_block = promo.modifier.apply(per_block)
+                # Exact: a Fraction, no rounding at all.
+                per_unit = Fraction(per_block.numerator, per_block.denominator * block)
+                rates.append(
+                    Rate(
+                        num=per_unit.numerator,
+                        den=per_unit.denominator,
+                        block=block,
+                        tier=ti,
+                        period=period.name if period is not None else None,
+                        promotion=promo.name if promo is not None else None,
+                        label=_rate_label(period, ti, promo),
+                    )
+                )
+            key = tuple(x for r in rates for x in (r.num, r.den))
+            class_of[(pi, mi)] = len(class_rates)
+            class_rates.append(tuple(rates))
+            price_key.append(keys.setdefault(key, len(keys)))
+    weekly: list[list[tuple[int, int, int]]] = [[] for _ in range(7)]
+    for pi, period in enumerate(periods, start=1):
+        for day in period.days:
+            weekly[day].append((period.start, period.end, pi))
+    timeline = Timeline(
+        tz=ZoneInfo(tz),
+        weekly=tuple(tuple(sorted(day)) for day in weekly),
+        promos=tuple((p.start, p.end, mi) for mi, p in enumerate(promotions, start=1)),
+        class_of=class_of,
+        price_key=tuple(price_key),
+    )
+    return Tariff(
+        tier_starts=(0, *(t.start for t in tiers)),
+        class_rates=tuple(class_rates),
+        timeline=timeline,
+    )
+
+
+def _rating_group(value: object, path: str, default_tz: str) -> RatingGroup:
+    table = _table(value, path)
+    _check_keys(table, path, _RG_KEYS)
+    for key in ("id", "unit"):
+        if key not in table:
+            raise CatalogError(_at(path, key), "missing")
+    rg_id = _int(table["id"], _at(path, "id"), lo=0, hi=_MAX_U32)
+    unit_name = _str(table["unit"], _at(path, "unit"))
+    try:
+        unit = Unit(unit_name)
+    except ValueError:
+        raise CatalogError(
+            _at(path, "unit"),
+            f"unknown unit {unit_name!r} (allowed: {', '.join(u.value for u in Unit)})",
+        ) from None
+    name = _str(table.get("name", f"rg{rg_id}"), _at(path, "name"))
+    zero_rated = _bool(table.get("zero_rated", False), _at(path, "zero_rated"))
+    tz = _zone(table["timezone"], _at(path, "timezone")) if "timezone" in table else default_tz
+    block = _quantity(table.get("block", 1), _at(path, "block"), unit, lo=1)
+    increment = _quantity(table.get("increment", 1), _at(path, "increment"), unit, lo=1)
+    first = _quantity(
+        table.get("first_increment", increment), _at(path, "first_increment"), unit, lo=1
+    )
+    linked_raw = _list(table.get("linked_rating_groups", []), _at(path, "linked_rating_groups"))
+    linked: list[int] = []
+    for j, item in enumerate(linked_raw):
+        lp = f"{_at(path, 'linked_rating_groups')}[{j}]"
+        other = _int(item, lp, lo=0, hi=_MAX_U32)
+        if other == rg_id:
+            raise CatalogError(lp, "a rating group cannot be linked to itself")
+        if other in linked:
+            raise CatalogError(lp, f"rating group {other} listed twice")
+        linked.append(other)
+    if zero_rated:
+        for key in ("setup_fee", "periods", "tiers", "promotions"):
+            if key in table:
+                raise CatalogError(_at(path, key), "not allowed in a zero-rated group")
+        price = _money(table["price"], _at(path, "price")) if "price" in table else 0
+        if price != 0:
+            raise CatalogError(_at(path, "price"), "a zero-rated group has no price")
+        periods: tuple[Period, ...] = ()
+        tiers: tuple[Tier, ...] = ()
+        promotions: tuple[Promotion, ...] = ()
+        setup_fee = 0
+    else:
+        if "price" not in table:
+            raise CatalogError(
+                _at(path, "price"), 'missing (price per block, e.g. "0.02"; or zero_rated)'
+            )
+        price = _money(table["price"], _at(path, "price"))
+        setup_fee = _money(table.get("setup_fee", "0"), _at(path, "setup_fee"))
+        periods = _periods(table.get("periods", []), _at(path, "periods"))
+        tiers = _tiers(table.get("tiers", []), _at(path, "tiers"), unit)
+        promotions = _promotions(table.get("promotions", []), _at(path, "promotions"))
+    grant = None
+    if "grant" in table:
+        grant = _grant(table["grant"], _at(path, "grant"), unit)
+    elif not zero_rated:
+        raise CatalogError(_at(path, "grant"), "missing (the grant policy of a priced group)")
+    tariff = _compile(
+        price=price, block=block, tz=tz, periods=periods, tiers=tiers, promotions=promotions
+    )
+    all_zero = all(rate.num == 0 for rates in tariff.class_rates for rate in rates)
+    return RatingGroup(
+        id=rg_id,
+        name=name,
+        unit=unit,
+        price=price,
+        block=block,
+        billing=Billing(first=first, increment=increment),
+        setup_fee=setup_fee,
+        zero_rated=zero_rated or (all_zero and setup_fee == 0),
+        timezone=tz,
+        periods=periods,
+        tiers=tiers,
+        promotions=promotions,
+        linked_rating_groups=tuple(linked),
+        grant=grant,
+        tariff=tariff,
+    )
+
+
+def _service(value: object, path: str, known: Mapping[int, RatingGroup]) -> Service:
+    table = _table(value, path)
+    _check_keys(table, path, ("context_id", "name", "rating_groups"))
+    for key in ("context_id", "rating_groups"):
+        if key not in table:
+            raise CatalogError(_at(path, key), "missing")
+    context_id = _str(table["context_id"], _at(path, "context_id"))
+    if not context_id:
+        raise CatalogError(_at(path, "context_id"), "must not be empty")
+    name = _str(table.get("name", context_id), _at(path, "name"))
+    groups: list[int] = []
+    for j, item in enumerate(_list(table["rating_groups"], _at(path, "rating_groups"))):
+        gp = f"{_at(path, 'rating_groups')}[{j}]"
+        rg = _int(item, gp, lo=0, hi=_MAX_U32)
+        if rg not in known:
+            raise CatalogError(gp, f"unknown rating group {rg}")
+        if rg in groups:
+            raise CatalogError(gp, f"rating group {rg} listed twice")
+        groups.append(rg)
+    return Service(context_id=context_id, name=name, rating_groups=tuple(groups))
+
+
+def _account(value: object, path: str) -> AccountPolicy:
+    table = _table(value, path)
+    _check_keys(table, path, ("usage_thresholds",))
+    thresholds: list[int] = []
+    tp = _at(path, "usage_thresholds")
+    for j, item in enumerate(_list(table.get("usage_thresholds", []), tp)):
+        amount = _money(item, f"{tp}[{j}]")
+        if amount <= 0:
+            raise CatalogError(f"{tp}[{j}]", "must be positive")
+        if thresholds and amount <= thresholds[-1]:
+            raise CatalogError(f"{tp}[{j}]", "thresholds must be strictly increasing")
+        thresholds.append(amount)
+    return AccountPolicy(usage_thresholds=tuple(thresholds))
+
+
+def _cdr(value: object, path: str) -> CdrPolicy:
+    table = _table(value, path)
+    _check_keys(table, path, ("volume_limit", "time_limit"))
+    volume = None
+    if "volume_limit" in table:
+        volume = _quantity(table["volume_limit"], _at(path, "volume_limit"), Unit.OCTETS, lo=1)
+    limit = None
+    if "time_limit" in table:
+        limit = _quantity(table["time_limit"], _at(path, "time_limit"), Unit.SECONDS, lo=1)
+    return CdrPolicy(volume_limit=volume, time_limit=limit)
+
+
+def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
+    """Build a ``Catalog`` from TOML text or an already-parsed table.
+
+    Raises ``CatalogError`` (with the key path) for anything invalid.
+    """
+    if isinstance(source, str):
+        try:
+            data: object = tomllib.loads(source)
+        except tomllib.TOMLDecodeError as exc:
+            raise CatalogError("", f"invalid TOML: {exc}") from None
+    else:
+        data = dict(source)
+    top = _table(data, "")
+    _check_keys(top, "", _TOP_KEYS)
+    version = _int(top.get("version", 1), "version", lo=1)
+    if version != 1:
+        raise CatalogError("version", f"unsupported catalog version {version} (expected 1)")
+    name = _str(top.get("name", "catalog"), "name")
+    if "currency" not in top:
+        raise CatalogError("currency", "missing (e.g. [currency] code = 978)")
+    currency = _currency(top["currency"], "currency")
+    tz = _zone(top.get("timezone", "UTC"), "timezone")
+    if "rating_groups" not in top:
+        raise CatalogError("rating_groups", "missing (at least one [[rating_groups]])")
+    groups: dict[int, RatingGroup] = {}
+    raw_groups = _list(top["rating_groups"], "rating_groups")
+    if not raw_groups:
+        raise CatalogError("rating_groups", "must define at least one rating group")
+    for i, raw in enumerate(raw_groups):
+        group = _rating_group(raw, f"rating_groups[{i}]", tz)
+        if group.id in groups:
+            raise CatalogError(f"rating_groups[{i}].id", f"duplicate rating group {group.id}")
+        groups[group.id] = group
+    for i, group in enumerate(groups.values()):
+        for j, other in enumerate(group.linked_rating_groups):
+            if other not in groups:
+                raise CatalogError(
+                    f"rating_groups[{i}].linked_rating_groups[{j}]",
+                    f"unknown rating group {other}",
+                )
+    services: dict[str, Service] = {}
+    if "services" not in top:
+        raise CatalogError("services", "missing (at least one [[services]])")
+    for i, raw in enumerate(_list(top["services"], "services")):
+        service = _service(raw, f"services[{i}]", groups)
+        if service.context_id in services:
+            raise CatalogError(
+                f"services[{i}].context_id", f"duplicate service {service.context_id!r}"
+            )
+        services[service.context_id] = service
+    account = _account(top["account"], "account") if "account" in top else AccountPolicy()
+    cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    return Catalog(
+        version=version,
+        name=name,
+        currency=currency,
+        timezone=tz,
+        services=MappingProxyType(services),
+        rating_groups=MappingProxyType(groups),
+        account=account,
+        cdr=cdr,
+    )
