@@ -1,0 +1,296 @@
+"""A hypothesis state machine over the ledger against a plain reference model.
+
+Every rule predicts the outcome from the model and checks it; after every step the invariants
+hold (``initial + credits - debits == sum of balances``, reserved == sum of open reservations)
+and the ledger agrees with the model account by account. Repeats of any earlier operation id return
+the first outcome and leave the state byte-for-byte unchanged; snapshot round trips are
+indistinguishable from the original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from ocs.accounts import AccountStatus, SubscriptionId
+from ocs.ledger import (
+    Code,
+    Command,
+    CreateAccount,
+    Credit,
+    Debit,
+    Expire,
+    Ledger,
+    Outcome,
+    Post,
+    Reserve,
+    SetStatus,
+    Totals,
+    Void,
+)
+
+ACCOUNT_IDS = ["a", "b", "c", "d", "missing"]
+# Operations mostly hit existing accounts.
+TARGETS = st.sampled_from(["a", "a", "b", "b", "c", "missing"])
+SUBSCRIBERS = ["100", "200", "300", "400"]
+amounts = st.integers(min_value=1, max_value=600)
+# Shared expiry times make several reservations fall due at once (and tie on expires_at).
+ttls = st.one_of(st.sampled_from([1_000, 2_000]), st.integers(1, 10_000))
+
+
+@dataclass
+class ModelAccount:
+    balance: int
+    limit: int
+    status: AccountStatus
+    initial: int
+    reserved: int = 0
+    credits: int = 0
+    debits: int = 0
+
+
+@dataclass(frozen=True)
+class ModelReservation:
+    account: str
+    amount: int
+    expires_at: int
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ledger = Ledger()
+        self.now = 1_700_000_000_000
+        self.accounts: dict[str, ModelAccount] = {}
+        self.subscribers: set[str] = set()
+        self.open: dict[str, ModelReservation] = {}
+        self.reservation_ids: list[str] = ["never-opened"]
+        self.history: list[tuple[Command, Outcome]] = []
+        self.seq = 0
+
+    def next_id(self, prefix: str = "op") -> str:
+        self.seq += 1
+        return f"{prefix}{self.seq}"
+
+    def run(self, cmd: Command, expected: Outcome) -> None:
+        out = self.ledger.apply(cmd)
+        assert out == expected, (cmd, out, expected)
+        self.history.append((cmd, out))
+
+    def create(self, account: str, sub: str, balance: int, limit: int) -> None:
+        cmd = CreateAccount(
+            id=self.next_id(),
+            now=self.now,
+            account_id=account,
+            subscriptions=(SubscriptionId(type=0, data=sub),),
+            currency=978,
+            credit_limit=limit,
+            balance=balance,
+        )
+        if account in self.accounts:
+            expected = Code.ACCOUNT_EXISTS
+        elif sub in self.subscribers:
+            expected = Code.SUBSCRIPTION_TAKEN
+        else:
+            expected = Code.OK
+            self.accounts[account] = ModelAccount(
+                balance=balance, limit=limit, status=AccountStatus.ACTIVE, initial=balance
+            )
+            self.subscribers.add(sub)
+        self.run(cmd, Outcome(code=expected))
+
+    @initialize(balance=st.integers(-50, 1_000), limit=st.integers(0, 300))
+    def first_accounts(self, balance: int, limit: int) -> None:
+        self.create("a", "100", balance, limit)
+        self.create("b", "200", 500, 0)
+
+    @rule(
+        account=st.sampled_from(ACCOUNT_IDS),
+        sub=st.sampled_from(SUBSCRIBERS),
+        balance=st.integers(-100, 1_000),
+        limit=st.integers(0, 300),
+    )
+    def create_account(self, account: str, sub: str, balance: int, limit: int) -> None:
+        self.create(account, sub, balance, limit)
+
+    @rule(account=TARGETS, amount=amounts)
+    def credit(self, account: str, amount: int) -> None:
+        cmd = Credit(id=self.next_id(), now=self.now, account_id=account, amount=amount)
+        acct = self.accounts.get(account)
+        if acct is None:
+            self.run(cmd, Outcome(code=Code.UNKNOWN_ACCOUNT))
+            return
+        acct.balance += amount
+        acct.credits += amount
+        self.run(cmd, Outcome(code=Code.OK))
+
+    def charge(self, acct: ModelAccount, amount: int) -> Outcome:
+        acct.balance -= amount
+        acct.debits += amount
+        return Outcome(code=Code.OK, overdraft=acct.balance < -acct.limit)
+
+    @rule(account=TARGETS, amount=amounts, overdraft=st.booleans())
+    def debit(self, account: str, amount: int, overdraft: bool) -> None:
+        self.do_debit(account, amount, overdraft)
+
+    def do_debit(self, account: str, amount: int, overdraft: bool) -> None:
+        cmd = Debit(
+            id=self.next_id(),
+            now=self.now,
+            account_id=account,
+            amount=amount,
+            allow_overdraft=overdraft,
+        )
+        acct = self.accounts.get(account)
+        if acct is None:
+            self.run(cmd, Outcome(code=Code.UNKNOWN_ACCOUNT))
+        elif not overdraft and acct.balance - acct.reserved - amount < -acct.limit:
+            self.run(cmd, Outcome(code=Code.INSUFFICIENT_FUNDS))
+        else:
+            self.run(cmd, self.charge(acct, amount))
+
+    @rule(
+        account=TARGETS,
+        status=st.sampled_from([AccountStatus.ACTIVE] * 3 + list(AccountStatus)),
+    )
+    def set_status(self, account: str, status: AccountStatus) -> None:
+        cmd = SetStatus(id=self.next_id(), now=self.now, account_id=account, status=status)
+        acct = self.accounts.get(account)
+        if acct is None:
+            self.run(cmd, Outcome(code=Code.UNKNOWN_ACCOUNT))
+            return
+        acct.status = status
+        self.run(cmd, Outcome(code=Code.OK))
+
+    @rule(account=TARGETS, amount=amounts, ttl=ttls)
+    def reserve(self, account: str, amount: int, ttl: int) -> None:
+        self.do_reserve(account, amount, ttl)
+
+    @rule(account=TARGETS, count=st.integers(2, 4), ttl=ttls)
+    def reserve_several_alike(self, account: str, count: int, ttl: int) -> None:
+        for _ in range(count):
+            self.do_reserve(account, 1, ttl)
+
+    @rule(account=TARGETS, extra=st.integers(-1, 1), ttl=ttls)
+    def reserve_all_that_is_left(self, account: str, extra: int, ttl: int) -> None:
+        acct = self.accounts.get(account)
+        headroom = 0 if acct is None else acct.balance - acct.reserved + acct.limit
+        self.do_reserve(account, max(1, headroom + extra), ttl)
+
+    @rule(account=TARGETS, extra=st.integers(-1, 1))
+    def debit_all_that_is_left(self, account: str, extra: int) -> None:
+        acct = self.accounts.get(account)
+        headroom = 0 if acct is None else acct.balance - acct.reserved + acct.limit
+        self.do_debit(account, max(1, headroom + extra), False)
+
+    def do_reserve(self, account: str, amount: int, ttl: int) -> None:
+        rid = self.next_id("r")
+        cmd = Reserve(
+            id=rid, now=self.now, account_id=account, amount=amount, expires_at=self.now + ttl
+        )
+        self.reservation_ids.append(rid)
+        acct = self.accounts.get(account)
+        if acct is None:
+            expected = Code.UNKNOWN_ACCOUNT
+        elif acct.status is not AccountStatus.ACTIVE:
+            expected = Code.ACCOUNT_NOT_ACTIVE
+        elif acct.balance - acct.reserved - amount < -acct.limit:
+            expected = Code.INSUFFICIENT_FUNDS
+        else:
+            expected = Code.OK
+            acct.reserved += amount
+            self.open[rid] = ModelReservation(account, amount, self.now + ttl)
+        self.run(cmd, Outcome(code=expected))
+
+    def pick_reservation(self, pick: int, known: bool) -> str:
+        ids = sorted(self.open) if known and self.open else self.reservation_ids
+        return ids[pick % len(ids)]
+
+    @rule(pick=st.integers(0, 10**6), known=st.booleans(), amount=st.integers(0, 1_200))
+    def post(self, pick: int, known: bool, amount: int) -> None:
+        rid = self.pick_reservation(pick, known)
+        cmd = Post(id=self.next_id(), now=self.now, reservation_id=rid, amount=amount)
+        res = self.open.pop(rid, None)
+        if res is None:
+            self.run(cmd, Outcome(code=Code.UNKNOWN_RESERVATION))
+            return
+        acct = self.accounts[res.account]
+        acct.reserved -= res.amount
+        self.run(cmd, self.charge(acct, amount))
+
+    @rule(pick=st.integers(0, 10**6), known=st.booleans())
+    def void(self, pick: int, known: bool) -> None:
+        rid = self.pick_reservation(pick, known)
+        cmd = Void(id=self.next_id(), now=self.now, reservation_id=rid)
+        res = self.open.pop(rid, None)
+        if res is None:
+            self.run(cmd, Outcome(code=Code.UNKNOWN_RESERVATION))
+            return
+        self.accounts[res.account].reserved -= res.amount
+        self.run(cmd, Outcome(code=Code.OK))
+
+    @rule(elapsed=st.integers(0, 4_000))
+    def expire(self, elapsed: int) -> None:
+        self.now += elapsed
+        due = sorted(
+            (r.expires_at, rid) for rid, r in self.open.items() if r.expires_at <= self.now
+        )
+        if not due:
+            assert self.ledger.expire_due(self.now) == Outcome(code=Code.OK)
+            return
+        for _, rid in due:
+            res = self.open.pop(rid)
+            self.accounts[res.account].reserved -= res.amount
+        expected = Outcome(code=Code.OK, expired=tuple(rid for _, rid in due))
+        self.run(Expire(id=self.next_id(), now=self.now), expected)
+
+    @rule(pick=st.integers(0, 10**6))
+    def repeat(self, pick: int) -> None:
+        cmd, first = self.history[pick % len(self.history)]
+        before = self.ledger.snapshot()
+        assert self.ledger.apply(cmd) == first
+        assert self.ledger.snapshot() == before
+
+    @rule()
+    def snapshot_round_trip(self) -> None:
+        data = self.ledger.snapshot()
+        restored = Ledger()
+        restored.restore(data)
+        assert restored.snapshot() == data
+        self.ledger = restored
+
+    @invariant()
+    def books_balance(self) -> None:
+        self.ledger.check_invariants()
+        assert self.ledger.account_count == len(self.accounts)
+        for account_id, model in self.accounts.items():
+            view = self.ledger.account(account_id)
+            assert view is not None
+            assert (view.balance, view.reserved, view.status) == (
+                model.balance,
+                model.reserved,
+                model.status,
+            )
+            assert model.initial + model.credits - model.debits == model.balance
+        models = self.accounts.values()
+        assert self.ledger.totals() == Totals(
+            initial=sum(m.initial for m in models),
+            credits=sum(m.credits for m in models),
+            debits=sum(m.debits for m in models),
+        )
+        assert {r.reservation_id for r in self.ledger.reservations()} == set(self.open)
+        for account_id, model in self.accounts.items():
+            held = sum(r.amount for r in self.open.values() if r.account == account_id)
+            assert held == model.reserved
+
+
+LedgerMachine.TestCase.settings = settings(
+    max_examples=80,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestLedgerMachine = LedgerMachine.TestCase
