@@ -1,29 +1,405 @@
-"""Assembles the running system: the server, its handlers, and the stores behind them."""
+"""Assembles the running system: server, charging core, journal, CDR files, timers.
+
+Per request (on the event loop): the core handles it synchronously; if it changed state, the
+request itself is appended to the journal (an `Input`); the answer is handed to group commit
+and leaves only once that record is durable. CDRs the request produced wait, with the LSN of
+their record, until the journal is durable past it; only then are they written to the CDR
+files, so a CDR file never runs ahead of the journal. Recovery (`App.open`) replays the
+journal through the same core, which regenerates every CDR with the same sequence number;
+those the CDR files lack are written then.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, Final
 
-from ocs.server import Server, ServerConfig
+import structlog
+
+from ocs.catalog_files import catalog_text
+from ocs.cdr_files import CdrWriter
+from ocs.charging import (
+    Action,
+    ActionKind,
+    ChargingCore,
+    Input,
+    InputKind,
+    Result,
+    decode_input,
+    encode_input,
+)
+from ocs.group_commit import GroupCommit
+from ocs.ledger import Ledger
+from ocs.server import PeerHandle, RequestContext, Server, ServerConfig
+from ocs.store import Store
+from protocol.codes import CommandCode, ReAuthRequestType
+from protocol.messages import AMR, ASR, CCR, RAR, Answer
+from protocol.peer import PeerState
+
+log = structlog.get_logger("ocs.app")
+
+KIND_CORE: Final = 2
+TICK_SECONDS: Final = 1.0
+CDR_SYNC_SECONDS: Final = 1.0
+
+
+class RecoveryError(RuntimeError):
+    """The data directory is inconsistent (CDR files ahead of the journal, or behind a
+    snapshot): refuse to start rather than number records twice."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppConfig:
     data_dir: Path = Path("ocs-data")
     catalog: Path | None = None
+    relaxed_sync_ms: float | None = None  # None: strict group commit (fsync before answers)
+    checkpoint_records: int = 500_000  # journal records between snapshots
+    cdr_rotate_bytes: int = 64 << 20
+    cdr_rotate_seconds: float = 3600.0
+    min_tcc_s: int = 120
+
+
+class _CoreComponent:
+    """The core as a journal component: its inputs are records of kind `KIND_CORE`."""
+
+    def __init__(self, core: ChargingCore) -> None:
+        self.core = core
+
+    def snapshot(self) -> bytes:
+        return self.core.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self.core.restore(data)
+
+    def replay(self, body: bytes) -> None:
+        self.core.apply(decode_input(body))
+
+
+class _CommitGate:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def release(self, callback: Any) -> None:
+        commit = self.app.commit
+        assert commit is not None
+        commit.defer(callback)
 
 
 class App:
     def __init__(self, server: Server, config: AppConfig) -> None:
         self.server = server
         self.config = config
+        self.store: Store | None = None
+        self.core: ChargingCore | None = None
+        self.commit: GroupCommit | None = None
+        self.cdrs: CdrWriter | None = None
+        self._pending_cdrs: deque[tuple[int, int, bytes]] = deque()  # (lsn, seq, line)
+        self._last_peer: dict[str, PeerHandle] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._checkpointing = False
+        self.stats = {"requests": 0, "journaled": 0, "cdrs": 0, "rar": 0, "asr": 0}
+        server.gate = _CommitGate(self)
+        server.handlers[CommandCode.CREDIT_CONTROL] = self._ccr
+        server.handlers[CommandCode.ACCOUNT_MANAGEMENT] = self._amr
+
+    # --- lifetime ------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Recover state from the data directory (journal, snapshots)."""
+        """Lock the data directory, recover state and CDR files, start the timers."""
+        cfg = self.config
+        text = catalog_text(cfg.catalog)
+        ledger = Ledger()
+        core = ChargingCore(
+            ledger,
+            text,
+            origin_host=self.server.config.origin_host,
+            origin_realm=self.server.config.origin_realm,
+            min_tcc_s=cfg.min_tcc_s,
+        )
+        core.replaying = True
+        started = time.perf_counter()
+        store = Store.open(
+            cfg.data_dir, ledger=ledger, components={KIND_CORE: _CoreComponent(core)}
+        )
+        try:
+            core.replaying = False
+            core.take_actions()  # effects of the past were sent (or not) before the crash
+            regenerated = core.take_cdrs()
+            cdrs = CdrWriter(
+                cfg.data_dir / "cdr",
+                rotate_bytes=cfg.cdr_rotate_bytes,
+                rotate_seconds=cfg.cdr_rotate_seconds,
+            )
+            on_disk = cdrs.open()
+            self._reconcile_cdrs(cdrs, on_disk, core.cdr_seq, regenerated)
+            cdrs.commit()
+        except BaseException:
+            store.close()
+            raise
+        self.store, self.core, self.cdrs = store, core, cdrs
+        self.commit = GroupCommit(
+            store.journal, sync_interval_ms=cfg.relaxed_sync_ms, on_failure=self._journal_failed
+        )
+        rec = store.recovery
+        log.info(
+            "recovery.done",
+            snapshot_lsn=rec.snapshot_lsn,
+            replayed=rec.replayed,
+            sessions=len(core.sessions),
+            accounts=ledger.account_count,
+            cdr_sequence=core.cdr_seq,
+            cdrs_rewritten=max(0, core.cdr_seq - on_disk),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        if not core.catalog_journaled or core.catalog_text != text:
+            self._journal_input(Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode()))
+            core.load_catalog(text)
+            core.catalog_journaled = True
+            self._after_core(None)
+        self._timer = asyncio.get_running_loop().create_task(self._timers())
+
+    @staticmethod
+    def _reconcile_cdrs(
+        cdrs: CdrWriter, on_disk: int, last: int, regenerated: list[tuple[int, bytes]]
+    ) -> None:
+        if on_disk > last:
+            raise RecoveryError(
+                f"CDR files hold record {on_disk} but the journal only reaches {last}"
+            )
+        missing = [(seq, line) for seq, line in regenerated if seq > on_disk]
+        if last > on_disk and (not missing or missing[0][0] != on_disk + 1):
+            raise RecoveryError(
+                f"CDRs {on_disk + 1}..{last} are neither on disk nor in the journal"
+            )
+        for seq, line in missing:
+            cdrs.append(seq, line)
 
     async def close(self) -> None:
-        """Flush and release the data directory."""
+        """Answer what is pending, write every CDR, checkpoint, release the directory."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.commit is not None:
+            await self.commit.durable()
+            await self.commit.aclose()
+        self._move_cdrs()
+        if self.cdrs is not None:
+            self.cdrs.close()
+        if self.store is not None and self.core is not None:
+            if self.store.records_since_checkpoint > 0:
+                self.store.checkpoint()
+            self.store.close()
+        log.info("app.closed", **self.stats)
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        log.critical("journal.failed", error=repr(exc))
+        asyncio.get_running_loop().call_soon(_exit_now)
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    def _ccr(self, ctx: RequestContext, message: CCR) -> bytes:
+        core = self.core
+        assert core is not None
+        origin = message.origin_host
+        result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        self._record(ctx, origin, result, CommandCode.CREDIT_CONTROL)
+        self._last_peer[message.session_id] = ctx.peer
+        return result.body
+
+    def _amr(self, ctx: RequestContext, message: AMR) -> bytes:
+        core = self.core
+        assert core is not None
+        origin = message.origin_host
+        result = core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        self._record(ctx, origin, result, CommandCode.ACCOUNT_MANAGEMENT)
+        return result.body
+
+    def _record(self, ctx: RequestContext, origin: str, result: Result, command: int) -> None:
+        self.stats["requests"] += 1
+        lsn = None
+        if result.changed:
+            lsn = self._journal_input(
+                Input(
+                    kind=InputKind.REQUEST,
+                    now_ms=ctx.now_ms,
+                    origin_host=origin,
+                    end_to_end=ctx.header.end_to_end,
+                    command=command,
+                    body=ctx.body,
+                )
+            )
+        self._after_core(lsn)
+
+    def _journal_input(self, record: Input) -> int:
+        store = self.store
+        assert store is not None
+        self.stats["journaled"] += 1
+        return store.append(KIND_CORE, encode_input(record))
+
+    def _after_core(self, lsn: int | None) -> None:
+        """Collect what the core produced: CDRs (held until their record is durable) and
+        server-initiated requests (sent once the input that caused them is durable)."""
+        core = self.core
+        commit = self.commit
+        assert core is not None and commit is not None
+        cdrs = core.take_cdrs()
+        if cdrs:
+            assert lsn is not None, "only journaled inputs produce CDRs"
+            for seq, line in cdrs:
+                at = lsn
+                self._pending_cdrs.append((at, seq, line))
+            self.stats["cdrs"] += len(cdrs)
+            commit.defer(self._move_cdrs)
+        for sid in core.take_closed():
+            self._last_peer.pop(sid, None)
+        actions = core.take_actions()
+        if actions:
+            commit.defer(lambda: self._send_actions(actions))
+
+    def _move_cdrs(self) -> None:
+        """CDRs whose journal record is durable go to the CDR files (one write per batch)."""
+        store, cdrs = self.store, self.cdrs
+        if store is None or cdrs is None:
+            return
+        durable = (
+            store.journal.durable_lsn
+            if self.config.relaxed_sync_ms is None
+            else (store.journal.written_lsn)
+        )
+        pending = self._pending_cdrs
+        moved = False
+        while pending and pending[0][0] <= durable:
+            _, seq, line = pending.popleft()
+            cdrs.append(seq, line)
+            moved = True
+        if moved:
+            cdrs.flush()
+
+    # --- server-initiated requests (section 7) -------------------------------------------------
+
+    def _send_actions(self, actions: list[Action]) -> None:
+        for action in actions:
+            peer = self._route(action)
+            if peer is None or peer.conn is None:
+                log.warning(
+                    "request.undeliverable",
+                    kind=action.kind.value,
+                    session=action.session_id,
+                    peer=action.origin_host,
+                    reason=action.reason,
+                )
+                continue
+            cfg = self.server.config
+            realm = peer.conn.peer.origin_realm if peer.conn.peer is not None else cfg.origin_realm
+            message: RAR | ASR
+            if action.kind is ActionKind.RAR:
+                message = RAR(
+                    session_id=action.session_id,
+                    origin_host=cfg.origin_host,
+                    origin_realm=cfg.origin_realm,
+                    destination_realm=realm,
+                    destination_host=action.origin_host,
+                    auth_application_id=4,
+                    re_auth_request_type=ReAuthRequestType.AUTHORIZE_ONLY,
+                    rating_group=action.rating_groups or None,
+                )
+                self.stats["rar"] += 1
+            else:
+                message = ASR(
+                    session_id=action.session_id,
+                    origin_host=cfg.origin_host,
+                    origin_realm=cfg.origin_realm,
+                    destination_realm=realm,
+                    destination_host=action.origin_host,
+                    auth_application_id=4,
+                )
+                self.stats["asr"] += 1
+            future = peer.send_request(message)
+            future.add_done_callback(partial(_log_answer, action=action))
+
+    def _route(self, action: Action) -> PeerHandle | None:
+        """The connection the session last used, else another of the same Origin-Host."""
+        peer = self._last_peer.get(action.session_id)
+        if peer is not None and peer.conn is not None and peer.conn.state is PeerState.OPEN:
+            return peer
+        return next(iter(self.server.peers_of(action.origin_host)), None)
+
+    # --- timers --------------------------------------------------------------------------------
+
+    async def _timers(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_sync = loop.time()
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            core, store, cdrs = self.core, self.store, self.cdrs
+            assert core is not None and store is not None and cdrs is not None
+            now_ms = _now_ms()
+            if core.due(now_ms):
+                lsn = self._journal_input(Input(kind=InputKind.TICK, now_ms=now_ms))
+                core.tick(now_ms)
+                self._after_core(lsn)
+                assert self.commit is not None
+                self.commit.schedule()
+            cdrs.maybe_rotate()
+            if loop.time() - last_sync >= CDR_SYNC_SECONDS:
+                last_sync = loop.time()
+                await loop.run_in_executor(None, cdrs.sync)
+            if (
+                store.records_since_checkpoint >= self.config.checkpoint_records
+                and not self._checkpointing
+            ):
+                await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Snapshot + compaction. The snapshot is written only once every CDR it counts is
+        in the CDR files and synced, so compaction never drops a CDR's only source."""
+        store, cdrs, commit, core = self.store, self.cdrs, self.commit, self.core
+        assert store is not None and cdrs is not None and commit is not None and core is not None
+        self._checkpointing = True
+        try:
+            checkpoint = store.capture_checkpoint()
+            seq = core.cdr_seq
+            await commit.durable()
+            self._move_cdrs()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, cdrs.commit)
+            if cdrs.durable_sequence < seq:
+                log.warning("checkpoint.skipped", reason="CDRs not yet durable", seq=seq)
+                return
+            await loop.run_in_executor(None, store.write_checkpoint, checkpoint)
+            log.info("checkpoint.written", lsn=checkpoint.lsn, cdr_sequence=seq)
+        finally:
+            self._checkpointing = False
+
+
+def _log_answer(future: asyncio.Future[Answer], *, action: Action) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None:
+        log.warning(
+            "request.failed", kind=action.kind.value, session=action.session_id, error=str(exc)
+        )
+        return
+    log.info(
+        "request.answered",
+        kind=action.kind.value,
+        session=action.session_id,
+        result_code=future.result().result_code,
+        reason=action.reason,
+    )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _exit_now() -> None:
+    raise SystemExit("journal failed: stopping so that a restart recovers from the log")
 
 
 def build_app(server_config: ServerConfig, config: AppConfig) -> App:

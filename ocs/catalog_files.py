@@ -15,17 +15,23 @@ def demo_catalog_text() -> str:
     return resources.files("ocs").joinpath(DEMO_CATALOG).read_text(encoding="utf-8")
 
 
-def load_catalog_file(path: str | None) -> Catalog:
-    """Load and validate a catalog file; ``None`` loads the built-in demo catalog.
+def catalog_text(path: str | Path | None) -> str:
+    """The text of a catalog file, validated; ``None`` gives the built-in demo catalog.
 
     Raises ``CatalogError`` for an unreadable file as well as for an invalid catalog.
     """
     if path is None:
-        return parse_catalog(demo_catalog_text())
+        return demo_catalog_text()
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError("", f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise CatalogError("", f"{path} is not UTF-8 text: {exc.reason}") from None
-    return parse_catalog(text)
+    parse_catalog(text)
+    return text
+
+
+def load_catalog_file(path: str | Path | None) -> Catalog:
+    """Load and validate a catalog file; ``None`` loads the built-in demo catalog."""
+    return parse_catalog(catalog_text(path))

@@ -63,15 +63,18 @@ class ServerConfig:
 
 @dataclass(slots=True)
 class RequestContext:
-    """What a handler knows about a request besides its body."""
+    """What a handler knows about a request besides its decoded message."""
 
     header: Header
     peer: PeerHandle
-    now: float  # wall-clock seconds since the Unix epoch, read once per batch at the edge
+    body: bytes  # the body as received
+    now_ms: int  # wall-clock ms since the Unix epoch, read once per batch at the edge
 
 
 class Handler(Protocol):
-    def __call__(self, ctx: RequestContext, message: Any) -> Answer: ...
+    """Returns the answer, or its body already encoded."""
+
+    def __call__(self, ctx: RequestContext, message: Any) -> Answer | bytes: ...
 
 
 class AnswerGate(Protocol):
@@ -154,13 +157,13 @@ class PeerHandle(asyncio.Protocol):
         assert conn is not None
         self._last_rx = self.server.loop.time()
         events = conn.receive_data(data)
-        now: float | None = None
+        now_ms: int | None = None
         close_reason: str | None = None
         for event in events:
             if isinstance(event, RequestReceived):
-                if now is None:
-                    now = time.time()
-                self._dispatch(event.header, event.message, now)
+                if now_ms is None:
+                    now_ms = time.time_ns() // 1_000_000
+                self._dispatch(event, now_ms)
             elif isinstance(event, AnswerReceived):
                 self._answer(event)
             elif isinstance(event, RequestRejected):
@@ -204,9 +207,8 @@ class PeerHandle(asyncio.Protocol):
 
     # --- requests ------------------------------------------------------------------------------
 
-    def _dispatch(self, header: Header, message: Request, now: float) -> None:
-        conn = self.conn
-        assert conn is not None
+    def _dispatch(self, event: RequestReceived, now_ms: int) -> None:
+        header, message = event.header, event.message
         handler = self.server.handlers.get(header.command_code)
         try:
             if handler is None:
@@ -215,16 +217,21 @@ class PeerHandle(asyncio.Protocol):
                     "command not served",
                     session_id=getattr(message, "session_id", None),
                 )
-            answer = handler(RequestContext(header=header, peer=self, now=now), message)
+            answer = handler(
+                RequestContext(header=header, peer=self, body=event.body, now_ms=now_ms), message
+            )
         except ProtocolError as exc:
             self.server.gate.release(partial(self._send_error, header, exc))
             return
         self.server.gate.release(partial(self._send_answer, header, answer))
 
-    def _send_answer(self, header: Header, answer: Answer) -> None:
+    def _send_answer(self, header: Header, answer: Answer | bytes) -> None:
         if self._closed or self.conn is None:
             return
-        self.conn.send_answer(header, answer)
+        if isinstance(answer, bytes):
+            self.conn.send_answer_body(header, answer)
+        else:
+            self.conn.send_answer(header, answer)
         self._flush()
 
     def _send_error(self, header: Header, error: ProtocolError) -> None:

@@ -116,13 +116,15 @@ class Store(LedgerOps):
         retention_ms: int = DAY_MS,
         max_remembered: int = 1_000_000,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        ledger: Ledger | None = None,
     ) -> Store:
         """Lock ``data_dir`` (`ocs.journal.DataDirLockedError` if another server holds it),
         load the latest snapshot, replay the journal after it, and return the store."""
         path = Path(data_dir)
         lock = DirLock(path)
         try:
-            ledger = Ledger(retention_ms=retention_ms, max_remembered=max_remembered)
+            if ledger is None:  # a caller may bring its own (one its components also use)
+                ledger = Ledger(retention_ms=retention_ms, max_remembered=max_remembered)
             parts: dict[int, Component] = {KIND_LEDGER: _LedgerComponent(ledger)}
             for kind, component in (components or {}).items():
                 if not 1 < kind < 256:

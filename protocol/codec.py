@@ -160,7 +160,26 @@ def encode_frame(
     """Header + MessagePack body. `flags` must agree with the message being a request."""
     if bool(flags & Flag.REQUEST) != message.IS_REQUEST:
         raise LocalProtocolError(f"R flag does not match {type(message).__name__}")
-    body = _ENCODER.encode(message)
+    return frame_body(
+        _ENCODER.encode(message),
+        flags=flags,
+        command_code=command_code,
+        application_id=application_id,
+        hop_by_hop=hop_by_hop,
+        end_to_end=end_to_end,
+    )
+
+
+def frame_body(
+    body: bytes,
+    *,
+    flags: int,
+    command_code: int,
+    application_id: int,
+    hop_by_hop: int,
+    end_to_end: int,
+) -> bytes:
+    """Header + an already encoded body."""
     length = HEADER_LENGTH + len(body)
     if length > MAX_ENCODABLE_LENGTH:
         raise LocalProtocolError(f"message of {length} bytes does not fit the 24-bit length")

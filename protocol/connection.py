@@ -20,6 +20,7 @@ from protocol.codec import (
     answer_flags,
     decode_body,
     encode_frame,
+    frame_body,
 )
 from protocol.codes import (
     DEFAULT_MAX_MESSAGE_LENGTH,
@@ -113,6 +114,7 @@ class RequestReceived(Event):
 
     header: Header
     message: Request
+    body: bytes  # as received, for a journal of inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +329,7 @@ class Connection:
         else:
             assert isinstance(message, Request)
             self._pending_in += 1
-            events.append(RequestReceived(header, message))
+            events.append(RequestReceived(header, message, body))
 
     def _receive_cer(self, header: Header, body: bytes, events: list[Event]) -> None:
         if self.role is not Role.SERVER or self.state is not PeerState.WAIT_CER:
@@ -493,11 +495,20 @@ class Connection:
         self._answered()
         self._send_answer_now(request, message, error=False)
 
-    def send_answer_bytes(self, request: Header, frame: bytes) -> None:
-        """Answer a `RequestReceived` with a frame encoded earlier (a cached duplicate
-        answer); the caller has put the request's Hop-by-Hop-Id in it with `with_hop_by_hop`."""
+    def send_answer_body(self, request: Header, body: bytes) -> None:
+        """Answer a `RequestReceived` with an answer body encoded earlier (by the
+        application, which also keeps it for duplicates)."""
         self._answered()
-        self._out.append(frame)
+        self._out.append(
+            frame_body(
+                body,
+                flags=answer_flags(request, error=False),
+                command_code=request.command_code,
+                application_id=request.application_id,
+                hop_by_hop=request.hop_by_hop,
+                end_to_end=request.end_to_end,
+            )
+        )
 
     def send_error(self, request: Header, error: ProtocolError) -> None:
         """Answer a `RequestReceived` with the error the application found."""
@@ -589,8 +600,3 @@ class Connection:
             origin_realm=self.identity.origin_realm,
             disconnect_cause=DisconnectCause(cause),
         )
-
-
-def with_hop_by_hop(frame: bytes, hop_by_hop: int) -> bytes:
-    """A copy of an encoded frame with another Hop-by-Hop-Id (resending a cached answer)."""
-    return frame[:12] + hop_by_hop.to_bytes(4, "big") + frame[16:]

@@ -31,7 +31,6 @@ from protocol.connection import (
     RequestReceived,
     RequestRejected,
     WatchdogReceived,
-    with_hop_by_hop,
 )
 from protocol.errors import LocalProtocolError, ProtocolError
 from protocol.framing import FrameBuffer
@@ -289,9 +288,7 @@ def test_server_initiated_request_and_its_answer() -> None:
     assert isinstance(answer, AnswerReceived) and answer.request == sent
     assert isinstance(answer.message, RAA) and answer.message.result_code == 2001
     # the same answer again matches nothing
-    again = srv.receive_data(
-        with_hop_by_hop(client.encode_answer(event.header, answer.message), event.header.hop_by_hop)
-    )
+    again = srv.receive_data(client.encode_answer(event.header, answer.message))
     assert [type(e) for e in again] == [AnswerDropped]
 
 

@@ -1,0 +1,1253 @@
+"""The charging core: credit-control sessions, events and administration (WIRE.md 5-9).
+
+Synchronous and deterministic: every input carries its time (int ms since the epoch) and the
+core never reads a clock or touches a file. The I/O edge journals each input that changed
+state (`Input`) before releasing its answer; after a crash, `replay` feeds the same inputs
+through the same code and rebuilds exactly the same sessions, reservations, duplicate cache
+and CDRs (with the same sequence numbers). What the core produces besides answers is drained
+by the edge: `take_cdrs()` (numbered JSON lines for the CDR files) and `take_actions()`
+(RAR/ASR to send).
+
+Money: reservations are two-phase transfers in the ledger (reserve before the grant is
+answered; post what was used, even beyond the grant; void what is left). Every posted charge
+lands in exactly one CDR container, so the sum of CDR charges is what the accounts lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from ocs.accounts import AccountStatus, AccountView, SubscriptionId
+from ocs.ledger import Code, Ledger
+from ocs.outcomes import Outcome, result_code
+from protocol.codec import decode_body, encode_body
+from protocol.codes import (
+    AccountOperation,
+    AoCRequestType,
+    CCRequestType,
+    CheckBalanceResult,
+    CommandCode,
+    RedirectAddressType,
+    ReportingReason,
+    RequestedAction,
+    SubscriptionIdType,
+    TariffChangeUsage,
+)
+from protocol.codes import AccountStatus as WireAccountStatus
+from protocol.codes import FinalUnitAction as WireFinalUnitAction
+from protocol.messages import (
+    AMA,
+    AMR,
+    CCA,
+    CCR,
+    Account,
+    Answer,
+    CostInformation,
+    FinalUnitIndication,
+    MsccAnswer,
+    MsccRequest,
+    RedirectServer,
+    RemainingBalance,
+    ServiceUnit,
+    UnitValue,
+    UsedServiceUnit,
+)
+from protocol.messages import SubscriptionId as WireSubscriptionId
+from rating import (
+    Catalog,
+    RatingGroup,
+    Unit,
+    affordable,
+    next_tariff_change,
+    parse_catalog,
+    price,
+    price_at,
+    price_dearest,
+    price_event,
+    unit_value,
+)
+
+MS: Final = 1000
+DEFAULT_DUPLICATE_WINDOW_MS: Final = 4 * 60 * MS  # WIRE.md section 6: at least 4 minutes
+DEFAULT_MIN_TCC_S: Final = 120  # Tcc of a session that holds no grant
+RESERVATION_SLACK_S: Final = 60
+
+# --- inputs (what is journaled) ---------------------------------------------------------------
+
+
+class InputKind(enum.IntEnum):
+    REQUEST = 1  # a CCR or AMR body
+    TICK = 2  # supervision and expiry at `now_ms`
+    CATALOG = 3  # a new catalog (TOML text)
+
+
+class Input(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One journaled input. Replaying the inputs in order rebuilds the state exactly."""
+
+    kind: InputKind
+    now_ms: int
+    origin_host: str = ""
+    end_to_end: int = 0
+    command: int = 0
+    body: bytes = b""
+
+
+_INPUT_ENCODER: Final = msgspec.msgpack.Encoder()
+_INPUT_DECODER: Final = msgspec.msgpack.Decoder(Input)
+
+
+def encode_input(record: Input) -> bytes:
+    return _INPUT_ENCODER.encode(record)
+
+
+def decode_input(data: bytes | memoryview) -> Input:
+    return _INPUT_DECODER.decode(data)
+
+
+# --- actions (what the edge sends on the core's behalf) ---------------------------------------
+
+
+class ActionKind(enum.Enum):
+    RAR = "rar"
+    ASR = "asr"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Action:
+    kind: ActionKind
+    session_id: str
+    origin_host: str
+    rating_groups: tuple[int, ...] = ()
+    reason: str = ""
+
+
+# --- session state ----------------------------------------------------------------------------
+
+
+class Grant(msgspec.Struct, kw_only=True, array_like=True, gc=False):
+    """Quota granted for one rating group, held by one ledger reservation."""
+
+    reservation_id: str
+    amount: int  # micro-units reserved
+    units: int  # granted units
+    granted_s: int  # when granted (epoch s)
+    validity_s: int
+    tariff_change_s: int | None
+    final: bool  # carried Final-Unit-Indication
+    fee: int  # setup fee included in `amount` (0 if already charged)
+
+
+class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
+    """One used-unit container of a CDR (WIRE.md section 9)."""
+
+    rating_group: int
+    time_s: int
+    units: int
+    unit: str  # the rating group's unit ("octets", "seconds", "units")
+    uplink: int | None
+    downlink: int | None
+    triggers: tuple[str, ...]
+    tariff_change_usage: int | None
+    charge: int
+    setup_fee: int
+    beyond_grant: int
+    at_ms: int
+
+
+class Session(msgspec.Struct, kw_only=True, array_like=True):
+    session_id: str
+    account_id: str
+    subscriber: str
+    origin_host: str
+    service_context_id: str
+    opened_ms: int
+    last_ms: int
+    number: int  # the last CC-Request-Number processed
+    last_answer: bytes  # encoded CCA body of that request (section 6)
+    tcc_s: int
+    grants: dict[int, Grant] = {}
+    rated: dict[int, int] = {}  # units rated so far per rating group (increments, tiers)
+    fee_charged: list[int] = []  # rating groups whose setup fee was charged
+    starved: list[int] = []  # rating groups held at final units or refused (top-up -> RAR)
+    charge_total: int = 0
+    containers: list[Container] = []  # since the last CDR of this session
+    record_opened_ms: int = 0
+    local_seq: int = 0  # CDRs written for this session
+    service_information: dict[str, Any] | None = None
+
+
+class _CachedAnswer(msgspec.Struct, array_like=True, gc=False):
+    at_ms: int
+    command: int
+    body: bytes
+
+
+class _State(msgspec.Struct, kw_only=True, array_like=True):
+    """The core's part of a snapshot (the ledger snapshots itself)."""
+
+    catalog_text: str
+    cdr_seq: int
+    sessions: list[Session]
+    seen: list[tuple[str, int, _CachedAnswer]]
+    closed: list[tuple[str, int, int, bytes]]  # session id, closed at ms, number, CCA body
+    usage: dict[str, int]
+
+
+_STATE_ENCODER: Final = msgspec.msgpack.Encoder()
+_STATE_DECODER: Final = msgspec.msgpack.Decoder(_State)
+_CDR_ENCODER: Final = msgspec.json.Encoder()
+
+_UNIT_THRESHOLD_FIELD: Final = {
+    Unit.OCTETS: "volume_quota_threshold",
+    Unit.SECONDS: "time_quota_threshold",
+    Unit.UNITS: "unit_quota_threshold",
+}
+_CHARGE_REASONS: Final = frozenset(
+    {
+        ReportingReason.THRESHOLD,
+        ReportingReason.QUOTA_EXHAUSTED,
+        ReportingReason.VALIDITY_TIME,
+        ReportingReason.FINAL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """An answer (and its encoded body, to send without encoding again), and whether the
+    request changed state (and so must be journaled)."""
+
+    answer: Answer
+    body: bytes
+    changed: bool
+
+
+def units_of(unit_map: ServiceUnit | UsedServiceUnit, unit: Unit) -> int | None:
+    """The amount of `unit` in a unit map; octets fall back to input + output."""
+    if unit is Unit.OCTETS:
+        if unit_map.cc_total_octets is not None:
+            return unit_map.cc_total_octets
+        if unit_map.cc_input_octets is None and unit_map.cc_output_octets is None:
+            return None
+        return (unit_map.cc_input_octets or 0) + (unit_map.cc_output_octets or 0)
+    if unit is Unit.SECONDS:
+        return unit_map.cc_time
+    return unit_map.cc_service_specific_units
+
+
+def unit_map(unit: Unit, amount: int) -> ServiceUnit:
+    if unit is Unit.OCTETS:
+        return ServiceUnit(cc_total_octets=amount)
+    if unit is Unit.SECONDS:
+        return ServiceUnit(cc_time=amount)
+    return ServiceUnit(cc_service_specific_units=amount)
+
+
+def iso_ms(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds, from int ms (no float)."""
+    dt = datetime.fromtimestamp(ms // MS, tz=UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % MS:03d}Z"
+
+
+def _subscriber(subs: Iterable[WireSubscriptionId]) -> str:
+    for sub in subs:
+        return sub.subscription_id_data
+    return ""
+
+
+class ChargingCore:
+    """Sessions, events, administration, duplicates, supervision, CDR records."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        catalog_text: str,
+        *,
+        origin_host: str = "ocs.test.local",
+        origin_realm: str = "test.local",
+        duplicate_window_ms: int = DEFAULT_DUPLICATE_WINDOW_MS,
+        min_tcc_s: int = DEFAULT_MIN_TCC_S,
+    ) -> None:
+        if duplicate_window_ms < DEFAULT_DUPLICATE_WINDOW_MS:
+            raise ValueError("the duplicate window is never less than 4 minutes (WIRE.md 6)")
+        self.ledger = ledger
+        self.origin_host = origin_host
+        self.origin_realm = origin_realm
+        self.duplicate_window_ms = duplicate_window_ms
+        self.min_tcc_s = min_tcc_s
+        self.catalog_text = catalog_text
+        self.catalog: Catalog = parse_catalog(catalog_text)
+        self.sessions: dict[str, Session] = {}
+        self.by_account: dict[str, set[str]] = {}
+        self.usage: dict[str, int] = {}  # money charged per account (usage thresholds)
+        self.cdr_seq = 0
+        self._seen: dict[tuple[str, int], _CachedAnswer] = {}
+        self._seen_order: deque[tuple[str, int]] = deque()
+        self._closed: dict[str, tuple[int, int, bytes]] = {}
+        self._closed_order: deque[str] = deque()
+        # (deadline s, session id): supervision; stale entries are fixed when they surface
+        self._deadlines: list[tuple[int, str]] = []
+        self._cdrs: list[tuple[int, bytes]] = []
+        self._actions: list[Action] = []
+        self._closed_now: list[str] = []
+        self.replaying = False
+        # whether the journal (or a snapshot) holds the catalog in force: replay must not
+        # depend on the file configured today
+        self.catalog_journaled = False
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    def take_cdrs(self) -> list[tuple[int, bytes]]:
+        cdrs, self._cdrs = self._cdrs, []
+        return cdrs
+
+    def take_actions(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    def take_closed(self) -> list[str]:
+        """Session ids closed since the last call (the edge forgets their routes)."""
+        closed, self._closed_now = self._closed_now, []
+        return closed
+
+    # --- inputs --------------------------------------------------------------------------------
+
+    def apply(self, record: Input) -> Result | None:
+        """Apply one journaled input (live or in replay)."""
+        if record.kind is InputKind.REQUEST:
+            message = decode_body(record.command, True, record.body)
+            if isinstance(message, CCR):
+                return self.handle_ccr(
+                    record.now_ms, record.origin_host, record.end_to_end, message
+                )
+            assert isinstance(message, AMR)
+            return self.handle_amr(record.now_ms, record.origin_host, record.end_to_end, message)
+        if record.kind is InputKind.TICK:
+            self.tick(record.now_ms)
+            return None
+        self.load_catalog(record.body.decode())
+        self.catalog_journaled = True
+        return None
+
+    def handle_ccr(self, now_ms: int, origin_host: str, end_to_end: int, ccr: CCR) -> Result:
+        cached = self._duplicate(now_ms, origin_host, end_to_end)
+        if cached is not None:
+            return cached
+        kind = ccr.cc_request_type
+        session: Session | None = None
+        close = False
+        if kind is CCRequestType.EVENT:
+            answer, changed = self._event(now_ms, origin_host, end_to_end, ccr)
+        elif kind is CCRequestType.INITIAL:
+            answer, changed, session = self._initial(now_ms, origin_host, ccr)
+        else:
+            answer, changed, session = self._update(now_ms, ccr)
+            close = kind is CCRequestType.TERMINATION and session is not None
+        body = encode_body(answer)
+        if session is not None:
+            session.last_answer = body
+            if close:
+                self._close(session, now_ms, "normalRelease")
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, changed)
+
+    def handle_amr(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        cached = self._duplicate(now_ms, origin_host, end_to_end)
+        if cached is not None:
+            return cached
+        outcome, changed = self._admin(now_ms, origin_host, end_to_end, amr)
+        account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            account=self._account_map(account) if account is not None else None,
+            error_message=None if outcome is Outcome.OK else outcome.value,
+        )
+        body = encode_body(answer)
+        if changed:
+            self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, changed)
+
+    def due(self, now_ms: int) -> bool:
+        """Whether `tick(now_ms)` would change anything (so the edge journals it only then)."""
+        if self._silent(now_ms // MS, take=False):
+            return True
+        expiry = self.ledger.next_expiry()
+        return expiry is not None and expiry <= now_ms
+
+    def _silent(self, now_s: int, *, take: bool) -> list[Session]:
+        """Sessions silent for Tcc at `now_s` (all of them if `take`, else at most one)."""
+        heap, sessions = self._deadlines, self.sessions
+        found: list[Session] = []
+        while heap and heap[0][0] <= now_s:
+            _, sid = heapq.heappop(heap)
+            session = sessions.get(sid)
+            if session is None:
+                continue
+            deadline = session.last_ms // MS + session.tcc_s
+            if deadline > now_s:
+                heapq.heappush(heap, (deadline, sid))
+                continue
+            found.append(session)
+            if not take:
+                heapq.heappush(heap, (deadline, sid))
+                break
+        return found
+
+    def tick(self, now_ms: int) -> None:
+        """Session supervision (Tcc) then reservation expiry, at `now_ms`."""
+        for session in self._silent(now_ms // MS, take=True):
+            self._release_all(session, now_ms)
+            self._close(session, now_ms, "abnormalRelease")
+        self.ledger.expire_due(now_ms)
+        self._evict(now_ms)
+
+    def load_catalog(self, text: str) -> None:
+        """Switch catalogs; sessions whose open grants are priced differently get RAR."""
+        new = parse_catalog(text)
+        old = self.catalog
+        self.catalog = new
+        self.catalog_text = text
+        for session in self.sessions.values():
+            changed = tuple(
+                rg
+                for rg in session.grants
+                if old.rating_group(session.service_context_id, rg)
+                != new.rating_group(session.service_context_id, rg)
+            )
+            if changed:
+                self._act(ActionKind.RAR, session, changed, "price change")
+
+    # --- duplicates (section 6) ----------------------------------------------------------------
+
+    def _duplicate(self, now_ms: int, origin_host: str, end_to_end: int) -> Result | None:
+        cached = self._seen.get((origin_host, end_to_end))
+        if cached is None or now_ms - cached.at_ms > self.duplicate_window_ms:
+            return None
+        answer = decode_body(cached.command, False, cached.body)
+        assert isinstance(answer, Answer)
+        return Result(answer, cached.body, False)
+
+    def _remember(
+        self, now_ms: int, origin_host: str, end_to_end: int, answer: Answer, body: bytes
+    ) -> None:
+        key = (origin_host, end_to_end)
+        if key not in self._seen:
+            self._seen_order.append(key)
+        self._seen[key] = _CachedAnswer(now_ms, int(answer.COMMAND), body)
+        self._evict(now_ms)
+
+    def _evict(self, now_ms: int) -> None:
+        horizon = now_ms - self.duplicate_window_ms
+        seen, order = self._seen, self._seen_order
+        while order:
+            entry = seen.get(order[0])
+            if entry is not None and entry.at_ms >= horizon:
+                break
+            key = order.popleft()
+            if entry is not None:
+                del seen[key]
+        closed, corder = self._closed, self._closed_order
+        while corder:
+            tomb = closed.get(corder[0])
+            if tomb is not None and tomb[0] >= horizon:
+                break
+            sid = corder.popleft()
+            if tomb is not None:
+                del closed[sid]
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def _cca(
+        self,
+        ccr: CCR,
+        outcome: Outcome,
+        msccs: list[MsccAnswer] | None = None,
+        **extra: Any,
+    ) -> CCA:
+        return CCA(
+            session_id=ccr.session_id,
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            auth_application_id=4,
+            cc_request_type=ccr.cc_request_type,
+            cc_request_number=ccr.cc_request_number,
+            multiple_services_credit_control=tuple(msccs) if msccs else None,
+            **extra,
+        )
+
+    def _resolve(self, ccr: CCR) -> AccountView | None:
+        for sub in ccr.subscription_id or ():
+            view = self.ledger.account_for(int(sub.subscription_id_type), sub.subscription_id_data)
+            if view is not None:
+                return view
+        return None
+
+    def _aoc(self, ccr: CCR, charge: int, account_id: str) -> dict[str, Any]:
+        kind = ccr.aoc_request_type
+        if kind is None or kind is AoCRequestType.NOT_REQUESTED:
+            return {}
+        currency = self.catalog.currency.code
+        extra: dict[str, Any] = {}
+        if kind in (AoCRequestType.FULL, AoCRequestType.COST_ONLY):
+            extra["cost_information"] = self._cost(charge)
+        view = self.ledger.account(account_id)
+        if view is not None:
+            digits, exponent = unit_value(view.available)
+            extra["remaining_balance"] = RemainingBalance(
+                unit_value=UnitValue(value_digits=digits, exponent=exponent),
+                currency_code=currency,
+            )
+        return extra
+
+    def _cost(self, charge: int) -> CostInformation:
+        digits, exponent = unit_value(charge)
+        currency = self.catalog.currency
+        return CostInformation(
+            unit_value=UnitValue(value_digits=digits, exponent=exponent),
+            currency_code=currency.code,
+            cost_unit=getattr(currency, "alpha", None),
+        )
+
+    # --- sessions (section 5.3) ----------------------------------------------------------------
+
+    def _initial(self, now_ms: int, origin_host: str, ccr: CCR) -> tuple[CCA, bool, Session | None]:
+        sid = ccr.session_id
+        existing = self.sessions.get(sid)
+        if existing is not None or sid in self._closed:
+            repeat = self._repeat(existing, sid, ccr)
+            if repeat is not None:
+                return repeat, False, None
+            return (
+                self._cca(
+                    ccr,
+                    Outcome.SESSION_EXISTS,
+                    failed_avp={"CC-Request-Type": int(ccr.cc_request_type)},
+                    error_message="INITIAL for an open session",
+                ),
+                False,
+                None,
+            )
+        view = self._resolve(ccr)
+        if view is None:
+            return self._cca(ccr, Outcome.USER_UNKNOWN), False, None
+        if view.status is not AccountStatus.ACTIVE:
+            return self._cca(ccr, Outcome.SERVICE_DENIED), False, None
+        session = Session(
+            session_id=sid,
+            account_id=view.account_id,
+            subscriber=_subscriber(ccr.subscription_id or ()),
+            origin_host=origin_host,
+            service_context_id=ccr.service_context_id,
+            opened_ms=now_ms,
+            last_ms=now_ms,
+            number=ccr.cc_request_number,
+            last_answer=b"",
+            tcc_s=self.min_tcc_s,
+            grants={},
+            rated={},
+            fee_charged=[],
+            starved=[],
+            containers=[],
+            record_opened_ms=now_ms,
+            service_information=ccr.service_information,
+        )
+        self.sessions[sid] = session
+        self.by_account.setdefault(view.account_id, set()).add(sid)
+        msccs = [
+            self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
+        ]
+        heapq.heappush(self._deadlines, (now_ms // MS + session.tcc_s, sid))
+        answer = self._cca(
+            ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
+        )
+        return answer, True, session
+
+    def _repeat(self, session: Session | None, sid: str, ccr: CCR) -> CCA | None:
+        """The cached answer if (Session-Id, CC-Request-Number) is the last one processed."""
+        if session is not None:
+            number, body = session.number, session.last_answer
+        else:
+            tomb = self._closed.get(sid)
+            if tomb is None:
+                return None
+            _, number, body = tomb
+        if number != ccr.cc_request_number or not body:
+            return None
+        answer = decode_body(CommandCode.CREDIT_CONTROL, False, body)
+        assert isinstance(answer, CCA)
+        if answer.cc_request_type != ccr.cc_request_type:
+            return None
+        return answer
+
+    def _update(self, now_ms: int, ccr: CCR) -> tuple[CCA, bool, Session | None]:
+        sid = ccr.session_id
+        session = self.sessions.get(sid)
+        if session is None:
+            repeat = self._repeat(None, sid, ccr)
+            if repeat is not None:
+                return repeat, False, None
+            return self._cca(ccr, Outcome.UNKNOWN_SESSION), False, None
+        if ccr.cc_request_number != session.number + 1:
+            repeat = self._repeat(session, sid, ccr)
+            if repeat is not None:
+                return repeat, False, None
+            return (
+                self._cca(
+                    ccr,
+                    Outcome.BAD_REQUEST_NUMBER,
+                    failed_avp={"CC-Request-Number": ccr.cc_request_number},
+                    error_message=f"expected CC-Request-Number {session.number + 1}",
+                ),
+                False,
+                None,
+            )
+        session.number = ccr.cc_request_number
+        session.last_ms = now_ms
+        terminating = ccr.cc_request_type is CCRequestType.TERMINATION
+        msccs = [
+            self._mscc(session, m, now_ms, ccr, terminating=terminating)
+            for m in ccr.multiple_services_credit_control or ()
+        ]
+        if terminating:
+            self._release_all(session, now_ms)
+        else:
+            self._maybe_partial(session, now_ms)
+        answer = self._cca(
+            ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
+        )
+        return answer, True, session
+
+    def _mscc(
+        self,
+        session: Session,
+        mscc: MsccRequest,
+        now_ms: int,
+        ccr: CCR,
+        *,
+        terminating: bool = False,
+    ) -> MsccAnswer:
+        rg_id = mscc.rating_group
+        rg = self.catalog.rating_group(session.service_context_id, rg_id)
+        if rg is None:
+            return MsccAnswer(rating_group=rg_id, result_code=result_code(Outcome.RATING_FAILED))
+        if mscc.used_service_unit is not None:
+            self._charge_usage(session, rg, mscc, now_ms)
+        else:
+            self._release(session, rg_id, now_ms)  # nothing reported: give the quota back
+        if rg.zero_rated:
+            return MsccAnswer(rating_group=rg_id, result_code=result_code(Outcome.NOT_APPLICABLE))
+        if terminating or mscc.requested_service_unit is None:
+            return MsccAnswer(rating_group=rg_id, result_code=result_code(Outcome.OK))
+        view = self.ledger.account(session.account_id)
+        if view is None or view.status is not AccountStatus.ACTIVE:
+            return MsccAnswer(rating_group=rg_id, result_code=result_code(Outcome.SERVICE_DENIED))
+        return self._grant(session, rg, mscc.requested_service_unit, view, now_ms)
+
+    def _grant(
+        self,
+        session: Session,
+        rg: RatingGroup,
+        requested: ServiceUnit,
+        view: AccountView,
+        now_ms: int,
+    ) -> MsccAnswer:
+        """Reserve and answer quota (WIRE.md 5.3, 5.5): the amount asked, or the default
+        quantum, cut to what the account can pay at the dearest tariff of the validity window."""
+        policy = rg.grant
+        assert policy is not None  # only zero-rated groups have none
+        rg_id = rg.id
+        now_s = now_ms // MS
+        validity = max(policy.validity_time, 1)
+        end_s = now_s + validity
+        asked = units_of(requested, rg.unit)
+        units = asked if asked else policy.quantum
+        prior = session.rated.get(rg_id, 0)
+        fee = rg.setup_fee if rg_id not in session.fee_charged else 0
+        headroom = view.headroom
+        cost = price_dearest(rg, units, now_s, end_s, prior).total + fee
+        final = False
+        if cost > headroom:
+            budget = headroom - fee
+            fits = affordable(rg, budget, now_s, end_s, prior) if budget >= 0 else 0
+            if fits is not None and fits < units:
+                units = fits
+                final = True
+            cost = price_dearest(rg, units, now_s, end_s, prior).total + fee if units else 0
+        if units <= 0:
+            if rg_id not in session.starved:
+                session.starved.append(rg_id)
+            return MsccAnswer(
+                rating_group=rg_id, result_code=result_code(Outcome.CREDIT_LIMIT_REACHED)
+            )
+        session.tcc_s = max(session.tcc_s, 2 * validity)
+        reservation_id = f"{session.session_id}|{rg_id}|{session.number}"
+        outcome = self.ledger.reserve(
+            reservation_id,
+            now=now_ms,
+            account_id=session.account_id,
+            amount=cost,
+            expires_at=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
+        )
+        if outcome.code is not Code.OK:
+            if rg_id not in session.starved:
+                session.starved.append(rg_id)
+            return MsccAnswer(
+                rating_group=rg_id, result_code=result_code(Outcome.CREDIT_LIMIT_REACHED)
+            )
+        change = next_tariff_change(rg, now_s, end_s)
+        session.grants[rg_id] = Grant(
+            reservation_id=reservation_id,
+            amount=cost,
+            units=units,
+            granted_s=now_s,
+            validity_s=validity,
+            tariff_change_s=change,
+            final=final,
+            fee=fee,
+        )
+        if final:
+            if rg_id not in session.starved:
+                session.starved.append(rg_id)
+        elif rg_id in session.starved:
+            session.starved.remove(rg_id)
+        answer: dict[str, Any] = {
+            "rating_group": rg_id,
+            "result_code": result_code(Outcome.OK),
+            "granted_service_unit": unit_map(rg.unit, units),
+            "validity_time": validity,
+        }
+        threshold = policy.threshold_units(units) if policy.threshold else 0
+        if threshold > 0:
+            answer[_UNIT_THRESHOLD_FIELD[rg.unit]] = threshold
+        if policy.quota_holding_time:
+            answer["quota_holding_time"] = policy.quota_holding_time
+        if final:
+            answer["final_unit_indication"] = self._fui(rg)
+        if change is not None:
+            answer["tariff_time_change"] = change
+        links = self._links(session, rg_id)
+        if links:
+            answer["linked_rating_group"] = links
+        return MsccAnswer(**answer)
+
+    def _links(self, session: Session, rg_id: int) -> tuple[int, ...]:
+        """Rating groups linked to `rg_id` in either direction (WIRE.md 5.6)."""
+        catalog = self.catalog
+        service = catalog.service(session.service_context_id)
+        allowed = service.rating_groups if service is not None else ()
+        own = catalog.rating_groups[rg_id].linked_rating_groups
+        back = tuple(
+            other.id
+            for other in catalog.rating_groups.values()
+            if rg_id in other.linked_rating_groups and other.id not in own
+        )
+        return tuple(r for r in (*own, *back) if r in allowed and r != rg_id)
+
+    def _fui(self, rg: RatingGroup) -> FinalUnitIndication:
+        policy = rg.grant
+        assert policy is not None
+        action = WireFinalUnitAction(int(policy.final_unit_action))
+        redirect = None
+        if policy.redirect_server is not None:
+            redirect = RedirectServer(
+                redirect_address_type=RedirectAddressType(int(policy.redirect_server.address_type)),
+                redirect_server_address=policy.redirect_server.address,
+            )
+        return FinalUnitIndication(
+            final_unit_action=action,
+            redirect_server=redirect if action is WireFinalUnitAction.REDIRECT else None,
+            filter_id=policy.filter_ids or None
+            if action is WireFinalUnitAction.RESTRICT_ACCESS
+            else None,
+        )
+
+    def _charge_usage(
+        self, session: Session, rg: RatingGroup, mscc: MsccRequest, now_ms: int
+    ) -> None:
+        """Rate every USU at the time it was used, post the total against the grant's
+        reservation (even beyond it), and record a container per USU."""
+        rg_id = rg.id
+        grant = session.grants.pop(rg_id, None)
+        now_s = now_ms // MS
+        start_s = grant.granted_s if grant is not None else session.last_ms // MS
+        total = 0
+        used_total = 0
+        for usu in mscc.used_service_unit or ():
+            units = units_of(usu, rg.unit) or 0
+            prior = session.rated.get(rg_id, 0)
+            charge = self._rate(rg, usu, units, prior, grant, start_s, now_s)
+            session.rated[rg_id] = prior + units
+            fee = 0
+            if units > 0 and rg.setup_fee and rg_id not in session.fee_charged:
+                fee = rg.setup_fee
+                session.fee_charged.append(rg_id)
+            reason = (
+                usu.reporting_reason if usu.reporting_reason is not None else mscc.reporting_reason
+            )
+            granted_left = (grant.units if grant is not None else 0) - used_total
+            beyond = max(0, units - max(granted_left, 0))
+            used_total += units
+            session.containers.append(
+                Container(
+                    rating_group=rg_id,
+                    time_s=now_s,
+                    units=units,
+                    unit=rg.unit.value,
+                    uplink=usu.cc_input_octets,
+                    downlink=usu.cc_output_octets,
+                    triggers=(reason.name,) if reason is not None else (),
+                    tariff_change_usage=int(usu.tariff_change_usage)
+                    if usu.tariff_change_usage is not None
+                    else None,
+                    charge=charge + fee,
+                    setup_fee=fee,
+                    beyond_grant=beyond,
+                    at_ms=now_ms,
+                )
+            )
+            total += charge + fee
+        if grant is not None:
+            posted = self.ledger.post(
+                f"{grant.reservation_id}|post",
+                now=now_ms,
+                reservation_id=grant.reservation_id,
+                amount=total,
+            )
+            if posted.code is Code.UNKNOWN_RESERVATION and total:  # expired meanwhile
+                self._debit_anyway(session, total, now_ms)
+        elif total:
+            self._debit_anyway(session, total, now_ms)
+        if total:
+            session.charge_total += total
+            self._account_usage(session.account_id, total)
+
+    def _rate(
+        self,
+        rg: RatingGroup,
+        usu: UsedServiceUnit,
+        units: int,
+        prior: int,
+        grant: Grant | None,
+        start_s: int,
+        now_s: int,
+    ) -> int:
+        """Rated at the time the units were used (WIRE.md 5.5): split by Tariff-Change-Usage
+        around the grant's Tariff-Time-Change; UNIT_INDETERMINATE at the dearer side."""
+        if units == 0:
+            return 0
+        tcu = usu.tariff_change_usage
+        if tcu is not None:
+            change = grant.tariff_change_s if grant is not None else None
+            if change is None:
+                change = next_tariff_change(rg, start_s, max(now_s, start_s + 1)) or now_s
+            before = max(change - 1, start_s)
+            if tcu is TariffChangeUsage.UNIT_BEFORE_TARIFF_CHANGE:
+                return price_at(rg, units, before, prior).total
+            if tcu is TariffChangeUsage.UNIT_AFTER_TARIFF_CHANGE:
+                return price_at(rg, units, change, prior).total
+            return max(
+                price_at(rg, units, before, prior).total, price_at(rg, units, change, prior).total
+            )
+        if now_s <= start_s:
+            return price_at(rg, units, now_s, prior).total
+        return price(rg, units, start_s, now_s, prior).total
+
+    def _debit_anyway(self, session: Session, amount: int, now_ms: int) -> None:
+        """Usage with no reservation left to post against: charged in full all the same."""
+        self.ledger.debit(
+            f"{session.session_id}|{session.number}|debit|{len(session.containers)}",
+            now=now_ms,
+            account_id=session.account_id,
+            amount=amount,
+            allow_overdraft=True,
+        )
+
+    def _release(self, session: Session, rg_id: int, now_ms: int) -> None:
+        grant = session.grants.pop(rg_id, None)
+        if grant is not None:
+            self.ledger.void(
+                f"{grant.reservation_id}|void", now=now_ms, reservation_id=grant.reservation_id
+            )
+
+    def _release_all(self, session: Session, now_ms: int) -> None:
+        for rg_id in list(session.grants):
+            self._release(session, rg_id, now_ms)
+
+    def _account_usage(self, account_id: str, amount: int) -> None:
+        """Account-wide usage thresholds (catalog): crossing one re-authorises the account's
+        sessions (RAR)."""
+        before = self.usage.get(account_id, 0)
+        after = before + amount
+        self.usage[account_id] = after
+        if any(before < t <= after for t in self.catalog.account.usage_thresholds):
+            for sid in sorted(self.by_account.get(account_id, ())):
+                session = self.sessions[sid]
+                self._act(ActionKind.RAR, session, tuple(session.grants), "usage threshold")
+
+    def _close(self, session: Session, now_ms: int, cause: str) -> None:
+        self._write_session_cdr(session, now_ms, cause)
+        sid = session.session_id
+        del self.sessions[sid]
+        ids = self.by_account.get(session.account_id)
+        if ids is not None:
+            ids.discard(sid)
+            if not ids:
+                del self.by_account[session.account_id]
+        if sid not in self._closed:
+            self._closed_order.append(sid)
+        self._closed[sid] = (now_ms, session.number, session.last_answer)
+        self._closed_now.append(sid)
+
+    def _maybe_partial(self, session: Session, now_ms: int) -> None:
+        """Partial records on the catalog's triggers: a linked-usage report, a tariff change,
+        the volume or time limit of a record."""
+        containers = session.containers
+        if not containers:
+            return
+        fresh = [c for c in containers if c.at_ms == now_ms]
+        linked = any("LINKED_USAGE" in c.triggers for c in fresh)
+        tariff = any(c.tariff_change_usage is not None for c in fresh)
+        policy = self.catalog.cdr
+        volume = sum(c.units for c in containers if c.unit == Unit.OCTETS.value)
+        too_big = policy.volume_limit is not None and volume >= policy.volume_limit
+        too_old = (
+            policy.time_limit is not None
+            and (now_ms - session.record_opened_ms) // MS >= policy.time_limit
+        )
+        if linked or tariff or too_big or too_old:
+            self._write_session_cdr(session, now_ms, "partialRecord")
+
+    # --- events (section 5.4) ------------------------------------------------------------------
+
+    def _event(self, now_ms: int, origin_host: str, end_to_end: int, ccr: CCR) -> tuple[CCA, bool]:
+        action = ccr.requested_action
+        at_s = ccr.event_timestamp if ccr.event_timestamp is not None else now_ms // MS
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
+        for mscc in ccr.multiple_services_credit_control or ():
+            rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
+            units = 0
+            charge = 0
+            if rg is not None and mscc.requested_service_unit is not None:
+                units = units_of(mscc.requested_service_unit, rg.unit) or 0
+                charge = price_event(rg, units, at_s).total if units else 0
+            priced.append((mscc, rg, units, charge))
+        total = sum(charge for _, _, _, charge in priced)
+        if action is RequestedAction.PRICE_ENQUIRY:
+            return self._cca(
+                ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
+            ), False
+        view = self._resolve(ccr)
+        if view is None:
+            return self._cca(ccr, Outcome.USER_UNKNOWN), False
+        if action is RequestedAction.CHECK_BALANCE:
+            enough = total <= view.headroom
+            return self._cca(
+                ccr,
+                Outcome.OK,
+                self._event_msccs(priced),
+                check_balance_result=CheckBalanceResult.ENOUGH_CREDIT
+                if enough
+                else CheckBalanceResult.NO_CREDIT,
+            ), False
+        if view.status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
+            return self._cca(ccr, Outcome.SERVICE_DENIED), False
+        op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
+        if action is RequestedAction.DIRECT_DEBITING:
+            if total > view.headroom:
+                return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED), False
+            if total:
+                outcome = self.ledger.debit(
+                    op, now=now_ms, account_id=view.account_id, amount=total
+                )
+                if outcome.code is not Code.OK:
+                    return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED), False
+                self._account_usage(view.account_id, total)
+            sign = 1
+        else:  # REFUND_ACCOUNT
+            if total:
+                self.ledger.credit(op, now=now_ms, account_id=view.account_id, amount=total)
+            sign = -1
+        self._write_event_cdr(ccr, origin_host, view.account_id, priced, sign, now_ms, at_s)
+        extra = self._aoc(ccr, total, view.account_id)
+        return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra), True
+
+    def _event_msccs(
+        self, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
+    ) -> list[MsccAnswer]:
+        out = []
+        for mscc, rg, units, _ in priced:
+            if rg is None:
+                out.append(
+                    MsccAnswer(
+                        rating_group=mscc.rating_group,
+                        result_code=result_code(Outcome.RATING_FAILED),
+                    )
+                )
+            elif rg.zero_rated:
+                out.append(
+                    MsccAnswer(rating_group=rg.id, result_code=result_code(Outcome.NOT_APPLICABLE))
+                )
+            else:
+                out.append(
+                    MsccAnswer(
+                        rating_group=rg.id,
+                        result_code=result_code(Outcome.OK),
+                        granted_service_unit=unit_map(rg.unit, units),
+                    )
+                )
+        return out
+
+    # --- administration (section 8) ------------------------------------------------------------
+
+    def _admin(
+        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR
+    ) -> tuple[Outcome, bool]:
+        op = amr.account_operation
+        account_id = amr.account_id
+        if op is AccountOperation.GET:
+            return (
+                Outcome.OK if self.ledger.account(account_id) else Outcome.UNKNOWN_ACCOUNT
+            ), False
+        if op is AccountOperation.CREATE:
+            subs = tuple(
+                SubscriptionId(type=int(s.subscription_id_type), data=s.subscription_id_data)
+                for s in amr.subscription_id or ()
+            )
+            outcome = self.ledger.create_account(
+                f"create|{account_id}",
+                now=now_ms,
+                account_id=account_id,
+                currency=amr.currency_code
+                if amr.currency_code is not None
+                else self.catalog.currency.code,
+                subscriptions=subs,
+                credit_limit=amr.credit_limit or 0,
+                balance=amr.amount or 0,
+            )
+            return (Outcome.OK, True) if outcome.ok else (Outcome.INVALID, False)
+        if self.ledger.account(account_id) is None:
+            return Outcome.UNKNOWN_ACCOUNT, False
+        if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
+            amount = amr.amount
+            if amount is None or amount <= 0:
+                return Outcome.INVALID, False
+            op_id = (
+                f"op|{amr.operation_id}"
+                if amr.operation_id is not None
+                else f"amr|{origin_host}|{end_to_end}|{now_ms}"
+            )
+            if op is AccountOperation.CREDIT:
+                outcome = self.ledger.credit(
+                    op_id, now=now_ms, account_id=account_id, amount=amount
+                )
+                if outcome.ok:
+                    self._topped_up(account_id)
+            else:
+                outcome = self.ledger.debit(op_id, now=now_ms, account_id=account_id, amount=amount)
+            if outcome.code is Code.INSUFFICIENT_FUNDS:
+                return Outcome.INSUFFICIENT_FUNDS, True
+            return (Outcome.OK, True) if outcome.ok else (Outcome.INVALID, True)
+        # SET_STATUS
+        if amr.account_status is None:
+            return Outcome.INVALID, False
+        self.ledger.set_status(
+            f"status|{origin_host}|{end_to_end}|{now_ms}",
+            now=now_ms,
+            account_id=account_id,
+            status=AccountStatus(int(amr.account_status)),
+        )
+        if int(amr.account_status) != int(AccountStatus.ACTIVE):
+            for sid in sorted(self.by_account.get(account_id, ())):
+                self._act(ActionKind.ASR, self.sessions[sid], (), "account not active")
+        return Outcome.OK, True
+
+    def _topped_up(self, account_id: str) -> None:
+        for sid in sorted(self.by_account.get(account_id, ())):
+            session = self.sessions[sid]
+            if session.starved:
+                self._act(ActionKind.RAR, session, tuple(session.starved), "top-up")
+
+    def _account_map(self, view: AccountView) -> Account:
+        return Account(
+            account_id=view.account_id,
+            account_status=WireAccountStatus(int(view.status)),
+            balance=view.available,
+            reserved=view.reserved,
+            credit_limit=view.credit_limit,
+            currency_code=view.currency,
+            subscription_id=tuple(
+                WireSubscriptionId(
+                    subscription_id_type=SubscriptionIdType(s.type), subscription_id_data=s.data
+                )
+                for s in view.subscriptions
+            ),
+            session_count=len(self.by_account.get(view.account_id, ())),
+        )
+
+    def _act(
+        self, kind: ActionKind, session: Session, rating_groups: tuple[int, ...], reason: str
+    ) -> None:
+        if not self.replaying:
+            self._actions.append(
+                Action(
+                    kind=kind,
+                    session_id=session.session_id,
+                    origin_host=session.origin_host,
+                    rating_groups=rating_groups,
+                    reason=reason,
+                )
+            )
+
+    # --- CDRs (section 9) ----------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self.cdr_seq += 1
+        return self.cdr_seq
+
+    def _write_session_cdr(self, session: Session, now_ms: int, cause: str) -> None:
+        containers = session.containers
+        session.local_seq += 1
+        by_rg: dict[int, list[dict[str, Any]]] = {}
+        for c in containers:
+            by_rg.setdefault(c.rating_group, []).append(_container_json(c))
+        charge = sum(c.charge for c in containers)
+        seq = self._next_seq()
+        record: dict[str, Any] = {
+            "recordSequenceNumber": seq,
+            "recordType": "session",
+            "sessionId": session.session_id,
+            "accountId": session.account_id,
+            "servedSubscriber": session.subscriber,
+            "nodeId": session.origin_host,
+            "serviceContextId": session.service_context_id,
+            "localSequenceNumber": session.local_seq,
+            "recordOpeningTime": iso_ms(session.record_opened_ms),
+            "recordClosingTime": iso_ms(now_ms),
+            "causeForRecordClosing": cause,
+            "listOfMultipleUnitUsage": [
+                {"ratingGroup": rg, "usedUnitContainers": items} for rg, items in by_rg.items()
+            ],
+            "charge": charge,
+            "currencyCode": self.catalog.currency.code,
+        }
+        if session.service_information is not None:
+            record["serviceInformation"] = session.service_information
+        self._cdrs.append((seq, _CDR_ENCODER.encode(record)))
+        session.containers = []
+        session.record_opened_ms = now_ms
+
+    def _write_event_cdr(
+        self,
+        ccr: CCR,
+        origin_host: str,
+        account_id: str,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+        sign: int,
+        now_ms: int,
+        at_s: int,
+    ) -> None:
+        action = ccr.requested_action
+        assert action is not None
+        trigger = action.name
+        usage = []
+        for _, rg, units, charge in priced:
+            if rg is None:
+                continue
+            container = {
+                "time": units if rg.unit is Unit.SECONDS else None,
+                "totalVolume": units if rg.unit is Unit.OCTETS else None,
+                "serviceSpecificUnits": units if rg.unit is Unit.UNITS else None,
+                "triggers": [trigger],
+                "charge": sign * charge,
+            }
+            usage.append(
+                {
+                    "ratingGroup": rg.id,
+                    "usedUnitContainers": [{k: v for k, v in container.items() if v is not None}],
+                }
+            )
+        seq = self._next_seq()
+        record: dict[str, Any] = {
+            "recordSequenceNumber": seq,
+            "recordType": "event",
+            "sessionId": ccr.session_id,
+            "accountId": account_id,
+            "servedSubscriber": _subscriber(ccr.subscription_id or ()),
+            "nodeId": origin_host,
+            "serviceContextId": ccr.service_context_id,
+            "localSequenceNumber": 1,
+            "recordOpeningTime": iso_ms(at_s * MS),
+            "recordClosingTime": iso_ms(now_ms),
+            "causeForRecordClosing": "normalRelease",
+            "requestedAction": action.name,
+            "listOfMultipleUnitUsage": usage,
+            "charge": sign * sum(charge for _, _, _, charge in priced),
+            "currencyCode": self.catalog.currency.code,
+        }
+        if ccr.service_information is not None:
+            record["serviceInformation"] = ccr.service_information
+        self._cdrs.append((seq, _CDR_ENCODER.encode(record)))
+
+    # --- snapshot ------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        return _STATE_ENCODER.encode(
+            _State(
+                catalog_text=self.catalog_text,
+                cdr_seq=self.cdr_seq,
+                sessions=list(self.sessions.values()),
+                seen=[(k[0], k[1], self._seen[k]) for k in self._seen_order if k in self._seen],
+                closed=[
+                    (sid, *self._closed[sid]) for sid in self._closed_order if sid in self._closed
+                ],
+                usage=self.usage,
+            )
+        )
+
+    def restore(self, data: bytes) -> None:
+        state = _STATE_DECODER.decode(data)
+        self.catalog_journaled = True
+        self.catalog_text = state.catalog_text
+        self.catalog = parse_catalog(state.catalog_text)
+        self.cdr_seq = state.cdr_seq
+        self.sessions = {s.session_id: s for s in state.sessions}
+        self.by_account = {}
+        for s in state.sessions:
+            self.by_account.setdefault(s.account_id, set()).add(s.session_id)
+        self._seen = {(h, e): c for h, e, c in state.seen}
+        self._seen_order = deque((h, e) for h, e, _ in state.seen)
+        self._closed = {sid: (at, n, body) for sid, at, n, body in state.closed}
+        self._closed_order = deque(sid for sid, _, _, _ in state.closed)
+        self.usage = dict(state.usage)
+        self._deadlines = [(s.last_ms // MS + s.tcc_s, s.session_id) for s in state.sessions]
+        heapq.heapify(self._deadlines)
+
+
+def _container_json(c: Container) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "time": c.units if c.unit == Unit.SECONDS.value else None,
+        "totalVolume": c.units if c.unit == Unit.OCTETS.value else None,
+        "uplinkVolume": c.uplink,
+        "downlinkVolume": c.downlink,
+        "serviceSpecificUnits": c.units if c.unit == Unit.UNITS.value else None,
+        "triggers": list(c.triggers),
+        "tariffChangeUsage": c.tariff_change_usage,
+        "charge": c.charge,
+        "reportTime": iso_ms(c.at_ms),
+    }
+    if c.setup_fee:
+        item["setupFee"] = c.setup_fee
+    if c.beyond_grant:
+        item["beyondGrant"] = c.beyond_grant
+    return {k: v for k, v in item.items() if v is not None}
