@@ -15,6 +15,9 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "ocs.serve_cli",
     "ocs.catalog_cli",
+    "ocs.account_cli",
+    "ocs.sim_cli",
+    "ocs.bench_cli",
 )
 
 
