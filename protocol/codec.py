@@ -19,7 +19,15 @@ from typing import Any, Final
 
 import msgspec
 
-from protocol.codes import HEADER_LENGTH, MAX_ENCODABLE_LENGTH, CCRequestType, CommandCode, Flag
+from protocol.codes import (
+    FLAG_E,
+    FLAG_P,
+    FLAG_R,
+    HEADER_LENGTH,
+    MAX_ENCODABLE_LENGTH,
+    CCRequestType,
+    CommandCode,
+)
 from protocol.codes import ResultCode as RC
 from protocol.errors import LocalProtocolError, ProtocolError
 from protocol.header import Header, pack_header
@@ -158,7 +166,7 @@ def encode_frame(
     end_to_end: int,
 ) -> bytes:
     """Header + MessagePack body. `flags` must agree with the message being a request."""
-    if bool(flags & Flag.REQUEST) != message.IS_REQUEST:
+    if bool(flags & FLAG_R) != message.IS_REQUEST:
         raise LocalProtocolError(f"R flag does not match {type(message).__name__}")
     return frame_body(
         _ENCODER.encode(message),
@@ -198,7 +206,7 @@ def frame_body(
 
 def answer_flags(request: Header, *, error: bool) -> int:
     """An answer copies the request's P bit; E is set for 3xxx (RFC 6733 section 3)."""
-    return (request.flags & Flag.PROXIABLE) | (Flag.ERROR if error else 0)
+    return (request.flags & FLAG_P) | (FLAG_E if error else 0)
 
 
 def is_known_command(code: int) -> bool:

@@ -6,6 +6,7 @@ Values come from WIRE.md, RFC 6733, RFC 8506 and 3GPP TS 32.299.
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 VERSION = 0x4D  # "M": MessagePack body (WIRE.md section 1)
 HEADER_LENGTH = 20
@@ -23,6 +24,11 @@ class Flag(enum.IntFlag):
 
 
 RESERVED_FLAG_BITS = 0x0F
+# The same bits as plain ints, for the per-message path (IntFlag operators are slow).
+FLAG_R: Final = 0x80
+FLAG_P: Final = 0x40
+FLAG_E: Final = 0x20
+FLAG_T: Final = 0x10
 
 
 class CommandCode(enum.IntEnum):

@@ -24,12 +24,14 @@ from protocol.codec import (
 )
 from protocol.codes import (
     DEFAULT_MAX_MESSAGE_LENGTH,
+    FLAG_P,
+    FLAG_R,
+    FLAG_T,
     RELAY_APPLICATION_ID,
     RESERVED_FLAG_BITS,
     ApplicationId,
     CommandCode,
     DisconnectCause,
-    Flag,
     ResultCode,
 )
 from protocol.errors import LocalProtocolError, ProtocolError
@@ -243,7 +245,7 @@ class Connection:
             if frame is None:
                 break
             header, body = frame
-            if header.flags & Flag.REQUEST:
+            if header.flags & FLAG_R:
                 self._receive_request(header, body, events)
             else:
                 self._receive_answer(header, body, events)
@@ -463,11 +465,11 @@ class Connection:
         if end_to_end is None:
             end_to_end = self._next_e2e
             self._next_e2e = (end_to_end + 1) & 0xFFFFFFFF
-        flags = Flag.REQUEST | (Flag.RETRANSMIT if retransmit else 0)
+        flags = FLAG_R | (FLAG_T if retransmit else 0)
         if code in (CommandCode.CREDIT_CONTROL, CommandCode.RE_AUTH, CommandCode.ABORT_SESSION):
-            flags |= Flag.PROXIABLE
+            flags |= FLAG_P
         header = Header(
-            flags=int(flags),
+            flags=flags,
             command_code=int(code),
             application_id=COMMAND_APPLICATION[code],
             hop_by_hop=hbh,

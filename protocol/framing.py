@@ -7,7 +7,7 @@ do; either is a `FramingError` and the stream is not read any further.
 
 from __future__ import annotations
 
-from protocol.codes import HEADER_LENGTH, VERSION, Flag, ResultCode
+from protocol.codes import FLAG_R, HEADER_LENGTH, VERSION, ResultCode
 from protocol.errors import FramingError
 from protocol.header import Header, unpack_header
 
@@ -67,7 +67,7 @@ class FrameBuffer:
         if length < HEADER_LENGTH or length > self.max_length:
             self._failed = True
             header = unpack_header(buf, pos) if avail >= HEADER_LENGTH else None
-            answerable = header is not None and bool(header.flags & Flag.REQUEST)
+            answerable = header is not None and bool(header.flags & FLAG_R)
             raise FramingFailure(
                 f"bad message length {length} (limit {self.max_length})",
                 header=header,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from protocol.codes import HEADER_LENGTH, VERSION, Flag
+from protocol.codes import FLAG_E, FLAG_P, FLAG_R, FLAG_T, HEADER_LENGTH, VERSION
 
 _HEADER = struct.Struct(">IIIII")
 
@@ -23,19 +23,19 @@ class Header:
 
     @property
     def is_request(self) -> bool:
-        return bool(self.flags & Flag.REQUEST)
+        return bool(self.flags & FLAG_R)
 
     @property
     def is_error(self) -> bool:
-        return bool(self.flags & Flag.ERROR)
+        return bool(self.flags & FLAG_E)
 
     @property
     def is_retransmit(self) -> bool:
-        return bool(self.flags & Flag.RETRANSMIT)
+        return bool(self.flags & FLAG_T)
 
     @property
     def is_proxiable(self) -> bool:
-        return bool(self.flags & Flag.PROXIABLE)
+        return bool(self.flags & FLAG_P)
 
 
 def unpack_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> Header:
