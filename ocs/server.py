@@ -232,13 +232,13 @@ class PeerHandle(asyncio.Protocol):
             self.conn.send_answer_body(header, answer)
         else:
             self.conn.send_answer(header, answer)
-        self._flush()
+        self.server.flush_soon(self)
 
     def _send_error(self, header: Header, error: ProtocolError) -> None:
         if self._closed or self.conn is None:
             return
         self.conn.send_error(header, error)
-        self._flush()
+        self.server.flush_soon(self)
 
     def _opened(self, event: PeerOpened) -> None:
         if self._timer is not None:
@@ -306,6 +306,9 @@ class PeerHandle(asyncio.Protocol):
 
     # --- output --------------------------------------------------------------------------------
 
+    def flush(self) -> None:
+        self._flush()
+
     def _flush(self) -> None:
         if self.conn is None or self.transport is None or self._closed:
             return
@@ -360,6 +363,7 @@ class Server:
             origin_state_id=int(time.time()) & 0xFFFFFFFF,
         )
         self.connections: set[PeerHandle] = set()
+        self._dirty: set[PeerHandle] = set()
         self._server: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -381,6 +385,18 @@ class Server:
             lambda: PeerHandle(self), self.config.host, self.config.port, reuse_address=True
         )
         log.info("server.listening", host=self.config.host, port=self.port)
+
+    def flush_soon(self, peer: PeerHandle) -> None:
+        """Write `peer`'s queued answers at the end of this loop iteration: answers released
+        together (one group commit) leave in one write per connection."""
+        if not self._dirty:
+            self.loop.call_soon(self._flush_dirty)
+        self._dirty.add(peer)
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for peer in dirty:
+            peer.flush()
 
     def peer_opened(self, peer: PeerHandle) -> None:
         for cb in self.on_peer_opened:
