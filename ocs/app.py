@@ -12,17 +12,19 @@ those the CDR files lack are written then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import structlog
 
 from ocs.catalog_files import catalog_text
-from ocs.cdr_files import CdrWriter
+from ocs.cdr_files import CdrError, CdrWriter, read_lines
 from ocs.charging import (
     Action,
     ActionKind,
@@ -33,7 +35,8 @@ from ocs.charging import (
     decode_input,
     encode_input,
 )
-from ocs.group_commit import GroupCommit
+from ocs.group_commit import DurabilityError, GroupCommit
+from ocs.journal import JournalError
 from ocs.ledger import Ledger
 from ocs.server import PeerHandle, RequestContext, Server, ServerConfig
 from ocs.store import Store
@@ -42,6 +45,8 @@ from protocol.messages import AMR, ASR, CCR, RAR, Answer
 from protocol.peer import PeerState
 
 log = structlog.get_logger("ocs.app")
+
+_T = TypeVar("_T")
 
 KIND_CORE: Final = 2
 TICK_SECONDS: Final = 1.0
@@ -58,7 +63,8 @@ class AppConfig:
     data_dir: Path = Path("ocs-data")
     catalog: Path | None = None
     relaxed_sync_ms: float | None = None  # None: strict group commit (fsync before answers)
-    checkpoint_records: int = 500_000  # journal records between snapshots
+    # journal records between snapshots: bounds the replay after a crash (~10-15k records/s)
+    checkpoint_records: int = 100_000
     cdr_rotate_bytes: int = 64 << 20
     cdr_rotate_seconds: float = 3600.0
     min_tcc_s: int = 120
@@ -90,6 +96,18 @@ class _CommitGate:
         commit.defer(callback)
 
 
+class _AppServer(Server):
+    """The server of an `App`: at shutdown, the answers that group commit still holds (their
+    records are being fsynced) go out before the DPR, not after the connection is closed."""
+
+    app: App | None = None
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.drain()
+        await super().stop()
+
+
 class App:
     def __init__(self, server: Server, config: AppConfig) -> None:
         self.server = server
@@ -101,11 +119,14 @@ class App:
         self._pending_cdrs: deque[tuple[int, int, bytes]] = deque()  # (lsn, seq, line)
         self._last_peer: dict[str, PeerHandle] = {}
         self._timer: asyncio.Task[None] | None = None
+        self._io: asyncio.Future[Any] | None = None  # file I/O of the timers, in a worker
         self._checkpointing = False
         self.stats = {"requests": 0, "journaled": 0, "cdrs": 0, "rar": 0, "asr": 0}
         server.gate = _CommitGate(self)
         server.handlers[CommandCode.CREDIT_CONTROL] = self._ccr
         server.handlers[CommandCode.ACCOUNT_MANAGEMENT] = self._amr
+        if isinstance(server, _AppServer):
+            server.app = self
 
     # --- lifetime ------------------------------------------------------------------------------
 
@@ -123,12 +144,17 @@ class App:
         )
         core.replaying = True
         started = time.perf_counter()
-        store = Store.open(
-            cfg.data_dir, ledger=ledger, components={KIND_CORE: _CoreComponent(core)}
-        )
+        try:
+            store = Store.open(
+                cfg.data_dir, ledger=ledger, components={KIND_CORE: _CoreComponent(core)}
+            )
+        except JournalError as exc:  # e.g. DataDirLockedError: another server has the directory
+            log.critical("startup.failed", data_dir=str(cfg.data_dir), error=str(exc))
+            raise
         try:
             core.replaying = False
             core.take_actions()  # effects of the past were sent (or not) before the crash
+            core.take_closed()  # no route to forget: none was recorded during replay
             regenerated = core.take_cdrs()
             cdrs = CdrWriter(
                 cfg.data_dir / "cdr",
@@ -136,9 +162,11 @@ class App:
                 rotate_seconds=cfg.cdr_rotate_seconds,
             )
             on_disk = cdrs.open()
+            _compare_cdrs(cfg.data_dir / "cdr", regenerated, on_disk)
             self._reconcile_cdrs(cdrs, on_disk, core.cdr_seq, regenerated)
             cdrs.commit()
-        except BaseException:
+        except BaseException as exc:
+            log.critical("startup.failed", data_dir=str(cfg.data_dir), error=str(exc))
             store.close()
             raise
         self.store, self.core, self.cdrs = store, core, cdrs
@@ -179,24 +207,54 @@ class App:
         for seq, line in missing:
             cdrs.append(seq, line)
 
+    async def drain(self) -> None:
+        """Wait until everything journaled so far is durable and its answers were released."""
+        if self.commit is not None and self.commit.failed is None:
+            with contextlib.suppress(DurabilityError):
+                await self.commit.durable()
+
     async def close(self) -> None:
-        """Answer what is pending, write every CDR, checkpoint, release the directory."""
+        """Answer what is pending, write every CDR, checkpoint, release the directory.
+
+        The checkpoint is skipped unless every CDR is durable in the CDR files (it would compact
+        away the journal records that are the only other source of the missing ones), and
+        after a journal failure; the next start then recovers from the journal."""
         if self._timer is not None:
             self._timer.cancel()
-        if self.commit is not None:
-            await self.commit.durable()
-            await self.commit.aclose()
-        self._move_cdrs()
-        if self.cdrs is not None:
-            self.cdrs.close()
-        if self.store is not None and self.core is not None:
-            if self.store.records_since_checkpoint > 0:
-                self.store.checkpoint()
-            self.store.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        io = self._io
+        if io is not None:  # a checkpoint or CDR fsync in a worker: let it finish
+            await asyncio.wait([io])
+            if not io.cancelled() and io.exception() is not None:
+                log.warning("timers.io_failed", error=repr(io.exception()))
+        store, core, cdrs = self.store, self.core, self.cdrs
+        try:
+            if self.commit is not None:
+                await self.commit.durable()
+                await self.commit.aclose()
+            self._move_cdrs()
+            if cdrs is not None:
+                cdrs.close()
+            if store is not None and core is not None and store.records_since_checkpoint > 0:
+                if cdrs is not None and cdrs.durable_sequence >= core.cdr_seq:
+                    store.checkpoint()
+                else:
+                    log.warning("checkpoint.skipped", reason="CDRs not durable")
+        finally:
+            if cdrs is not None:
+                cdrs.close()
+            if store is not None:
+                store.close()
         log.info("app.closed", **self.stats)
 
     def _journal_failed(self, exc: BaseException) -> None:
-        log.critical("journal.failed", error=repr(exc))
+        self._fatal("journal.failed", exc)
+
+    def _fatal(self, event: str, exc: BaseException) -> None:
+        """The journal or the CDR files failed (or a timer crashed): the state in memory can no
+        longer be made durable, so stop; a restart recovers from the journal."""
+        log.critical(event, error=repr(exc))
         asyncio.get_running_loop().call_soon(_exit_now)
 
     # --- handlers ------------------------------------------------------------------------------
@@ -207,7 +265,8 @@ class App:
         origin = message.origin_host
         result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         self._record(ctx, origin, result, CommandCode.CREDIT_CONTROL)
-        self._last_peer[message.session_id] = ctx.peer
+        if message.session_id in core.sessions:  # (events and refused INITIALs open none)
+            self._last_peer[message.session_id] = ctx.peer
         return result.body
 
     def _amr(self, ctx: RequestContext, message: AMR) -> bytes:
@@ -261,23 +320,25 @@ class App:
             commit.defer(lambda: self._send_actions(actions))
 
     def _move_cdrs(self) -> None:
-        """CDRs whose journal record is durable go to the CDR files (one write per batch)."""
+        """CDRs whose journal record is durable (fsynced, in relaxed mode too) go to the CDR
+        files, one write per batch: so the CDR files never hold a record the journal could
+        still lose, and recovery can always renumber from the journal."""
         store, cdrs = self.store, self.cdrs
         if store is None or cdrs is None:
             return
-        durable = (
-            store.journal.durable_lsn
-            if self.config.relaxed_sync_ms is None
-            else (store.journal.written_lsn)
-        )
+        durable = store.journal.durable_lsn
         pending = self._pending_cdrs
-        moved = False
-        while pending and pending[0][0] <= durable:
-            _, seq, line = pending.popleft()
-            cdrs.append(seq, line)
-            moved = True
-        if moved:
+        if not pending or pending[0][0] > durable:
+            return
+        try:
+            while pending and pending[0][0] <= durable:
+                _, seq, line = pending[0]
+                cdrs.append(seq, line)
+                pending.popleft()
             cdrs.flush()
+        except CdrError as exc:
+            self._fatal("cdr.failed", exc)
+            raise
 
     # --- server-initiated requests (section 7) -------------------------------------------------
 
@@ -318,7 +379,16 @@ class App:
                     auth_application_id=4,
                 )
                 self.stats["asr"] += 1
-            future = peer.send_request(message)
+            try:
+                future = peer.send_request(message)
+            except Exception as exc:  # the connection is going away: Tcc will clean up
+                log.warning(
+                    "request.undeliverable",
+                    kind=action.kind.value,
+                    session=action.session_id,
+                    error=repr(exc),
+                )
+                continue
             future.add_done_callback(partial(_log_answer, action=action))
 
     def _route(self, action: Action) -> PeerHandle | None:
@@ -330,7 +400,23 @@ class App:
 
     # --- timers --------------------------------------------------------------------------------
 
+    async def _offload(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run file I/O in a worker thread; `close` waits for it even if this task is
+        cancelled (the thread would go on writing anyway)."""
+        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        self._io = future
+        return await asyncio.shield(future)
+
     async def _timers(self) -> None:
+        try:
+            await self._timer_loop()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # without the timers nothing expires or checkpoints
+            self._fatal("timers.failed", exc)
+            raise
+
+    async def _timer_loop(self) -> None:
         loop = asyncio.get_running_loop()
         last_sync = loop.time()
         while True:
@@ -344,10 +430,11 @@ class App:
                 self._after_core(lsn)
                 assert self.commit is not None
                 self.commit.schedule()
+            self._move_cdrs()  # relaxed mode: CDRs whose records were fsynced since
             cdrs.maybe_rotate()
             if loop.time() - last_sync >= CDR_SYNC_SECONDS:
                 last_sync = loop.time()
-                await loop.run_in_executor(None, cdrs.sync)
+                await self._offload(cdrs.sync)
             if (
                 store.records_since_checkpoint >= self.config.checkpoint_records
                 and not self._checkpointing
@@ -364,16 +451,44 @@ class App:
             checkpoint = store.capture_checkpoint()
             seq = core.cdr_seq
             await commit.durable()
+            if store.journal.durable_lsn < checkpoint.lsn:  # relaxed mode: written, not synced
+                await self._offload(store.journal.sync)
             self._move_cdrs()
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, cdrs.commit)
+            await self._offload(cdrs.commit)
             if cdrs.durable_sequence < seq:
                 log.warning("checkpoint.skipped", reason="CDRs not yet durable", seq=seq)
                 return
-            await loop.run_in_executor(None, store.write_checkpoint, checkpoint)
+            try:
+                await self._offload(store.write_checkpoint, checkpoint)
+            except (OSError, JournalError) as exc:
+                if store.journal.broken is not None:
+                    raise  # the journal itself failed (rotation): fatal
+                # the snapshot could not be written (e.g. disk full): the journal still holds
+                # everything; try again at the next tick
+                log.error("checkpoint.failed", lsn=checkpoint.lsn, error=repr(exc))
+                return
             log.info("checkpoint.written", lsn=checkpoint.lsn, cdr_sequence=seq)
         finally:
             self._checkpointing = False
+
+
+def _compare_cdrs(directory: Path, regenerated: list[tuple[int, bytes]], on_disk: int) -> None:
+    """Replay regenerates the CDRs after the snapshot; those already on disk must be the same
+    bytes (the core is deterministic). A difference is a bug in the core: logged, the files are
+    kept as they are (mediation may have them already) and the numbering goes on."""
+    if not regenerated or regenerated[0][0] > on_disk:
+        return
+    expected = {seq: line for seq, line in regenerated if seq <= on_disk}
+    differ = [
+        seq for seq, line in read_lines(directory, min(expected)) if expected.get(seq, line) != line
+    ]
+    if differ:
+        log.error(
+            "recovery.cdr_mismatch",
+            first=differ[0],
+            count=len(differ),
+            detail="replay regenerated different CDRs than those on disk",
+        )
 
 
 def _log_answer(future: asyncio.Future[Answer], *, action: Action) -> None:
@@ -403,4 +518,4 @@ def _exit_now() -> None:
 
 
 def build_app(server_config: ServerConfig, config: AppConfig) -> App:
-    return App(Server(server_config), config)
+    return App(_AppServer(server_config), config)

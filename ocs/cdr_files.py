@@ -51,6 +51,7 @@ __all__ = [
     "CdrWriter",
     "current_name",
     "iter_records",
+    "read_lines",
     "read_sequence_numbers",
     "rotated_name",
 ]
@@ -589,12 +590,15 @@ class CdrWriter:
 # -- readers (tests and tools)
 
 
-def _record_lines(directory: Path) -> Iterator[tuple[str, bytes]]:
+def _record_lines(directory: Path, first: int = 1) -> Iterator[tuple[str, bytes]]:
     """(file name, line without newline) for every whole line of every CDR file of
-    ``directory``, in sequence order. An incomplete last line of a current file (a write in
-    progress, or a torn tail `CdrWriter.open` has not yet truncated) is skipped. A current file
-    renamed by a rotation while this runs is read under its complete name."""
+    ``directory``, in sequence order, skipping the complete files that end before record
+    ``first``. An incomplete last line of a current file (a write in progress, or a torn tail
+    `CdrWriter.open` has not yet truncated) is skipped. A current file renamed by a rotation
+    while this runs is read under its complete name."""
     for f in _list_files(directory):
+        if f.last is not None and f.last < first:
+            continue
         path = f.path
         try:
             handle = path.open("rb")
@@ -628,6 +632,17 @@ def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
         if type(seq) is not int:
             raise CdrCorruptError(f"{name}: line without an int recordSequenceNumber")
         yield record
+
+
+def read_lines(directory: Path, first: int) -> Iterator[tuple[int, bytes]]:
+    """(``recordSequenceNumber``, line without newline) of every record from ``first`` on, in
+    file order (recovery compares them with the records journal replay regenerated)."""
+    for name, line in _record_lines(directory, first):
+        seq = _decode_seq(line)
+        if seq is None:
+            raise CdrCorruptError(f"{name}: line without an int recordSequenceNumber")
+        if seq >= first:
+            yield seq, line
 
 
 def read_sequence_numbers(directory: Path) -> list[int]:

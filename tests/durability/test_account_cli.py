@@ -1,0 +1,166 @@
+"""``ocs account ...`` against a server subprocess (the CLI runs in a thread of the test, with
+its own event loop, over a real socket; the server's logs stay out of its output). One server
+for the module: each test uses its own account ids."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ocs.cli import main
+from tests.durability.util import AppProcess
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
+    process = AppProcess(tmp_path_factory.mktemp("cli") / "data")
+    try:
+        yield process.start()
+        assert process.terminate() == 0
+    finally:
+        process.kill()
+
+
+class Cli:
+    def __init__(self, server: AppProcess, capsys: pytest.CaptureFixture[str]) -> None:
+        self.server = f"127.0.0.1:{server.port}"
+        self.capsys = capsys
+
+    async def run(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        argv = ["account", *args, "--server", self.server, "--origin-host", "admin.test.local"]
+        code = await asyncio.to_thread(main, argv)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    async def json(self, *args: str) -> tuple[int, dict[str, Any]]:
+        code, out, _ = await self.run(*args, "--json")
+        lines = out.splitlines()
+        assert len(lines) == 1, out
+        obj: dict[str, Any] = json.loads(lines[0])
+        return code, obj
+
+
+@pytest.fixture
+def cli(server: AppProcess, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(server, capsys)
+
+
+async def test_create_get_with_exact_decimal_amounts(cli: Cli) -> None:
+    code, obj = await cli.json(
+        "create",
+        "acct-0a",
+        "--msisdn",
+        "33612345670",
+        "--imsi",
+        "208011234567890",
+        "--sub",
+        "nai:alice@example.com",
+        "--sub",
+        "4:private-1",
+        "--balance",
+        "12.34",
+        "--credit-limit",
+        "0.5",
+        "--currency",
+        "978",
+    )
+    assert code == 0
+    assert obj["Result-Code"] == 2001
+    assert obj["Account"] == {
+        "Account-Id": "acct-0a",
+        "Account-Status": 0,
+        "Balance": 12_340_000,
+        "Reserved": 0,
+        "Credit-Limit": 500_000,
+        "Currency-Code": 978,
+        "Subscription-Id": [
+            {"Subscription-Id-Type": 0, "Subscription-Id-Data": "33612345670"},
+            {"Subscription-Id-Type": 1, "Subscription-Id-Data": "208011234567890"},
+            {"Subscription-Id-Type": 3, "Subscription-Id-Data": "alice@example.com"},
+            {"Subscription-Id-Type": 4, "Subscription-Id-Data": "private-1"},
+        ],
+        "Session-Count": 0,
+    }
+    code, out, _ = await cli.run("get", "acct-0a")
+    assert code == 0
+    assert out.strip() == (
+        "account: acct-0a active balance 12.34 reserved 0.00 credit-limit 0.50 currency 978 "
+        "sessions 0 subscriptions e164:33612345670,imsi:208011234567890,"
+        "nai:alice@example.com,private:private-1"
+    )
+
+
+async def test_create_twice_and_bad_values_are_business_failures(cli: Cli) -> None:
+    assert (await cli.run("create", "acct-1a", "--msisdn", "3311"))[0] == 0
+    code, obj = await cli.json("create", "acct-1a", "--msisdn", "3312")
+    assert (code, obj["Result-Code"]) == (1, 5004)
+    code, obj = await cli.json("create", "acct-1b", "--currency", "1000")
+    assert (code, obj["Result-Code"]) == (1, 5004)
+    code, obj = await cli.json("get", "acct-1b")
+    assert (code, obj["Result-Code"]) == (1, 5030)
+    assert "Account" not in obj
+
+
+async def test_credit_and_debit_apply_once_per_operation_id(cli: Cli) -> None:
+    await cli.run("create", "acct-2a", "--balance", "1")
+    code, obj = await cli.json("credit", "acct-2a", "0.25", "--operation-id", "t-1")
+    assert (code, obj["Result-Code"], obj["Operation-Id"]) == (0, 2001, "t-1")
+    assert obj["Account"]["Balance"] == 1_250_000
+    code, obj = await cli.json("credit", "acct-2a", "0.25", "--operation-id", "t-1")
+    assert (code, obj["Account"]["Balance"]) == (0, 1_250_000)  # the retry changes nothing
+
+    code, out, err = await cli.run("debit", "acct-2a", "0.05")  # no id: one is made and shown
+    assert code == 0
+    assert out.strip().startswith("debited 0.05: acct-2a active balance 1.20 ")
+    match = re.fullmatch(r"operation id ([0-9a-f-]{36})\n", err)
+    assert match is not None, err
+    code, obj = await cli.json("debit", "acct-2a", "0.05", "--operation-id", match[1])
+    assert (code, obj["Account"]["Balance"]) == (0, 1_200_000)
+
+    code, obj = await cli.json("credit", "acct-2a", "7", "--micro")
+    assert (code, obj["Account"]["Balance"]) == (0, 1_200_007)
+
+
+async def test_refused_debit_and_unknown_account_exit_1(cli: Cli) -> None:
+    await cli.run("create", "acct-3a", "--balance", "1", "--credit-limit", "0.5")
+    code, out, err = await cli.run("debit", "acct-3a", "1.500001", "--operation-id", "d-1")
+    assert code == 1 and out == ""
+    assert "Result-Code 4012" in err and "d-1" in err
+    code, obj = await cli.json("debit", "acct-3a", "1.5", "--operation-id", "d-2")
+    assert (code, obj["Account"]["Balance"]) == (0, -500_000)  # down to the credit limit
+    code, obj = await cli.json("credit", "nobody", "1")
+    assert (code, obj["Result-Code"]) == (1, 5030)
+
+
+async def test_status(cli: Cli) -> None:
+    await cli.run("create", "acct-4a")
+    code, out, _ = await cli.run("status", "acct-4a", "barred")
+    assert code == 0 and " acct-4a barred balance 0.00 " in out
+    code, obj = await cli.json("status", "acct-4a", "suspended")
+    assert (code, obj["Account"]["Account-Status"]) == (0, 1)
+    code, obj = await cli.json("get", "acct-4a")
+    assert obj["Account"]["Account-Status"] == 1
+
+
+@pytest.mark.parametrize("amount", ["1.0000001", "1e3", "-1", "0", "1,5", "0.1.2"])
+async def test_bad_amounts_are_refused_before_sending(cli: Cli, amount: str) -> None:
+    code, _, err = await cli.run("credit", "acct-5a", amount, "--operation-id", "x")
+    assert code == 2 and err.startswith("error: ")
+
+
+async def test_no_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = await asyncio.to_thread(
+        main, ["account", "get", "acct-6a", "--server", f"127.0.0.1:{port}", "--timeout", "2"]
+    )
+    assert code == 2
+    assert "cannot connect to 127.0.0.1:" in capsys.readouterr().err

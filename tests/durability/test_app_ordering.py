@@ -1,0 +1,177 @@
+"""Ordering rules of the app, in process with a journal fsync the test controls: answers held
+by group commit still go out at shutdown; CDRs never reach the CDR files before their journal
+record is durable (relaxed mode included); only open sessions keep a route for RAR/ASR."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from ocs import journal as journal_module
+from ocs.app import App, AppConfig, build_app
+from ocs.cdr_files import read_sequence_numbers
+from ocs.server import ServerConfig
+from protocol.codes import AccountOperation, CCRequestType, RequestedAction, SubscriptionIdType
+from protocol.messages import AMA, CCA, CCR, MsccRequest, ServiceUnit, SubscriptionId
+from tests.durability.util import (
+    SMS_CONTEXT,
+    SMS_RG,
+    amr,
+    connect_admin,
+    connect_cc,
+    create_account,
+    msisdn,
+    next_e2e,
+    sms_ccr,
+)
+
+
+def gate_fsync(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Journal fsyncs wait until the returned event is set."""
+    gate = threading.Event()
+    real: Callable[[int], None] = journal_module._fdatasync
+
+    def gated(fd: int) -> None:
+        assert gate.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(journal_module, "_fdatasync", gated)
+    return gate
+
+
+async def started(tmp_path: Path, *, relaxed_sync_ms: float | None = None) -> App:
+    app = build_app(
+        ServerConfig(host="127.0.0.1", port=0, shutdown_grace=1.0),
+        AppConfig(data_dir=tmp_path / "data", relaxed_sync_ms=relaxed_sync_ms),
+    )
+    await app.open()
+    await app.server.start()
+    return app
+
+
+@pytest.fixture
+async def strict_app(tmp_path: Path) -> AsyncIterator[App]:
+    app = await started(tmp_path)
+    try:
+        yield app
+    finally:
+        await app.server.stop()
+        await app.close()
+
+
+async def test_shutdown_answers_what_group_commit_holds(
+    strict_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = strict_app
+    client = await connect_admin(app.server.port)
+    gate = gate_fsync(monkeypatch)
+    pending = client.send(
+        amr(client, AccountOperation.CREATE, "acct-1", amount=5), end_to_end=next_e2e()
+    )
+    async with asyncio.timeout(5):
+        while app.stats["requests"] < 1:  # read and applied; its answer waits for the fsync
+            await asyncio.sleep(0.001)
+    assert not pending.done()
+    threading.Timer(0.3, gate.set).start()  # an fsync slower than a DPR/DPA exchange
+    started_at = time.monotonic()
+    await app.server.stop()
+    assert time.monotonic() - started_at >= 0.25
+    exchange = await asyncio.wait_for(pending, 5)
+    assert isinstance(exchange.answer, AMA) and exchange.answer.result_code == 2001
+    await client.wait_closed()  # then DPR, and the server closed
+
+
+async def test_relaxed_mode_cdrs_wait_for_the_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await started(tmp_path, relaxed_sync_ms=0)
+    cdr_dir = tmp_path / "data" / "cdr"
+    gate = threading.Event()
+    gate.set()
+    try:
+        admin_client = await connect_admin(app.server.port)
+        await create_account(admin_client, "acct-1", 10_000_000)
+        await admin_client.close()
+        async with asyncio.timeout(5):
+            while app.commit is not None and app.commit.syncs == 0:
+                await asyncio.sleep(0.01)
+        gate = gate_fsync(monkeypatch)
+        client = await connect_cc(app.server.port, "pgw.test.local")
+        for kind, number, used in (
+            (CCRequestType.INITIAL, 0, None),
+            (CCRequestType.TERMINATION, 1, 2),
+        ):
+            answer = await client.request(
+                sms_ccr(
+                    "pgw.test.local",
+                    "pgw;1",
+                    kind,
+                    number,
+                    account_id="acct-1",
+                    used=used,
+                ),
+                end_to_end=next_e2e(),
+            )
+            assert answer.result_code == 2001  # relaxed: answered once written
+        await asyncio.sleep(1.5)  # timers ran: still no fsync, so still no CDR
+        assert app.store is not None
+        assert app.store.journal.durable_lsn < app.store.journal.written_lsn
+        assert read_sequence_numbers(cdr_dir) == []
+        gate.set()
+        async with asyncio.timeout(5):
+            while read_sequence_numbers(cdr_dir) != [1]:
+                await asyncio.sleep(0.05)
+        await client.close()
+    finally:
+        gate.set()
+        await app.server.stop()
+        await app.close()
+
+
+async def test_only_open_sessions_keep_a_route(strict_app: App) -> None:
+    app = strict_app
+    admin_client = await connect_admin(app.server.port)
+    await create_account(admin_client, "acct-1", 10_000_000)
+    await admin_client.close()
+    client = await connect_cc(app.server.port, "smsc.test.local")
+    for i in range(5):
+        event = CCR(
+            origin_host="smsc.test.local",
+            origin_realm="test.local",
+            destination_realm="test.local",
+            auth_application_id=4,
+            session_id=f"smsc;event;{i}",
+            service_context_id=SMS_CONTEXT,
+            cc_request_type=CCRequestType.EVENT,
+            cc_request_number=0,
+            requested_action=RequestedAction.DIRECT_DEBITING,
+            subscription_id=(
+                SubscriptionId(
+                    subscription_id_type=SubscriptionIdType.END_USER_E164,
+                    subscription_id_data=msisdn("acct-1"),
+                ),
+            ),
+            multiple_services_credit_control=(
+                MsccRequest(
+                    rating_group=SMS_RG,
+                    requested_service_unit=ServiceUnit(cc_service_specific_units=1),
+                ),
+            ),
+        )
+        answer = await client.request(event, end_to_end=next_e2e())
+        assert isinstance(answer, CCA) and answer.result_code == 2001
+    unknown = sms_ccr("smsc.test.local", "smsc;nobody", CCRequestType.INITIAL, 0, account_id="x9")
+    assert (await client.request(unknown, end_to_end=next_e2e())).result_code == 5030
+    assert app._last_peer == {}  # nothing to route to: no entry per event
+    opened = sms_ccr("smsc.test.local", "smsc;s", CCRequestType.INITIAL, 0, account_id="acct-1")
+    assert (await client.request(opened, end_to_end=next_e2e())).result_code == 2001
+    assert set(app._last_peer) == {"smsc;s"}
+    closing = sms_ccr("smsc.test.local", "smsc;s", CCRequestType.TERMINATION, 1, used=1)
+    assert (await client.request(closing, end_to_end=next_e2e())).result_code == 2001
+    assert app._last_peer == {}
+    await client.close()
