@@ -21,6 +21,8 @@ _APP_NAMES = {
     "administration": ApplicationId.ADMINISTRATION,
 }
 
+_DEFAULTS = AppConfig()
+
 
 def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
@@ -56,6 +58,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--watchdog", type=float, default=30.0, metavar="SECONDS", help="Tw")
     p.add_argument("--cer-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--max-pending", type=int, default=1024, help="outstanding requests per peer")
+    p.add_argument(
+        "--sync-interval-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="relaxed durability: answer after write(2), fsync at most every MS "
+        "(default: strict group commit, fsync before answers; see docs/durability.md)",
+    )
+    p.add_argument(
+        "--checkpoint-records",
+        type=int,
+        default=_DEFAULTS.checkpoint_records,
+        metavar="N",
+        help="journal records between snapshots (bounds restart time)",
+    )
+    p.add_argument(
+        "--cdr-rotate-bytes", type=int, default=_DEFAULTS.cdr_rotate_bytes, metavar="BYTES"
+    )
+    p.add_argument(
+        "--cdr-rotate-seconds",
+        type=float,
+        default=_DEFAULTS.cdr_rotate_seconds,
+        metavar="SECONDS",
+    )
     p.add_argument("--log-json", action="store_true", help="JSON log lines instead of console")
     p.add_argument("--log-level", default="info")
     p.add_argument("--ready-file", type=Path, help="write the listening port here when ready")
@@ -75,7 +101,14 @@ def run(args: argparse.Namespace) -> int:
         cer_timeout=args.cer_timeout,
         max_pending_requests=args.max_pending,
     )
-    app_config = AppConfig(data_dir=args.data_dir, catalog=args.catalog)
+    app_config = AppConfig(
+        data_dir=args.data_dir,
+        catalog=args.catalog,
+        relaxed_sync_ms=args.sync_interval_ms,
+        checkpoint_records=args.checkpoint_records,
+        cdr_rotate_bytes=args.cdr_rotate_bytes,
+        cdr_rotate_seconds=args.cdr_rotate_seconds,
+    )
     ready_file: Path | None = args.ready_file
 
     async def main() -> None:

@@ -129,6 +129,9 @@ class PeerHandle(asyncio.Protocol):
         self._dwr_outstanding = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._lost = False
+        self._close_when_answered = False
+        self._closed_event = asyncio.Event()
         self._answer_waiters: dict[int, asyncio.Future[Answer]] = {}
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
@@ -186,13 +189,19 @@ class PeerHandle(asyncio.Protocol):
         self._flush()
         if close_reason is not None:
             log.info("connection.close", remote=self.remote, reason=close_reason)
-            self.close()
+            if conn.pending_requests and conn.state is PeerState.CLOSED and not self._lost:
+                # requests read with the DPA are answered before the close
+                self._close_when_answered = True
+            else:
+                self.close()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._lost = True
+        self._closed_event.set()
         if self._timer is not None:
             self._timer.cancel()
         if self.conn is not None:
@@ -308,6 +317,8 @@ class PeerHandle(asyncio.Protocol):
 
     def flush(self) -> None:
         self._flush()
+        if self._close_when_answered and self.conn is not None and not self.conn.pending_requests:
+            self.close()
 
     def _flush(self) -> None:
         if self.conn is None or self.transport is None or self._closed:
@@ -320,6 +331,7 @@ class PeerHandle(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        self._closed_event.set()
         if self._timer is not None:
             self._timer.cancel()
         if self.transport is not None:
@@ -332,6 +344,9 @@ class PeerHandle(asyncio.Protocol):
             fut = self.send_request(conn.dpr(cause))
             with contextlib.suppress(TimeoutError, ConnectionError):
                 await asyncio.wait_for(fut, timeout)
+            if self._close_when_answered:  # requests came with the DPA: answer them first
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed_event.wait(), timeout)
         self.close()
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from ocs.client import Client, ClientError
 from ocs.server import RequestContext, Server, ServerConfig, default_peer_policy
+from protocol.codec import encode_frame
 from protocol.codes import ApplicationId, Flag, ReAuthRequestType, ResultCode
 from protocol.messages import CER, DWR, RAA, RAR, Answer, ErrorAnswer, Request
 from tests.conftest import VECTORS, frame_of
@@ -245,3 +246,29 @@ async def test_stop_says_dpr_to_connected_peers(make_server: ServerFactory) -> N
     await srv.stop()
     await asyncio.wait_for(client.wait_closed(), 3.0)
     assert not client.is_open
+
+
+async def test_request_read_with_the_dpa_is_answered_before_close(
+    make_server: ServerFactory,
+) -> None:
+    """Shutdown: the server says DPR; a request the peer sent just before its DPA (in the same
+    read) was read, so it is answered before the connection closes (WIRE.md section 10)."""
+    srv = await make_server(handlers={272: echo_cca})
+    peer = await RawPeer.connect(srv.port)
+    stopping = asyncio.create_task(srv.stop())
+    header, _ = await peer.read()
+    assert header.is_request and header.command_code == 282
+    dpa = ErrorAnswer(result_code=2001, origin_host="upf1.test.local", origin_realm="test.local")
+    frame = encode_frame(
+        dpa,
+        flags=0,
+        command_code=282,
+        application_id=0,
+        hop_by_hop=header.hop_by_hop,
+        end_to_end=header.end_to_end,
+    )
+    await peer.send(frame_of("ccr-update-linked") + frame)
+    answer_header, answer = await peer.read()
+    assert answer_header.command_code == 272 and answer["Result-Code"] == 2001
+    assert await peer.closed_by_server()
+    await stopping
