@@ -253,7 +253,8 @@ async def test_request_read_with_the_dpa_is_answered_before_close(
 ) -> None:
     """Shutdown: the server says DPR; a request the peer sent just before its DPA (in the same
     read) was read, so it is answered before the connection closes (WIRE.md section 10)."""
-    srv = await make_server(handlers={272: echo_cca})
+    gate = HoldingGate()  # answers wait, as they do for group commit
+    srv = await make_server(handlers={272: echo_cca}, gate=gate)
     peer = await RawPeer.connect(srv.port)
     stopping = asyncio.create_task(srv.stop())
     header, _ = await peer.read()
@@ -268,6 +269,8 @@ async def test_request_read_with_the_dpa_is_answered_before_close(
         end_to_end=header.end_to_end,
     )
     await peer.send(frame_of("ccr-update-linked") + frame)
+    await asyncio.sleep(0.1)  # the DPA has been read; the answer is still held
+    gate.flush()
     answer_header, answer = await peer.read()
     assert answer_header.command_code == 272 and answer["Result-Code"] == 2001
     assert await peer.closed_by_server()
