@@ -57,7 +57,7 @@ def decode_body(command_code: int, is_request: bool, body: bytes | memoryview) -
         message: Message = decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise _validation_error(str(exc), body) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:  # ValueError: e.g. invalid UTF-8
         raise ProtocolError(
             RC.INVALID_AVP_BITS, f"body is not one MessagePack map: {exc}"
         ) from None

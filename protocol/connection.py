@@ -377,8 +377,11 @@ class Connection:
         events.append(PeerOpened(cer, shared))
 
     def _refuse_cer(self, header: Header, code: int, reason: str, events: list[Event]) -> None:
-        cea = self._cea(code, None, error_message=reason)
-        self._send_answer_now(header, cea, error=ResultCode(code).is_protocol_error)
+        error = ProtocolError(code, reason)
+        if error.error_flag:  # a 3xxx answer carries only the error keys (WIRE.md section 3)
+            self._send_answer_now(header, self.error_answer(header, error), error=True)
+        else:
+            self._send_answer_now(header, self._cea(code, None, error_message=reason))
         self._machine.process(PeerInput.RECV_CER_REFUSED)
         events.append(ConnectionClosed(f"CER refused: {code} {reason}"))
 

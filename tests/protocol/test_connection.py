@@ -114,6 +114,9 @@ def test_refused_peer_gets_3010_with_e_flag_and_close() -> None:
     events = conn.receive_data(frame_of("cer"))
     [(header, cea)] = answers(conn)
     assert cea["Result-Code"] == 3010 and header.flags & Flag.ERROR
+    # section 3: a 3xxx answer carries only Session-Id, Origin-*, Result-Code, Error-Message,
+    # Failed-AVP
+    assert set(cea) <= {"Origin-Host", "Origin-Realm", "Result-Code", "Error-Message"}
     assert isinstance(events[-1], ConnectionClosed) and state_of(conn) is PeerState.CLOSED
 
 

@@ -97,3 +97,22 @@ def test_framing_vectors_are_framing_errors(vector: dict[str, Any]) -> None:
     with pytest.raises(Exception) as info:
         buf.next_frame()
     assert type(info.value).__name__ == "FramingFailure"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"\xa2\xff\xfe", b"\xa1\x80", b"\xa3\xed\xa0\x80"],  # bad start byte, lone
+    ids=["bad-start", "continuation", "surrogate"],  # continuation, encoded surrogate
+)
+def test_invalid_utf8_in_a_string_is_3009(tail: bytes) -> None:
+    """WIRE.md section 2: a body that is not a decodable map (here: a str that is not UTF-8)."""
+    body = (
+        b"\x82"
+        + msgspec.msgpack.encode("Origin-Host")
+        + msgspec.msgpack.encode("a")
+        + msgspec.msgpack.encode("Origin-Realm")
+        + tail
+    )
+    with pytest.raises(ProtocolError) as info:
+        decode_body(280, True, body)
+    assert info.value.result_code == 3009 and info.value.error_flag
