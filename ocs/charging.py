@@ -182,6 +182,7 @@ class Session(msgspec.Struct, kw_only=True, array_like=True):
     record_opened_ms: int = 0
     local_seq: int = 0  # CDRs written for this session
     service_information: dict[str, Any] | None = None
+    grants_made: int = 0  # numbers this session's reservations (ids unique in the ledger)
 
 
 class _CachedAnswer(msgspec.Struct, array_like=True, gc=False):
@@ -291,6 +292,8 @@ class ChargingCore:
         self.cdr_seq = 0
         self._seen: dict[tuple[str, int], _CachedAnswer] = {}
         self._seen_order: deque[tuple[str, int]] = deque()
+        self._volatile: dict[tuple[str, int], _CachedAnswer] = {}
+        self._volatile_order: deque[tuple[int, tuple[str, int]]] = deque()
         self._closed: dict[str, tuple[int, int, bytes]] = {}
         self._closed_order: deque[str] = deque()
         # (deadline s, session id): supervision; stale entries are fixed when they surface
@@ -356,7 +359,7 @@ class ChargingCore:
             session.last_answer = body
             if close:
                 self._close(session, now_ms, "normalRelease")
-        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        self._remember(now_ms, origin_host, end_to_end, answer, body, changed=changed)
         return Result(answer, body, changed)
 
     def handle_amr(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
@@ -373,8 +376,7 @@ class ChargingCore:
             error_message=None if outcome is Outcome.OK else outcome.value,
         )
         body = encode_body(answer)
-        if changed:
-            self._remember(now_ms, origin_host, end_to_end, answer, body)
+        self._remember(now_ms, origin_host, end_to_end, answer, body, changed=changed)
         return Result(answer, body, changed)
 
     def due(self, now_ms: int) -> bool:
@@ -388,16 +390,19 @@ class ChargingCore:
         """Sessions silent for Tcc at `now_s` (all of them if `take`, else at most one)."""
         heap, sessions = self._deadlines, self.sessions
         found: list[Session] = []
+        taken: set[str] = set()
         while heap and heap[0][0] <= now_s:
             _, sid = heapq.heappop(heap)
             session = sessions.get(sid)
-            if session is None:
+            # an entry of a closed session, or a second entry of a Session-Id opened again
+            if session is None or sid in taken:
                 continue
             deadline = session.last_ms // MS + session.tcc_s
             if deadline > now_s:
                 heapq.heappush(heap, (deadline, sid))
                 continue
             found.append(session)
+            taken.add(sid)
             if not take:
                 heapq.heappush(heap, (deadline, sid))
                 break
@@ -405,11 +410,29 @@ class ChargingCore:
 
     def tick(self, now_ms: int) -> None:
         """Session supervision (Tcc) then reservation expiry, at `now_ms`."""
-        for session in self._silent(now_ms // MS, take=True):
+        silent = self._silent(now_ms // MS, take=True)
+        # The heap's layout depends on its history (`due` reorders it, `restore` rebuilds it):
+        # close in an order that depends on the state alone, so that CDR numbers replay exactly.
+        silent.sort(key=lambda s: (s.last_ms // MS + s.tcc_s, s.session_id))
+        for session in silent:
             self._release_all(session, now_ms)
             self._close(session, now_ms, "abnormalRelease")
-        self.ledger.expire_due(now_ms)
+        expired = self.ledger.expire_due(now_ms).expired
+        for reservation_id in expired:
+            self._drop_expired_grant(reservation_id)
         self._evict(now_ms)
+
+    def _drop_expired_grant(self, reservation_id: str) -> None:
+        """A grant whose reservation the ledger expired holds no money any more: forget it, so
+        that the session's grants are exactly the account's open reservations (usage reported
+        for it later is charged without a reservation, like any usage beyond a grant)."""
+        sid, rg_text, _, _ = reservation_id.rsplit("|", 3)
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        grant = session.grants.get(int(rg_text))
+        if grant is not None and grant.reservation_id == reservation_id:
+            del session.grants[int(rg_text)]
 
     def load_catalog(self, text: str) -> None:
         """Switch catalogs; sessions whose open grants are priced differently get RAR."""
@@ -429,22 +452,53 @@ class ChargingCore:
 
     # --- duplicates (section 6) ----------------------------------------------------------------
 
+    # Two caches. `_seen` holds the answers of journaled requests (those that changed state):
+    # it is part of snapshots and replay rebuilds it exactly, so a request answered before a
+    # crash is not applied again after it. `_volatile` holds the answers that changed nothing
+    # (refusals, enquiries): a duplicate of one gets that answer again, whatever changed
+    # since, but these requests are not journaled, so the cache is kept out of snapshots
+    # (replay never sees them, and a hit changes nothing) and is lost on a restart.
+
     def _duplicate(self, now_ms: int, origin_host: str, end_to_end: int) -> Result | None:
-        cached = self._seen.get((origin_host, end_to_end))
-        if cached is None or now_ms - cached.at_ms > self.duplicate_window_ms:
-            return None
-        answer = decode_body(cached.command, False, cached.body)
-        assert isinstance(answer, Answer)
-        return Result(answer, cached.body, False)
+        key = (origin_host, end_to_end)
+        for cache in (self._seen, self._volatile):
+            cached = cache.get(key)
+            if cached is not None and now_ms - cached.at_ms <= self.duplicate_window_ms:
+                answer = decode_body(cached.command, False, cached.body)
+                assert isinstance(answer, Answer)
+                return Result(answer, cached.body, False)
+        return None
 
     def _remember(
-        self, now_ms: int, origin_host: str, end_to_end: int, answer: Answer, body: bytes
+        self,
+        now_ms: int,
+        origin_host: str,
+        end_to_end: int,
+        answer: Answer,
+        body: bytes,
+        *,
+        changed: bool,
     ) -> None:
         key = (origin_host, end_to_end)
+        cached = _CachedAnswer(now_ms, int(answer.COMMAND), body)
+        if not changed:
+            self._volatile[key] = cached
+            self._volatile_order.append((now_ms, key))
+            self._evict_volatile(now_ms)
+            return
         if key not in self._seen:
             self._seen_order.append(key)
-        self._seen[key] = _CachedAnswer(now_ms, int(answer.COMMAND), body)
+        self._seen[key] = cached
         self._evict(now_ms)
+
+    def _evict_volatile(self, now_ms: int) -> None:
+        horizon = now_ms - self.duplicate_window_ms
+        volatile, order = self._volatile, self._volatile_order
+        while order and order[0][0] < horizon:
+            at, key = order.popleft()
+            entry = volatile.get(key)
+            if entry is not None and entry.at_ms == at:
+                del volatile[key]
 
     def _evict(self, now_ms: int) -> None:
         horizon = now_ms - self.duplicate_window_ms
@@ -464,6 +518,7 @@ class ChargingCore:
             sid = corder.popleft()
             if tomb is not None:
                 del closed[sid]
+        self._evict_volatile(now_ms)
 
     # --- answers -------------------------------------------------------------------------------
 
@@ -690,8 +745,17 @@ class ChargingCore:
             return MsccAnswer(
                 rating_group=rg_id, result_code=result_code(Outcome.CREDIT_LIMIT_REACHED)
             )
-        session.tcc_s = max(session.tcc_s, 2 * validity)
-        reservation_id = f"{session.session_id}|{rg_id}|{session.number}"
+        # Tcc = 2 x the longest Validity-Time granted (WIRE.md 5.3); `min_tcc_s` only until
+        # the first grant. A shorter Tcc needs its own supervision entry (the heap's keys must
+        # never be later than the deadlines they stand for).
+        tcc = 2 * validity if session.grants_made == 0 else max(session.tcc_s, 2 * validity)
+        if tcc < session.tcc_s:
+            heapq.heappush(self._deadlines, (now_s + tcc, session.session_id))
+        session.tcc_s = tcc
+        # Unique for the ledger's idempotency memory even if a client reuses a Session-Id
+        # once its tombstone is gone, or names a rating group twice in one request.
+        session.grants_made += 1
+        reservation_id = f"{session.session_id}|{rg_id}|{session.opened_ms}|{session.grants_made}"
         outcome = self.ledger.reserve(
             reservation_id,
             now=now_ms,
@@ -866,7 +930,8 @@ class ChargingCore:
     def _debit_anyway(self, session: Session, amount: int, now_ms: int) -> None:
         """Usage with no reservation left to post against: charged in full all the same."""
         self.ledger.debit(
-            f"{session.session_id}|{session.number}|debit|{len(session.containers)}",
+            f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
+            f"{len(session.containers)}",
             now=now_ms,
             account_id=session.account_id,
             amount=amount,
@@ -970,8 +1035,8 @@ class ChargingCore:
                 outcome = self.ledger.debit(
                     op, now=now_ms, account_id=view.account_id, amount=total
                 )
-                if outcome.code is not Code.OK:
-                    return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED), False
+                if outcome.code is not Code.OK:  # the ledger remembers the refusal: journal it
+                    return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED), True
                 self._account_usage(view.account_id, total)
             sign = 1
         else:  # REFUND_ACCOUNT
@@ -1024,8 +1089,15 @@ class ChargingCore:
                 SubscriptionId(type=int(s.subscription_id_type), data=s.subscription_id_data)
                 for s in amr.subscription_id or ()
             )
+            # Refused here, not by the ledger: the ledger would remember the refusal (or, with
+            # an id per account, answer a second CREATE with the first one's success), and a
+            # request that changes nothing is not journaled, so replay must not depend on it.
+            if self.ledger.account(account_id) is not None or any(
+                self.ledger.account_for(s.type, s.data) is not None for s in subs
+            ):
+                return Outcome.INVALID, False
             outcome = self.ledger.create_account(
-                f"create|{account_id}",
+                f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now=now_ms,
                 account_id=account_id,
                 currency=amr.currency_code
@@ -1035,7 +1107,10 @@ class ChargingCore:
                 credit_limit=amr.credit_limit or 0,
                 balance=amr.amount or 0,
             )
-            return (Outcome.OK, True) if outcome.ok else (Outcome.INVALID, False)
+            if outcome.ok:
+                return Outcome.OK, True
+            # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
+            return Outcome.INVALID, outcome.code is not Code.INVALID
         if self.ledger.account(account_id) is None:
             return Outcome.UNKNOWN_ACCOUNT, False
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
@@ -1227,6 +1302,8 @@ class ChargingCore:
             self.by_account.setdefault(s.account_id, set()).add(s.session_id)
         self._seen = {(h, e): c for h, e, c in state.seen}
         self._seen_order = deque((h, e) for h, e, _ in state.seen)
+        self._volatile = {}
+        self._volatile_order = deque()
         self._closed = {sid: (at, n, body) for sid, at, n, body in state.closed}
         self._closed_order = deque(sid for sid, _, _, _ in state.closed)
         self.usage = dict(state.usage)
