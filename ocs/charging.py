@@ -368,12 +368,17 @@ class ChargingCore:
             return cached
         outcome, changed = self._admin(now_ms, origin_host, end_to_end, amr)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
+        failed = None
+        if outcome is Outcome.MISSING_AVP:  # the key the operation needs (WIRE.md 8)
+            op = amr.account_operation
+            failed = {"Account-Status" if op is AccountOperation.SET_STATUS else "Amount": None}
         answer = AMA(
             result_code=result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
             account=self._account_map(account) if account is not None else None,
             error_message=None if outcome is Outcome.OK else outcome.value,
+            failed_avp=failed,
         )
         body = encode_body(answer)
         self._remember(now_ms, origin_host, end_to_end, answer, body, changed=changed)
@@ -426,13 +431,12 @@ class ChargingCore:
         """A grant whose reservation the ledger expired holds no money any more: forget it, so
         that the session's grants are exactly the account's open reservations (usage reported
         for it later is charged without a reservation, like any usage beyond a grant)."""
-        sid, rg_text, _, _ = reservation_id.rsplit("|", 3)
-        session = self.sessions.get(sid)
+        session = self.sessions.get(reservation_id.rsplit("|", 3)[0])  # see `_grant`
         if session is None:
             return
-        grant = session.grants.get(int(rg_text))
-        if grant is not None and grant.reservation_id == reservation_id:
-            del session.grants[int(rg_text)]
+        for rg_id, grant in list(session.grants.items()):
+            if grant.reservation_id == reservation_id:
+                del session.grants[rg_id]
 
     def load_catalog(self, text: str) -> None:
         """Switch catalogs; sessions whose open grants are priced differently get RAR."""
@@ -860,7 +864,8 @@ class ChargingCore:
                 usu.reporting_reason if usu.reporting_reason is not None else mscc.reporting_reason
             )
             granted_left = (grant.units if grant is not None else 0) - used_total
-            beyond = max(0, units - max(granted_left, 0))
+            # (a zero-rated group is never granted: its usage is not "beyond" anything)
+            beyond = 0 if rg.zero_rated else max(0, units - max(granted_left, 0))
             used_total += units
             session.containers.append(
                 Container(
@@ -1115,7 +1120,9 @@ class ChargingCore:
             return Outcome.UNKNOWN_ACCOUNT, False
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
             amount = amr.amount
-            if amount is None or amount <= 0:
+            if amount is None:
+                return Outcome.MISSING_AVP, False
+            if amount <= 0:
                 return Outcome.INVALID, False
             op_id = (
                 f"op|{amr.operation_id}"
@@ -1135,7 +1142,7 @@ class ChargingCore:
             return (Outcome.OK, True) if outcome.ok else (Outcome.INVALID, True)
         # SET_STATUS
         if amr.account_status is None:
-            return Outcome.INVALID, False
+            return Outcome.MISSING_AVP, False
         self.ledger.set_status(
             f"status|{origin_host}|{end_to_end}|{now_ms}",
             now=now_ms,

@@ -24,6 +24,7 @@ class Outcome(enum.Enum):
     UNKNOWN_ACCOUNT = "unknown-account"
     INVALID = "invalid"  # CREATE of an existing account, a taken identity, a bad value
     INSUFFICIENT_FUNDS = "insufficient-funds"  # administrative DEBIT refused
+    MISSING_AVP = "missing-avp"  # a key the operation needs (Amount, Account-Status) is absent
 
 
 RESULT_CODE: Final[dict[Outcome, ResultCode]] = {
@@ -39,6 +40,7 @@ RESULT_CODE: Final[dict[Outcome, ResultCode]] = {
     Outcome.UNKNOWN_ACCOUNT: ResultCode.USER_UNKNOWN,
     Outcome.INVALID: ResultCode.INVALID_AVP_VALUE,
     Outcome.INSUFFICIENT_FUNDS: ResultCode.CREDIT_LIMIT_REACHED,
+    Outcome.MISSING_AVP: ResultCode.MISSING_AVP,
 }
 
 

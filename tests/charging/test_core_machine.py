@@ -1,0 +1,506 @@
+"""A hypothesis state machine over the charging core with random traffic.
+
+A few accounts (random opening balance and credit limit); sessions of the three services open,
+report random usage (overuse and tariff-change splits included), ask again or not, terminate;
+events of every Requested-Action; administrative credits and debits (some with a reused
+Operation-Id); status changes; retransmissions of any earlier request, with its End-to-End-Id or
+a new one; time passing and ticks (Tcc supervision, reservation expiry); catalog reloads that
+change a price; checkpoint-and-restart through `snapshot()`/`restore()`.
+
+After every step:
+
+* The money identity, per account and so in total::
+
+      initial + admin credits - admin debits
+          == posted balance + sum of its CDR charges + charges held in open sessions
+
+  where "admin" counts the AMR CREDIT/DEBIT operations that were applied (an Operation-Id is
+  applied once; a DEBIT beyond the headroom is refused), the CDR charges include events
+  (refunds negative), and the last term is what open sessions charged since their last CDR
+  (their containers; the next partial or final record carries it). In the ledger's terms:
+  ``totals.initial == sum of opening balances`` and ``totals.credits - totals.debits ==
+  admin credits - admin debits - CDR charges - held charges``; the ledger itself checks
+  ``initial + credits - debits == sum of posted balances``.
+* Per account, ``reserved`` equals the sum of the open grants of its sessions.
+* `Ledger.check_invariants()`.
+* CDR sequence numbers are 1..N with no gap; a session's records are numbered 1..k.
+* A retransmission with the same (Origin-Host, End-to-End-Id) within the 4-minute window gets
+  the same answer bytes and changes nothing (an answer that changed nothing is remembered only
+  until a restart); so does a repeat of a session's last (Session-Id, CC-Request-Number).
+
+At the end (and at random points), a fresh core fed the inputs the app would have journaled
+(requests whose Result.changed, due ticks, catalogs) reproduces identical `snapshot()` bytes,
+an identical ledger snapshot and identical CDR lines.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from ocs.charging import DEFAULT_DUPLICATE_WINDOW_MS, Result
+from protocol.codec import decode_body
+from protocol.codes import (
+    AccountOperation,
+    AccountStatus,
+    CCRequestType,
+    CommandCode,
+    ReportingReason,
+    RequestedAction,
+    TariffChangeUsage,
+)
+from protocol.messages import AMR, CCA, CCR, MsccRequest, ServiceUnit, UsedServiceUnit
+from tests.charging.conftest import (
+    DATA,
+    DEMO,
+    EUR,
+    SMS,
+    VOICE,
+    Harness,
+    MiB,
+    amr,
+    ccr,
+    epoch_ms,
+    mscc,
+    rsu,
+    usu,
+)
+
+CATALOG = (
+    DEMO.replace('["5.00", "10.00", "20.00"]', '["0.50", "1.00", "2.00"]')
+    .replace('volume_limit = "100 MiB"', 'volume_limit = "20 MiB"')
+    .replace('time_limit = "1 h"', 'time_limit = "30 min"')
+)
+DEARER = CATALOG.replace('price = "0.02"', 'price = "0.03"')
+assert CATALOG != DEMO and DEARER != CATALOG
+
+START = epoch_ms("2026-01-05T17:00:00+01:00")  # Monday: peak ends at 20:00 Paris
+HORIZON = START + 20 * 3600 * 1000  # ledger operation ids are remembered for 24 h
+ACCOUNTS = ("a0", "a1", "a2")
+SUBSCRIBER = {a: f"4917000000{i}" for i, a in enumerate(ACCOUNTS)}
+SERVICE_RGS = {DATA: (10, 20, 50, 99), VOICE: (40,), SMS: (30,)}
+UNIT = {10: "octets", 20: "octets", 50: "octets", 99: "octets", 40: "seconds", 30: "units"}
+ORIGINS = ("upf1.test.local", "upf2.test.local")
+
+services = st.sampled_from([DATA, DATA, VOICE, SMS])
+accounts = st.sampled_from(ACCOUNTS)
+picks = st.integers(0, 1 << 16)
+
+
+def amounts(rg: int, *, big: bool = True) -> st.SearchStrategy[int]:
+    unit = UNIT[rg]
+    if unit == "octets":
+        return st.integers(0, 30 * MiB if big else 5 * MiB)
+    if unit == "seconds":
+        return st.integers(0, 900)
+    return st.integers(0, 2)
+
+
+@st.composite
+def asks(draw: st.DrawFn, rg: int) -> ServiceUnit | None:
+    kind = draw(st.sampled_from(["none", "any", "amount"]))
+    if kind == "none":
+        return None
+    if kind == "any":
+        return rsu()
+    amount = draw(amounts(rg))
+    unit = UNIT[rg]
+    if unit == "octets":
+        return rsu(octets=amount)
+    if unit == "seconds":
+        return rsu(seconds=amount)
+    return rsu(units=amount)
+
+
+@st.composite
+def used(draw: st.DrawFn, rg: int) -> tuple[UsedServiceUnit, ...] | None:
+    if draw(st.booleans()):
+        return None
+    reports = []
+    for _ in range(draw(st.integers(1, 2))):
+        amount = draw(amounts(rg))
+        tcu = draw(st.sampled_from([None, None, *TariffChangeUsage]))
+        reason = draw(st.sampled_from([None, *ReportingReason]))
+        unit = UNIT[rg]
+        reports.append(
+            usu(
+                octets=amount if unit == "octets" else None,
+                seconds=amount if unit == "seconds" else None,
+                units=amount if unit == "units" else None,
+                tcu=tcu,
+                reason=reason,
+            )
+        )
+    return tuple(reports)
+
+
+@st.composite
+def msccs(draw: st.DrawFn, service: str, *, usage: bool) -> tuple[MsccRequest, ...]:
+    rgs = draw(st.lists(st.sampled_from(SERVICE_RGS[service]), max_size=3, unique=True))
+    return tuple(mscc(rg, ask=draw(asks(rg)), used=draw(used(rg)) if usage else None) for rg in rgs)
+
+
+@dataclass
+class ClientSession:
+    account: str
+    service: str
+    origin: str
+    number: int = 0
+
+
+@dataclass
+class Sent:
+    message: CCR | AMR
+    e2e: int
+    origin: str
+    at_ms: int
+    result: Result
+
+
+@dataclass
+class Model:
+    initial: dict[str, int] = field(default_factory=dict)
+    admin: dict[str, int] = field(default_factory=dict)  # credits - debits applied
+    operations: dict[str, int] = field(default_factory=dict)  # Operation-Id -> first code
+
+
+class CoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness(catalog=CATALOG)
+        self.now = START
+        self.model = Model()
+        self.open: dict[str, ClientSession] = {}
+        self.sent: list[Sent] = []
+        self.cache: dict[tuple[str, int | None], tuple[int, bytes, bool]] = {}
+        self.counter = 0
+        self.dearer = False
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _send(self, message: CCR | AMR, *, e2e: int | None = None) -> Result:
+        """Send, checking the duplicate cache against the machine's own model of it, and keep
+        the model of administrative money up to date."""
+        h = self.h
+        key = (message.origin_host, e2e)
+        cached = self.cache.get(key) if e2e is not None else None
+        hit = cached is not None and self.now - cached[0] <= DEFAULT_DUPLICATE_WINDOW_MS
+        before = self._state()
+        view = h.ledger.account(message.account_id) if isinstance(message, AMR) else None
+        result = h.send(message, self.now, e2e=e2e)
+        e2e = e2e if e2e is not None else h.e2e
+        self.sent.append(Sent(message, e2e, message.origin_host, self.now, result))
+        if hit:
+            assert cached is not None
+            assert result.body == cached[1] and not result.changed
+            assert self._state() == before
+            return result
+        # every answer is cached; those that changed nothing only until a restart
+        self.cache[(message.origin_host, e2e)] = (self.now, result.body, result.changed)
+        if isinstance(message, AMR) and message.account_operation in (
+            AccountOperation.CREDIT,
+            AccountOperation.DEBIT,
+        ):
+            assert view is not None and message.amount is not None
+            credit = message.account_operation is AccountOperation.CREDIT
+            code = result.answer.result_code
+            op = message.operation_id
+            if op is not None and op in self.model.operations:
+                assert code == self.model.operations[op]
+                return result
+            applied = credit or view.headroom >= message.amount
+            assert code == (2001 if applied else 4012)
+            if applied:
+                self.model.admin[message.account_id] += (
+                    message.amount if credit else -message.amount
+                )
+            if op is not None:
+                self.model.operations[op] = code
+        return result
+
+    def _sid(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def _pick(self, index: int) -> tuple[str, ClientSession] | None:
+        if not self.open:
+            return None
+        sid = sorted(self.open)[index % len(self.open)]
+        return sid, self.open[sid]
+
+    def _state(self) -> tuple[bytes, bytes, int, int]:
+        h = self.h
+        return h.core.snapshot(), h.ledger.snapshot(), len(h.inputs), len(h.cdr_lines)
+
+    # --- setup ------------------------------------------------------------------------------
+
+    @initialize(
+        balances=st.lists(st.integers(0, 3 * EUR), min_size=3, max_size=3),
+        limits=st.lists(st.sampled_from([0, 0, 100_000]), min_size=3, max_size=3),
+    )
+    def create_accounts(self, balances: list[int], limits: list[int]) -> None:
+        for account, balance, limit in zip(ACCOUNTS, balances, limits, strict=True):
+            self.h.account(
+                account, SUBSCRIBER[account], balance, now_ms=self.now, credit_limit=limit
+            )
+            self.model.initial[account] = balance
+            self.model.admin[account] = 0
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    @rule(data=st.data(), account=accounts, service=services, origin=st.sampled_from(ORIGINS))
+    def open_session(self, data: st.DataObject, account: str, service: str, origin: str) -> None:
+        if len(self.open) >= 6:
+            return
+        sid = self._sid("s")
+        requested = data.draw(msccs(service, usage=False))
+        message = ccr(
+            sid,
+            CCRequestType.INITIAL,
+            0,
+            *requested,
+            subscriber=SUBSCRIBER[account],
+            service=service,
+            origin=origin,
+        )
+        answer = self._send(message).answer
+        view = self.h.ledger.account(account)
+        assert view is not None
+        if int(view.status) != int(AccountStatus.ACTIVE):
+            assert answer.result_code == 4010
+            return
+        assert answer.result_code == 2001
+        assert isinstance(answer, CCA)
+        codes = [m.result_code for m in answer.multiple_services_credit_control or ()]
+        assert set(codes) <= {2001, 4011, 4012, 5031}
+        self.open[sid] = ClientSession(account, service, origin)
+
+    @rule(data=st.data(), index=picks, terminate=st.booleans())
+    def report(self, data: st.DataObject, index: int, terminate: bool) -> None:
+        picked = self._pick(index)
+        if picked is None:
+            return
+        sid, session = picked
+        kind = CCRequestType.TERMINATION if terminate else CCRequestType.UPDATE
+        message = ccr(
+            sid,
+            kind,
+            session.number + 1,
+            *data.draw(msccs(session.service, usage=True)),
+            service=session.service,
+            origin=session.origin,
+        )
+        code = self._send(message).answer.result_code
+        if code == 2001:
+            session.number += 1
+            if terminate:
+                del self.open[sid]
+                assert sid not in self.h.core.sessions
+        else:
+            # closed by supervision meanwhile (5002), or that closed session opened again by a
+            # late retransmission of its INITIAL (5004)
+            assert code in (5002, 5004)
+            del self.open[sid]
+
+    @rule(index=picks, offset=st.sampled_from([-1, 2, 3, 9]))
+    def out_of_sequence(self, index: int, offset: int) -> None:
+        picked = self._pick(index)
+        if picked is None or session_number_below_zero(picked[1].number, offset):
+            return
+        sid, session = picked
+        before = self._state()
+        number = session.number + offset
+        message = ccr(
+            sid,
+            CCRequestType.UPDATE,
+            number,
+            mscc(10, used=(usu(octets=MiB),)),
+            origin=session.origin,
+        )
+        answer = self._send(message).answer
+        if sid in self.h.core.sessions:
+            assert answer.result_code == 5004
+            assert answer.failed_avp == {"CC-Request-Number": number}
+        else:
+            assert answer.result_code == 5002
+        assert self._state() == before
+
+    # --- events -----------------------------------------------------------------------------
+
+    @rule(
+        data=st.data(),
+        account=accounts,
+        action=st.sampled_from(RequestedAction),
+        service=services,
+    )
+    def event(
+        self, data: st.DataObject, account: str, action: RequestedAction, service: str
+    ) -> None:
+        rg = data.draw(st.sampled_from(SERVICE_RGS[service]))
+        amount = data.draw(amounts(rg, big=False))
+        unit = UNIT[rg]
+        ask = rsu(
+            octets=amount if unit == "octets" else None,
+            seconds=amount if unit == "seconds" else None,
+            units=amount if unit == "units" else None,
+        )
+        message = ccr(
+            self._sid("e"),
+            CCRequestType.EVENT,
+            0,
+            mscc(rg, ask=ask),
+            subscriber=SUBSCRIBER[account],
+            service=service,
+            action=action,
+        )
+        before = self._state()
+        result = self._send(message)
+        assert result.answer.result_code in {2001, 4010, 4012}
+        enquiry = action in (RequestedAction.PRICE_ENQUIRY, RequestedAction.CHECK_BALANCE)
+        if enquiry or result.answer.result_code != 2001:
+            assert not result.changed and self._state() == before
+
+    # --- administration ---------------------------------------------------------------------
+
+    @rule(
+        account=accounts,
+        credit=st.booleans(),
+        amount=st.integers(1, 2 * EUR),
+        operation_id=st.sampled_from([None, None, "op1", "op2"]),
+    )
+    def admin(self, account: str, credit: bool, amount: int, operation_id: str | None) -> None:
+        operation = AccountOperation.CREDIT if credit else AccountOperation.DEBIT
+        self._send(amr(operation, account, amount=amount, operation_id=operation_id))
+
+    @rule(account=accounts, status=st.sampled_from([*AccountStatus, AccountStatus.ACTIVE]))
+    def set_status(self, account: str, status: AccountStatus) -> None:
+        answer = self._send(amr(AccountOperation.SET_STATUS, account, status=status))
+        assert answer.answer.result_code == 2001
+
+    # --- retransmissions --------------------------------------------------------------------
+
+    @rule(index=picks, same_id=st.booleans())
+    def retransmit(self, index: int, same_id: bool) -> None:
+        """Any earlier request again: with its End-to-End-Id (`_send` checks the cache), or with
+        a new one (a repeat of a session's last request number is answered the same)."""
+        if not self.sent:
+            return
+        earlier = self.sent[index % len(self.sent)]
+        message = earlier.message
+        before = self._state()
+        expected: bytes | None = None
+        if not same_id and isinstance(message, CCR):
+            session = self.h.core.sessions.get(message.session_id)
+            if session is not None and session.number == message.cc_request_number:
+                last = decode_body(CommandCode.CREDIT_CONTROL, False, session.last_answer)
+                assert isinstance(last, CCA)
+                if last.cc_request_type == message.cc_request_type:
+                    expected = session.last_answer
+        result = self._send(message, e2e=earlier.e2e if same_id else None)
+        if expected is not None:
+            assert result.body == expected
+            assert not result.changed and self._state() == before
+        if (
+            isinstance(message, CCR)
+            and message.cc_request_type is CCRequestType.INITIAL
+            and result.changed
+        ):
+            # an INITIAL of a session long gone opened it again: the client lost track of it
+            self.open.pop(message.session_id, None)
+
+    # --- time, catalogs, restarts -----------------------------------------------------------
+
+    @rule(ms=st.integers(0, 15 * 60 * 1000))
+    def advance(self, ms: int) -> None:
+        self.now = min(self.now + ms, HORIZON)
+
+    @rule(ms=st.sampled_from([0, 1000, 130_000, 1200 * 1000, 7200 * 1000, 7300 * 1000]))
+    def tick(self, ms: int) -> None:
+        self.now = min(self.now + ms, HORIZON)
+        self.h.tick(self.now)
+
+    @rule()
+    def reload_catalog(self) -> None:
+        self.dearer = not self.dearer
+        self.h.load_catalog(DEARER if self.dearer else CATALOG, self.now)
+
+    @rule()
+    def restart(self) -> None:
+        self.h.restart()
+        self.cache = {key: entry for key, entry in self.cache.items() if entry[2]}
+
+    @rule()
+    def replay(self) -> None:
+        self.h.assert_replays()
+
+    # --- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def books_balance(self) -> None:
+        h = self.h
+        if not self.model.initial:
+            return
+        h.ledger.check_invariants()
+        records = [json.loads(line) for _, line in h.cdr_lines]
+        held_by: dict[str, int] = dict.fromkeys(ACCOUNTS, 0)
+        reserved_by: dict[str, int] = dict.fromkeys(ACCOUNTS, 0)
+        for session in h.core.sessions.values():
+            held_by[session.account_id] += sum(c.charge for c in session.containers)
+            reserved_by[session.account_id] += sum(g.amount for g in session.grants.values())
+        cdr_by = dict.fromkeys(ACCOUNTS, 0)
+        for record in records:
+            cdr_by[record["accountId"]] += record["charge"]
+        for account in ACCOUNTS:
+            view = h.ledger.account(account)
+            assert view is not None
+            expected = self.model.initial[account] + self.model.admin[account]
+            assert expected == view.balance + cdr_by[account] + held_by[account], account
+            assert view.reserved == reserved_by[account], account
+        totals = h.ledger.totals()
+        assert totals.initial == sum(self.model.initial.values())
+        assert totals.credits - totals.debits == sum(self.model.admin.values()) - sum(
+            cdr_by.values()
+        ) - sum(held_by.values())
+
+    @invariant()
+    def cdrs_are_numbered(self) -> None:
+        seqs = [seq for seq, _ in self.h.cdr_lines]
+        assert seqs == list(range(1, len(seqs) + 1))
+        local: dict[str, list[int]] = {}
+        for seq, line in self.h.cdr_lines:
+            record = json.loads(line)
+            assert record["recordSequenceNumber"] == seq
+            if record["recordType"] == "session":
+                local.setdefault(record["sessionId"], []).append(record["localSequenceNumber"])
+        for numbers in local.values():
+            # 1, 2, ... per session; a Session-Id opened again (a late retransmission of its
+            # INITIAL once the server forgot it) starts again at 1
+            assert all(n in (1, prev + 1) for prev, n in pairwise([0, *numbers]))
+
+    @invariant()
+    def sessions_match_the_client(self) -> None:
+        for sid, session in self.h.core.sessions.items():
+            if sid in self.open:
+                assert session.number == self.open[sid].number
+
+    def teardown(self) -> None:
+        if self.model.initial:
+            self.h.assert_replays()
+
+
+def session_number_below_zero(number: int, offset: int) -> bool:
+    return number + offset < 0
+
+
+CoreMachine.TestCase.settings = settings(
+    max_examples=50,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestCoreMachine = CoreMachine.TestCase
