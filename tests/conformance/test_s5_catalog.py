@@ -149,11 +149,6 @@ def _records(data_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server deviation: Tcc is max(120 s, 2 x Validity-Time) (ocs/charging.py "
-    "min_tcc_s), not 2 x the longest Validity-Time: a session with 1 s grants is kept 120 s",
-)
 async def test_s5_session_supervision_tcc(catalog_server: CatalogServer, connect: Connect) -> None:
     """WIRE.md §5.3: a session that receives no request for Tcc = 2 x its longest
     Validity-Time (here 2 x 1 s) is closed by the server, its reservations released, its CDR

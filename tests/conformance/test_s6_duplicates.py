@@ -275,16 +275,6 @@ async def test_s6_t_flag_on_a_first_transmission_is_processed(
     assert await balance_of(admin, account.account_id) == (MICRO - SMS_PRICE, 0)
 
 
-REFUSED_NOT_CACHED = pytest.mark.xfail(
-    strict=True,
-    reason="server bug: an answer that changed nothing (5030 here) is not kept in the "
-    "duplicate cache, so its retransmission (same Origin-Host, End-to-End-Id, T flag) is "
-    "processed again once the account exists: INITIAL answered 2001 with a grant and a "
-    "session opened; CREDIT applied",
-)
-
-
-@REFUSED_NOT_CACHED
 async def test_s6_duplicate_of_refused_initial_changes_nothing_later(
     server: ServerProcess, connect: Connect
 ) -> None:
@@ -308,7 +298,6 @@ async def test_s6_duplicate_of_refused_initial_changes_nothing_later(
     assert (account["Balance"], account["Reserved"], account["Session-Count"]) == (MICRO, 0, 0)
 
 
-@REFUSED_NOT_CACHED
 async def test_s6_duplicate_of_refused_credit_changes_nothing_later(
     server: ServerProcess, connect: Connect
 ) -> None:

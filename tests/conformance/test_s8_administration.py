@@ -240,12 +240,6 @@ async def test_s8_balance_is_after_reservations(server: ServerProcess, connect: 
     [(CREDIT, "Amount"), (DEBIT, "Amount"), (SET_STATUS, "Account-Status")],
     ids=["credit", "debit", "set-status"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: an AMR CREDIT/DEBIT without Amount, or SET_STATUS without "
-    "Account-Status, is answered 5004 (Error-Message 'invalid', no Failed-AVP) instead of "
-    "5005 missing key with Failed-AVP {name: nil}",
-)
 async def test_s8_key_the_operation_needs_missing_is_5005(
     server: ServerProcess, connect: Connect, operation: int, key: str
 ) -> None:
