@@ -26,7 +26,7 @@ from typing import Any, Final
 import msgspec
 
 from ocs.accounts import AccountStatus, AccountView, SubscriptionId
-from ocs.ledger import Code, Ledger
+from ocs.ledger import Code, Debit, Ledger, Post, Reserve, Void
 from ocs.outcomes import Outcome, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
@@ -79,6 +79,13 @@ MS: Final = 1000
 DEFAULT_DUPLICATE_WINDOW_MS: Final = 4 * 60 * MS  # WIRE.md section 6: at least 4 minutes
 DEFAULT_MIN_TCC_S: Final = 120  # Tcc of a session that holds no grant
 RESERVATION_SLACK_S: Final = 60
+
+# Result-Codes of the outcomes used per MSCC, looked up once (ocs.outcomes.RESULT_CODE).
+_RC_CREDIT_LIMIT_REACHED: Final = result_code(Outcome.CREDIT_LIMIT_REACHED)
+_RC_NOT_APPLICABLE: Final = result_code(Outcome.NOT_APPLICABLE)
+_RC_OK: Final = result_code(Outcome.OK)
+_RC_RATING_FAILED: Final = result_code(Outcome.RATING_FAILED)
+_RC_SERVICE_DENIED: Final = result_code(Outcome.SERVICE_DENIED)
 
 # --- inputs (what is journaled) ---------------------------------------------------------------
 
@@ -252,10 +259,18 @@ def unit_map(unit: Unit, amount: int) -> ServiceUnit:
     return ServiceUnit(cc_service_specific_units=amount)
 
 
+_ISO_SECOND: list[tuple[int, str]] = [(-1, "")]  # the last second formatted
+
+
 def iso_ms(ms: int) -> str:
-    """ISO 8601 UTC with milliseconds, from int ms (no float)."""
-    dt = datetime.fromtimestamp(ms // MS, tz=UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % MS:03d}Z"
+    """ISO 8601 UTC with milliseconds, from int ms (no float). The formatted second is
+    cached: the records of one batch share it, and strftime is the costly part."""
+    second = ms // MS
+    cached_second, text = _ISO_SECOND[0]
+    if cached_second != second:
+        text = f"{datetime.fromtimestamp(second, tz=UTC):%Y-%m-%dT%H:%M:%S}"
+        _ISO_SECOND[0] = (second, text)
+    return f"{text}.{ms % MS:03d}Z"
 
 
 def _subscriber(subs: Iterable[WireSubscriptionId]) -> str:
@@ -286,6 +301,7 @@ class ChargingCore:
         self.min_tcc_s = min_tcc_s
         self.catalog_text = catalog_text
         self.catalog: Catalog = parse_catalog(catalog_text)
+        self._links_cache: dict[tuple[str, int], tuple[int, ...]] = {}
         self.sessions: dict[str, Session] = {}
         self.by_account: dict[str, set[str]] = {}
         self.usage: dict[str, int] = {}  # money charged per account (usage thresholds)
@@ -443,6 +459,7 @@ class ChargingCore:
         new = parse_catalog(text)
         old = self.catalog
         self.catalog = new
+        self._links_cache = {}
         self.catalog_text = text
         for session in self.sessions.values():
             changed = tuple(
@@ -699,18 +716,18 @@ class ChargingCore:
         rg_id = mscc.rating_group
         rg = self.catalog.rating_group(session.service_context_id, rg_id)
         if rg is None:
-            return MsccAnswer(rating_group=rg_id, result_code=result_code(Outcome.RATING_FAILED))
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_RATING_FAILED)
         if mscc.used_service_unit is not None:
             self._charge_usage(session, rg, mscc, now_ms)
         else:
             self._release(session, rg_id, now_ms)  # nothing reported: give the quota back
         if rg.zero_rated:
-            return MsccAnswer(rating_group=rg_id, result_code=result_code(Outcome.NOT_APPLICABLE))
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_NOT_APPLICABLE)
         if terminating or mscc.requested_service_unit is None:
-            return MsccAnswer(rating_group=rg_id, result_code=result_code(Outcome.OK))
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_OK)
         view = self.ledger.account(session.account_id)
         if view is None or view.status is not AccountStatus.ACTIVE:
-            return MsccAnswer(rating_group=rg_id, result_code=result_code(Outcome.SERVICE_DENIED))
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
         return self._grant(session, rg, mscc.requested_service_unit, view, now_ms)
 
     def _grant(
@@ -746,9 +763,7 @@ class ChargingCore:
         if units <= 0:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
-            return MsccAnswer(
-                rating_group=rg_id, result_code=result_code(Outcome.CREDIT_LIMIT_REACHED)
-            )
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
         # Tcc = 2 x the longest Validity-Time granted (WIRE.md 5.3); `min_tcc_s` only until
         # the first grant. A shorter Tcc needs its own supervision entry (the heap's keys must
         # never be later than the deadlines they stand for).
@@ -760,19 +775,20 @@ class ChargingCore:
         # once its tombstone is gone, or names a rating group twice in one request.
         session.grants_made += 1
         reservation_id = f"{session.session_id}|{rg_id}|{session.opened_ms}|{session.grants_made}"
-        outcome = self.ledger.reserve(
-            reservation_id,
-            now=now_ms,
-            account_id=session.account_id,
-            amount=cost,
-            expires_at=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
+        outcome = self.ledger.apply(
+            Reserve(
+                id=reservation_id,
+                now=now_ms,
+                account_id=session.account_id,
+                amount=cost,
+                expires_at=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
+            ),
+            trusted=True,
         )
         if outcome.code is not Code.OK:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
-            return MsccAnswer(
-                rating_group=rg_id, result_code=result_code(Outcome.CREDIT_LIMIT_REACHED)
-            )
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
         change = next_tariff_change(rg, now_s, end_s)
         session.grants[rg_id] = Grant(
             reservation_id=reservation_id,
@@ -791,7 +807,7 @@ class ChargingCore:
             session.starved.remove(rg_id)
         answer: dict[str, Any] = {
             "rating_group": rg_id,
-            "result_code": result_code(Outcome.OK),
+            "result_code": _RC_OK,
             "granted_service_unit": unit_map(rg.unit, units),
             "validity_time": validity,
         }
@@ -810,7 +826,15 @@ class ChargingCore:
         return MsccAnswer(**answer)
 
     def _links(self, session: Session, rg_id: int) -> tuple[int, ...]:
-        """Rating groups linked to `rg_id` in either direction (WIRE.md 5.6)."""
+        """Rating groups linked to `rg_id` in either direction (WIRE.md 5.6), cached per
+        catalog."""
+        key = (session.service_context_id, rg_id)
+        links = self._links_cache.get(key)
+        if links is None:
+            links = self._links_cache[key] = self._compute_links(session, rg_id)
+        return links
+
+    def _compute_links(self, session: Session, rg_id: int) -> tuple[int, ...]:
         catalog = self.catalog
         service = catalog.service(session.service_context_id)
         allowed = service.rating_groups if service is not None else ()
@@ -887,11 +911,14 @@ class ChargingCore:
             )
             total += charge + fee
         if grant is not None:
-            posted = self.ledger.post(
-                f"{grant.reservation_id}|post",
-                now=now_ms,
-                reservation_id=grant.reservation_id,
-                amount=total,
+            posted = self.ledger.apply(
+                Post(
+                    id=f"{grant.reservation_id}|post",
+                    now=now_ms,
+                    reservation_id=grant.reservation_id,
+                    amount=total,
+                ),
+                trusted=True,
             )
             if posted.code is Code.UNKNOWN_RESERVATION and total:  # expired meanwhile
                 self._debit_anyway(session, total, now_ms)
@@ -934,20 +961,28 @@ class ChargingCore:
 
     def _debit_anyway(self, session: Session, amount: int, now_ms: int) -> None:
         """Usage with no reservation left to post against: charged in full all the same."""
-        self.ledger.debit(
-            f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
-            f"{len(session.containers)}",
-            now=now_ms,
-            account_id=session.account_id,
-            amount=amount,
-            allow_overdraft=True,
+        self.ledger.apply(
+            Debit(
+                id=f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
+                f"{len(session.containers)}",
+                now=now_ms,
+                account_id=session.account_id,
+                amount=amount,
+                allow_overdraft=True,
+            ),
+            trusted=True,
         )
 
     def _release(self, session: Session, rg_id: int, now_ms: int) -> None:
         grant = session.grants.pop(rg_id, None)
         if grant is not None:
-            self.ledger.void(
-                f"{grant.reservation_id}|void", now=now_ms, reservation_id=grant.reservation_id
+            self.ledger.apply(
+                Void(
+                    id=f"{grant.reservation_id}|void",
+                    now=now_ms,
+                    reservation_id=grant.reservation_id,
+                ),
+                trusted=True,
             )
 
     def _release_all(self, session: Session, now_ms: int) -> None:
@@ -1061,18 +1096,16 @@ class ChargingCore:
                 out.append(
                     MsccAnswer(
                         rating_group=mscc.rating_group,
-                        result_code=result_code(Outcome.RATING_FAILED),
+                        result_code=_RC_RATING_FAILED,
                     )
                 )
             elif rg.zero_rated:
-                out.append(
-                    MsccAnswer(rating_group=rg.id, result_code=result_code(Outcome.NOT_APPLICABLE))
-                )
+                out.append(MsccAnswer(rating_group=rg.id, result_code=_RC_NOT_APPLICABLE))
             else:
                 out.append(
                     MsccAnswer(
                         rating_group=rg.id,
-                        result_code=result_code(Outcome.OK),
+                        result_code=_RC_OK,
                         granted_service_unit=unit_map(rg.unit, units),
                     )
                 )
@@ -1302,6 +1335,7 @@ class ChargingCore:
         self.catalog_journaled = True
         self.catalog_text = state.catalog_text
         self.catalog = parse_catalog(state.catalog_text)
+        self._links_cache = {}
         self.cdr_seq = state.cdr_seq
         self.sessions = {s.session_id: s for s in state.sessions}
         self.by_account = {}

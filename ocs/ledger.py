@@ -490,7 +490,7 @@ class Ledger(LedgerOps):
 
     # -- applying commands
 
-    def apply(self, cmd: Command, *, replay: bool = False) -> Outcome:
+    def apply(self, cmd: Command, *, replay: bool = False, trusted: bool = False) -> Outcome:
         """Apply one command and return its outcome.
 
         A command whose id was applied before returns the first outcome and changes nothing.
@@ -499,7 +499,9 @@ class Ledger(LedgerOps):
         if the retention settings (or validation rules) changed between runs.
         """
         if not replay:  # journaled commands passed this check when they were first applied
-            problem = _problem(cmd)
+            # ``trusted``: a command built by the charging core from values it validated
+            # (prices, reservation ids): the static checks are skipped, not the id look-up.
+            problem = None if trusted else _problem(cmd)
             if problem is not None:
                 return Outcome(code=Code.INVALID, detail=problem)
             prior = self._seen.get(cmd.id)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
+
 from protocol.codec import (
     ANSWER_TYPE_BY_CODE,
     REQUEST_TYPE_BY_CODE,
@@ -97,21 +99,18 @@ PeerPolicy = Callable[[CER], PeerDecision]
 # --- events -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    pass
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """Something that happened on the connection (msgspec Structs: cheap to build)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PeerOpened(Event):
+class PeerOpened(Event, frozen=True, gc=False):
     """Capabilities exchanged. `peer` is the other side's CER (server) or CEA (client)."""
 
     peer: CER | CEA
     applications: frozenset[int]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestReceived(Event):
+class RequestReceived(Event, frozen=True, gc=False):
     """A valid application request the user must answer with `send_answer`/`send_error`."""
 
     header: Header
@@ -119,8 +118,7 @@ class RequestReceived(Event):
     body: bytes  # as received, for a journal of inputs
 
 
-@dataclass(frozen=True, slots=True)
-class AnswerReceived(Event):
+class AnswerReceived(Event, frozen=True, gc=False):
     """An answer that matched an outstanding request; `request` is that request's header."""
 
     header: Header
@@ -128,39 +126,34 @@ class AnswerReceived(Event):
     request: Header
 
 
-@dataclass(frozen=True, slots=True)
-class WatchdogReceived(Event):
+class WatchdogReceived(Event, frozen=True, gc=False):
     """A DWR, already answered."""
 
     header: Header
 
 
-@dataclass(frozen=True, slots=True)
-class DisconnectRequested(Event):
+class DisconnectRequested(Event, frozen=True, gc=False):
     """A DPR, already answered with DPA 2001; the peer closes the transport next."""
 
     header: Header
     cause: int
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRejected(Event):
+class RequestRejected(Event, frozen=True, gc=False):
     """A request the connection answered itself with an error."""
 
     header: Header
     error: ProtocolError
 
 
-@dataclass(frozen=True, slots=True)
-class AnswerDropped(Event):
+class AnswerDropped(Event, frozen=True, gc=False):
     """An answer that matched nothing, or could not be decoded: dropped (WIRE.md section 3)."""
 
     header: Header
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed(Event):
+class ConnectionClosed(Event, frozen=True, gc=False):
     """The connection is over: send what `data_to_send` holds, then close the transport."""
 
     reason: str

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+import msgspec
 
 from protocol.codes import FLAG_E, FLAG_P, FLAG_R, FLAG_T, HEADER_LENGTH, VERSION
 
 _HEADER = struct.Struct(">IIIII")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Header:
-    """A decoded header. `length` is the whole message length, header included."""
+class Header(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A decoded header. `length` is the whole message length, header included.
+
+    A msgspec Struct rather than a frozen dataclass: one is built per message, and its
+    constructor is an order of magnitude cheaper."""
 
     flags: int
     command_code: int
