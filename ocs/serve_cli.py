@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 from pathlib import Path
 
@@ -39,6 +40,15 @@ def parse_peer(text: str) -> tuple[str, frozenset[int]]:
         return host, frozenset(_APP_NAMES[n] for n in names)
     except KeyError as exc:
         raise argparse.ArgumentTypeError(f"unknown application {exc.args[0]!r}") from None
+
+
+def tune_gc() -> None:
+    """Latency: what recovery loaded lives as long as the process, so it is moved out of the
+    collector's sight (`gc.freeze`), and young collections run less often. Most per-request
+    objects are msgspec Structs that the collector does not track at all."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -114,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         app = build_app(config, app_config)
         await app.open()
+        tune_gc()
         try:
 
             def ready() -> None:
