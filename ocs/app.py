@@ -43,6 +43,7 @@ from ocs.store import Store
 from protocol.codes import CommandCode, ReAuthRequestType
 from protocol.messages import AMR, ASR, CCR, RAR, Answer
 from protocol.peer import PeerState
+from rating import CatalogError
 
 log = structlog.get_logger("ocs.app")
 
@@ -190,6 +191,29 @@ class App:
             core.catalog_journaled = True
             self._after_core(None)
         self._timer = asyncio.get_running_loop().create_task(self._timers())
+
+    def reload_catalog(self) -> bool:
+        """Read the catalog file again (SIGHUP). A changed catalog is journaled as an input
+        and put in force; sessions whose open grants it prices differently get RAR (WIRE.md
+        section 7). An invalid file is refused and the catalog in force stays."""
+        core, commit = self.core, self.commit
+        assert core is not None and commit is not None
+        try:
+            text = catalog_text(self.config.catalog)
+        except CatalogError as exc:
+            log.error("catalog.reload_refused", error=str(exc))
+            return False
+        if text == core.catalog_text:
+            log.info("catalog.unchanged")
+            return False
+        lsn = self._journal_input(
+            Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode())
+        )
+        core.load_catalog(text)
+        self._after_core(lsn)
+        commit.schedule()
+        log.info("catalog.reloaded", sessions=len(core.sessions))
+        return True
 
     @staticmethod
     def _reconcile_cdrs(

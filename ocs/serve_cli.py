@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                     tmp.write_text(str(app.server.port))
                     os.replace(tmp, ready_file)
 
-            await serve_until_signalled(app.server, ready=ready)
+            await serve_until_signalled(app.server, ready=ready, reload=app.reload_catalog)
         finally:
             await app.close()
 

@@ -448,18 +448,25 @@ class Server:
         log.info("server.stopped")
 
 
-async def serve_until_signalled(server: Server, *, ready: Callable[[], None] | None = None) -> None:
-    """Run `server` until SIGTERM or SIGINT, then stop it gracefully."""
+async def serve_until_signalled(
+    server: Server,
+    *,
+    ready: Callable[[], None] | None = None,
+    reload: Callable[[], object] | None = None,
+) -> None:
+    """Run `server` until SIGTERM or SIGINT, then stop it gracefully; SIGHUP calls `reload`."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
     await server.start()
     if ready is not None:
         ready()
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await server.stop()
