@@ -1,12 +1,13 @@
 """Assembles the running system: server, charging core, journal, CDR files, timers.
 
-Per request (on the event loop): the core handles it synchronously; if it changed state, the
-request itself is appended to the journal (an `Input`); the answer is handed to group commit
-and leaves only once that record is durable. CDRs the request produced wait, with the LSN of
-their record, until the journal is durable past it; only then are they written to the CDR
-files, so a CDR file never runs ahead of the journal. Recovery (`App.open`) replays the
-journal through the same core, which regenerates every CDR with the same sequence number;
-those the CDR files lack are written then.
+Per request (on the event loop): the core handles it synchronously; unless it was a duplicate
+answered from the cache, the request itself is appended to the journal (an `Input`; refusals
+and reads too, so that replay rebuilds the duplicate cache exactly); the answer is handed to
+group commit and leaves only once that record is durable. CDRs the request produced wait,
+with the LSN of their record, until the journal is durable past it; only then are they
+written to the CDR files, so a CDR file never runs ahead of the journal. Recovery
+(`App.open`) replays the journal through the same core, which regenerates every CDR with the
+same sequence number; those the CDR files lack are written then.
 """
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ class App:
     def _record(self, ctx: RequestContext, origin: str, result: Result, command: int) -> None:
         self.stats["requests"] += 1
         lsn = None
-        if result.changed:
+        if not result.duplicate:
             lsn = self._journal_input(
                 Input(
                     kind=InputKind.REQUEST,

@@ -1,8 +1,9 @@
 """The charging core: credit-control sessions, events and administration (WIRE.md 5-9).
 
 Synchronous and deterministic: every input carries its time (int ms since the epoch) and the
-core never reads a clock or touches a file. The I/O edge journals each input that changed
-state (`Input`) before releasing its answer; after a crash, `replay` feeds the same inputs
+core never reads a clock or touches a file. The I/O edge journals each input it processed
+(`Input`; not a duplicate answered from the cache) before releasing its answer; after a crash,
+`replay` feeds the same inputs
 through the same code and rebuilds exactly the same sessions, reservations, duplicate cache
 and CDRs (with the same sequence numbers). What the core produces besides answers is drained
 by the edge: `take_cdrs()` (numbered JSON lines for the CDR files) and `take_actions()`
@@ -230,12 +231,14 @@ _CHARGE_REASONS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """An answer (and its encoded body, to send without encoding again), and whether the
-    request changed state (and so must be journaled)."""
+    """An answer (and its encoded body, to send without encoding again), and whether it came
+    from the duplicate cache. Every request that is not a duplicate is journaled, refusals and
+    reads included: replay then rebuilds the duplicate cache exactly, so a duplicate gets its
+    first answer even across a restart (WIRE.md 6)."""
 
     answer: Answer
     body: bytes
-    changed: bool
+    duplicate: bool
 
 
 def units_of(unit_map: ServiceUnit | UsedServiceUnit, unit: Unit) -> int | None:
@@ -308,8 +311,6 @@ class ChargingCore:
         self.cdr_seq = 0
         self._seen: dict[tuple[str, int], _CachedAnswer] = {}
         self._seen_order: deque[tuple[str, int]] = deque()
-        self._volatile: dict[tuple[str, int], _CachedAnswer] = {}
-        self._volatile_order: deque[tuple[int, tuple[str, int]]] = deque()
         self._closed: dict[str, tuple[int, int, bytes]] = {}
         self._closed_order: deque[str] = deque()
         # (deadline s, session id): supervision; stale entries are fixed when they surface
@@ -364,25 +365,25 @@ class ChargingCore:
         session: Session | None = None
         close = False
         if kind is CCRequestType.EVENT:
-            answer, changed = self._event(now_ms, origin_host, end_to_end, ccr)
+            answer = self._event(now_ms, origin_host, end_to_end, ccr)
         elif kind is CCRequestType.INITIAL:
-            answer, changed, session = self._initial(now_ms, origin_host, ccr)
+            answer, session = self._initial(now_ms, origin_host, ccr)
         else:
-            answer, changed, session = self._update(now_ms, ccr)
+            answer, session = self._update(now_ms, ccr)
             close = kind is CCRequestType.TERMINATION and session is not None
         body = encode_body(answer)
         if session is not None:
             session.last_answer = body
             if close:
                 self._close(session, now_ms, "normalRelease")
-        self._remember(now_ms, origin_host, end_to_end, answer, body, changed=changed)
-        return Result(answer, body, changed)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
 
     def handle_amr(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
         cached = self._duplicate(now_ms, origin_host, end_to_end)
         if cached is not None:
             return cached
-        outcome, changed = self._admin(now_ms, origin_host, end_to_end, amr)
+        outcome = self._admin(now_ms, origin_host, end_to_end, amr)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         failed = None
         if outcome is Outcome.MISSING_AVP:  # the key the operation needs (WIRE.md 8)
@@ -397,8 +398,8 @@ class ChargingCore:
             failed_avp=failed,
         )
         body = encode_body(answer)
-        self._remember(now_ms, origin_host, end_to_end, answer, body, changed=changed)
-        return Result(answer, body, changed)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
 
     def due(self, now_ms: int) -> bool:
         """Whether `tick(now_ms)` would change anything (so the edge journals it only then)."""
@@ -473,21 +474,17 @@ class ChargingCore:
 
     # --- duplicates (section 6) ----------------------------------------------------------------
 
-    # Two caches. `_seen` holds the answers of journaled requests (those that changed state):
-    # it is part of snapshots and replay rebuilds it exactly, so a request answered before a
-    # crash is not applied again after it. `_volatile` holds the answers that changed nothing
-    # (refusals, enquiries): a duplicate of one gets that answer again, whatever changed
-    # since, but these requests are not journaled, so the cache is kept out of snapshots
-    # (replay never sees them, and a hit changes nothing) and is lost on a restart.
+    # `_seen` holds the answer of every processed request for the duplicate window. Every
+    # processed request is journaled (refusals and reads too), so the cache is part of
+    # snapshots and replay rebuilds it exactly: a request answered before a crash gets the same
+    # answer after it and changes nothing, whatever changed since.
 
     def _duplicate(self, now_ms: int, origin_host: str, end_to_end: int) -> Result | None:
-        key = (origin_host, end_to_end)
-        for cache in (self._seen, self._volatile):
-            cached = cache.get(key)
-            if cached is not None and now_ms - cached.at_ms <= self.duplicate_window_ms:
-                answer = decode_body(cached.command, False, cached.body)
-                assert isinstance(answer, Answer)
-                return Result(answer, cached.body, False)
+        cached = self._seen.get((origin_host, end_to_end))
+        if cached is not None and now_ms - cached.at_ms <= self.duplicate_window_ms:
+            answer = decode_body(cached.command, False, cached.body)
+            assert isinstance(answer, Answer)
+            return Result(answer, cached.body, True)
         return None
 
     def _remember(
@@ -497,29 +494,13 @@ class ChargingCore:
         end_to_end: int,
         answer: Answer,
         body: bytes,
-        *,
-        changed: bool,
     ) -> None:
         key = (origin_host, end_to_end)
         cached = _CachedAnswer(now_ms, int(answer.COMMAND), body)
-        if not changed:
-            self._volatile[key] = cached
-            self._volatile_order.append((now_ms, key))
-            self._evict_volatile(now_ms)
-            return
         if key not in self._seen:
             self._seen_order.append(key)
         self._seen[key] = cached
         self._evict(now_ms)
-
-    def _evict_volatile(self, now_ms: int) -> None:
-        horizon = now_ms - self.duplicate_window_ms
-        volatile, order = self._volatile, self._volatile_order
-        while order and order[0][0] < horizon:
-            at, key = order.popleft()
-            entry = volatile.get(key)
-            if entry is not None and entry.at_ms == at:
-                del volatile[key]
 
     def _evict(self, now_ms: int) -> None:
         horizon = now_ms - self.duplicate_window_ms
@@ -539,7 +520,6 @@ class ChargingCore:
             sid = corder.popleft()
             if tomb is not None:
                 del closed[sid]
-        self._evict_volatile(now_ms)
 
     # --- answers -------------------------------------------------------------------------------
 
@@ -597,13 +577,13 @@ class ChargingCore:
 
     # --- sessions (section 5.3) ----------------------------------------------------------------
 
-    def _initial(self, now_ms: int, origin_host: str, ccr: CCR) -> tuple[CCA, bool, Session | None]:
+    def _initial(self, now_ms: int, origin_host: str, ccr: CCR) -> tuple[CCA, Session | None]:
         sid = ccr.session_id
         existing = self.sessions.get(sid)
         if existing is not None or sid in self._closed:
             repeat = self._repeat(existing, sid, ccr)
             if repeat is not None:
-                return repeat, False, None
+                return repeat, None
             return (
                 self._cca(
                     ccr,
@@ -611,14 +591,13 @@ class ChargingCore:
                     failed_avp={"CC-Request-Type": int(ccr.cc_request_type)},
                     error_message="INITIAL for an open session",
                 ),
-                False,
                 None,
             )
         view = self._resolve(ccr)
         if view is None:
-            return self._cca(ccr, Outcome.USER_UNKNOWN), False, None
+            return self._cca(ccr, Outcome.USER_UNKNOWN), None
         if view.status is not AccountStatus.ACTIVE:
-            return self._cca(ccr, Outcome.SERVICE_DENIED), False, None
+            return self._cca(ccr, Outcome.SERVICE_DENIED), None
         session = Session(
             session_id=sid,
             account_id=view.account_id,
@@ -647,7 +626,7 @@ class ChargingCore:
         answer = self._cca(
             ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
         )
-        return answer, True, session
+        return answer, session
 
     def _repeat(self, session: Session | None, sid: str, ccr: CCR) -> CCA | None:
         """The cached answer if (Session-Id, CC-Request-Number) is the last one processed."""
@@ -666,18 +645,18 @@ class ChargingCore:
             return None
         return answer
 
-    def _update(self, now_ms: int, ccr: CCR) -> tuple[CCA, bool, Session | None]:
+    def _update(self, now_ms: int, ccr: CCR) -> tuple[CCA, Session | None]:
         sid = ccr.session_id
         session = self.sessions.get(sid)
         if session is None:
             repeat = self._repeat(None, sid, ccr)
             if repeat is not None:
-                return repeat, False, None
-            return self._cca(ccr, Outcome.UNKNOWN_SESSION), False, None
+                return repeat, None
+            return self._cca(ccr, Outcome.UNKNOWN_SESSION), None
         if ccr.cc_request_number != session.number + 1:
             repeat = self._repeat(session, sid, ccr)
             if repeat is not None:
-                return repeat, False, None
+                return repeat, None
             return (
                 self._cca(
                     ccr,
@@ -685,7 +664,6 @@ class ChargingCore:
                     failed_avp={"CC-Request-Number": ccr.cc_request_number},
                     error_message=f"expected CC-Request-Number {session.number + 1}",
                 ),
-                False,
                 None,
             )
         session.number = ccr.cc_request_number
@@ -702,7 +680,7 @@ class ChargingCore:
         answer = self._cca(
             ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
         )
-        return answer, True, session
+        return answer, session
 
     def _mscc(
         self,
@@ -1035,7 +1013,7 @@ class ChargingCore:
 
     # --- events (section 5.4) ------------------------------------------------------------------
 
-    def _event(self, now_ms: int, origin_host: str, end_to_end: int, ccr: CCR) -> tuple[CCA, bool]:
+    def _event(self, now_ms: int, origin_host: str, end_to_end: int, ccr: CCR) -> CCA:
         action = ccr.requested_action
         at_s = ccr.event_timestamp if ccr.event_timestamp is not None else now_ms // MS
         priced: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
@@ -1051,10 +1029,10 @@ class ChargingCore:
         if action is RequestedAction.PRICE_ENQUIRY:
             return self._cca(
                 ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
-            ), False
+            )
         view = self._resolve(ccr)
         if view is None:
-            return self._cca(ccr, Outcome.USER_UNKNOWN), False
+            return self._cca(ccr, Outcome.USER_UNKNOWN)
         if action is RequestedAction.CHECK_BALANCE:
             enough = total <= view.headroom
             return self._cca(
@@ -1064,19 +1042,19 @@ class ChargingCore:
                 check_balance_result=CheckBalanceResult.ENOUGH_CREDIT
                 if enough
                 else CheckBalanceResult.NO_CREDIT,
-            ), False
+            )
         if view.status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
-            return self._cca(ccr, Outcome.SERVICE_DENIED), False
+            return self._cca(ccr, Outcome.SERVICE_DENIED)
         op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
         if action is RequestedAction.DIRECT_DEBITING:
             if total > view.headroom:
-                return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED), False
+                return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
             if total:
                 outcome = self.ledger.debit(
                     op, now=now_ms, account_id=view.account_id, amount=total
                 )
-                if outcome.code is not Code.OK:  # the ledger remembers the refusal: journal it
-                    return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED), True
+                if outcome.code is not Code.OK:
+                    return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
                 self._account_usage(view.account_id, total)
             sign = 1
         else:  # REFUND_ACCOUNT
@@ -1085,7 +1063,7 @@ class ChargingCore:
             sign = -1
         self._write_event_cdr(ccr, origin_host, view.account_id, priced, sign, now_ms, at_s)
         extra = self._aoc(ccr, total, view.account_id)
-        return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra), True
+        return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
 
     def _event_msccs(
         self, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
@@ -1113,27 +1091,23 @@ class ChargingCore:
 
     # --- administration (section 8) ------------------------------------------------------------
 
-    def _admin(
-        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR
-    ) -> tuple[Outcome, bool]:
+    def _admin(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Outcome:
         op = amr.account_operation
         account_id = amr.account_id
         if op is AccountOperation.GET:
-            return (
-                Outcome.OK if self.ledger.account(account_id) else Outcome.UNKNOWN_ACCOUNT
-            ), False
+            return Outcome.OK if self.ledger.account(account_id) else Outcome.UNKNOWN_ACCOUNT
         if op is AccountOperation.CREATE:
             subs = tuple(
                 SubscriptionId(type=int(s.subscription_id_type), data=s.subscription_id_data)
                 for s in amr.subscription_id or ()
             )
-            # Refused here, not by the ledger: the ledger would remember the refusal (or, with
-            # an id per account, answer a second CREATE with the first one's success), and a
-            # request that changes nothing is not journaled, so replay must not depend on it.
+            # Refused here, not by the ledger, which would remember the refusal under the
+            # operation id (and, with an id per account, answer a second CREATE with the first
+            # one's success).
             if self.ledger.account(account_id) is not None or any(
                 self.ledger.account_for(s.type, s.data) is not None for s in subs
             ):
-                return Outcome.INVALID, False
+                return Outcome.INVALID
             outcome = self.ledger.create_account(
                 f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now=now_ms,
@@ -1146,17 +1120,17 @@ class ChargingCore:
                 balance=amr.amount or 0,
             )
             if outcome.ok:
-                return Outcome.OK, True
+                return Outcome.OK
             # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
-            return Outcome.INVALID, outcome.code is not Code.INVALID
+            return Outcome.INVALID
         if self.ledger.account(account_id) is None:
-            return Outcome.UNKNOWN_ACCOUNT, False
+            return Outcome.UNKNOWN_ACCOUNT
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
             amount = amr.amount
             if amount is None:
-                return Outcome.MISSING_AVP, False
+                return Outcome.MISSING_AVP
             if amount <= 0:
-                return Outcome.INVALID, False
+                return Outcome.INVALID
             op_id = (
                 f"op|{amr.operation_id}"
                 if amr.operation_id is not None
@@ -1171,11 +1145,11 @@ class ChargingCore:
             else:
                 outcome = self.ledger.debit(op_id, now=now_ms, account_id=account_id, amount=amount)
             if outcome.code is Code.INSUFFICIENT_FUNDS:
-                return Outcome.INSUFFICIENT_FUNDS, True
-            return (Outcome.OK, True) if outcome.ok else (Outcome.INVALID, True)
+                return Outcome.INSUFFICIENT_FUNDS
+            return Outcome.OK if outcome.ok else Outcome.INVALID
         # SET_STATUS
         if amr.account_status is None:
-            return Outcome.MISSING_AVP, False
+            return Outcome.MISSING_AVP
         self.ledger.set_status(
             f"status|{origin_host}|{end_to_end}|{now_ms}",
             now=now_ms,
@@ -1185,7 +1159,7 @@ class ChargingCore:
         if int(amr.account_status) != int(AccountStatus.ACTIVE):
             for sid in sorted(self.by_account.get(account_id, ())):
                 self._act(ActionKind.ASR, self.sessions[sid], (), "account not active")
-        return Outcome.OK, True
+        return Outcome.OK
 
     def _topped_up(self, account_id: str) -> None:
         for sid in sorted(self.by_account.get(account_id, ())):
@@ -1316,16 +1290,23 @@ class ChargingCore:
 
     # --- snapshot ------------------------------------------------------------------------------
 
-    def snapshot(self) -> bytes:
+    def snapshot(self, *, duplicates: bool = True) -> bytes:
+        """The core's state as bytes `restore` takes. ``duplicates=False`` leaves out what only
+        serves duplicate detection (the answer cache and the last answers of closed sessions),
+        to compare business state before and after a request in tests."""
         return _STATE_ENCODER.encode(
             _State(
                 catalog_text=self.catalog_text,
                 cdr_seq=self.cdr_seq,
                 sessions=list(self.sessions.values()),
-                seen=[(k[0], k[1], self._seen[k]) for k in self._seen_order if k in self._seen],
+                seen=[(k[0], k[1], self._seen[k]) for k in self._seen_order if k in self._seen]
+                if duplicates
+                else [],
                 closed=[
                     (sid, *self._closed[sid]) for sid in self._closed_order if sid in self._closed
-                ],
+                ]
+                if duplicates
+                else [],
                 usage=self.usage,
             )
         )
@@ -1343,8 +1324,6 @@ class ChargingCore:
             self.by_account.setdefault(s.account_id, set()).add(s.session_id)
         self._seen = {(h, e): c for h, e, c in state.seen}
         self._seen_order = deque((h, e) for h, e, _ in state.seen)
-        self._volatile = {}
-        self._volatile_order = deque()
         self._closed = {sid: (at, n, body) for sid, at, n, body in state.closed}
         self._closed_order = deque(sid for sid, _, _, _ in state.closed)
         self.usage = dict(state.usage)

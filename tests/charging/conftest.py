@@ -1,5 +1,5 @@
 """A harness over the charging core: requests built from plain values, every input the app
-would journal recorded (requests whose Result.changed, due ticks, catalogs), CDRs and actions
+would journal recorded (requests that were not duplicates, due ticks, catalogs), CDRs and actions
 collected, and a replay of the recorded inputs into a fresh core."""
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ class Harness:
         else:
             assert isinstance(decoded, AMR)
             result = self.core.handle_amr(now_ms, host, e2e, decoded)
-        if result.changed:
+        if not result.duplicate:
             self.inputs.append(
                 Input(
                     kind=InputKind.REQUEST,

@@ -40,16 +40,16 @@ def test_same_origin_host_and_end_to_end_id_is_answered_from_cache(h: Harness) -
         h.send(update, PEAK + MIN, e2e=2),
         h.send(term, PEAK + 2 * MIN, e2e=3),
     ]
-    assert all(r.changed for r in results)
+    assert not any(r.duplicate for r in results)
     charged = h.balance("a")
     assert charged == 10 * EUR - 60_000
     inputs, cdrs = len(h.inputs), list(h.cdr_lines)
     # each one again, as a retransmission would arrive, even out of order
     for message, e2e, result in [(update, 2, results[1]), (initial, 1, results[0])]:
         again = h.send(message, PEAK + 3 * MIN, e2e=e2e)
-        assert again.body == result.body and not again.changed
+        assert again.body == result.body and again.duplicate
     again = h.send(term, PEAK + 3 * MIN, e2e=3)
-    assert again.body == results[2].body and not again.changed
+    assert again.body == results[2].body and again.duplicate
     assert h.balance("a") == charged and h.reserved("a") == 0
     assert len(h.inputs) == inputs and h.cdr_lines == cdrs
 
@@ -63,7 +63,8 @@ def test_same_session_and_request_number_is_answered_identically(h: Harness) -> 
     # the last one processed is number 1 now: a repeat of it, with other usage even
     different = ccr("s", UPDATE, 1, mscc(10, ask=rsu(), used=(usu(octets=50 * MiB),)))
     again = h.send(different, PEAK + MIN + 500)
-    assert again.body == first_update.body and not again.changed
+    # answered from the session (a new End-to-End-Id: processed and journaled, not a cache hit)
+    assert again.body == first_update.body and not again.duplicate
     assert h.balance("a") == 10 * EUR - 20_000
     # an INITIAL repeat is no longer the last one: 5004
     late = h.send(initial, PEAK + MIN + 600)
@@ -72,7 +73,7 @@ def test_same_session_and_request_number_is_answered_identically(h: Harness) -> 
     assert h.balance("a") == 10 * EUR - 60_000
     # a TERMINATION repeated with a new End-to-End-Id, the session already closed
     repeat = h.send(term, PEAK + 3 * MIN)
-    assert repeat.body == final.body and not repeat.changed
+    assert repeat.body == final.body and not repeat.duplicate
     assert h.balance("a") == 10 * EUR - 60_000
     assert len(h.cdrs()) == 1
 
@@ -102,11 +103,11 @@ def test_answered_event_duplicates_are_charged_once(h: Harness) -> None:
     )
     first = h.send(debit, PEAK, e2e=9)
     again = h.send(debit, PEAK + 1000, e2e=9)
-    assert again.body == first.body and not again.changed
+    assert again.body == first.body and again.duplicate
     assert h.balance("a") == 10 * EUR - 100_000 and len(h.cdrs()) == 1
     # past the window (4 minutes), the same identifiers are a new request
     later = h.send(debit, PEAK + 241_000, e2e=9)
-    assert later.changed and h.balance("a") == 10 * EUR - 200_000
+    assert not later.duplicate and h.balance("a") == 10 * EUR - 200_000
 
 
 def test_admin_credit_applied_once_by_end_to_end_id_and_operation_id(h: Harness) -> None:
@@ -123,12 +124,12 @@ def test_admin_credit_applied_once_by_end_to_end_id_and_operation_id(h: Harness)
 
 def test_create_of_an_existing_account_is_5004(h: Harness) -> None:
     h.account("a", SUB, EUR)
-    before = (h.ledger.snapshot(), len(h.inputs))
+    before = h.ledger.snapshot()
     again = h.ama(amr(AccountOperation.CREATE, "a", amount=5 * EUR, subscriber="4999"), PEAK + 1)
     assert again.result_code == 5004 and again.account is None
     taken = h.ama(amr(AccountOperation.CREATE, "b", amount=5 * EUR, subscriber=SUB), PEAK + 2)
     assert taken.result_code == 5004
-    assert (h.ledger.snapshot(), len(h.inputs)) == before
+    assert h.ledger.snapshot() == before  # refused before the ledger: nothing remembered
     assert h.balance("a") == EUR and h.ledger.account("b") is None
     # the refusal is not remembered: with a free subscription, "b" can be created
     ok = h.ama(amr(AccountOperation.CREATE, "b", amount=5 * EUR, subscriber="4999"), PEAK + 3)
@@ -137,13 +138,13 @@ def test_create_of_an_existing_account_is_5004(h: Harness) -> None:
 
 def test_duplicate_of_a_refusal_gets_the_refusal_whatever_changed_since(h: Harness) -> None:
     """WIRE.md 6: a duplicate gets the cached answer and changes nothing, refusals included
-    (those are not journaled: a restart forgets them, see docs/charging.md)."""
+    (journaled like every request, so this holds across a restart too)."""
     initial = ccr("s", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB)
     first = h.send(initial, PEAK, e2e=40)
-    assert first.answer.result_code == 5030 and not first.changed
+    assert first.answer.result_code == 5030 and not first.duplicate
     h.account("a", SUB, 10 * EUR, now_ms=PEAK + 1000)
     again = h.send(initial, PEAK + 2000, e2e=40)
-    assert again.body == first.body and not again.changed
+    assert again.body == first.body and again.duplicate
     assert h.core.sessions == {} and h.reserved("a") == 0
 
     debit = ccr(
@@ -174,7 +175,10 @@ def test_duplicate_of_a_refusal_gets_the_refusal_whatever_changed_since(h: Harne
     # the snapshot does not hold refusals: replay (the fixture) finds the same state
 
 
-def test_a_restart_forgets_refusals_but_not_what_was_applied(h: Harness) -> None:
+def test_a_restart_keeps_refusals_and_what_was_applied(h: Harness) -> None:
+    """WIRE.md 6: duplicate detection survives a restart, for refusals too: a refusal is
+    journaled, so after replay its retransmission gets the refusal, even though the
+    subscriber exists by then."""
     refund = ccr(
         "r",
         CCRequestType.EVENT,
@@ -191,5 +195,6 @@ def test_a_restart_forgets_refusals_but_not_what_was_applied(h: Harness) -> None
     assert applied.answer.result_code == 2001
     h.restart()
     assert h.send(refund, PEAK + 3000, e2e=51).body == applied.body  # kept: journaled
-    assert h.send(refund, PEAK + 4000, e2e=50).answer.result_code == 2001  # evaluated again
-    assert h.balance("a") == 200_000
+    again = h.send(refund, PEAK + 4000, e2e=50)
+    assert again.body == refused.body and again.duplicate  # the refusal, again
+    assert h.balance("a") == 100_000  # one refund of 0.10 EUR: the one that was applied
