@@ -27,7 +27,7 @@ from typing import Any, Final
 import msgspec
 
 from ocs.accounts import AccountStatus, AccountView, SubscriptionId
-from ocs.ledger import Code, Debit, Ledger, Post, Reserve, Void
+from ocs.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.outcomes import Outcome, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
@@ -761,7 +761,7 @@ class ChargingCore:
                 amount=cost,
                 expires_at=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
             ),
-            trusted=True,
+            internal=True,
         )
         if outcome.code is not Code.OK:
             if rg_id not in session.starved:
@@ -896,7 +896,7 @@ class ChargingCore:
                     reservation_id=grant.reservation_id,
                     amount=total,
                 ),
-                trusted=True,
+                internal=True,
             )
             if posted.code is Code.UNKNOWN_RESERVATION and total:  # expired meanwhile
                 self._debit_anyway(session, total, now_ms)
@@ -948,7 +948,7 @@ class ChargingCore:
                 amount=amount,
                 allow_overdraft=True,
             ),
-            trusted=True,
+            internal=True,
         )
 
     def _release(self, session: Session, rg_id: int, now_ms: int) -> None:
@@ -960,7 +960,7 @@ class ChargingCore:
                     now=now_ms,
                     reservation_id=grant.reservation_id,
                 ),
-                trusted=True,
+                internal=True,
             )
 
     def _release_all(self, session: Session, now_ms: int) -> None:
@@ -1050,8 +1050,9 @@ class ChargingCore:
             if total > view.headroom:
                 return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
             if total:
-                outcome = self.ledger.debit(
-                    op, now=now_ms, account_id=view.account_id, amount=total
+                outcome = self.ledger.apply(
+                    Debit(id=op, now=now_ms, account_id=view.account_id, amount=total),
+                    internal=True,
                 )
                 if outcome.code is not Code.OK:
                     return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
@@ -1059,7 +1060,10 @@ class ChargingCore:
             sign = 1
         else:  # REFUND_ACCOUNT
             if total:
-                self.ledger.credit(op, now=now_ms, account_id=view.account_id, amount=total)
+                self.ledger.apply(
+                    Credit(id=op, now=now_ms, account_id=view.account_id, amount=total),
+                    internal=True,
+                )
             sign = -1
         self._write_event_cdr(ccr, origin_host, view.account_id, priced, sign, now_ms, at_s)
         extra = self._aoc(ccr, total, view.account_id)

@@ -490,7 +490,7 @@ class Ledger(LedgerOps):
 
     # -- applying commands
 
-    def apply(self, cmd: Command, *, replay: bool = False, trusted: bool = False) -> Outcome:
+    def apply(self, cmd: Command, *, replay: bool = False, internal: bool = False) -> Outcome:
         """Apply one command and return its outcome.
 
         A command whose id was applied before returns the first outcome and changes nothing.
@@ -498,10 +498,17 @@ class Ledger(LedgerOps):
         valid commands that were new when first applied, so replay must apply each of them, even
         if the retention settings (or validation rules) changed between runs.
         """
+        if internal:
+            # A command the charging core built from values it validated (prices, unique
+            # reservation ids), inside a request that is itself applied once (duplicate
+            # detection, journal replay): no static checks, and its id is not remembered, so
+            # the bounded id memory serves operators' Operation-Ids alone.
+            if cmd.now > self._clock:
+                self._clock = cmd.now
+                self._forget_expired_ids()
+            return self._HANDLERS[type(cmd)](self, cmd)
         if not replay:  # journaled commands passed this check when they were first applied
-            # ``trusted``: a command built by the charging core from values it validated
-            # (prices, reservation ids): the static checks are skipped, not the id look-up.
-            problem = None if trusted else _problem(cmd)
+            problem = _problem(cmd)
             if problem is not None:
                 return Outcome(code=Code.INVALID, detail=problem)
             prior = self._seen.get(cmd.id)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.codes import AccountOperation
-from tests.charging.conftest import EUR, PEAK, Harness, amr
+from protocol.codes import AccountOperation, CCRequestType
+from tests.charging.conftest import EUR, PEAK, Harness, MiB, amr, ccr, mscc, rsu, usu
+
+INITIAL, UPDATE, TERMINATION = (
+    CCRequestType.INITIAL,
+    CCRequestType.UPDATE,
+    CCRequestType.TERMINATION,
+)
 
 SUB = "491700000001"
 
@@ -40,3 +46,19 @@ def test_unknown_account_is_5030(h: Harness) -> None:
     for operation in (AccountOperation.GET, AccountOperation.CREDIT):
         answer = h.ama(amr(operation, "ghost", amount=1), PEAK)
         assert answer.result_code == 5030 and answer.account is None
+
+
+def test_the_id_memory_holds_operation_ids_not_the_cores_own_operations(h: Harness) -> None:
+    """Reservations, posts, voids and event debits are applied once by the request's own
+    duplicate rules; only operators' Operation-Ids take room in the ledger's bounded id memory,
+    so a retried top-up is recognised for the whole retention time whatever the traffic."""
+    h.account("a", SUB, 10 * EUR)
+    remembered = h.ledger.remembered_count
+    initial = ccr("s", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB)
+    update = ccr("s", UPDATE, 1, mscc(10, ask=rsu(), used=(usu(octets=MiB),)))
+    term = ccr("s", TERMINATION, 2, mscc(10, used=(usu(octets=MiB),)))
+    for i, message in enumerate((initial, update, term)):
+        assert h.cca(message, PEAK + i * 1000).result_code == 2001
+    assert h.ledger.remembered_count == remembered
+    h.ama(amr(AccountOperation.CREDIT, "a", amount=EUR, operation_id="topup-1"), PEAK + 5000)
+    assert h.ledger.remembered_count == remembered + 1
