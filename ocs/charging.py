@@ -208,6 +208,7 @@ class _State(msgspec.Struct, kw_only=True, array_like=True):
     seen: list[tuple[str, int, _CachedAnswer]]
     closed: list[tuple[str, int, int, bytes]]  # session id, closed at ms, number, CCA body
     usage: dict[str, int]
+    operations: dict[str, str] = {}  # Operation-Id -> what it names (see `_admin`)
 
 
 _STATE_ENCODER: Final = msgspec.msgpack.Encoder()
@@ -308,6 +309,7 @@ class ChargingCore:
         self.sessions: dict[str, Session] = {}
         self.by_account: dict[str, set[str]] = {}
         self.usage: dict[str, int] = {}  # money charged per account (usage thresholds)
+        self._operations: dict[str, str] = {}  # Operation-Id -> the operation it names
         self.cdr_seq = 0
         self._seen: dict[tuple[str, int], _CachedAnswer] = {}
         self._seen_order: deque[tuple[str, int]] = deque()
@@ -385,10 +387,12 @@ class ChargingCore:
             return cached
         outcome = self._admin(now_ms, origin_host, end_to_end, amr)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
-        failed = None
+        failed: dict[str, Any] | None = None
         if outcome is Outcome.MISSING_AVP:  # the key the operation needs (WIRE.md 8)
             op = amr.account_operation
             failed = {"Account-Status" if op is AccountOperation.SET_STATUS else "Amount": None}
+        elif outcome is Outcome.OPERATION_ID_REUSED:
+            failed = {"Operation-Id": amr.operation_id}
         answer = AMA(
             result_code=result_code(outcome),
             origin_host=self.origin_host,
@@ -1140,6 +1144,15 @@ class ChargingCore:
                 if amr.operation_id is not None
                 else f"amr|{origin_host}|{end_to_end}|{now_ms}"
             )
+            if amr.operation_id is not None:
+                # An Operation-Id names one operation: its retry gets the first outcome, but
+                # the same id on another operation (kind, account or amount) is refused, not
+                # answered with the outcome of something else.
+                what = f"{op.name}|{account_id}|{amount}"
+                named = self._operations.get(amr.operation_id)
+                if named is not None and named != what and self.ledger.recall(op_id):
+                    return Outcome.OPERATION_ID_REUSED
+                self._name_operation(amr.operation_id, what, op_id)
             if op is AccountOperation.CREDIT:
                 outcome = self.ledger.credit(
                     op_id, now=now_ms, account_id=account_id, amount=amount
@@ -1164,6 +1177,15 @@ class ChargingCore:
             for sid in sorted(self.by_account.get(account_id, ())):
                 self._act(ActionKind.ASR, self.sessions[sid], (), "account not active")
         return Outcome.OK
+
+    def _name_operation(self, operation_id: str, what: str, op_id: str) -> None:
+        """Remember what an Operation-Id names for as long as the ledger remembers its outcome
+        (entries the ledger has forgotten are dropped when the map outgrows its memory)."""
+        operations = self._operations
+        operations[operation_id] = what
+        if len(operations) > self.ledger.max_remembered:
+            for key in [k for k in operations if self.ledger.recall(f"op|{k}") is None]:
+                del operations[key]
 
     def _topped_up(self, account_id: str) -> None:
         for sid in sorted(self.by_account.get(account_id, ())):
@@ -1312,6 +1334,7 @@ class ChargingCore:
                 if duplicates
                 else [],
                 usage=self.usage,
+                operations=self._operations,
             )
         )
 
@@ -1331,6 +1354,7 @@ class ChargingCore:
         self._closed = {sid: (at, n, body) for sid, at, n, body in state.closed}
         self._closed_order = deque(sid for sid, _, _, _ in state.closed)
         self.usage = dict(state.usage)
+        self._operations = dict(state.operations)
         self._deadlines = [(s.last_ms // MS + s.tcc_s, s.session_id) for s in state.sessions]
         heapq.heapify(self._deadlines)
 

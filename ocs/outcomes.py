@@ -25,6 +25,7 @@ class Outcome(enum.Enum):
     INVALID = "invalid"  # CREATE of an existing account, a taken identity, a bad value
     INSUFFICIENT_FUNDS = "insufficient-funds"  # administrative DEBIT refused
     MISSING_AVP = "missing-avp"  # a key the operation needs (Amount, Account-Status) is absent
+    OPERATION_ID_REUSED = "operation-id-reused"  # an Operation-Id already names another operation
 
 
 RESULT_CODE: Final[dict[Outcome, ResultCode]] = {
@@ -41,6 +42,7 @@ RESULT_CODE: Final[dict[Outcome, ResultCode]] = {
     Outcome.INVALID: ResultCode.INVALID_AVP_VALUE,
     Outcome.INSUFFICIENT_FUNDS: ResultCode.CREDIT_LIMIT_REACHED,
     Outcome.MISSING_AVP: ResultCode.MISSING_AVP,
+    Outcome.OPERATION_ID_REUSED: ResultCode.INVALID_AVP_VALUE,
 }
 
 

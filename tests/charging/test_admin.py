@@ -62,3 +62,23 @@ def test_the_id_memory_holds_operation_ids_not_the_cores_own_operations(h: Harne
     assert h.ledger.remembered_count == remembered
     h.ama(amr(AccountOperation.CREDIT, "a", amount=EUR, operation_id="topup-1"), PEAK + 5000)
     assert h.ledger.remembered_count == remembered + 1
+
+
+def test_an_operation_id_names_one_operation(h: Harness) -> None:
+    """A retry with the same Operation-Id gets the first outcome; the same id on another
+    operation (here a debit after a credit) is refused with 5004 naming the Operation-Id,
+    never answered 2001 with the outcome of something else."""
+    h.account("a", SUB, 10 * EUR)
+    credit = amr(AccountOperation.CREDIT, "a", amount=EUR, operation_id="op-1")
+    assert h.ama(credit, PEAK).result_code == 2001
+    assert h.ama(credit, PEAK + 1000).result_code == 2001  # a retry: applied once
+    assert h.balance("a") == 11 * EUR
+    debit = amr(AccountOperation.DEBIT, "a", amount=3 * EUR, operation_id="op-1")
+    refused = h.ama(debit, PEAK + 2000)
+    assert refused.result_code == 5004 and refused.failed_avp == {"Operation-Id": "op-1"}
+    other_amount = amr(AccountOperation.CREDIT, "a", amount=2 * EUR, operation_id="op-1")
+    assert h.ama(other_amount, PEAK + 3000).result_code == 5004
+    assert h.balance("a") == 11 * EUR
+    h.restart()  # what an Operation-Id names survives a restart
+    assert h.ama(debit, PEAK + 4000).result_code == 5004
+    assert h.ama(credit, PEAK + 5000).result_code == 2001 and h.balance("a") == 11 * EUR

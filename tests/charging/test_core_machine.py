@@ -167,7 +167,10 @@ class Sent:
 class Model:
     initial: dict[str, int] = field(default_factory=dict)
     admin: dict[str, int] = field(default_factory=dict)  # credits - debits applied
-    operations: dict[str, int] = field(default_factory=dict)  # Operation-Id -> first code
+    # Operation-Id -> (the operation it names, its first Result-Code)
+    operations: dict[str, tuple[tuple[AccountOperation, str, int], int]] = field(
+        default_factory=dict
+    )
 
 
 class CoreMachine(RuleBasedStateMachine):
@@ -211,8 +214,11 @@ class CoreMachine(RuleBasedStateMachine):
             credit = message.account_operation is AccountOperation.CREDIT
             code = result.answer.result_code
             op = message.operation_id
+            what = (message.account_operation, message.account_id, message.amount)
             if op is not None and op in self.model.operations:
-                assert code == self.model.operations[op]
+                first_what, first_code = self.model.operations[op]
+                # a retry gets the first outcome; the id on another operation is refused
+                assert code == (first_code if what == first_what else 5004)
                 return result
             applied = credit or view.headroom >= message.amount
             assert code == (2001 if applied else 4012)
@@ -221,7 +227,7 @@ class CoreMachine(RuleBasedStateMachine):
                     message.amount if credit else -message.amount
                 )
             if op is not None:
-                self.model.operations[op] = code
+                self.model.operations[op] = (what, code)
         return result
 
     def _sid(self, prefix: str) -> str:
