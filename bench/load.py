@@ -211,7 +211,7 @@ def core_section(flows_per_kind: int) -> dict[str, Any]:
                         assert isinstance(ccr, CCR)
                         result = core.handle_ccr(now, ORIGIN, e2e, ccr)
                         t2 = clock()
-                        if result.changed:
+                        if not result.duplicate:
                             store.append(
                                 KIND_CORE,
                                 encode_input(
