@@ -57,6 +57,7 @@ from types import FrameType
 from typing import Any
 
 from ocs.accounts import SubscriptionId
+from ocs.app import KIND_CORE, CoreComponent
 from ocs.catalog_files import demo_catalog_text
 from ocs.charging import ChargingCore, Input, InputKind, encode_input
 from ocs.ledger import Ledger
@@ -80,7 +81,7 @@ from protocol.codes import CommandCode
 from protocol.messages import CCR
 
 T0_MS = 1_700_000_000_000
-KIND_CORE = 2
+
 ORIGIN = "bench.test.local"
 STEP_NAMES = {1: "INITIAL", 2: "UPDATE", 3: "TERMINATION", 4: "EVENT"}
 
@@ -173,7 +174,7 @@ def core_section(flows_per_kind: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ocs-bench-core-") as tmp:
         ledger = Ledger()
         core = ChargingCore(ledger, text, origin_host="ocs.test.local")
-        comp = _Component(core)
+        comp = CoreComponent(core)
         with Store.open(Path(tmp), ledger=ledger, components={KIND_CORE: comp}) as store:
             for i in range(accounts):
                 ledger.create_account(
@@ -286,20 +287,6 @@ def _clock_overhead_us(n: int = 20_000) -> float:
             clock()
         best = min(best, (time.perf_counter() - t0) / n)
     return best * 1e6
-
-
-class _Component:
-    def __init__(self, core: ChargingCore) -> None:
-        self.core = core
-
-    def snapshot(self) -> bytes:
-        return self.core.snapshot()
-
-    def restore(self, data: bytes) -> None:
-        self.core.restore(data)
-
-    def replay(self, body: bytes) -> None:
-        raise RuntimeError("the core benchmark starts from an empty directory")
 
 
 def _sub(i: int) -> SubscriptionId:

@@ -72,7 +72,7 @@ class AppConfig:
     min_tcc_s: int = 120
 
 
-class _CoreComponent:
+class CoreComponent:
     """The core as a journal component: its inputs are records of kind `KIND_CORE`."""
 
     def __init__(self, core: ChargingCore) -> None:
@@ -148,7 +148,7 @@ class App:
         started = time.perf_counter()
         try:
             store = Store.open(
-                cfg.data_dir, ledger=ledger, components={KIND_CORE: _CoreComponent(core)}
+                cfg.data_dir, ledger=ledger, components={KIND_CORE: CoreComponent(core)}
             )
         except JournalError as exc:  # e.g. DataDirLockedError: another server has the directory
             log.critical("startup.failed", data_dir=str(cfg.data_dir), error=str(exc))

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from ocs.charging import units_of
 from protocol.codes import FinalUnitAction, ReportingReason, ResultCode, TariffChangeUsage
 from protocol.messages import MsccAnswer, ServiceUnit
 from rating import Unit
@@ -115,18 +116,9 @@ _THRESHOLD_FIELD: Final = {
 
 
 def units_in(unit_map: ServiceUnit | None, unit: Unit) -> int | None:
-    """The amount of `unit` in a unit map (octets: total, else input + output)."""
-    if unit_map is None:
-        return None
-    if unit is Unit.OCTETS:
-        if unit_map.cc_total_octets is not None:
-            return unit_map.cc_total_octets
-        if unit_map.cc_input_octets is None and unit_map.cc_output_octets is None:
-            return None
-        return (unit_map.cc_input_octets or 0) + (unit_map.cc_output_octets or 0)
-    if unit is Unit.SECONDS:
-        return unit_map.cc_time
-    return unit_map.cc_service_specific_units
+    """The amount of `unit` in a unit map (octets: total, else input + output); the same
+    reading of a unit map as the server's (`ocs.charging.units_of`)."""
+    return None if unit_map is None else units_of(unit_map, unit)
 
 
 class UsageRule:
