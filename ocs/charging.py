@@ -37,7 +37,6 @@ from protocol.codes import (
     CheckBalanceResult,
     CommandCode,
     RedirectAddressType,
-    ReportingReason,
     RequestedAction,
     SubscriptionIdType,
     TariffChangeUsage,
@@ -220,14 +219,6 @@ _UNIT_THRESHOLD_FIELD: Final = {
     Unit.SECONDS: "time_quota_threshold",
     Unit.UNITS: "unit_quota_threshold",
 }
-_CHARGE_REASONS: Final = frozenset(
-    {
-        ReportingReason.THRESHOLD,
-        ReportingReason.QUOTA_EXHAUSTED,
-        ReportingReason.VALIDITY_TIME,
-        ReportingReason.FINAL,
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import uvloop
 from ocs.app import AppConfig, build_app
 from ocs.logs import configure_logging
 from ocs.server import ServerConfig, serve_until_signalled
-from protocol.codes import ApplicationId
+from protocol.codes import DEFAULT_PORT, ApplicationId
 
 _APP_NAMES = {
     "cc": ApplicationId.CREDIT_CONTROL,
@@ -53,7 +53,9 @@ def tune_gc() -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the charging server")
-    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 3868), metavar="HOST:PORT")
+    p.add_argument(
+        "--listen", type=parse_listen, default=("127.0.0.1", DEFAULT_PORT), metavar="HOST:PORT"
+    )
     p.add_argument("--data-dir", type=Path, default=Path("ocs-data"))
     p.add_argument("--catalog", type=Path, default=None, help="catalog TOML (default: demo)")
     p.add_argument("--origin-host", default="ocs.test.local")

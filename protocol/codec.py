@@ -209,10 +209,6 @@ def answer_flags(request: Header, *, error: bool) -> int:
     return (request.flags & FLAG_P) | (FLAG_E if error else 0)
 
 
-def is_known_command(code: int) -> bool:
-    return code in REQUEST_TYPE_BY_CODE
-
-
 __all__ = [
     "ANSWER_TYPE_BY_CODE",
     "REQUEST_TYPE_BY_CODE",
@@ -221,5 +217,4 @@ __all__ = [
     "decode_body",
     "encode_body",
     "encode_frame",
-    "is_known_command",
 ]
