@@ -43,6 +43,8 @@ from typing import Any, Final
 
 import msgspec
 
+from ocs.fileio import fdatasync, fsync_dir, write_all
+
 __all__ = [
     "CdrBrokenError",
     "CdrCorruptError",
@@ -109,24 +111,6 @@ def current_name(first: int) -> str:
 def rotated_name(first: int, last: int) -> str:
     """File name of the complete file holding records ``first`` .. ``last``."""
     return f"cdr-{first:012d}-{last:012d}{COMPLETE_SUFFIX}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-_fdatasync: Final[Callable[[int], None]] = getattr(os, "fdatasync", os.fsync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +404,7 @@ class CdrWriter:
         try:
             os.fsync(fd)
             if dir_dirty:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
         except BaseException:
             os.close(fd)
             raise
@@ -475,7 +459,7 @@ class CdrWriter:
                     data = b"".join(self._buffer)
                     self._buffer.clear()
                     assert self._fd is not None
-                    _write_all(self._fd, data)
+                    write_all(self._fd, data)
                     if self._file_size == 0:
                         self._file_started = self._clock()
                     self._file_size += len(data)
@@ -498,7 +482,7 @@ class CdrWriter:
             assert self._fd is not None
             fd = os.dup(self._fd)
         try:
-            _fdatasync(fd)
+            fdatasync(fd)
         except OSError as exc:
             with self._lock:
                 self._broken = exc
@@ -570,7 +554,7 @@ class CdrWriter:
         self._file_started = None
         self._durable = max(self._durable, last)
         os.rename(self.directory / current_name(first), self.directory / rotated_name(first, last))
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return True
 
     def close(self) -> None:

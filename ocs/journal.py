@@ -47,6 +47,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+from ocs.fileio import fdatasync, fsync_dir, write_all
+
 __all__ = [
     "DataDirLockedError",
     "DirLock",
@@ -83,24 +85,6 @@ class JournalBrokenError(JournalError):
 
 class DataDirLockedError(JournalError):
     """Another process (or another store in this one) holds the data directory."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-_fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
 class DirLock:
@@ -297,13 +281,13 @@ class Journal:
         tmp = final.with_name(final.name + TMP_SUFFIX)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, lsn, len(data), zlib.crc32(data)))
-            _write_all(fd, data)
+            write_all(fd, SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, lsn, len(data), zlib.crc32(data)))
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         with self._lock:
             self._snapshot_lsn = max(self._snapshot_lsn, lsn)
         for old in self._snapshot_lsns():
@@ -324,7 +308,7 @@ class Journal:
                 self._segment_path(first).unlink(missing_ok=True)
             self._segments = self._segments[len(doomed) :]
         if doomed:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return len(doomed)
 
     # -- recovery
@@ -423,7 +407,7 @@ class Journal:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
             self._segments.append(new_first)
         os.fsync(self._fd)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self._active_size = size
 
     # -- writing
@@ -465,7 +449,7 @@ class Journal:
                 data = b"".join(self._buffer)
                 self._buffer.clear()
                 assert self._fd is not None
-                _write_all(self._fd, data)
+                write_all(self._fd, data)
             except OSError as exc:
                 self._broken = exc
                 raise JournalBrokenError(f"journal write failed: {exc}") from exc
@@ -488,9 +472,9 @@ class Journal:
                 fd = os.dup(self._fd)
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
             try:
-                _fdatasync(fd)
+                fdatasync(fd)
                 if dir_dirty:
-                    _fsync_dir(self.directory)
+                    fsync_dir(self.directory)
             except OSError as exc:
                 with self._lock:
                     self._broken = exc

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ocs import fileio
 from ocs import journal as journal_module
 from ocs.app import App, AppConfig, build_app
 from ocs.cdr_files import read_sequence_numbers
@@ -34,13 +35,13 @@ from tests.durability.util import (
 def gate_fsync(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Journal fsyncs wait until the returned event is set."""
     gate = threading.Event()
-    real: Callable[[int], None] = journal_module._fdatasync
+    real: Callable[[int], None] = fileio.fdatasync
 
     def gated(fd: int) -> None:
         assert gate.wait(10)
         real(fd)
 
-    monkeypatch.setattr(journal_module, "_fdatasync", gated)
+    monkeypatch.setattr(journal_module, "fdatasync", gated)
     return gate
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ocs import fileio
 from ocs import journal as journal_module
 from ocs.group_commit import DurabilityError, GroupCommit
 from ocs.journal import Journal, JournalBrokenError
@@ -30,7 +31,7 @@ class GatedJournal(Journal):
         self.entered = threading.Event()
         self.synced_upto: list[int] = []
         self.fail_next = False
-        real = journal_module._fdatasync
+        real = fileio.fdatasync
 
         def gated(fd: int) -> None:
             self.entered.set()
@@ -39,7 +40,7 @@ class GatedJournal(Journal):
                 raise OSError(errno.EIO, "simulated fsync failure")
             real(fd)
 
-        monkeypatch.setattr(journal_module, "_fdatasync", gated)
+        monkeypatch.setattr(journal_module, "fdatasync", gated)
 
     def sync(self) -> int:
         durable = super().sync()

@@ -265,7 +265,7 @@ def test_a_failed_fsync_breaks_the_journal(tmp_path: Path, monkeypatch: pytest.M
     def failing(fd: int) -> None:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(journal_module, "_fdatasync", failing)
+    monkeypatch.setattr(journal_module, "fdatasync", failing)
     with pytest.raises(JournalBrokenError):
         j.sync()
     monkeypatch.undo()

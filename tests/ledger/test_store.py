@@ -288,7 +288,7 @@ def test_a_store_whose_journal_failed_takes_no_more_commands(
     def failing(fd: int) -> None:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(journal_module, "_fdatasync", failing)
+    monkeypatch.setattr(journal_module, "fdatasync", failing)
     with pytest.raises(JournalBrokenError):
         store.commit()
     monkeypatch.undo()
