@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
+from rating.money import div_ceil
+
 DAY = 86_400
 WEEK = 7 * DAY
 MIN_TIME = 0
@@ -66,7 +68,7 @@ class Rate:
 
     def cumulative(self, position: int) -> int:
         """Money for billed positions [0, position) at this rate, rounded up (``div_ceil``)."""
-        return -((-position * self.num) // self.den)
+        return div_ceil(position * self.num, self.den)
 
 
 def utc_of_local(tz: ZoneInfo, day: date, seconds: int, fold: int) -> int:
