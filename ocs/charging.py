@@ -17,9 +17,9 @@ lands in exactly one CDR container, so the sum of CDR charges is what the accoun
 from __future__ import annotations
 
 import enum
-import heapq
+import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -27,6 +27,7 @@ from typing import Any, Final
 import msgspec
 
 from ocs.accounts import AccountStatus, AccountView, SubscriptionId
+from ocs.due import DueSet
 from ocs.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.outcomes import Outcome, result_code
 from protocol.codec import decode_body, encode_body
@@ -196,6 +197,7 @@ class _CachedAnswer(msgspec.Struct, array_like=True, gc=False):
     at_ms: int
     command: int
     body: bytes
+    session_id: str = ""  # the session whose request this answered ("" for events, AMR)
 
 
 class _State(msgspec.Struct, kw_only=True, array_like=True):
@@ -203,15 +205,129 @@ class _State(msgspec.Struct, kw_only=True, array_like=True):
 
     catalog_text: str
     cdr_seq: int
-    sessions: list[Session]
+    sessions: list[Session | bytes]  # bytes: an idle session, packed (see `pack_session`)
     seen: list[tuple[str, int, _CachedAnswer]]
     closed: list[tuple[str, int, int, bytes]]  # session id, closed at ms, number, CCA body
     usage: dict[str, int]
     operations: dict[str, str] = {}  # Operation-Id -> what it names (see `_admin`)
+    reservation_seq: int = 0  # reservations opened so far (their ids: see `_grant`)
 
 
 _STATE_ENCODER: Final = msgspec.msgpack.Encoder()
 _STATE_DECODER: Final = msgspec.msgpack.Decoder(_State)
+
+# --- idle sessions, packed ---------------------------------------------------------------------
+
+# A session that has been idle for the duplicate window (its last answer left the duplicate
+# cache) is kept as bytes: its msgpack encoding (last answer included), deflated with a preset
+# dictionary made of a typical session. Most of what a session holds is AVP names, field
+# layout and repeated values, so ~1,100 bytes of objects become ~100-150 bytes. The next request
+# of the session (or anything that changes it) unpacks it again, which costs a few µs.
+_PACK_WBITS: Final = -11  # raw deflate, 2 KiB window: the dictionary and a session fit
+_SESSION_ENCODER: Final = msgspec.msgpack.Encoder()
+_SESSION_DECODER: Final = msgspec.msgpack.Decoder(Session)
+
+
+def _typical_session() -> Session:
+    """A fixed, made-up data session with two grants: the preset dictionary of the packing.
+    Changing it changes the packed bytes (never what they unpack to), so packed sessions in an
+    older snapshot unpack only with the dictionary they were packed with: bump `_PACK_TAG`."""
+    msccs = tuple(
+        MsccAnswer(
+            rating_group=rg,
+            result_code=2001,
+            granted_service_unit=ServiceUnit(cc_total_octets=units),
+            validity_time=3600,
+            volume_quota_threshold=units // 5,
+            quota_holding_time=300,
+            linked_rating_group=(other,),
+        )
+        for rg, other, units in ((10, 20, 10_485_760), (20, 10, 52_428_800))
+    )
+    sid = "pgw1.operator.net;1700000000;0000000001"
+    answer = CCA(
+        session_id=sid,
+        result_code=2001,
+        origin_host="ocs.operator.net",
+        origin_realm="operator.net",
+        auth_application_id=4,
+        cc_request_type=CCRequestType.UPDATE,
+        cc_request_number=1,
+        multiple_services_credit_control=msccs,
+    )
+    return Session(
+        session_id=sid,
+        account_id="acct-00000001",
+        subscriber="491510000000001",
+        origin_host="pgw1.operator.net",
+        service_context_id="32251@3gpp.org",
+        opened_ms=1_700_000_000_000,
+        last_ms=1_700_000_060_000,
+        number=1,
+        last_answer=encode_body(answer),
+        tcc_s=7200,
+        grants={
+            rg: Grant(
+                reservation_id=f"r{rg}",
+                amount=100_000,
+                units=units,
+                granted_s=1_700_000_060,
+                validity_s=3600,
+                tariff_change_s=None,
+                final=False,
+                fee=0,
+            )
+            for rg, units in ((10, 10_485_760), (20, 52_428_800))
+        },
+        rated={10: 1_048_576, 20: 1_048_576},
+        fee_charged=[],
+        starved=[],
+        containers=[],
+        record_opened_ms=1_700_000_000_000,
+        grants_made=4,
+    )
+
+
+_PACK_DICT: Final = _SESSION_ENCODER.encode(_typical_session())
+
+
+def pack_session(session: Session) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, _PACK_WBITS, 2, zlib.Z_DEFAULT_STRATEGY, _PACK_DICT)
+    return packer.compress(_SESSION_ENCODER.encode(session)) + packer.flush()
+
+
+def unpack_session(data: bytes) -> Session:
+    unpacker = zlib.decompressobj(_PACK_WBITS, _PACK_DICT)
+    return _SESSION_DECODER.decode(unpacker.decompress(data) + unpacker.flush())
+
+
+class SessionsView(Mapping[str, Session]):
+    """Read-only view of the open sessions by Session-Id; packed ones are unpacked (as copies:
+    changing what this returns changes nothing)."""
+
+    __slots__ = ("_sessions",)
+
+    def __init__(self, sessions: dict[str, Session | bytes]) -> None:
+        self._sessions = sessions
+
+    def __getitem__(self, sid: str) -> Session:
+        session = self._sessions[sid]
+        return session if isinstance(session, Session) else unpack_session(session)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sessions)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._sessions
+
+    def packed(self) -> int:
+        """How many of the sessions are packed."""
+        return sum(1 for s in self._sessions.values() if not isinstance(s, Session))
+
+
 _CDR_ENCODER: Final = msgspec.json.Encoder()
 
 _UNIT_THRESHOLD_FIELD: Final = {
@@ -297,17 +413,20 @@ class ChargingCore:
         self.catalog_text = catalog_text
         self.catalog: Catalog = parse_catalog(catalog_text)
         self._links_cache: dict[tuple[str, int], tuple[int, ...]] = {}
-        self.sessions: dict[str, Session] = {}
-        self.by_account: dict[str, set[str]] = {}
+        # open sessions by Session-Id: a `Session`, or its packed bytes when idle
+        self._sessions: dict[str, Session | bytes] = {}
+        # account id -> its open session's id, or a set of ids when it has several
+        self._by_account: dict[str, str | set[str]] = {}
         self.usage: dict[str, int] = {}  # money charged per account (usage thresholds)
         self._operations: dict[str, str] = {}  # Operation-Id -> the operation it names
         self.cdr_seq = 0
+        self._reservation_seq = 0
         self._seen: dict[tuple[str, int], _CachedAnswer] = {}
         self._seen_order: deque[tuple[str, int]] = deque()
         self._closed: dict[str, tuple[int, int, bytes]] = {}
         self._closed_order: deque[str] = deque()
-        # (deadline s, session id): supervision; stale entries are fixed when they surface
-        self._deadlines: list[tuple[int, str]] = []
+        # supervision: every open session's id under its Tcc deadline (s), see `_deadline`
+        self._deadlines: DueSet[str] = DueSet()
         self._cdrs: list[tuple[int, bytes]] = []
         self._actions: list[Action] = []
         self._closed_now: list[str] = []
@@ -330,6 +449,66 @@ class ChargingCore:
         """Session ids closed since the last call (the edge forgets their routes)."""
         closed, self._closed_now = self._closed_now, []
         return closed
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> SessionsView:
+        """The open sessions (read-only; packed ones are unpacked as copies)."""
+        return SessionsView(self._sessions)
+
+    def _session(self, sid: str) -> Session | None:
+        """The open session `sid`, unpacked for use (it is packed again once idle)."""
+        session = self._sessions.get(sid)
+        if session is None or isinstance(session, Session):
+            return session
+        session = self._sessions[sid] = unpack_session(session)
+        return session
+
+    def _peek(self, sid: str) -> Session | None:
+        """The open session `sid` to read only (a packed one stays packed)."""
+        session = self._sessions.get(sid)
+        if session is None or isinstance(session, Session):
+            return session
+        return unpack_session(session)
+
+    def _account_sessions(self, account_id: str) -> list[str]:
+        """The ids of the account's open sessions, sorted."""
+        ids = self._by_account.get(account_id)
+        if ids is None:
+            return []
+        return [ids] if isinstance(ids, str) else sorted(ids)
+
+    def _link_account(self, account_id: str, sid: str) -> None:
+        ids = self._by_account.get(account_id)
+        if ids is None:
+            self._by_account[account_id] = sid
+        elif isinstance(ids, str):
+            if ids != sid:
+                self._by_account[account_id] = {ids, sid}
+        else:
+            ids.add(sid)
+
+    def _unlink_account(self, account_id: str, sid: str) -> None:
+        ids = self._by_account.get(account_id)
+        if ids is None:
+            return
+        if isinstance(ids, str):
+            if ids == sid:
+                del self._by_account[account_id]
+            return
+        ids.discard(sid)
+        if len(ids) == 1:
+            self._by_account[account_id] = next(iter(ids))
+        elif not ids:
+            del self._by_account[account_id]
+
+    def _pack_if_idle(self, sid: str, at_ms: int) -> None:
+        """Pack the session if it processed nothing after `at_ms` (an answer that just left
+        the duplicate cache): a decision on the state alone, so replay packs the same ones."""
+        session = self._sessions.get(sid)
+        if isinstance(session, Session) and session.last_ms <= at_ms:
+            self._sessions[sid] = pack_session(session)
 
     # --- inputs --------------------------------------------------------------------------------
 
@@ -365,11 +544,14 @@ class ChargingCore:
             answer, session = self._update(now_ms, ccr)
             close = kind is CCRequestType.TERMINATION and session is not None
         body = encode_body(answer)
+        sid = ""
         if session is not None:
             session.last_answer = body
             if close:
                 self._close(session, now_ms, "normalRelease")
-        self._remember(now_ms, origin_host, end_to_end, answer, body)
+            else:
+                sid = session.session_id
+        self._remember(now_ms, origin_host, end_to_end, answer, body, sid)
         return Result(answer, body, False)
 
     def handle_amr(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
@@ -398,57 +580,46 @@ class ChargingCore:
 
     def due(self, now_ms: int) -> bool:
         """Whether `tick(now_ms)` would change anything (so the edge journals it only then)."""
-        if self._silent(now_ms // MS, take=False):
+        deadline = self._deadlines.earliest()
+        if deadline is not None and deadline <= now_ms // MS:
             return True
         expiry = self.ledger.next_expiry()
         return expiry is not None and expiry <= now_ms
 
-    def _silent(self, now_s: int, *, take: bool) -> list[Session]:
-        """Sessions silent for Tcc at `now_s` (all of them if `take`, else at most one)."""
-        heap, sessions = self._deadlines, self.sessions
-        found: list[Session] = []
-        taken: set[str] = set()
-        while heap and heap[0][0] <= now_s:
-            _, sid = heapq.heappop(heap)
-            session = sessions.get(sid)
-            # an entry of a closed session, or a second entry of a Session-Id opened again
-            if session is None or sid in taken:
-                continue
-            deadline = session.last_ms // MS + session.tcc_s
-            if deadline > now_s:
-                heapq.heappush(heap, (deadline, sid))
-                continue
-            found.append(session)
-            taken.add(sid)
-            if not take:
-                heapq.heappush(heap, (deadline, sid))
-                break
-        return found
+    @staticmethod
+    def _deadline(session: Session) -> int:
+        """When the session is closed if it stays silent (Tcc, WIRE.md 5.3), in epoch s."""
+        return session.last_ms // MS + session.tcc_s
 
     def tick(self, now_ms: int) -> None:
         """Session supervision (Tcc) then reservation expiry, at `now_ms`."""
-        silent = self._silent(now_ms // MS, take=True)
-        # The heap's layout depends on its history (`due` reorders it, `restore` rebuilds it):
-        # close in an order that depends on the state alone, so that CDR numbers replay exactly.
-        silent.sort(key=lambda s: (s.last_ms // MS + s.tcc_s, s.session_id))
+        silent: list[Session] = []
+        for sid in self._deadlines.pop_due(now_ms // MS):
+            session = self._peek(sid)  # closed below: no need to unpack it for good
+            assert session is not None
+            silent.append(session)
+        # close in an order that depends on the state alone, so that CDR numbers replay exactly
+        silent.sort(key=lambda s: (self._deadline(s), s.session_id))
         for session in silent:
             self._release_all(session, now_ms)
             self._close(session, now_ms, "abnormalRelease")
-        expired = self.ledger.expire_due(now_ms).expired
-        for reservation_id in expired:
-            self._drop_expired_grant(reservation_id)
+        expired = self.ledger.expire_due(now_ms)
+        for reservation_id, sid in zip(expired.expired, expired.expired_owners, strict=True):
+            self._drop_expired_grant(reservation_id, sid)
         self._evict(now_ms)
 
-    def _drop_expired_grant(self, reservation_id: str) -> None:
+    def _drop_expired_grant(self, reservation_id: str, sid: str) -> None:
         """A grant whose reservation the ledger expired holds no money any more: forget it, so
         that the session's grants are exactly the account's open reservations (usage reported
         for it later is charged without a reservation, like any usage beyond a grant)."""
-        session = self.sessions.get(reservation_id.rsplit("|", 3)[0])  # see `_grant`
+        session = self._peek(sid)
         if session is None:
             return
         for rg_id, grant in list(session.grants.items()):
             if grant.reservation_id == reservation_id:
                 del session.grants[rg_id]
+        if not isinstance(self._sessions[sid], Session):  # it was packed: it stays packed
+            self._sessions[sid] = pack_session(session)
 
     def load_catalog(self, text: str) -> None:
         """Switch catalogs; sessions whose open grants are priced differently get RAR."""
@@ -457,7 +628,9 @@ class ChargingCore:
         self.catalog = new
         self._links_cache = {}
         self.catalog_text = text
-        for session in self.sessions.values():
+        for sid in self._sessions:
+            session = self._peek(sid)
+            assert session is not None
             changed = tuple(
                 rg
                 for rg in session.grants
@@ -489,9 +662,10 @@ class ChargingCore:
         end_to_end: int,
         answer: Answer,
         body: bytes,
+        session_id: str = "",
     ) -> None:
         key = (origin_host, end_to_end)
-        cached = _CachedAnswer(now_ms, int(answer.COMMAND), body)
+        cached = _CachedAnswer(now_ms, int(answer.COMMAND), body, session_id)
         if key not in self._seen:
             self._seen_order.append(key)
         self._seen[key] = cached
@@ -507,6 +681,8 @@ class ChargingCore:
             key = order.popleft()
             if entry is not None:
                 del seen[key]
+                if entry.session_id:
+                    self._pack_if_idle(entry.session_id, entry.at_ms)
         closed, corder = self._closed, self._closed_order
         while corder:
             tomb = closed.get(corder[0])
@@ -574,7 +750,7 @@ class ChargingCore:
 
     def _initial(self, now_ms: int, origin_host: str, ccr: CCR) -> tuple[CCA, Session | None]:
         sid = ccr.session_id
-        existing = self.sessions.get(sid)
+        existing = self._peek(sid)
         if existing is not None or sid in self._closed:
             repeat = self._repeat(existing, sid, ccr)
             if repeat is not None:
@@ -612,12 +788,12 @@ class ChargingCore:
             record_opened_ms=now_ms,
             service_information=ccr.service_information,
         )
-        self.sessions[sid] = session
-        self.by_account.setdefault(view.account_id, set()).add(sid)
+        self._sessions[sid] = session
+        self._link_account(view.account_id, sid)
         msccs = [
             self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
         ]
-        heapq.heappush(self._deadlines, (now_ms // MS + session.tcc_s, sid))
+        self._deadlines.add(self._deadline(session), sid)
         answer = self._cca(
             ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
         )
@@ -642,7 +818,7 @@ class ChargingCore:
 
     def _update(self, now_ms: int, ccr: CCR) -> tuple[CCA, Session | None]:
         sid = ccr.session_id
-        session = self.sessions.get(sid)
+        session = self._session(sid)
         if session is None:
             repeat = self._repeat(None, sid, ccr)
             if repeat is not None:
@@ -661,6 +837,7 @@ class ChargingCore:
                 ),
                 None,
             )
+        deadline = self._deadline(session)
         session.number = ccr.cc_request_number
         session.last_ms = now_ms
         terminating = ccr.cc_request_type is CCRequestType.TERMINATION
@@ -672,6 +849,7 @@ class ChargingCore:
             self._release_all(session, now_ms)
         else:
             self._maybe_partial(session, now_ms)
+        self._deadlines.move(deadline, self._deadline(session), sid)
         answer = self._cca(
             ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
         )
@@ -740,14 +918,14 @@ class ChargingCore:
         # Tcc = 2 x the longest Validity-Time granted (WIRE.md 5.3); `min_tcc_s` only until
         # the first grant. A shorter Tcc needs its own supervision entry (the heap's keys must
         # never be later than the deadlines they stand for).
-        tcc = 2 * validity if session.grants_made == 0 else max(session.tcc_s, 2 * validity)
-        if tcc < session.tcc_s:
-            heapq.heappush(self._deadlines, (now_s + tcc, session.session_id))
-        session.tcc_s = tcc
-        # Unique for the ledger's idempotency memory even if a client reuses a Session-Id
-        # once its tombstone is gone, or names a rating group twice in one request.
+        session.tcc_s = (
+            2 * validity if session.grants_made == 0 else max(session.tcc_s, 2 * validity)
+        )  # (the request moves the session's supervision deadline at its end)
+        # Numbered by the core (in its snapshot), so unique in the ledger whatever the
+        # clients do with Session-Ids, and short: the session is the reservation's owner.
         session.grants_made += 1
-        reservation_id = f"{session.session_id}|{rg_id}|{session.opened_ms}|{session.grants_made}"
+        self._reservation_seq += 1
+        reservation_id = f"r{self._reservation_seq}"
         outcome = self.ledger.apply(
             Reserve(
                 id=reservation_id,
@@ -755,6 +933,7 @@ class ChargingCore:
                 account_id=session.account_id,
                 amount=cost,
                 expires_at=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
+                owner=session.session_id,
             ),
             internal=True,
         )
@@ -969,19 +1148,17 @@ class ChargingCore:
         after = before + amount
         self.usage[account_id] = after
         if any(before < t <= after for t in self.catalog.account.usage_thresholds):
-            for sid in sorted(self.by_account.get(account_id, ())):
-                session = self.sessions[sid]
+            for sid in self._account_sessions(account_id):
+                session = self._peek(sid)
+                assert session is not None
                 self._act(ActionKind.RAR, session, tuple(session.grants), "usage threshold")
 
     def _close(self, session: Session, now_ms: int, cause: str) -> None:
         self._write_session_cdr(session, now_ms, cause)
         sid = session.session_id
-        del self.sessions[sid]
-        ids = self.by_account.get(session.account_id)
-        if ids is not None:
-            ids.discard(sid)
-            if not ids:
-                del self.by_account[session.account_id]
+        del self._sessions[sid]
+        self._unlink_account(session.account_id, sid)
+        self._deadlines.discard(self._deadline(session), sid)  # unless `tick` took it already
         if sid not in self._closed:
             self._closed_order.append(sid)
         self._closed[sid] = (now_ms, session.number, session.last_answer)
@@ -1165,8 +1342,10 @@ class ChargingCore:
             status=AccountStatus(int(amr.account_status)),
         )
         if int(amr.account_status) != int(AccountStatus.ACTIVE):
-            for sid in sorted(self.by_account.get(account_id, ())):
-                self._act(ActionKind.ASR, self.sessions[sid], (), "account not active")
+            for sid in self._account_sessions(account_id):
+                session = self._peek(sid)
+                assert session is not None
+                self._act(ActionKind.ASR, session, (), "account not active")
         return Outcome.OK
 
     def _name_operation(self, operation_id: str, what: str, op_id: str) -> None:
@@ -1179,8 +1358,9 @@ class ChargingCore:
                 del operations[key]
 
     def _topped_up(self, account_id: str) -> None:
-        for sid in sorted(self.by_account.get(account_id, ())):
-            session = self.sessions[sid]
+        for sid in self._account_sessions(account_id):
+            session = self._peek(sid)
+            assert session is not None
             if session.starved:
                 self._act(ActionKind.RAR, session, tuple(session.starved), "top-up")
 
@@ -1198,7 +1378,7 @@ class ChargingCore:
                 )
                 for s in view.subscriptions
             ),
-            session_count=len(self.by_account.get(view.account_id, ())),
+            session_count=len(self._account_sessions(view.account_id)),
         )
 
     def _act(
@@ -1310,12 +1490,14 @@ class ChargingCore:
     def snapshot(self, *, duplicates: bool = True) -> bytes:
         """The core's state as bytes `restore` takes. ``duplicates=False`` leaves out what only
         serves duplicate detection (the answer cache and the last answers of closed sessions),
-        to compare business state before and after a request in tests."""
+        and has every session unpacked, to compare business state before and after a request
+        in tests."""
         return _STATE_ENCODER.encode(
             _State(
                 catalog_text=self.catalog_text,
                 cdr_seq=self.cdr_seq,
-                sessions=list(self.sessions.values()),
+                # whether an idle session is packed yet is bookkeeping, not business state
+                sessions=list(self._sessions.values() if duplicates else self.sessions.values()),
                 seen=[(k[0], k[1], self._seen[k]) for k in self._seen_order if k in self._seen]
                 if duplicates
                 else [],
@@ -1326,6 +1508,7 @@ class ChargingCore:
                 else [],
                 usage=self.usage,
                 operations=self._operations,
+                reservation_seq=self._reservation_seq,
             )
         )
 
@@ -1336,18 +1519,36 @@ class ChargingCore:
         self.catalog = parse_catalog(state.catalog_text)
         self._links_cache = {}
         self.cdr_seq = state.cdr_seq
-        self.sessions = {s.session_id: s for s in state.sessions}
-        self.by_account = {}
-        for s in state.sessions:
-            self.by_account.setdefault(s.account_id, set()).add(s.session_id)
+        self._reservation_seq = state.reservation_seq
+        sessions: dict[str, Session | bytes] = {}
+        self._sessions = sessions
+        self._by_account = {}
+        self._deadlines = DueSet()
+        for kept in state.sessions:
+            # a packed session is unpacked once here for its keys, and stays packed
+            s = kept if isinstance(kept, Session) else unpack_session(kept)
+            sid, account_id = self._shared_keys(s)
+            sessions[sid] = kept
+            self._link_account(account_id, sid)
+            self._deadlines.add(self._deadline(s), sid)
         self._seen = {(h, e): c for h, e, c in state.seen}
         self._seen_order = deque((h, e) for h, e, _ in state.seen)
         self._closed = {sid: (at, n, body) for sid, at, n, body in state.closed}
         self._closed_order = deque(sid for sid, _, _, _ in state.closed)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
-        self._deadlines = [(s.last_ms // MS + s.tcc_s, s.session_id) for s in state.sessions]
-        heapq.heapify(self._deadlines)
+
+    def _shared_keys(self, session: Session) -> tuple[str, str]:
+        """The session's id and account id as the ledger holds them (as reservation owner, as
+        account): decoding a snapshot made copies of both, which a running core shares."""
+        sid, account_id = session.session_id, session.account_id
+        for grant in session.grants.values():
+            reservation = self.ledger.reservation(grant.reservation_id)
+            if reservation is not None and reservation.owner == sid:
+                sid = reservation.owner
+                break
+        view = self.ledger.account(account_id)
+        return sid, view.account_id if view is not None else account_id
 
 
 def _container_json(c: Container) -> dict[str, Any]:

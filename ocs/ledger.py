@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import abc
 import enum
-import heapq
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeAlias
@@ -56,6 +55,7 @@ from ocs.accounts import (
     SubscriptionId,
     subscription_key,
 )
+from ocs.due import DueBuckets
 
 __all__ = [
     "DAY_MS",
@@ -115,7 +115,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
     `overdraft`: after a `Post` or an overdraft `Debit`, the posted balance is below
     ``-credit_limit`` (usage was charged beyond what the account could pay; CDRs show it).
-    `expired`: for `Expire`, the ids of the reservations it released, in release order.
+    `expired`: for `Expire`, the ids of the reservations it released, in release order;
+    `expired_owners`: their owners (see `Reserve.owner`), in the same order.
     `detail`: for `Code.INVALID`, what is wrong.
     """
 
@@ -123,6 +124,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     overdraft: bool = False
     expired: tuple[str, ...] = ()
     detail: str = ""
+    expired_owners: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -187,6 +189,8 @@ class Reserve(_Command, frozen=True, kw_only=True, tag="reserve"):
     amount: int
     #: Absolute expiry, int ms since the epoch; must be later than ``now``.
     expires_at: int
+    #: Who holds the reservation (the charging core: the Session-Id), told back on expiry.
+    owner: str = ""
 
 
 class Post(_Command, frozen=True, kw_only=True, tag="post"):
@@ -224,6 +228,7 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc
     account_id: str
     amount: int
     expires_at: int
+    owner: str = ""
 
 
 class Totals(msgspec.Struct, frozen=True, kw_only=True):
@@ -274,6 +279,8 @@ def _problem(cmd: object) -> str | None:
             return "amount must be an int in 1..10^15"
         if not _is_int(cmd.expires_at, cmd.now + 1, MAX_TIME):
             return "expires_at must be an int later than now"
+        if not isinstance(cmd.owner, str) or len(cmd.owner) > MAX_ID_LENGTH:
+            return "owner must be a string of at most 256 characters"
         return None
     if isinstance(cmd, Post):
         if not _is_id(cmd.reservation_id):
@@ -477,8 +484,8 @@ class Ledger(LedgerOps):
         self._accounts: dict[str, Account] = {}
         self._by_subscription: dict[str, Account] = {}
         self._reservations: dict[str, Reservation] = {}
-        # (expires_at, reservation_id); closed reservations leave stale entries, skipped lazily.
-        self._heap: list[tuple[int, str]] = []
+        # reservation ids by expires_at; closed reservations leave stale entries, skipped lazily
+        self._expiry: DueBuckets[str] = DueBuckets()
         self._seen: dict[str, Outcome] = {}
         self._seen_order: deque[str] = deque()
         # [second of ledger time, how many of _seen_order's ids were remembered in it]
@@ -600,10 +607,11 @@ class Ledger(LedgerOps):
         self._reservations[cmd.id] = Reservation(
             reservation_id=cmd.id,
             account_id=account.account_id,
-            amount=cmd.amount,
+            amount=_shared(cmd.amount),  # the price of a default quantum recurs
             expires_at=cmd.expires_at,
+            owner=cmd.owner,
         )
-        heapq.heappush(self._heap, (cmd.expires_at, cmd.id))
+        self._expiry.add(cmd.expires_at, cmd.id)
         return _OK
 
     def _post(self, cmd: Post) -> Outcome:
@@ -625,26 +633,33 @@ class Ledger(LedgerOps):
 
     def _expire(self, cmd: Expire) -> Outcome:
         expired: list[str] = []
-        heap = self._heap
-        while heap and heap[0][0] <= cmd.now:
-            expires_at, rid = heapq.heappop(heap)
-            reservation = self._reservations.get(rid)
-            if reservation is None or reservation.expires_at != expires_at:
-                continue  # stale entry of a closed reservation
-            self._release(self._accounts[reservation.account_id], reservation)
-            expired.append(rid)
-        return Outcome(code=Code.OK, expired=tuple(expired)) if expired else _OK
+        owners: list[str] = []
+        expiry, reservations = self._expiry, self._reservations
+        while True:
+            expires_at = expiry.earliest()
+            if expires_at is None or expires_at > cmd.now:
+                break
+            _, ids = expiry.pop_earliest()
+            for rid in sorted(set(ids)):  # by (expires_at, id), as documented
+                reservation = reservations.get(rid)
+                if reservation is None or reservation.expires_at != expires_at:
+                    continue  # stale entry of a closed reservation
+                self._release(self._accounts[reservation.account_id], reservation)
+                expired.append(rid)
+                owners.append(reservation.owner)
+        if not expired:
+            return _OK
+        return Outcome(code=Code.OK, expired=tuple(expired), expired_owners=tuple(owners))
 
     def _release(self, account: Account, reservation: Reservation) -> None:
         del self._reservations[reservation.reservation_id]
         account.reserved -= reservation.amount
-        heap = self._heap
-        if len(heap) > 64 and len(heap) > 2 * len(self._reservations):
-            self._rebuild_heap()
+        entries = len(self._expiry)
+        if entries > 64 and entries > 2 * len(self._reservations):
+            self._rebuild_expiry()
 
-    def _rebuild_heap(self) -> None:
-        self._heap = [(r.expires_at, r.reservation_id) for r in self._reservations.values()]
-        heapq.heapify(self._heap)
+    def _rebuild_expiry(self) -> None:
+        self._expiry.rebuild((r.expires_at, r.reservation_id) for r in self._reservations.values())
 
     _HANDLERS: Final[dict[type, Callable[[Ledger, Any], Outcome]]] = {
         CreateAccount: _create,
@@ -716,14 +731,22 @@ class Ledger(LedgerOps):
 
     def next_expiry(self) -> int | None:
         """The earliest ``expires_at`` of the open reservations, or None."""
-        heap = self._heap
-        while heap:
-            expires_at, rid = heap[0]
-            reservation = self._reservations.get(rid)
-            if reservation is not None and reservation.expires_at == expires_at:
+        expiry, reservations = self._expiry, self._reservations
+        while True:
+            expires_at = expiry.earliest()
+            if expires_at is None:
+                return None
+            _, ids = expiry.peek_earliest()
+            live = [
+                rid
+                for rid in ids
+                if (r := reservations.get(rid)) is not None and r.expires_at == expires_at
+            ]
+            if len(live) == len(ids):
                 return expires_at
-            heapq.heappop(heap)
-        return None
+            expiry.pop_earliest()  # drop the stale entries once, keep the live ones
+            for rid in live:
+                expiry.add(expires_at, rid)
 
     def _next_expiry(self) -> int | None:
         return self.next_expiry()
@@ -815,8 +838,21 @@ class Ledger(LedgerOps):
             account.credit_limit = shared(account.credit_limit)
         self._accounts = {a.account_id: a for a in state.accounts}
         self._by_subscription = {k: a for a in state.accounts for k in a.subscriptions}
-        self._reservations = {r.reservation_id: r for r in state.reservations}
-        self._rebuild_heap()
+        # Decoding gives each reservation its own copy of the account id and owner strings; the
+        # running ledger shares one (the account's, the holder's): share them again.
+        accounts = self._accounts
+        owners: dict[str, str] = {}
+        self._reservations = {
+            r.reservation_id: Reservation(
+                reservation_id=r.reservation_id,
+                account_id=accounts[r.account_id].account_id if r.account_id in accounts else "",
+                amount=shared(r.amount),
+                expires_at=r.expires_at,
+                owner=owners.setdefault(r.owner, r.owner),
+            )
+            for r in state.reservations
+        }
+        self._rebuild_expiry()
         table = [_intern_outcome(o) for o in state.outcomes]
         self._seen = dict(zip(state.seen_ids, map(table.__getitem__, state.seen_refs), strict=True))
         self._seen_order = deque(state.seen_ids)

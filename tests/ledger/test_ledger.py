@@ -268,12 +268,12 @@ def test_expire_releases_due_reservations_in_expiry_order() -> None:
     assert ledger.next_expiry() == T0 + 900
 
 
-def test_many_closed_reservations_keep_the_expiry_heap_small() -> None:
+def test_many_closed_reservations_keep_the_expiry_index_small() -> None:
     ledger = make(balance=10**9)
     for i in range(1_000):
         assert ledger.reserve(f"r{i}", now=T0, account_id="a", amount=1, expires_at=T0 + i + 1).ok
         assert ledger.void(f"v{i}", now=T0, reservation_id=f"r{i}").ok
-    assert len(ledger._heap) <= 130
+    assert len(ledger._expiry) <= 130
     assert ledger.reserve("last", now=T0, account_id="a", amount=1, expires_at=T0 + 5).ok
     assert ledger.expire_due(T0 + 10**6).expired == ("last",)
 

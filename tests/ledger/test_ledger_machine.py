@@ -57,6 +57,7 @@ class ModelReservation:
     account: str
     amount: int
     expires_at: int
+    owner: str
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -188,8 +189,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def do_reserve(self, account: str, amount: int, ttl: int) -> None:
         rid = self.next_id("r")
+        owner = f"holder-of-{rid}" if len(self.reservation_ids) % 2 else ""  # owner is optional
         cmd = Reserve(
-            id=rid, now=self.now, account_id=account, amount=amount, expires_at=self.now + ttl
+            id=rid,
+            now=self.now,
+            account_id=account,
+            amount=amount,
+            expires_at=self.now + ttl,
+            owner=owner,
         )
         self.reservation_ids.append(rid)
         acct = self.accounts.get(account)
@@ -202,7 +209,7 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             expected = Code.OK
             acct.reserved += amount
-            self.open[rid] = ModelReservation(account, amount, self.now + ttl)
+            self.open[rid] = ModelReservation(account, amount, self.now + ttl, owner)
         self.run(cmd, Outcome(code=expected))
 
     def pick_reservation(self, pick: int, known: bool) -> str:
@@ -241,10 +248,14 @@ class LedgerMachine(RuleBasedStateMachine):
         if not due:
             assert self.ledger.expire_due(self.now) == Outcome(code=Code.OK)
             return
+        owners = []
         for _, rid in due:
             res = self.open.pop(rid)
             self.accounts[res.account].reserved -= res.amount
-        expected = Outcome(code=Code.OK, expired=tuple(rid for _, rid in due))
+            owners.append(res.owner)
+        expected = Outcome(
+            code=Code.OK, expired=tuple(rid for _, rid in due), expired_owners=tuple(owners)
+        )
         self.run(Expire(id=self.next_id(), now=self.now), expected)
 
     @rule(pick=st.integers(0, 10**6))
