@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -87,6 +87,10 @@ _RC_NOT_APPLICABLE: Final = result_code(Outcome.NOT_APPLICABLE)
 _RC_OK: Final = result_code(Outcome.OK)
 _RC_RATING_FAILED: Final = result_code(Outcome.RATING_FAILED)
 _RC_SERVICE_DENIED: Final = result_code(Outcome.SERVICE_DENIED)
+# `Enum.value` is a descriptor call: the unit names of containers, looked up once
+_OCTETS: Final = Unit.OCTETS.value
+_SECONDS: Final = Unit.SECONDS.value
+_UNITS: Final = Unit.UNITS.value
 
 # --- inputs (what is journaled) ---------------------------------------------------------------
 
@@ -330,15 +334,8 @@ class SessionsView(Mapping[str, Session]):
 
 _CDR_ENCODER: Final = msgspec.json.Encoder()
 
-_UNIT_THRESHOLD_FIELD: Final = {
-    Unit.OCTETS: "volume_quota_threshold",
-    Unit.SECONDS: "time_quota_threshold",
-    Unit.UNITS: "unit_quota_threshold",
-}
 
-
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     """An answer (and its encoded body, to send without encoding again), and whether it came
     from the duplicate cache. Every request that is not a duplicate is journaled, refusals and
     reads included: replay then rebuilds the duplicate cache exactly, so a duplicate gets its
@@ -876,17 +873,17 @@ class ChargingCore:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_NOT_APPLICABLE)
         if terminating or mscc.requested_service_unit is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_OK)
-        view = self.ledger.account(session.account_id)
-        if view is None or view.status is not AccountStatus.ACTIVE:
+        standing = self.ledger.standing(session.account_id)
+        if standing is None or standing[0] is not AccountStatus.ACTIVE:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
-        return self._grant(session, rg, mscc.requested_service_unit, view, now_ms)
+        return self._grant(session, rg, mscc.requested_service_unit, standing[1], now_ms)
 
     def _grant(
         self,
         session: Session,
         rg: RatingGroup,
         requested: ServiceUnit,
-        view: AccountView,
+        headroom: int,
         now_ms: int,
     ) -> MsccAnswer:
         """Reserve and answer quota (WIRE.md 5.3, 5.5): the amount asked, or the default
@@ -901,7 +898,6 @@ class ChargingCore:
         units = asked if asked else policy.quantum
         prior = session.rated.get(rg_id, 0)
         fee = rg.setup_fee if rg_id not in session.fee_charged else 0
-        headroom = view.headroom
         cost = price_dearest(rg, units, now_s, end_s, prior).total + fee
         final = False
         if cost > headroom:
@@ -957,25 +953,21 @@ class ChargingCore:
                 session.starved.append(rg_id)
         elif rg_id in session.starved:
             session.starved.remove(rg_id)
-        answer: dict[str, Any] = {
-            "rating_group": rg_id,
-            "result_code": _RC_OK,
-            "granted_service_unit": unit_map(rg.unit, units),
-            "validity_time": validity,
-        }
-        threshold = policy.threshold_units(units) if policy.threshold else 0
-        if threshold > 0:
-            answer[_UNIT_THRESHOLD_FIELD[rg.unit]] = threshold
-        if policy.quota_holding_time:
-            answer["quota_holding_time"] = policy.quota_holding_time
-        if final:
-            answer["final_unit_indication"] = self._fui(rg)
-        if change is not None:
-            answer["tariff_time_change"] = change
-        links = self._links(session, rg_id)
-        if links:
-            answer["linked_rating_group"] = links
-        return MsccAnswer(**answer)
+        unit = rg.unit
+        threshold = (policy.threshold_units(units) if policy.threshold else 0) or None
+        return MsccAnswer(
+            rating_group=rg_id,
+            result_code=_RC_OK,
+            granted_service_unit=unit_map(unit, units),
+            validity_time=validity,
+            volume_quota_threshold=threshold if unit is Unit.OCTETS else None,
+            time_quota_threshold=threshold if unit is Unit.SECONDS else None,
+            unit_quota_threshold=threshold if unit is Unit.UNITS else None,
+            quota_holding_time=policy.quota_holding_time or None,
+            final_unit_indication=self._fui(rg) if final else None,
+            tariff_time_change=change,
+            linked_rating_group=self._links(session, rg_id) or None,
+        )
 
     def _links(self, session: Session, rg_id: int) -> tuple[int, ...]:
         """Rating groups linked to `rg_id` in either direction (WIRE.md 5.6), cached per
@@ -1174,7 +1166,7 @@ class ChargingCore:
         linked = any("LINKED_USAGE" in c.triggers for c in fresh)
         tariff = any(c.tariff_change_usage is not None for c in fresh)
         policy = self.catalog.cdr
-        volume = sum(c.units for c in containers if c.unit == Unit.OCTETS.value)
+        volume = sum(c.units for c in containers if c.unit == _OCTETS)
         too_big = policy.volume_limit is not None and volume >= policy.volume_limit
         too_old = (
             policy.time_limit is not None
@@ -1553,11 +1545,11 @@ class ChargingCore:
 
 def _container_json(c: Container) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "time": c.units if c.unit == Unit.SECONDS.value else None,
-        "totalVolume": c.units if c.unit == Unit.OCTETS.value else None,
+        "time": c.units if c.unit == _SECONDS else None,
+        "totalVolume": c.units if c.unit == _OCTETS else None,
         "uplinkVolume": c.uplink,
         "downlinkVolume": c.downlink,
-        "serviceSpecificUnits": c.units if c.unit == Unit.UNITS.value else None,
+        "serviceSpecificUnits": c.units if c.unit == _UNITS else None,
         "triggers": list(c.triggers),
         "tariffChangeUsage": c.tariff_change_usage,
         "charge": c.charge,

@@ -714,6 +714,14 @@ class Ledger(LedgerOps):
         account = self._accounts.get(account_id)
         return None if account is None else account.view()
 
+    def standing(self, account_id: str) -> tuple[AccountStatus, int] | None:
+        """The account's status and headroom (``AccountView.headroom``), or None; cheaper than
+        `account` (no view is built), for the charging core's per-rating-group checks."""
+        account = self._accounts.get(account_id)
+        if account is None:
+            return None
+        return account.status, account.balance - account.reserved + account.credit_limit
+
     def account_for(self, sub_type: int, data: str) -> AccountView | None:
         """The account a subscription identity resolves to (O(1)), or None."""
         account = self._by_subscription.get(subscription_key(sub_type, data))
