@@ -2,13 +2,25 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The install compiles rating/ with mypyc (setup.py); the compiled modules sit beside the .py
+# files and would shadow them, so any change to rating/ or to the build reinstalls.
+# OCS_PURE=1 installs the pure-Python rating engine instead; each build kind has its own stamp,
+# so switching between them reinstalls too.
+ifeq ($(filter-out 0,$(strip $(OCS_PURE))),)
 STAMP := $(VENV)/.installed
+else
+STAMP := $(VENV)/.installed-pure
+endif
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard rating/*.py)
 
 .PHONY: demo test check bench serve clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(BUILD_INPUTS) | $(PY)
+	rm -f $(VENV)/.installed $(VENV)/.installed-pure
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -30,4 +42,5 @@ serve: $(STAMP)
 	$(VENV)/bin/ocs serve
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	rm -f rating/*.so rating__mypyc*.so

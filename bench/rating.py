@@ -5,17 +5,31 @@ seconds over precomputed inputs (varied instants over a week, varied units and p
 so the per-day tariff memo is warm, as it is in a running server. A charging request needs one
 price (the used units) and one inverse (the next grant): the last line measures that pair.
 
-Run: .venv/bin/python -m bench.rating [--seconds S] [--repeat N]
+When the installed ``rating`` is the mypyc build (the normal install, see setup.py), the same
+cases also run on the pure-Python source, in a subprocess that imports ``rating`` from a
+temporary copy of its ``.py`` files (so no compiled module can shadow them), and each line
+shows both figures and their ratio. ``--no-compare`` skips that.
+
+Run: .venv/bin/python -m bench.rating [--seconds S] [--repeat N] [--no-compare]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 
+import rating.engine
 from ocs.catalog_files import load_catalog_file
 from rating import RatingGroup, affordable, price, price_at, price_dearest
 
@@ -104,21 +118,82 @@ def _cases(rg: RatingGroup, voice: RatingGroup) -> list[tuple[str, Callable[[], 
     ]
 
 
+def _measure(seconds: float, repeat: int) -> list[tuple[str, float]]:
+    catalog = load_catalog_file(None)
+    rg, voice = catalog.rating_groups[10], catalog.rating_groups[40]
+    figures = []
+    for name, run in _cases(rg, voice):
+        run()  # warm the per-day tariff memo
+        figures.append((name, _rate(run, seconds, repeat)))
+    return figures
+
+
+def _is_ext(path: str) -> bool:
+    return path.endswith(tuple(EXTENSION_SUFFIXES))
+
+
+def _compiled() -> bool:
+    return _is_ext(rating.engine.__file__ or "")
+
+
+def _measure_pure(seconds: float, repeat: int) -> list[tuple[str, float]]:
+    """The same cases on the pure-Python source: a subprocess importing ``rating`` from a copy
+    of ``rating/*.py`` in a temporary directory (bench and ocs come from this tree)."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="bench-rating-pure-") as tmp:
+        package = Path(tmp, "rating")
+        package.mkdir()
+        for source in Path(rating.engine.__file__ or "").parent.glob("*.py"):
+            shutil.copy2(source, package / source.name)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([tmp, str(root)]))
+        # -P: the working directory does not go first on sys.path, so `rating` is the copy.
+        command = [sys.executable, "-P", "-m", "bench.rating", "--worker"]
+        command += ["--seconds", str(seconds), "--repeat", str(repeat)]
+        done = subprocess.run(
+            command, cwd=tmp, env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"the pure-Python run failed:\n{done.stderr}")
+    result = json.loads(done.stdout)
+    if not result["engine"].startswith(tmp) or _is_ext(result["engine"]):
+        raise SystemExit(f"the pure-Python run imported {result['engine']}")
+    return [(name, ops) for name, ops in result["figures"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
+    parser.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="do not also run the pure-Python source (when the installed build is compiled)",
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    catalog = load_catalog_file(None)
-    rg, voice = catalog.rating_groups[10], catalog.rating_groups[40]
+    if args.worker:
+        figures = _measure(args.seconds, args.repeat)
+        print(json.dumps({"engine": rating.engine.__file__, "figures": figures}))
+        return 0
+    compiled = _compiled()
+    build = "mypyc-compiled" if compiled else "pure Python (not compiled)"
     print(
-        f"rating engine, demo catalog, {platform.python_implementation()} "
+        f"rating engine ({build}), demo catalog, {platform.python_implementation()} "
         f"{platform.python_version()}, one process; best of {args.repeat} x {args.seconds:g} s"
     )
-    for name, run in _cases(rg, voice):
-        run()  # warm the per-day tariff memo
-        ops = _rate(run, args.seconds, args.repeat)
-        print(f"  {name:<52} {ops:>10,.0f} /s  {1e6 / ops:6.2f} us")
+    if not compiled or args.no_compare:
+        for name, ops in _measure(args.seconds, args.repeat):
+            print(f"  {name:<52} {ops:>10,.0f} /s  {1e6 / ops:6.2f} us")
+        return 0
+    print("  pure Python: the .py source in a subprocess, run first; then the compiled build")
+    pure = _measure_pure(args.seconds, args.repeat)
+    mine = _measure(args.seconds, args.repeat)
+    print(f"  {'':<52} {'compiled':>17} {'pure Python':>21} {'speed-up':>9}")
+    for (name, ops), (_, pure_ops) in zip(mine, pure, strict=True):
+        print(
+            f"  {name:<52} {ops:>10,.0f} /s {1e6 / ops:5.2f} us"
+            f" {pure_ops:>10,.0f} /s {1e6 / pure_ops:5.2f} us  {ops / pure_ops:5.2f}x"
+        )
     return 0
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from fractions import Fraction
 from types import MappingProxyType
+from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.errors import CatalogError
@@ -45,8 +46,8 @@ from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
-_MAX_U32 = 2**32 - 1
-_MAX_QUANTITY = 2**63 - 1
+_MAX_U32: Final = 2**32 - 1
+_MAX_QUANTITY: Final = 2**63 - 1
 
 _QUANTITY_RE = re.compile(r"(\d+)\s*([A-Za-z]*)")
 _TIME_RE = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}))?")

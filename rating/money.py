@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import Final
 
-MICRO = 1_000_000
+MICRO: Final = 1_000_000
 """Micro-units in one currency unit."""
 
-MICRO_DIGITS = 6
+MICRO_DIGITS: Final = 6
 
 _MONEY_RE = re.compile(r"(\d+)(?:\.(\d+))?")
 _RATIO_DECIMAL_RE = re.compile(r"(\d+)(?:\.(\d+))?")

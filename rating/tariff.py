@@ -18,23 +18,24 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from rating.money import div_ceil
 
-DAY = 86_400
-WEEK = 7 * DAY
-MIN_TIME = 0
+DAY: Final = 86_400
+WEEK: Final = 7 * DAY
+MIN_TIME: Final = 0
 """Earliest instant the engine rates (1970-01-01T00:00:00Z)."""
-MAX_TIME = 2**33
+MAX_TIME: Final = 2**33
 """Instants must be below this (2242-03-16): far inside what datetime/zoneinfo handle."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
-_CACHE_LIMIT = 8192
-_QUIET_SPAN = 15 * DAY
+_CACHE_LIMIT = 8192  # not Final (mypyc would inline it): tests lower it
+_QUIET_SPAN: Final = 15 * DAY
 """After this long inside one promotion state, every weekly period state has been seen."""
-_DST_SAMPLE = 3 * 3600
+_DST_SAMPLE: Final = 3 * 3600
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
