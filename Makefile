@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The install compiles rating/ with mypyc (setup.py); the compiled modules sit beside the .py
-# files and would shadow them, so any change to rating/ or to the build reinstalls.
+# The install compiles rating/ and the core's logic with mypyc (setup.py, COMPILED); the compiled
+# modules sit beside the .py files and would shadow them, so any change to them or to the build
+# reinstalls.
 # OCS_PURE=1 installs the pure-Python rating engine instead; each build kind has its own stamp,
 # so switching between them reinstalls too.
 ifeq ($(filter-out 0,$(strip $(OCS_PURE))),)
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 else
 STAMP := $(VENV)/.installed-pure
 endif
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard rating/*.py)
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard rating/*.py) ocs/charging.py ocs/ledger.py ocs/due.py
 
 .PHONY: demo test check bench serve clean
 
@@ -43,4 +44,4 @@ serve: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
-	rm -f rating/*.so rating__mypyc*.so
+	rm -f rating/*.so ocs/*.so rating__mypyc*.so

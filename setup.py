@@ -1,4 +1,5 @@
-"""Build hook: compile the rating engine (``rating/``) with mypyc. Metadata is in pyproject.toml.
+"""Build hook: compile the rating engine (``rating/``) and the charging core's logic with mypyc.
+Metadata is in pyproject.toml.
 
 By default, installing the package (``pip install -e .``, ``pip install .``, a wheel build)
 translates the modules in ``COMPILED`` to C with mypyc (mypy is pinned in
@@ -31,12 +32,18 @@ COMPILED = [
     "rating/model.py",
     "rating/money.py",
     "rating/tariff.py",
+    "ocs/charging.py",
+    "ocs/due.py",
+    "ocs/ledger.py",
 ]
 """Every module of rating/ but ``__init__.py`` (which only re-exports, and stays Python so the
-package keeps its docstring and ``__all__``). tests/rating/test_build.py reads this list."""
+package keeps its docstring and ``__all__``), and the charging core's logic: the core, the
+ledger and their due-time indexes. Their msgspec Structs live in plain-Python modules
+(``ocs/core_types.py``, ``ocs/ledger_types.py``): mypyc drops the class keywords of the classes
+it compiles. tests/rating/test_build.py reads this list."""
 
 GROUP = "rating"
-"""mypyc's shared library for the group: ``rating__mypyc.*.so``, beside the package."""
+"""mypyc's shared library for the group: ``rating__mypyc.*.so``, at the top of the tree."""
 
 
 def pure() -> bool:
@@ -48,6 +55,7 @@ def in_tree_artefacts() -> list[Path]:
     found: list[Path] = []
     for suffix in EXTENSION_SUFFIXES:
         found += HERE.glob(f"rating/*{suffix}")
+        found += HERE.glob(f"ocs/*{suffix}")
         found += HERE.glob(f"{GROUP}__mypyc{suffix}")
     return sorted(set(found))
 
@@ -57,7 +65,7 @@ def remove_stale(keep: set[str]) -> None:
     ``rating__mypyc``): they would be imported instead of the ``.py`` next to them."""
     for path in in_tree_artefacts():
         stem = path.name.split(".", 1)[0]
-        module = stem if path.parent == HERE else f"rating.{stem}"
+        module = stem if path.parent == HERE else f"{path.parent.name}.{stem}"
         if module not in keep:
             path.unlink()
 
