@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from ocs.group_commit import DurabilityError, GroupCommit
 from ocs.journal import JournalError
 from ocs.ledger import Ledger
 from ocs.server import PeerHandle, RequestContext, Server, ServerConfig
-from ocs.store import Store
+from ocs.store import Checkpoint, ForkedCheckpoint, Store
 from protocol.codes import CommandCode, ReAuthRequestType
 from protocol.messages import AMR, ASR, CCR, RAR, Answer
 from protocol.peer import PeerState
@@ -70,6 +71,8 @@ class AppConfig:
     cdr_rotate_bytes: int = 64 << 20
     cdr_rotate_seconds: float = 3600.0
     min_tcc_s: int = 120
+    # capture checkpoints in a forked child (the loop keeps serving) rather than on the loop
+    fork_checkpoints: bool = True
 
 
 class CoreComponent:
@@ -173,7 +176,12 @@ class App:
             raise
         self.store, self.core, self.cdrs = store, core, cdrs
         self.commit = GroupCommit(
-            store.journal, sync_interval_ms=cfg.relaxed_sync_ms, on_failure=self._journal_failed
+            store.journal,
+            sync_interval_ms=cfg.relaxed_sync_ms,
+            on_failure=self._journal_failed,
+            # the answers of a durable batch leave at once, one write per connection
+            before_release=self.server.hold_flushes,
+            after_release=self.server.release_flushes,
         )
         rec = store.recovery
         log.info(
@@ -271,7 +279,13 @@ class App:
                 cdrs.close()
             if store is not None:
                 store.close()
-        log.info("app.closed", **self.stats)
+        commit = self.commit
+        log.info(
+            "app.closed",
+            **self.stats,
+            batches=commit.batches if commit is not None else 0,
+            fsyncs=commit.syncs if commit is not None else 0,
+        )
 
     def _journal_failed(self, exc: BaseException) -> None:
         self._fatal("journal.failed", exc)
@@ -468,33 +482,70 @@ class App:
 
     async def _checkpoint(self) -> None:
         """Snapshot + compaction. The snapshot is written only once every CDR it counts is
-        in the CDR files and synced, so compaction never drops a CDR's only source."""
+        in the CDR files and synced, so compaction never drops a CDR's only source.
+
+        The state is captured by a forked child (`Store.fork_checkpoint`), which encodes and
+        writes it while the loop goes on serving; the loop only pays for the fork. Without
+        `os.fork` (or with ``AppConfig.fork_checkpoints`` off) it is captured on the loop."""
         store, cdrs, commit, core = self.store, self.cdrs, self.commit, self.core
         assert store is not None and cdrs is not None and commit is not None and core is not None
         self._checkpointing = True
+        forked: ForkedCheckpoint | None = None
+        running: ForkedCheckpoint | None = None  # a child nobody is reaping yet
+        checkpoint: Checkpoint | None = None
         try:
-            checkpoint = store.capture_checkpoint()
+            started = time.perf_counter()
+            if self.config.fork_checkpoints and hasattr(os, "fork"):
+                try:
+                    forked = running = store.fork_checkpoint()
+                except OSError as exc:  # no memory or no process for the child: next tick
+                    log.error("checkpoint.failed", error=f"fork: {exc!r}")
+                    return
+                lsn = forked.lsn
+            else:
+                checkpoint = store.capture_checkpoint()
+                lsn = checkpoint.lsn
+            paused_ms = round((time.perf_counter() - started) * 1000, 1)
             seq = core.cdr_seq
             await commit.durable()
-            if store.journal.durable_lsn < checkpoint.lsn:  # relaxed mode: written, not synced
+            if store.journal.durable_lsn < lsn:  # relaxed mode: written, not synced
                 await self._offload(store.journal.sync)
             self._move_cdrs()
             await self._offload(cdrs.commit)
+            if forked is not None:
+                running = None  # the worker thread reaps it, even if this task is cancelled
+                if not await self._offload(forked.wait):
+                    log.error("checkpoint.failed", lsn=lsn, error="snapshot process failed")
+                    return
             if cdrs.durable_sequence < seq:
                 log.warning("checkpoint.skipped", reason="CDRs not yet durable", seq=seq)
                 return
             try:
-                await self._offload(store.write_checkpoint, checkpoint)
+                if forked is not None:
+                    await self._offload(store.install_checkpoint, forked)
+                else:
+                    assert checkpoint is not None
+                    await self._offload(store.write_checkpoint, checkpoint)
             except (OSError, JournalError) as exc:
                 if store.journal.broken is not None:
                     raise  # the journal itself failed (rotation): fatal
                 # the snapshot could not be written (e.g. disk full): the journal still holds
                 # everything; try again at the next tick
-                log.error("checkpoint.failed", lsn=checkpoint.lsn, error=repr(exc))
+                log.error("checkpoint.failed", lsn=lsn, error=repr(exc))
                 return
-            log.info("checkpoint.written", lsn=checkpoint.lsn, cdr_sequence=seq)
+            log.info(
+                "checkpoint.written",
+                lsn=lsn,
+                cdr_sequence=seq,
+                forked=forked is not None,
+                paused_ms=paused_ms,  # how long the loop stopped serving to capture it
+            )
         finally:
             self._checkpointing = False
+            if running is not None:  # never waited for: stop and reap it, drop its file
+                running.abandon()
+            elif forked is not None:  # its file, unless installed (renamed) already
+                forked.path.unlink(missing_ok=True)
 
 
 def _compare_cdrs(directory: Path, regenerated: list[tuple[int, bytes]], on_disk: int) -> None:

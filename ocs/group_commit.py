@@ -4,9 +4,15 @@ The server handles every request that one event-loop iteration read; each append
 records (`ocs.store.Store.execute` / `Store.append`) and hands the sending of its answer to
 `GroupCommit.defer`. The first `defer` of an iteration schedules, with ``loop.call_soon``, the end
 of the batch: it runs after the requests of this iteration, writes the batch with one write(2)
-and fsyncs it in a worker thread, while the loop goes on reading the next batch. One fsync is in
-flight at a time; records appended meanwhile form the next batch, synced as soon as the current
-fsync returns. When a batch is durable its callbacks run, in the order they were deferred.
+and hands the fsync to a dedicated, long-lived thread, while the loop goes on reading the next
+batch. One fsync is in flight at a time; records appended meanwhile form the next batch, synced
+as soon as the current fsync returns. When a batch is durable its callbacks run, in the order
+they were deferred, between ``before_release`` and ``after_release`` (the server uses these to
+write the answers of the batch at once, one write per connection).
+
+The fsync thread costs one wake-up each way per fsync (a `queue.SimpleQueue` to it, one
+``call_soon_threadsafe`` back): no executor, no futures. At moderate rates most batches hold one
+request, so this edge cost is paid per request.
 
 A callback deferred when nothing new was appended still waits for every earlier record (the
 state it answers from may include them), so an answer never reveals state that could be lost.
@@ -25,10 +31,11 @@ log, and a restart recovers from the log.
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Final, Protocol
 
 __all__ = ["DurabilityError", "Durable", "GroupCommit"]
 
@@ -57,6 +64,8 @@ class Durable(Protocol):
 
 Callback = Callable[[], object]
 
+_STOP: Final = object()
+
 
 class GroupCommit:
     """Releases deferred callbacks once the journal is durable past their batch.
@@ -72,6 +81,8 @@ class GroupCommit:
         sync_interval_ms: float | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        before_release: Callable[[], object] | None = None,
+        after_release: Callable[[], object] | None = None,
     ) -> None:
         if sync_interval_ms is not None and sync_interval_ms < 0:
             raise ValueError("sync_interval_ms must be >= 0")
@@ -79,11 +90,15 @@ class GroupCommit:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._interval = None if sync_interval_ms is None else sync_interval_ms / 1000.0
         self._on_failure = on_failure
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocs-fsync")
+        self._before_release = before_release
+        self._after_release = after_release
         self._pending: list[Callback] = []
         self._waiting: deque[tuple[int, list[Callback]]] = deque()
         self._scheduled = False
-        self._inflight: asyncio.Future[int] | None = None
+        self._inflight = False  # an fsync is running in the thread
+        self._idle_waiters: list[asyncio.Future[None]] = []  # aclose: until the fsync returns
+        self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._last_sync_start = float("-inf")
         self._failed: BaseException | None = None
@@ -144,7 +159,13 @@ class GroupCommit:
         callbacks, self._pending = self._pending, []
         self.batches += 1
         if self._interval is not None:
-            self._run(callbacks)
+            if self._before_release is not None:
+                self._before_release()
+            try:
+                self._run(callbacks)
+            finally:
+                if self._after_release is not None:
+                    self._after_release()
             self._arm_relaxed_sync()
             return
         if callbacks:
@@ -153,24 +174,40 @@ class GroupCommit:
         self._start_sync()
 
     def _start_sync(self) -> None:
-        if self._inflight is not None or self._failed is not None:
+        if self._inflight or self._failed is not None:
             return
         if self._journal.written_lsn <= self._journal.durable_lsn:
             return
         self.syncs += 1
         self._last_sync_start = self._loop.time()
-        inflight = self._loop.run_in_executor(self._executor, self._journal.sync)
-        self._inflight = inflight
-        inflight.add_done_callback(self._synced)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._sync_thread, name="ocs-fsync", daemon=True)
+            self._thread.start()
+        self._inflight = True
+        self._requests.put(None)
 
-    def _synced(self, future: asyncio.Future[int]) -> None:
-        self._inflight = None
-        if future.cancelled():
-            self._fail(DurabilityError("fsync was cancelled"))
-            return
-        exc = future.exception()
-        if exc is not None:
-            self._fail(exc)
+    def _sync_thread(self) -> None:
+        """The fsync thread: one `Durable.sync` per request, the outcome posted to the loop."""
+        requests, sync, post = self._requests, self._journal.sync, self._loop.call_soon_threadsafe
+        while requests.get() is not _STOP:
+            error: BaseException | None = None
+            try:
+                sync()
+            except BaseException as exc:
+                error = exc
+            try:
+                post(self._synced, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+
+    def _synced(self, error: BaseException | None) -> None:
+        self._inflight = False
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if error is not None:
+            self._fail(error)
             return
         if self._interval is not None:
             self._arm_relaxed_sync()
@@ -179,7 +216,7 @@ class GroupCommit:
             self._start_sync()
 
     def _arm_relaxed_sync(self) -> None:
-        if self._inflight is not None or self._timer is not None or self._failed is not None:
+        if self._inflight or self._timer is not None or self._failed is not None:
             return
         if self._closed:  # aclose() syncs
             return
@@ -200,8 +237,16 @@ class GroupCommit:
     def _release_durable(self) -> None:
         durable = self._journal.durable_lsn
         waiting = self._waiting
-        while waiting and waiting[0][0] <= durable:
-            self._run(waiting.popleft()[1])
+        if not waiting or waiting[0][0] > durable:
+            return
+        if self._before_release is not None:
+            self._before_release()
+        try:
+            while waiting and waiting[0][0] <= durable:
+                self._run(waiting.popleft()[1])
+        finally:
+            if self._after_release is not None:
+                self._after_release()
 
     def _run(self, callbacks: list[Callback]) -> None:
         for callback in callbacks:
@@ -227,7 +272,7 @@ class GroupCommit:
             )
 
     async def aclose(self) -> None:
-        """Make everything durable, run the remaining callbacks, stop the worker thread.
+        """Make everything durable, run the remaining callbacks, stop the fsync thread.
 
         Raises `DurabilityError` if the journal failed."""
         self._closed = True
@@ -236,8 +281,10 @@ class GroupCommit:
             self._timer = None
         try:
             while self._failed is None:
-                if self._inflight is not None:
-                    await asyncio.wait([self._inflight])
+                if self._inflight:
+                    waiter: asyncio.Future[None] = self._loop.create_future()
+                    self._idle_waiters.append(waiter)
+                    await waiter
                     continue
                 if self._pending or self._scheduled:
                     self._end_batch()
@@ -250,4 +297,12 @@ class GroupCommit:
                 raise DurabilityError("the journal failed") from self._failed
             self._release_durable()
         finally:
-            self._executor.shutdown(wait=True)
+            self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._requests.put(_STOP)
+        if not self._inflight:  # it is waiting for a request: it ends at once
+            thread.join()

@@ -56,6 +56,7 @@ __all__ = [
     "JournalBrokenError",
     "JournalCorruptError",
     "JournalError",
+    "write_snapshot_file",
 ]
 
 RECORD_HEADER: Final = struct.Struct("<IIQ")  # crc32, payload length, lsn
@@ -147,6 +148,18 @@ def _parse(data: bytes, offset: int, max_len: int) -> tuple[int, int, int] | Non
     if zlib.crc32(memoryview(data)[offset + 8 : end]) != crc:
         return None
     return lsn, offset + RECORD_HEADER.size, end
+
+
+def write_snapshot_file(path: Path, lsn: int, data: bytes) -> None:
+    """Write and fsync a snapshot file (header + data) at ``path``; `Journal.install_snapshot`
+    puts it in place. Touches nothing else, so a forked child process may call it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(fd, SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, lsn, len(data), zlib.crc32(data)))
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Journal:
@@ -271,22 +284,34 @@ class Journal:
         directory fsynced; then older snapshots and the segments holding only records <= lsn
         are deleted. Thread-safe; call `rotate` first so the active segment can go too.
         """
+        self._check_snapshot_lsn(lsn)
+        tmp = self.snapshot_tmp_path(lsn)
+        write_snapshot_file(tmp, lsn, data)
+        self.install_snapshot(lsn, tmp)
+
+    def snapshot_tmp_path(self, lsn: int, tag: str = "") -> Path:
+        """Where a snapshot of ``lsn`` is written before `install_snapshot` renames it into
+        place (``tag`` tells writers apart, e.g. a pid). Left-overs are deleted at the next
+        start."""
+        final = self._snapshot_path(lsn)
+        return final.with_name(f"{final.name}{tag}{TMP_SUFFIX}")
+
+    def _check_snapshot_lsn(self, lsn: int) -> None:
         if lsn > self._last_lsn or lsn < self._snapshot_lsn:
             raise JournalError(f"snapshot LSN {lsn} outside {self._snapshot_lsn}..{self._last_lsn}")
+
+    def install_snapshot(self, lsn: int, tmp: Path) -> None:
+        """Put a snapshot file written by `write_snapshot_file` in place, then compact.
+
+        The journal is first made durable up to ``lsn`` (a snapshot must never be ahead of the
+        log); then ``tmp`` is renamed into place and the directory fsynced; then older
+        snapshots and the segments holding only records <= lsn are deleted. Thread-safe."""
+        self._check_snapshot_lsn(lsn)
         if self._written_lsn < lsn:
             self.flush()
         if self._durable_lsn < lsn:
             self.sync()
-        final = self._snapshot_path(lsn)
-        tmp = final.with_name(final.name + TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            write_all(fd, SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, lsn, len(data), zlib.crc32(data)))
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
+        os.replace(tmp, self._snapshot_path(lsn))
         fsync_dir(self.directory)
         with self._lock:
             self._snapshot_lsn = max(self._snapshot_lsn, lsn)

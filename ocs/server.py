@@ -379,6 +379,7 @@ class Server:
         )
         self.connections: set[PeerHandle] = set()
         self._dirty: set[PeerHandle] = set()
+        self._flush_held = 0
         self._server: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -402,11 +403,22 @@ class Server:
         log.info("server.listening", host=self.config.host, port=self.port)
 
     def flush_soon(self, peer: PeerHandle) -> None:
-        """Write `peer`'s queued answers at the end of this loop iteration: answers released
-        together (one group commit) leave in one write per connection."""
-        if not self._dirty:
+        """Write `peer`'s queued answers at the end of this loop iteration (or when
+        `release_flushes` ends a batch): answers released together (one group commit) leave in
+        one write per connection."""
+        if not self._dirty and not self._flush_held:
             self.loop.call_soon(self._flush_dirty)
         self._dirty.add(peer)
+
+    def hold_flushes(self) -> None:
+        """A batch of answers is being released: write them when it ends (`release_flushes`),
+        not one loop iteration later."""
+        self._flush_held += 1
+
+    def release_flushes(self) -> None:
+        self._flush_held -= 1
+        if not self._flush_held and self._dirty:
+            self._flush_dirty()
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, set()

@@ -14,12 +14,15 @@ through `Component.replay` on restart, and are part of every checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final, NoReturn, Protocol
 
 import msgspec
 
@@ -29,11 +32,12 @@ from ocs.journal import (
     Journal,
     JournalBrokenError,
     JournalError,
+    write_snapshot_file,
 )
 from ocs.ledger import DAY_MS, Code, Command, Ledger, LedgerOps, Outcome, decode_command
 from ocs.ledger import encode_command as _encode_command
 
-__all__ = ["KIND_LEDGER", "Checkpoint", "Component", "Recovery", "Store"]
+__all__ = ["KIND_LEDGER", "Checkpoint", "Component", "ForkedCheckpoint", "Recovery", "Store"]
 
 KIND_LEDGER: Final = 1
 _SNAPSHOT_DECODER: Final = msgspec.msgpack.Decoder(dict[int, bytes])
@@ -74,6 +78,28 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
 
     lsn: int
     data: bytes
+
+
+class ForkedCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A checkpoint being written by a child process (`Store.fork_checkpoint`)."""
+
+    lsn: int
+    pid: int
+    path: Path  # the snapshot file the child writes; `Store.install_checkpoint` renames it
+
+    def wait(self) -> bool:
+        """Block until the child has exited (call from a worker thread); True if it wrote and
+        fsynced the file."""
+        _, status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+
+    def abandon(self) -> None:
+        """Stop the child (if still running), reap it and delete its file."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        self.path.unlink(missing_ok=True)
 
 
 class Recovery(msgspec.Struct, frozen=True, kw_only=True):
@@ -212,8 +238,39 @@ class Store(LedgerOps):
 
     def capture_checkpoint(self) -> Checkpoint:
         """Snapshot every component now (on the thread that runs commands)."""
+        return Checkpoint(lsn=self.journal.last_lsn, data=self._encode_state())
+
+    def _encode_state(self) -> bytes:
         states = {kind: component.snapshot() for kind, component in self._components.items()}
-        return Checkpoint(lsn=self.journal.last_lsn, data=msgspec.msgpack.encode(states))
+        return msgspec.msgpack.encode(states)
+
+    def fork_checkpoint(self) -> ForkedCheckpoint:
+        """Capture the state at the current LSN without stopping this process: `os.fork`, and
+        the child (a copy-on-write image of this instant) encodes every component, writes and
+        fsyncs the snapshot file under a temporary name, and exits. This thread only pays for
+        the fork (page tables). Then: `ForkedCheckpoint.wait` in a worker thread, and
+        `install_checkpoint` (or `ForkedCheckpoint.abandon`).
+
+        The child closes every inherited descriptor first (the directory lock, the journal,
+        the CDR files, the sockets), so it never holds the lock or a port after this process
+        is gone, and never runs anything of the parent's (no threads, no event loop, no exit
+        handlers: it ends with `os._exit`)."""
+        lsn = self.journal.last_lsn
+        parent = os.getpid()
+        path = self.journal.snapshot_tmp_path(lsn, f".{parent}")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child process (its exit status is checked)
+            _checkpoint_child(self, parent, lsn, path)
+        return ForkedCheckpoint(lsn=lsn, pid=pid, path=path)
+
+    def install_checkpoint(self, forked: ForkedCheckpoint) -> None:
+        """Put a snapshot written by a `fork_checkpoint` child in place (the journal is made
+        durable up to it first) and delete the journal it makes redundant. Thread-safe."""
+        if forked.lsn <= self.journal.snapshot_lsn:
+            forked.path.unlink(missing_ok=True)
+            return
+        self.journal.rotate()
+        self.journal.install_snapshot(forked.lsn, forked.path)
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Persist a captured checkpoint and delete the journal it makes redundant.
@@ -249,3 +306,24 @@ class Store(LedgerOps):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _checkpoint_child(store: Store, parent: int, lsn: int, path: Path) -> NoReturn:
+    """The body of a `Store.fork_checkpoint` child: exit status 0 once the file is fsynced."""
+    code = 1
+    try:
+        gc.disable()  # a collection would touch (and copy) every page of the heap
+        os.nice(19)  # the server, on the same CPU(s), comes first
+        with contextlib.suppress(ValueError):  # (only possible in the main thread)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        data = store._encode_state()
+        if os.getppid() == parent:  # the server died meanwhile: its successor recovers
+            write_snapshot_file(path, lsn, data)
+            code = 0
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
