@@ -164,7 +164,10 @@ def iso_ms(ms: int) -> str:
     if cached_second != second:
         text = f"{datetime.fromtimestamp(second, tz=UTC):%Y-%m-%dT%H:%M:%S}"
         _ISO_SECOND[0] = (second, text)
-    return f"{text}.{ms % MS:03d}Z"
+    return text + _MS_SUFFIX[ms % MS]
+
+
+_MS_SUFFIX: Final = [f".{n:03d}Z" for n in range(MS)]  # ".000Z" ... ".999Z"
 
 
 def _subscriber(subs: Iterable[WireSubscriptionId]) -> str:
@@ -486,7 +489,7 @@ class ChargingCore:
     ) -> CCA:
         return CCA(
             session_id=ccr.session_id,
-            result_code=result_code(outcome),
+            result_code=_RC_OK if outcome is Outcome.OK else result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
             auth_application_id=4,
@@ -496,11 +499,14 @@ class ChargingCore:
             **extra,
         )
 
-    def _resolve(self, ccr: CCR) -> AccountView | None:
+    def _resolve(self, ccr: CCR) -> tuple[str, AccountStatus, int] | None:
+        """The account of the first Subscription-Id that has one: (id, status, headroom)."""
         for sub in ccr.subscription_id or ():
-            view = self.ledger.account_for(int(sub.subscription_id_type), sub.subscription_id_data)
-            if view is not None:
-                return view
+            found = self.ledger.standing_for(
+                int(sub.subscription_id_type), sub.subscription_id_data
+            )
+            if found is not None:
+                return found
         return None
 
     def _aoc(self, ccr: CCR, charge: int, account_id: str) -> dict[str, Any]:
@@ -547,14 +553,15 @@ class ChargingCore:
                 ),
                 None,
             )
-        view = self._resolve(ccr)
-        if view is None:
+        found = self._resolve(ccr)
+        if found is None:
             return self._cca(ccr, Outcome.USER_UNKNOWN), None
-        if view.status is not AccountStatus.ACTIVE:
+        account_id, status, _ = found
+        if status is not AccountStatus.ACTIVE:
             return self._cca(ccr, Outcome.SERVICE_DENIED), None
         session = Session(
             session_id=sid,
-            account_id=view.account_id,
+            account_id=account_id,
             subscriber=_subscriber(ccr.subscription_id or ()),
             origin_host=origin_host,
             service_context_id=ccr.service_context_id,
@@ -572,7 +579,7 @@ class ChargingCore:
             service_information=ccr.service_information,
         )
         self._sessions[sid] = session
-        self._link_account(view.account_id, sid)
+        self._link_account(account_id, sid)
         msccs = [
             self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
         ]
@@ -980,11 +987,12 @@ class ChargingCore:
             return self._cca(
                 ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
             )
-        view = self._resolve(ccr)
-        if view is None:
+        found = self._resolve(ccr)
+        if found is None:
             return self._cca(ccr, Outcome.USER_UNKNOWN)
+        account_id, status, headroom = found
         if action is RequestedAction.CHECK_BALANCE:
-            enough = total <= view.headroom
+            enough = total <= headroom
             return self._cca(
                 ccr,
                 Outcome.OK,
@@ -993,30 +1001,30 @@ class ChargingCore:
                 if enough
                 else CheckBalanceResult.NO_CREDIT,
             )
-        if view.status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
+        if status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
             return self._cca(ccr, Outcome.SERVICE_DENIED)
         op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
         if action is RequestedAction.DIRECT_DEBITING:
-            if total > view.headroom:
+            if total > headroom:
                 return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
             if total:
                 outcome = self.ledger.apply(
-                    Debit(id=op, now=now_ms, account_id=view.account_id, amount=total),
+                    Debit(id=op, now=now_ms, account_id=account_id, amount=total),
                     internal=True,
                 )
                 if outcome.code is not Code.OK:
                     return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
-                self._account_usage(view.account_id, total)
+                self._account_usage(account_id, total)
             sign = 1
         else:  # REFUND_ACCOUNT
             if total:
                 self.ledger.apply(
-                    Credit(id=op, now=now_ms, account_id=view.account_id, amount=total),
+                    Credit(id=op, now=now_ms, account_id=account_id, amount=total),
                     internal=True,
                 )
             sign = -1
-        self._write_event_cdr(ccr, origin_host, view.account_id, priced, sign, now_ms, at_s)
-        extra = self._aoc(ccr, total, view.account_id)
+        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
+        extra = self._aoc(ccr, total, account_id)
         return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
 
     def _event_msccs(

@@ -483,6 +483,15 @@ class Ledger(LedgerOps):
             return None
         return account.status, account.balance - account.reserved + account.credit_limit
 
+    def standing_for(self, sub_type: int, data: str) -> tuple[str, AccountStatus, int] | None:
+        """The account a subscription identity resolves to, as (id, status, headroom), or
+        None: `account_for` without building a view."""
+        account = self._by_subscription.get(subscription_key(sub_type, data))
+        if account is None:
+            return None
+        headroom = account.balance - account.reserved + account.credit_limit
+        return account.account_id, account.status, headroom
+
     def account_for(self, sub_type: int, data: str) -> AccountView | None:
         """The account a subscription identity resolves to (O(1)), or None."""
         account = self._by_subscription.get(subscription_key(sub_type, data))
