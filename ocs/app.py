@@ -304,7 +304,7 @@ class App:
         origin = message.origin_host
         result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         self._record(ctx, origin, result, CommandCode.CREDIT_CONTROL)
-        if message.session_id in core.sessions:  # (events and refused INITIALs open none)
+        if core.has_session(message.session_id):  # (events and refused INITIALs open none)
             self._last_peer[message.session_id] = ctx.peer
         return result.body
 

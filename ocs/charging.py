@@ -243,6 +243,9 @@ class ChargingCore:
         """The open sessions (read-only; packed ones are unpacked as copies)."""
         return SessionsView(self._sessions)
 
+    def has_session(self, sid: str) -> bool:
+        return sid in self._sessions
+
     def _session(self, sid: str) -> Session | None:
         """The open session `sid`, unpacked for use (it is packed again once idle)."""
         session = self._sessions.get(sid)
