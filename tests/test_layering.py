@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT
 
 # The domain core of ocs/: synchronous, time passed in. Listed as they come into being.
-CORE_MODULES = ["ledger", "accounts", "charging", "outcomes", "due"]
+CORE_MODULES = ["ledger", "ledger_types", "accounts", "charging", "core_types", "outcomes", "due"]
 
 
 def imports_of(path: Path) -> set[str]:
