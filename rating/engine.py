@@ -27,7 +27,8 @@ Rules (each rounding is named; ``docs/catalog.md`` explains them with examples):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from rating.model import RatingGroup
 from rating.money import div_floor
@@ -69,16 +70,46 @@ _Segment = tuple[int, int, int, int, int, Rate, int]
 """(start, end, tier, units, billed_units, rate, charge): a ``ChargePart`` before it is built."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Charge:
-    total: int
-    """Micro-units; the sum of the parts' charges. Never includes the setup fee."""
-    units: int
-    billed_units: int
-    prior_units: int
-    segments: tuple[_Segment, ...] = field(repr=False)
-    """The breakdown as plain tuples; ``parts`` builds the objects (only when asked, to keep
-    the hot path cheap)."""
+    """The price of some usage: immutable. A plain class, not a frozen dataclass: the rating
+    engine is compiled (mypyc), which makes this a native class built in ~40 ns, where a frozen
+    dataclass's `__init__` takes ~0.6 µs, and one or two are built per CCR. `Final` attributes
+    are read-only in the compiled build (and for mypy)."""
+
+    __slots__ = ("billed_units", "prior_units", "segments", "total", "units")
+
+    def __init__(
+        self,
+        *,
+        total: int,
+        units: int,
+        billed_units: int,
+        prior_units: int,
+        segments: tuple[_Segment, ...],
+    ) -> None:
+        #: Micro-units; the sum of the parts' charges. Never includes the setup fee.
+        self.total: Final = total
+        self.units: Final = units
+        self.billed_units: Final = billed_units
+        self.prior_units: Final = prior_units
+        #: The breakdown as plain tuples; ``parts`` builds the objects (only when asked, to
+        #: keep the hot path cheap).
+        self.segments: Final = segments
+
+    def _key(self) -> tuple[int, int, int, int, tuple[_Segment, ...]]:
+        return (self.total, self.units, self.billed_units, self.prior_units, self.segments)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Charge) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Charge(total={self.total!r}, units={self.units!r}, "
+            f"billed_units={self.billed_units!r}, prior_units={self.prior_units!r})"
+        )
 
     @property
     def parts(self) -> tuple[ChargePart, ...]:
