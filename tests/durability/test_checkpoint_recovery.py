@@ -21,7 +21,11 @@ from tests.durability.util import (
     terminate_all,
 )
 
-ACCOUNTS = {f"acct-{i}": 500_000_000 for i in range(3)}
+# 10,000 EUR each: two rounds of load spend ~300 EUR per account on SMS, hold ~90 EUR in the
+# sessions the kills leave open, and the administrative CREDIT/DEBIT random walk (its step count
+# grows with the server's speed) drifts by a hundred or more; with 500 EUR an account could run
+# dry and an SMS be refused (4012), which this test does not expect.
+ACCOUNTS = {f"acct-{i}": 10_000_000_000 for i in range(3)}
 CHECKPOINT_RECORDS = 400
 
 
