@@ -251,7 +251,10 @@ def bench_memory(accounts: int, snapshot: bytes) -> list[str]:
             )
 
     used, _ = measure(reserve)
-    rows.append(f"| open reservation (id, record, expiry heap entry) | {used / n:.0f} B |")
+    rows.append(
+        f"| open reservation, each with its own expiry instant (id, record, expiry index) | "
+        f"{used / n:.0f} B |"
+    )
     remembering = Ledger()
     remembering.apply(CreateAccount(id="c", now=T0, account_id="a", currency=978))
 
