@@ -45,6 +45,7 @@ import platform
 import pstats
 import resource
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,7 @@ import tempfile
 import time
 import tracemalloc
 from dataclasses import replace
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -165,8 +167,53 @@ def load_section(args: argparse.Namespace) -> dict[str, Any]:
 # --- 2. in-process core cost ---------------------------------------------------------------
 
 
-def core_section(flows_per_kind: int) -> dict[str, Any]:
-    """µs per request (decode, core, journal) for each step of each flow kind."""
+def core_section(flows_per_kind: int, *, compare_pure: bool = True) -> dict[str, Any]:
+    """µs per request (decode, core, journal) for each step of each flow kind; with a compiled
+    build, the same measured on the pure-Python source in a subprocess, for the ratio."""
+    pure = _core_pure(flows_per_kind) if compare_pure and _compiled_core() else None
+    result = _core_measure(flows_per_kind)
+    _core_print(result, flows_per_kind)
+    if pure is not None:
+        ratio = pure["mix_average_us"] / result["mix_average_us"]
+        print(
+            f"The same on the pure-Python source (`OCS_PURE=1`'s build: the `.py` files in a "
+            f"subprocess, run first): **{pure['mix_average_us']:.1f} µs** per request; the "
+            f"compiled build is **{ratio:.2f}x** cheaper.\n"
+        )
+        result["pure_mix_average_us"] = pure["mix_average_us"]
+    return result
+
+
+def _compiled_core() -> bool:
+    import ocs.charging
+
+    return (ocs.charging.__file__ or "").endswith(tuple(EXTENSION_SUFFIXES))
+
+
+def _core_pure(flows_per_kind: int) -> dict[str, Any]:
+    """`_core_measure` in a subprocess importing `ocs`, `rating` and `protocol` from a copy of
+    their source files (no compiled module beside them)."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="bench-load-pure-") as tmp:
+        for package in ("ocs", "rating", "protocol"):
+            for source in (root / package).rglob("*"):
+                if source.suffix in (".py", ".toml", ".typed"):
+                    target = Path(tmp, source.relative_to(root))
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([tmp, str(root)]))
+        # -P: the working directory does not go first on sys.path, so the packages are the copy
+        command = [sys.executable, "-P", "-m", "bench.load", "--core-worker", str(flows_per_kind)]
+        done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"the pure-Python core run failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    if not result["module"].startswith(tmp) or not result["module"].endswith(".py"):
+        raise SystemExit(f"the pure-Python core run imported {result['module']}")
+    return result
+
+
+def _core_measure(flows_per_kind: int) -> dict[str, Any]:
     text = demo_catalog_text()
     accounts = 2_000
     rows: dict[str, dict[str, float]] = {}
@@ -259,11 +306,16 @@ def core_section(flows_per_kind: int) -> dict[str, Any]:
         weighted += p * flow_total
         requests += p * n
     mix_avg = weighted / requests
+    return {"rows": rows, "mix_average_us": mix_avg, "overhead_us": overhead_us}
+
+
+def _core_print(result: dict[str, Any], flows_per_kind: int) -> None:
+    rows, mix_avg = result["rows"], result["mix_average_us"]
     print("## Per-request cost of the in-process core (no sockets)\n")
     print(
-        f"{flows_per_kind:,} flows of each kind, {accounts:,} accounts; µs of thread CPU time "
-        f"per request (`time.thread_time`, its own cost of {overhead_us:.2f} µs per reading "
-        "subtracted), mean over the flows.\n"
+        f"{flows_per_kind:,} flows of each kind, 2,000 accounts; µs of thread CPU time "
+        f"per request (`time.thread_time`, its own cost of {result['overhead_us']:.2f} µs per "
+        "reading subtracted), mean over the flows.\n"
     )
     print("| request | decode | core (`handle_ccr`) | journal record | total |")
     print("|---|---:|---:|---:|---:|")
@@ -274,7 +326,6 @@ def core_section(flows_per_kind: int) -> dict[str, Any]:
         )
     print(f"\nWeighted by the default mix ({dict(DEFAULT_MIX)} by requests): **{mix_avg:.1f} µs**")
     print(f"per request, i.e. at most {1e6 / mix_avg:,.0f} requests/s on one core for this part.\n")
-    return {"rows": rows, "mix_average_us": mix_avg}
 
 
 def _clock_overhead_us(n: int = 20_000) -> float:
@@ -352,7 +403,9 @@ def memory_child(sessions: int, method: str) -> dict[str, Any]:
     after = tracemalloc.get_traced_memory()[0] if method == "tracemalloc" else rss_bytes()
     # the duplicate cache (WIRE.md 6) forgets answers after 4 minutes, and sessions idle that
     # long are packed: the steady state
+    started = time.process_time()
     core.tick(now + 5 * 60 * 1000)
+    pack_us = (time.process_time() - started) / sessions * 1e6  # eviction + packing, per session
     if len(core.sessions) != sessions:
         raise RuntimeError("sessions were closed by the tick")
     reservations, remembered = ledger.reservation_count, ledger.remembered_count
@@ -372,6 +425,8 @@ def memory_child(sessions: int, method: str) -> dict[str, Any]:
     else:
         evicted = rss_bytes()
     restored: float | None = None
+    restore_us: float | None = None
+    unpack_us: float | None = None
     if empty_state is not None:
         # RSS never shrinks much after the packing frees the unpacked sessions (the allocator
         # keeps partly used arenas; a running server reuses them). What the state itself takes
@@ -383,9 +438,17 @@ def memory_child(sessions: int, method: str) -> dict[str, Any]:
             full, empty = Path(tmp, "full"), Path(tmp, "empty")
             _write_state(full, ledger.snapshot(), core.snapshot())
             _write_state(empty, *empty_state)
+            # what a later request pays to unpack an idle session (a copy: nothing changes)
+            sample = list(core.sessions)[: min(sessions, 10_000)]
+            started = time.process_time()
+            for sid in sample:
+                core.sessions[sid]
+            unpack_us = (time.process_time() - started) / len(sample) * 1e6
             del core, ledger
             gc.collect()
-            restored = (_restored_rss(full) - _restored_rss(empty)) / sessions
+            done, base = _restored(full), _restored(empty)
+            restored = (done["rss"] - base["rss"]) / sessions
+            restore_us = done["core_restore_s"] / sessions * 1e6
     return {
         "sessions": sessions,
         "method": method,
@@ -394,6 +457,9 @@ def memory_child(sessions: int, method: str) -> dict[str, Any]:
         "bytes_per_session": (after - before) / sessions,
         "bytes_per_session_steady": (evicted - before) / sessions,
         "bytes_per_session_restored": restored,
+        "pack_us": pack_us,
+        "unpack_us": unpack_us,
+        "restore_us": restore_us,
         "accounts_s": accounts_s,
         "open_s": open_s,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -405,18 +471,20 @@ def _write_state(path: Path, ledger_state: bytes, core_state: bytes) -> None:
     path.write_bytes(len(ledger_state).to_bytes(8, "little") + ledger_state + core_state)
 
 
-def _restored_rss(path: Path) -> int:
+def _restored(path: Path) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.load", "--memory-restore", str(path)],
         check=True,
         capture_output=True,
         text=True,
     )
-    return int(out.stdout)
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
 
 
-def memory_restore(path: Path) -> int:
-    """Run in a fresh process: the RSS growth from restoring a ledger + core snapshot."""
+def memory_restore(path: Path) -> dict[str, float]:
+    """Run in a fresh process: the RSS growth from restoring a ledger + core snapshot, and the
+    CPU time of the core's restore (which unpacks each packed session once to index it)."""
     data = path.read_bytes()
     size = int.from_bytes(data[:8], "little")
     ledger = Ledger()
@@ -424,10 +492,12 @@ def memory_restore(path: Path) -> int:
     gc.collect()
     before = rss_bytes()
     ledger.restore(memoryview(data)[8 : 8 + size])
+    started = time.process_time()
     core.restore(data[8 + size :])
+    core_s = time.process_time() - started
     del data
     gc.collect()
-    return rss_bytes() - before
+    return {"rss": rss_bytes() - before, "core_restore_s": core_s}
 
 
 def _memory_run(size: int, method: str) -> dict[str, Any]:
@@ -485,6 +555,15 @@ def memory_section(
             + (f"**{restored:,.0f}**" if restored is not None else "-")
             + f" | {r['reservations']:,} | {r['open_s']:.1f} s | {r['max_rss_mib']:,.0f} MiB |"
         )
+    if results["rss"]:
+        print("\nCPU time of the packing (RSS runs, µs per session):\n")
+        print("| open sessions | pack (tick after the window) | unpack a copy | restore, core |")
+        print("|---:|---:|---:|---:|")
+        for r in results["rss"]:
+            print(
+                f"| {r['sessions']:,} | {r['pack_us']:.1f} | {r['unpack_us']:.1f} | "
+                f"{r['restore_us']:.1f} |"
+            )
     if results["tracemalloc"]:
         print("\nWhere the steady-state bytes are allocated (tracemalloc, per session):\n")
         print("| allocation site | code | bytes | objects |")
@@ -694,12 +773,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", nargs=2, metavar=("N", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-restore", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--core-worker", type=int, help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--sample-child"]:
         return sample_child(Path(argv[1]), argv[3:] if argv[2:3] == ["--"] else argv[2:])
     args = parser.parse_args(argv)
     if args.memory_restore:
-        print(memory_restore(args.memory_restore))
+        print(json.dumps(memory_restore(args.memory_restore)))
+        return 0
+    if args.core_worker:
+        import ocs.charging
+
+        result = _core_measure(args.core_worker)
+        print(json.dumps({"module": ocs.charging.__file__, **result}))
         return 0
     if args.memory_child:
         print(json.dumps(memory_child(int(args.memory_child[0]), args.memory_child[1])))

@@ -72,8 +72,8 @@ _Segment = tuple[int, int, int, int, int, Rate, int]
 
 class Charge:
     """The price of some usage: immutable. A plain class, not a frozen dataclass: the rating
-    engine is compiled (mypyc), which makes this a native class built in ~40 ns, where a frozen
-    dataclass's `__init__` takes ~0.6 µs, and one or two are built per CCR. `Final` attributes
+    engine is compiled (mypyc), which makes this a native class, cheap to build, where a frozen
+    dataclass's `__init__` runs in the interpreter; one or two are built per CCR. `Final` attributes
     are read-only in the compiled build (and for mypy)."""
 
     __slots__ = ("billed_units", "prior_units", "segments", "total", "units")
