@@ -535,7 +535,7 @@ class ChargingCore:
         return CostInformation(
             unit_value=UnitValue(value_digits=digits, exponent=exponent),
             currency_code=currency.code,
-            cost_unit=getattr(currency, "alpha", None),
+            cost_unit=currency.alpha,
         )
 
     # --- sessions (section 5.3) ----------------------------------------------------------------
@@ -860,8 +860,13 @@ class ChargingCore:
                 ),
                 internal=True,
             )
-            if posted.code is Code.UNKNOWN_RESERVATION and total:  # expired meanwhile
-                self._debit_anyway(session, total, now_ms)
+            if posted.code is Code.UNKNOWN_RESERVATION:
+                if total:  # expired meanwhile
+                    self._debit_anyway(session, total, now_ms)
+            elif posted.code is not Code.OK:
+                # refused (the balance would leave +-MAX_TOTAL): the grant is gone from the
+                # session, so release its reservation rather than hold it until it expires
+                self._void(grant.reservation_id, now_ms)
         elif total:
             self._debit_anyway(session, total, now_ms)
         if total:
@@ -916,14 +921,13 @@ class ChargingCore:
     def _release(self, session: Session, rg_id: int, now_ms: int) -> None:
         grant = session.grants.pop(rg_id, None)
         if grant is not None:
-            self.ledger.apply(
-                Void(
-                    id=f"{grant.reservation_id}|void",
-                    now=now_ms,
-                    reservation_id=grant.reservation_id,
-                ),
-                internal=True,
-            )
+            self._void(grant.reservation_id, now_ms)
+
+    def _void(self, reservation_id: str, now_ms: int) -> None:
+        self.ledger.apply(
+            Void(id=f"{reservation_id}|void", now=now_ms, reservation_id=reservation_id),
+            internal=True,
+        )
 
     def _release_all(self, session: Session, now_ms: int) -> None:
         for rg_id in list(session.grants):
@@ -1069,8 +1073,8 @@ class ChargingCore:
             # Refused here, not by the ledger, which would remember the refusal under the
             # operation id (and, with an id per account, answer a second CREATE with the first
             # one's success).
-            if self.ledger.account(account_id) is not None or any(
-                self.ledger.account_for(s.type, s.data) is not None for s in subs
+            if self.ledger.standing(account_id) is not None or any(
+                self.ledger.standing_for(s.type, s.data) is not None for s in subs
             ):
                 return Outcome.INVALID
             outcome = self.ledger.create_account(
@@ -1088,7 +1092,7 @@ class ChargingCore:
                 return Outcome.OK
             # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
             return Outcome.INVALID
-        if self.ledger.account(account_id) is None:
+        if self.ledger.standing(account_id) is None:
             return Outcome.UNKNOWN_ACCOUNT
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
             amount = amr.amount

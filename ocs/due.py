@@ -124,8 +124,3 @@ class DueSet(Generic[T]):
             bucket = self._buckets.pop(time)
             self._count -= len(bucket)
             due.extend(bucket)
-
-    def clear(self) -> None:
-        self._buckets = {}
-        self._times = []
-        self._count = 0

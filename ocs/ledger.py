@@ -258,16 +258,11 @@ class Ledger(LedgerOps):
         valid commands that were new when first applied, so replay must apply each of them, even
         if the retention settings (or validation rules) changed between runs.
         """
-        if internal:
-            # A command the charging core built from values it validated (prices, unique
-            # reservation ids), inside a request that is itself applied once (duplicate
-            # detection, journal replay): no static checks, and its id is not remembered, so
-            # the bounded id memory serves operators' Operation-Ids alone.
-            if cmd.now > self._clock:
-                self._clock = cmd.now
-                self._forget_expired_ids()
-            return self._handle(cmd)
-        if not replay:  # journaled commands passed this check when they were first applied
+        # An `internal` command is one the charging core built from values it validated
+        # (prices, unique reservation ids), inside a request that is itself applied once
+        # (duplicate detection, journal replay): no static checks, and its id is not
+        # remembered, so the bounded id memory serves operators' Operation-Ids alone.
+        if not internal and not replay:  # journaled commands passed these when first applied
             problem = _problem(cmd)
             if problem is not None:
                 return Outcome(code=Code.INVALID, detail=problem)
@@ -278,7 +273,8 @@ class Ledger(LedgerOps):
             self._clock = cmd.now
             self._forget_expired_ids()
         outcome = self._handle(cmd)
-        self._remember(cmd.id, outcome)
+        if not internal:
+            self._remember(cmd.id, outcome)
         return outcome
 
     def recall(self, op_id: str) -> Outcome | None:
