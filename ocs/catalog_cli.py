@@ -25,12 +25,12 @@ from rating import (
     Charge,
     Rate,
     RatingGroup,
-    Unit,
     format_exact,
     price,
 )
 
-_UNIT_FLAGS = {Unit.OCTETS: "octets", Unit.SECONDS: "seconds", Unit.UNITS: "units"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_SECOND = timedelta(seconds=1)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,10 +105,7 @@ def _instant(text: str, tz: str) -> int:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(tz))
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // _ONE_SECOND
-
-
-_ONE_SECOND = timedelta(seconds=1)
+    return (moment - _EPOCH) // _ONE_SECOND  # rounds down to a whole second
 
 
 def _iso(instant: int) -> str:
@@ -150,7 +147,7 @@ def _price(args: argparse.Namespace) -> int:
     if group is None:
         known = ", ".join(str(rg) for rg in catalog.rating_groups)
         return _error(f"unknown rating group {args.rating_group} (catalog has: {known})")
-    flag = _UNIT_FLAGS[group.unit]
+    flag = group.unit.value  # the unit's spelling is its option: --octets, --seconds, --units
     units: int | None = getattr(args, flag)
     if units is None:
         return _error(

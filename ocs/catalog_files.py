@@ -15,23 +15,29 @@ def demo_catalog_text() -> str:
     return resources.files("ocs").joinpath(DEMO_CATALOG).read_text(encoding="utf-8")
 
 
+def _read_text(path: str | Path | None) -> str:
+    """The text of a catalog file (not validated); ``None`` gives the built-in demo catalog."""
+    if path is None:
+        return demo_catalog_text()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError("", f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError("", f"{path} is not UTF-8 text: {exc.reason}") from None
+
+
 def catalog_text(path: str | Path | None) -> str:
     """The text of a catalog file, validated; ``None`` gives the built-in demo catalog.
 
     Raises ``CatalogError`` for an unreadable file as well as for an invalid catalog.
     """
-    if path is None:
-        return demo_catalog_text()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError("", f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise CatalogError("", f"{path} is not UTF-8 text: {exc.reason}") from None
-    parse_catalog(text)
+    text = _read_text(path)
+    if path is not None:
+        parse_catalog(text)
     return text
 
 
 def load_catalog_file(path: str | Path | None) -> Catalog:
     """Load and validate a catalog file; ``None`` loads the built-in demo catalog."""
-    return parse_catalog(catalog_text(path))
+    return parse_catalog(_read_text(path))

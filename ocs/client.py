@@ -188,7 +188,10 @@ class Client:
                 fut = self._waiters.pop(event.request.hop_by_hop, None)
                 if fut is not None and not fut.done():
                     fut.set_result(Exchange(event.request, event.header, event.message))
-                if isinstance(event.message, CEA) and event.message.result_code != 2001:
+                if (
+                    isinstance(event.message, CEA)
+                    and event.message.result_code != ResultCode.SUCCESS
+                ):
                     self._fail_open(
                         ClientError(f"CER refused: Result-Code {event.message.result_code}")
                     )

@@ -26,7 +26,7 @@ from typing import cast
 import uvloop
 
 from protocol.codec import ANSWER_TYPE_BY_CODE, answer_flags, decode_body, encode_frame
-from protocol.codes import DEFAULT_MAX_MESSAGE_LENGTH, CommandCode, Flag, ResultCode
+from protocol.codes import DEFAULT_MAX_MESSAGE_LENGTH, FLAG_R, CommandCode, ResultCode
 from protocol.errors import ProtocolError
 from protocol.framing import FrameBuffer, FramingFailure
 from protocol.header import Header
@@ -92,7 +92,7 @@ class EchoProtocol(asyncio.Protocol):
             if frame is None:
                 break
             header, body = frame
-            if not header.flags & Flag.REQUEST:
+            if not header.flags & FLAG_R:
                 continue  # answers (to nothing we sent) are dropped
             out.append(self._answer(header, body))
             if header.command_code == CommandCode.DISCONNECT_PEER:
@@ -111,10 +111,8 @@ class EchoProtocol(asyncio.Protocol):
         try:
             if code not in ANSWER_TYPE_BY_CODE:
                 raise ProtocolError(ResultCode.COMMAND_UNSUPPORTED, f"unknown command {code}")
-            try:
-                message = decode_body(code, True, body)
-            except UnicodeDecodeError as exc:  # invalid UTF-8 in a string: not a valid body
-                raise ProtocolError(ResultCode.INVALID_AVP_BITS, str(exc)) from None
+            # invalid UTF-8 too is a ProtocolError (3009) from decode_body
+            message = decode_body(code, True, body)
             answer: Answer = answer_for(header, message)
             error = False
         except ProtocolError as exc:

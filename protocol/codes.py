@@ -89,10 +89,11 @@ class ResultCode(enum.IntEnum):
     @property
     def is_protocol_error(self) -> bool:
         """3xxx answers carry the E flag (RFC 6733 section 7.1.3)."""
-        return 3000 <= self < 4000
+        return is_protocol_error(self)
 
 
 def is_protocol_error(result_code: int) -> bool:
+    """3xxx answers carry the E flag (RFC 6733 section 7.1.3)."""
     return 3000 <= result_code < 4000
 
 

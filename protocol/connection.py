@@ -48,7 +48,6 @@ from protocol.messages import (
     DWR,
     Answer,
     ErrorAnswer,
-    Message,
     Request,
 )
 from protocol.peer import ACTIVE_STATES, PeerInput, PeerState, PeerStateMachine, Role
@@ -540,17 +539,8 @@ class Connection:
             raise LocalProtocolError("no request is waiting for an answer")
         self._pending_in -= 1
 
-    def _send_answer_now(self, request: Header, message: Message, *, error: bool = False) -> None:
-        self._out.append(
-            encode_frame(
-                message,
-                flags=answer_flags(request, error=error),
-                command_code=request.command_code,
-                application_id=request.application_id,
-                hop_by_hop=request.hop_by_hop,
-                end_to_end=request.end_to_end,
-            )
-        )
+    def _send_answer_now(self, request: Header, message: Answer, *, error: bool = False) -> None:
+        self._out.append(self.encode_answer(request, message, error=error))
 
     def _answer_error(self, request: Header, error: ProtocolError, *, count: bool) -> None:
         if count:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Final
@@ -42,10 +42,8 @@ from rating.model import (
     Weekday,
 )
 from rating.money import parse_money, parse_ratio
-from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline
+from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SECOND = timedelta(seconds=1)
 _MAX_U32: Final = 2**32 - 1
 _MAX_QUANTITY: Final = 2**63 - 1
 
@@ -271,7 +269,7 @@ def _instant(value: object, path: str) -> int:
         raise CatalogError(path, "date-time needs a UTC offset (e.g. 2026-01-01T00:00:00Z)")
     if value.microsecond:
         raise CatalogError(path, "date-time must be whole seconds")
-    instant = (value - _EPOCH) // _SECOND
+    instant = epoch_seconds(value)
     if not MIN_TIME <= instant < MAX_TIME:
         raise CatalogError(path, "date-time out of range (1970 .. 2242)")
     return instant

@@ -226,7 +226,7 @@ def price(rg: RatingGroup, units: int, start: int, end: int, prior_units: int = 
     remaining = units
     remaining_time = end - start
     used = prior_units
-    billed = billing.billed(used)
+    billed_prior = billed = billing.billed(used)
     parts: list[_Segment] = []
     total = 0
     last = len(cuts) - 2
@@ -244,7 +244,7 @@ def price(rg: RatingGroup, units: int, start: int, end: int, prior_units: int = 
     return Charge(
         total=total,
         units=units,
-        billed_units=billed - billing.billed(prior_units),
+        billed_units=billed - billed_prior,
         prior_units=prior_units,
         segments=tuple(parts),
     )
@@ -315,7 +315,7 @@ def affordable(
     rates = rg.tariff.worst_rates(start, end)
     tier_starts = rg.tariff.tier_starts
     billing = rg.billing
-    position = billing.billed(prior_units)
+    billed_prior = position = billing.billed(prior_units)
     budget = amount
     last = len(tier_starts) - 1
     tier = 0
@@ -340,7 +340,7 @@ def affordable(
             tier += 1
             continue
         reach = billing.grid_floor(limit)
-        return max(reach, billing.billed(prior_units)) - prior_units
+        return max(reach, billed_prior) - prior_units
 
 
 def next_tariff_change(rg: RatingGroup, start: int, end: int) -> int | None:

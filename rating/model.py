@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from fractions import Fraction
 
-from rating.money import div_ceil, div_floor
+from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
 
 
@@ -119,18 +119,19 @@ class Billing:
     increment: int
 
     def billed(self, used: int) -> int:
-        """Cumulative billed units for ``used`` cumulative units (rounds up, ``div_ceil``)."""
+        """Cumulative billed units for ``used`` cumulative units (rounds up,
+        ``ceil_to_multiple``)."""
         if used <= 0:
             return 0
         if used <= self.first:
             return self.first
-        return self.first + div_ceil(used - self.first, self.increment) * self.increment
+        return self.first + ceil_to_multiple(used - self.first, self.increment)
 
     def grid_floor(self, position: int) -> int:
-        """Largest billable position <= ``position`` (rounds down, ``div_floor``)."""
+        """Largest billable position <= ``position`` (rounds down, ``floor_to_multiple``)."""
         if position < self.first:
             return 0
-        return self.first + div_floor(position - self.first, self.increment) * self.increment
+        return self.first + floor_to_multiple(position - self.first, self.increment)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,8 +20,8 @@ MICRO: Final = 1_000_000
 
 MICRO_DIGITS: Final = 6
 
-_MONEY_RE = re.compile(r"(\d+)(?:\.(\d+))?")
-_RATIO_DECIMAL_RE = re.compile(r"(\d+)(?:\.(\d+))?")
+_DECIMAL_RE = re.compile(r"(\d+)(?:\.(\d+))?")
+"""Unsigned decimal text: money (``parse_money``) and decimal ratios (``parse_ratio``)."""
 _RATIO_FRACTION_RE = re.compile(r"(\d+)/(\d+)")
 
 
@@ -57,7 +57,7 @@ def parse_money(text: str) -> int:
     """
     if text.startswith("-"):
         raise ValueError(f"negative amount {text!r}")
-    match = _MONEY_RE.fullmatch(text)
+    match = _DECIMAL_RE.fullmatch(text)
     if match is None:
         raise ValueError(f'not a decimal amount: {text!r} (expected digits, e.g. "0.02")')
     whole, frac = match.group(1), match.group(2) or ""
@@ -73,7 +73,7 @@ def parse_ratio(text: str) -> Fraction:
     """Parse a non-negative exact ratio: a decimal (``"0.2"``) or a fraction (``"1/3"``)."""
     if text.startswith("-"):
         raise ValueError(f"negative value {text!r}")
-    match = _RATIO_DECIMAL_RE.fullmatch(text)
+    match = _DECIMAL_RE.fullmatch(text)
     if match is not None:
         whole, frac = match.group(1), match.group(2) or ""
         return Fraction(int(whole + frac), 10 ** len(frac))

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from rating.money import div_ceil
+from rating.money import div_ceil, div_floor
 
 DAY: Final = 86_400
 WEEK: Final = 7 * DAY
@@ -72,13 +72,18 @@ class Rate:
         return div_ceil(position * self.num, self.den)
 
 
+def epoch_seconds(moment: datetime) -> int:
+    """Seconds since the Unix epoch of an aware ``moment``, rounded down (towards minus
+    infinity) to a whole second."""
+    return (moment - _EPOCH) // _SECOND
+
+
 def utc_of_local(tz: ZoneInfo, day: date, seconds: int, fold: int) -> int:
     """The UTC instant of local wall time ``day`` + ``seconds`` (``fold`` picks the first (0)
     or second (1) occurrence of an ambiguous time; a non-existent time maps by the offset
     before (fold 0) or after (fold 1) the gap)."""
     naive = datetime(day.year, day.month, day.day) + timedelta(seconds=seconds)
-    aware = naive.replace(tzinfo=tz, fold=fold)
-    return (aware - _EPOCH) // _SECOND
+    return epoch_seconds(naive.replace(tzinfo=tz, fold=fold))
 
 
 class Timeline:
@@ -204,7 +209,7 @@ class Timeline:
             if off != prev_off:
                 lo, hi = prev_t, t  # offset(lo) == prev_off, offset(hi) != prev_off
                 while hi - lo > 1:
-                    mid = (lo + hi) // 2
+                    mid = div_floor(lo + hi, 2)
                     if datetime.fromtimestamp(mid, self._tz).utcoffset() == prev_off:
                         lo = mid
                     else:
@@ -226,7 +231,7 @@ class Timeline:
         if self._changes is not None:
             starts, classes = self._changes
         else:
-            starts, classes = self._bucket(t // DAY)
+            starts, classes = self._bucket(div_floor(t, DAY))
         return classes[bisect_right(starts, t) - 1]
 
     def _next_promo_bound(self, t: int) -> int | None:
@@ -248,7 +253,7 @@ class Timeline:
             if i < len(starts) and starts[i] < t1:
                 return starts[i]
             return None
-        k = t0 // DAY
+        k = div_floor(t0, DAY)
         starts, classes = self._bucket(k)
         i = bisect_right(starts, t0)
         key = self._key
@@ -273,7 +278,7 @@ class Timeline:
                 bound = self._next_promo_bound(k * DAY)
                 if bound is None or bound >= t1:
                     return None
-                k = bound // DAY
+                k = div_floor(bound, DAY)
                 segment_start = bound
             starts, classes = self._bucket(k)
             i = 0
@@ -291,7 +296,7 @@ class Timeline:
                 found.add(classes[i])
                 i += 1
             return found
-        k = t0 // DAY
+        k = div_floor(t0, DAY)
         starts, classes = self._bucket(k)
         i = bisect_right(starts, t0)
         found = {classes[i - 1]}
@@ -313,7 +318,7 @@ class Timeline:
                 if bound is None or bound >= t1:
                     return found
                 found.add(self.class_at(bound))
-                k = bound // DAY
+                k = div_floor(bound, DAY)
                 segment_start = bound
             starts, classes = self._bucket(k)
             i = 0
