@@ -29,6 +29,7 @@ from typing import Any, Final, TextIO
 
 import msgspec
 
+from ocs.cli import host_port
 from ocs.client import Client, ClientError
 from protocol.codes import AccountOperation, AccountStatus, ApplicationId, SubscriptionIdType
 from protocol.messages import AMA, AMR, Answer, SubscriptionId
@@ -66,10 +67,10 @@ def default_origin_host() -> str:
 
 def parse_server(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:3868`` for IPv6)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    host, port = host_port(text)
+    if not 0 < port < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    return host, port
 
 
 def parse_subscription(text: str) -> SubscriptionId:

@@ -195,18 +195,16 @@ class App:
             seconds=round(time.perf_counter() - started, 3),
         )
         if not core.catalog_journaled or core.catalog_text != text:
-            self._journal_input(Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode()))
-            core.load_catalog(text)
+            self._put_catalog(text)
             core.catalog_journaled = True
-            self._after_core(None)
         self._timer = asyncio.get_running_loop().create_task(self._timers())
 
     def reload_catalog(self) -> bool:
         """Read the catalog file again (SIGHUP). A changed catalog is journaled as an input
         and put in force; sessions whose open grants it prices differently get RAR (WIRE.md
         section 7). An invalid file is refused and the catalog in force stays."""
-        core, commit = self.core, self.commit
-        assert core is not None and commit is not None
+        core = self.core
+        assert core is not None
         try:
             text = catalog_text(self.config.catalog)
         except CatalogError as exc:
@@ -215,14 +213,20 @@ class App:
         if text == core.catalog_text:
             log.info("catalog.unchanged")
             return False
+        self._put_catalog(text)
+        log.info("catalog.reloaded", sessions=len(core.sessions))
+        return True
+
+    def _put_catalog(self, text: str) -> None:
+        """Journal a catalog as an input and put it in force (at start-up and on SIGHUP)."""
+        core, commit = self.core, self.commit
+        assert core is not None and commit is not None
         lsn = self._journal_input(
             Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode())
         )
         core.load_catalog(text)
         self._after_core(lsn)
         commit.schedule()
-        log.info("catalog.reloaded", sessions=len(core.sessions))
-        return True
 
     @staticmethod
     def _reconcile_cdrs(
@@ -347,9 +351,7 @@ class App:
         cdrs = core.take_cdrs()
         if cdrs:
             assert lsn is not None, "only journaled inputs produce CDRs"
-            for seq, line in cdrs:
-                at = lsn
-                self._pending_cdrs.append((at, seq, line))
+            self._pending_cdrs.extend((lsn, seq, line) for seq, line in cdrs)
             self.stats["cdrs"] += len(cdrs)
             commit.defer(self._move_cdrs)
         for sid in core.take_closed():

@@ -12,22 +12,15 @@ import json
 import sys
 from pathlib import Path
 
+from ocs.cli import host_port
 from ocs.loadgen import (
     DEFAULT_MIX,
     BenchOptions,
     LoadConfig,
     format_report,
-    parse_host_port,
     parse_mix,
     run_bench,
 )
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    try:
-        return parse_host_port(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _mix(text: str) -> tuple[tuple[str, float], ...]:
@@ -60,7 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--server",
-        type=_host_port,
+        type=host_port,
         metavar="HOST:PORT",
         help="load this server (default: start one on 127.0.0.1 in a temporary directory)",
     )

@@ -21,6 +21,15 @@ _COMMAND_MODULES = (
 )
 
 
+def host_port(text: str) -> tuple[str, int]:
+    """Argument type ``HOST:PORT`` (``[::1]:3868`` for IPv6; an empty host is 127.0.0.1),
+    shared by the subcommands."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocs", description="Online charging system")
     sub = parser.add_subparsers(dest="command", required=True)

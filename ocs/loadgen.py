@@ -160,13 +160,6 @@ def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(out.items())
 
 
-def parse_host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def percentile(sorted_samples: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of ascending samples: the smallest sample such that at least
     `q` percent of the samples are <= it (q in (0, 100]). p50 of 1..1000 is 500, p99 is 990,

@@ -11,6 +11,7 @@ from pathlib import Path
 import uvloop
 
 from ocs.app import AppConfig, build_app
+from ocs.cli import host_port
 from ocs.logs import configure_logging
 from ocs.server import ServerConfig, serve_until_signalled
 from protocol.codes import DEFAULT_PORT, ApplicationId
@@ -23,13 +24,6 @@ _APP_NAMES = {
 }
 
 _DEFAULTS = AppConfig()
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def parse_peer(text: str) -> tuple[str, frozenset[int]]:
@@ -56,7 +50,7 @@ def tune_gc() -> None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the charging server")
     p.add_argument(
-        "--listen", type=parse_listen, default=("127.0.0.1", DEFAULT_PORT), metavar="HOST:PORT"
+        "--listen", type=host_port, default=("127.0.0.1", DEFAULT_PORT), metavar="HOST:PORT"
     )
     p.add_argument("--data-dir", type=Path, default=Path("ocs-data"))
     p.add_argument("--catalog", type=Path, default=None, help="catalog TOML (default: demo)")

@@ -11,6 +11,7 @@ from typing import Any
 
 import uvloop
 
+from ocs.cli import host_port
 from ocs.client import ClientError
 from ocs.logs import configure_logging
 from ocs.sim.reconcile import reconcile
@@ -20,13 +21,6 @@ from ocs.sim.traffic import DataProfile
 from ocs.sim.upf import UpfConfig, run_upf
 from ocs.sim.usage_log import UsageLogError
 from rating import parse_money
-
-
-def parse_server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def parse_amount(text: str) -> int:
@@ -76,7 +70,7 @@ def _share(text: str) -> float:
 def _common(p: argparse.ArgumentParser, *, name: str, first_msisdn: int) -> None:
     p.add_argument(
         "--server",
-        type=parse_server,
+        type=host_port,
         default=("127.0.0.1", 3868),
         metavar="HOST:PORT",
         help="the charging server (default 127.0.0.1:3868)",
