@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 else
 STAMP := $(VENV)/.installed-pure
 endif
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard rating/*.py) ocs/charging.py ocs/ledger.py ocs/due.py
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard rating/*.py) ocs/core/charging.py ocs/core/ledger.py ocs/core/due.py
 
 .PHONY: demo test check bench serve clean
 
@@ -26,7 +26,7 @@ $(STAMP): $(BUILD_INPUTS) | $(PY)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m ocs.demo
+	$(PY) -m ocs.tools.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -44,4 +44,4 @@ serve: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
-	rm -f rating/*.so ocs/*.so rating__mypyc*.so
+	rm -f rating/*.so ocs/*.so ocs/*/*.so rating__mypyc*.so

@@ -32,15 +32,15 @@ COMPILED = [
     "rating/model.py",
     "rating/money.py",
     "rating/tariff.py",
-    "ocs/charging.py",
-    "ocs/due.py",
-    "ocs/ledger.py",
+    "ocs/core/charging.py",
+    "ocs/core/due.py",
+    "ocs/core/ledger.py",
 ]
 """Every module of rating/ but ``__init__.py`` (which only re-exports, and stays Python so the
 package keeps its docstring and ``__all__``), and the charging core's logic: the core, the
 ledger and their due-time indexes. Their msgspec Structs live in plain-Python modules
-(``ocs/core_types.py``, ``ocs/ledger_types.py``): mypyc drops the class keywords of the classes
-it compiles. tests/rating/test_build.py reads this list."""
+(``ocs/core/charging_types.py``, ``ocs/core/ledger_types.py``): mypyc drops the class keywords
+of the classes it compiles. tests/rating/test_build.py reads this list."""
 
 GROUP = "rating"
 """mypyc's shared library for the group: ``rating__mypyc.*.so``, at the top of the tree."""
@@ -55,7 +55,7 @@ def in_tree_artefacts() -> list[Path]:
     found: list[Path] = []
     for suffix in EXTENSION_SUFFIXES:
         found += HERE.glob(f"rating/*{suffix}")
-        found += HERE.glob(f"ocs/*{suffix}")
+        found += HERE.glob(f"ocs/**/*{suffix}")
         found += HERE.glob(f"{GROUP}__mypyc{suffix}")
     return sorted(set(found))
 
@@ -65,7 +65,7 @@ def remove_stale(keep: set[str]) -> None:
     ``rating__mypyc``): they would be imported instead of the ``.py`` next to them."""
     for path in in_tree_artefacts():
         stem = path.name.split(".", 1)[0]
-        module = stem if path.parent == HERE else f"{path.parent.name}.{stem}"
+        module = ".".join((*path.parent.relative_to(HERE).parts, stem))
         if module not in keep:
             path.unlink()
 

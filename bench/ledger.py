@@ -27,11 +27,11 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ocs.accounts import SubscriptionId
-from ocs.group_commit import GroupCommit
-from ocs.journal import Journal
-from ocs.ledger import Command, CreateAccount, Credit, Ledger, Post, Reserve, encode_command
-from ocs.store import Store
+from ocs.core.accounts import SubscriptionId
+from ocs.core.ledger import Command, CreateAccount, Credit, Ledger, Post, Reserve, encode_command
+from ocs.edge.group_commit import GroupCommit
+from ocs.edge.journal import Journal
+from ocs.edge.store import Store
 
 T0 = 1_700_000_000_000
 

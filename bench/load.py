@@ -7,10 +7,10 @@
 Prints a markdown report. Not a test: nothing is asserted.
 
 0. The disk: fdatasync latency of a small append where the server's data directory goes.
-1. Load (`ocs.loadgen`, what `ocs bench` runs): the real server started on 127.0.0.1 in a
+1. Load (`ocs.tools.loadgen`, what `ocs bench` runs): the real server started on 127.0.0.1 in a
    temporary data directory (journal with strict group commit, CDR files), pinned to one CPU,
    the load generator on the other(s). A closed loop (`--closed-seconds`, default 15 s) with
-   `--vs-echo`, which also loads the bare echo server (`ocs.echo`) in the same run; then an
+   `--vs-echo`, which also loads the bare echo server (`ocs.tools.echo`) in the same run; then an
    open loop at half the closed-loop maximum (`--open-seconds`, default 10 s), whose latency is
    measured from the scheduled send times; and that open loop again with the data directory on
    tmpfs (`--tmpfs`, default /dev/shm), where fsync is free, to tell disk latency from CPU.
@@ -58,12 +58,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ocs.accounts import SubscriptionId
-from ocs.app import KIND_CORE, CoreComponent
-from ocs.catalog_files import demo_catalog_text
-from ocs.charging import ChargingCore, Input, InputKind, encode_input
-from ocs.ledger import Ledger
-from ocs.loadgen import (
+from ocs.core.accounts import SubscriptionId
+from ocs.core.charging import ChargingCore, Input, InputKind, encode_input
+from ocs.core.ledger import Ledger
+from ocs.edge.catalog_files import demo_catalog_text
+from ocs.edge.store import Store
+from ocs.node import KIND_CORE, CoreComponent
+from ocs.tools.loadgen import (
     DEFAULT_MIX,
     FUNDED_BALANCE,
     KINDS,
@@ -77,7 +78,6 @@ from ocs.loadgen import (
     percentile,
     run_bench,
 )
-from ocs.store import Store
 from protocol.codec import decode_body
 from protocol.codes import CommandCode
 from protocol.messages import CCR
@@ -185,9 +185,9 @@ def core_section(flows_per_kind: int, *, compare_pure: bool = True) -> dict[str,
 
 
 def _compiled_core() -> bool:
-    import ocs.charging
+    import ocs.core.charging
 
-    return (ocs.charging.__file__ or "").endswith(tuple(EXTENSION_SUFFIXES))
+    return (ocs.core.charging.__file__ or "").endswith(tuple(EXTENSION_SUFFIXES))
 
 
 def _core_pure(flows_per_kind: int) -> dict[str, Any]:
@@ -782,10 +782,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_restore(args.memory_restore)))
         return 0
     if args.core_worker:
-        import ocs.charging
+        import ocs.core.charging
 
         result = _core_measure(args.core_worker)
-        print(json.dumps({"module": ocs.charging.__file__, **result}))
+        print(json.dumps({"module": ocs.core.charging.__file__, **result}))
         return 0
     if args.memory_child:
         print(json.dumps(memory_child(int(args.memory_child[0]), args.memory_child[1])))

@@ -30,7 +30,7 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import rating.engine
-from ocs.catalog_files import load_catalog_file
+from ocs.edge.catalog_files import load_catalog_file
 from rating import RatingGroup, affordable, price, price_at, price_dearest
 
 MONDAY = 1_767_567_600  # 2026-01-05T00:00:00+01:00

@@ -1,8 +1,8 @@
 """Pure rating: catalog, money, price and inverse price. No I/O.
 
 The charging layer loads a ``Catalog`` with ``parse_catalog`` (TOML text or a parsed dict; the
-file is read in ``ocs.catalog_files``), looks a group up with ``Catalog.rating_group`` and calls
-the engine functions below. Money is int micro-units, time is int epoch seconds (UTC).
+file is read in ``ocs.edge.catalog_files``), looks a group up with ``Catalog.rating_group`` and
+calls the engine functions below. Money is int micro-units, time is int epoch seconds (UTC).
 """
 
 from rating.catalog import parse_catalog

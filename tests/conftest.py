@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ocs.server import Server, ServerConfig
+from ocs.edge.server import Server, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT.parent / "shared" / "spec"

@@ -55,18 +55,18 @@ def test_domain_core_imports_no_server_and_no_asyncio() -> None:
 
 
 _EDGE = (
-    "ocs.server",
-    "ocs.client",
-    "ocs.app",
-    "ocs.journal",
-    "ocs.store",
-    "ocs.group_commit",
-    "ocs.cdr_files",
-    "ocs.fileio",
+    "ocs.edge.server",
+    "ocs.edge.client",
+    "ocs.node",
+    "ocs.edge.journal",
+    "ocs.edge.store",
+    "ocs.edge.group_commit",
+    "ocs.edge.cdr_files",
+    "ocs.edge.fileio",
 )
 
 
 def test_imports_of_sees_imports(tmp_path: Path) -> None:
     sample = tmp_path / "m.py"
-    sample.write_text("import asyncio\nfrom ocs.server import Server\nfrom . import x\n")
-    assert imports_of(sample) == {"asyncio", "ocs.server"}
+    sample.write_text("import asyncio\nfrom ocs.edge.server import Server\nfrom . import x\n")
+    assert imports_of(sample) == {"asyncio", "ocs.edge.server"}

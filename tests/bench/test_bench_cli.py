@@ -25,7 +25,7 @@ REQUIRED = {
 
 def run_bench(*args: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-m", "ocs.cli", "bench", "--json", "--quiet", *args],
+        [sys.executable, "-m", "ocs", "bench", "--json", "--quiet", *args],
         capture_output=True,
         text=True,
         timeout=180,

@@ -1,4 +1,4 @@
-"""The echo server (`python -m ocs.echo`): frames, decodes, answers; the bench's ceiling."""
+"""The echo server (`python -m ocs.tools.echo`): frames, decodes, answers; the bench's ceiling."""
 
 from __future__ import annotations
 
@@ -24,7 +24,15 @@ from tests.conftest import VECTOR, frame_of
 def echo_port(tmp_path: Path) -> Iterator[int]:
     ready = tmp_path / "echo.port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ocs.echo", "--listen", "127.0.0.1:0", "--ready-file", str(ready)],
+        [
+            sys.executable,
+            "-m",
+            "ocs.tools.echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-file",
+            str(ready),
+        ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

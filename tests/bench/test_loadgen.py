@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ocs.loadgen import (
+from ocs.tools.loadgen import (
     KINDS,
     FrameTemplate,
     LoadResult,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ocs.cdr_files import (
+from ocs.edge.cdr_files import (
     CdrBrokenError,
     CdrCorruptError,
     CdrError,
@@ -100,7 +100,7 @@ def test_flush_writes_each_batch_with_one_write(
         writes.append(len(data))
         return real_write(fd, data)
 
-    monkeypatch.setattr("ocs.cdr_files.os.write", counting_write)
+    monkeypatch.setattr("ocs.edge.cdr_files.os.write", counting_write)
     append_range(writer, 1, 50)
     assert read_sequence_numbers(tmp_path) == []  # buffered only
     assert writer.flush() == 50
@@ -430,7 +430,7 @@ def test_write_failure_breaks_the_writer(tmp_path: Path, monkeypatch: pytest.Mon
 
     append_range(writer, 3, 4)
     with monkeypatch.context() as patch:
-        patch.setattr("ocs.cdr_files.os.write", failing_write)
+        patch.setattr("ocs.edge.cdr_files.os.write", failing_write)
         with pytest.raises(CdrBrokenError, match="No space"):
             writer.flush()
     assert writer.broken is not None

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ocs.cdr_files import CdrWriter, current_name, read_sequence_numbers, rotated_name
+from ocs.edge.cdr_files import CdrWriter, current_name, read_sequence_numbers, rotated_name
 from tests.cdr.util import FakeClock, abandon, file_bytes, line
 
 ROTATE_BYTES = 700

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ocs.cdr_files import CdrWriter
+from ocs.edge.cdr_files import CdrWriter
 
 
 def record(seq: int) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from ocs.catalog_files import demo_catalog_text
-from ocs.charging import Action, ChargingCore, Input, InputKind, Result
-from ocs.ledger import Ledger
+from ocs.core.charging import Action, ChargingCore, Input, InputKind, Result
+from ocs.core.ledger import Ledger
+from ocs.edge.catalog_files import demo_catalog_text
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
     AccountOperation,

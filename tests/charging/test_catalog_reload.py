@@ -8,8 +8,8 @@ import os
 import signal
 from pathlib import Path
 
-from ocs.catalog_files import demo_catalog_text
-from ocs.client import Client
+from ocs.edge.catalog_files import demo_catalog_text
+from ocs.edge.client import Client
 from protocol.codes import (
     AccountOperation,
     ApplicationId,

@@ -44,7 +44,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from ocs.charging import DEFAULT_DUPLICATE_WINDOW_MS, Result
+from ocs.core.charging import DEFAULT_DUPLICATE_WINDOW_MS, Result
 from protocol.codec import decode_body
 from protocol.codes import (
     AccountOperation,

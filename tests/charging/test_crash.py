@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from ocs.cdr_files import iter_records, read_sequence_numbers
-from ocs.client import Client, ClientError
+from ocs.edge.cdr_files import iter_records, read_sequence_numbers
+from ocs.edge.client import Client, ClientError
 from protocol.codes import AccountOperation, ApplicationId, CCRequestType, RequestedAction
 from protocol.messages import AMA, AMR, CCR, Answer
 from tests.charging.conftest import EUR, SMS, MiB, amr, ccr, mscc, rsu, usu

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from ocs.charging import pack_session, unpack_session
-from ocs.core_types import _PACK_DICT, _PACK_TAG
+from ocs.core.charging import pack_session, unpack_session
+from ocs.core.charging_types import _PACK_DICT, _PACK_TAG
 from protocol.codes import CCRequestType, ReportingReason
 from tests.charging.conftest import EUR, PEAK, Harness, MiB, ccr, mscc, rsu, usu
 
@@ -120,8 +120,8 @@ def test_the_packing_dictionary_is_pinned_to_its_version_tag() -> None:
     pinned = {1: "cf65d4dfc1bdcb1a"}
     digest = hashlib.sha256(_PACK_DICT).hexdigest()[:16]
     assert pinned.get(_PACK_TAG) == digest, (
-        f"the packing dictionary changed ({digest}): bump _PACK_TAG in ocs/core_types.py and "
-        "pin the new digest here"
+        f"the packing dictionary changed ({digest}): bump _PACK_TAG in "
+        "ocs/core/charging_types.py and pin the new digest here"
     )
 
 

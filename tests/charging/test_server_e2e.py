@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ocs.app import App, AppConfig, build_app
-from ocs.cdr_files import iter_records, read_sequence_numbers
-from ocs.client import Client
-from ocs.server import ServerConfig
+from ocs.edge.cdr_files import iter_records, read_sequence_numbers
+from ocs.edge.client import Client
+from ocs.edge.server import ServerConfig
+from ocs.node import App, AppConfig, build_app
 from protocol.codec import decode_body
 from protocol.codes import (
     AccountOperation,

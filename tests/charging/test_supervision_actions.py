@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocs.charging import Action, ActionKind
+from ocs.core.charging import Action, ActionKind
 from protocol.codes import AccountOperation, AccountStatus, CCRequestType, RequestedAction
 from tests.charging.conftest import (
     DEMO,

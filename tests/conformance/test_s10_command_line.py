@@ -130,7 +130,7 @@ async def test_s10_request_read_before_dpa_is_answered(spawn: Spawn, connect: Co
 def test_s10_help_documents_the_options() -> None:
     """WIRE.md §10: `ocs serve` takes --listen HOST:PORT, --data-dir DIR, --catalog FILE."""
     out = subprocess.run(
-        [sys.executable, "-m", "ocs.cli", "serve", "--help"],
+        [sys.executable, "-m", "ocs", "serve", "--help"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -160,7 +160,7 @@ async def test_s10_defaults(tmp_path: Path, connect: Connect) -> None:
     ready = tmp_path / "ready"
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ocs.cli", "serve", "--ready-file", str(ready)],
+        [sys.executable, "-m", "ocs", "serve", "--ready-file", str(ready)],
         cwd=work,
         stdout=log,
         stderr=log,

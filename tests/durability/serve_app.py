@@ -12,9 +12,9 @@ from pathlib import Path
 
 import uvloop
 
-from ocs.app import AppConfig, build_app
-from ocs.logs import configure_logging
-from ocs.server import ServerConfig, serve_until_signalled
+from ocs.edge.logs import configure_logging
+from ocs.edge.server import ServerConfig, serve_until_signalled
+from ocs.node import AppConfig, build_app
 
 
 def main() -> None:

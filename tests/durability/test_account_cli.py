@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ocs.cli import main
+from ocs.cli.main import main
 from tests.durability.util import AppProcess
 
 

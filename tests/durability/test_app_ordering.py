@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ocs import fileio
-from ocs import journal as journal_module
-from ocs.app import App, AppConfig, build_app
-from ocs.cdr_files import read_sequence_numbers
-from ocs.server import ServerConfig
+from ocs.edge import fileio
+from ocs.edge import journal as journal_module
+from ocs.edge.cdr_files import read_sequence_numbers
+from ocs.edge.server import ServerConfig
+from ocs.node import App, AppConfig, build_app
 from protocol.codes import AccountOperation, CCRequestType, RequestedAction, SubscriptionIdType
 from protocol.messages import AMA, CCA, CCR, MsccRequest, ServiceUnit, SubscriptionId
 from tests.durability.util import (

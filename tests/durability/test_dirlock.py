@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ocs.app import AppConfig, build_app
-from ocs.journal import DataDirLockedError
-from ocs.server import ServerConfig
+from ocs.edge.journal import DataDirLockedError
+from ocs.edge.server import ServerConfig
+from ocs.node import AppConfig, build_app
 from tests.durability.util import AppProcess, connect_admin, create_account, get_account
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ocs.store import Store
+from ocs.edge.store import Store
 
 T0 = 1_700_000_000_000
 

@@ -9,8 +9,8 @@ import functools
 import threading
 from pathlib import Path
 
-from ocs.group_commit import GroupCommit
-from ocs.journal import Journal
+from ocs.edge.group_commit import GroupCommit
+from ocs.edge.journal import Journal
 
 
 async def test_callbacks_of_a_batch_run_between_the_release_hooks(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ocs.cdr_files import iter_records, read_sequence_numbers
-from ocs.client import Client, ClientError
+from ocs.edge.cdr_files import iter_records, read_sequence_numbers
+from ocs.edge.client import Client, ClientError
 from protocol.codes import (
     AccountOperation,
     ApplicationId,
@@ -49,11 +49,11 @@ CONNECTION_ERRORS: Final = (ClientError, ConnectionError, OSError, TimeoutError)
 class AppProcess:
     """A server subprocess on 127.0.0.1 (a free port), JSON logs in its own file.
 
-    ``module`` is ``"ocs.cli"`` (then ``serve`` is run, as an operator would) or
+    ``module`` is ``"ocs"`` (then ``serve`` is run, as an operator would) or
     ``"tests.durability.serve_app"``."""
 
     def __init__(
-        self, data_dir: Path, *extra: str, module: str = "ocs.cli", name: str = "server"
+        self, data_dir: Path, *extra: str, module: str = "ocs", name: str = "server"
     ) -> None:
         self.data_dir = data_dir
         self.extra = extra
@@ -67,7 +67,7 @@ class AppProcess:
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", self.module]
-        if self.module == "ocs.cli":
+        if self.module == "ocs":
             cmd += ["serve", "--listen", "127.0.0.1:0", "--log-json"]
         return [
             *cmd,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocs.due import DueBuckets, DueSet
+from ocs.core.due import DueBuckets, DueSet
 
 
 def test_buckets_pop_in_time_order_and_keep_insertion_order_within_a_time() -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ocs import fileio
-from ocs import journal as journal_module
-from ocs.group_commit import DurabilityError, GroupCommit
-from ocs.journal import Journal, JournalBrokenError
-from ocs.store import Store
+from ocs.edge import fileio
+from ocs.edge import journal as journal_module
+from ocs.edge.group_commit import DurabilityError, GroupCommit
+from ocs.edge.journal import Journal, JournalBrokenError
+from ocs.edge.store import Store
 
 T0 = 1_700_000_000_000
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ocs import journal as journal_module
-from ocs.journal import (
+from ocs.edge import journal as journal_module
+from ocs.edge.journal import (
     RECORD_HEADER,
     DataDirLockedError,
     DirLock,
@@ -292,7 +292,7 @@ def test_the_directory_lock_is_exclusive_across_processes(tmp_path: Path) -> Non
         [
             sys.executable,
             "-c",
-            "import sys; from ocs.journal import DirLock; "
+            "import sys; from ocs.edge.journal import DirLock; "
             f"lock = DirLock({str(tmp_path)!r}); print('locked', flush=True); sys.stdin.read()",
         ],
         stdin=subprocess.PIPE,

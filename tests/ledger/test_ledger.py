@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ocs.accounts import AccountStatus, SubscriptionId
-from ocs.ledger import (
+from ocs.core.accounts import AccountStatus, SubscriptionId
+from ocs.core.ledger import (
     Code,
     Command,
     CreateAccount,

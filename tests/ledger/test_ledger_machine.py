@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from ocs.accounts import AccountStatus, SubscriptionId
-from ocs.ledger import (
+from ocs.core.accounts import AccountStatus, SubscriptionId
+from ocs.core.ledger import (
     Code,
     Command,
     CreateAccount,

@@ -13,10 +13,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ocs import journal as journal_module
-from ocs.accounts import AccountStatus, SubscriptionId
-from ocs.journal import DataDirLockedError, JournalBrokenError, JournalError
-from ocs.ledger import (
+from ocs.core.accounts import AccountStatus, SubscriptionId
+from ocs.core.ledger import (
     Code,
     Command,
     CreateAccount,
@@ -28,7 +26,9 @@ from ocs.ledger import (
     SetStatus,
     Void,
 )
-from ocs.store import Store
+from ocs.edge import journal as journal_module
+from ocs.edge.journal import DataDirLockedError, JournalBrokenError, JournalError
+from ocs.edge.store import Store
 
 T0 = 1_700_000_000_000
 
@@ -268,7 +268,7 @@ def test_two_stores_cannot_share_a_data_directory(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-c",
-                f"from ocs.store import Store; Store.open({str(tmp_path)!r})",
+                f"from ocs.edge.store import Store; Store.open({str(tmp_path)!r})",
             ],
             capture_output=True,
             text=True,

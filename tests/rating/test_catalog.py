@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ocs.catalog_files import demo_catalog_text, load_catalog_file
+from ocs.edge.catalog_files import demo_catalog_text, load_catalog_file
 from rating import CatalogError, Unit, Weekday, parse_catalog
 from rating.money import (
     div_ceil,

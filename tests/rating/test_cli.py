@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ocs import catalog_cli
-from ocs.catalog_files import demo_catalog_text
+from ocs.cli import catalog as catalog_cli
+from ocs.edge.catalog_files import demo_catalog_text
 
 BROKEN = {
     "bad-toml": ("[currency\ncode = 978\n", "invalid TOML"),
@@ -169,6 +169,7 @@ def test_price_with_a_catalog_file(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_registered_in_the_ocs_command() -> None:
-    from ocs.cli import _COMMAND_MODULES
+    from ocs.cli import catalog
+    from ocs.cli.main import SUBCOMMANDS
 
-    assert "ocs.catalog_cli" in _COMMAND_MODULES
+    assert catalog in SUBCOMMANDS

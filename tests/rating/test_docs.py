@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ocs import catalog_cli
+from ocs.cli import catalog as catalog_cli
 from rating import parse_catalog, price_at
 from tests.rating.util import MiB, ts
 

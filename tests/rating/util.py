@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ocs.catalog_files import load_catalog_file
+from ocs.edge.catalog_files import load_catalog_file
 from rating import Catalog, RatingGroup, parse_catalog
 
 MiB = 1024 * 1024

@@ -25,7 +25,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "ocs.cli",
+                "ocs",
                 "serve",
                 "--listen",
                 "127.0.0.1:0",

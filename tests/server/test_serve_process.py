@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ocs.client import Client
+from ocs.edge.client import Client
 from protocol.messages import DWR
 from tests.server.process import ServerProcess
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ocs.client import Client, ClientError
-from ocs.server import RequestContext, Server, ServerConfig, default_peer_policy
+from ocs.edge.client import Client, ClientError
+from ocs.edge.server import RequestContext, Server, ServerConfig, default_peer_policy
 from protocol.codec import encode_frame
 from protocol.codes import ApplicationId, Flag, ReAuthRequestType, ResultCode
 from protocol.messages import CER, DWR, RAA, RAR, Answer, ErrorAnswer, Request

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ocs.app import App, AppConfig, build_app
-from ocs.client import Client
-from ocs.server import ServerConfig
+from ocs.edge.client import Client
+from ocs.edge.server import ServerConfig
+from ocs.node import App, AppConfig, build_app
 from protocol.codes import (
     HEADER_LENGTH,
     AccountOperation,

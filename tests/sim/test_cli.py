@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ocs.cli import main
+from ocs.cli.main import main
 from tests.server.process import ServerProcess
 
 

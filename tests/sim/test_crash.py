@@ -9,13 +9,13 @@ import os
 import signal
 from pathlib import Path
 
-from ocs.cdr_files import iter_records
-from ocs.sim.link import Link
-from ocs.sim.reconcile import reconcile
-from ocs.sim.runtime import SimConfig
-from ocs.sim.traffic import DataProfile
-from ocs.sim.upf import UpfConfig, UpfSimulator
-from ocs.sim.usage_log import UsageEntry, read_entries
+from ocs.edge.cdr_files import iter_records
+from ocs.tools.sim.link import Link
+from ocs.tools.sim.reconcile import reconcile
+from ocs.tools.sim.runtime import SimConfig
+from ocs.tools.sim.traffic import DataProfile
+from ocs.tools.sim.upf import UpfConfig, UpfSimulator
+from ocs.tools.sim.usage_log import UsageEntry, read_entries
 from protocol.codes import (
     AccountOperation,
     ApplicationId,

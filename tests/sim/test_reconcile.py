@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from ocs.cli import main
-from ocs.sim.reconcile import compare
-from ocs.sim.usage_log import Entry, EventEntry, SessionEntry, UsageEntry, UsageLog
+from ocs.cli.main import main
+from ocs.tools.sim.reconcile import compare
+from ocs.tools.sim.usage_log import Entry, EventEntry, SessionEntry, UsageEntry, UsageLog
 
 NODE = "upf.test.local"
 

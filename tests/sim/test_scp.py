@@ -7,11 +7,11 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from ocs.cdr_files import iter_records
-from ocs.sim.reconcile import reconcile
-from ocs.sim.runtime import SimConfig
-from ocs.sim.scp import ScpConfig, ScpProfile, ScpSimulator
-from ocs.sim.usage_log import EventEntry, SessionEntry, UsageEntry, read_entries
+from ocs.edge.cdr_files import iter_records
+from ocs.tools.sim.reconcile import reconcile
+from ocs.tools.sim.runtime import SimConfig
+from ocs.tools.sim.scp import ScpConfig, ScpProfile, ScpSimulator
+from ocs.tools.sim.usage_log import EventEntry, SessionEntry, UsageEntry, read_entries
 from rating import parse_money
 from tests.sim.support import Operator, running_app
 

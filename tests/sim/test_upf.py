@@ -6,11 +6,11 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from ocs.sim.reconcile import reconcile
-from ocs.sim.runtime import SimConfig
-from ocs.sim.traffic import DataProfile
-from ocs.sim.upf import UpfConfig, UpfSimulator
-from ocs.sim.usage_log import SessionEntry, UsageEntry, read_entries
+from ocs.tools.sim.reconcile import reconcile
+from ocs.tools.sim.runtime import SimConfig
+from ocs.tools.sim.traffic import DataProfile
+from ocs.tools.sim.upf import UpfConfig, UpfSimulator
+from ocs.tools.sim.usage_log import SessionEntry, UsageEntry, read_entries
 from rating import parse_money
 from tests.sim.support import Operator, data_catalog, running_app
 

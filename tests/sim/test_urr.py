@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocs.sim.urr import MsccReport, RuleState, UrrEngine
+from ocs.tools.sim.urr import MsccReport, RuleState, UrrEngine
 from protocol.codes import FinalUnitAction, ReportingReason, ResultCode, TariffChangeUsage
 from protocol.messages import FinalUnitIndication, MsccAnswer, ServiceUnit
 from rating import Unit

@@ -1,0 +1,7 @@
+"""`python -m ocs`: the `ocs` command."""
+
+import sys
+
+from ocs.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,395 @@
+"""``ocs account create|get|credit|debit|status``: account administration for operators.
+
+Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
+``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
+parsed digit by digit into int micro-units (never through float), or raw micro-units with
+``--micro``.
+
+CREDIT and DEBIT always carry an ``Operation-Id``: the one given with ``--operation-id``, else a
+fresh UUID that is printed, so that an operator who did not see the answer (timeout, lost
+connection, crash of the server) can run the same command again with ``--operation-id`` and be
+sure it is applied once.
+
+Exit status: 0 when the server answered 2001; 1 when it answered with another Result-Code (5030
+unknown account, 5004 invalid value or existing account, 4012 not enough credit, ...); 2 when no
+answer came (connection refused or lost, timeout, capabilities exchange refused) or the command
+line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+
+import msgspec
+
+from ocs.cli.args import server_address
+from ocs.edge.client import Client, ClientError
+from protocol.codes import AccountOperation, AccountStatus, ApplicationId, SubscriptionIdType
+from protocol.messages import AMA, AMR, Answer, SubscriptionId
+from rating import format_exact, parse_money
+
+DEFAULT_SERVER: Final = "127.0.0.1:3868"
+DEFAULT_REALM: Final = "test.local"
+EXIT_OK: Final = 0
+EXIT_REFUSED: Final = 1
+EXIT_NO_ANSWER: Final = 2
+
+_SUB_TYPES: Final = {
+    "e164": SubscriptionIdType.END_USER_E164,
+    "msisdn": SubscriptionIdType.END_USER_E164,
+    "imsi": SubscriptionIdType.END_USER_IMSI,
+    "sip": SubscriptionIdType.END_USER_SIP_URI,
+    "sip_uri": SubscriptionIdType.END_USER_SIP_URI,
+    "nai": SubscriptionIdType.END_USER_NAI,
+    "private": SubscriptionIdType.END_USER_PRIVATE,
+}
+_STATUS_NAMES: Final = {
+    "active": AccountStatus.ACTIVE,
+    "suspended": AccountStatus.SUSPENDED,
+    "barred": AccountStatus.BARRED,
+}
+
+
+def default_origin_host() -> str:
+    host = socket.gethostname().strip(".") or "localhost"
+    return f"ocs-admin.{host}"
+
+
+# --- argument types ----------------------------------------------------------------------------
+
+
+def parse_subscription(text: str) -> SubscriptionId:
+    """``TYPE:DATA``; TYPE is a name (e164/msisdn, imsi, sip, nai, private) or 0..4."""
+    kind, sep, data = text.partition(":")
+    if not sep or not data:
+        raise argparse.ArgumentTypeError(f"expected TYPE:DATA, got {text!r}")
+    key = kind.strip().lower()
+    if key.isdigit():
+        try:
+            sub_type = SubscriptionIdType(int(key))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"subscription type {kind!r} not in 0..4") from None
+    elif key in _SUB_TYPES:
+        sub_type = _SUB_TYPES[key]
+    else:
+        names = ", ".join(sorted(_SUB_TYPES))
+        raise argparse.ArgumentTypeError(f"unknown subscription type {kind!r} (one of {names})")
+    return SubscriptionId(subscription_id_type=sub_type, subscription_id_data=data)
+
+
+def parse_amount(text: str, *, micro: bool, signed: bool = False) -> int:
+    """An amount in int micro-units: exact decimal currency units (``"12.34"`` ->
+    12_340_000), or with ``micro`` an integer of micro-units. Raises `ValueError`."""
+    body = text.strip()
+    negative = body.startswith("-")
+    if negative:
+        if not signed:
+            raise ValueError(f"negative amount {text!r}")
+        body = body[1:]
+    if micro:
+        if not body.isdigit():
+            raise ValueError(f"not an integer of micro-units: {text!r}")
+        value = int(body)
+    else:
+        value = parse_money(body)
+    return -value if negative else value
+
+
+def money(micro: int) -> str:
+    """Micro-units as exact decimal currency units: 12_340_000 -> "12.34"."""
+    return format_exact(micro)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "account",
+        help="administer accounts on a running server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="account_command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--server",
+        type=server_address,
+        default=server_address(DEFAULT_SERVER),
+        metavar="HOST:PORT",
+        help=f"the server to talk to (default {DEFAULT_SERVER})",
+    )
+    common.add_argument(
+        "--origin-host",
+        default=None,
+        help="our Diameter Origin-Host (default ocs-admin.<hostname>); with a peer list on "
+        "the server it must be listed there with the admin application",
+    )
+    common.add_argument("--origin-realm", default=DEFAULT_REALM)
+    common.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="per request"
+    )
+    common.add_argument("--json", action="store_true", help="print one JSON object")
+    common.add_argument(
+        "--micro",
+        action="store_true",
+        help="amounts are int micro-units (1000000 = one currency unit), not decimal units",
+    )
+
+    create = sub.add_parser("create", parents=[common], help="create an account")
+    create.add_argument("account_id", metavar="ACCOUNT_ID")
+    create.add_argument("--msisdn", action="append", default=[], metavar="E164", help="repeatable")
+    create.add_argument("--imsi", action="append", default=[], metavar="IMSI", help="repeatable")
+    create.add_argument(
+        "--sub",
+        type=parse_subscription,
+        action="append",
+        default=[],
+        metavar="TYPE:DATA",
+        help="any Subscription-Id (types: e164/msisdn, imsi, sip, nai, private or 0..4); "
+        "repeatable",
+    )
+    create.add_argument("--balance", default="0", metavar="AMOUNT", help="initial balance")
+    create.add_argument("--credit-limit", default="0", metavar="AMOUNT")
+    create.add_argument(
+        "--currency",
+        type=int,
+        default=None,
+        metavar="CODE",
+        help="ISO 4217 numeric code, e.g. 978 (default: the catalog's)",
+    )
+    create.set_defaults(func=run, operation=AccountOperation.CREATE)
+
+    get = sub.add_parser("get", parents=[common], help="show an account")
+    get.add_argument("account_id", metavar="ACCOUNT_ID")
+    get.set_defaults(func=run, operation=AccountOperation.GET)
+
+    for name, op, what in (
+        ("credit", AccountOperation.CREDIT, "add money (top-up)"),
+        ("debit", AccountOperation.DEBIT, "take money (refused if credit does not allow it)"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=what)
+        p.add_argument("account_id", metavar="ACCOUNT_ID")
+        p.add_argument("amount", metavar="AMOUNT")
+        p.add_argument(
+            "--operation-id",
+            default=None,
+            metavar="ID",
+            help="applied once however often sent (default: a new UUID, printed so that the "
+            "command can be retried with it)",
+        )
+        p.set_defaults(func=run, operation=op)
+
+    status = sub.add_parser("status", parents=[common], help="set the account status")
+    status.add_argument("account_id", metavar="ACCOUNT_ID")
+    status.add_argument("status", choices=sorted(_STATUS_NAMES, key=_STATUS_NAMES.__getitem__))
+    status.set_defaults(func=run, operation=AccountOperation.SET_STATUS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    result_code: int
+    answer: Answer | None
+    error: str | None  # no answer: why
+
+
+def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
+    """The AMR for parsed arguments (raises `ValueError` on a bad amount)."""
+    op: AccountOperation = args.operation
+    fields: dict[str, Any] = {}
+    if op is AccountOperation.CREATE:
+        subs = [
+            *(
+                SubscriptionId(
+                    subscription_id_type=SubscriptionIdType.END_USER_E164, subscription_id_data=m
+                )
+                for m in args.msisdn
+            ),
+            *(
+                SubscriptionId(
+                    subscription_id_type=SubscriptionIdType.END_USER_IMSI, subscription_id_data=i
+                )
+                for i in args.imsi
+            ),
+            *args.sub,
+        ]
+        fields["subscription_id"] = tuple(subs) or None
+        fields["amount"] = parse_amount(args.balance, micro=args.micro, signed=True)
+        fields["credit_limit"] = parse_amount(args.credit_limit, micro=args.micro)
+        fields["currency_code"] = args.currency
+    elif op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
+        amount = parse_amount(args.amount, micro=args.micro)
+        if amount <= 0:
+            raise ValueError(f"the amount must be positive, not {args.amount!r}")
+        fields["amount"] = amount
+        fields["operation_id"] = args.operation_id
+    elif op is AccountOperation.SET_STATUS:
+        fields["account_status"] = _STATUS_NAMES[args.status]
+    return AMR(
+        origin_host=origin_host,
+        origin_realm=args.origin_realm,
+        account_operation=op,
+        account_id=args.account_id,
+        **fields,
+    )
+
+
+async def send(
+    request: AMR, host: str, port: int, *, timeout: float, origin_host: str, origin_realm: str
+) -> _Outcome:
+    try:
+        client = await Client.connect(
+            host,
+            port,
+            origin_host=origin_host,
+            origin_realm=origin_realm,
+            applications=(ApplicationId.ADMINISTRATION,),
+            timeout=timeout,
+            product_name="ocs-account",
+        )
+    except (OSError, TimeoutError, ClientError) as exc:
+        return _Outcome(0, None, f"cannot connect to {host}:{port}: {_why(exc)}")
+    try:
+        answer = await client.request(request, timeout=timeout)
+    except (OSError, TimeoutError, ClientError) as exc:
+        return _Outcome(0, None, f"no answer from {host}:{port}: {_why(exc)}")
+    finally:
+        await client.close(timeout=min(timeout, 2.0))
+    return _Outcome(answer.result_code, answer, None)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    stdout = out if out is not None else sys.stdout
+    stderr = err if err is not None else sys.stderr
+    origin_host = args.origin_host or default_origin_host()
+    op: AccountOperation = args.operation
+    if op in (AccountOperation.CREDIT, AccountOperation.DEBIT) and args.operation_id is None:
+        args.operation_id = str(uuid.uuid4())
+        if not args.json:
+            print(f"operation id {args.operation_id}", file=stderr)
+    try:
+        request = build_request(args, origin_host)
+    except ValueError as exc:
+        print(f"error: {exc}", file=stderr)
+        return EXIT_NO_ANSWER
+    host, port = args.server
+    outcome = asyncio.run(
+        send(
+            request,
+            host,
+            port,
+            timeout=args.timeout,
+            origin_host=origin_host,
+            origin_realm=args.origin_realm,
+        )
+    )
+    code = (
+        EXIT_NO_ANSWER
+        if outcome.answer is None
+        else EXIT_OK
+        if outcome.result_code == 2001
+        else EXIT_REFUSED
+    )
+    if args.json:
+        print(json.dumps(_json(args, outcome), sort_keys=False), file=stdout)
+    elif outcome.answer is None:
+        print(f"error: {outcome.error}", file=stderr)
+    else:
+        print(_human(args, outcome), file=stdout if code == EXIT_OK else stderr)
+    return code
+
+
+def _account(answer: Answer | None) -> dict[str, Any] | None:
+    if isinstance(answer, AMA) and answer.account is not None:
+        account: dict[str, Any] = msgspec.to_builtins(answer.account)
+        return account
+    return None
+
+
+def _json(args: argparse.Namespace, outcome: _Outcome) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "Account-Operation": args.operation.name,
+        "Account-Id": args.account_id,
+    }
+    if getattr(args, "operation_id", None) is not None:
+        obj["Operation-Id"] = args.operation_id
+    if outcome.answer is None:
+        obj["Result-Code"] = None
+        obj["error"] = outcome.error
+        return obj
+    obj["Result-Code"] = outcome.result_code
+    if outcome.answer.error_message is not None:
+        obj["Error-Message"] = outcome.answer.error_message
+    if outcome.answer.failed_avp is not None:
+        obj["Failed-AVP"] = outcome.answer.failed_avp
+    account = _account(outcome.answer)
+    if account is not None:
+        obj["Account"] = account
+    return obj
+
+
+_RESULT_NAMES: Final = {
+    2001: "success",
+    4012: "not enough credit",
+    5004: "invalid value (or the account exists)",
+    5005: "missing value",
+    5030: "unknown account",
+}
+
+
+def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
+    answer = outcome.answer
+    assert answer is not None
+    op: AccountOperation = args.operation
+    if outcome.result_code != 2001:
+        what = _RESULT_NAMES.get(outcome.result_code, "refused")
+        detail = f": {answer.error_message}" if answer.error_message else ""
+        suffix = f" (operation id {args.operation_id})" if op in _MONEY_OPS else ""
+        return (
+            f"{op.name.lower()} {args.account_id}: Result-Code {outcome.result_code} "
+            f"{what}{detail}{suffix}"
+        )
+    account = answer.account if isinstance(answer, AMA) else None
+    if account is None:
+        return f"{op.name.lower()} {args.account_id}: ok"
+    subs = ",".join(
+        f"{_sub_name(s.subscription_id_type)}:{s.subscription_id_data}"
+        for s in account.subscription_id
+    )
+    head = {
+        AccountOperation.CREATE: "created",
+        AccountOperation.GET: "account",
+        AccountOperation.CREDIT: "credited",
+        AccountOperation.DEBIT: "debited",
+        AccountOperation.SET_STATUS: "status set",
+    }[op]
+    if op in _MONEY_OPS:
+        amount = parse_amount(args.amount, micro=args.micro)
+        head = f"{head} {money(amount)}"
+    return (
+        f"{head}: {account.account_id} {account.account_status.name.lower()} "
+        f"balance {money(account.balance)} reserved {money(account.reserved)} "
+        f"credit-limit {money(account.credit_limit)} currency {account.currency_code} "
+        f"sessions {account.session_count} subscriptions {subs or '-'}"
+    )
+
+
+_MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT)
+
+
+def _sub_name(kind: int) -> str:
+    return {0: "e164", 1: "imsi", 2: "sip", 3: "nai", 4: "private"}.get(int(kind), str(kind))

@@ -1,0 +1,44 @@
+"""The `ocs` command line: one parser, each subcommand registered by its own module.
+
+A subcommand module exposes ``register(subparsers)``; it adds its parser(s) and sets ``func``
+(``Callable[[argparse.Namespace], int]``) as the parser default. ``main`` returns that
+function's exit code. The modules are imported by name here, so a missing or broken one is an
+import error at once, never a silently absent command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from ocs.cli import account, bench, catalog, serve, sim
+
+SUBCOMMANDS = (serve, catalog, account, sim, bench)
+
+
+def package_version() -> str:
+    try:
+        return version("ocs")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocs", description="Online charging system")
+    parser.add_argument("--version", action="version", version=f"ocs {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

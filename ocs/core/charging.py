@@ -1,0 +1,1363 @@
+"""The charging core: credit-control sessions, events and administration (WIRE.md 5-9).
+
+Synchronous and deterministic: every input carries its time (int ms since the epoch) and the
+core never reads a clock or touches a file. The I/O edge journals each input it processed
+(`Input`; not a duplicate answered from the cache) before releasing its answer; after a crash,
+`replay` feeds the same inputs
+through the same code and rebuilds exactly the same sessions, reservations, duplicate cache
+and CDRs (with the same sequence numbers). What the core produces besides answers is drained
+by the edge: `take_cdrs()` (numbered JSON lines for the CDR files) and `take_actions()`
+(RAR/ASR to send).
+
+Money: reservations are two-phase transfers in the ledger (reserve before the grant is
+answered; post what was used, even beyond the grant; void what is left). Every posted charge
+lands in exactly one CDR container, so the sum of CDR charges is what the accounts lost.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from ocs.core.accounts import AccountStatus, AccountView, SubscriptionId
+from ocs.core.charging_types import (
+    _CDR_ENCODER,
+    _STATE_DECODER,
+    _STATE_ENCODER,
+    Action,
+    ActionKind,
+    Container,
+    Grant,
+    Input,
+    InputKind,
+    Result,
+    Session,
+    SessionsView,
+    _CachedAnswer,
+    _State,
+    decode_input,
+    encode_input,
+    pack_session,
+    unpack_session,
+)
+from ocs.core.due import DueSet
+from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.outcomes import Outcome, result_code
+from protocol.codec import decode_body, encode_body
+from protocol.codes import (
+    AccountOperation,
+    AoCRequestType,
+    CCRequestType,
+    CheckBalanceResult,
+    CommandCode,
+    RedirectAddressType,
+    RequestedAction,
+    SubscriptionIdType,
+    TariffChangeUsage,
+)
+from protocol.codes import AccountStatus as WireAccountStatus
+from protocol.codes import FinalUnitAction as WireFinalUnitAction
+from protocol.messages import (
+    AMA,
+    AMR,
+    CCA,
+    CCR,
+    Account,
+    Answer,
+    CostInformation,
+    FinalUnitIndication,
+    MsccAnswer,
+    MsccRequest,
+    RedirectServer,
+    RemainingBalance,
+    ServiceUnit,
+    UnitValue,
+    UsedServiceUnit,
+)
+from protocol.messages import SubscriptionId as WireSubscriptionId
+from rating import (
+    Catalog,
+    RatingGroup,
+    Unit,
+    affordable,
+    next_tariff_change,
+    parse_catalog,
+    price,
+    price_at,
+    price_dearest,
+    price_event,
+    unit_value,
+)
+
+__all__ = [
+    "DEFAULT_DUPLICATE_WINDOW_MS",
+    "DEFAULT_MIN_TCC_S",
+    "MS",
+    "RESERVATION_SLACK_S",
+    "Action",
+    "ActionKind",
+    "ChargingCore",
+    "Container",
+    "Grant",
+    "Input",
+    "InputKind",
+    "Result",
+    "Session",
+    "SessionsView",
+    "decode_input",
+    "encode_input",
+    "iso_ms",
+    "pack_session",
+    "unit_map",
+    "units_of",
+    "unpack_session",
+]
+
+MS: Final = 1000
+DEFAULT_DUPLICATE_WINDOW_MS: Final = 4 * 60 * MS  # WIRE.md section 6: at least 4 minutes
+DEFAULT_MIN_TCC_S: Final = 120  # Tcc of a session that holds no grant
+RESERVATION_SLACK_S: Final = 60
+
+# Result-Codes of the outcomes used per MSCC, looked up once (ocs.core.outcomes.RESULT_CODE).
+_RC_CREDIT_LIMIT_REACHED: Final = result_code(Outcome.CREDIT_LIMIT_REACHED)
+_RC_NOT_APPLICABLE: Final = result_code(Outcome.NOT_APPLICABLE)
+_RC_OK: Final = result_code(Outcome.OK)
+_RC_RATING_FAILED: Final = result_code(Outcome.RATING_FAILED)
+_RC_SERVICE_DENIED: Final = result_code(Outcome.SERVICE_DENIED)
+# `Enum.value` is a descriptor call: the unit names of containers, looked up once
+_OCTETS: Final = Unit.OCTETS.value
+_SECONDS: Final = Unit.SECONDS.value
+_UNITS: Final = Unit.UNITS.value
+
+
+def units_of(unit_map: ServiceUnit | UsedServiceUnit, unit: Unit) -> int | None:
+    """The amount of `unit` in a unit map; octets fall back to input + output."""
+    if unit is Unit.OCTETS:
+        if unit_map.cc_total_octets is not None:
+            return unit_map.cc_total_octets
+        if unit_map.cc_input_octets is None and unit_map.cc_output_octets is None:
+            return None
+        return (unit_map.cc_input_octets or 0) + (unit_map.cc_output_octets or 0)
+    if unit is Unit.SECONDS:
+        return unit_map.cc_time
+    return unit_map.cc_service_specific_units
+
+
+def unit_map(unit: Unit, amount: int) -> ServiceUnit:
+    if unit is Unit.OCTETS:
+        return ServiceUnit(cc_total_octets=amount)
+    if unit is Unit.SECONDS:
+        return ServiceUnit(cc_time=amount)
+    return ServiceUnit(cc_service_specific_units=amount)
+
+
+_ISO_SECOND: list[tuple[int, str]] = [(-1, "")]  # the last second formatted
+
+
+def iso_ms(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds, from int ms (no float). The formatted second is
+    cached: the records of one batch share it, and strftime is the costly part."""
+    second = ms // MS
+    cached_second, text = _ISO_SECOND[0]
+    if cached_second != second:
+        text = f"{datetime.fromtimestamp(second, tz=UTC):%Y-%m-%dT%H:%M:%S}"
+        _ISO_SECOND[0] = (second, text)
+    return text + _MS_SUFFIX[ms % MS]
+
+
+_MS_SUFFIX: Final = [f".{n:03d}Z" for n in range(MS)]  # ".000Z" ... ".999Z"
+
+
+def _subscriber(subs: Iterable[WireSubscriptionId]) -> str:
+    for sub in subs:
+        return sub.subscription_id_data
+    return ""
+
+
+class ChargingCore:
+    """Sessions, events, administration, duplicates, supervision, CDR records."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        catalog_text: str,
+        *,
+        origin_host: str = "ocs.test.local",
+        origin_realm: str = "test.local",
+        duplicate_window_ms: int = DEFAULT_DUPLICATE_WINDOW_MS,
+        min_tcc_s: int = DEFAULT_MIN_TCC_S,
+    ) -> None:
+        if duplicate_window_ms < DEFAULT_DUPLICATE_WINDOW_MS:
+            raise ValueError("the duplicate window is never less than 4 minutes (WIRE.md 6)")
+        self.ledger = ledger
+        self.origin_host = origin_host
+        self.origin_realm = origin_realm
+        self.duplicate_window_ms = duplicate_window_ms
+        self.min_tcc_s = min_tcc_s
+        self.catalog_text = catalog_text
+        self.catalog: Catalog = parse_catalog(catalog_text)
+        self._links_cache: dict[tuple[str, int], tuple[int, ...]] = {}
+        # open sessions by Session-Id: a `Session`, or its packed bytes when idle
+        self._sessions: dict[str, Session | bytes] = {}
+        # account id -> its open session's id, or a set of ids when it has several
+        self._by_account: dict[str, str | set[str]] = {}
+        self.usage: dict[str, int] = {}  # money charged per account (usage thresholds)
+        self._operations: dict[str, str] = {}  # Operation-Id -> the operation it names
+        self.cdr_seq = 0
+        self._reservation_seq = 0
+        self._seen: dict[tuple[str, int], _CachedAnswer] = {}
+        self._seen_order: deque[tuple[str, int]] = deque()
+        self._closed: dict[str, tuple[int, int, bytes]] = {}
+        self._closed_order: deque[str] = deque()
+        # supervision: every open session's id under its Tcc deadline (s), see `_deadline`
+        self._deadlines: DueSet[str] = DueSet()
+        self._cdrs: list[tuple[int, bytes]] = []
+        self._actions: list[Action] = []
+        self._closed_now: list[str] = []
+        self.replaying = False
+        # whether the journal (or a snapshot) holds the catalog in force: replay must not
+        # depend on the file configured today
+        self.catalog_journaled = False
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    def take_cdrs(self) -> list[tuple[int, bytes]]:
+        cdrs, self._cdrs = self._cdrs, []
+        return cdrs
+
+    def take_actions(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    def take_closed(self) -> list[str]:
+        """Session ids closed since the last call (the edge forgets their routes)."""
+        closed, self._closed_now = self._closed_now, []
+        return closed
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> SessionsView:
+        """The open sessions (read-only; packed ones are unpacked as copies)."""
+        return SessionsView(self._sessions)
+
+    def has_session(self, sid: str) -> bool:
+        return sid in self._sessions
+
+    def _session(self, sid: str) -> Session | None:
+        """The open session `sid`, unpacked for use (it is packed again once idle)."""
+        session = self._sessions.get(sid)
+        if session is None or isinstance(session, Session):
+            return session
+        session = self._sessions[sid] = unpack_session(session)
+        return session
+
+    def _peek(self, sid: str) -> Session | None:
+        """The open session `sid` to read only (a packed one stays packed)."""
+        session = self._sessions.get(sid)
+        if session is None or isinstance(session, Session):
+            return session
+        return unpack_session(session)
+
+    def _account_sessions(self, account_id: str) -> list[str]:
+        """The ids of the account's open sessions, sorted."""
+        ids = self._by_account.get(account_id)
+        if ids is None:
+            return []
+        return [ids] if isinstance(ids, str) else sorted(ids)
+
+    def _link_account(self, account_id: str, sid: str) -> None:
+        ids = self._by_account.get(account_id)
+        if ids is None:
+            self._by_account[account_id] = sid
+        elif isinstance(ids, str):
+            if ids != sid:
+                self._by_account[account_id] = {ids, sid}
+        else:
+            ids.add(sid)
+
+    def _unlink_account(self, account_id: str, sid: str) -> None:
+        ids = self._by_account.get(account_id)
+        if ids is None:
+            return
+        if isinstance(ids, str):
+            if ids == sid:
+                del self._by_account[account_id]
+            return
+        ids.discard(sid)
+        if len(ids) == 1:
+            self._by_account[account_id] = next(iter(ids))
+        elif not ids:
+            del self._by_account[account_id]
+
+    def _pack_if_idle(self, sid: str, at_ms: int) -> None:
+        """Pack the session if it processed nothing after `at_ms` (an answer that just left
+        the duplicate cache): a decision on the state alone, so replay packs the same ones."""
+        session = self._sessions.get(sid)
+        if isinstance(session, Session) and session.last_ms <= at_ms:
+            self._sessions[sid] = pack_session(session)
+
+    # --- inputs --------------------------------------------------------------------------------
+
+    def apply(self, record: Input) -> Result | None:
+        """Apply one journaled input (live or in replay)."""
+        if record.kind is InputKind.REQUEST:
+            message = decode_body(record.command, True, record.body)
+            if isinstance(message, CCR):
+                return self.handle_ccr(
+                    record.now_ms, record.origin_host, record.end_to_end, message
+                )
+            assert isinstance(message, AMR)
+            return self.handle_amr(record.now_ms, record.origin_host, record.end_to_end, message)
+        if record.kind is InputKind.TICK:
+            self.tick(record.now_ms)
+            return None
+        self.load_catalog(record.body.decode())
+        self.catalog_journaled = True
+        return None
+
+    def handle_ccr(self, now_ms: int, origin_host: str, end_to_end: int, ccr: CCR) -> Result:
+        cached = self._duplicate(now_ms, origin_host, end_to_end)
+        if cached is not None:
+            return cached
+        kind = ccr.cc_request_type
+        session: Session | None = None
+        close = False
+        if kind is CCRequestType.EVENT:
+            answer = self._event(now_ms, origin_host, end_to_end, ccr)
+        elif kind is CCRequestType.INITIAL:
+            answer, session = self._initial(now_ms, origin_host, ccr)
+        else:
+            answer, session = self._update(now_ms, ccr)
+            close = kind is CCRequestType.TERMINATION and session is not None
+        body = encode_body(answer)
+        sid = ""
+        if session is not None:
+            session.last_answer = body
+            if close:
+                self._close(session, now_ms, "normalRelease")
+            else:
+                sid = session.session_id
+        self._remember(now_ms, origin_host, end_to_end, answer, body, sid)
+        return Result(answer, body, False)
+
+    def handle_amr(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        cached = self._duplicate(now_ms, origin_host, end_to_end)
+        if cached is not None:
+            return cached
+        outcome = self._admin(now_ms, origin_host, end_to_end, amr)
+        account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
+        failed: dict[str, Any] | None = None
+        if outcome is Outcome.MISSING_AVP:  # the key the operation needs (WIRE.md 8)
+            op = amr.account_operation
+            failed = {"Account-Status" if op is AccountOperation.SET_STATUS else "Amount": None}
+        elif outcome is Outcome.OPERATION_ID_REUSED:
+            failed = {"Operation-Id": amr.operation_id}
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            account=self._account_map(account) if account is not None else None,
+            error_message=None if outcome is Outcome.OK else outcome.value,
+            failed_avp=failed,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    def due(self, now_ms: int) -> bool:
+        """Whether `tick(now_ms)` would change anything (so the edge journals it only then)."""
+        deadline = self._deadlines.earliest()
+        if deadline is not None and deadline <= now_ms // MS:
+            return True
+        expiry = self.ledger.next_expiry()
+        return expiry is not None and expiry <= now_ms
+
+    @staticmethod
+    def _deadline(session: Session) -> int:
+        """When the session is closed if it stays silent (Tcc, WIRE.md 5.3), in epoch s."""
+        return session.last_ms // MS + session.tcc_s
+
+    def tick(self, now_ms: int) -> None:
+        """Session supervision (Tcc) then reservation expiry, at `now_ms`."""
+        silent: list[Session] = []
+        for sid in self._deadlines.pop_due(now_ms // MS):
+            session = self._peek(sid)  # closed below: no need to unpack it for good
+            assert session is not None
+            silent.append(session)
+        # close in an order that depends on the state alone, so that CDR numbers replay exactly
+        silent.sort(key=lambda s: (self._deadline(s), s.session_id))
+        for session in silent:
+            self._release_all(session, now_ms)
+            self._close(session, now_ms, "abnormalRelease")
+        expired = self.ledger.expire_due(now_ms)
+        for reservation_id, sid in zip(expired.expired, expired.expired_owners, strict=True):
+            self._drop_expired_grant(reservation_id, sid)
+        self._evict(now_ms)
+
+    def _drop_expired_grant(self, reservation_id: str, sid: str) -> None:
+        """A grant whose reservation the ledger expired holds no money any more: forget it, so
+        that the session's grants are exactly the account's open reservations (usage reported
+        for it later is charged without a reservation, like any usage beyond a grant)."""
+        session = self._peek(sid)
+        if session is None:
+            return
+        for rg_id, grant in list(session.grants.items()):
+            if grant.reservation_id == reservation_id:
+                del session.grants[rg_id]
+        if not isinstance(self._sessions[sid], Session):  # it was packed: it stays packed
+            self._sessions[sid] = pack_session(session)
+
+    def load_catalog(self, text: str) -> None:
+        """Switch catalogs; sessions whose open grants are priced differently get RAR."""
+        new = parse_catalog(text)
+        old = self.catalog
+        self.catalog = new
+        self._links_cache = {}
+        self.catalog_text = text
+        for sid in self._sessions:
+            session = self._peek(sid)
+            assert session is not None
+            changed = tuple(
+                rg
+                for rg in session.grants
+                if old.rating_group(session.service_context_id, rg)
+                != new.rating_group(session.service_context_id, rg)
+            )
+            if changed:
+                self._act(ActionKind.RAR, session, changed, "price change")
+
+    # --- duplicates (section 6) ----------------------------------------------------------------
+
+    # `_seen` holds the answer of every processed request for the duplicate window. Every
+    # processed request is journaled (refusals and reads too), so the cache is part of
+    # snapshots and replay rebuilds it exactly: a request answered before a crash gets the same
+    # answer after it and changes nothing, whatever changed since.
+
+    def _duplicate(self, now_ms: int, origin_host: str, end_to_end: int) -> Result | None:
+        cached = self._seen.get((origin_host, end_to_end))
+        if cached is not None and now_ms - cached.at_ms <= self.duplicate_window_ms:
+            answer = decode_body(cached.command, False, cached.body)
+            assert isinstance(answer, Answer)
+            return Result(answer, cached.body, True)
+        return None
+
+    def _remember(
+        self,
+        now_ms: int,
+        origin_host: str,
+        end_to_end: int,
+        answer: Answer,
+        body: bytes,
+        session_id: str = "",
+    ) -> None:
+        key = (origin_host, end_to_end)
+        cached = _CachedAnswer(now_ms, int(answer.COMMAND), body, session_id)
+        if key not in self._seen:
+            self._seen_order.append(key)
+        self._seen[key] = cached
+        self._evict(now_ms)
+
+    def _evict(self, now_ms: int) -> None:
+        horizon = now_ms - self.duplicate_window_ms
+        seen, order = self._seen, self._seen_order
+        while order:
+            entry = seen.get(order[0])
+            if entry is not None and entry.at_ms >= horizon:
+                break
+            key = order.popleft()
+            if entry is not None:
+                del seen[key]
+                if entry.session_id:
+                    self._pack_if_idle(entry.session_id, entry.at_ms)
+        closed, corder = self._closed, self._closed_order
+        while corder:
+            tomb = closed.get(corder[0])
+            if tomb is not None and tomb[0] >= horizon:
+                break
+            sid = corder.popleft()
+            if tomb is not None:
+                del closed[sid]
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def _cca(
+        self,
+        ccr: CCR,
+        outcome: Outcome,
+        msccs: list[MsccAnswer] | None = None,
+        **extra: Any,
+    ) -> CCA:
+        return CCA(
+            session_id=ccr.session_id,
+            result_code=_RC_OK if outcome is Outcome.OK else result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            auth_application_id=4,
+            cc_request_type=ccr.cc_request_type,
+            cc_request_number=ccr.cc_request_number,
+            multiple_services_credit_control=tuple(msccs) if msccs else None,
+            **extra,
+        )
+
+    def _resolve(self, ccr: CCR) -> tuple[str, AccountStatus, int] | None:
+        """The account of the first Subscription-Id that has one: (id, status, headroom)."""
+        for sub in ccr.subscription_id or ():
+            found = self.ledger.standing_for(
+                int(sub.subscription_id_type), sub.subscription_id_data
+            )
+            if found is not None:
+                return found
+        return None
+
+    def _aoc(self, ccr: CCR, charge: int, account_id: str) -> dict[str, Any]:
+        kind = ccr.aoc_request_type
+        if kind is None or kind is AoCRequestType.NOT_REQUESTED:
+            return {}
+        currency = self.catalog.currency.code
+        extra: dict[str, Any] = {}
+        if kind in (AoCRequestType.FULL, AoCRequestType.COST_ONLY):
+            extra["cost_information"] = self._cost(charge)
+        view = self.ledger.account(account_id)
+        if view is not None:
+            digits, exponent = unit_value(view.available)
+            extra["remaining_balance"] = RemainingBalance(
+                unit_value=UnitValue(value_digits=digits, exponent=exponent),
+                currency_code=currency,
+            )
+        return extra
+
+    def _cost(self, charge: int) -> CostInformation:
+        digits, exponent = unit_value(charge)
+        currency = self.catalog.currency
+        return CostInformation(
+            unit_value=UnitValue(value_digits=digits, exponent=exponent),
+            currency_code=currency.code,
+            cost_unit=currency.alpha,
+        )
+
+    # --- sessions (section 5.3) ----------------------------------------------------------------
+
+    def _initial(self, now_ms: int, origin_host: str, ccr: CCR) -> tuple[CCA, Session | None]:
+        sid = ccr.session_id
+        existing = self._peek(sid)
+        if existing is not None or sid in self._closed:
+            repeat = self._repeat(existing, sid, ccr)
+            if repeat is not None:
+                return repeat, None
+            return (
+                self._cca(
+                    ccr,
+                    Outcome.SESSION_EXISTS,
+                    failed_avp={"CC-Request-Type": int(ccr.cc_request_type)},
+                    error_message="INITIAL for an open session",
+                ),
+                None,
+            )
+        found = self._resolve(ccr)
+        if found is None:
+            return self._cca(ccr, Outcome.USER_UNKNOWN), None
+        account_id, status, _ = found
+        if status is not AccountStatus.ACTIVE:
+            return self._cca(ccr, Outcome.SERVICE_DENIED), None
+        session = Session(
+            session_id=sid,
+            account_id=account_id,
+            subscriber=_subscriber(ccr.subscription_id or ()),
+            origin_host=origin_host,
+            service_context_id=ccr.service_context_id,
+            opened_ms=now_ms,
+            last_ms=now_ms,
+            number=ccr.cc_request_number,
+            last_answer=b"",
+            tcc_s=self.min_tcc_s,
+            grants={},
+            rated={},
+            fee_charged=[],
+            starved=[],
+            containers=[],
+            record_opened_ms=now_ms,
+            service_information=ccr.service_information,
+        )
+        self._sessions[sid] = session
+        self._link_account(account_id, sid)
+        msccs = [
+            self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
+        ]
+        self._deadlines.add(self._deadline(session), sid)
+        answer = self._cca(
+            ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
+        )
+        return answer, session
+
+    def _repeat(self, session: Session | None, sid: str, ccr: CCR) -> CCA | None:
+        """The cached answer if (Session-Id, CC-Request-Number) is the last one processed."""
+        if session is not None:
+            number, body = session.number, session.last_answer
+        else:
+            tomb = self._closed.get(sid)
+            if tomb is None:
+                return None
+            _, number, body = tomb
+        if number != ccr.cc_request_number or not body:
+            return None
+        answer = decode_body(CommandCode.CREDIT_CONTROL, False, body)
+        assert isinstance(answer, CCA)
+        if answer.cc_request_type != ccr.cc_request_type:
+            return None
+        return answer
+
+    def _update(self, now_ms: int, ccr: CCR) -> tuple[CCA, Session | None]:
+        sid = ccr.session_id
+        session = self._session(sid)
+        if session is None:
+            repeat = self._repeat(None, sid, ccr)
+            if repeat is not None:
+                return repeat, None
+            return self._cca(ccr, Outcome.UNKNOWN_SESSION), None
+        if ccr.cc_request_number != session.number + 1:
+            repeat = self._repeat(session, sid, ccr)
+            if repeat is not None:
+                return repeat, None
+            return (
+                self._cca(
+                    ccr,
+                    Outcome.BAD_REQUEST_NUMBER,
+                    failed_avp={"CC-Request-Number": ccr.cc_request_number},
+                    error_message=f"expected CC-Request-Number {session.number + 1}",
+                ),
+                None,
+            )
+        deadline = self._deadline(session)
+        session.number = ccr.cc_request_number
+        session.last_ms = now_ms
+        terminating = ccr.cc_request_type is CCRequestType.TERMINATION
+        msccs = [
+            self._mscc(session, m, now_ms, ccr, terminating=terminating)
+            for m in ccr.multiple_services_credit_control or ()
+        ]
+        if terminating:
+            self._release_all(session, now_ms)
+        else:
+            self._maybe_partial(session, now_ms)
+        self._deadlines.move(deadline, self._deadline(session), sid)
+        answer = self._cca(
+            ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
+        )
+        return answer, session
+
+    def _mscc(
+        self,
+        session: Session,
+        mscc: MsccRequest,
+        now_ms: int,
+        ccr: CCR,
+        *,
+        terminating: bool = False,
+    ) -> MsccAnswer:
+        rg_id = mscc.rating_group
+        rg = self.catalog.rating_group(session.service_context_id, rg_id)
+        if rg is None:
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_RATING_FAILED)
+        if mscc.used_service_unit is not None:
+            self._charge_usage(session, rg, mscc, now_ms)
+        else:
+            self._release(session, rg_id, now_ms)  # nothing reported: give the quota back
+        if rg.zero_rated:
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_NOT_APPLICABLE)
+        if terminating or mscc.requested_service_unit is None:
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_OK)
+        standing = self.ledger.standing(session.account_id)
+        if standing is None or standing[0] is not AccountStatus.ACTIVE:
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
+        return self._grant(session, rg, mscc.requested_service_unit, standing[1], now_ms)
+
+    def _grant(
+        self,
+        session: Session,
+        rg: RatingGroup,
+        requested: ServiceUnit,
+        headroom: int,
+        now_ms: int,
+    ) -> MsccAnswer:
+        """Reserve and answer quota (WIRE.md 5.3, 5.5): the amount asked, or the default
+        quantum, cut to what the account can pay at the dearest tariff of the validity window."""
+        policy = rg.grant
+        assert policy is not None  # only zero-rated groups have none
+        rg_id = rg.id
+        now_s = now_ms // MS
+        validity = max(policy.validity_time, 1)
+        end_s = now_s + validity
+        asked = units_of(requested, rg.unit)
+        units = asked if asked else policy.quantum
+        prior = session.rated.get(rg_id, 0)
+        fee = rg.setup_fee if rg_id not in session.fee_charged else 0
+        cost = price_dearest(rg, units, now_s, end_s, prior).total + fee
+        final = False
+        if cost > headroom:
+            budget = headroom - fee
+            fits = affordable(rg, budget, now_s, end_s, prior) if budget >= 0 else 0
+            if fits is not None and fits < units:
+                units = fits
+                final = True
+            cost = price_dearest(rg, units, now_s, end_s, prior).total + fee if units else 0
+        if units <= 0:
+            if rg_id not in session.starved:
+                session.starved.append(rg_id)
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
+        # Tcc = 2 x the longest Validity-Time granted (WIRE.md 5.3); `min_tcc_s` only until
+        # the first grant. A shorter Tcc needs its own supervision entry (the heap's keys must
+        # never be later than the deadlines they stand for).
+        session.tcc_s = (
+            2 * validity if session.grants_made == 0 else max(session.tcc_s, 2 * validity)
+        )  # (the request moves the session's supervision deadline at its end)
+        # Numbered by the core (in its snapshot), so unique in the ledger whatever the
+        # clients do with Session-Ids, and short: the session is the reservation's owner.
+        session.grants_made += 1
+        self._reservation_seq += 1
+        reservation_id = f"r{self._reservation_seq}"
+        outcome = self.ledger.apply(
+            Reserve(
+                id=reservation_id,
+                now=now_ms,
+                account_id=session.account_id,
+                amount=cost,
+                expires_at=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
+                owner=session.session_id,
+            ),
+            internal=True,
+        )
+        if outcome.code is not Code.OK:
+            if rg_id not in session.starved:
+                session.starved.append(rg_id)
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
+        change = next_tariff_change(rg, now_s, end_s)
+        session.grants[rg_id] = Grant(
+            reservation_id=reservation_id,
+            amount=cost,
+            units=units,
+            granted_s=now_s,
+            validity_s=validity,
+            tariff_change_s=change,
+            final=final,
+            fee=fee,
+        )
+        if final:
+            if rg_id not in session.starved:
+                session.starved.append(rg_id)
+        elif rg_id in session.starved:
+            session.starved.remove(rg_id)
+        unit = rg.unit
+        threshold = (policy.threshold_units(units) if policy.threshold else 0) or None
+        return MsccAnswer(
+            rating_group=rg_id,
+            result_code=_RC_OK,
+            granted_service_unit=unit_map(unit, units),
+            validity_time=validity,
+            volume_quota_threshold=threshold if unit is Unit.OCTETS else None,
+            time_quota_threshold=threshold if unit is Unit.SECONDS else None,
+            unit_quota_threshold=threshold if unit is Unit.UNITS else None,
+            quota_holding_time=policy.quota_holding_time or None,
+            final_unit_indication=self._fui(rg) if final else None,
+            tariff_time_change=change,
+            linked_rating_group=self._links(session, rg_id) or None,
+        )
+
+    def _links(self, session: Session, rg_id: int) -> tuple[int, ...]:
+        """Rating groups linked to `rg_id` in either direction (WIRE.md 5.6), cached per
+        catalog."""
+        key = (session.service_context_id, rg_id)
+        links = self._links_cache.get(key)
+        if links is None:
+            links = self._links_cache[key] = self._compute_links(session, rg_id)
+        return links
+
+    def _compute_links(self, session: Session, rg_id: int) -> tuple[int, ...]:
+        catalog = self.catalog
+        service = catalog.service(session.service_context_id)
+        allowed = service.rating_groups if service is not None else ()
+        own = catalog.rating_groups[rg_id].linked_rating_groups
+        back = tuple(
+            other.id
+            for other in catalog.rating_groups.values()
+            if rg_id in other.linked_rating_groups and other.id not in own
+        )
+        return tuple(r for r in (*own, *back) if r in allowed and r != rg_id)
+
+    def _fui(self, rg: RatingGroup) -> FinalUnitIndication:
+        policy = rg.grant
+        assert policy is not None
+        action = WireFinalUnitAction(int(policy.final_unit_action))
+        redirect = None
+        if policy.redirect_server is not None:
+            redirect = RedirectServer(
+                redirect_address_type=RedirectAddressType(int(policy.redirect_server.address_type)),
+                redirect_server_address=policy.redirect_server.address,
+            )
+        return FinalUnitIndication(
+            final_unit_action=action,
+            redirect_server=redirect if action is WireFinalUnitAction.REDIRECT else None,
+            filter_id=policy.filter_ids or None
+            if action is WireFinalUnitAction.RESTRICT_ACCESS
+            else None,
+        )
+
+    def _charge_usage(
+        self, session: Session, rg: RatingGroup, mscc: MsccRequest, now_ms: int
+    ) -> None:
+        """Rate every USU at the time it was used, post the total against the grant's
+        reservation (even beyond it), and record a container per USU."""
+        rg_id = rg.id
+        grant = session.grants.pop(rg_id, None)
+        now_s = now_ms // MS
+        start_s = grant.granted_s if grant is not None else session.last_ms // MS
+        total = 0
+        used_total = 0
+        for usu in mscc.used_service_unit or ():
+            units = units_of(usu, rg.unit) or 0
+            prior = session.rated.get(rg_id, 0)
+            charge = self._rate(rg, usu, units, prior, grant, start_s, now_s)
+            session.rated[rg_id] = prior + units
+            fee = 0
+            if units > 0 and rg.setup_fee and rg_id not in session.fee_charged:
+                fee = rg.setup_fee
+                session.fee_charged.append(rg_id)
+            reason = (
+                usu.reporting_reason if usu.reporting_reason is not None else mscc.reporting_reason
+            )
+            granted_left = (grant.units if grant is not None else 0) - used_total
+            # (a zero-rated group is never granted: its usage is not "beyond" anything)
+            beyond = 0 if rg.zero_rated else max(0, units - max(granted_left, 0))
+            used_total += units
+            session.containers.append(
+                Container(
+                    rating_group=rg_id,
+                    time_s=now_s,
+                    units=units,
+                    unit=rg.unit.value,
+                    uplink=usu.cc_input_octets,
+                    downlink=usu.cc_output_octets,
+                    triggers=(reason.name,) if reason is not None else (),
+                    tariff_change_usage=int(usu.tariff_change_usage)
+                    if usu.tariff_change_usage is not None
+                    else None,
+                    charge=charge + fee,
+                    setup_fee=fee,
+                    beyond_grant=beyond,
+                    at_ms=now_ms,
+                )
+            )
+            total += charge + fee
+        if grant is not None:
+            posted = self.ledger.apply(
+                Post(
+                    id=f"{grant.reservation_id}|post",
+                    now=now_ms,
+                    reservation_id=grant.reservation_id,
+                    amount=total,
+                ),
+                internal=True,
+            )
+            if posted.code is Code.UNKNOWN_RESERVATION:
+                if total:  # expired meanwhile
+                    self._debit_anyway(session, total, now_ms)
+            elif posted.code is not Code.OK:
+                # refused (the balance would leave +-MAX_TOTAL): the grant is gone from the
+                # session, so release its reservation rather than hold it until it expires
+                self._void(grant.reservation_id, now_ms)
+        elif total:
+            self._debit_anyway(session, total, now_ms)
+        if total:
+            session.charge_total += total
+            self._account_usage(session.account_id, total)
+
+    def _rate(
+        self,
+        rg: RatingGroup,
+        usu: UsedServiceUnit,
+        units: int,
+        prior: int,
+        grant: Grant | None,
+        start_s: int,
+        now_s: int,
+    ) -> int:
+        """Rated at the time the units were used (WIRE.md 5.5): split by Tariff-Change-Usage
+        around the grant's Tariff-Time-Change; UNIT_INDETERMINATE at the dearer side."""
+        if units == 0:
+            return 0
+        tcu = usu.tariff_change_usage
+        if tcu is not None:
+            change = grant.tariff_change_s if grant is not None else None
+            if change is None:
+                change = next_tariff_change(rg, start_s, max(now_s, start_s + 1)) or now_s
+            before = max(change - 1, start_s)
+            if tcu is TariffChangeUsage.UNIT_BEFORE_TARIFF_CHANGE:
+                return price_at(rg, units, before, prior).total
+            if tcu is TariffChangeUsage.UNIT_AFTER_TARIFF_CHANGE:
+                return price_at(rg, units, change, prior).total
+            return max(
+                price_at(rg, units, before, prior).total, price_at(rg, units, change, prior).total
+            )
+        if now_s <= start_s:
+            return price_at(rg, units, now_s, prior).total
+        return price(rg, units, start_s, now_s, prior).total
+
+    def _debit_anyway(self, session: Session, amount: int, now_ms: int) -> None:
+        """Usage with no reservation left to post against: charged in full all the same."""
+        self.ledger.apply(
+            Debit(
+                id=f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
+                f"{len(session.containers)}",
+                now=now_ms,
+                account_id=session.account_id,
+                amount=amount,
+                allow_overdraft=True,
+            ),
+            internal=True,
+        )
+
+    def _release(self, session: Session, rg_id: int, now_ms: int) -> None:
+        grant = session.grants.pop(rg_id, None)
+        if grant is not None:
+            self._void(grant.reservation_id, now_ms)
+
+    def _void(self, reservation_id: str, now_ms: int) -> None:
+        self.ledger.apply(
+            Void(id=f"{reservation_id}|void", now=now_ms, reservation_id=reservation_id),
+            internal=True,
+        )
+
+    def _release_all(self, session: Session, now_ms: int) -> None:
+        for rg_id in list(session.grants):
+            self._release(session, rg_id, now_ms)
+
+    def _account_usage(self, account_id: str, amount: int) -> None:
+        """Account-wide usage thresholds (catalog): crossing one re-authorises the account's
+        sessions (RAR)."""
+        before = self.usage.get(account_id, 0)
+        after = before + amount
+        self.usage[account_id] = after
+        if any(before < t <= after for t in self.catalog.account.usage_thresholds):
+            for sid in self._account_sessions(account_id):
+                session = self._peek(sid)
+                assert session is not None
+                self._act(ActionKind.RAR, session, tuple(session.grants), "usage threshold")
+
+    def _close(self, session: Session, now_ms: int, cause: str) -> None:
+        self._write_session_cdr(session, now_ms, cause)
+        sid = session.session_id
+        del self._sessions[sid]
+        self._unlink_account(session.account_id, sid)
+        self._deadlines.discard(self._deadline(session), sid)  # unless `tick` took it already
+        if sid not in self._closed:
+            self._closed_order.append(sid)
+        self._closed[sid] = (now_ms, session.number, session.last_answer)
+        self._closed_now.append(sid)
+
+    def _maybe_partial(self, session: Session, now_ms: int) -> None:
+        """Partial records on the catalog's triggers: a linked-usage report, a tariff change,
+        the volume or time limit of a record."""
+        containers = session.containers
+        if not containers:
+            return
+        fresh = [c for c in containers if c.at_ms == now_ms]
+        linked = any("LINKED_USAGE" in c.triggers for c in fresh)
+        tariff = any(c.tariff_change_usage is not None for c in fresh)
+        policy = self.catalog.cdr
+        volume = sum(c.units for c in containers if c.unit == _OCTETS)
+        too_big = policy.volume_limit is not None and volume >= policy.volume_limit
+        too_old = (
+            policy.time_limit is not None
+            and (now_ms - session.record_opened_ms) // MS >= policy.time_limit
+        )
+        if linked or tariff or too_big or too_old:
+            self._write_session_cdr(session, now_ms, "partialRecord")
+
+    # --- events (section 5.4) ------------------------------------------------------------------
+
+    def _event(self, now_ms: int, origin_host: str, end_to_end: int, ccr: CCR) -> CCA:
+        action = ccr.requested_action
+        at_s = ccr.event_timestamp if ccr.event_timestamp is not None else now_ms // MS
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
+        for mscc in ccr.multiple_services_credit_control or ():
+            rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
+            units = 0
+            charge = 0
+            if rg is not None and mscc.requested_service_unit is not None:
+                units = units_of(mscc.requested_service_unit, rg.unit) or 0
+                charge = price_event(rg, units, at_s).total if units else 0
+            priced.append((mscc, rg, units, charge))
+        total = sum(charge for _, _, _, charge in priced)
+        if action is RequestedAction.PRICE_ENQUIRY:
+            return self._cca(
+                ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
+            )
+        found = self._resolve(ccr)
+        if found is None:
+            return self._cca(ccr, Outcome.USER_UNKNOWN)
+        account_id, status, headroom = found
+        if action is RequestedAction.CHECK_BALANCE:
+            enough = total <= headroom
+            return self._cca(
+                ccr,
+                Outcome.OK,
+                self._event_msccs(priced),
+                check_balance_result=CheckBalanceResult.ENOUGH_CREDIT
+                if enough
+                else CheckBalanceResult.NO_CREDIT,
+            )
+        if status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
+            return self._cca(ccr, Outcome.SERVICE_DENIED)
+        op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
+        if action is RequestedAction.DIRECT_DEBITING:
+            if total > headroom:
+                return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
+            if total:
+                outcome = self.ledger.apply(
+                    Debit(id=op, now=now_ms, account_id=account_id, amount=total),
+                    internal=True,
+                )
+                if outcome.code is not Code.OK:
+                    return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
+                self._account_usage(account_id, total)
+            sign = 1
+        else:  # REFUND_ACCOUNT
+            if total:
+                self.ledger.apply(
+                    Credit(id=op, now=now_ms, account_id=account_id, amount=total),
+                    internal=True,
+                )
+            sign = -1
+        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
+        extra = self._aoc(ccr, total, account_id)
+        return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
+
+    def _event_msccs(
+        self, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
+    ) -> list[MsccAnswer]:
+        out = []
+        for mscc, rg, units, _ in priced:
+            if rg is None:
+                out.append(
+                    MsccAnswer(
+                        rating_group=mscc.rating_group,
+                        result_code=_RC_RATING_FAILED,
+                    )
+                )
+            elif rg.zero_rated:
+                out.append(MsccAnswer(rating_group=rg.id, result_code=_RC_NOT_APPLICABLE))
+            else:
+                out.append(
+                    MsccAnswer(
+                        rating_group=rg.id,
+                        result_code=_RC_OK,
+                        granted_service_unit=unit_map(rg.unit, units),
+                    )
+                )
+        return out
+
+    # --- administration (section 8) ------------------------------------------------------------
+
+    def _admin(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Outcome:
+        op = amr.account_operation
+        account_id = amr.account_id
+        if op is AccountOperation.GET:
+            return Outcome.OK if self.ledger.account(account_id) else Outcome.UNKNOWN_ACCOUNT
+        if op is AccountOperation.CREATE:
+            subs = tuple(
+                SubscriptionId(type=int(s.subscription_id_type), data=s.subscription_id_data)
+                for s in amr.subscription_id or ()
+            )
+            # Refused here, not by the ledger, which would remember the refusal under the
+            # operation id (and, with an id per account, answer a second CREATE with the first
+            # one's success).
+            if self.ledger.standing(account_id) is not None or any(
+                self.ledger.standing_for(s.type, s.data) is not None for s in subs
+            ):
+                return Outcome.INVALID
+            outcome = self.ledger.create_account(
+                f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
+                now=now_ms,
+                account_id=account_id,
+                currency=amr.currency_code
+                if amr.currency_code is not None
+                else self.catalog.currency.code,
+                subscriptions=subs,
+                credit_limit=amr.credit_limit or 0,
+                balance=amr.amount or 0,
+            )
+            if outcome.ok:
+                return Outcome.OK
+            # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
+            return Outcome.INVALID
+        if self.ledger.standing(account_id) is None:
+            return Outcome.UNKNOWN_ACCOUNT
+        if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
+            amount = amr.amount
+            if amount is None:
+                return Outcome.MISSING_AVP
+            if amount <= 0:
+                return Outcome.INVALID
+            op_id = (
+                f"op|{amr.operation_id}"
+                if amr.operation_id is not None
+                else f"amr|{origin_host}|{end_to_end}|{now_ms}"
+            )
+            if amr.operation_id is not None:
+                # An Operation-Id names one operation: its retry gets the first outcome, but
+                # the same id on another operation (kind, account or amount) is refused, not
+                # answered with the outcome of something else.
+                what = f"{op.name}|{account_id}|{amount}"
+                named = self._operations.get(amr.operation_id)
+                if named is not None and named != what and self.ledger.recall(op_id):
+                    return Outcome.OPERATION_ID_REUSED
+                self._name_operation(amr.operation_id, what, op_id)
+            if op is AccountOperation.CREDIT:
+                outcome = self.ledger.credit(
+                    op_id, now=now_ms, account_id=account_id, amount=amount
+                )
+                if outcome.ok:
+                    self._topped_up(account_id)
+            else:
+                outcome = self.ledger.debit(op_id, now=now_ms, account_id=account_id, amount=amount)
+            if outcome.code is Code.INSUFFICIENT_FUNDS:
+                return Outcome.INSUFFICIENT_FUNDS
+            return Outcome.OK if outcome.ok else Outcome.INVALID
+        # SET_STATUS
+        if amr.account_status is None:
+            return Outcome.MISSING_AVP
+        self.ledger.set_status(
+            f"status|{origin_host}|{end_to_end}|{now_ms}",
+            now=now_ms,
+            account_id=account_id,
+            status=AccountStatus(int(amr.account_status)),
+        )
+        if int(amr.account_status) != int(AccountStatus.ACTIVE):
+            for sid in self._account_sessions(account_id):
+                session = self._peek(sid)
+                assert session is not None
+                self._act(ActionKind.ASR, session, (), "account not active")
+        return Outcome.OK
+
+    def _name_operation(self, operation_id: str, what: str, op_id: str) -> None:
+        """Remember what an Operation-Id names for as long as the ledger remembers its outcome
+        (entries the ledger has forgotten are dropped when the map outgrows its memory)."""
+        operations = self._operations
+        operations[operation_id] = what
+        if len(operations) > self.ledger.max_remembered:
+            for key in [k for k in operations if self.ledger.recall(f"op|{k}") is None]:
+                del operations[key]
+
+    def _topped_up(self, account_id: str) -> None:
+        for sid in self._account_sessions(account_id):
+            session = self._peek(sid)
+            assert session is not None
+            if session.starved:
+                self._act(ActionKind.RAR, session, tuple(session.starved), "top-up")
+
+    def _account_map(self, view: AccountView) -> Account:
+        return Account(
+            account_id=view.account_id,
+            account_status=WireAccountStatus(int(view.status)),
+            balance=view.available,
+            reserved=view.reserved,
+            credit_limit=view.credit_limit,
+            currency_code=view.currency,
+            subscription_id=tuple(
+                WireSubscriptionId(
+                    subscription_id_type=SubscriptionIdType(s.type), subscription_id_data=s.data
+                )
+                for s in view.subscriptions
+            ),
+            session_count=len(self._account_sessions(view.account_id)),
+        )
+
+    def _act(
+        self, kind: ActionKind, session: Session, rating_groups: tuple[int, ...], reason: str
+    ) -> None:
+        if not self.replaying:
+            self._actions.append(
+                Action(
+                    kind=kind,
+                    session_id=session.session_id,
+                    origin_host=session.origin_host,
+                    rating_groups=rating_groups,
+                    reason=reason,
+                )
+            )
+
+    # --- CDRs (section 9) ----------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self.cdr_seq += 1
+        return self.cdr_seq
+
+    def _write_session_cdr(self, session: Session, now_ms: int, cause: str) -> None:
+        containers = session.containers
+        session.local_seq += 1
+        by_rg: dict[int, list[dict[str, Any]]] = {}
+        for c in containers:
+            by_rg.setdefault(c.rating_group, []).append(_container_json(c))
+        charge = sum(c.charge for c in containers)
+        seq = self._next_seq()
+        record: dict[str, Any] = {
+            "recordSequenceNumber": seq,
+            "recordType": "session",
+            "sessionId": session.session_id,
+            "accountId": session.account_id,
+            "servedSubscriber": session.subscriber,
+            "nodeId": session.origin_host,
+            "serviceContextId": session.service_context_id,
+            "localSequenceNumber": session.local_seq,
+            "recordOpeningTime": iso_ms(session.record_opened_ms),
+            "recordClosingTime": iso_ms(now_ms),
+            "causeForRecordClosing": cause,
+            "listOfMultipleUnitUsage": [
+                {"ratingGroup": rg, "usedUnitContainers": items} for rg, items in by_rg.items()
+            ],
+            "charge": charge,
+            "currencyCode": self.catalog.currency.code,
+        }
+        if session.service_information is not None:
+            record["serviceInformation"] = session.service_information
+        self._cdrs.append((seq, _CDR_ENCODER.encode(record)))
+        session.containers = []
+        session.record_opened_ms = now_ms
+
+    def _write_event_cdr(
+        self,
+        ccr: CCR,
+        origin_host: str,
+        account_id: str,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+        sign: int,
+        now_ms: int,
+        at_s: int,
+    ) -> None:
+        action = ccr.requested_action
+        assert action is not None
+        trigger = action.name
+        usage = []
+        for _, rg, units, charge in priced:
+            if rg is None:
+                continue
+            container = {
+                "time": units if rg.unit is Unit.SECONDS else None,
+                "totalVolume": units if rg.unit is Unit.OCTETS else None,
+                "serviceSpecificUnits": units if rg.unit is Unit.UNITS else None,
+                "triggers": [trigger],
+                "charge": sign * charge,
+            }
+            usage.append(
+                {
+                    "ratingGroup": rg.id,
+                    "usedUnitContainers": [{k: v for k, v in container.items() if v is not None}],
+                }
+            )
+        seq = self._next_seq()
+        record: dict[str, Any] = {
+            "recordSequenceNumber": seq,
+            "recordType": "event",
+            "sessionId": ccr.session_id,
+            "accountId": account_id,
+            "servedSubscriber": _subscriber(ccr.subscription_id or ()),
+            "nodeId": origin_host,
+            "serviceContextId": ccr.service_context_id,
+            "localSequenceNumber": 1,
+            "recordOpeningTime": iso_ms(at_s * MS),
+            "recordClosingTime": iso_ms(now_ms),
+            "causeForRecordClosing": "normalRelease",
+            "requestedAction": action.name,
+            "listOfMultipleUnitUsage": usage,
+            "charge": sign * sum(charge for _, _, _, charge in priced),
+            "currencyCode": self.catalog.currency.code,
+        }
+        if ccr.service_information is not None:
+            record["serviceInformation"] = ccr.service_information
+        self._cdrs.append((seq, _CDR_ENCODER.encode(record)))
+
+    # --- snapshot ------------------------------------------------------------------------------
+
+    def snapshot(self, *, duplicates: bool = True) -> bytes:
+        """The core's state as bytes `restore` takes. ``duplicates=False`` leaves out what only
+        serves duplicate detection (the answer cache and the last answers of closed sessions),
+        and has every session unpacked, to compare business state before and after a request
+        in tests."""
+        return _STATE_ENCODER.encode(
+            _State(
+                catalog_text=self.catalog_text,
+                cdr_seq=self.cdr_seq,
+                # whether an idle session is packed yet is bookkeeping, not business state
+                sessions=list(self._sessions.values() if duplicates else self.sessions.values()),
+                seen=[(k[0], k[1], self._seen[k]) for k in self._seen_order if k in self._seen]
+                if duplicates
+                else [],
+                closed=[
+                    (sid, *self._closed[sid]) for sid in self._closed_order if sid in self._closed
+                ]
+                if duplicates
+                else [],
+                usage=self.usage,
+                operations=self._operations,
+                reservation_seq=self._reservation_seq,
+            )
+        )
+
+    def restore(self, data: bytes) -> None:
+        state = _STATE_DECODER.decode(data)
+        self.catalog_journaled = True
+        self.catalog_text = state.catalog_text
+        self.catalog = parse_catalog(state.catalog_text)
+        self._links_cache = {}
+        self.cdr_seq = state.cdr_seq
+        self._reservation_seq = state.reservation_seq
+        sessions: dict[str, Session | bytes] = {}
+        self._sessions = sessions
+        self._by_account = {}
+        self._deadlines = DueSet()
+        for kept in state.sessions:
+            # a packed session is unpacked once here for its keys, and stays packed
+            s = kept if isinstance(kept, Session) else unpack_session(kept)
+            sid, account_id = self._shared_keys(s)
+            sessions[sid] = kept
+            self._link_account(account_id, sid)
+            self._deadlines.add(self._deadline(s), sid)
+        self._seen = {(h, e): c for h, e, c in state.seen}
+        self._seen_order = deque((h, e) for h, e, _ in state.seen)
+        self._closed = {sid: (at, n, body) for sid, at, n, body in state.closed}
+        self._closed_order = deque(sid for sid, _, _, _ in state.closed)
+        self.usage = dict(state.usage)
+        self._operations = dict(state.operations)
+
+    def _shared_keys(self, session: Session) -> tuple[str, str]:
+        """The session's id and account id as the ledger holds them (as reservation owner, as
+        account): decoding a snapshot made copies of both, which a running core shares."""
+        sid, account_id = session.session_id, session.account_id
+        for grant in session.grants.values():
+            reservation = self.ledger.reservation(grant.reservation_id)
+            if reservation is not None and reservation.owner == sid:
+                sid = reservation.owner
+                break
+        view = self.ledger.account(account_id)
+        return sid, view.account_id if view is not None else account_id
+
+
+def _container_json(c: Container) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "time": c.units if c.unit == _SECONDS else None,
+        "totalVolume": c.units if c.unit == _OCTETS else None,
+        "uplinkVolume": c.uplink,
+        "downlinkVolume": c.downlink,
+        "serviceSpecificUnits": c.units if c.unit == _UNITS else None,
+        "triggers": list(c.triggers),
+        "tariffChangeUsage": c.tariff_change_usage,
+        "charge": c.charge,
+        "reportTime": iso_ms(c.at_ms),
+    }
+    if c.setup_fee:
+        item["setupFee"] = c.setup_fee
+    if c.beyond_grant:
+        item["beyondGrant"] = c.beyond_grant
+    return {k: v for k, v in item.items() if v is not None}

@@ -1,0 +1,283 @@
+"""The charging core's value types: journaled inputs, actions, session state, snapshots.
+
+msgspec Structs live here, apart from `ocs.core.charging`'s logic, because that module is
+compiled with mypyc, which drops the class keywords (``kw_only=True``, ``array_like=True``) of
+the classes it compiles; this module stays plain Python. `ocs.core.charging` re-exports the
+public names.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from protocol.codec import encode_body
+from protocol.codes import CCRequestType
+from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
+
+# --- inputs (what is journaled) ---------------------------------------------------------------
+
+
+class InputKind(enum.IntEnum):
+    REQUEST = 1  # a CCR or AMR body
+    TICK = 2  # supervision and expiry at `now_ms`
+    CATALOG = 3  # a new catalog (TOML text)
+
+
+class Input(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One journaled input. Replaying the inputs in order rebuilds the state exactly."""
+
+    kind: InputKind
+    now_ms: int
+    origin_host: str = ""
+    end_to_end: int = 0
+    command: int = 0
+    body: bytes = b""
+
+
+_INPUT_ENCODER: Final = msgspec.msgpack.Encoder()
+_INPUT_DECODER: Final = msgspec.msgpack.Decoder(Input)
+
+
+def encode_input(record: Input) -> bytes:
+    return _INPUT_ENCODER.encode(record)
+
+
+def decode_input(data: bytes | memoryview) -> Input:
+    return _INPUT_DECODER.decode(data)
+
+
+# --- actions (what the edge sends on the core's behalf) ---------------------------------------
+
+
+class ActionKind(enum.Enum):
+    RAR = "rar"
+    ASR = "asr"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Action:
+    kind: ActionKind
+    session_id: str
+    origin_host: str
+    rating_groups: tuple[int, ...] = ()
+    reason: str = ""
+
+
+# --- session state ----------------------------------------------------------------------------
+
+
+class Grant(msgspec.Struct, kw_only=True, array_like=True, gc=False):
+    """Quota granted for one rating group, held by one ledger reservation."""
+
+    reservation_id: str
+    amount: int  # micro-units reserved
+    units: int  # granted units
+    granted_s: int  # when granted (epoch s)
+    validity_s: int
+    tariff_change_s: int | None
+    final: bool  # carried Final-Unit-Indication
+    fee: int  # setup fee included in `amount` (0 if already charged)
+
+
+class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
+    """One used-unit container of a CDR (WIRE.md section 9)."""
+
+    rating_group: int
+    time_s: int
+    units: int
+    unit: str  # the rating group's unit ("octets", "seconds", "units")
+    uplink: int | None
+    downlink: int | None
+    triggers: tuple[str, ...]
+    tariff_change_usage: int | None
+    charge: int
+    setup_fee: int
+    beyond_grant: int
+    at_ms: int
+
+
+class Session(msgspec.Struct, kw_only=True, array_like=True):
+    session_id: str
+    account_id: str
+    subscriber: str
+    origin_host: str
+    service_context_id: str
+    opened_ms: int
+    last_ms: int
+    number: int  # the last CC-Request-Number processed
+    last_answer: bytes  # encoded CCA body of that request (section 6)
+    tcc_s: int
+    grants: dict[int, Grant] = {}
+    rated: dict[int, int] = {}  # units rated so far per rating group (increments, tiers)
+    fee_charged: list[int] = []  # rating groups whose setup fee was charged
+    starved: list[int] = []  # rating groups held at final units or refused (top-up -> RAR)
+    charge_total: int = 0
+    containers: list[Container] = []  # since the last CDR of this session
+    record_opened_ms: int = 0
+    local_seq: int = 0  # CDRs written for this session
+    service_information: dict[str, Any] | None = None
+    grants_made: int = 0  # numbers this session's reservations (ids unique in the ledger)
+
+
+class _CachedAnswer(msgspec.Struct, array_like=True, gc=False):
+    at_ms: int
+    command: int
+    body: bytes
+    session_id: str = ""  # the session whose request this answered ("" for events, AMR)
+
+
+class _State(msgspec.Struct, kw_only=True, array_like=True):
+    """The core's part of a snapshot (the ledger snapshots itself)."""
+
+    catalog_text: str
+    cdr_seq: int
+    sessions: list[Session | bytes]  # bytes: an idle session, packed (see `pack_session`)
+    seen: list[tuple[str, int, _CachedAnswer]]
+    closed: list[tuple[str, int, int, bytes]]  # session id, closed at ms, number, CCA body
+    usage: dict[str, int]
+    operations: dict[str, str] = {}  # Operation-Id -> what it names (see `_admin`)
+    reservation_seq: int = 0  # reservations opened so far (their ids: see `_grant`)
+
+
+_STATE_ENCODER: Final = msgspec.msgpack.Encoder()
+_STATE_DECODER: Final = msgspec.msgpack.Decoder(_State)
+
+# --- idle sessions, packed ---------------------------------------------------------------------
+
+# A session that has been idle for the duplicate window (its last answer left the duplicate
+# cache) is kept as bytes: its msgpack encoding (last answer included), deflated with a preset
+# dictionary made of a typical session. Most of what a session holds is AVP names, field
+# layout and repeated values, so ~1,100 bytes of objects become ~100-160 bytes. The next request
+# of the session (or anything that changes it) unpacks it again (~10 µs).
+_PACK_WBITS: Final = -11  # raw deflate, 2 KiB window: the dictionary and a session fit
+#: The version of the preset dictionary, the first byte of every packed session: a snapshot
+#: packed with another dictionary is refused, never unpacked into garbage. Bump it whenever
+#: `_typical_session` changes (tests/charging/test_idle_sessions.py pins the dictionary).
+_PACK_TAG: Final = 1
+_SESSION_ENCODER: Final = msgspec.msgpack.Encoder()
+_SESSION_DECODER: Final = msgspec.msgpack.Decoder(Session)
+
+
+def _typical_session() -> Session:
+    """A fixed, made-up data session with two grants: the preset dictionary of the packing.
+    Changing it changes the packed bytes (never what they unpack to), so packed sessions in an
+    older snapshot unpack only with the dictionary they were packed with: bump `_PACK_TAG`."""
+    msccs = tuple(
+        MsccAnswer(
+            rating_group=rg,
+            result_code=2001,
+            granted_service_unit=ServiceUnit(cc_total_octets=units),
+            validity_time=3600,
+            volume_quota_threshold=units // 5,
+            quota_holding_time=300,
+            linked_rating_group=(other,),
+        )
+        for rg, other, units in ((10, 20, 10_485_760), (20, 10, 52_428_800))
+    )
+    sid = "pgw1.operator.net;1700000000;0000000001"
+    answer = CCA(
+        session_id=sid,
+        result_code=2001,
+        origin_host="ocs.operator.net",
+        origin_realm="operator.net",
+        auth_application_id=4,
+        cc_request_type=CCRequestType.UPDATE,
+        cc_request_number=1,
+        multiple_services_credit_control=msccs,
+    )
+    return Session(
+        session_id=sid,
+        account_id="acct-00000001",
+        subscriber="491510000000001",
+        origin_host="pgw1.operator.net",
+        service_context_id="32251@3gpp.org",
+        opened_ms=1_700_000_000_000,
+        last_ms=1_700_000_060_000,
+        number=1,
+        last_answer=encode_body(answer),
+        tcc_s=7200,
+        grants={
+            rg: Grant(
+                reservation_id=f"r{rg}",
+                amount=100_000,
+                units=units,
+                granted_s=1_700_000_060,
+                validity_s=3600,
+                tariff_change_s=None,
+                final=False,
+                fee=0,
+            )
+            for rg, units in ((10, 10_485_760), (20, 52_428_800))
+        },
+        rated={10: 1_048_576, 20: 1_048_576},
+        fee_charged=[],
+        starved=[],
+        containers=[],
+        record_opened_ms=1_700_000_000_000,
+        grants_made=4,
+    )
+
+
+_PACK_DICT: Final = _SESSION_ENCODER.encode(_typical_session())
+
+
+def pack_session(session: Session) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, _PACK_WBITS, 2, zlib.Z_DEFAULT_STRATEGY, _PACK_DICT)
+    data = packer.compress(_SESSION_ENCODER.encode(session)) + packer.flush()
+    return bytes((_PACK_TAG,)) + data
+
+
+def unpack_session(data: bytes) -> Session:
+    if not data or data[0] != _PACK_TAG:
+        found = data[0] if data else None
+        raise ValueError(f"session packed with dictionary {found}, this build has {_PACK_TAG}")
+    unpacker = zlib.decompressobj(_PACK_WBITS, _PACK_DICT)
+    raw = unpacker.decompress(memoryview(data)[1:]) + unpacker.flush()
+    return _SESSION_DECODER.decode(raw)
+
+
+class SessionsView(Mapping[str, Session]):
+    """Read-only view of the open sessions by Session-Id; packed ones are unpacked (as copies:
+    changing what this returns changes nothing)."""
+
+    __slots__ = ("_sessions",)
+
+    def __init__(self, sessions: dict[str, Session | bytes]) -> None:
+        self._sessions = sessions
+
+    def __getitem__(self, sid: str) -> Session:
+        session = self._sessions[sid]
+        return session if isinstance(session, Session) else unpack_session(session)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sessions)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._sessions
+
+    def packed(self) -> int:
+        """How many of the sessions are packed."""
+        return sum(1 for s in self._sessions.values() if not isinstance(s, Session))
+
+
+_CDR_ENCODER: Final = msgspec.json.Encoder()
+
+
+class Result(NamedTuple):
+    """An answer (and its encoded body, to send without encoding again), and whether it came
+    from the duplicate cache. Every request that is not a duplicate is journaled, refusals and
+    reads included: replay then rebuilds the duplicate cache exactly, so a duplicate gets its
+    first answer even across a restart (WIRE.md 6)."""
+
+    answer: Answer
+    body: bytes
+    duplicate: bool

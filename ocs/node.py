@@ -1,0 +1,599 @@
+"""Assembles the running system: server, charging core, journal, CDR files, timers.
+
+Per request (on the event loop): the core handles it synchronously; unless it was a duplicate
+answered from the cache, the request itself is appended to the journal (an `Input`; refusals
+and reads too, so that replay rebuilds the duplicate cache exactly); the answer is handed to
+group commit and leaves only once that record is durable. CDRs the request produced wait,
+with the LSN of their record, until the journal is durable past it; only then are they
+written to the CDR files, so a CDR file never runs ahead of the journal. Recovery
+(`App.open`) replays the journal through the same core, which regenerates every CDR with the
+same sequence number; those the CDR files lack are written then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import structlog
+
+from ocs.core.charging import (
+    Action,
+    ActionKind,
+    ChargingCore,
+    Input,
+    InputKind,
+    Result,
+    decode_input,
+    encode_input,
+)
+from ocs.core.ledger import Ledger
+from ocs.edge.catalog_files import catalog_text
+from ocs.edge.cdr_files import CdrError, CdrWriter, read_lines
+from ocs.edge.group_commit import DurabilityError, GroupCommit
+from ocs.edge.journal import JournalError
+from ocs.edge.server import PeerHandle, RequestContext, Server, ServerConfig
+from ocs.edge.store import Checkpoint, ForkedCheckpoint, Store
+from protocol.codes import CommandCode, ReAuthRequestType
+from protocol.messages import AMR, ASR, CCR, RAR, Answer
+from protocol.peer import PeerState
+from rating import CatalogError
+
+log = structlog.get_logger("ocs.node")
+
+_T = TypeVar("_T")
+
+KIND_CORE: Final = 2
+TICK_SECONDS: Final = 1.0
+CDR_SYNC_SECONDS: Final = 1.0
+
+
+class RecoveryError(RuntimeError):
+    """The data directory is inconsistent (CDR files ahead of the journal, or behind a
+    snapshot): refuse to start rather than number records twice."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppConfig:
+    data_dir: Path = Path("ocs-data")
+    catalog: Path | None = None
+    relaxed_sync_ms: float | None = None  # None: strict group commit (fsync before answers)
+    # journal records between snapshots: bounds the replay after a crash (~10-15k records/s)
+    checkpoint_records: int = 100_000
+    cdr_rotate_bytes: int = 64 << 20
+    cdr_rotate_seconds: float = 3600.0
+    min_tcc_s: int = 120
+    # capture checkpoints in a forked child (the loop keeps serving) rather than on the loop
+    fork_checkpoints: bool = True
+
+
+class CoreComponent:
+    """The core as a journal component: its inputs are records of kind `KIND_CORE`."""
+
+    def __init__(self, core: ChargingCore) -> None:
+        self.core = core
+
+    def snapshot(self) -> bytes:
+        return self.core.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self.core.restore(data)
+
+    def replay(self, body: bytes) -> None:
+        self.core.apply(decode_input(body))
+
+
+class _CommitGate:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def release(self, callback: Any) -> None:
+        commit = self.app.commit
+        assert commit is not None
+        commit.defer(callback)
+
+
+class _AppServer(Server):
+    """The server of an `App`: at shutdown, the answers that group commit still holds (their
+    records are being fsynced) go out before the DPR, not after the connection is closed."""
+
+    app: App | None = None
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.drain()
+        await super().stop()
+
+
+class App:
+    def __init__(self, server: Server, config: AppConfig) -> None:
+        self.server = server
+        self.config = config
+        self.store: Store | None = None
+        self.core: ChargingCore | None = None
+        self.commit: GroupCommit | None = None
+        self.cdrs: CdrWriter | None = None
+        self._pending_cdrs: deque[tuple[int, int, bytes]] = deque()  # (lsn, seq, line)
+        self._last_peer: dict[str, PeerHandle] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._io: asyncio.Future[Any] | None = None  # file I/O of the timers, in a worker
+        self._checkpointing = False
+        self.stats = {"requests": 0, "journaled": 0, "cdrs": 0, "rar": 0, "asr": 0}
+        server.gate = _CommitGate(self)
+        server.handlers[CommandCode.CREDIT_CONTROL] = self._ccr
+        server.handlers[CommandCode.ACCOUNT_MANAGEMENT] = self._amr
+        if isinstance(server, _AppServer):
+            server.app = self
+
+    # --- lifetime ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Lock the data directory, recover state and CDR files, start the timers."""
+        cfg = self.config
+        text = catalog_text(cfg.catalog)
+        ledger = Ledger()
+        core = ChargingCore(
+            ledger,
+            text,
+            origin_host=self.server.config.origin_host,
+            origin_realm=self.server.config.origin_realm,
+            min_tcc_s=cfg.min_tcc_s,
+        )
+        core.replaying = True
+        started = time.perf_counter()
+        try:
+            store = Store.open(
+                cfg.data_dir, ledger=ledger, components={KIND_CORE: CoreComponent(core)}
+            )
+        except JournalError as exc:  # e.g. DataDirLockedError: another server has the directory
+            log.critical("startup.failed", data_dir=str(cfg.data_dir), error=str(exc))
+            raise
+        try:
+            core.replaying = False
+            core.take_actions()  # effects of the past were sent (or not) before the crash
+            core.take_closed()  # no route to forget: none was recorded during replay
+            regenerated = core.take_cdrs()
+            cdrs = CdrWriter(
+                cfg.data_dir / "cdr",
+                rotate_bytes=cfg.cdr_rotate_bytes,
+                rotate_seconds=cfg.cdr_rotate_seconds,
+            )
+            on_disk = cdrs.open()
+            _compare_cdrs(cfg.data_dir / "cdr", regenerated, on_disk)
+            self._reconcile_cdrs(cdrs, on_disk, core.cdr_seq, regenerated)
+            cdrs.commit()
+        except BaseException as exc:
+            log.critical("startup.failed", data_dir=str(cfg.data_dir), error=str(exc))
+            store.close()
+            raise
+        self.store, self.core, self.cdrs = store, core, cdrs
+        self.commit = GroupCommit(
+            store.journal,
+            sync_interval_ms=cfg.relaxed_sync_ms,
+            on_failure=self._journal_failed,
+            # the answers of a durable batch leave at once, one write per connection
+            before_release=self.server.hold_flushes,
+            after_release=self.server.release_flushes,
+        )
+        rec = store.recovery
+        log.info(
+            "recovery.done",
+            snapshot_lsn=rec.snapshot_lsn,
+            replayed=rec.replayed,
+            sessions=len(core.sessions),
+            accounts=ledger.account_count,
+            cdr_sequence=core.cdr_seq,
+            cdrs_rewritten=max(0, core.cdr_seq - on_disk),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        if not core.catalog_journaled or core.catalog_text != text:
+            self._put_catalog(text)
+            core.catalog_journaled = True
+        self._timer = asyncio.get_running_loop().create_task(self._timers())
+
+    def reload_catalog(self) -> bool:
+        """Read the catalog file again (SIGHUP). A changed catalog is journaled as an input
+        and put in force; sessions whose open grants it prices differently get RAR (WIRE.md
+        section 7). An invalid file is refused and the catalog in force stays."""
+        core = self.core
+        assert core is not None
+        try:
+            text = catalog_text(self.config.catalog)
+        except CatalogError as exc:
+            log.error("catalog.reload_refused", error=str(exc))
+            return False
+        if text == core.catalog_text:
+            log.info("catalog.unchanged")
+            return False
+        self._put_catalog(text)
+        log.info("catalog.reloaded", sessions=len(core.sessions))
+        return True
+
+    def _put_catalog(self, text: str) -> None:
+        """Journal a catalog as an input and put it in force (at start-up and on SIGHUP)."""
+        core, commit = self.core, self.commit
+        assert core is not None and commit is not None
+        lsn = self._journal_input(
+            Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode())
+        )
+        core.load_catalog(text)
+        self._after_core(lsn)
+        commit.schedule()
+
+    @staticmethod
+    def _reconcile_cdrs(
+        cdrs: CdrWriter, on_disk: int, last: int, regenerated: list[tuple[int, bytes]]
+    ) -> None:
+        if on_disk > last:
+            raise RecoveryError(
+                f"CDR files hold record {on_disk} but the journal only reaches {last}"
+            )
+        missing = [(seq, line) for seq, line in regenerated if seq > on_disk]
+        if last > on_disk and (not missing or missing[0][0] != on_disk + 1):
+            raise RecoveryError(
+                f"CDRs {on_disk + 1}..{last} are neither on disk nor in the journal"
+            )
+        for seq, line in missing:
+            cdrs.append(seq, line)
+
+    async def drain(self) -> None:
+        """Wait until everything journaled so far is durable and its answers were released."""
+        if self.commit is not None and self.commit.failed is None:
+            with contextlib.suppress(DurabilityError):
+                await self.commit.durable()
+
+    async def close(self) -> None:
+        """Answer what is pending, write every CDR, checkpoint, release the directory.
+
+        The checkpoint is skipped unless every CDR is durable in the CDR files (it would compact
+        away the journal records that are the only other source of the missing ones), and
+        after a journal failure; the next start then recovers from the journal."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        io = self._io
+        if io is not None:  # a checkpoint or CDR fsync in a worker: let it finish
+            await asyncio.wait([io])
+            if not io.cancelled() and io.exception() is not None:
+                log.warning("timers.io_failed", error=repr(io.exception()))
+        store, core, cdrs = self.store, self.core, self.cdrs
+        try:
+            if self.commit is not None:
+                await self.commit.durable()
+                await self.commit.aclose()
+            self._move_cdrs()
+            if cdrs is not None:
+                cdrs.close()
+            if store is not None and core is not None and store.records_since_checkpoint > 0:
+                if cdrs is not None and cdrs.durable_sequence >= core.cdr_seq:
+                    store.checkpoint()
+                else:
+                    log.warning("checkpoint.skipped", reason="CDRs not durable")
+        finally:
+            if cdrs is not None:
+                cdrs.close()
+            if store is not None:
+                store.close()
+        commit = self.commit
+        log.info(
+            "app.closed",
+            **self.stats,
+            batches=commit.batches if commit is not None else 0,
+            fsyncs=commit.syncs if commit is not None else 0,
+        )
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        self._fatal("journal.failed", exc)
+
+    def _fatal(self, event: str, exc: BaseException) -> None:
+        """The journal or the CDR files failed (or a timer crashed): the state in memory can no
+        longer be made durable, so stop; a restart recovers from the journal."""
+        log.critical(event, error=repr(exc))
+        asyncio.get_running_loop().call_soon(_exit_now)
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    def _ccr(self, ctx: RequestContext, message: CCR) -> bytes:
+        core = self.core
+        assert core is not None
+        origin = message.origin_host
+        result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        self._record(ctx, origin, result, CommandCode.CREDIT_CONTROL)
+        if core.has_session(message.session_id):  # (events and refused INITIALs open none)
+            self._last_peer[message.session_id] = ctx.peer
+        return result.body
+
+    def _amr(self, ctx: RequestContext, message: AMR) -> bytes:
+        core = self.core
+        assert core is not None
+        origin = message.origin_host
+        result = core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        self._record(ctx, origin, result, CommandCode.ACCOUNT_MANAGEMENT)
+        return result.body
+
+    def _record(self, ctx: RequestContext, origin: str, result: Result, command: int) -> None:
+        self.stats["requests"] += 1
+        lsn = None
+        if not result.duplicate:
+            lsn = self._journal_input(
+                Input(
+                    kind=InputKind.REQUEST,
+                    now_ms=ctx.now_ms,
+                    origin_host=origin,
+                    end_to_end=ctx.header.end_to_end,
+                    command=command,
+                    body=ctx.body,
+                )
+            )
+        self._after_core(lsn)
+
+    def _journal_input(self, record: Input) -> int:
+        store = self.store
+        assert store is not None
+        self.stats["journaled"] += 1
+        return store.append(KIND_CORE, encode_input(record))
+
+    def _after_core(self, lsn: int | None) -> None:
+        """Collect what the core produced: CDRs (held until their record is durable) and
+        server-initiated requests (sent once the input that caused them is durable)."""
+        core = self.core
+        commit = self.commit
+        assert core is not None and commit is not None
+        cdrs = core.take_cdrs()
+        if cdrs:
+            assert lsn is not None, "only journaled inputs produce CDRs"
+            self._pending_cdrs.extend((lsn, seq, line) for seq, line in cdrs)
+            self.stats["cdrs"] += len(cdrs)
+            commit.defer(self._move_cdrs)
+        for sid in core.take_closed():
+            self._last_peer.pop(sid, None)
+        actions = core.take_actions()
+        if actions:
+            commit.defer(lambda: self._send_actions(actions))
+
+    def _move_cdrs(self) -> None:
+        """CDRs whose journal record is durable (fsynced, in relaxed mode too) go to the CDR
+        files, one write per batch: so the CDR files never hold a record the journal could
+        still lose, and recovery can always renumber from the journal."""
+        store, cdrs = self.store, self.cdrs
+        if store is None or cdrs is None:
+            return
+        durable = store.journal.durable_lsn
+        pending = self._pending_cdrs
+        if not pending or pending[0][0] > durable:
+            return
+        try:
+            while pending and pending[0][0] <= durable:
+                _, seq, line = pending[0]
+                cdrs.append(seq, line)
+                pending.popleft()
+            cdrs.flush()
+        except CdrError as exc:
+            self._fatal("cdr.failed", exc)
+            raise
+
+    # --- server-initiated requests (section 7) -------------------------------------------------
+
+    def _send_actions(self, actions: list[Action]) -> None:
+        for action in actions:
+            peer = self._route(action)
+            if peer is None or peer.conn is None:
+                log.warning(
+                    "request.undeliverable",
+                    kind=action.kind.value,
+                    session=action.session_id,
+                    peer=action.origin_host,
+                    reason=action.reason,
+                )
+                continue
+            cfg = self.server.config
+            realm = peer.conn.peer.origin_realm if peer.conn.peer is not None else cfg.origin_realm
+            message: RAR | ASR
+            if action.kind is ActionKind.RAR:
+                message = RAR(
+                    session_id=action.session_id,
+                    origin_host=cfg.origin_host,
+                    origin_realm=cfg.origin_realm,
+                    destination_realm=realm,
+                    destination_host=action.origin_host,
+                    auth_application_id=4,
+                    re_auth_request_type=ReAuthRequestType.AUTHORIZE_ONLY,
+                    rating_group=action.rating_groups or None,
+                )
+                self.stats["rar"] += 1
+            else:
+                message = ASR(
+                    session_id=action.session_id,
+                    origin_host=cfg.origin_host,
+                    origin_realm=cfg.origin_realm,
+                    destination_realm=realm,
+                    destination_host=action.origin_host,
+                    auth_application_id=4,
+                )
+                self.stats["asr"] += 1
+            try:
+                future = peer.send_request(message)
+            except Exception as exc:  # the connection is going away: Tcc will clean up
+                log.warning(
+                    "request.undeliverable",
+                    kind=action.kind.value,
+                    session=action.session_id,
+                    error=repr(exc),
+                )
+                continue
+            future.add_done_callback(partial(_log_answer, action=action))
+
+    def _route(self, action: Action) -> PeerHandle | None:
+        """The connection the session last used, else another of the same Origin-Host."""
+        peer = self._last_peer.get(action.session_id)
+        if peer is not None and peer.conn is not None and peer.conn.state is PeerState.OPEN:
+            return peer
+        return next(iter(self.server.peers_of(action.origin_host)), None)
+
+    # --- timers --------------------------------------------------------------------------------
+
+    async def _offload(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run file I/O in a worker thread; `close` waits for it even if this task is
+        cancelled (the thread would go on writing anyway)."""
+        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        self._io = future
+        return await asyncio.shield(future)
+
+    async def _timers(self) -> None:
+        try:
+            await self._timer_loop()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # without the timers nothing expires or checkpoints
+            self._fatal("timers.failed", exc)
+            raise
+
+    async def _timer_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_sync = loop.time()
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            core, store, cdrs = self.core, self.store, self.cdrs
+            assert core is not None and store is not None and cdrs is not None
+            now_ms = _now_ms()
+            if core.due(now_ms):
+                lsn = self._journal_input(Input(kind=InputKind.TICK, now_ms=now_ms))
+                core.tick(now_ms)
+                self._after_core(lsn)
+                assert self.commit is not None
+                self.commit.schedule()
+            self._move_cdrs()  # relaxed mode: CDRs whose records were fsynced since
+            cdrs.maybe_rotate()
+            if loop.time() - last_sync >= CDR_SYNC_SECONDS:
+                last_sync = loop.time()
+                await self._offload(cdrs.sync)
+            if (
+                store.records_since_checkpoint >= self.config.checkpoint_records
+                and not self._checkpointing
+            ):
+                await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Snapshot + compaction. The snapshot is written only once every CDR it counts is
+        in the CDR files and synced, so compaction never drops a CDR's only source.
+
+        The state is captured by a forked child (`Store.fork_checkpoint`), which encodes and
+        writes it while the loop goes on serving; the loop only pays for the fork. Without
+        `os.fork` (or with ``AppConfig.fork_checkpoints`` off) it is captured on the loop."""
+        store, cdrs, commit, core = self.store, self.cdrs, self.commit, self.core
+        assert store is not None and cdrs is not None and commit is not None and core is not None
+        self._checkpointing = True
+        forked: ForkedCheckpoint | None = None
+        running: ForkedCheckpoint | None = None  # a child nobody is reaping yet
+        checkpoint: Checkpoint | None = None
+        try:
+            started = time.perf_counter()
+            if self.config.fork_checkpoints and hasattr(os, "fork"):
+                try:
+                    forked = running = store.fork_checkpoint()
+                except OSError as exc:  # no memory or no process for the child: next tick
+                    log.error("checkpoint.failed", error=f"fork: {exc!r}")
+                    return
+                lsn = forked.lsn
+            else:
+                checkpoint = store.capture_checkpoint()
+                lsn = checkpoint.lsn
+            paused_ms = round((time.perf_counter() - started) * 1000, 1)
+            seq = core.cdr_seq
+            await commit.durable()
+            if store.journal.durable_lsn < lsn:  # relaxed mode: written, not synced
+                await self._offload(store.journal.sync)
+            self._move_cdrs()
+            await self._offload(cdrs.commit)
+            if forked is not None:
+                running = None  # the worker thread reaps it, even if this task is cancelled
+                if not await self._offload(forked.wait):
+                    log.error("checkpoint.failed", lsn=lsn, error="snapshot process failed")
+                    return
+            if cdrs.durable_sequence < seq:
+                log.warning("checkpoint.skipped", reason="CDRs not yet durable", seq=seq)
+                return
+            try:
+                if forked is not None:
+                    await self._offload(store.install_checkpoint, forked)
+                else:
+                    assert checkpoint is not None
+                    await self._offload(store.write_checkpoint, checkpoint)
+            except (OSError, JournalError) as exc:
+                if store.journal.broken is not None:
+                    raise  # the journal itself failed (rotation): fatal
+                # the snapshot could not be written (e.g. disk full): the journal still holds
+                # everything; try again at the next tick
+                log.error("checkpoint.failed", lsn=lsn, error=repr(exc))
+                return
+            log.info(
+                "checkpoint.written",
+                lsn=lsn,
+                cdr_sequence=seq,
+                forked=forked is not None,
+                paused_ms=paused_ms,  # how long the loop stopped serving to capture it
+            )
+        finally:
+            self._checkpointing = False
+            if running is not None:  # never waited for: stop and reap it, drop its file
+                running.abandon()
+            elif forked is not None:  # its file, unless installed (renamed) already
+                forked.path.unlink(missing_ok=True)
+
+
+def _compare_cdrs(directory: Path, regenerated: list[tuple[int, bytes]], on_disk: int) -> None:
+    """Replay regenerates the CDRs after the snapshot; those already on disk must be the same
+    bytes (the core is deterministic). A difference is a bug in the core: logged, the files are
+    kept as they are (mediation may have them already) and the numbering goes on."""
+    if not regenerated or regenerated[0][0] > on_disk:
+        return
+    expected = {seq: line for seq, line in regenerated if seq <= on_disk}
+    differ = [
+        seq for seq, line in read_lines(directory, min(expected)) if expected.get(seq, line) != line
+    ]
+    if differ:
+        log.error(
+            "recovery.cdr_mismatch",
+            first=differ[0],
+            count=len(differ),
+            detail="replay regenerated different CDRs than those on disk",
+        )
+
+
+def _log_answer(future: asyncio.Future[Answer], *, action: Action) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None:
+        log.warning(
+            "request.failed", kind=action.kind.value, session=action.session_id, error=str(exc)
+        )
+        return
+    log.info(
+        "request.answered",
+        kind=action.kind.value,
+        session=action.session_id,
+        result_code=future.result().result_code,
+        reason=action.reason,
+    )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _exit_now() -> None:
+    raise SystemExit("journal failed: stopping so that a restart recovers from the log")
+
+
+def build_app(server_config: ServerConfig, config: AppConfig) -> App:
+    return App(_AppServer(server_config), config)
