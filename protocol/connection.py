@@ -4,8 +4,10 @@ One `Connection` per transport. It frames the stream, checks headers, decodes bo
 peer state machine, answers the peer procedures itself (CER with the help of a policy callback,
 DWR, DPR) and answers every malformed request with the code WIRE.md prescribes. What is left
 for its user are the events: application requests to answer, answers to match, and when to
-close. It never reads a clock: timers (the 10 s CER deadline, the watchdog Tw) belong to the
-I/O adapter, which can ask `send_request(DWR(...))` and watch `AnswerReceived`.
+close. It never reads a clock, but it holds the peer timers as data, the way aioquic does: the
+caller passes `now` (seconds from any monotonic origin) to the constructor and to
+`receive_data`, asks `timer_at()` when to wake it, and calls `handle_timer(now)` then, which
+closes the connection (the CER deadline, the watchdog without DWA) or queues a DWR.
 """
 
 from __future__ import annotations
@@ -177,7 +179,15 @@ class Connection:
         max_pending_requests: int = 1024,
         first_hop_by_hop: int = 1,
         first_end_to_end: int = 1,
+        now: float,
+        cer_timeout_s: float | None = 10.0,
+        watchdog_s: float | None = 30.0,
     ) -> None:
+        """`now` is the caller's monotonic clock in seconds (any origin; the same clock for
+        every later `now`). `cer_timeout_s`: a server connection without a CER by `now` +
+        this is closed (None: never). `watchdog_s`: Tw, once the peer is open, a DWR after Tw
+        with nothing received and a close after another Tw without DWA (None: no watchdog).
+        """
         if role is Role.SERVER and peer_policy is None:
             raise ValueError("a server connection needs a peer policy")
         self.role = role
@@ -194,6 +204,15 @@ class Connection:
         self.peer: CER | CEA | None = None
         self.applications: frozenset[int] = frozenset()
         self._allowed: frozenset[int] = frozenset()
+        # Timers (WIRE.md section 4). `_timer_at` is the next wake-up: the CER deadline, then a
+        # watchdog check. Received bytes only move `_last_rx`; a check that finds traffic since
+        # moves the wake-up to `_last_rx` + Tw, so a read never changes `timer_at()`.
+        self._watchdog_s = watchdog_s
+        self._last_rx = now
+        self._dwr_outstanding = False
+        self._timer_at: float | None = (
+            now + cer_timeout_s if role is Role.SERVER and cer_timeout_s is not None else None
+        )
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -217,11 +236,12 @@ class Connection:
 
     # --- input ---------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Feed bytes read from the transport; returns what happened, in order."""
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Event]:
+        """Feed bytes read from the transport at `now`; returns what happened, in order."""
         events: list[Event] = []
         if self.state is PeerState.CLOSED:
             return events
+        self._last_rx = now
         frames = self._frames
         frames.feed(data)
         while self._machine.state is not PeerState.CLOSED:
@@ -250,6 +270,51 @@ class Connection:
         events: list[Event] = []
         self._close(events, "connection lost")
         return events
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def timer_at(self) -> float | None:
+        """When the caller must call `handle_timer` (None: no timer). It changes only on
+        capabilities exchange, in `handle_timer` and on close, never on an ordinary read; it
+        may come before the real deadline (traffic since), then `handle_timer` moves it."""
+        if self._machine.state is PeerState.CLOSED:
+            return None
+        return self._timer_at
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Do what is due at `now`: close (no CER within the deadline, no DWA within Tw of the
+        DWR) or queue a DWR (Tw with nothing received) in `data_to_send()`."""
+        at = self._timer_at
+        state = self._machine.state
+        if at is None or now < at or state is PeerState.CLOSED:
+            return []
+        events: list[Event] = []
+        if state is PeerState.WAIT_CER:
+            self._close(events, "no CER within deadline")
+            return events
+        tw = self._watchdog_s
+        if tw is None or state not in ACTIVE_STATES:
+            self._timer_at = None
+            return events
+        if now < self._last_rx + tw:  # something arrived since: not idle for Tw yet
+            self._timer_at = self._last_rx + tw
+            return events
+        if self._dwr_outstanding:
+            self._close(events, "watchdog: no DWA")
+            return events
+        if state is PeerState.OPEN:
+            self.send_request(self.dwr())
+            self._dwr_outstanding = True
+            self._last_rx = now  # the next Tw is counted from the DWR
+        self._timer_at = now + tw
+        return events
+
+    def _open_timers(self) -> None:
+        """Capabilities exchanged (at `_last_rx`): the CER deadline gives way to the watchdog."""
+        tw = self._watchdog_s
+        self._timer_at = self._last_rx + tw if tw is not None else None
+
+    # --- requests ------------------------------------------------------------------------------
 
     def _receive_request(self, header: Header, body: bytes, events: list[Event]) -> None:
         code = header.command_code
@@ -361,6 +426,7 @@ class Connection:
             self._cea(ResultCode.SUCCESS, tuple(sorted(shared))),
         )
         self._machine.process(PeerInput.RECV_CER_ACCEPTED)
+        self._open_timers()
         self.peer = cer
         self.applications = shared
         # Requests are served for every application the policy allows this peer, whether or
@@ -412,6 +478,7 @@ class Connection:
             assert isinstance(message, CEA)
             if message.result_code == ResultCode.SUCCESS:
                 self._machine.process(PeerInput.RECV_CEA_SUCCESS)
+                self._open_timers()
                 self.peer = message
                 self.applications = frozenset(message.auth_application_id or ())
                 self._allowed = self.applications
@@ -422,6 +489,8 @@ class Connection:
                 events.append(AnswerReceived(header, message, sent.header))
                 events.append(ConnectionClosed(f"CER refused: {message.result_code}"))
             return
+        if code == CommandCode.DEVICE_WATCHDOG:
+            self._dwr_outstanding = False
         events.append(AnswerReceived(header, message, sent.header))
         if code == CommandCode.DISCONNECT_PEER and self._machine.allows(PeerInput.RECV_DPA):
             self._machine.process(PeerInput.RECV_DPA)

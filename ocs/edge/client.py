@@ -2,7 +2,9 @@
 
 Connects, does CER/CEA, sends requests and awaits their answers (matched by Hop-by-Hop-Id, any
 number in flight), answers DWR, and hands server-initiated requests (RAR, ASR) to a callback.
-Used by the tests, the simulators and the load harness.
+With `watchdog_s` it also runs the watchdog of WIRE.md section 4 (DWR after Tw with nothing
+received, close without DWA within another Tw), which the connection keeps as data: one loop
+timer at `conn.timer_at()`. Used by the tests, the simulators and the load harness.
 """
 
 from __future__ import annotations
@@ -72,14 +74,18 @@ class Client:
         identity: LocalIdentity,
         on_request: RequestCallback | None = None,
         max_message_length: int = 65_536,
+        watchdog_s: float | None = None,
     ) -> None:
         self.identity = identity
+        self._loop = asyncio.get_running_loop()
         self.conn = Connection(
             role=Role.CLIENT,
             identity=identity,
             max_message_length=max_message_length,
             first_hop_by_hop=random.getrandbits(32),
             first_end_to_end=initial_end_to_end(),
+            now=self._loop.time(),
+            watchdog_s=watchdog_s,
         )
         self.on_request = on_request
         self.peer: CEA | None = None
@@ -87,7 +93,8 @@ class Client:
         self._waiters: dict[int, asyncio.Future[Exchange]] = {}
         self._opened: asyncio.Future[CEA] | None = None
         self._closed = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None  # when `_timer` fires: the connection's timer_at()
 
     @classmethod
     async def connect(
@@ -101,6 +108,7 @@ class Client:
         on_request: RequestCallback | None = None,
         timeout: float = 5.0,
         product_name: str = "ocs-client",
+        watchdog_s: float | None = None,
     ) -> Client:
         client = cls(
             identity=LocalIdentity(
@@ -109,6 +117,7 @@ class Client:
                 product_name=product_name,
             ),
             on_request=on_request,
+            watchdog_s=watchdog_s,
         )
         await asyncio.wait_for(client._open(host, port, applications), timeout)
         return client
@@ -183,7 +192,7 @@ class Client:
     # --- protocol callbacks --------------------------------------------------------------------
 
     def _data_received(self, data: bytes) -> None:
-        for event in self.conn.receive_data(data):
+        for event in self.conn.receive_data(data, self._loop.time()):
             if isinstance(event, AnswerReceived):
                 fut = self._waiters.pop(event.request.hop_by_hop, None)
                 if fut is not None and not fut.done():
@@ -205,6 +214,29 @@ class Client:
                 self._flush()
                 self._transport.close()
         self._flush()
+        if (at := self.conn.timer_at()) != self._timer_at:  # only on open and on close
+            self._arm(at)
+
+    def _arm(self, at: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None and not self._closed.is_set():
+            self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        at, self._timer, self._timer_at = self._timer_at, None, None
+        if at is None or self._closed.is_set():
+            return
+        # A loop may run a timer up to its clock resolution early (uvloop: 1 ms): it is due.
+        events = self.conn.handle_timer(max(self._loop.time(), at))
+        if any(isinstance(event, ConnectionClosed) for event in events):
+            if self._transport is not None:
+                self._transport.close()
+            return
+        self._flush()  # a DWR, if one was due
+        self._arm(self.conn.timer_at())
 
     async def _serve_request(self, header: Header, message: Request) -> None:
         if self.on_request is None:
@@ -228,6 +260,7 @@ class Client:
 
     def _connection_lost(self, exc: Exception | None) -> None:
         self.conn.connection_lost()
+        self._arm(None)
         self._fail_open(ClientError(f"connection closed during CER: {exc}"))
         for fut in self._waiters.values():
             if not fut.done():

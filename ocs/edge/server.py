@@ -1,8 +1,10 @@
 """The asyncio server: a thin adapter between sockets and `protocol.Connection`.
 
-Everything protocol-shaped happens in the sans-IO connection; this module owns what needs a
-clock or a socket: accepting, the 10 s CER deadline, the watchdog (Tw), the peer policy (which
-needs the remote address), dispatching application requests to handlers, and shutdown.
+Everything protocol-shaped happens in the sans-IO connection, timers included (the 10 s CER
+deadline, the watchdog Tw: the connection says when, `timer_at()`); this module owns what needs
+a clock or a socket: accepting, one loop timer per connection at its `timer_at()`, the peer
+policy (which needs the remote address), dispatching application requests to handlers, and
+shutdown.
 Handlers are synchronous and return the answer; a `ProtocolError` they raise is answered by the
 connection (the one place errors become result codes). Answers go out through an `AnswerGate`
 so that the journal can hold them until what they acknowledge is durable (group commit).
@@ -37,7 +39,7 @@ from protocol.connection import (
 )
 from protocol.errors import ProtocolError
 from protocol.header import Header
-from protocol.messages import CER, DWA, Answer, Request
+from protocol.messages import CER, Answer, Request
 from protocol.peer import PeerState, Role
 
 log = structlog.get_logger("ocs.edge.server")
@@ -125,9 +127,8 @@ class PeerHandle(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.conn: Connection | None = None
         self.remote: str = "?"
-        self._last_rx = 0.0
-        self._dwr_outstanding = False
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None  # when `_timer` fires: the connection's timer_at()
         self._closed = False
         self._lost = False
         self._close_when_answered = False
@@ -142,24 +143,24 @@ class PeerHandle(asyncio.Protocol):
         remote_ip = peername[0] if isinstance(peername, tuple) else None
         self.remote = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else "?"
         cfg = self.server.config
-        self.conn = Connection(
+        self.conn = conn = Connection(
             role=Role.SERVER,
             identity=self.server.identity,
             peer_policy=self.server.policy_factory(cfg.peers, remote_ip),
             max_message_length=cfg.max_message_length,
             max_pending_requests=cfg.max_pending_requests,
+            now=self.server.loop.time(),
+            cer_timeout_s=cfg.cer_timeout,
+            watchdog_s=cfg.watchdog_interval,
         )
         self.server.connections.add(self)
-        loop = self.server.loop
-        self._last_rx = loop.time()
-        self._timer = loop.call_later(cfg.cer_timeout, self._cer_deadline)
+        self._arm(conn.timer_at())
         log.debug("connection.open", remote=self.remote)
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
         assert conn is not None
-        self._last_rx = self.server.loop.time()
-        events = conn.receive_data(data)
+        events = conn.receive_data(data, self.server.loop.time())
         now_ms: int | None = None
         close_reason: str | None = None
         for event in events:
@@ -187,6 +188,8 @@ class PeerHandle(asyncio.Protocol):
             elif isinstance(event, ConnectionClosed):
                 close_reason = event.reason
         self._flush()
+        if (at := conn.timer_at()) != self._timer_at:  # rarely: on open and on close
+            self._arm(at)
         if close_reason is not None:
             log.info("connection.close", remote=self.remote, reason=close_reason)
             if conn.pending_requests and conn.state is PeerState.CLOSED and not self._lost:
@@ -250,9 +253,6 @@ class PeerHandle(asyncio.Protocol):
         self.server.flush_soon(self)
 
     def _opened(self, event: PeerOpened) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._arm_watchdog(self.server.config.watchdog_interval)
         self.server.peer_opened(self)
         log.info(
             "peer.open",
@@ -271,47 +271,42 @@ class PeerHandle(asyncio.Protocol):
         fut: asyncio.Future[Answer] = self.server.loop.create_future()
         self._answer_waiters[header.hop_by_hop] = fut
         self._flush()
+        if (at := conn.timer_at()) != self._timer_at:
+            self._arm(at)
         return fut
 
     def _answer(self, event: AnswerReceived) -> None:
-        if isinstance(event.message, DWA):
-            self._dwr_outstanding = False
         fut = self._answer_waiters.pop(event.request.hop_by_hop, None)
         if fut is not None and not fut.done():
             fut.set_result(event.message)
 
     # --- timers --------------------------------------------------------------------------------
 
-    def _cer_deadline(self) -> None:
-        if self.conn is not None and self.conn.state is PeerState.WAIT_CER:
-            log.info("connection.close", remote=self.remote, reason="no CER within deadline")
-            self.close()
+    def _arm(self, at: float | None) -> None:
+        """One loop timer at the connection's `timer_at()`, re-armed only when that changed."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None and not self._closed:
+            self._timer = self.server.loop.call_at(at, self._on_timer)
 
-    def _arm_watchdog(self, delay: float) -> None:
-        self._timer = self.server.loop.call_later(max(delay, 0.0), self._watchdog)
-
-    def _watchdog(self) -> None:
-        """WIRE.md section 4: DWR after Tw idle; close if no DWA within another Tw."""
-        if self._closed or self.conn is None:
+    def _on_timer(self) -> None:
+        """WIRE.md section 4: the CER deadline, the watchdog (DWR after Tw idle; close if no
+        DWA within another Tw). The connection decides; this sends and closes."""
+        at, self._timer, self._timer_at = self._timer_at, None, None
+        conn = self.conn
+        if self._closed or conn is None or at is None:
             return
-        tw = self.server.config.watchdog_interval
-        now = self.server.loop.time()
-        idle = now - self._last_rx
-        if self._dwr_outstanding:
-            if idle >= tw:
-                log.info("connection.close", remote=self.remote, reason="watchdog: no DWA")
+        # A loop may run a timer up to its clock resolution early (uvloop: 1 ms): it is due.
+        events = conn.handle_timer(max(self.server.loop.time(), at))
+        for event in events:
+            if isinstance(event, ConnectionClosed):
+                log.info("connection.close", remote=self.remote, reason=event.reason)
                 self.close()
                 return
-            self._arm_watchdog(self._last_rx + tw - now)
-            return
-        if idle < tw:
-            self._arm_watchdog(self._last_rx + tw - now)
-            return
-        if self.conn.state is PeerState.OPEN:
-            self._dwr_outstanding = True
-            self.send_request(self.conn.dwr()).add_done_callback(_ignore_result)
-            self._last_rx = now  # the next Tw is counted from the DWR
-        self._arm_watchdog(tw)
+        self._flush()  # a DWR, if one was due
+        self._arm(conn.timer_at())
 
     # --- output --------------------------------------------------------------------------------
 
@@ -348,11 +343,6 @@ class PeerHandle(asyncio.Protocol):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed_event.wait(), timeout)
         self.close()
-
-
-def _ignore_result(fut: asyncio.Future[Answer]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 @dataclass(eq=False)

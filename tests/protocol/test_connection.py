@@ -55,7 +55,7 @@ def accept(apps: frozenset[int] = BOTH) -> Any:
 
 def server(**kw: Any) -> Connection:
     kw.setdefault("peer_policy", accept())
-    return Connection(role=Role.SERVER, identity=SERVER_ID, **kw)
+    return Connection(role=Role.SERVER, identity=SERVER_ID, now=0.0, **kw)
 
 
 def answers(conn: Connection) -> list[tuple[Header, dict[str, Any]]]:
@@ -69,7 +69,7 @@ def answers(conn: Connection) -> list[tuple[Header, dict[str, Any]]]:
 
 def opened_server(**kw: Any) -> Connection:
     conn = server(**kw)
-    events = conn.receive_data(frame_of("cer"))
+    events = conn.receive_data(frame_of("cer"), 0.0)
     assert [type(e) for e in events] == [PeerOpened]
     [(header, body)] = answers(conn)
     assert body["Result-Code"] == 2001 and not header.is_request
@@ -78,7 +78,7 @@ def opened_server(**kw: Any) -> Connection:
 
 def test_cer_is_answered_with_shared_applications() -> None:
     conn = server()
-    conn.receive_data(frame_of("cer"))
+    conn.receive_data(frame_of("cer"), 0.0)
     [(header, cea)] = answers(conn)
     request = VECTOR["cer"]
     assert header.command_code == 257 and header.flags == 0
@@ -103,7 +103,8 @@ def test_relay_application_counts_as_every_application() -> None:
     conn.receive_data(
         encode_frame(
             cer, flags=0x80, command_code=257, application_id=0, hop_by_hop=1, end_to_end=1
-        )
+        ),
+        0.0,
     )
     [(_, cea)] = answers(conn)
     assert sorted(cea["Auth-Application-Id"]) == sorted(BOTH)
@@ -111,7 +112,7 @@ def test_relay_application_counts_as_every_application() -> None:
 
 def test_refused_peer_gets_3010_with_e_flag_and_close() -> None:
     conn = server(peer_policy=lambda cer: PeerDecision(result_code=3010))
-    events = conn.receive_data(frame_of("cer"))
+    events = conn.receive_data(frame_of("cer"), 0.0)
     [(header, cea)] = answers(conn)
     assert cea["Result-Code"] == 3010 and header.flags & Flag.ERROR
     # section 3: a 3xxx answer carries only Session-Id, Origin-*, Result-Code, Error-Message,
@@ -122,7 +123,7 @@ def test_refused_peer_gets_3010_with_e_flag_and_close() -> None:
 
 def test_no_common_application_is_5010_and_close() -> None:
     conn = server(peer_policy=accept(frozenset({ApplicationId.ADMINISTRATION})))
-    events = conn.receive_data(frame_of("cer"))  # offers only 4
+    events = conn.receive_data(frame_of("cer"), 0.0)  # offers only 4
     [(header, cea)] = answers(conn)
     assert cea["Result-Code"] == 5010 and not header.flags & Flag.ERROR
     assert isinstance(events[-1], ConnectionClosed)
@@ -131,11 +132,11 @@ def test_no_common_application_is_5010_and_close() -> None:
 @pytest.mark.parametrize("name", ["dwr", "ccr-initial", "amr-create", "bad-unknown-command"])
 def test_request_before_cer_is_3010_and_close(name: str) -> None:
     conn = server()
-    events = conn.receive_data(frame_of(name))
+    events = conn.receive_data(frame_of(name), 0.0)
     [(header, body)] = answers(conn)
     assert body["Result-Code"] == 3010 and header.flags & Flag.ERROR
     assert [type(e) for e in events] == [RequestRejected, ConnectionClosed]
-    assert conn.receive_data(frame_of("cer")) == []  # closed: nothing more is read
+    assert conn.receive_data(frame_of("cer"), 0.0) == []  # closed: nothing more is read
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,7 @@ def test_rejection_vectors(vector: dict[str, Any], split: bool) -> None:
     chunks = [frame[i : i + 1] for i in range(len(frame))] if split else [frame]
     events: list[Event] = []
     for chunk in chunks:
-        events += conn.receive_data(chunk)
+        events += conn.receive_data(chunk, 0.0)
     [(header, body)] = answers(conn)
     expect = vector["expect"]
     request = next(e for e in events if isinstance(e, RequestRejected)).header
@@ -161,7 +162,7 @@ def test_rejection_vectors(vector: dict[str, Any], split: bool) -> None:
     assert (header.hop_by_hop, header.end_to_end) == (request.hop_by_hop, request.end_to_end)
     assert header.command_code == request.command_code and not header.is_request
     assert state_of(conn) is PeerState.OPEN  # the connection carries on
-    conn.receive_data(frame_of("dwr"))
+    conn.receive_data(frame_of("dwr"), 0.0)
     [(_, dwa)] = answers(conn)
     assert dwa["Result-Code"] == 2001
 
@@ -169,26 +170,26 @@ def test_rejection_vectors(vector: dict[str, Any], split: bool) -> None:
 @pytest.mark.parametrize("name", ["bad-version", "bad-length-short"])
 def test_framing_errors_close(name: str) -> None:
     conn = opened_server()
-    events = conn.receive_data(frame_of(name))
+    events = conn.receive_data(frame_of(name), 0.0)
     assert isinstance(events[-1], ConnectionClosed) and state_of(conn) is PeerState.CLOSED
 
 
 def test_bad_length_with_whole_header_is_answered_5015_first() -> None:
     conn = opened_server()
-    conn.receive_data(frame_of("bad-length-short"))  # 20 bytes claiming 12
+    conn.receive_data(frame_of("bad-length-short"), 0.0)  # 20 bytes claiming 12
     [(header, body)] = answers(conn)
     assert body["Result-Code"] == 5015 and header.end_to_end == 2009
 
 
 def test_message_over_the_limit_closes() -> None:
     conn = opened_server(max_message_length=200)  # the CER is 156 bytes
-    events = conn.receive_data(frame_of("ccr-initial"))  # 441 bytes
+    events = conn.receive_data(frame_of("ccr-initial"), 0.0)  # 441 bytes
     assert isinstance(events[-1], ConnectionClosed)
 
 
 def test_many_messages_in_one_read_and_watchdog_answered() -> None:
     conn = server()
-    events = conn.receive_data(frame_of("cer") + frame_of("dwr") + frame_of("ccr-initial"))
+    events = conn.receive_data(frame_of("cer") + frame_of("dwr") + frame_of("ccr-initial"), 0.0)
     assert [type(e) for e in events] == [PeerOpened, WatchdogReceived, RequestReceived]
     out = answers(conn)
     assert [h.command_code for h, _ in out] == [257, 280]
@@ -198,14 +199,14 @@ def test_known_command_under_wrong_application_is_3007() -> None:
     conn = opened_server()
     frame = bytearray(frame_of("ccr-initial"))
     frame[8:12] = (0).to_bytes(4, "big")
-    conn.receive_data(bytes(frame))
+    conn.receive_data(bytes(frame), 0.0)
     [(header, body)] = answers(conn)
     assert body["Result-Code"] == 3007 and header.flags & Flag.ERROR
 
 
 def test_application_not_allowed_for_peer_is_3007() -> None:
     conn = opened_server(peer_policy=accept(frozenset({ApplicationId.CREDIT_CONTROL})))
-    conn.receive_data(frame_of("amr-create"))
+    conn.receive_data(frame_of("amr-create"), 0.0)
     [(_, body)] = answers(conn)
     assert body["Result-Code"] == 3007
 
@@ -213,19 +214,19 @@ def test_application_not_allowed_for_peer_is_3007() -> None:
 def test_too_many_outstanding_requests_is_3004_then_recovers() -> None:
     conn = opened_server(max_pending_requests=2)
     ccr = bytes.fromhex(VECTOR["ccr-update-linked"]["hex"])
-    events = conn.receive_data(ccr * 3)
+    events = conn.receive_data(ccr * 3, 0.0)
     assert [type(e) for e in events] == [RequestReceived, RequestReceived, RequestRejected]
     [(header, body)] = answers(conn)
     assert body["Result-Code"] == 3004 and header.flags & Flag.ERROR
     first = events[0]
     assert isinstance(first, RequestReceived)
     conn.send_error(first.header, ProtocolError(5012, "x"))
-    assert [type(e) for e in conn.receive_data(ccr)] == [RequestReceived]
+    assert [type(e) for e in conn.receive_data(ccr, 0.0)] == [RequestReceived]
 
 
 def test_answer_copies_ids_and_p_flag() -> None:
     conn = opened_server()
-    [event] = conn.receive_data(frame_of("ccr-initial"))
+    [event] = conn.receive_data(frame_of("ccr-initial"), 0.0)
     assert isinstance(event, RequestReceived)
     assert event.header.is_proxiable
     conn.send_error(event.header, ProtocolError(ResultCode.UNKNOWN_SESSION_ID, "x", session_id="s"))
@@ -239,7 +240,7 @@ def test_answer_copies_ids_and_p_flag() -> None:
 
 def test_dpr_is_answered_and_closes_after_peer() -> None:
     conn = opened_server()
-    events = conn.receive_data(frame_of("dpr"))
+    events = conn.receive_data(frame_of("dpr"), 0.0)
     assert isinstance(events[0], DisconnectRequested) and events[0].cause == 0
     [(_, dpa)] = answers(conn)
     assert dpa["Result-Code"] == 2001 and state_of(conn) is PeerState.CLOSING
@@ -247,18 +248,18 @@ def test_dpr_is_answered_and_closes_after_peer() -> None:
 
 def test_unmatched_answer_is_dropped() -> None:
     conn = opened_server()
-    events = conn.receive_data(frame_of("cca-initial"))
+    events = conn.receive_data(frame_of("cca-initial"), 0.0)
     assert [type(e) for e in events] == [AnswerDropped]
     assert answers(conn) == []
 
 
 def client_and_server() -> tuple[Connection, Connection]:
-    client = Connection(role=Role.CLIENT, identity=CLIENT_ID)
+    client = Connection(role=Role.CLIENT, identity=CLIENT_ID, now=0.0)
     srv = server()
     client.send_request(client.cer((4,)))
     assert state_of(client) is PeerState.WAIT_CEA
-    srv.receive_data(client.data_to_send())
-    events = client.receive_data(srv.data_to_send())
+    srv.receive_data(client.data_to_send(), 0.0)
+    events = client.receive_data(srv.data_to_send(), 0.0)
     assert [type(e) for e in events] == [AnswerReceived, PeerOpened]
     assert state_of(client) is PeerState.OPEN
     return client, srv
@@ -276,7 +277,7 @@ def test_server_initiated_request_and_its_answer() -> None:
         re_auth_request_type=ReAuthRequestType.AUTHORIZE_ONLY,
     )
     sent = srv.send_request(rar)
-    [event] = client.receive_data(srv.data_to_send())
+    [event] = client.receive_data(srv.data_to_send(), 0.0)
     assert isinstance(event, RequestReceived) and event.message == rar
     client.send_answer(
         event.header,
@@ -287,16 +288,16 @@ def test_server_initiated_request_and_its_answer() -> None:
             session_id="s",
         ),
     )
-    [answer] = srv.receive_data(client.data_to_send())
+    [answer] = srv.receive_data(client.data_to_send(), 0.0)
     assert isinstance(answer, AnswerReceived) and answer.request == sent
     assert isinstance(answer.message, RAA) and answer.message.result_code == 2001
     # the same answer again matches nothing
-    again = srv.receive_data(client.encode_answer(event.header, answer.message))
+    again = srv.receive_data(client.encode_answer(event.header, answer.message), 0.0)
     assert [type(e) for e in again] == [AnswerDropped]
 
 
 def test_client_cannot_send_application_requests_before_cea() -> None:
-    client = Connection(role=Role.CLIENT, identity=CLIENT_ID)
+    client = Connection(role=Role.CLIENT, identity=CLIENT_ID, now=0.0)
     with pytest.raises(LocalProtocolError):
         client.send_request(DWR(origin_host="a", origin_realm="b"))
     amr = AMR(
@@ -307,11 +308,11 @@ def test_client_cannot_send_application_requests_before_cea() -> None:
 
 
 def test_client_sees_refusal() -> None:
-    client = Connection(role=Role.CLIENT, identity=CLIENT_ID)
+    client = Connection(role=Role.CLIENT, identity=CLIENT_ID, now=0.0)
     srv = server(peer_policy=lambda cer: PeerDecision(result_code=3010))
     client.send_request(client.cer((4,)))
-    srv.receive_data(client.data_to_send())
-    events = client.receive_data(srv.data_to_send())
+    srv.receive_data(client.data_to_send(), 0.0)
+    events = client.receive_data(srv.data_to_send(), 0.0)
     assert isinstance(events[0], AnswerReceived) and isinstance(events[0].message, CEA)
     assert isinstance(events[-1], ConnectionClosed) and state_of(client) is PeerState.CLOSED
 
@@ -320,8 +321,8 @@ def test_dpr_from_client_closes_both() -> None:
     client, srv = client_and_server()
     client.send_request(client.dpr(2))
     assert state_of(client) is PeerState.CLOSING
-    srv.receive_data(client.data_to_send())
-    events = client.receive_data(srv.data_to_send())
+    srv.receive_data(client.data_to_send(), 0.0)
+    events = client.receive_data(srv.data_to_send(), 0.0)
     assert isinstance(events[-1], ConnectionClosed) and state_of(client) is PeerState.CLOSED
 
 
@@ -341,13 +342,13 @@ def test_any_input_yields_events_never_exceptions(data: list[bytes], open_first:
     closes; it never raises."""
     conn = opened_server() if open_first else server()
     for chunk in data:
-        for event in conn.receive_data(chunk):
+        for event in conn.receive_data(chunk, 0.0):
             assert isinstance(event, Event)
             if isinstance(event, RequestReceived):
                 conn.send_error(event.header, ProtocolError(5012, "test"))
         answers(conn)  # everything sent is well framed and decodable
     if state_of(conn) is PeerState.CLOSED:
-        assert conn.receive_data(frame_of("dwr")) == []
+        assert conn.receive_data(frame_of("dwr"), 0.0) == []
 
 
 def test_command_codes_are_the_specs() -> None:
