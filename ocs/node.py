@@ -1,13 +1,14 @@
-"""Assembles the running system: server, charging core, journal, CDR files, timers.
+"""The running node, built from the edge and the core: server, charging core, journal, group
+commit, CDR files, timers (`Node.open`).
 
 Per request (on the event loop): the core handles it synchronously; unless it was a duplicate
 answered from the cache, the request itself is appended to the journal (an `Input`; refusals
 and reads too, so that replay rebuilds the duplicate cache exactly); the answer is handed to
 group commit and leaves only once that record is durable. CDRs the request produced wait,
 with the LSN of their record, until the journal is durable past it; only then are they
-written to the CDR files, so a CDR file never runs ahead of the journal. Recovery
-(`App.open`) replays the journal through the same core, which regenerates every CDR with the
-same sequence number; those the CDR files lack are written then.
+written to the CDR files, so a CDR file never runs ahead of the journal. Recovery (`recover`,
+called by `Node.open`) replays the journal through the same core, which regenerates every CDR
+with the same sequence number; those the CDR files lack are written then.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import structlog
 
@@ -62,7 +63,7 @@ class RecoveryError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppConfig:
+class NodeConfig:
     data_dir: Path = Path("ocs-data")
     catalog: Path | None = None
     relaxed_sync_ms: float | None = None  # None: strict group commit (fsync before answers)
@@ -88,123 +89,158 @@ class CoreComponent:
         self.core.restore(data)
 
     def replay(self, body: bytes) -> None:
-        self.core.apply(decode_input(body))
+        """Re-apply a journaled input. What it asked the network to do (RAR, ASR) was sent, or
+        not, before the crash, and no connection is routed yet: those outputs are discarded;
+        its CDRs are kept for `recover` to compare with the CDR files."""
+        core = self.core
+        core.apply(decode_input(body))
+        core.take_actions()
+        core.take_closed()
 
 
-class _CommitGate:
-    def __init__(self, app: App) -> None:
-        self.app = app
+class Recovered(NamedTuple):
+    """The durable state of a data directory, recovered and locked (`recover`)."""
 
-    def release(self, callback: Any) -> None:
-        commit = self.app.commit
-        assert commit is not None
-        commit.defer(callback)
-
-
-class _AppServer(Server):
-    """The server of an `App`: at shutdown, the answers that group commit still holds (their
-    records are being fsynced) go out before the DPR, not after the connection is closed."""
-
-    app: App | None = None
-
-    async def stop(self) -> None:
-        if self.app is not None:
-            await self.app.drain()
-        await super().stop()
+    store: Store
+    core: ChargingCore
+    cdrs: CdrWriter
+    catalog_text: str  # the catalog file's text (``NodeConfig.catalog``), validated
+    cdrs_on_disk: int  # the last CDR sequence number the files held before recovery
+    seconds: float
 
 
-class App:
-    def __init__(self, server: Server, config: AppConfig) -> None:
-        self.server = server
+def recover(config: NodeConfig, *, origin_host: str, origin_realm: str) -> Recovered:
+    """Lock the data directory, load the snapshot, replay the journal through a new core, and
+    bring the CDR files up to the journal (the records they lack are written again)."""
+    text = catalog_text(config.catalog)
+    ledger = Ledger()
+    core = ChargingCore(
+        ledger,
+        text,
+        origin_host=origin_host,
+        origin_realm=origin_realm,
+        min_tcc_s=config.min_tcc_s,
+    )
+    started = time.perf_counter()
+    try:
+        store = Store.open(
+            config.data_dir, ledger=ledger, components={KIND_CORE: CoreComponent(core)}
+        )
+    except JournalError as exc:  # e.g. DataDirLockedError: another server has the directory
+        log.critical("startup.failed", data_dir=str(config.data_dir), error=str(exc))
+        raise
+    try:
+        regenerated = core.take_cdrs()
+        cdrs = CdrWriter(
+            config.data_dir / "cdr",
+            rotate_bytes=config.cdr_rotate_bytes,
+            rotate_seconds=config.cdr_rotate_seconds,
+        )
+        on_disk = cdrs.open()
+        _compare_cdrs(config.data_dir / "cdr", regenerated, on_disk)
+        _reconcile_cdrs(cdrs, on_disk, core.cdr_seq, regenerated)
+        cdrs.commit()
+    except BaseException as exc:
+        log.critical("startup.failed", data_dir=str(config.data_dir), error=str(exc))
+        store.close()
+        raise
+    return Recovered(
+        store=store,
+        core=core,
+        cdrs=cdrs,
+        catalog_text=text,
+        cdrs_on_disk=on_disk,
+        seconds=time.perf_counter() - started,
+    )
+
+
+class Node:
+    """The running node: server, charging core, journal, group commit, CDR files, timers.
+
+    Built whole by `Node.open` (recovery first, then the server with its handlers and its
+    commit gate); then `start` listens, `stop` answers what was read and says DPR, `close`
+    writes every CDR, checkpoints and releases the data directory."""
+
+    def __init__(
+        self, server_config: ServerConfig, config: NodeConfig, recovered: Recovered
+    ) -> None:
+        """Use `Node.open`; this needs a running event loop (group commit)."""
         self.config = config
-        self.store: Store | None = None
-        self.core: ChargingCore | None = None
-        self.commit: GroupCommit | None = None
-        self.cdrs: CdrWriter | None = None
+        self.store = recovered.store
+        self.core = recovered.core
+        self.cdrs = recovered.cdrs
         self._pending_cdrs: deque[tuple[int, int, bytes]] = deque()  # (lsn, seq, line)
-        self._last_peer: dict[str, PeerHandle] = {}
+        # the connection each open session last used: where its RAR/ASR go (section 7)
+        self.routes: dict[str, PeerHandle] = {}
         self._timer: asyncio.Task[None] | None = None
         self._io: asyncio.Future[Any] | None = None  # file I/O of the timers, in a worker
         self._checkpointing = False
         self.stats = {"requests": 0, "journaled": 0, "cdrs": 0, "rar": 0, "asr": 0}
-        server.gate = _CommitGate(self)
-        server.handlers[CommandCode.CREDIT_CONTROL] = self._ccr
-        server.handlers[CommandCode.ACCOUNT_MANAGEMENT] = self._amr
-        if isinstance(server, _AppServer):
-            server.app = self
-
-    # --- lifetime ------------------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Lock the data directory, recover state and CDR files, start the timers."""
-        cfg = self.config
-        text = catalog_text(cfg.catalog)
-        ledger = Ledger()
-        core = ChargingCore(
-            ledger,
-            text,
-            origin_host=self.server.config.origin_host,
-            origin_realm=self.server.config.origin_realm,
-            min_tcc_s=cfg.min_tcc_s,
-        )
-        core.replaying = True
-        started = time.perf_counter()
-        try:
-            store = Store.open(
-                cfg.data_dir, ledger=ledger, components={KIND_CORE: CoreComponent(core)}
-            )
-        except JournalError as exc:  # e.g. DataDirLockedError: another server has the directory
-            log.critical("startup.failed", data_dir=str(cfg.data_dir), error=str(exc))
-            raise
-        try:
-            core.replaying = False
-            core.take_actions()  # effects of the past were sent (or not) before the crash
-            core.take_closed()  # no route to forget: none was recorded during replay
-            regenerated = core.take_cdrs()
-            cdrs = CdrWriter(
-                cfg.data_dir / "cdr",
-                rotate_bytes=cfg.cdr_rotate_bytes,
-                rotate_seconds=cfg.cdr_rotate_seconds,
-            )
-            on_disk = cdrs.open()
-            _compare_cdrs(cfg.data_dir / "cdr", regenerated, on_disk)
-            self._reconcile_cdrs(cdrs, on_disk, core.cdr_seq, regenerated)
-            cdrs.commit()
-        except BaseException as exc:
-            log.critical("startup.failed", data_dir=str(cfg.data_dir), error=str(exc))
-            store.close()
-            raise
-        self.store, self.core, self.cdrs = store, core, cdrs
         self.commit = GroupCommit(
-            store.journal,
-            sync_interval_ms=cfg.relaxed_sync_ms,
+            self.store.journal,
+            sync_interval_ms=config.relaxed_sync_ms,
             on_failure=self._journal_failed,
             # the answers of a durable batch leave at once, one write per connection
-            before_release=self.server.hold_flushes,
-            after_release=self.server.release_flushes,
+            before_release=self._hold_flushes,
+            after_release=self._release_flushes,
         )
-        rec = store.recovery
+        self.server = Server(
+            server_config,
+            handlers={
+                CommandCode.CREDIT_CONTROL: self._ccr,
+                CommandCode.ACCOUNT_MANAGEMENT: self._amr,
+            },
+            gate=self.commit,
+        )
+
+    @classmethod
+    async def open(cls, server_config: ServerConfig, config: NodeConfig) -> Node:
+        """Recover the data directory (`recover`), build the node, put the configured catalog
+        in force if it is not already, start the timers. Not listening yet: `start`."""
+        recovered = recover(
+            config,
+            origin_host=server_config.origin_host,
+            origin_realm=server_config.origin_realm,
+        )
+        node = cls(server_config, config, recovered)
+        core, rec = node.core, node.store.recovery
         log.info(
             "recovery.done",
             snapshot_lsn=rec.snapshot_lsn,
             replayed=rec.replayed,
             sessions=len(core.sessions),
-            accounts=ledger.account_count,
+            accounts=core.ledger.account_count,
             cdr_sequence=core.cdr_seq,
-            cdrs_rewritten=max(0, core.cdr_seq - on_disk),
-            seconds=round(time.perf_counter() - started, 3),
+            cdrs_rewritten=max(0, core.cdr_seq - recovered.cdrs_on_disk),
+            seconds=round(recovered.seconds, 3),
         )
-        if not core.catalog_journaled or core.catalog_text != text:
-            self._put_catalog(text)
-            core.catalog_journaled = True
-        self._timer = asyncio.get_running_loop().create_task(self._timers())
+        if not core.catalog_journaled or core.catalog_text != recovered.catalog_text:
+            node._put_catalog(recovered.catalog_text)
+        node._timer = asyncio.get_running_loop().create_task(node._timers())
+        return node
+
+    async def start(self) -> None:
+        """Listen for peers."""
+        await self.server.start()
+
+    async def stop(self) -> None:
+        """Stop serving: the answers that group commit still holds (their records are being
+        fsynced) go out first, then the server stops accepting, answers what was read, says
+        DPR and closes (`Server.stop`)."""
+        await self.drain()
+        await self.server.stop()
+
+    def _hold_flushes(self) -> None:
+        self.server.hold_flushes()
+
+    def _release_flushes(self) -> None:
+        self.server.release_flushes()
 
     def reload_catalog(self) -> bool:
         """Read the catalog file again (SIGHUP). A changed catalog is journaled as an input
         and put in force; sessions whose open grants it prices differently get RAR (WIRE.md
         section 7). An invalid file is refused and the catalog in force stays."""
         core = self.core
-        assert core is not None
         try:
             text = catalog_text(self.config.catalog)
         except CatalogError as exc:
@@ -219,34 +255,15 @@ class App:
 
     def _put_catalog(self, text: str) -> None:
         """Journal a catalog as an input and put it in force (at start-up and on SIGHUP)."""
-        core, commit = self.core, self.commit
-        assert core is not None and commit is not None
-        lsn = self._journal_input(
-            Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode())
-        )
-        core.load_catalog(text)
+        record = Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode())
+        lsn = self._journal_input(record)
+        self.core.apply(record)
         self._after_core(lsn)
-        commit.schedule()
-
-    @staticmethod
-    def _reconcile_cdrs(
-        cdrs: CdrWriter, on_disk: int, last: int, regenerated: list[tuple[int, bytes]]
-    ) -> None:
-        if on_disk > last:
-            raise RecoveryError(
-                f"CDR files hold record {on_disk} but the journal only reaches {last}"
-            )
-        missing = [(seq, line) for seq, line in regenerated if seq > on_disk]
-        if last > on_disk and (not missing or missing[0][0] != on_disk + 1):
-            raise RecoveryError(
-                f"CDRs {on_disk + 1}..{last} are neither on disk nor in the journal"
-            )
-        for seq, line in missing:
-            cdrs.append(seq, line)
+        self.commit.schedule()
 
     async def drain(self) -> None:
         """Wait until everything journaled so far is durable and its answers were released."""
-        if self.commit is not None and self.commit.failed is None:
+        if self.commit.failed is None:
             with contextlib.suppress(DurabilityError):
                 await self.commit.durable()
 
@@ -265,31 +282,21 @@ class App:
             await asyncio.wait([io])
             if not io.cancelled() and io.exception() is not None:
                 log.warning("timers.io_failed", error=repr(io.exception()))
-        store, core, cdrs = self.store, self.core, self.cdrs
+        store, core, cdrs, commit = self.store, self.core, self.cdrs, self.commit
         try:
-            if self.commit is not None:
-                await self.commit.durable()
-                await self.commit.aclose()
+            await commit.durable()
+            await commit.aclose()
             self._move_cdrs()
-            if cdrs is not None:
-                cdrs.close()
-            if store is not None and core is not None and store.records_since_checkpoint > 0:
-                if cdrs is not None and cdrs.durable_sequence >= core.cdr_seq:
+            cdrs.close()
+            if store.records_since_checkpoint > 0:
+                if cdrs.durable_sequence >= core.cdr_seq:
                     store.checkpoint()
                 else:
                     log.warning("checkpoint.skipped", reason="CDRs not durable")
         finally:
-            if cdrs is not None:
-                cdrs.close()
-            if store is not None:
-                store.close()
-        commit = self.commit
-        log.info(
-            "app.closed",
-            **self.stats,
-            batches=commit.batches if commit is not None else 0,
-            fsyncs=commit.syncs if commit is not None else 0,
-        )
+            cdrs.close()
+            store.close()
+        log.info("app.closed", **self.stats, batches=commit.batches, fsyncs=commit.syncs)
 
     def _journal_failed(self, exc: BaseException) -> None:
         self._fatal("journal.failed", exc)
@@ -304,19 +311,16 @@ class App:
 
     def _ccr(self, ctx: RequestContext, message: CCR) -> bytes:
         core = self.core
-        assert core is not None
         origin = message.origin_host
         result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         self._record(ctx, origin, result, CommandCode.CREDIT_CONTROL)
         if core.has_session(message.session_id):  # (events and refused INITIALs open none)
-            self._last_peer[message.session_id] = ctx.peer
+            self.routes[message.session_id] = ctx.peer
         return result.body
 
     def _amr(self, ctx: RequestContext, message: AMR) -> bytes:
-        core = self.core
-        assert core is not None
         origin = message.origin_host
-        result = core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        result = self.core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         self._record(ctx, origin, result, CommandCode.ACCOUNT_MANAGEMENT)
         return result.body
 
@@ -337,36 +341,30 @@ class App:
         self._after_core(lsn)
 
     def _journal_input(self, record: Input) -> int:
-        store = self.store
-        assert store is not None
         self.stats["journaled"] += 1
-        return store.append(KIND_CORE, encode_input(record))
+        return self.store.append(KIND_CORE, encode_input(record))
 
     def _after_core(self, lsn: int | None) -> None:
         """Collect what the core produced: CDRs (held until their record is durable) and
         server-initiated requests (sent once the input that caused them is durable)."""
         core = self.core
-        commit = self.commit
-        assert core is not None and commit is not None
         cdrs = core.take_cdrs()
         if cdrs:
             assert lsn is not None, "only journaled inputs produce CDRs"
             self._pending_cdrs.extend((lsn, seq, line) for seq, line in cdrs)
             self.stats["cdrs"] += len(cdrs)
-            commit.defer(self._move_cdrs)
+            self.commit.defer(self._move_cdrs)
         for sid in core.take_closed():
-            self._last_peer.pop(sid, None)
+            self.routes.pop(sid, None)
         actions = core.take_actions()
         if actions:
-            commit.defer(lambda: self._send_actions(actions))
+            self.commit.defer(lambda: self._send_actions(actions))
 
     def _move_cdrs(self) -> None:
         """CDRs whose journal record is durable (fsynced, in relaxed mode too) go to the CDR
         files, one write per batch: so the CDR files never hold a record the journal could
         still lose, and recovery can always renumber from the journal."""
         store, cdrs = self.store, self.cdrs
-        if store is None or cdrs is None:
-            return
         durable = store.journal.durable_lsn
         pending = self._pending_cdrs
         if not pending or pending[0][0] > durable:
@@ -434,7 +432,7 @@ class App:
 
     def _route(self, action: Action) -> PeerHandle | None:
         """The connection the session last used, else another of the same Origin-Host."""
-        peer = self._last_peer.get(action.session_id)
+        peer = self.routes.get(action.session_id)
         if peer is not None and peer.conn is not None and peer.conn.state is PeerState.OPEN:
             return peer
         return next(iter(self.server.peers_of(action.origin_host)), None)
@@ -463,13 +461,11 @@ class App:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             core, store, cdrs = self.core, self.store, self.cdrs
-            assert core is not None and store is not None and cdrs is not None
             now_ms = _now_ms()
             if core.due(now_ms):
                 lsn = self._journal_input(Input(kind=InputKind.TICK, now_ms=now_ms))
                 core.tick(now_ms)
                 self._after_core(lsn)
-                assert self.commit is not None
                 self.commit.schedule()
             self._move_cdrs()  # relaxed mode: CDRs whose records were fsynced since
             cdrs.maybe_rotate()
@@ -488,9 +484,8 @@ class App:
 
         The state is captured by a forked child (`Store.fork_checkpoint`), which encodes and
         writes it while the loop goes on serving; the loop only pays for the fork. Without
-        `os.fork` (or with ``AppConfig.fork_checkpoints`` off) it is captured on the loop."""
+        `os.fork` (or with ``NodeConfig.fork_checkpoints`` off) it is captured on the loop."""
         store, cdrs, commit, core = self.store, self.cdrs, self.commit, self.core
-        assert store is not None and cdrs is not None and commit is not None and core is not None
         self._checkpointing = True
         forked: ForkedCheckpoint | None = None
         running: ForkedCheckpoint | None = None  # a child nobody is reaping yet
@@ -550,6 +545,18 @@ class App:
                 forked.path.unlink(missing_ok=True)
 
 
+def _reconcile_cdrs(
+    cdrs: CdrWriter, on_disk: int, last: int, regenerated: list[tuple[int, bytes]]
+) -> None:
+    if on_disk > last:
+        raise RecoveryError(f"CDR files hold record {on_disk} but the journal only reaches {last}")
+    missing = [(seq, line) for seq, line in regenerated if seq > on_disk]
+    if last > on_disk and (not missing or missing[0][0] != on_disk + 1):
+        raise RecoveryError(f"CDRs {on_disk + 1}..{last} are neither on disk nor in the journal")
+    for seq, line in missing:
+        cdrs.append(seq, line)
+
+
 def _compare_cdrs(directory: Path, regenerated: list[tuple[int, bytes]], on_disk: int) -> None:
     """Replay regenerates the CDRs after the snapshot; those already on disk must be the same
     bytes (the core is deterministic). A difference is a bug in the core: logged, the files are
@@ -593,7 +600,3 @@ def _now_ms() -> int:
 
 def _exit_now() -> None:
     raise SystemExit("journal failed: stopping so that a restart recovers from the log")
-
-
-def build_app(server_config: ServerConfig, config: AppConfig) -> App:
-    return App(_AppServer(server_config), config)

@@ -13,7 +13,7 @@ import uvloop
 from ocs.cli.args import host_port
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import ServerConfig, serve_until_signalled
-from ocs.node import AppConfig, build_app
+from ocs.node import Node, NodeConfig
 from protocol.codes import DEFAULT_PORT, ApplicationId
 
 _APP_NAMES = {
@@ -23,7 +23,7 @@ _APP_NAMES = {
     "administration": ApplicationId.ADMINISTRATION,
 }
 
-_DEFAULTS = AppConfig()
+_DEFAULTS = NodeConfig()
 
 
 def parse_peer(text: str) -> tuple[str, frozenset[int]]:
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         cer_timeout=args.cer_timeout,
         max_pending_requests=args.max_pending,
     )
-    app_config = AppConfig(
+    node_config = NodeConfig(
         data_dir=args.data_dir,
         catalog=args.catalog,
         relaxed_sync_ms=args.sync_interval_ms,
@@ -128,20 +128,19 @@ def run(args: argparse.Namespace) -> int:
     ready_file: Path | None = args.ready_file
 
     async def main() -> None:
-        app = build_app(config, app_config)
-        await app.open()
+        node = await Node.open(config, node_config)
         tune_gc()
         try:
 
             def ready() -> None:
                 if ready_file is not None:
                     tmp = ready_file.with_suffix(".tmp")
-                    tmp.write_text(str(app.server.port))
+                    tmp.write_text(str(node.server.port))
                     os.replace(tmp, ready_file)
 
-            await serve_until_signalled(app.server, ready=ready, reload=app.reload_catalog)
+            await serve_until_signalled(node, ready=ready, reload=node.reload_catalog)
         finally:
-            await app.close()
+            await node.close()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())

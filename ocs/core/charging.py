@@ -23,20 +23,20 @@ from typing import Any, Final
 
 from ocs.core.accounts import AccountStatus, AccountView, SubscriptionId
 from ocs.core.charging_types import (
-    _CDR_ENCODER,
-    _STATE_DECODER,
-    _STATE_ENCODER,
+    CDR_ENCODER,
+    STATE_DECODER,
+    STATE_ENCODER,
     Action,
     ActionKind,
+    CachedAnswer,
     Container,
+    CoreState,
     Grant,
     Input,
     InputKind,
     Result,
     Session,
     SessionsView,
-    _CachedAnswer,
-    _State,
     decode_input,
     encode_input,
     pack_session,
@@ -207,7 +207,7 @@ class ChargingCore:
         self._operations: dict[str, str] = {}  # Operation-Id -> the operation it names
         self.cdr_seq = 0
         self._reservation_seq = 0
-        self._seen: dict[tuple[str, int], _CachedAnswer] = {}
+        self._seen: dict[tuple[str, int], CachedAnswer] = {}
         self._seen_order: deque[tuple[str, int]] = deque()
         self._closed: dict[str, tuple[int, int, bytes]] = {}
         self._closed_order: deque[str] = deque()
@@ -216,7 +216,6 @@ class ChargingCore:
         self._cdrs: list[tuple[int, bytes]] = []
         self._actions: list[Action] = []
         self._closed_now: list[str] = []
-        self.replaying = False
         # whether the journal (or a snapshot) holds the catalog in force: replay must not
         # depend on the file configured today
         self.catalog_journaled = False
@@ -454,7 +453,7 @@ class ChargingCore:
         session_id: str = "",
     ) -> None:
         key = (origin_host, end_to_end)
-        cached = _CachedAnswer(now_ms, int(answer.COMMAND), body, session_id)
+        cached = CachedAnswer(now_ms, int(answer.COMMAND), body, session_id)
         if key not in self._seen:
             self._seen_order.append(key)
         self._seen[key] = cached
@@ -1177,16 +1176,15 @@ class ChargingCore:
     def _act(
         self, kind: ActionKind, session: Session, rating_groups: tuple[int, ...], reason: str
     ) -> None:
-        if not self.replaying:
-            self._actions.append(
-                Action(
-                    kind=kind,
-                    session_id=session.session_id,
-                    origin_host=session.origin_host,
-                    rating_groups=rating_groups,
-                    reason=reason,
-                )
+        self._actions.append(
+            Action(
+                kind=kind,
+                session_id=session.session_id,
+                origin_host=session.origin_host,
+                rating_groups=rating_groups,
+                reason=reason,
             )
+        )
 
     # --- CDRs (section 9) ----------------------------------------------------------------------
 
@@ -1222,7 +1220,7 @@ class ChargingCore:
         }
         if session.service_information is not None:
             record["serviceInformation"] = session.service_information
-        self._cdrs.append((seq, _CDR_ENCODER.encode(record)))
+        self._cdrs.append((seq, CDR_ENCODER.encode(record)))
         session.containers = []
         session.record_opened_ms = now_ms
 
@@ -1276,7 +1274,7 @@ class ChargingCore:
         }
         if ccr.service_information is not None:
             record["serviceInformation"] = ccr.service_information
-        self._cdrs.append((seq, _CDR_ENCODER.encode(record)))
+        self._cdrs.append((seq, CDR_ENCODER.encode(record)))
 
     # --- snapshot ------------------------------------------------------------------------------
 
@@ -1285,8 +1283,8 @@ class ChargingCore:
         serves duplicate detection (the answer cache and the last answers of closed sessions),
         and has every session unpacked, to compare business state before and after a request
         in tests."""
-        return _STATE_ENCODER.encode(
-            _State(
+        return STATE_ENCODER.encode(
+            CoreState(
                 catalog_text=self.catalog_text,
                 cdr_seq=self.cdr_seq,
                 # whether an idle session is packed yet is bookkeeping, not business state
@@ -1306,7 +1304,7 @@ class ChargingCore:
         )
 
     def restore(self, data: bytes) -> None:
-        state = _STATE_DECODER.decode(data)
+        state = STATE_DECODER.decode(data)
         self.catalog_journaled = True
         self.catalog_text = state.catalog_text
         self.catalog = parse_catalog(state.catalog_text)

@@ -125,28 +125,28 @@ class Session(msgspec.Struct, kw_only=True, array_like=True):
     grants_made: int = 0  # numbers this session's reservations (ids unique in the ledger)
 
 
-class _CachedAnswer(msgspec.Struct, array_like=True, gc=False):
+class CachedAnswer(msgspec.Struct, array_like=True, gc=False):
     at_ms: int
     command: int
     body: bytes
     session_id: str = ""  # the session whose request this answered ("" for events, AMR)
 
 
-class _State(msgspec.Struct, kw_only=True, array_like=True):
+class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     """The core's part of a snapshot (the ledger snapshots itself)."""
 
     catalog_text: str
     cdr_seq: int
     sessions: list[Session | bytes]  # bytes: an idle session, packed (see `pack_session`)
-    seen: list[tuple[str, int, _CachedAnswer]]
+    seen: list[tuple[str, int, CachedAnswer]]
     closed: list[tuple[str, int, int, bytes]]  # session id, closed at ms, number, CCA body
     usage: dict[str, int]
     operations: dict[str, str] = {}  # Operation-Id -> what it names (see `_admin`)
     reservation_seq: int = 0  # reservations opened so far (their ids: see `_grant`)
 
 
-_STATE_ENCODER: Final = msgspec.msgpack.Encoder()
-_STATE_DECODER: Final = msgspec.msgpack.Decoder(_State)
+STATE_ENCODER: Final = msgspec.msgpack.Encoder()
+STATE_DECODER: Final = msgspec.msgpack.Decoder(CoreState)
 
 # --- idle sessions, packed ---------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ _PACK_WBITS: Final = -11  # raw deflate, 2 KiB window: the dictionary and a sess
 #: The version of the preset dictionary, the first byte of every packed session: a snapshot
 #: packed with another dictionary is refused, never unpacked into garbage. Bump it whenever
 #: `_typical_session` changes (tests/charging/test_idle_sessions.py pins the dictionary).
-_PACK_TAG: Final = 1
+PACK_TAG: Final = 1
 _SESSION_ENCODER: Final = msgspec.msgpack.Encoder()
 _SESSION_DECODER: Final = msgspec.msgpack.Decoder(Session)
 
@@ -167,7 +167,7 @@ _SESSION_DECODER: Final = msgspec.msgpack.Decoder(Session)
 def _typical_session() -> Session:
     """A fixed, made-up data session with two grants: the preset dictionary of the packing.
     Changing it changes the packed bytes (never what they unpack to), so packed sessions in an
-    older snapshot unpack only with the dictionary they were packed with: bump `_PACK_TAG`."""
+    older snapshot unpack only with the dictionary they were packed with: bump `PACK_TAG`."""
     msccs = tuple(
         MsccAnswer(
             rating_group=rg,
@@ -224,20 +224,20 @@ def _typical_session() -> Session:
     )
 
 
-_PACK_DICT: Final = _SESSION_ENCODER.encode(_typical_session())
+PACK_DICT: Final = _SESSION_ENCODER.encode(_typical_session())
 
 
 def pack_session(session: Session) -> bytes:
-    packer = zlib.compressobj(6, zlib.DEFLATED, _PACK_WBITS, 2, zlib.Z_DEFAULT_STRATEGY, _PACK_DICT)
+    packer = zlib.compressobj(6, zlib.DEFLATED, _PACK_WBITS, 2, zlib.Z_DEFAULT_STRATEGY, PACK_DICT)
     data = packer.compress(_SESSION_ENCODER.encode(session)) + packer.flush()
-    return bytes((_PACK_TAG,)) + data
+    return bytes((PACK_TAG,)) + data
 
 
 def unpack_session(data: bytes) -> Session:
-    if not data or data[0] != _PACK_TAG:
+    if not data or data[0] != PACK_TAG:
         found = data[0] if data else None
-        raise ValueError(f"session packed with dictionary {found}, this build has {_PACK_TAG}")
-    unpacker = zlib.decompressobj(_PACK_WBITS, _PACK_DICT)
+        raise ValueError(f"session packed with dictionary {found}, this build has {PACK_TAG}")
+    unpacker = zlib.decompressobj(_PACK_WBITS, PACK_DICT)
     raw = unpacker.decompress(memoryview(data)[1:]) + unpacker.flush()
     return _SESSION_DECODER.decode(raw)
 
@@ -269,7 +269,7 @@ class SessionsView(Mapping[str, Session]):
         return sum(1 for s in self._sessions.values() if not isinstance(s, Session))
 
 
-_CDR_ENCODER: Final = msgspec.json.Encoder()
+CDR_ENCODER: Final = msgspec.json.Encoder()
 
 
 class Result(NamedTuple):

@@ -80,13 +80,16 @@ class Handler(Protocol):
 
 
 class AnswerGate(Protocol):
-    """Holds answers back until what they acknowledge is durable."""
+    """Holds answers back until what they acknowledge is durable (`GroupCommit` is one): the
+    callback that sends an answer runs once everything journaled before it is durable."""
 
-    def release(self, callback: Callable[[], None]) -> None: ...
+    def defer(self, callback: Callable[[], None]) -> None: ...
 
 
 class ImmediateGate:
-    def release(self, callback: Callable[[], None]) -> None:
+    """Sends answers at once: a server that journals nothing."""
+
+    def defer(self, callback: Callable[[], None]) -> None:
         callback()
 
 
@@ -214,7 +217,6 @@ class PeerHandle(asyncio.Protocol):
                 fut.set_exception(ConnectionError("connection lost"))
         self._answer_waiters.clear()
         self.server.connections.discard(self)
-        self.server.connection_gone(self)
         log.debug("connection.lost", remote=self.remote, error=str(exc) if exc else None)
 
     # --- requests ------------------------------------------------------------------------------
@@ -233,9 +235,9 @@ class PeerHandle(asyncio.Protocol):
                 RequestContext(header=header, peer=self, body=event.body, now_ms=now_ms), message
             )
         except ProtocolError as exc:
-            self.server.gate.release(partial(self._send_error, header, exc))
+            self.server.gate.defer(partial(self._send_error, header, exc))
             return
-        self.server.gate.release(partial(self._send_answer, header, answer))
+        self.server.gate.defer(partial(self._send_answer, header, answer))
 
     def _send_answer(self, header: Header, answer: Answer | bytes) -> None:
         if self._closed or self.conn is None:
@@ -253,7 +255,6 @@ class PeerHandle(asyncio.Protocol):
         self.server.flush_soon(self)
 
     def _opened(self, event: PeerOpened) -> None:
-        self.server.peer_opened(self)
         log.info(
             "peer.open",
             remote=self.remote,
@@ -350,13 +351,12 @@ class Server:
     """Owns the listening socket and the set of connections."""
 
     config: ServerConfig
-    handlers: dict[int, Handler] = field(default_factory=dict)
+    # the handler of each application command it serves (base protocol: the connection)
+    handlers: Mapping[int, Handler] = field(default_factory=dict)
     gate: AnswerGate = field(default_factory=ImmediateGate)
     policy_factory: Callable[
         [Mapping[str, frozenset[int]] | None, str | None], Callable[[CER], PeerDecision]
     ] = default_peer_policy
-    on_peer_opened: list[Callable[[PeerHandle], None]] = field(default_factory=list)
-    on_connection_gone: list[Callable[[PeerHandle], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -415,14 +415,6 @@ class Server:
         for peer in dirty:
             peer.flush()
 
-    def peer_opened(self, peer: PeerHandle) -> None:
-        for cb in self.on_peer_opened:
-            cb(peer)
-
-    def connection_gone(self, peer: PeerHandle) -> None:
-        for cb in self.on_connection_gone:
-            cb(peer)
-
     def peers_of(self, origin_host: str) -> Iterable[PeerHandle]:
         for peer in self.connections:
             conn = peer.conn
@@ -450,8 +442,16 @@ class Server:
         log.info("server.stopped")
 
 
+class Service(Protocol):
+    """What `serve_until_signalled` runs: a `Server`, or a node around one."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 async def serve_until_signalled(
-    server: Server,
+    server: Service,
     *,
     ready: Callable[[], None] | None = None,
     reload: Callable[[], object] | None = None,

@@ -267,9 +267,9 @@ class Harness:
         return True
 
     def load_catalog(self, text: str, now_ms: int) -> None:
-        self.inputs.append(Input(kind=InputKind.CATALOG, now_ms=now_ms, body=text.encode()))
-        self.core.load_catalog(text)
-        self.core.catalog_journaled = True
+        record = Input(kind=InputKind.CATALOG, now_ms=now_ms, body=text.encode())
+        self.inputs.append(record)
+        self.core.apply(record)
         self._collect()
 
     def _collect(self) -> None:
@@ -334,11 +334,11 @@ class Harness:
         fresh.cdr_lines = []
         fresh.actions = []
         fresh.e2e = self.e2e
-        fresh.core.replaying = True
         for record in self.inputs:
             fresh.core.apply(record)
-        fresh.core.replaying = False
-        fresh._collect()
+            fresh.core.take_actions()  # effects of the past: recovery discards them
+            fresh.core.take_closed()
+        fresh.cdr_lines.extend(fresh.core.take_cdrs())
         return fresh
 
     def restart(self) -> None:

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from ocs.core.charging import pack_session, unpack_session
-from ocs.core.charging_types import _PACK_DICT, _PACK_TAG
+from ocs.core.charging_types import PACK_DICT, PACK_TAG
 from protocol.codes import CCRequestType, ReportingReason
 from tests.charging.conftest import EUR, PEAK, Harness, MiB, ccr, mscc, rsu, usu
 
@@ -115,12 +115,12 @@ def test_packing_round_trips_every_field(h: Harness) -> None:
 
 
 def test_the_packing_dictionary_is_pinned_to_its_version_tag() -> None:
-    """Packed sessions live in snapshots: a new preset dictionary needs a new `_PACK_TAG`, or
+    """Packed sessions live in snapshots: a new preset dictionary needs a new `PACK_TAG`, or
     a snapshot of the previous build would be refused for the wrong reason (or not at all)."""
     pinned = {1: "cf65d4dfc1bdcb1a"}
-    digest = hashlib.sha256(_PACK_DICT).hexdigest()[:16]
-    assert pinned.get(_PACK_TAG) == digest, (
-        f"the packing dictionary changed ({digest}): bump _PACK_TAG in "
+    digest = hashlib.sha256(PACK_DICT).hexdigest()[:16]
+    assert pinned.get(PACK_TAG) == digest, (
+        f"the packing dictionary changed ({digest}): bump PACK_TAG in "
         "ocs/core/charging_types.py and pin the new digest here"
     )
 
@@ -128,8 +128,8 @@ def test_the_packing_dictionary_is_pinned_to_its_version_tag() -> None:
 def test_a_session_packed_with_another_dictionary_is_refused(h: Harness) -> None:
     open_two(h)
     packed_ok = pack_session(h.core.sessions["s1"])
-    assert packed_ok[0] == _PACK_TAG
+    assert packed_ok[0] == PACK_TAG
     with pytest.raises(ValueError, match="dictionary"):
-        unpack_session(bytes((_PACK_TAG + 1,)) + packed_ok[1:])
+        unpack_session(bytes((PACK_TAG + 1,)) + packed_ok[1:])
     with pytest.raises(ValueError, match="dictionary"):
         unpack_session(b"")

@@ -17,7 +17,7 @@ import pytest
 from ocs.edge.cdr_files import iter_records, read_sequence_numbers
 from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
-from ocs.node import App, AppConfig, build_app
+from ocs.node import Node, NodeConfig
 from protocol.codec import decode_body
 from protocol.codes import (
     AccountOperation,
@@ -51,16 +51,15 @@ def ccr_vector(name: str) -> CCR:
 
 
 @contextlib.asynccontextmanager
-async def running(data_dir: Path) -> AsyncIterator[App]:
-    app = build_app(
-        ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.2), AppConfig(data_dir=data_dir)
+async def running(data_dir: Path) -> AsyncIterator[Node]:
+    app = await Node.open(
+        ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.2), NodeConfig(data_dir=data_dir)
     )
-    await app.open()
     try:
-        await app.server.start()
+        await app.start()
         yield app
     finally:
-        await app.server.stop()
+        await app.stop()
         await app.close()
 
 
@@ -110,7 +109,7 @@ async def get(client: Client, account_id: str) -> AMA:
 
 
 @pytest.fixture
-async def peer(tmp_path: Path) -> AsyncIterator[tuple[App, Peer, Client]]:
+async def peer(tmp_path: Path) -> AsyncIterator[tuple[Node, Peer, Client]]:
     async with running(tmp_path / "data") as app:
         p = Peer()
         client = await p.connect(app.server.port)
@@ -193,7 +192,7 @@ async def test_data_session_of_the_vectors(tmp_path: Path) -> None:
 
 
 async def test_top_up_sends_rar_to_a_session_held_at_final_units(
-    peer: tuple[App, Peer, Client],
+    peer: tuple[Node, Peer, Client],
 ) -> None:
     _, p, client = peer
     create = amr(AccountOperation.CREATE, "poor", amount=500_000, subscriber="4930", origin=UPF)
@@ -222,7 +221,7 @@ async def test_top_up_sends_rar_to_a_session_held_at_final_units(
     assert (await cca(client, ccr("rar-1", CCRequestType.TERMINATION, 2))).result_code == 2001
 
 
-async def test_suspension_sends_asr(peer: tuple[App, Peer, Client]) -> None:
+async def test_suspension_sends_asr(peer: tuple[Node, Peer, Client]) -> None:
     _, p, client = peer
     create = amr(AccountOperation.CREATE, "bad", amount=EUR, subscriber="4931", origin=UPF)
     assert (await client.request(create)).result_code == 2001

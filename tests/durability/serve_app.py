@@ -1,4 +1,4 @@
-"""A server process like ``ocs serve``, with the `AppConfig` knobs the durability tests need
+"""A server process like ``ocs serve``, with the `NodeConfig` knobs the durability tests need
 (``ocs serve`` does not expose them): ``python -m tests.durability.serve_app --data-dir DIR
 --ready-file FILE [--checkpoint-records N] [--relaxed-sync-ms MS]``. Listens on 127.0.0.1 only.
 """
@@ -14,7 +14,7 @@ import uvloop
 
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import ServerConfig, serve_until_signalled
-from ocs.node import AppConfig, build_app
+from ocs.node import Node, NodeConfig
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(json=True, level="info")
     server_config = ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.5)
-    app_config = AppConfig(
+    app_config = NodeConfig(
         data_dir=args.data_dir,
         checkpoint_records=args.checkpoint_records,
         relaxed_sync_ms=args.relaxed_sync_ms,
@@ -34,8 +34,7 @@ def main() -> None:
     ready_file: Path = args.ready_file
 
     async def run() -> None:
-        app = build_app(server_config, app_config)
-        await app.open()
+        app = await Node.open(server_config, app_config)
         try:
 
             def ready() -> None:
@@ -43,7 +42,7 @@ def main() -> None:
                 tmp.write_text(str(app.server.port))
                 os.replace(tmp, ready_file)
 
-            await serve_until_signalled(app.server, ready=ready)
+            await serve_until_signalled(app, ready=ready)
         finally:
             await app.close()
 

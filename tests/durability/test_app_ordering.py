@@ -16,7 +16,7 @@ from ocs.edge import fileio
 from ocs.edge import journal as journal_module
 from ocs.edge.cdr_files import read_sequence_numbers
 from ocs.edge.server import ServerConfig
-from ocs.node import App, AppConfig, build_app
+from ocs.node import Node, NodeConfig
 from protocol.codes import AccountOperation, CCRequestType, RequestedAction, SubscriptionIdType
 from protocol.messages import AMA, CCA, CCR, MsccRequest, ServiceUnit, SubscriptionId
 from tests.durability.util import (
@@ -45,28 +45,27 @@ def gate_fsync(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return gate
 
 
-async def started(tmp_path: Path, *, relaxed_sync_ms: float | None = None) -> App:
-    app = build_app(
+async def started(tmp_path: Path, *, relaxed_sync_ms: float | None = None) -> Node:
+    app = await Node.open(
         ServerConfig(host="127.0.0.1", port=0, shutdown_grace=1.0),
-        AppConfig(data_dir=tmp_path / "data", relaxed_sync_ms=relaxed_sync_ms),
+        NodeConfig(data_dir=tmp_path / "data", relaxed_sync_ms=relaxed_sync_ms),
     )
-    await app.open()
-    await app.server.start()
+    await app.start()
     return app
 
 
 @pytest.fixture
-async def strict_app(tmp_path: Path) -> AsyncIterator[App]:
+async def strict_app(tmp_path: Path) -> AsyncIterator[Node]:
     app = await started(tmp_path)
     try:
         yield app
     finally:
-        await app.server.stop()
+        await app.stop()
         await app.close()
 
 
 async def test_shutdown_answers_what_group_commit_holds(
-    strict_app: App, monkeypatch: pytest.MonkeyPatch
+    strict_app: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = strict_app
     client = await connect_admin(app.server.port)
@@ -80,7 +79,7 @@ async def test_shutdown_answers_what_group_commit_holds(
     assert not pending.done()
     threading.Timer(0.3, gate.set).start()  # an fsync slower than a DPR/DPA exchange
     started_at = time.monotonic()
-    await app.server.stop()
+    await app.stop()
     assert time.monotonic() - started_at >= 0.25
     exchange = await asyncio.wait_for(pending, 5)
     assert isinstance(exchange.answer, AMA) and exchange.answer.result_code == 2001
@@ -99,7 +98,7 @@ async def test_relaxed_mode_cdrs_wait_for_the_fsync(
         await create_account(admin_client, "acct-1", 10_000_000)
         await admin_client.close()
         async with asyncio.timeout(5):
-            while app.commit is not None and app.commit.syncs == 0:
+            while app.commit.syncs == 0:
                 await asyncio.sleep(0.01)
         gate = gate_fsync(monkeypatch)
         client = await connect_cc(app.server.port, "pgw.test.local")
@@ -120,7 +119,6 @@ async def test_relaxed_mode_cdrs_wait_for_the_fsync(
             )
             assert answer.result_code == 2001  # relaxed: answered once written
         await asyncio.sleep(1.5)  # timers ran: still no fsync, so still no CDR
-        assert app.store is not None
         assert app.store.journal.durable_lsn < app.store.journal.written_lsn
         assert read_sequence_numbers(cdr_dir) == []
         gate.set()
@@ -130,11 +128,11 @@ async def test_relaxed_mode_cdrs_wait_for_the_fsync(
         await client.close()
     finally:
         gate.set()
-        await app.server.stop()
+        await app.stop()
         await app.close()
 
 
-async def test_only_open_sessions_keep_a_route(strict_app: App) -> None:
+async def test_only_open_sessions_keep_a_route(strict_app: Node) -> None:
     app = strict_app
     admin_client = await connect_admin(app.server.port)
     await create_account(admin_client, "acct-1", 10_000_000)
@@ -168,11 +166,11 @@ async def test_only_open_sessions_keep_a_route(strict_app: App) -> None:
         assert isinstance(answer, CCA) and answer.result_code == 2001
     unknown = sms_ccr("smsc.test.local", "smsc;nobody", CCRequestType.INITIAL, 0, account_id="x9")
     assert (await client.request(unknown, end_to_end=next_e2e())).result_code == 5030
-    assert app._last_peer == {}  # nothing to route to: no entry per event
+    assert app.routes == {}  # nothing to route to: no entry per event
     opened = sms_ccr("smsc.test.local", "smsc;s", CCRequestType.INITIAL, 0, account_id="acct-1")
     assert (await client.request(opened, end_to_end=next_e2e())).result_code == 2001
-    assert set(app._last_peer) == {"smsc;s"}
+    assert set(app.routes) == {"smsc;s"}
     closing = sms_ccr("smsc.test.local", "smsc;s", CCRequestType.TERMINATION, 1, used=1)
     assert (await client.request(closing, end_to_end=next_e2e())).result_code == 2001
-    assert app._last_peer == {}
+    assert app.routes == {}
     await client.close()

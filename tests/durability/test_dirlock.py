@@ -9,7 +9,7 @@ import pytest
 
 from ocs.edge.journal import DataDirLockedError
 from ocs.edge.server import ServerConfig
-from ocs.node import AppConfig, build_app
+from ocs.node import Node, NodeConfig
 from tests.durability.util import AppProcess, connect_admin, create_account, get_account
 
 
@@ -45,16 +45,13 @@ async def test_second_server_on_the_same_data_dir_fails_to_start(tmp_path: Path)
 
 
 async def test_second_app_in_the_same_process_is_refused(tmp_path: Path) -> None:
-    config = AppConfig(data_dir=tmp_path / "data")
+    config = NodeConfig(data_dir=tmp_path / "data")
     server_config = ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.2)
-    first = build_app(server_config, config)
-    await first.open()
+    first = await Node.open(server_config, config)
     try:
-        second = build_app(server_config, config)
         with pytest.raises(DataDirLockedError, match="is in use by another server"):
-            await second.open()
+            await Node.open(server_config, config)
     finally:
         await first.close()
-    third = build_app(server_config, config)  # released by close()
-    await third.open()
+    third = await Node.open(server_config, config)  # released by close()
     await third.close()

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from ocs.edge.client import Client, ClientError
-from ocs.edge.server import RequestContext, Server, ServerConfig, default_peer_policy
+from ocs.edge.server import (
+    ImmediateGate,
+    RequestContext,
+    Server,
+    ServerConfig,
+    default_peer_policy,
+)
 from protocol.codec import encode_frame
 from protocol.codes import ApplicationId, Flag, ReAuthRequestType, ResultCode
 from protocol.messages import CER, DWR, RAA, RAR, Answer, ErrorAnswer, Request
@@ -25,11 +31,9 @@ async def make_server() -> AsyncIterator[ServerFactory]:
 
     async def make(**kw: Any) -> Server:
         handlers = kw.pop("handlers", {})
-        gate = kw.pop("gate", None)
+        gate = kw.pop("gate", None) or ImmediateGate()
         kw.setdefault("shutdown_grace", 0.2)
-        srv = Server(ServerConfig(host="127.0.0.1", port=0, **kw), handlers=handlers)
-        if gate is not None:
-            srv.gate = gate
+        srv = Server(ServerConfig(host="127.0.0.1", port=0, **kw), handlers=handlers, gate=gate)
         await srv.start()
         servers.append(srv)
         return srv
@@ -163,7 +167,7 @@ class HoldingGate:
     def __init__(self) -> None:
         self.held: list[Callable[[], None]] = []
 
-    def release(self, callback: Callable[[], None]) -> None:
+    def defer(self, callback: Callable[[], None]) -> None:
         self.held.append(callback)
 
     def flush(self) -> None:

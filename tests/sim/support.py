@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
-from ocs.node import App, AppConfig, build_app
+from ocs.node import Node, NodeConfig
 from protocol.codes import (
     HEADER_LENGTH,
     AccountOperation,
@@ -87,18 +87,17 @@ def data_catalog(path: Path, *, change_in_s: int) -> Path:
 
 
 @asynccontextmanager
-async def running_app(data_dir: Path, catalog: Path | None = None) -> AsyncIterator[App]:
-    app = build_app(
+async def running_app(data_dir: Path, catalog: Path | None = None) -> AsyncIterator[Node]:
+    app = await Node.open(
         ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.2),
-        AppConfig(data_dir=data_dir, catalog=catalog),
+        NodeConfig(data_dir=data_dir, catalog=catalog),
     )
-    await app.open()
     try:
-        await app.server.start()
+        await app.start()
         try:
             yield app
         finally:
-            await app.server.stop()
+            await app.stop()
     finally:
         await app.close()
 
