@@ -7,7 +7,7 @@
 Prints a markdown report. Not a test: nothing is asserted.
 
 0. The disk: fdatasync latency of a small append where the server's data directory goes.
-1. Load (`ocs.tools.loadgen`, what `ocs bench` runs): the real server started on 127.0.0.1 in a
+1. Load (`ocs.tools.load`, what `ocs bench` runs): the real server started on 127.0.0.1 in a
    temporary data directory (journal with strict group commit, CDR files), pinned to one CPU,
    the load generator on the other(s). A closed loop (`--closed-seconds`, default 15 s) with
    `--vs-echo`, which also loads the bare echo server (`ocs.tools.echo`) in the same run; then an
@@ -64,7 +64,7 @@ from ocs.core.ledger import Ledger
 from ocs.edge.catalog_files import demo_catalog_text
 from ocs.edge.store import Store
 from ocs.node import KIND_CORE, CoreComponent
-from ocs.tools.loadgen import (
+from ocs.tools.load import (
     DEFAULT_MIX,
     FUNDED_BALANCE,
     KINDS,

@@ -2,7 +2,7 @@
 
 Without `--server`, starts its own `ocs serve` on 127.0.0.1 in a temporary data directory
 (pinned to one CPU, the load generator on the others) and stops it afterwards. See
-`ocs.tools.loadgen` for what is sent and how it is measured.
+`ocs.tools.load` for what is sent and how it is measured.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ocs.cli.args import host_port
-from ocs.tools.loadgen import (
+from ocs.tools.load import (
     DEFAULT_MIX,
     BenchOptions,
     LoadConfig,

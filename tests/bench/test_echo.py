@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ocs.tools.spawn import SpawnedServer, echo_argv
 from protocol.codec import decode_body
 from protocol.codes import CommandCode, Flag
 from protocol.header import unpack_header
@@ -22,32 +18,10 @@ from tests.conftest import VECTOR, frame_of
 
 @pytest.fixture
 def echo_port(tmp_path: Path) -> Iterator[int]:
-    ready = tmp_path / "echo.port"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ocs.tools.echo",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-file",
-            str(ready),
-        ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not ready.exists():
-            assert proc.poll() is None, "echo server exited"
-            assert time.monotonic() < deadline, "echo server not ready"
-            time.sleep(0.02)
-        yield int(ready.read_text())
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    echo = SpawnedServer(echo_argv(), tmp_path, name="echo", ready_timeout=20.0)
+    with echo:
+        yield echo.port
+        assert echo.stop(10) == 0
 
 
 async def _exchange(

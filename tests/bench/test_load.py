@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ocs.tools.loadgen import (
-    KINDS,
-    FrameTemplate,
-    LoadResult,
-    flow_bodies,
-    flow_weights,
-    latency_summary,
-    msisdn,
-    parse_mix,
-    percentile,
-    proc_cpu_seconds,
-    write_histogram_png,
-)
+from ocs.tools.load.config import KINDS, parse_mix
+from ocs.tools.load.measure import LoadResult, latency_summary, percentile, proc_cpu_seconds
+from ocs.tools.load.report import write_histogram_png
+from ocs.tools.load.traffic import FrameTemplate, flow_bodies, flow_weights, msisdn
 from protocol.codec import decode_body
 from protocol.codes import CCRequestType, CommandCode, Flag
 from protocol.errors import ProtocolError

@@ -1,17 +1,14 @@
-"""Helpers for the durability tests: server processes that can be SIGKILLed, request builders,
-and a load model that remembers which operations were acknowledged."""
+"""Helpers for the durability tests: server processes that can be SIGKILLed (over
+`ocs.tools.spawn`), request builders, and a load model that remembers which operations were
+acknowledged."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +16,7 @@ from typing import Any, Final
 
 from ocs.edge.cdr_files import iter_records, read_sequence_numbers
 from ocs.edge.client import Client, ClientError
+from ocs.tools.spawn import SpawnedServer, serve_argv
 from protocol.codes import (
     AccountOperation,
     ApplicationId,
@@ -46,79 +44,26 @@ SMS_PRICE: Final = 100_000  # demo catalog: 0.10 EUR a message, in micro-units
 CONNECTION_ERRORS: Final = (ClientError, ConnectionError, OSError, TimeoutError)
 
 
-class AppProcess:
+class AppProcess(SpawnedServer):
     """A server subprocess on 127.0.0.1 (a free port), JSON logs in its own file.
 
     ``module`` is ``"ocs"`` (then ``serve`` is run, as an operator would) or
-    ``"tests.durability.serve_app"``."""
+    ``"tests.durability.serve_app"``. Starting it again after ``kill`` (a crash) or
+    ``terminate`` restarts it on the same data directory; the log is appended to."""
 
     def __init__(
         self, data_dir: Path, *extra: str, module: str = "ocs", name: str = "server"
     ) -> None:
+        if module == "ocs":
+            argv = serve_argv(*extra, data_dir=data_dir, log_json=True)
+        else:
+            argv = [sys.executable, "-m", module, "--data-dir", str(data_dir), *extra]
+        super().__init__(
+            argv, data_dir.parent, name=name, cwd=ROOT, ready_timeout=20.0, stop_grace=15.0
+        )
         self.data_dir = data_dir
         self.extra = extra
         self.module = module
-        base = data_dir.parent
-        self.ready_file = base / f"{name}.port"
-        self.log_path = base / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.started_in = 0.0
-
-    def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", self.module]
-        if self.module == "ocs":
-            cmd += ["serve", "--listen", "127.0.0.1:0", "--log-json"]
-        return [
-            *cmd,
-            "--data-dir",
-            str(self.data_dir),
-            "--ready-file",
-            str(self.ready_file),
-            *self.extra,
-        ]
-
-    def start(self, timeout: float = 20.0) -> AppProcess:
-        assert self.proc is None or self.proc.poll() is not None
-        self.ready_file.unlink(missing_ok=True)
-        started = time.monotonic()
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=log,
-                cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        deadline = started + timeout
-        while not self.ready_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError("server did not become ready")
-            time.sleep(0.01)
-        self.started_in = time.monotonic() - started
-        self.port = int(self.ready_file.read_text())
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def terminate(self, timeout: float = 15.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL (a crash: no flush, no checkpoint, no unlock)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """The JSON log lines with ``"event": name``, in order (all runs of this process)."""
