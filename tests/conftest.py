@@ -31,7 +31,7 @@ def frame_of(name: str) -> bytes:
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
-    srv = Server(ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.2))
+    srv = Server(ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=0.2))
     await srv.start()
     try:
         yield srv

@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
         origin_host=args.origin_host,
         origin_realm=args.origin_realm,
         peers=dict(args.peer) if args.peer else None,
-        watchdog_interval=args.watchdog,
-        cer_timeout=args.cer_timeout,
+        watchdog_s=args.watchdog,
+        cer_timeout_s=args.cer_timeout,
         max_pending_requests=args.max_pending,
     )
     node_config = NodeConfig(

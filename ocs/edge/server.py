@@ -56,11 +56,11 @@ class ServerConfig:
     product_name: str = "ocs"
     # Origin-Host -> applications it may use; None = the default policy of WIRE.md section 4.
     peers: Mapping[str, frozenset[int]] | None = None
-    cer_timeout: float = 10.0
-    watchdog_interval: float = 30.0  # Tw
+    cer_timeout_s: float = 10.0
+    watchdog_s: float = 30.0  # Tw
     max_pending_requests: int = 1024
     max_message_length: int = 65_536
-    shutdown_grace: float = 2.0
+    shutdown_grace_s: float = 2.0
 
 
 class RequestContext(NamedTuple):
@@ -153,8 +153,8 @@ class PeerHandle(asyncio.Protocol):
             max_message_length=cfg.max_message_length,
             max_pending_requests=cfg.max_pending_requests,
             now=self.server.loop.time(),
-            cer_timeout_s=cfg.cer_timeout,
-            watchdog_s=cfg.watchdog_interval,
+            cer_timeout_s=cfg.cer_timeout_s,
+            watchdog_s=cfg.watchdog_s,
         )
         self.server.connections.add(self)
         self._arm(conn.timer_at())
@@ -430,7 +430,7 @@ class Server:
         if self._server is not None:
             self._server.close()
         await asyncio.sleep(0)  # let answers held by the gate go out
-        grace = self.config.shutdown_grace
+        grace = self.config.shutdown_grace_s
         peers = list(self.connections)
         if peers:
             await asyncio.gather(

@@ -53,7 +53,7 @@ def ccr_vector(name: str) -> CCR:
 @contextlib.asynccontextmanager
 async def running(data_dir: Path) -> AsyncIterator[Node]:
     app = await Node.open(
-        ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.2), NodeConfig(data_dir=data_dir)
+        ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=0.2), NodeConfig(data_dir=data_dir)
     )
     try:
         await app.start()

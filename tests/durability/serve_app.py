@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--relaxed-sync-ms", type=float, default=None)
     args = parser.parse_args()
     configure_logging(json=True, level="info")
-    server_config = ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.5)
+    server_config = ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=0.5)
     app_config = NodeConfig(
         data_dir=args.data_dir,
         checkpoint_records=args.checkpoint_records,

@@ -47,7 +47,7 @@ def gate_fsync(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
 async def started(tmp_path: Path, *, relaxed_sync_ms: float | None = None) -> Node:
     app = await Node.open(
-        ServerConfig(host="127.0.0.1", port=0, shutdown_grace=1.0),
+        ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=1.0),
         NodeConfig(data_dir=tmp_path / "data", relaxed_sync_ms=relaxed_sync_ms),
     )
     await app.start()

@@ -46,7 +46,7 @@ async def test_second_server_on_the_same_data_dir_fails_to_start(tmp_path: Path)
 
 async def test_second_app_in_the_same_process_is_refused(tmp_path: Path) -> None:
     config = NodeConfig(data_dir=tmp_path / "data")
-    server_config = ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.2)
+    server_config = ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=0.2)
     first = await Node.open(server_config, config)
     try:
         with pytest.raises(DataDirLockedError, match="is in use by another server"):

@@ -32,7 +32,7 @@ async def make_server() -> AsyncIterator[ServerFactory]:
     async def make(**kw: Any) -> Server:
         handlers = kw.pop("handlers", {})
         gate = kw.pop("gate", None) or ImmediateGate()
-        kw.setdefault("shutdown_grace", 0.2)
+        kw.setdefault("shutdown_grace_s", 0.2)
         srv = Server(ServerConfig(host="127.0.0.1", port=0, **kw), handlers=handlers, gate=gate)
         await srv.start()
         servers.append(srv)
@@ -95,7 +95,7 @@ async def test_request_before_cer_is_3010_then_closed(make_server: ServerFactory
 
 
 async def test_no_cer_within_deadline_is_closed(make_server: ServerFactory) -> None:
-    srv = await make_server(cer_timeout=0.2)
+    srv = await make_server(cer_timeout_s=0.2)
     peer = await RawPeer.connect(srv.port, cer=False)
     assert await peer.closed_by_server(timeout=2.0)
 
@@ -103,7 +103,7 @@ async def test_no_cer_within_deadline_is_closed(make_server: ServerFactory) -> N
 async def test_server_sends_dwr_when_idle_and_closes_without_dwa(
     make_server: ServerFactory,
 ) -> None:
-    srv = await make_server(watchdog_interval=0.2)
+    srv = await make_server(watchdog_s=0.2)
     peer = await RawPeer.connect(srv.port)
     header, body = await peer.read(timeout=2.0)
     assert header.is_request and header.command_code == 280
@@ -112,7 +112,7 @@ async def test_server_sends_dwr_when_idle_and_closes_without_dwa(
 
 
 async def test_watchdog_answered_keeps_connection(make_server: ServerFactory) -> None:
-    srv = await make_server(watchdog_interval=0.15)
+    srv = await make_server(watchdog_s=0.15)
     client = await Client.connect(port=srv.port, origin_host="wd.test.local")
     await asyncio.sleep(0.8)  # several Tw: the client library answers every DWR
     assert client.is_open

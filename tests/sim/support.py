@@ -89,7 +89,7 @@ def data_catalog(path: Path, *, change_in_s: int) -> Path:
 @asynccontextmanager
 async def running_app(data_dir: Path, catalog: Path | None = None) -> AsyncIterator[Node]:
     app = await Node.open(
-        ServerConfig(host="127.0.0.1", port=0, shutdown_grace=0.2),
+        ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=0.2),
         NodeConfig(data_dir=data_dir, catalog=catalog),
     )
     try:
