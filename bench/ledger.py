@@ -4,9 +4,11 @@
 
 Prints a markdown report (about a minute with the defaults). Not a test: nothing is asserted.
 
-1. Durable operations/s. A charging-like mix (reserve, then post) through `Store.execute`, the
-   journal committed (write + fsync) after every batch of B operations: B = 1 is fsync per
-   operation, B = 100 / 1000 is group commit. Then the asyncio path: concurrent clients that
+1. Durable operations/s. A charging-like mix (reserve, then post), each command applied to the
+   ledger and journaled with `Store.append` (as a record of the ledger-commands component of
+   tests/ledger/commands.py; the server journals its requests the same way), the journal
+   committed (write + fsync) after every batch of B operations: B = 1 is fsync per operation,
+   B = 100 / 1000 is group commit. Then the asyncio path: concurrent clients that
    each execute and wait for `GroupCommit.durable()` (the server's pattern), strict and relaxed.
 2. Recovery with N accounts: journal replay of N CreateAccount records, and snapshot load.
 3. Memory per account (tracemalloc): a ledger of N accounts with two subscription identities
@@ -32,6 +34,7 @@ from ocs.core.ledger import Command, CreateAccount, Credit, Ledger, Post, Reserv
 from ocs.edge.group_commit import GroupCommit
 from ocs.edge.journal import Journal
 from ocs.edge.store import Store
+from tests.ledger.commands import KIND_COMMANDS, execute, open_store
 
 T0 = 1_700_000_000_000
 
@@ -64,13 +67,13 @@ def charging_ops(accounts: int, start: int = 0) -> Iterator[Command]:
 
 def seed(store: Store, accounts: int) -> None:
     for i in range(accounts):
-        store.execute(create_command(i))
+        execute(store, create_command(i))
     store.commit()
 
 
 def bench_batches(base: Path, batch: int, seconds: float) -> tuple[float, int]:
     directory = base / f"batch-{batch}"
-    with Store.open(directory) as store:
+    with open_store(directory) as store:
         seed(store, 1_000)
         ops = charging_ops(1_000)
         done = 0
@@ -78,7 +81,7 @@ def bench_batches(base: Path, batch: int, seconds: float) -> tuple[float, int]:
         deadline = started + seconds
         while time.perf_counter() < deadline:
             for _ in range(batch):
-                store.execute(next(ops))
+                execute(store, next(ops))
             store.commit()
             done += batch
         elapsed = time.perf_counter() - started
@@ -99,7 +102,7 @@ def bench_asyncio(base: Path, clients: int, seconds: float, interval: float | No
             nonlocal done
             ops = charging_ops(1_000, start=n * 10_000_000)
             while not stop:
-                store.execute(next(ops))
+                execute(store, next(ops))
                 await commit.durable()
                 done += 1
 
@@ -112,7 +115,7 @@ def bench_asyncio(base: Path, clients: int, seconds: float, interval: float | No
         await commit.aclose()
         return done / elapsed, commit.syncs, commit.batches
 
-    with Store.open(directory) as store:
+    with open_store(directory) as store:
         seed(store, 1_000)
         rate, syncs, batches = asyncio.run(main(store))
     shutil.rmtree(directory)
@@ -144,11 +147,11 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def write_journal(directory: Path, accounts: int) -> None:
-    """N CreateAccount records straight into a journal (what N `Store.execute` would write)."""
+    """N CreateAccount records straight into a journal (what N `execute` would write)."""
     journal = Journal(directory / "journal")
     assert list(journal.recover()) == []
     for i in range(accounts):
-        journal.append(b"\x01" + encode_command(create_command(i)))
+        journal.append(bytes((KIND_COMMANDS,)) + encode_command(create_command(i)))
         if i % 10_000 == 9_999:
             journal.flush()
     journal.close()
@@ -162,7 +165,7 @@ def bench_recovery(base: Path, accounts: int) -> tuple[list[str], bytes]:
     journal_bytes = sum(p.stat().st_size for p in (directory / "journal").glob("*.log"))
     gc.collect()
     started = time.perf_counter()
-    store = Store.open(directory)
+    store = open_store(directory)
     replay = time.perf_counter() - started
     assert store.ledger.account_count == accounts
     rows.append(
@@ -180,7 +183,7 @@ def bench_recovery(base: Path, accounts: int) -> tuple[list[str], bytes]:
     del store
     gc.collect()
     started = time.perf_counter()
-    store = Store.open(directory)
+    store = open_store(directory)
     load = time.perf_counter() - started
     assert store.ledger.account_count == accounts and store.recovery.replayed == 0
     rows.append(

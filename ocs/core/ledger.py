@@ -40,12 +40,9 @@ Invariants, at every step (`Ledger.check_invariants`)
 
 from __future__ import annotations
 
-import abc
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Final
-
-from mypy_extensions import mypyc_attr
 
 from ocs.core.accounts import Account, AccountStatus, AccountView, SubscriptionId, subscription_key
 from ocs.core.due import DueBuckets
@@ -94,7 +91,6 @@ __all__ = [
     "Expire",
     "InvariantViolation",
     "Ledger",
-    "LedgerOps",
     "Outcome",
     "Post",
     "Reservation",
@@ -124,109 +120,10 @@ def _status(value: int) -> AccountStatus:
     return value if type(value) is AccountStatus else AccountStatus(value)
 
 
-# --- convenience operations --------------------------------------------------------------------
-
-
-@mypyc_attr(allow_interpreted_subclasses=True)  # ocs.edge.store.Store is one
-class LedgerOps(abc.ABC):
-    """Convenience methods that build a command and run it.
-
-    `Ledger` runs it in memory only; `ocs.edge.store.Store` also journals it.
-    """
-
-    @abc.abstractmethod
-    def _run(self, cmd: Command) -> Outcome: ...
-
-    @abc.abstractmethod
-    def _next_expiry(self) -> int | None: ...
-
-    def create_account(
-        self,
-        op_id: str,
-        *,
-        now: int,
-        account_id: str,
-        currency: int,
-        subscriptions: Sequence[SubscriptionId] = (),
-        credit_limit: int = 0,
-        balance: int = 0,
-        status: AccountStatus = AccountStatus.ACTIVE,
-    ) -> Outcome:
-        return self._run(
-            CreateAccount(
-                id=op_id,
-                now=now,
-                account_id=account_id,
-                subscriptions=tuple(subscriptions),
-                currency=currency,
-                credit_limit=credit_limit,
-                balance=balance,
-                status=status,
-            )
-        )
-
-    def credit(self, op_id: str, *, now: int, account_id: str, amount: int) -> Outcome:
-        return self._run(Credit(id=op_id, now=now, account_id=account_id, amount=amount))
-
-    def debit(
-        self,
-        op_id: str,
-        *,
-        now: int,
-        account_id: str,
-        amount: int,
-        allow_overdraft: bool = False,
-    ) -> Outcome:
-        return self._run(
-            Debit(
-                id=op_id,
-                now=now,
-                account_id=account_id,
-                amount=amount,
-                allow_overdraft=allow_overdraft,
-            )
-        )
-
-    def set_status(
-        self, op_id: str, *, now: int, account_id: str, status: AccountStatus
-    ) -> Outcome:
-        return self._run(SetStatus(id=op_id, now=now, account_id=account_id, status=status))
-
-    def reserve(
-        self, reservation_id: str, *, now: int, account_id: str, amount: int, expires_at: int
-    ) -> Outcome:
-        return self._run(
-            Reserve(
-                id=reservation_id,
-                now=now,
-                account_id=account_id,
-                amount=amount,
-                expires_at=expires_at,
-            )
-        )
-
-    def post(self, op_id: str, *, now: int, reservation_id: str, amount: int) -> Outcome:
-        return self._run(Post(id=op_id, now=now, reservation_id=reservation_id, amount=amount))
-
-    def void(self, op_id: str, *, now: int, reservation_id: str) -> Outcome:
-        return self._run(Void(id=op_id, now=now, reservation_id=reservation_id))
-
-    def expire_due(self, now: int, *, op_id: str | None = None) -> Outcome:
-        """Release the reservations due at ``now``.
-
-        Runs (and, in a store, journals) an `Expire` command only if something is due; otherwise
-        returns a plain OK and records nothing. The default op id is ``"expire@<now>"``.
-        """
-        due = self._next_expiry()
-        if due is None or due > now:
-            return _OK
-        return self._run(Expire(id=op_id if op_id is not None else f"expire@{now}", now=now))
-
-
 # --- the ledger --------------------------------------------------------------------------------
 
 
-class Ledger(LedgerOps):
+class Ledger:
     """In-memory accounts + reservations + idempotency memory. Not thread-safe."""
 
     def __init__(self, *, retention_ms: int = DAY_MS, max_remembered: int = 1_000_000) -> None:
@@ -281,8 +178,89 @@ class Ledger(LedgerOps):
         """The remembered outcome of operation ``op_id``, or None if it is not remembered."""
         return self._seen.get(op_id)
 
-    def _run(self, cmd: Command) -> Outcome:
-        return self.apply(cmd)
+    # -- convenience operations: build a command and apply it
+
+    def create_account(
+        self,
+        op_id: str,
+        *,
+        now: int,
+        account_id: str,
+        currency: int,
+        subscriptions: Sequence[SubscriptionId] = (),
+        credit_limit: int = 0,
+        balance: int = 0,
+        status: AccountStatus = AccountStatus.ACTIVE,
+    ) -> Outcome:
+        return self.apply(
+            CreateAccount(
+                id=op_id,
+                now=now,
+                account_id=account_id,
+                subscriptions=tuple(subscriptions),
+                currency=currency,
+                credit_limit=credit_limit,
+                balance=balance,
+                status=status,
+            )
+        )
+
+    def credit(self, op_id: str, *, now: int, account_id: str, amount: int) -> Outcome:
+        return self.apply(Credit(id=op_id, now=now, account_id=account_id, amount=amount))
+
+    def debit(
+        self,
+        op_id: str,
+        *,
+        now: int,
+        account_id: str,
+        amount: int,
+        allow_overdraft: bool = False,
+    ) -> Outcome:
+        return self.apply(
+            Debit(
+                id=op_id,
+                now=now,
+                account_id=account_id,
+                amount=amount,
+                allow_overdraft=allow_overdraft,
+            )
+        )
+
+    def set_status(
+        self, op_id: str, *, now: int, account_id: str, status: AccountStatus
+    ) -> Outcome:
+        return self.apply(SetStatus(id=op_id, now=now, account_id=account_id, status=status))
+
+    def reserve(
+        self, reservation_id: str, *, now: int, account_id: str, amount: int, expires_at: int
+    ) -> Outcome:
+        return self.apply(
+            Reserve(
+                id=reservation_id,
+                now=now,
+                account_id=account_id,
+                amount=amount,
+                expires_at=expires_at,
+            )
+        )
+
+    def post(self, op_id: str, *, now: int, reservation_id: str, amount: int) -> Outcome:
+        return self.apply(Post(id=op_id, now=now, reservation_id=reservation_id, amount=amount))
+
+    def void(self, op_id: str, *, now: int, reservation_id: str) -> Outcome:
+        return self.apply(Void(id=op_id, now=now, reservation_id=reservation_id))
+
+    def expire_due(self, now: int, *, op_id: str | None = None) -> Outcome:
+        """Release the reservations due at ``now``.
+
+        Applies an `Expire` command only if something is due; otherwise returns a plain OK and
+        records nothing. The default op id is ``"expire@<now>"``.
+        """
+        due = self.next_expiry()
+        if due is None or due > now:
+            return _OK
+        return self.apply(Expire(id=op_id if op_id is not None else f"expire@{now}", now=now))
 
     def _create(self, cmd: CreateAccount) -> Outcome:
         if cmd.account_id in self._accounts:
@@ -521,9 +499,6 @@ class Ledger(LedgerOps):
             expiry.pop_earliest()  # drop the stale entries once, keep the live ones
             for rid in live:
                 expiry.add(expires_at, rid)
-
-    def _next_expiry(self) -> int | None:
-        return self.next_expiry()
 
     @property
     def clock(self) -> int:

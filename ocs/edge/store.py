@@ -1,15 +1,18 @@
-"""The balance store: a `Ledger` made durable by a `Journal`, in one locked data directory.
+"""The store: a `Ledger` and the components that change it, made durable by a `Journal`, in
+one locked data directory.
 
-``Store.open(data_dir)`` takes the directory lock, loads the latest snapshot, replays the journal
-after it and returns a store ready to take commands. ``store.execute(cmd)`` applies a command and
-appends it to the journal's buffer; it is durable once the journal is committed (directly with
-`Store.commit`, or by `ocs.edge.group_commit.GroupCommit` on the event loop). No answer may be sent
-before that.
+``Store.open(data_dir, components={kind: component}, ledger=ledger)`` takes the directory lock,
+loads the latest snapshot, replays the journal after it and returns a store ready to append.
 
-Every journal record is ``kind (1 byte) + body``. Kind 1 is the ledger (body = msgpack-encoded
-command). Other layers (sessions, the duplicate cache, the CDR sequence) register a
-`Component` under their own kind: they journal their records with `Store.append`, get them back
-through `Component.replay` on restart, and are part of every checkpoint.
+Every journal record is ``kind (1 byte) + body``. A component (the charging core in the server)
+owns a kind in 2..255: it applies its inputs itself (changing the ledger it shares with the
+store) and journals each with `Store.append`; the record is durable once the journal is
+committed (directly with `Store.commit`, or by `ocs.edge.group_commit.GroupCommit` on the event
+loop), and no answer may be sent before that. On restart every record goes back to its
+component through `Component.replay`.
+
+Every checkpoint holds the state of every component under its kind, and the ledger's under kind 1
+(`KIND_LEDGER`). No record has kind 1: the ledger changes only through the components' inputs.
 """
 
 from __future__ import annotations
@@ -26,20 +29,18 @@ from typing import Final, NoReturn, Protocol
 
 import msgspec
 
-from ocs.core.ledger import DAY_MS, Code, Command, Ledger, LedgerOps, Outcome, decode_command
-from ocs.core.ledger import encode_command as _encode_command
+from ocs.core.ledger import DAY_MS, Ledger
 from ocs.edge.journal import (
     DEFAULT_SEGMENT_BYTES,
     DirLock,
     Journal,
-    JournalBrokenError,
     JournalError,
     write_snapshot_file,
 )
 
 __all__ = ["KIND_LEDGER", "Checkpoint", "Component", "ForkedCheckpoint", "Recovery", "Store"]
 
-KIND_LEDGER: Final = 1
+KIND_LEDGER: Final = 1  # the ledger's state in snapshots (never a journal record's kind)
 _SNAPSHOT_DECODER: Final = msgspec.msgpack.Decoder(dict[int, bytes])
 
 
@@ -57,20 +58,6 @@ class Component(Protocol):
     def replay(self, body: bytes) -> None:
         """Re-apply one record that was journaled with `Store.append`, on restart."""
         ...
-
-
-class _LedgerComponent:
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-
-    def snapshot(self) -> bytes:
-        return self.ledger.snapshot()
-
-    def restore(self, data: bytes) -> None:
-        self.ledger.restore(data)
-
-    def replay(self, body: bytes) -> None:
-        self.ledger.apply(decode_command(body), replay=True)
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,9 +99,9 @@ class Recovery(msgspec.Struct, frozen=True, kw_only=True):
     replay_seconds: float
 
 
-class Store(LedgerOps):
-    """A `Ledger` + `Journal` + directory lock. Use from one thread (the event loop); only
-    `write_checkpoint` may run in a worker thread."""
+class Store:
+    """A `Ledger` + its components + `Journal` + directory lock. Use from one thread (the event
+    loop); only `write_checkpoint` and `install_checkpoint` may run in a worker thread."""
 
     def __init__(
         self,
@@ -123,15 +110,15 @@ class Store(LedgerOps):
         journal: Journal,
         ledger: Ledger,
         components: dict[int, Component],
+        recovery: Recovery,
     ) -> None:
+        """Use `open`: it recovers the state first."""
         self.data_dir = data_dir
         self.journal = journal
         self.ledger = ledger
         self._lock = lock
         self._components = components
-        self.recovery = Recovery(
-            snapshot_lsn=0, replayed=0, last_lsn=0, snapshot_seconds=0.0, replay_seconds=0.0
-        )
+        self.recovery = recovery
 
     @classmethod
     def open(
@@ -151,79 +138,24 @@ class Store(LedgerOps):
         try:
             if ledger is None:  # a caller may bring its own (one its components also use)
                 ledger = Ledger(retention_ms=retention_ms, max_remembered=max_remembered)
-            parts: dict[int, Component] = {KIND_LEDGER: _LedgerComponent(ledger)}
+            parts: dict[int, Component] = {}
             for kind, component in (components or {}).items():
                 if not 1 < kind < 256:
                     raise ValueError(f"component kind {kind} must be in 2..255")
                 parts[kind] = component
             journal = Journal(path / "journal", segment_bytes=segment_bytes)
-            store = cls(path, lock, journal, ledger, parts)
-            store._recover()
+            recovery = _recover(journal, ledger, parts)
         except BaseException:
             lock.release()
             raise
-        return store
+        return cls(path, lock, journal, ledger, parts, recovery)
 
-    def _recover(self) -> None:
-        started = time.perf_counter()
-        loaded = self.journal.load_snapshot()
-        snapshot_lsn = 0
-        if loaded is not None:
-            snapshot_lsn, data = loaded
-            states = _SNAPSHOT_DECODER.decode(data)
-            unknown = set(states) - set(self._components)
-            if unknown:
-                raise JournalError(f"snapshot holds state of unregistered kinds {sorted(unknown)}")
-            for kind, state in states.items():
-                self._components[kind].restore(state)
-        loaded_at = time.perf_counter()
-        replayed = 0
-        components = self._components
-        for lsn, payload in self.journal.recover(snapshot_lsn):
-            component = components.get(payload[0]) if payload else None
-            if component is None:
-                tag = payload[0] if payload else None
-                raise JournalError(f"journal record {lsn} has unregistered kind {tag}")
-            component.replay(payload[1:])
-            replayed += 1
-        self.recovery = Recovery(
-            snapshot_lsn=snapshot_lsn,
-            replayed=replayed,
-            last_lsn=self.journal.last_lsn,
-            snapshot_seconds=loaded_at - started,
-            replay_seconds=time.perf_counter() - loaded_at,
-        )
-
-    # -- commands
-
-    def execute(self, cmd: Command) -> Outcome:
-        """Apply a ledger command and journal it (buffered: durable after the next commit).
-
-        A repeat of a remembered operation id returns the first outcome and journals nothing;
-        an invalid command (`Code.INVALID`) changes nothing and journals nothing. Raises
-        `ocs.edge.journal.JournalBrokenError`, before changing anything, once the journal has
-        failed.
-        """
-        if self.journal.broken is not None:
-            raise JournalBrokenError("the journal failed; the store takes no more commands")
-        prior = self.ledger.recall(cmd.id) if isinstance(cmd.id, str) else None
-        if prior is not None:
-            return prior
-        outcome = self.ledger.apply(cmd)
-        if outcome.code is not Code.INVALID:
-            self.journal.append(b"\x01" + _encode_command(cmd))
-        return outcome
-
-    def _run(self, cmd: Command) -> Outcome:
-        return self.execute(cmd)
-
-    def _next_expiry(self) -> int | None:
-        return self.ledger.next_expiry()
+    # -- journaling
 
     def append(self, kind: int, body: bytes) -> int:
         """Journal a record of a registered component (already applied by the caller);
         returns its LSN."""
-        if kind == KIND_LEDGER or kind not in self._components:
+        if kind not in self._components:
             raise ValueError(f"kind {kind} is not a registered component kind")
         return self.journal.append(bytes((kind,)) + body)
 
@@ -242,7 +174,9 @@ class Store(LedgerOps):
         return Checkpoint(lsn=self.journal.last_lsn, data=self._encode_state())
 
     def _encode_state(self) -> bytes:
-        states = {kind: component.snapshot() for kind, component in self._components.items()}
+        states = {KIND_LEDGER: self.ledger.snapshot()}
+        for kind, component in self._components.items():
+            states[kind] = component.snapshot()
         return msgspec.msgpack.encode(states)
 
     def fork_checkpoint(self) -> ForkedCheckpoint:
@@ -307,6 +241,41 @@ class Store(LedgerOps):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _recover(journal: Journal, ledger: Ledger, components: dict[int, Component]) -> Recovery:
+    """Restore the latest snapshot into ``ledger`` and ``components``, and replay the journal
+    after it through the components."""
+    started = time.perf_counter()
+    loaded = journal.load_snapshot()
+    snapshot_lsn = 0
+    if loaded is not None:
+        snapshot_lsn, data = loaded
+        states = _SNAPSHOT_DECODER.decode(data)
+        unknown = set(states) - {KIND_LEDGER, *components}
+        if unknown:
+            raise JournalError(f"snapshot holds state of unregistered kinds {sorted(unknown)}")
+        for kind, state in states.items():
+            if kind == KIND_LEDGER:
+                ledger.restore(state)
+            else:
+                components[kind].restore(state)
+    loaded_at = time.perf_counter()
+    replayed = 0
+    for lsn, payload in journal.recover(snapshot_lsn):
+        component = components.get(payload[0]) if payload else None
+        if component is None:
+            tag = payload[0] if payload else None
+            raise JournalError(f"journal record {lsn} has unregistered kind {tag}")
+        component.replay(payload[1:])
+        replayed += 1
+    return Recovery(
+        snapshot_lsn=snapshot_lsn,
+        replayed=replayed,
+        last_lsn=journal.last_lsn,
+        snapshot_seconds=loaded_at - started,
+        replay_seconds=time.perf_counter() - loaded_at,
+    )
 
 
 def _checkpoint_child(store: Store, parent: int, lsn: int, path: Path) -> NoReturn:

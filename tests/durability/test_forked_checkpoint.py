@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from ocs.core.ledger import CreateAccount, Credit, Debit
 from ocs.edge.store import Store
+from tests.ledger.commands import execute, open_store
 
 T0 = 1_700_000_000_000
 
@@ -18,12 +20,13 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 def _accounts(store: Store, count: int) -> None:
     for i in range(count):
-        assert store.create_account(f"c{i}", now=T0, account_id=f"a{i}", currency=978).ok
-        assert store.credit(f"k{i}", now=T0, account_id=f"a{i}", amount=100 + i).ok
+        create = CreateAccount(id=f"c{i}", now=T0, account_id=f"a{i}", currency=978)
+        assert execute(store, create).ok
+        assert execute(store, Credit(id=f"k{i}", now=T0, account_id=f"a{i}", amount=100 + i)).ok
 
 
 def test_the_snapshot_is_the_state_at_the_fork_and_recovery_is_exact(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         _accounts(store, 50)
         store.commit()
         at_fork = store.capture_checkpoint()
@@ -31,7 +34,7 @@ def test_the_snapshot_is_the_state_at_the_fork_and_recovery_is_exact(tmp_path: P
         assert forked.lsn == at_fork.lsn
         # the parent goes on changing its state while the child writes the snapshot
         for i in range(50):
-            assert store.debit(f"d{i}", now=T0 + 1, account_id=f"a{i}", amount=7).ok
+            assert execute(store, Debit(id=f"d{i}", now=T0 + 1, account_id=f"a{i}", amount=7)).ok
         store.commit()
         assert forked.wait()
         assert forked.path.exists()
@@ -40,7 +43,7 @@ def test_the_snapshot_is_the_state_at_the_fork_and_recovery_is_exact(tmp_path: P
         assert not forked.path.exists()
         assert store.journal.snapshot_lsn == forked.lsn
         live = store.ledger.snapshot()
-    loaded = Store.open(tmp_path)
+    loaded = open_store(tmp_path)
     try:
         assert loaded.recovery.snapshot_lsn == forked.lsn
         assert loaded.recovery.replayed == 50  # the debits after the fork
@@ -52,7 +55,7 @@ def test_the_snapshot_is_the_state_at_the_fork_and_recovery_is_exact(tmp_path: P
 
 
 def test_an_abandoned_child_leaves_nothing(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         _accounts(store, 5)
         store.commit()
         forked = store.fork_checkpoint()
@@ -61,17 +64,17 @@ def test_an_abandoned_child_leaves_nothing(tmp_path: Path) -> None:
         with pytest.raises(ChildProcessError):  # reaped
             os.waitpid(forked.pid, os.WNOHANG)
         assert store.journal.snapshot_lsn == 0
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         assert store.recovery.snapshot_lsn == 0 and store.recovery.replayed == 10
 
 
 def test_an_older_checkpoint_is_not_installed_over_a_newer_one(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         _accounts(store, 5)
         store.commit()
         older = store.fork_checkpoint()
         assert older.wait()
-        assert store.credit("late", now=T0, account_id="a0", amount=1).ok
+        assert execute(store, Credit(id="late", now=T0, account_id="a0", amount=1)).ok
         newer = store.checkpoint()
         store.install_checkpoint(older)
         assert store.journal.snapshot_lsn == newer > older.lsn

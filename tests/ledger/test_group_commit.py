@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from ocs.core.ledger import CreateAccount, Credit
 from ocs.edge import fileio
 from ocs.edge import journal as journal_module
 from ocs.edge.group_commit import DurabilityError, GroupCommit
 from ocs.edge.journal import Journal, JournalBrokenError
-from ocs.edge.store import Store
+from tests.ledger.commands import execute, open_store
 
 T0 = 1_700_000_000_000
 
@@ -196,14 +197,14 @@ async def test_aclose_makes_everything_durable_and_releases_all(
 
 async def test_store_with_group_commit_and_a_checkpoint_in_a_worker(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         gc = GroupCommit(store.journal)
-        assert store.create_account("c", now=T0, account_id="a", currency=978).ok
+        assert execute(store, CreateAccount(id="c", now=T0, account_id="a", currency=978)).ok
         await gc.durable()
 
         async def client(n: int) -> None:
             for i in range(20):
-                out = store.credit(f"op-{n}-{i}", now=T0 + i, account_id="a", amount=1)
+                out = execute(store, Credit(id=f"op-{n}-{i}", now=T0 + i, account_id="a", amount=1))
                 assert out.ok
                 lsn = store.journal.last_lsn
                 await gc.durable()
@@ -221,6 +222,6 @@ async def test_store_with_group_commit_and_a_checkpoint_in_a_worker(tmp_path: Pa
         live = store.ledger.snapshot()
         view = store.ledger.account("a")
         assert view is not None and view.balance == 200
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         assert store.recovery.snapshot_lsn > 0
         assert store.ledger.snapshot() == live

@@ -1,5 +1,8 @@
 """The store: replay reproduces the live state exactly, a cut last record is either fully there
-or not at all, idempotency survives restarts, extra record kinds, checkpoints, the lock."""
+or not at all, idempotency survives restarts, several record kinds, checkpoints, the lock.
+
+The ledger is driven by its own commands, journaled through `Store.append` by a component
+(`tests.ledger.commands`), the path the server's charging core takes with its requests."""
 
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from ocs.core.ledger import (
 )
 from ocs.edge import journal as journal_module
 from ocs.edge.journal import DataDirLockedError, JournalBrokenError, JournalError
-from ocs.edge.store import Store
+from ocs.edge.store import KIND_LEDGER, Store
+from tests.ledger.commands import KIND_COMMANDS, execute, open_store
 
 T0 = 1_700_000_000_000
 
@@ -103,9 +107,9 @@ def workload(seed: int, n: int) -> list[Command]:
 def test_replaying_the_journal_reproduces_the_live_state(tmp_path: Path) -> None:
     cmds = workload(1, 400)
     outcomes = []
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         for i, cmd in enumerate(cmds):
-            outcomes.append(store.execute(cmd))
+            outcomes.append(execute(store, cmd))
             if i % 7 == 0:
                 store.commit()
         live = store.ledger.snapshot()
@@ -115,22 +119,22 @@ def test_replaying_the_journal_reproduces_the_live_state(tmp_path: Path) -> None
     assert {Code.OK, Code.INSUFFICIENT_FUNDS, Code.UNKNOWN_RESERVATION} <= codes
     assert any(o.overdraft for o in outcomes) and any(o.expired for o in outcomes)
     assert last < len(cmds)  # repeats are not journaled
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         assert store.recovery.replayed == last
         assert store.ledger.snapshot() == live
         store.ledger.check_invariants()
         # Repeats still answer the first outcome after the restart.
         for cmd, first in list(zip(cmds, outcomes, strict=True))[-50:]:
-            assert store.execute(cmd) == first
+            assert execute(store, cmd) == first
         assert store.journal.last_lsn == last
         assert store.ledger.snapshot() == live
 
 
 def test_snapshot_plus_tail_reproduces_the_live_state(tmp_path: Path) -> None:
     cmds = workload(2, 600)
-    with Store.open(tmp_path, segment_bytes=2_000) as store:
+    with open_store(tmp_path, segment_bytes=2_000) as store:
         for i, cmd in enumerate(cmds):
-            store.execute(cmd)
+            execute(store, cmd)
             if i % 5 == 0:
                 store.commit()
             if i == 300:
@@ -139,14 +143,14 @@ def test_snapshot_plus_tail_reproduces_the_live_state(tmp_path: Path) -> None:
                 assert store.journal.segment_count < segments_before
         live = store.ledger.snapshot()
         last = store.journal.last_lsn
-    with Store.open(tmp_path, segment_bytes=2_000) as store:
+    with open_store(tmp_path, segment_bytes=2_000) as store:
         assert store.recovery.snapshot_lsn == snapshot_lsn > 0
         assert store.recovery.replayed == last - snapshot_lsn > 0
         assert store.ledger.snapshot() == live
     # A checkpoint at the very end leaves nothing to replay.
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         store.checkpoint()
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
         assert store.recovery.replayed == 0
         assert store.ledger.snapshot() == live
 
@@ -155,17 +159,17 @@ def test_every_cut_of_the_last_record_recovers_before_or_after_it(tmp_path: Path
     src = tmp_path / "src"
     cmds = workload(3, 60)
     last = Credit(id="the-last-one", now=T0 + 10**6, account_id="acct-1", amount=123_456)
-    with Store.open(src) as store:
+    with open_store(src) as store:
         for cmd in cmds:
-            store.execute(cmd)
+            execute(store, cmd)
         store.checkpoint()  # snapshot + a tail, so recovery does both
         for cmd in workload(4, 30)[8:]:
-            store.execute(cmd)
+            execute(store, cmd)
         store.commit()
         before = store.ledger.snapshot()
         segment = src / "journal" / f"{store.journal.snapshot_lsn + 1:020d}.log"
         start = segment.stat().st_size
-        assert store.execute(last).ok
+        assert execute(store, last).ok
         store.commit()
         after = store.ledger.snapshot()
     whole = segment.read_bytes()
@@ -175,43 +179,40 @@ def test_every_cut_of_the_last_record_recovers_before_or_after_it(tmp_path: Path
         shutil.rmtree(d, ignore_errors=True)
         shutil.copytree(src, d)
         (d / "journal" / segment.name).write_bytes(whole[:cut])
-        with Store.open(d) as store:
+        with open_store(d) as store:
             assert store.ledger.snapshot() == (after if cut == len(whole) else before), cut
             # The operation is then either remembered, or can be applied (once) now.
-            assert store.execute(last).ok
+            assert execute(store, last).ok
             assert store.ledger.snapshot() == after
             store.ledger.check_invariants()
 
 
 def test_operation_ids_make_credit_and_debit_idempotent_across_restarts(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
-        assert store.create_account("c", now=T0, account_id="a", currency=978, balance=1_000).ok
-        assert store.credit("op-credit", now=T0, account_id="a", amount=500).ok
-        assert store.debit("op-debit", now=T0, account_id="a", amount=5_000).code is (
-            Code.INSUFFICIENT_FUNDS
-        )
-    with Store.open(tmp_path) as store:
+    with open_store(tmp_path) as store:
+        create = CreateAccount(id="c", now=T0, account_id="a", currency=978, balance=1_000)
+        assert execute(store, create).ok
+        assert execute(store, Credit(id="op-credit", now=T0, account_id="a", amount=500)).ok
+        refused = execute(store, Debit(id="op-debit", now=T0, account_id="a", amount=5_000))
+        assert refused.code is Code.INSUFFICIENT_FUNDS
+    with open_store(tmp_path) as store:
         lsn = store.journal.last_lsn
-        assert store.credit("op-credit", now=T0 + 1, account_id="a", amount=500).ok
-        assert store.debit("op-debit", now=T0 + 1, account_id="a", amount=5_000).code is (
-            Code.INSUFFICIENT_FUNDS
-        )
+        assert execute(store, Credit(id="op-credit", now=T0 + 1, account_id="a", amount=500)).ok
+        refused = execute(store, Debit(id="op-debit", now=T0 + 1, account_id="a", amount=5_000))
+        assert refused.code is Code.INSUFFICIENT_FUNDS
         assert store.journal.last_lsn == lsn
         view = store.ledger.account("a")
         assert view is not None and view.balance == 1_500
         store.checkpoint()
-    with Store.open(tmp_path) as store:  # ... and across a snapshot
-        assert store.credit("op-credit", now=T0 + 2, account_id="a", amount=500).ok
+    with open_store(tmp_path) as store:  # ... and across a snapshot
+        assert execute(store, Credit(id="op-credit", now=T0 + 2, account_id="a", amount=500)).ok
         view = store.ledger.account("a")
         assert view is not None and view.balance == 1_500
 
 
 def test_invalid_commands_are_not_journaled(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
-        out = store.credit("x", now=T0, account_id="a", amount=-5)
+    with open_store(tmp_path) as store:
+        out = execute(store, Credit(id="x", now=T0, account_id="a", amount=-5))
         assert out.code is Code.INVALID
-        assert store.journal.last_lsn == 0
-        assert store.expire_due(T0).ok  # nothing due: nothing journaled either
         assert store.journal.last_lsn == 0
 
 
@@ -239,25 +240,49 @@ class Counter:
 
 def test_other_record_kinds_share_the_log_and_the_snapshot(tmp_path: Path) -> None:
     counter = Counter()
-    with Store.open(tmp_path, components={7: counter}) as store:
+    with open_store(tmp_path, components={7: counter}) as store:
         counter.add(store, 5)
-        assert store.create_account("c", now=T0, account_id="a", currency=978).ok
+        assert execute(store, CreateAccount(id="c", now=T0, account_id="a", currency=978)).ok
         counter.add(store, 6)
         with pytest.raises(ValueError, match="kind"):
             store.append(8, b"")
     again = Counter()
-    with Store.open(tmp_path, components={7: again}) as store:
+    with open_store(tmp_path, components={7: again}) as store:
         assert (again.total, again.replays) == (11, 2)
         assert store.ledger.account("a") is not None
         store.checkpoint()
         again.add(store, 1)
     third = Counter()
-    with Store.open(tmp_path, components={7: third}) as store:
+    with open_store(tmp_path, components={7: third}) as store:
         assert (third.total, third.replays) == (12, 1)
     with pytest.raises(JournalError, match="unregistered kind"):
-        Store.open(tmp_path)
+        open_store(tmp_path)
     # The failed open released the lock.
-    Store.open(tmp_path, components={7: Counter()}).close()
+    open_store(tmp_path, components={7: Counter()}).close()
+
+
+def test_a_snapshot_holds_the_ledger_under_kind_1_then_each_component(tmp_path: Path) -> None:
+    counter = Counter()
+    with open_store(tmp_path, components={7: counter}) as store:
+        assert execute(store, CreateAccount(id="c", now=T0, account_id="a", currency=978)).ok
+        counter.add(store, 5)
+        lsn = store.checkpoint()
+        ledger_state = store.ledger.snapshot()
+    snapshot = (tmp_path / "journal" / f"{lsn:020d}.snap").read_bytes()
+    data = snapshot[28:]  # after the header: magic, LSN, length, CRC
+    assert data == msgspec.msgpack.encode(
+        {KIND_LEDGER: ledger_state, KIND_COMMANDS: b"", 7: msgspec.msgpack.encode(5)}
+    )
+
+
+def test_no_journal_record_has_the_ledgers_kind(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        with pytest.raises(ValueError, match="kind 1"):
+            store.append(KIND_LEDGER, b"")
+        # A record of kind 1 (none is ever written) is not replayed as anything.
+        store.journal.append(bytes((KIND_LEDGER,)) + b"\x90")
+    with pytest.raises(JournalError, match="record 1 has unregistered kind 1"):
+        open_store(tmp_path)
 
 
 def test_two_stores_cannot_share_a_data_directory(tmp_path: Path) -> None:
@@ -282,8 +307,9 @@ def test_two_stores_cannot_share_a_data_directory(tmp_path: Path) -> None:
 def test_a_store_whose_journal_failed_takes_no_more_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = Store.open(tmp_path)
-    assert store.create_account("c", now=T0, account_id="a", currency=978, balance=10).ok
+    store = open_store(tmp_path)
+    create = CreateAccount(id="c", now=T0, account_id="a", currency=978, balance=10)
+    assert execute(store, create).ok
 
     def failing(fd: int) -> None:
         raise OSError(errno.EIO, "I/O error")
@@ -294,23 +320,23 @@ def test_a_store_whose_journal_failed_takes_no_more_commands(
     monkeypatch.undo()
     before = store.ledger.snapshot()
     with pytest.raises(JournalBrokenError):
-        store.credit("op", now=T0, account_id="a", amount=5)
+        execute(store, Credit(id="op", now=T0, account_id="a", amount=5))
     assert store.ledger.snapshot() == before
     store.close()
     # What was written reached the OS, so a restart still finds it.
-    with Store.open(tmp_path) as again:
+    with open_store(tmp_path) as again:
         view = again.ledger.account("a")
         assert view is not None and view.balance == 10
 
 
 def test_replay_does_not_depend_on_the_retention_settings(tmp_path: Path) -> None:
-    with Store.open(tmp_path, max_remembered=2) as store:
-        assert store.create_account("c", now=T0, account_id="a", currency=978).ok
+    with open_store(tmp_path, max_remembered=2) as store:
+        assert execute(store, CreateAccount(id="c", now=T0, account_id="a", currency=978)).ok
         for op in ("op-1", "op-2", "op-3", "op-1"):  # op-1 is forgotten when repeated
-            assert store.credit(op, now=T0, account_id="a", amount=10).ok
+            assert execute(store, Credit(id=op, now=T0, account_id="a", amount=10)).ok
         view = store.ledger.account("a")
         assert view is not None and view.balance == 40
-    with Store.open(tmp_path) as store:  # remembers far more: replay must not skip op-1
+    with open_store(tmp_path) as store:  # remembers far more: replay must not skip op-1
         assert store.recovery.replayed == 5
         view = store.ledger.account("a")
         assert view is not None and view.balance == 40
