@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ocs.edge.fileio import fdatasync, fsync_dir, write_all
+from ocs.edge.durable import AppendFile, Failures, OutOfSequenceError
 
 __all__ = [
     "CdrBrokenError",
@@ -85,6 +84,13 @@ class CdrBrokenError(CdrError):
 
 class CdrSequenceError(CdrError):
     """`CdrWriter.append` was given a sequence number other than last + 1 (a bug in the caller)."""
+
+
+_FAILURES: Final = Failures(what="CDR writer", error=CdrError, broken=CdrBrokenError)
+
+
+def _frame(seq: int, line: bytes) -> bytes:
+    return line + _NL
 
 
 class _Seq(msgspec.Struct):
@@ -219,9 +225,10 @@ class CdrWriter:
     (one write(2) per batch), `sync` (fsync); `commit` is both, once per batch, after the
     journal's own commit of the requests that produced the records (see docs/cdr-files.md).
 
-    `append`, `flush`, `sync`, `commit`, `rotate`, `maybe_rotate` and `close` are thread-safe
-    (one lock); `sync` runs its fsync outside the lock on a duplicated descriptor, so a worker
-    thread can fsync while the event loop appends and writes.
+    Writing is an `ocs.edge.durable.AppendFile` over the files: `append`, `flush`, `sync`,
+    `commit`, `rotate`, `maybe_rotate` and `close` are thread-safe, and `sync` runs its fsync
+    outside the lock on a duplicated descriptor, so a worker thread can fsync while the event
+    loop appends and writes.
 
     After a failed write, fsync or rotation the writer is broken (`CdrBrokenError`): the page
     cache may have dropped data, so nothing more is written; a restart recovers with `open`.
@@ -229,18 +236,9 @@ class CdrWriter:
     """
 
     __slots__ = (
-        "_broken",
-        "_buffer",
         "_clock",
-        "_durable",
-        "_fd",
-        "_file_first",
-        "_file_size",
         "_file_started",
-        "_last",
-        "_lock",
-        "_ready",
-        "_written",
+        "_out",
         "directory",
         "rotate_bytes",
         "rotate_seconds",
@@ -262,17 +260,8 @@ class CdrWriter:
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
         self._clock = clock
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._buffer: list[bytes] = []
-        self._file_first = 1  # first sequence number of the current file
-        self._file_size = 0
+        self._out: AppendFile | None = None  # the current file, from `open` on
         self._file_started: float | None = None  # clock() when the current file got a record
-        self._last = 0
-        self._written = 0
-        self._durable = 0
-        self._ready = False
-        self._broken: BaseException | None = None
 
     # -- state
 
@@ -280,27 +269,32 @@ class CdrWriter:
     def last_sequence(self) -> int:
         """Sequence number of the last appended record (0: none); after `open`, the last on
         disk."""
-        return self._last
+        out = self._out
+        return 0 if out is None else out.last
 
     @property
     def written_sequence(self) -> int:
         """Every record up to this one has been handed to the OS (survives a process crash)."""
-        return self._written
+        out = self._out
+        return 0 if out is None else out.written
 
     @property
     def durable_sequence(self) -> int:
         """Every record up to this one has been fsynced (survives a power loss)."""
-        return self._durable
+        out = self._out
+        return 0 if out is None else out.durable
 
     @property
     def current_path(self) -> Path | None:
         """The file being written (None before `open` and after `close`)."""
-        return self.directory / current_name(self._file_first) if self._ready else None
+        out = self._out
+        return None if out is None or out.closed else out.path
 
     @property
     def broken(self) -> BaseException | None:
         """The error that broke the writer, if any."""
-        return self._broken
+        out = self._out
+        return None if out is None else out.broken
 
     # -- recovery
 
@@ -314,18 +308,17 @@ class CdrWriter:
         fsyncs the current file (a crashed process may have left it in the page cache only) and
         positions the writer after the last record.
         """
-        with self._lock:
-            if self._ready:
+        out = self._out
+        if out is not None:
+            if not out.closed:
                 raise CdrError("the CDR writer is already open")
-            if self._broken is not None:
-                raise CdrBrokenError("the CDR writer failed earlier") from self._broken
-            self.directory.mkdir(parents=True, exist_ok=True)
-            files = _list_files(self.directory)
-            last, scans = self._check(files)
-            self._recover(files, scans, last)
-            self._last = self._written = self._durable = last
-            self._ready = True
-            return last
+            if out.broken is not None:
+                raise CdrBrokenError("the CDR writer failed earlier") from out.broken
+        self.directory.mkdir(parents=True, exist_ok=True)
+        files = _list_files(self.directory)
+        last, scans = self._check(files)
+        self._out = self._recover(files, scans, last)
+        return last
 
     def _check(self, files: list[_File]) -> tuple[int, dict[Path, _Scan]]:
         """Validate ``files`` without changing anything; return the last sequence number and
@@ -376,50 +369,40 @@ class CdrWriter:
             previous = f
         return expected - 1, scans
 
-    def _recover(self, files: list[_File], scans: dict[Path, _Scan], last: int) -> None:
-        """Apply what `_check` found: finish interrupted rotations, truncate the torn tail,
-        create the current file if there is none, open it for appending."""
+    def _recover(self, files: list[_File], scans: dict[Path, _Scan], last: int) -> AppendFile:
+        """Apply what `_check` found: finish interrupted rotations, cut the torn tail, create
+        the current file if there is none; return it open for appending (fsynced, and the
+        directory too)."""
         currents = [f for f in files if f.current]
-        dir_dirty = False
         for older in currents[:-1]:  # left by a crash inside a rotation: finish it
             older.path.rename(self.directory / rotated_name(older.first, scans[older.path].last))
-            dir_dirty = True
-        if not currents:
-            first = last + 1
-            fd = os.open(
-                self.directory / current_name(first),
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
-                0o644,
-            )
-            size = 0
-            dir_dirty = True
-        else:
+        if currents:
             newest = currents[-1]
-            first = newest.first
-            scan = scans[newest.path]
-            fd = os.open(newest.path, os.O_WRONLY | os.O_APPEND)
-            if scan.valid_end != scan.size:
-                os.ftruncate(fd, scan.valid_end)
-            size = scan.valid_end
-        try:
-            os.fsync(fd)
-            if dir_dirty:
-                fsync_dir(self.directory)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        self._file_first = first
-        self._file_size = size
-        self._file_started = self._clock() if size else None
+            out = AppendFile.resume(
+                newest.path,
+                size=scans[newest.path].valid_end,
+                first=newest.first,
+                last=last,
+                frame=_frame,
+                failures=_FAILURES,
+            )
+        else:
+            out = AppendFile.create(
+                self.directory / current_name(last + 1),
+                last=last,
+                frame=_frame,
+                failures=_FAILURES,
+            )
+        self._file_started = self._clock() if out.size else None
+        return out
 
     # -- writing
 
-    def _check_writable(self) -> None:
-        if self._broken is not None:
-            raise CdrBrokenError("the CDR writer failed earlier") from self._broken
-        if not self._ready:
+    def _writer(self) -> AppendFile:
+        out = self._out
+        if out is None:
             raise CdrError("open() must run before writing")
+        return out
 
     def append(self, seq: int, line: bytes) -> None:
         """Buffer one record: ``line`` is its JSON object, without a trailing newline, whose
@@ -432,16 +415,12 @@ class CdrWriter:
             raise ValueError("a CDR line must be a JSON object with an int recordSequenceNumber")
         if found != seq:
             raise ValueError(f"line has recordSequenceNumber {found}, appended as {seq}")
-        with self._lock:
-            self._check_writable()
-            if seq != self._last + 1:
-                raise CdrSequenceError(
-                    f"CDR sequence number {seq} appended after {self._last} (expected "
-                    f"{self._last + 1})"
-                )
-            self._buffer.append(line)
-            self._buffer.append(_NL)
-            self._last = seq
+        try:
+            self._writer().append(line, seq)
+        except OutOfSequenceError as exc:
+            raise CdrSequenceError(
+                f"CDR sequence number {seq} appended after {exc.last} (expected {exc.last + 1})"
+            ) from None
 
     def flush(self) -> int:
         """write(2) the buffered records to the current file in one write; return
@@ -450,48 +429,12 @@ class CdrWriter:
         Rotates first if the current file is older than ``rotate_seconds``, and after the write
         if it has reached ``rotate_bytes`` (the rotation fsyncs the file it completes).
         """
-        with self._lock:
-            self._check_writable()
-            try:
-                if self._buffer:
-                    if self._age_due():
-                        self._rotate_locked()
-                    data = b"".join(self._buffer)
-                    self._buffer.clear()
-                    assert self._fd is not None
-                    write_all(self._fd, data)
-                    if self._file_size == 0:
-                        self._file_started = self._clock()
-                    self._file_size += len(data)
-                    self._written = self._last
-                if self._rotation_due():
-                    self._rotate_locked()
-            except OSError as exc:
-                self._broken = exc
-                raise CdrBrokenError(f"CDR write failed: {exc}") from exc
-            return self._written
+        return self._writer().flush(before=self._rotate_if_old, after=self._after_write)
 
     def sync(self) -> int:
         """fsync what `flush` has written; return `durable_sequence`. The fsync runs without
         holding the lock."""
-        with self._lock:
-            self._check_writable()
-            target = self._written
-            if target <= self._durable:
-                return self._durable
-            assert self._fd is not None
-            fd = os.dup(self._fd)
-        try:
-            fdatasync(fd)
-        except OSError as exc:
-            with self._lock:
-                self._broken = exc
-            raise CdrBrokenError(f"CDR fsync failed: {exc}") from exc
-        finally:
-            os.close(fd)
-        with self._lock:
-            self._durable = max(self._durable, target)
-            return self._durable
+        return self._writer().sync()
 
     def commit(self) -> int:
         """`flush` then `sync`: every appended record is durable on return."""
@@ -502,73 +445,60 @@ class CdrWriter:
         """Rotate if the current file has reached ``rotate_bytes`` or is older than
         ``rotate_seconds`` (for a timer); return whether it rotated. Only what was written is
         rotated: buffered records go to the next file with the next `flush`."""
-        with self._lock:
-            self._check_writable()
-            if not self._rotation_due():
-                return False
-            return self._rotate_guarded()
+        return self._writer().run_locked(self._rotate_if_due)
 
     def rotate(self) -> bool:
         """Rotate now unless the current file is empty; return whether it rotated. Like
         `maybe_rotate`, does not flush the buffer."""
-        with self._lock:
-            self._check_writable()
-            return self._rotate_guarded()
+        return self._writer().run_locked(self._rotate_locked)
 
-    def _rotate_guarded(self) -> bool:
-        try:
-            return self._rotate_locked()
-        except OSError as exc:
-            self._broken = exc
-            raise CdrBrokenError(f"CDR rotation failed: {exc}") from exc
+    # -- rotation (with the AppendFile's lock held)
 
-    def _age_due(self) -> bool:
+    def _age_due(self, out: AppendFile) -> bool:
         started = self._file_started
         return (
-            self._file_size > 0
-            and started is not None
-            and self._clock() - started >= self.rotate_seconds
+            out.size > 0 and started is not None and self._clock() - started >= self.rotate_seconds
         )
 
-    def _rotation_due(self) -> bool:
-        return self._file_size >= self.rotate_bytes or self._age_due()
+    def _rotation_due(self, out: AppendFile) -> bool:
+        return out.size >= self.rotate_bytes or self._age_due(out)
 
-    def _rotate_locked(self) -> bool:
+    def _rotate_if_old(self, out: AppendFile) -> None:
+        if self._age_due(out):
+            self._rotate_locked(out)
+
+    def _after_write(self, out: AppendFile) -> None:
+        if self._file_started is None and out.size > 0:
+            self._file_started = self._clock()
+        if self._rotation_due(out):
+            self._rotate_locked(out)
+
+    def _rotate_if_due(self, out: AppendFile) -> bool:
+        return self._rotation_due(out) and self._rotate_locked(out)
+
+    def _rotate_locked(self, out: AppendFile) -> bool:
         """fsync the current file, create the next one, rename the old one to its complete name,
         fsync the directory. Never rotates an empty file."""
-        if self._file_size == 0:
+        if out.size == 0:
             return False
-        assert self._fd is not None
-        old_fd = self._fd
-        first, last = self._file_first, self._written
-        os.fsync(old_fd)
-        new_fd = os.open(
-            self.directory / current_name(last + 1),
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
-            0o644,
-        )
-        self._fd = new_fd
-        os.close(old_fd)
-        self._file_first = last + 1
-        self._file_size = 0
+        first, last = out.first, out.written
+        completed = out.switch_locked(self.directory / current_name(last + 1))
         self._file_started = None
-        self._durable = max(self._durable, last)
-        os.rename(self.directory / current_name(first), self.directory / rotated_name(first, last))
-        fsync_dir(self.directory)
+        os.rename(completed, self.directory / rotated_name(first, last))
+        out.sync_directory_locked()
         return True
 
     def close(self) -> None:
         """Flush and fsync (unless broken), then close the current file. No rotation: the next
         `open` continues it."""
+        out = self._out
+        if out is None:
+            return
         try:
-            if self._ready and self._broken is None:
+            if not out.closed and out.broken is None:
                 self.commit()
         finally:
-            with self._lock:
-                if self._fd is not None:
-                    os.close(self._fd)
-                    self._fd = None
-                self._ready = False
+            out.close()
 
 
 # -- readers (tests and tools)

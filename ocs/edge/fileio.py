@@ -1,4 +1,5 @@
-"""Low-level file writing shared by the journal and the CDR files (the I/O edge)."""
+"""Low-level file writing (the I/O edge): under `ocs.edge.durable.AppendFile`, the append
+mechanism the journal and the CDR files share, and the journal's snapshot files."""
 
 from __future__ import annotations
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+from ocs.edge.durable import AppendFile, Failures
 from ocs.edge.fileio import fdatasync, fsync_dir, write_all
 
 __all__ = [
@@ -86,6 +87,21 @@ class JournalBrokenError(JournalError):
 
 class DataDirLockedError(JournalError):
     """Another process (or another store in this one) holds the data directory."""
+
+
+_FAILURES: Final = Failures(what="journal", error=JournalError, broken=JournalBrokenError)
+
+
+def _frame(lsn: int, payload: bytes) -> bytes:
+    """One record as written: header (CRC of LSN + payload, length, LSN) + payload."""
+    crc = zlib.crc32(payload, zlib.crc32(_LSN.pack(lsn)))
+    return RECORD_HEADER.pack(crc, len(payload), lsn) + payload
+
+
+def _datasync(fd: int) -> None:
+    # This module's `fdatasync`, looked up at each call: tests gate or fail the journal's
+    # fsyncs (and only the journal's) by replacing it.
+    fdatasync(fd)
 
 
 class DirLock:
@@ -166,10 +182,11 @@ class Journal:
     """Segmented append-only log of byte records, numbered by LSN (1, 2, 3, ...).
 
     Use: ``j = Journal(dir)``; ``j.load_snapshot()``; iterate ``j.recover(snapshot_lsn)`` to
-    the end (it positions the writer); then `append` (buffers), `flush` (write(2) to the OS),
-    `sync` (fsync: durable). `append`/`flush`/`sync`/`rotate`/`write_snapshot` are thread-safe
-    (one lock); `sync` does its fsync outside the lock on a duplicated descriptor, so appends
-    and writes continue on the event loop while a worker thread fsyncs.
+    the end (it opens the active segment); then `append` (buffers), `flush` (write(2) to the
+    OS), `sync` (fsync: durable). Writing is an `ocs.edge.durable.AppendFile` over the segments:
+    `append`/`flush`/`sync`/`rotate`/`write_snapshot` are thread-safe, and `sync` does its
+    fsync outside the lock on a duplicated descriptor, so appends and writes continue on the
+    event loop while a worker thread fsyncs.
 
     After a failed write or fsync the journal is broken (`JournalBrokenError`): the page cache
     may have dropped the data, and a later fsync could report success without it.
@@ -186,8 +203,7 @@ class Journal:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self.max_record_bytes = max_record_bytes
-        self._lock = threading.Lock()  # buffer, file state, LSNs
-        self._sync_lock = threading.Lock()  # one fsync at a time
+        self._lock = threading.Lock()  # the segment list and the snapshot LSN
         self._segments: list[int] = []
         for path in self.directory.iterdir():
             if path.name.endswith(TMP_SUFFIX):
@@ -195,16 +211,8 @@ class Journal:
             elif path.name.endswith(SEGMENT_SUFFIX):
                 self._segments.append(int(path.name.removesuffix(SEGMENT_SUFFIX)))
         self._segments.sort()
-        self._fd: int | None = None
-        self._active_size = 0
-        self._buffer: list[bytes] = []
-        self._last_lsn = 0
-        self._written_lsn = 0
-        self._durable_lsn = 0
         self._snapshot_lsn = 0
-        self._dir_dirty = False
-        self._ready = False
-        self._broken: BaseException | None = None
+        self._out: AppendFile | None = None  # the active segment, from `recover` on
 
     # -- file names
 
@@ -226,17 +234,20 @@ class Journal:
     @property
     def last_lsn(self) -> int:
         """LSN of the last appended record (0: none yet)."""
-        return self._last_lsn
+        out = self._out
+        return 0 if out is None else out.last
 
     @property
     def written_lsn(self) -> int:
         """Every record up to this LSN has been handed to the OS (survives a process crash)."""
-        return self._written_lsn
+        out = self._out
+        return 0 if out is None else out.written
 
     @property
     def durable_lsn(self) -> int:
         """Every record up to this LSN has been fsynced (survives a power loss)."""
-        return self._durable_lsn
+        out = self._out
+        return 0 if out is None else out.durable
 
     @property
     def snapshot_lsn(self) -> int:
@@ -248,7 +259,8 @@ class Journal:
 
     @property
     def broken(self) -> BaseException | None:
-        return self._broken
+        out = self._out
+        return None if out is None else out.broken
 
     # -- snapshots
 
@@ -297,8 +309,8 @@ class Journal:
         return final.with_name(f"{final.name}{tag}{TMP_SUFFIX}")
 
     def _check_snapshot_lsn(self, lsn: int) -> None:
-        if lsn > self._last_lsn or lsn < self._snapshot_lsn:
-            raise JournalError(f"snapshot LSN {lsn} outside {self._snapshot_lsn}..{self._last_lsn}")
+        if lsn > self.last_lsn or lsn < self._snapshot_lsn:
+            raise JournalError(f"snapshot LSN {lsn} outside {self._snapshot_lsn}..{self.last_lsn}")
 
     def install_snapshot(self, lsn: int, tmp: Path) -> None:
         """Put a snapshot file written by `write_snapshot_file` in place, then compact.
@@ -307,9 +319,9 @@ class Journal:
         log); then ``tmp`` is renamed into place and the directory fsynced; then older
         snapshots and the segments holding only records <= lsn are deleted. Thread-safe."""
         self._check_snapshot_lsn(lsn)
-        if self._written_lsn < lsn:
+        if self.written_lsn < lsn:
             self.flush()
-        if self._durable_lsn < lsn:
+        if self.durable_lsn < lsn:
             self.sync()
         os.replace(tmp, self._snapshot_path(lsn))
         fsync_dir(self.directory)
@@ -345,7 +357,7 @@ class Journal:
         tail, fsyncs what it found (a crashed process may have left it in the page cache only)
         and positions the writer after the last valid record.
         """
-        if self._ready:
+        if self._out is not None and not self._out.closed:
             raise JournalError("recover() already ran")
         segments = self._segments
         expected = after_lsn + 1
@@ -379,8 +391,7 @@ class Journal:
                             if last
                             else f"{path.name}: damaged record at byte {offset} (LSN {expected})"
                         )
-                    self._truncate(path, offset)
-                    break
+                    break  # a torn tail: the active segment is cut here when it is opened
                 lsn, start, end = parsed
                 if lsn != expected:
                     raise JournalCorruptError(
@@ -396,10 +407,8 @@ class Journal:
             raise JournalCorruptError(
                 f"journal ends at LSN {last_lsn} before the snapshot's LSN {after_lsn}"
             )
-        self._open_active(size, new_first=after_lsn + 1)
-        self._last_lsn = self._written_lsn = self._durable_lsn = last_lsn
+        self._out = self._open_active(size, last_lsn)
         self._snapshot_lsn = max(self._snapshot_lsn, after_lsn)
-        self._ready = True
         self.compact(after_lsn)
 
     def _valid_record_follows(self, data: bytes, offset: int, expected: int) -> bool:
@@ -415,47 +424,47 @@ class Journal:
                 pos = data.find(pattern, pos + 1)
         return False
 
-    def _truncate(self, path: Path, offset: int) -> None:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, offset)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _open_active(self, size: int, new_first: int) -> None:
+    def _open_active(self, size: int, last_lsn: int) -> AppendFile:
+        """The last segment, cut at ``size`` (its valid records end there) and fsynced, or a
+        new one for the records after ``last_lsn``."""
         if self._segments:
-            path = self._segment_path(self._segments[-1])
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        else:
-            path = self._segment_path(new_first)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-            self._segments.append(new_first)
-        os.fsync(self._fd)
-        fsync_dir(self.directory)
-        self._active_size = size
+            first = self._segments[-1]
+            return AppendFile.resume(
+                self._segment_path(first),
+                size=size,
+                first=first,
+                last=last_lsn,
+                frame=_frame,
+                failures=_FAILURES,
+                datasync=_datasync,
+            )
+        first = last_lsn + 1
+        out = AppendFile.create(
+            self._segment_path(first),
+            last=last_lsn,
+            frame=_frame,
+            failures=_FAILURES,
+            datasync=_datasync,
+        )
+        self._segments.append(first)
+        return out
 
     # -- writing
 
-    def _check_writable(self) -> None:
-        if self._broken is not None:
-            raise JournalBrokenError("the journal failed earlier") from self._broken
-        if not self._ready:
+    def _writer(self) -> AppendFile:
+        out = self._out
+        if out is None:
             raise JournalError("recover() must run to completion before writing")
+        return out
 
     def append(self, payload: bytes) -> int:
         """Buffer one record; return its LSN. Nothing reaches the OS before `flush`."""
         if len(payload) > self.max_record_bytes:
             raise ValueError(f"record of {len(payload)} bytes exceeds {self.max_record_bytes}")
-        with self._lock:
-            self._check_writable()
-            lsn = self._last_lsn + 1
-            body = _LSN.pack(lsn)
-            crc = zlib.crc32(payload, zlib.crc32(body))
-            self._buffer.append(RECORD_HEADER.pack(crc, len(payload), lsn))
-            self._buffer.append(payload)
-            self._last_lsn = lsn
-            return lsn
+        out = self._out  # (not `_writer()`: one call less on the per-request path)
+        if out is None:
+            raise JournalError("recover() must run to completion before writing")
+        return out.append(payload)
 
     def flush(self) -> int:
         """write(2) the buffered records to the active segment; returns `written_lsn`.
@@ -464,51 +473,14 @@ class Journal:
         is fsynced before anything is written to the new one, so only the last segment can ever
         have a torn tail).
         """
-        with self._lock:
-            self._check_writable()
-            if not self._buffer:
-                return self._written_lsn
-            try:
-                if self._active_size >= self.segment_bytes:
-                    self._rotate_locked()
-                data = b"".join(self._buffer)
-                self._buffer.clear()
-                assert self._fd is not None
-                write_all(self._fd, data)
-            except OSError as exc:
-                self._broken = exc
-                raise JournalBrokenError(f"journal write failed: {exc}") from exc
-            self._active_size += len(data)
-            self._written_lsn = self._last_lsn
-            return self._written_lsn
+        return self._writer().flush(before=self._rotate_if_full)
 
     def sync(self) -> int:
         """fsync what `flush` has written (and the directory after a rotation); returns
         `durable_lsn`. The fsync runs without holding the append lock; concurrent calls are
         serialized, so a sync never reports records durable while another one is still making
         their segment's directory entry durable."""
-        with self._sync_lock:
-            with self._lock:
-                self._check_writable()
-                target = self._written_lsn
-                if target <= self._durable_lsn and not self._dir_dirty:
-                    return self._durable_lsn
-                assert self._fd is not None
-                fd = os.dup(self._fd)
-                dir_dirty, self._dir_dirty = self._dir_dirty, False
-            try:
-                fdatasync(fd)
-                if dir_dirty:
-                    fsync_dir(self.directory)
-            except OSError as exc:
-                with self._lock:
-                    self._broken = exc
-                raise JournalBrokenError(f"journal fsync failed: {exc}") from exc
-            finally:
-                os.close(fd)
-            with self._lock:
-                self._durable_lsn = max(self._durable_lsn, target)
-                return self._durable_lsn
+        return self._writer().sync()
 
     def commit(self) -> int:
         """`flush` then `sync`: everything appended so far is durable on return."""
@@ -518,35 +490,29 @@ class Journal:
     def rotate(self) -> None:
         """Flush, then start a new segment (no-op if the active one is empty)."""
         self.flush()
-        with self._lock:
-            self._check_writable()
-            try:
-                self._rotate_locked()
-            except OSError as exc:
-                self._broken = exc
-                raise JournalBrokenError(f"journal rotation failed: {exc}") from exc
+        self._writer().run_locked(self._start_segment)
 
-    def _rotate_locked(self) -> None:
-        if self._active_size == 0:
+    def _rotate_if_full(self, out: AppendFile) -> None:
+        if out.size >= self.segment_bytes:
+            self._start_segment(out)
+
+    def _start_segment(self, out: AppendFile) -> None:
+        """(``out``'s lock held.) fsync the active segment and start the next, named after
+        its first LSN; its directory entry is fsynced by the next sync."""
+        if out.size == 0:
             return
-        assert self._fd is not None
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
-        first = self._written_lsn + 1
-        self._fd = os.open(
-            self._segment_path(first), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644
-        )
-        self._segments.append(first)
-        self._active_size = 0
-        self._dir_dirty = True
+        first = out.written + 1
+        out.switch_locked(self._segment_path(first))
+        with self._lock:
+            self._segments.append(first)
 
     def close(self) -> None:
         """Flush and fsync (unless broken), then close the active segment."""
-        if self._ready and self._broken is None:
-            self.commit()
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            self._ready = False
+        out = self._out
+        if out is None:
+            return
+        try:
+            if not out.closed and out.broken is None:
+                self.commit()
+        finally:
+            out.close()

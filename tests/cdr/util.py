@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +54,9 @@ def abandon(writer: CdrWriter) -> None:
 
     Closes the descriptor (so tests do not leak it) without flushing or fsyncing.
     """
-    fd = writer._fd
-    if fd is not None:
-        os.close(fd)
-        writer._fd = None
+    out = writer._out
+    if out is not None:
+        out.close()  # drops the buffer
 
 
 def listing(directory: Path) -> dict[str, bytes]:
