@@ -29,7 +29,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ocs.core.accounts import SubscriptionId
+from ocs.core.accounts import SubscriberIdentity
 from ocs.core.ledger import Command, CreateAccount, Credit, Ledger, Post, Reserve, encode_command
 from ocs.edge.group_commit import GroupCommit
 from ocs.edge.journal import Journal
@@ -42,11 +42,11 @@ T0 = 1_700_000_000_000
 def create_command(i: int) -> CreateAccount:
     return CreateAccount(
         id=f"create-{i}",
-        now=T0,
+        now_ms=T0,
         account_id=f"acct-{i:08d}",
         subscriptions=(
-            SubscriptionId(type=0, data=f"49151{i:08d}"),
-            SubscriptionId(type=1, data=f"26201{i:010d}"),
+            SubscriberIdentity(type=0, data=f"49151{i:08d}"),
+            SubscriberIdentity(type=1, data=f"26201{i:010d}"),
         ),
         currency=978,
         balance=10_000_000 + i,
@@ -60,8 +60,10 @@ def charging_ops(accounts: int, start: int = 0) -> Iterator[Command]:
         account = f"acct-{i % accounts:08d}"
         rid = f"res-{i}"
         now = T0 + i
-        yield Reserve(id=rid, now=now, account_id=account, amount=1_000, expires_at=now + 60_000)
-        yield Post(id=f"post-{i}", now=now, reservation_id=rid, amount=700)
+        yield Reserve(
+            id=rid, now_ms=now, account_id=account, amount=1_000, expires_at_ms=now + 60_000
+        )
+        yield Post(id=f"post-{i}", now_ms=now, reservation_id=rid, amount=700)
         i += 1
 
 
@@ -229,11 +231,13 @@ def bench_memory(accounts: int, snapshot: bytes) -> list[str]:
         # A credit, then a reserve + post: the balance becomes a new int; nothing else grows.
         for i in range(active):
             account = f"acct-{i:08d}"
-            ledger.apply(Credit(id=f"c{i}", now=T0, account_id=account, amount=1_000_001 + i))
+            ledger.apply(Credit(id=f"c{i}", now_ms=T0, account_id=account, amount=1_000_001 + i))
             ledger.apply(
-                Reserve(id=f"r{i}", now=T0, account_id=account, amount=3_000, expires_at=T0 + 1)
+                Reserve(
+                    id=f"r{i}", now_ms=T0, account_id=account, amount=3_000, expires_at_ms=T0 + 1
+                )
             )
-            ledger.apply(Post(id=f"p{i}", now=T0, reservation_id=f"r{i}", amount=2_345 + i))
+            ledger.apply(Post(id=f"p{i}", now_ms=T0, reservation_id=f"r{i}", amount=2_345 + i))
 
     grown, _ = measure(activity)
     rows.append(
@@ -245,12 +249,14 @@ def bench_memory(accounts: int, snapshot: bytes) -> list[str]:
 
     n = min(accounts, 200_000)
     base = Ledger(max_remembered=1)
-    base.apply(CreateAccount(id="c", now=T0, account_id="a", currency=978, balance=10**12))
+    base.apply(CreateAccount(id="c", now_ms=T0, account_id="a", currency=978, balance=10**12))
 
     def reserve() -> None:
         for i in range(n):
             base.apply(
-                Reserve(id=f"res-{i:08d}", now=T0, account_id="a", amount=7, expires_at=T0 + i + 1)
+                Reserve(
+                    id=f"res-{i:08d}", now_ms=T0, account_id="a", amount=7, expires_at_ms=T0 + i + 1
+                )
             )
 
     used, _ = measure(reserve)
@@ -259,11 +265,11 @@ def bench_memory(accounts: int, snapshot: bytes) -> list[str]:
         f"{used / n:.0f} B |"
     )
     remembering = Ledger()
-    remembering.apply(CreateAccount(id="c", now=T0, account_id="a", currency=978))
+    remembering.apply(CreateAccount(id="c", now_ms=T0, account_id="a", currency=978))
 
     def remember() -> None:
         for i in range(n):
-            remembering.apply(Credit(id=f"op-{i:012d}", now=T0, account_id="a", amount=1))
+            remembering.apply(Credit(id=f"op-{i:012d}", now_ms=T0, account_id="a", amount=1))
 
     used, _ = measure(remember)
     rows.append(f"| remembered operation id (a 16-character id) | {used / n:.0f} B |")

@@ -58,7 +58,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ocs.core.accounts import SubscriptionId
+from ocs.core.accounts import SubscriberIdentity
 from ocs.core.charging import ChargingCore, Input, InputKind, encode_input
 from ocs.core.ledger import Ledger
 from ocs.edge.catalog_files import demo_catalog_text
@@ -226,7 +226,7 @@ def _core_measure(flows_per_kind: int) -> dict[str, Any]:
             for i in range(accounts):
                 ledger.create_account(
                     f"create-{i}",
-                    now=T0_MS,
+                    now_ms=T0_MS,
                     account_id=f"acct-{i}",
                     currency=978,
                     subscriptions=[_sub(i)],
@@ -340,8 +340,8 @@ def _clock_overhead_us(n: int = 20_000) -> float:
     return best * 1e6
 
 
-def _sub(i: int) -> SubscriptionId:
-    return SubscriptionId(type=0, data=msisdn(1, i))
+def _sub(i: int) -> SubscriberIdentity:
+    return SubscriberIdentity(type=0, data=msisdn(1, i))
 
 
 def _msisdn(i: int) -> bytes:
@@ -365,7 +365,7 @@ def memory_child(sessions: int, method: str) -> dict[str, Any]:
     for i in range(sessions):
         ledger.create_account(
             f"create-{i}",
-            now=T0_MS,
+            now_ms=T0_MS,
             account_id=f"acct-{i:08d}",
             currency=978,
             subscriptions=[_sub(i)],

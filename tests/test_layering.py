@@ -5,7 +5,7 @@ folder, so a file is checked the day it is added.
 |---|---|---|
 | `protocol/` | protocol | an allow-list of standard modules, msgspec |
 | `rating/` | rating | the same |
-| `ocs/core/` | core | protocol, rating, the same allow-list, mypy_extensions |
+| `ocs/core/` | core | protocol, rating, the same allow-list, msgspec |
 | `ocs/edge/` | edge | core, protocol, rating, anything outside the project |
 | `ocs/*.py` | node | edge, core, protocol, rating, anything outside the project |
 | `ocs/cli/`, `ocs/__main__.py` | cli | everything |
@@ -60,7 +60,7 @@ PURE_STDLIB = frozenset(
 PURE_THIRD_PARTY = {
     "protocol": frozenset({"msgspec"}),
     "rating": frozenset({"msgspec"}),
-    "core": frozenset({"msgspec", "mypy_extensions"}),
+    "core": frozenset({"msgspec"}),
 }
 # Calls that read the clock even through an allowed module (`datetime.now()`).
 CLOCK_CALLS = frozenset({"now", "utcnow", "today", "time", "monotonic", "perf_counter"})

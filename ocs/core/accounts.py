@@ -11,23 +11,17 @@ import enum
 
 import msgspec
 
+from protocol.codes import AccountStatus  # `Account-Status` of WIRE.md section 8 (one type)
+
 __all__ = [
-    "Account",
+    "AccountRecord",
     "AccountStatus",
     "AccountView",
-    "SubscriptionId",
+    "SubscriberIdentity",
     "SubscriptionType",
     "subscription_from_key",
     "subscription_key",
 ]
-
-
-class AccountStatus(enum.IntEnum):
-    """`Account-Status` of WIRE.md section 8."""
-
-    ACTIVE = 0
-    SUSPENDED = 1
-    BARRED = 2
 
 
 class SubscriptionType(enum.IntEnum):
@@ -40,7 +34,7 @@ class SubscriptionType(enum.IntEnum):
     PRIVATE = 4
 
 
-class SubscriptionId(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+class SubscriberIdentity(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """One subscription identity; it resolves to exactly one account."""
 
     type: int
@@ -56,11 +50,11 @@ def subscription_key(sub_type: int, data: str) -> str:
     return f"{sub_type}:{data}"
 
 
-def subscription_from_key(key: str) -> SubscriptionId:
-    return SubscriptionId(type=int(key[0]), data=key[2:])
+def subscription_from_key(key: str) -> SubscriberIdentity:
+    return SubscriberIdentity(type=int(key[0]), data=key[2:])
 
 
-class Account(msgspec.Struct, kw_only=True, array_like=True, gc=False):
+class AccountRecord(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     """The store's mutable record of one account (internal; readers get an `AccountView`).
 
     Seven slots, `gc=False` and no per-instance dict keep it at 80 bytes: it only ever
@@ -106,7 +100,7 @@ class AccountView(msgspec.Struct, frozen=True, kw_only=True):
     credit_limit: int
     balance: int
     reserved: int
-    subscriptions: tuple[SubscriptionId, ...]
+    subscriptions: tuple[SubscriberIdentity, ...]
 
     @property
     def available(self) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ocs.core.accounts import AccountStatus, AccountView, SubscriptionId
+from ocs.core.accounts import AccountStatus, AccountView, SubscriberIdentity
 from ocs.core.charging_types import (
     CDR_ENCODER,
     STATE_DECODER,
@@ -720,10 +720,10 @@ class ChargingCore:
         outcome = self.ledger.apply(
             Reserve(
                 id=reservation_id,
-                now=now_ms,
+                now_ms=now_ms,
                 account_id=session.account_id,
                 amount=cost,
-                expires_at=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
+                expires_at_ms=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
                 owner=session.session_id,
             ),
             internal=True,
@@ -853,7 +853,7 @@ class ChargingCore:
             posted = self.ledger.apply(
                 Post(
                     id=f"{grant.reservation_id}|post",
-                    now=now_ms,
+                    now_ms=now_ms,
                     reservation_id=grant.reservation_id,
                     amount=total,
                 ),
@@ -909,7 +909,7 @@ class ChargingCore:
             Debit(
                 id=f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
                 f"{len(session.containers)}",
-                now=now_ms,
+                now_ms=now_ms,
                 account_id=session.account_id,
                 amount=amount,
                 allow_overdraft=True,
@@ -924,7 +924,7 @@ class ChargingCore:
 
     def _void(self, reservation_id: str, now_ms: int) -> None:
         self.ledger.apply(
-            Void(id=f"{reservation_id}|void", now=now_ms, reservation_id=reservation_id),
+            Void(id=f"{reservation_id}|void", now_ms=now_ms, reservation_id=reservation_id),
             internal=True,
         )
 
@@ -1015,7 +1015,7 @@ class ChargingCore:
                 return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
             if total:
                 outcome = self.ledger.apply(
-                    Debit(id=op, now=now_ms, account_id=account_id, amount=total),
+                    Debit(id=op, now_ms=now_ms, account_id=account_id, amount=total),
                     internal=True,
                 )
                 if outcome.code is not Code.OK:
@@ -1025,7 +1025,7 @@ class ChargingCore:
         else:  # REFUND_ACCOUNT
             if total:
                 self.ledger.apply(
-                    Credit(id=op, now=now_ms, account_id=account_id, amount=total),
+                    Credit(id=op, now_ms=now_ms, account_id=account_id, amount=total),
                     internal=True,
                 )
             sign = -1
@@ -1066,7 +1066,7 @@ class ChargingCore:
             return Outcome.OK if self.ledger.account(account_id) else Outcome.UNKNOWN_ACCOUNT
         if op is AccountOperation.CREATE:
             subs = tuple(
-                SubscriptionId(type=int(s.subscription_id_type), data=s.subscription_id_data)
+                SubscriberIdentity(type=int(s.subscription_id_type), data=s.subscription_id_data)
                 for s in amr.subscription_id or ()
             )
             # Refused here, not by the ledger, which would remember the refusal under the
@@ -1078,7 +1078,7 @@ class ChargingCore:
                 return Outcome.INVALID
             outcome = self.ledger.create_account(
                 f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
-                now=now_ms,
+                now_ms=now_ms,
                 account_id=account_id,
                 currency=amr.currency_code
                 if amr.currency_code is not None
@@ -1115,12 +1115,14 @@ class ChargingCore:
                 self._name_operation(amr.operation_id, what, op_id)
             if op is AccountOperation.CREDIT:
                 outcome = self.ledger.credit(
-                    op_id, now=now_ms, account_id=account_id, amount=amount
+                    op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
                 if outcome.ok:
                     self._topped_up(account_id)
             else:
-                outcome = self.ledger.debit(op_id, now=now_ms, account_id=account_id, amount=amount)
+                outcome = self.ledger.debit(
+                    op_id, now_ms=now_ms, account_id=account_id, amount=amount
+                )
             if outcome.code is Code.INSUFFICIENT_FUNDS:
                 return Outcome.INSUFFICIENT_FUNDS
             return Outcome.OK if outcome.ok else Outcome.INVALID
@@ -1129,7 +1131,7 @@ class ChargingCore:
             return Outcome.MISSING_AVP
         self.ledger.set_status(
             f"status|{origin_host}|{end_to_end}|{now_ms}",
-            now=now_ms,
+            now_ms=now_ms,
             account_id=account_id,
             status=AccountStatus(int(amr.account_status)),
         )

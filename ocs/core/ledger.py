@@ -1,20 +1,20 @@
 """The balance store's deterministic core: accounts and a two-phase reservation ledger.
 
 State-machine replication in the TigerBeetle style: every mutation is a command value that
-carries its own operation id and the time ``now`` (int **milliseconds** since the Unix epoch).
+carries its own operation id and the time ``now_ms`` (int **milliseconds** since the Unix epoch).
 `Ledger.apply` is synchronous, never reads a clock, never touches a file, and is used both live
 and when the journal is replayed after a restart, so replay rebuilds exactly the same state.
 
-Business results are `Outcome` values with a `Code`, never exceptions.
+Business results are `LedgerOutcome` values with a `Code`, never exceptions.
 
 Two-phase transfers
     ``Reserve`` holds an amount against an account (a pending transfer; its ``id`` is the
     reservation id). ``Post`` closes it and charges the amount actually used, which may exceed
     what was held (overuse is charged anyway; the balance may then go below ``-credit_limit``
     and the outcome says ``overdraft=True``). ``Void`` closes it without charge. ``Expire``
-    closes every reservation whose ``expires_at <= now``. A reservation stays open until one of
-    these closes it: a ``Post`` that arrives after ``expires_at`` but before the ``Expire``
-    command is still accepted.
+    closes every reservation whose ``expires_at_ms <= now_ms``. A reservation stays open until
+    one of these closes it: a ``Post`` that arrives after ``expires_at_ms`` but before the
+    ``Expire`` command is still accepted.
 
 Funds rule
     ``available = balance - reserved``. ``Reserve`` and (non-overdraft) ``Debit`` are allowed
@@ -26,7 +26,7 @@ Idempotency
     id stays refused). Ids of commands that fail static validation (`Code.INVALID`) are not
     remembered: validity depends on the command alone, so a repeat gets the same answer anyway.
     Ids are remembered for at least ``retention_ms`` (default 24 h) of ledger time (the highest
-    ``now`` applied so far) and are part of snapshots, so idempotency survives restarts. Memory
+    ``now_ms`` applied so far) and are part of snapshots, so idempotency survives restarts. Memory
     is capped at ``max_remembered`` ids (default 1,000,000): past that the oldest are forgotten
     first, so under sustained load above ``max_remembered / retention`` the horizon shrinks to
     ``max_remembered / rate``. Ids share one namespace across all command types; the caller keeps
@@ -44,18 +44,24 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Final
 
-from ocs.core.accounts import Account, AccountStatus, AccountView, SubscriptionId, subscription_key
+from ocs.core.accounts import (
+    AccountRecord,
+    AccountStatus,
+    AccountView,
+    SubscriberIdentity,
+    subscription_key,
+)
 from ocs.core.due import DueBuckets
 from ocs.core.ledger_types import (
-    _ENCODER,
-    _OK,
-    _OK_OVERDRAFT,
-    _OUTCOME,
-    _STATE_DECODER,
+    COMMAND_ENCODER,
     DAY_MS,
+    LEDGER_STATE_DECODER,
     MAX_AMOUNT,
     MAX_ID_LENGTH,
     MAX_TOTAL,
+    OK_OUTCOME,
+    OK_OVERDRAFT,
+    OUTCOME_OF_CODE,
     SNAPSHOT_VERSION,
     Code,
     Command,
@@ -64,18 +70,18 @@ from ocs.core.ledger_types import (
     Debit,
     Expire,
     InvariantViolation,
-    Outcome,
+    LedgerOutcome,
+    LedgerState,
     Post,
     Reservation,
     Reserve,
     SetStatus,
     Totals,
     Void,
-    _intern_outcome,
-    _LedgerState,
-    _problem,
+    command_problem,
     decode_command,
     encode_command,
+    intern_outcome,
 )
 
 __all__ = [
@@ -91,7 +97,7 @@ __all__ = [
     "Expire",
     "InvariantViolation",
     "Ledger",
-    "Outcome",
+    "LedgerOutcome",
     "Post",
     "Reservation",
     "Reserve",
@@ -131,12 +137,12 @@ class Ledger:
             raise ValueError("retention_ms must be >= 0 and max_remembered >= 1")
         self.retention_ms: Final = retention_ms
         self.max_remembered: Final = max_remembered
-        self._accounts: dict[str, Account] = {}
-        self._by_subscription: dict[str, Account] = {}
+        self._accounts: dict[str, AccountRecord] = {}
+        self._by_subscription: dict[str, AccountRecord] = {}
         self._reservations: dict[str, Reservation] = {}
-        # reservation ids by expires_at; closed reservations leave stale entries, skipped lazily
+        # reservation ids by expires_at_ms; closed reservations leave stale entries, skipped lazily
         self._expiry: DueBuckets[str] = DueBuckets()
-        self._seen: dict[str, Outcome] = {}
+        self._seen: dict[str, LedgerOutcome] = {}
         self._seen_order: deque[str] = deque()
         # [second of ledger time, how many of _seen_order's ids were remembered in it]
         self._seen_marks: deque[list[int]] = deque()
@@ -147,7 +153,7 @@ class Ledger:
 
     # -- applying commands
 
-    def apply(self, cmd: Command, *, replay: bool = False, internal: bool = False) -> Outcome:
+    def apply(self, cmd: Command, *, replay: bool = False, internal: bool = False) -> LedgerOutcome:
         """Apply one command and return its outcome.
 
         A command whose id was applied before returns the first outcome and changes nothing.
@@ -160,21 +166,21 @@ class Ledger:
         # (duplicate detection, journal replay): no static checks, and its id is not
         # remembered, so the bounded id memory serves operators' Operation-Ids alone.
         if not internal and not replay:  # journaled commands passed these when first applied
-            problem = _problem(cmd)
+            problem = command_problem(cmd)
             if problem is not None:
-                return Outcome(code=Code.INVALID, detail=problem)
+                return LedgerOutcome(code=Code.INVALID, detail=problem)
             prior = self._seen.get(cmd.id)
             if prior is not None:
                 return prior
-        if cmd.now > self._clock:
-            self._clock = cmd.now
+        if cmd.now_ms > self._clock:
+            self._clock = cmd.now_ms
             self._forget_expired_ids()
         outcome = self._handle(cmd)
         if not internal:
             self._remember(cmd.id, outcome)
         return outcome
 
-    def recall(self, op_id: str) -> Outcome | None:
+    def recall(self, op_id: str) -> LedgerOutcome | None:
         """The remembered outcome of operation ``op_id``, or None if it is not remembered."""
         return self._seen.get(op_id)
 
@@ -184,18 +190,18 @@ class Ledger:
         self,
         op_id: str,
         *,
-        now: int,
+        now_ms: int,
         account_id: str,
         currency: int,
-        subscriptions: Sequence[SubscriptionId] = (),
+        subscriptions: Sequence[SubscriberIdentity] = (),
         credit_limit: int = 0,
         balance: int = 0,
         status: AccountStatus = AccountStatus.ACTIVE,
-    ) -> Outcome:
+    ) -> LedgerOutcome:
         return self.apply(
             CreateAccount(
                 id=op_id,
-                now=now,
+                now_ms=now_ms,
                 account_id=account_id,
                 subscriptions=tuple(subscriptions),
                 currency=currency,
@@ -205,22 +211,22 @@ class Ledger:
             )
         )
 
-    def credit(self, op_id: str, *, now: int, account_id: str, amount: int) -> Outcome:
-        return self.apply(Credit(id=op_id, now=now, account_id=account_id, amount=amount))
+    def credit(self, op_id: str, *, now_ms: int, account_id: str, amount: int) -> LedgerOutcome:
+        return self.apply(Credit(id=op_id, now_ms=now_ms, account_id=account_id, amount=amount))
 
     def debit(
         self,
         op_id: str,
         *,
-        now: int,
+        now_ms: int,
         account_id: str,
         amount: int,
         allow_overdraft: bool = False,
-    ) -> Outcome:
+    ) -> LedgerOutcome:
         return self.apply(
             Debit(
                 id=op_id,
-                now=now,
+                now_ms=now_ms,
                 account_id=account_id,
                 amount=amount,
                 allow_overdraft=allow_overdraft,
@@ -228,47 +234,51 @@ class Ledger:
         )
 
     def set_status(
-        self, op_id: str, *, now: int, account_id: str, status: AccountStatus
-    ) -> Outcome:
-        return self.apply(SetStatus(id=op_id, now=now, account_id=account_id, status=status))
+        self, op_id: str, *, now_ms: int, account_id: str, status: AccountStatus
+    ) -> LedgerOutcome:
+        return self.apply(SetStatus(id=op_id, now_ms=now_ms, account_id=account_id, status=status))
 
     def reserve(
-        self, reservation_id: str, *, now: int, account_id: str, amount: int, expires_at: int
-    ) -> Outcome:
+        self, reservation_id: str, *, now_ms: int, account_id: str, amount: int, expires_at_ms: int
+    ) -> LedgerOutcome:
         return self.apply(
             Reserve(
                 id=reservation_id,
-                now=now,
+                now_ms=now_ms,
                 account_id=account_id,
                 amount=amount,
-                expires_at=expires_at,
+                expires_at_ms=expires_at_ms,
             )
         )
 
-    def post(self, op_id: str, *, now: int, reservation_id: str, amount: int) -> Outcome:
-        return self.apply(Post(id=op_id, now=now, reservation_id=reservation_id, amount=amount))
+    def post(self, op_id: str, *, now_ms: int, reservation_id: str, amount: int) -> LedgerOutcome:
+        return self.apply(
+            Post(id=op_id, now_ms=now_ms, reservation_id=reservation_id, amount=amount)
+        )
 
-    def void(self, op_id: str, *, now: int, reservation_id: str) -> Outcome:
-        return self.apply(Void(id=op_id, now=now, reservation_id=reservation_id))
+    def void(self, op_id: str, *, now_ms: int, reservation_id: str) -> LedgerOutcome:
+        return self.apply(Void(id=op_id, now_ms=now_ms, reservation_id=reservation_id))
 
-    def expire_due(self, now: int, *, op_id: str | None = None) -> Outcome:
-        """Release the reservations due at ``now``.
+    def expire_due(self, now_ms: int, *, op_id: str | None = None) -> LedgerOutcome:
+        """Release the reservations due at ``now_ms``.
 
         Applies an `Expire` command only if something is due; otherwise returns a plain OK and
-        records nothing. The default op id is ``"expire@<now>"``.
+        records nothing. The default op id is ``"expire@<now_ms>"``.
         """
         due = self.next_expiry()
-        if due is None or due > now:
-            return _OK
-        return self.apply(Expire(id=op_id if op_id is not None else f"expire@{now}", now=now))
+        if due is None or due > now_ms:
+            return OK_OUTCOME
+        return self.apply(
+            Expire(id=op_id if op_id is not None else f"expire@{now_ms}", now_ms=now_ms)
+        )
 
-    def _create(self, cmd: CreateAccount) -> Outcome:
+    def _create(self, cmd: CreateAccount) -> LedgerOutcome:
         if cmd.account_id in self._accounts:
-            return _OUTCOME[Code.ACCOUNT_EXISTS]
+            return OUTCOME_OF_CODE[Code.ACCOUNT_EXISTS]
         keys = tuple([subscription_key(s.type, s.data) for s in cmd.subscriptions])
         if any(k in self._by_subscription for k in keys):
-            return _OUTCOME[Code.SUBSCRIPTION_TAKEN]
-        account = Account(
+            return OUTCOME_OF_CODE[Code.SUBSCRIPTION_TAKEN]
+        account = AccountRecord(
             account_id=cmd.account_id,
             status=_status(cmd.status),
             currency=_shared(cmd.currency),
@@ -281,104 +291,104 @@ class Ledger:
         self._accounts[account.account_id] = account
         for key in keys:
             self._by_subscription[key] = account
-        return _OK
+        return OK_OUTCOME
 
-    def _credit(self, cmd: Credit) -> Outcome:
+    def _credit(self, cmd: Credit) -> LedgerOutcome:
         account = self._accounts.get(cmd.account_id)
         if account is None:
-            return _OUTCOME[Code.UNKNOWN_ACCOUNT]
+            return OUTCOME_OF_CODE[Code.UNKNOWN_ACCOUNT]
         balance = account.balance + cmd.amount
         if balance > MAX_TOTAL:
-            return _OUTCOME[Code.LIMIT_EXCEEDED]
+            return OUTCOME_OF_CODE[Code.LIMIT_EXCEEDED]
         account.balance = balance
         self._credits += cmd.amount
-        return _OK
+        return OK_OUTCOME
 
-    def _debit(self, cmd: Debit) -> Outcome:
+    def _debit(self, cmd: Debit) -> LedgerOutcome:
         account = self._accounts.get(cmd.account_id)
         if account is None:
-            return _OUTCOME[Code.UNKNOWN_ACCOUNT]
+            return OUTCOME_OF_CODE[Code.UNKNOWN_ACCOUNT]
         if (
             not cmd.allow_overdraft
             and account.balance - account.reserved - cmd.amount < -account.credit_limit
         ):
-            return _OUTCOME[Code.INSUFFICIENT_FUNDS]
+            return OUTCOME_OF_CODE[Code.INSUFFICIENT_FUNDS]
         return self._charge(account, cmd.amount)
 
-    def _charge(self, account: Account, amount: int) -> Outcome:
+    def _charge(self, account: AccountRecord, amount: int) -> LedgerOutcome:
         balance = account.balance - amount
         if balance < -MAX_TOTAL:
-            return _OUTCOME[Code.LIMIT_EXCEEDED]
+            return OUTCOME_OF_CODE[Code.LIMIT_EXCEEDED]
         account.balance = balance
         self._debits += amount
-        return _OK_OVERDRAFT if balance < -account.credit_limit else _OK
+        return OK_OVERDRAFT if balance < -account.credit_limit else OK_OUTCOME
 
-    def _set_status(self, cmd: SetStatus) -> Outcome:
+    def _set_status(self, cmd: SetStatus) -> LedgerOutcome:
         account = self._accounts.get(cmd.account_id)
         if account is None:
-            return _OUTCOME[Code.UNKNOWN_ACCOUNT]
+            return OUTCOME_OF_CODE[Code.UNKNOWN_ACCOUNT]
         account.status = _status(cmd.status)
-        return _OK
+        return OK_OUTCOME
 
-    def _reserve(self, cmd: Reserve) -> Outcome:
+    def _reserve(self, cmd: Reserve) -> LedgerOutcome:
         if cmd.id in self._reservations:
-            return _OUTCOME[Code.RESERVATION_EXISTS]
+            return OUTCOME_OF_CODE[Code.RESERVATION_EXISTS]
         account = self._accounts.get(cmd.account_id)
         if account is None:
-            return _OUTCOME[Code.UNKNOWN_ACCOUNT]
+            return OUTCOME_OF_CODE[Code.UNKNOWN_ACCOUNT]
         if account.status is not AccountStatus.ACTIVE:
-            return _OUTCOME[Code.ACCOUNT_NOT_ACTIVE]
+            return OUTCOME_OF_CODE[Code.ACCOUNT_NOT_ACTIVE]
         if account.balance - account.reserved - cmd.amount < -account.credit_limit:
-            return _OUTCOME[Code.INSUFFICIENT_FUNDS]
+            return OUTCOME_OF_CODE[Code.INSUFFICIENT_FUNDS]
         account.reserved += cmd.amount
         self._reservations[cmd.id] = Reservation(
             reservation_id=cmd.id,
             account_id=account.account_id,
             amount=_shared(cmd.amount),  # the price of a default quantum recurs
-            expires_at=cmd.expires_at,
+            expires_at_ms=cmd.expires_at_ms,
             owner=cmd.owner,
         )
-        self._expiry.add(cmd.expires_at, cmd.id)
-        return _OK
+        self._expiry.add(cmd.expires_at_ms, cmd.id)
+        return OK_OUTCOME
 
-    def _post(self, cmd: Post) -> Outcome:
+    def _post(self, cmd: Post) -> LedgerOutcome:
         reservation = self._reservations.get(cmd.reservation_id)
         if reservation is None:
-            return _OUTCOME[Code.UNKNOWN_RESERVATION]
+            return OUTCOME_OF_CODE[Code.UNKNOWN_RESERVATION]
         account = self._accounts[reservation.account_id]
         outcome = self._charge(account, cmd.amount)
         if outcome.code is Code.OK:
             self._release(account, reservation)
         return outcome
 
-    def _void(self, cmd: Void) -> Outcome:
+    def _void(self, cmd: Void) -> LedgerOutcome:
         reservation = self._reservations.get(cmd.reservation_id)
         if reservation is None:
-            return _OUTCOME[Code.UNKNOWN_RESERVATION]
+            return OUTCOME_OF_CODE[Code.UNKNOWN_RESERVATION]
         self._release(self._accounts[reservation.account_id], reservation)
-        return _OK
+        return OK_OUTCOME
 
-    def _expire(self, cmd: Expire) -> Outcome:
+    def _expire(self, cmd: Expire) -> LedgerOutcome:
         expired: list[str] = []
         owners: list[str] = []
         expiry, reservations = self._expiry, self._reservations
         while True:
-            expires_at = expiry.earliest()
-            if expires_at is None or expires_at > cmd.now:
+            expires_at_ms = expiry.earliest()
+            if expires_at_ms is None or expires_at_ms > cmd.now_ms:
                 break
             _, ids = expiry.pop_earliest()
-            for rid in sorted(set(ids)):  # by (expires_at, id), as documented
+            for rid in sorted(set(ids)):  # by (expires_at_ms, id), as documented
                 reservation = reservations.get(rid)
-                if reservation is None or reservation.expires_at != expires_at:
+                if reservation is None or reservation.expires_at_ms != expires_at_ms:
                     continue  # stale entry of a closed reservation
                 self._release(self._accounts[reservation.account_id], reservation)
                 expired.append(rid)
                 owners.append(reservation.owner)
         if not expired:
-            return _OK
-        return Outcome(code=Code.OK, expired=tuple(expired), expired_owners=tuple(owners))
+            return OK_OUTCOME
+        return LedgerOutcome(code=Code.OK, expired=tuple(expired), expired_owners=tuple(owners))
 
-    def _release(self, account: Account, reservation: Reservation) -> None:
+    def _release(self, account: AccountRecord, reservation: Reservation) -> None:
         del self._reservations[reservation.reservation_id]
         account.reserved -= reservation.amount
         entries = len(self._expiry)
@@ -386,9 +396,11 @@ class Ledger:
             self._rebuild_expiry()
 
     def _rebuild_expiry(self) -> None:
-        self._expiry.rebuild((r.expires_at, r.reservation_id) for r in self._reservations.values())
+        self._expiry.rebuild(
+            (r.expires_at_ms, r.reservation_id) for r in self._reservations.values()
+        )
 
-    def _handle(self, cmd: Command) -> Outcome:
+    def _handle(self, cmd: Command) -> LedgerOutcome:
         # the commands of charging first; a chain of checks, not a table of methods, so that
         # the compiled build (mypyc) calls the methods directly
         if isinstance(cmd, Reserve):
@@ -409,7 +421,7 @@ class Ledger:
 
     # -- idempotency memory
 
-    def _remember(self, op_id: str, outcome: Outcome) -> None:
+    def _remember(self, op_id: str, outcome: LedgerOutcome) -> None:
         if op_id in self._seen:  # only on replay after a retention change: keep its age
             self._seen[op_id] = outcome
             return
@@ -482,27 +494,27 @@ class Ledger:
         yield from list(self._reservations.values())
 
     def next_expiry(self) -> int | None:
-        """The earliest ``expires_at`` of the open reservations, or None."""
+        """The earliest ``expires_at_ms`` of the open reservations, or None."""
         expiry, reservations = self._expiry, self._reservations
         while True:
-            expires_at = expiry.earliest()
-            if expires_at is None:
+            expires_at_ms = expiry.earliest()
+            if expires_at_ms is None:
                 return None
             _, ids = expiry.peek_earliest()
             live = [
                 rid
                 for rid in ids
-                if (r := reservations.get(rid)) is not None and r.expires_at == expires_at
+                if (r := reservations.get(rid)) is not None and r.expires_at_ms == expires_at_ms
             ]
             if len(live) == len(ids):
-                return expires_at
+                return expires_at_ms
             expiry.pop_earliest()  # drop the stale entries once, keep the live ones
             for rid in live:
-                expiry.add(expires_at, rid)
+                expiry.add(expires_at_ms, rid)
 
     @property
     def clock(self) -> int:
-        """The highest ``now`` applied so far (drives the retention of operation ids)."""
+        """The highest ``now_ms`` applied so far (drives the retention of operation ids)."""
         return self._clock
 
     def totals(self) -> Totals:
@@ -557,11 +569,11 @@ class Ledger:
 
     def snapshot(self) -> bytes:
         """The whole state as msgpack bytes (deterministic: equal states give equal bytes)."""
-        table: dict[Outcome, int] = {}
+        table: dict[LedgerOutcome, int] = {}
         seen = self._seen
         refs = [table.setdefault(seen[i], len(table)) for i in self._seen_order]
-        return _ENCODER.encode(
-            _LedgerState(
+        return COMMAND_ENCODER.encode(
+            LedgerState(
                 version=SNAPSHOT_VERSION,
                 clock=self._clock,
                 totals=self.totals(),
@@ -576,7 +588,7 @@ class Ledger:
 
     def restore(self, data: bytes | memoryview) -> None:
         """Replace the whole state with a `snapshot`'s."""
-        state = _STATE_DECODER.decode(data)
+        state = LEDGER_STATE_DECODER.decode(data)
         if state.version != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported ledger snapshot version {state.version}")
         if len(state.seen_ids) != len(state.seen_refs):
@@ -596,13 +608,13 @@ class Ledger:
                 reservation_id=r.reservation_id,
                 account_id=accounts[r.account_id].account_id if r.account_id in accounts else "",
                 amount=shared(r.amount),
-                expires_at=r.expires_at,
+                expires_at_ms=r.expires_at_ms,
                 owner=owners.setdefault(r.owner, r.owner),
             )
             for r in state.reservations
         }
         self._rebuild_expiry()
-        table = [_intern_outcome(o) for o in state.outcomes]
+        table = [intern_outcome(o) for o in state.outcomes]
         self._seen = dict(zip(state.seen_ids, map(table.__getitem__, state.seen_refs), strict=True))
         self._seen_order = deque(state.seen_ids)
         self._seen_marks = deque(state.seen_marks)

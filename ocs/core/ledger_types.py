@@ -12,7 +12,7 @@ from typing import Final, TypeAlias
 
 import msgspec
 
-from ocs.core.accounts import Account, AccountStatus, SubscriptionId
+from ocs.core.accounts import AccountRecord, AccountStatus, SubscriberIdentity
 
 DAY_MS: Final = 86_400_000
 #: Largest single amount (credit, debit, reservation, post, initial balance, credit limit):
@@ -38,11 +38,11 @@ class Code(enum.IntEnum):
     ACCOUNT_NOT_ACTIVE = 7
     #: A balance would leave +-MAX_TOTAL.
     LIMIT_EXCEEDED = 8
-    #: The command itself is malformed (bad type, range, empty id ...); see `Outcome.detail`.
+    #: The command itself is malformed (bad type, range, empty id ...); see `LedgerOutcome.detail`.
     INVALID = 9
 
 
-class Outcome(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+class LedgerOutcome(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """The result of one command.
 
     `overdraft`: after a `Post` or an overdraft `Debit`, the posted balance is below
@@ -63,17 +63,17 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
         return self.code is Code.OK
 
 
-_OUTCOME: Final = {code: Outcome(code=code) for code in Code}
-_OK: Final = _OUTCOME[Code.OK]
-_OK_OVERDRAFT: Final = Outcome(code=Code.OK, overdraft=True)
+OUTCOME_OF_CODE: Final = {code: LedgerOutcome(code=code) for code in Code}
+OK_OUTCOME: Final = OUTCOME_OF_CODE[Code.OK]
+OK_OVERDRAFT: Final = LedgerOutcome(code=Code.OK, overdraft=True)
 
 
-def _intern_outcome(outcome: Outcome) -> Outcome:
+def intern_outcome(outcome: LedgerOutcome) -> LedgerOutcome:
     if outcome.expired or outcome.detail:
         return outcome
     if outcome.overdraft:
-        return _OK_OVERDRAFT if outcome.code is Code.OK else outcome
-    return _OUTCOME[outcome.code]
+        return OK_OVERDRAFT if outcome.code is Code.OK else outcome
+    return OUTCOME_OF_CODE[outcome.code]
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -83,12 +83,12 @@ class _Command(msgspec.Struct, frozen=True, kw_only=True, array_like=True, tag_f
     #: Operation id: applied once; a repeat returns the first outcome.
     id: str
     #: Time of the operation, int ms since the Unix epoch (the ledger's only clock).
-    now: int
+    now_ms: int
 
 
 class CreateAccount(_Command, frozen=True, kw_only=True, tag="create"):
     account_id: str
-    subscriptions: tuple[SubscriptionId, ...] = ()
+    subscriptions: tuple[SubscriberIdentity, ...] = ()
     currency: int
     credit_limit: int = 0
     #: Initial balance (may be negative, e.g. a migrated debt).
@@ -119,8 +119,8 @@ class Reserve(_Command, frozen=True, kw_only=True, tag="reserve"):
 
     account_id: str
     amount: int
-    #: Absolute expiry, int ms since the epoch; must be later than ``now``.
-    expires_at: int
+    #: Absolute expiry, int ms since the epoch; must be later than ``now_ms``.
+    expires_at_ms: int
     #: Who holds the reservation (the charging core: the Session-Id), told back on expiry.
     owner: str = ""
 
@@ -136,17 +136,18 @@ class Void(_Command, frozen=True, kw_only=True, tag="void"):
 
 
 class Expire(_Command, frozen=True, kw_only=True, tag="expire"):
-    """Release every open reservation with ``expires_at <= now`` (deterministic given state)."""
+    """Release every open reservation with ``expires_at_ms <= now_ms`` (deterministic given
+    state)."""
 
 
 Command: TypeAlias = CreateAccount | Credit | Debit | SetStatus | Reserve | Post | Void | Expire
 
-_ENCODER: Final = msgspec.msgpack.Encoder()
+COMMAND_ENCODER: Final = msgspec.msgpack.Encoder()
 _COMMAND_DECODER: Final[msgspec.msgpack.Decoder[Command]] = msgspec.msgpack.Decoder(Command)
 
 
 def encode_command(cmd: Command) -> bytes:
-    return _ENCODER.encode(cmd)
+    return COMMAND_ENCODER.encode(cmd)
 
 
 def decode_command(data: bytes | memoryview) -> Command:
@@ -159,7 +160,7 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc
     reservation_id: str
     account_id: str
     amount: int
-    expires_at: int
+    expires_at_ms: int
     owner: str = ""
 
 
@@ -182,21 +183,21 @@ class InvariantViolation(AssertionError):
 # --- snapshot layout ---------------------------------------------------------------------------
 
 
-class _LedgerState(msgspec.Struct, array_like=True):
+class LedgerState(msgspec.Struct, array_like=True):
     version: int
     clock: int
     totals: Totals
-    accounts: list[Account]
+    accounts: list[AccountRecord]
     reservations: list[Reservation]
     #: Remembered operation ids, oldest first; their outcomes as indexes into `outcomes` (most
     #: outcomes are one of a handful of values); [second, count] marks of their age.
     seen_ids: list[str]
     seen_refs: list[int]
-    outcomes: list[Outcome]
+    outcomes: list[LedgerOutcome]
     seen_marks: list[list[int]]
 
 
-_STATE_DECODER: Final = msgspec.msgpack.Decoder(_LedgerState)
+LEDGER_STATE_DECODER: Final = msgspec.msgpack.Decoder(LedgerState)
 
 
 # --- static validation (plain Python on purpose: it must see the values as given, a bool
@@ -217,21 +218,21 @@ def _is_status(value: object) -> bool:
     return _is_int(value, 0, len(AccountStatus) - 1)
 
 
-def _problem(cmd: object) -> str | None:
+def command_problem(cmd: object) -> str | None:
     """Why the command is malformed, or None. Depends on the command alone, never on state."""
     if not isinstance(cmd, _Command):
         return "not a ledger command"
     if not _is_id(cmd.id):
         return "id must be a non-empty string of at most 256 characters"
-    if not _is_int(cmd.now, 0, MAX_TIME):
-        return "now must be an int of ms since the epoch"
+    if not _is_int(cmd.now_ms, 0, MAX_TIME):
+        return "now_ms must be an int of ms since the epoch"
     if isinstance(cmd, Reserve):
         if not _is_id(cmd.account_id):
             return "bad account_id"
         if not _is_int(cmd.amount, 1, MAX_AMOUNT):
             return "amount must be an int in 1..10^15"
-        if not _is_int(cmd.expires_at, cmd.now + 1, MAX_TIME):
-            return "expires_at must be an int later than now"
+        if not _is_int(cmd.expires_at_ms, cmd.now_ms + 1, MAX_TIME):
+            return "expires_at_ms must be an int later than now_ms"
         if not isinstance(cmd.owner, str) or len(cmd.owner) > MAX_ID_LENGTH:
             return "owner must be a string of at most 256 characters"
         return None
@@ -275,11 +276,11 @@ def _create_problem(cmd: CreateAccount) -> str | None:
         return "status must be 0, 1 or 2"
     subs = cmd.subscriptions
     if not isinstance(subs, tuple | list) or len(subs) > MAX_SUBSCRIPTIONS:
-        return "subscriptions must be a sequence of at most 16 SubscriptionId"
+        return "subscriptions must be a sequence of at most 16 SubscriberIdentity"
     seen: set[tuple[int, str]] = set()
     for sub in subs:
-        if not isinstance(sub, SubscriptionId):
-            return "subscriptions must be SubscriptionId values"
+        if not isinstance(sub, SubscriberIdentity):
+            return "subscriptions must be SubscriberIdentity values"
         if not _is_int(sub.type, 0, 4) or not _is_id(sub.data):
             return "subscription type must be 0..4 and data a non-empty string"
         if (sub.type, sub.data) in seen:

@@ -30,8 +30,8 @@ from tests.conformance.wire import (
     SUCCESS,
     THRESHOLD,
     VOICE,
-    Account,
     CcSession,
+    CreatedAccount,
     Peer,
     amr,
     avp,
@@ -68,12 +68,12 @@ class Ledger:
     funded: dict[str, int] = field(default_factory=dict)
     sessions: dict[str, str] = field(default_factory=dict)  # session id -> account id
 
-    async def account(self, admin: Peer, balance: int) -> Account:
+    async def account(self, admin: Peer, balance: int) -> CreatedAccount:
         account = await create_account(admin, balance)
         self.funded[account.account_id] = balance
         return account
 
-    async def adjust(self, admin: Peer, op: int, account: Account, amount: int) -> None:
+    async def adjust(self, admin: Peer, op: int, account: CreatedAccount, amount: int) -> None:
         answer = await amr(admin, op, account.account_id, Amount=amount)
         assert answer.result_code == SUCCESS
         self.funded[account.account_id] += amount if op == CREDIT else -amount
@@ -88,7 +88,7 @@ def sms(requested: int | None = None, used: list[int] | None = None) -> dict[str
     return entry
 
 
-async def event(peer: Peer, account: Account, action: int, units: int) -> str:
+async def event(peer: Peer, account: CreatedAccount, action: int, units: int) -> str:
     sid = new_session_id(peer)
     body = ccr_body(
         peer,
@@ -107,7 +107,7 @@ async def event(peer: Peer, account: Account, action: int, units: int) -> str:
 
 async def traffic_before_crash(
     admin: Peer, peer: Peer, ledger: Ledger
-) -> tuple[Account, dict[str, str]]:
+) -> tuple[CreatedAccount, dict[str, str]]:
     rich = await ledger.account(admin, 20 * MICRO)
     poor = await ledger.account(admin, 150_000)
     named: dict[str, str] = {}
@@ -159,7 +159,7 @@ async def traffic_before_crash(
 
 
 async def traffic_after_crash(
-    admin: Peer, peer: Peer, ledger: Ledger, rich: Account, data_session_id: str
+    admin: Peer, peer: Peer, ledger: Ledger, rich: CreatedAccount, data_session_id: str
 ) -> dict[str, str]:
     named: dict[str, str] = {}
     data = CcSession(peer, rich.msisdn, DATA, session_id=data_session_id, number=1)

@@ -574,14 +574,16 @@ async def amr(peer: Peer, operation: int, account_id: str, **avps: Any) -> Msg:
 
 
 @dataclass(frozen=True, slots=True)
-class Account:
+class CreatedAccount:
     account_id: str
     msisdn: str
 
 
-async def create_account(peer: Peer, balance: int, *, currency: int = 978, **avps: Any) -> Account:
+async def create_account(
+    peer: Peer, balance: int, *, currency: int = 978, **avps: Any
+) -> CreatedAccount:
     """CREATE an account with a fresh Account-Id and E.164 number (§8)."""
-    account = Account(f"acct-{uid()}", new_msisdn())
+    account = CreatedAccount(f"acct-{uid()}", new_msisdn())
     answer = await amr(
         peer,
         CREATE,

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 def _accounts(store: Store, count: int) -> None:
     for i in range(count):
-        create = CreateAccount(id=f"c{i}", now=T0, account_id=f"a{i}", currency=978)
+        create = CreateAccount(id=f"c{i}", now_ms=T0, account_id=f"a{i}", currency=978)
         assert execute(store, create).ok
-        assert execute(store, Credit(id=f"k{i}", now=T0, account_id=f"a{i}", amount=100 + i)).ok
+        assert execute(store, Credit(id=f"k{i}", now_ms=T0, account_id=f"a{i}", amount=100 + i)).ok
 
 
 def test_the_snapshot_is_the_state_at_the_fork_and_recovery_is_exact(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_the_snapshot_is_the_state_at_the_fork_and_recovery_is_exact(tmp_path: P
         assert forked.lsn == at_fork.lsn
         # the parent goes on changing its state while the child writes the snapshot
         for i in range(50):
-            assert execute(store, Debit(id=f"d{i}", now=T0 + 1, account_id=f"a{i}", amount=7)).ok
+            assert execute(store, Debit(id=f"d{i}", now_ms=T0 + 1, account_id=f"a{i}", amount=7)).ok
         store.commit()
         assert forked.wait()
         assert forked.path.exists()
@@ -74,7 +74,7 @@ def test_an_older_checkpoint_is_not_installed_over_a_newer_one(tmp_path: Path) -
         store.commit()
         older = store.fork_checkpoint()
         assert older.wait()
-        assert execute(store, Credit(id="late", now=T0, account_id="a0", amount=1)).ok
+        assert execute(store, Credit(id="late", now_ms=T0, account_id="a0", amount=1)).ok
         newer = store.checkpoint()
         store.install_checkpoint(older)
         assert store.journal.snapshot_lsn == newer > older.lsn

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from ocs.core.ledger import Code, Command, Ledger, Outcome, decode_command, encode_command
+from ocs.core.ledger import Code, Command, Ledger, LedgerOutcome, decode_command, encode_command
 from ocs.edge.journal import DEFAULT_SEGMENT_BYTES, JournalBrokenError
 from ocs.edge.store import Component, Store
 
@@ -57,7 +57,7 @@ def open_store(
     )
 
 
-def execute(store: Store, cmd: Command) -> Outcome:
+def execute(store: Store, cmd: Command) -> LedgerOutcome:
     """Apply a ledger command and journal it (buffered: durable after the next commit).
 
     A repeat of a remembered operation id returns the first outcome and journals nothing; an

@@ -199,12 +199,14 @@ async def test_store_with_group_commit_and_a_checkpoint_in_a_worker(tmp_path: Pa
     loop = asyncio.get_running_loop()
     with open_store(tmp_path) as store:
         gc = GroupCommit(store.journal)
-        assert execute(store, CreateAccount(id="c", now=T0, account_id="a", currency=978)).ok
+        assert execute(store, CreateAccount(id="c", now_ms=T0, account_id="a", currency=978)).ok
         await gc.durable()
 
         async def client(n: int) -> None:
             for i in range(20):
-                out = execute(store, Credit(id=f"op-{n}-{i}", now=T0 + i, account_id="a", amount=1))
+                out = execute(
+                    store, Credit(id=f"op-{n}-{i}", now_ms=T0 + i, account_id="a", amount=1)
+                )
                 assert out.ok
                 lsn = store.journal.last_lsn
                 await gc.durable()

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from ocs.core.accounts import AccountStatus, SubscriptionId
+from ocs.core.accounts import AccountStatus, SubscriberIdentity
 from ocs.core.ledger import (
     Code,
     Command,
@@ -24,7 +24,7 @@ from ocs.core.ledger import (
     Debit,
     Expire,
     Ledger,
-    Outcome,
+    LedgerOutcome,
     Post,
     Reserve,
     SetStatus,
@@ -37,7 +37,7 @@ ACCOUNT_IDS = ["a", "b", "c", "d", "missing"]
 TARGETS = st.sampled_from(["a", "a", "b", "b", "c", "missing"])
 SUBSCRIBERS = ["100", "200", "300", "400"]
 amounts = st.integers(min_value=1, max_value=600)
-# Shared expiry times make several reservations fall due at once (and tie on expires_at).
+# Shared expiry times make several reservations fall due at once (and tie on expires_at_ms).
 ttls = st.one_of(st.sampled_from([1_000, 2_000]), st.integers(1, 10_000))
 
 
@@ -56,7 +56,7 @@ class ModelAccount:
 class ModelReservation:
     account: str
     amount: int
-    expires_at: int
+    expires_at_ms: int
     owner: str
 
 
@@ -69,14 +69,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self.subscribers: set[str] = set()
         self.open: dict[str, ModelReservation] = {}
         self.reservation_ids: list[str] = ["never-opened"]
-        self.history: list[tuple[Command, Outcome]] = []
+        self.history: list[tuple[Command, LedgerOutcome]] = []
         self.seq = 0
 
     def next_id(self, prefix: str = "op") -> str:
         self.seq += 1
         return f"{prefix}{self.seq}"
 
-    def run(self, cmd: Command, expected: Outcome) -> None:
+    def run(self, cmd: Command, expected: LedgerOutcome) -> None:
         out = self.ledger.apply(cmd)
         assert out == expected, (cmd, out, expected)
         self.history.append((cmd, out))
@@ -84,9 +84,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def create(self, account: str, sub: str, balance: int, limit: int) -> None:
         cmd = CreateAccount(
             id=self.next_id(),
-            now=self.now,
+            now_ms=self.now,
             account_id=account,
-            subscriptions=(SubscriptionId(type=0, data=sub),),
+            subscriptions=(SubscriberIdentity(type=0, data=sub),),
             currency=978,
             credit_limit=limit,
             balance=balance,
@@ -101,7 +101,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 balance=balance, limit=limit, status=AccountStatus.ACTIVE, initial=balance
             )
             self.subscribers.add(sub)
-        self.run(cmd, Outcome(code=expected))
+        self.run(cmd, LedgerOutcome(code=expected))
 
     @initialize(balance=st.integers(-50, 1_000), limit=st.integers(0, 300))
     def first_accounts(self, balance: int, limit: int) -> None:
@@ -119,19 +119,19 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(account=TARGETS, amount=amounts)
     def credit(self, account: str, amount: int) -> None:
-        cmd = Credit(id=self.next_id(), now=self.now, account_id=account, amount=amount)
+        cmd = Credit(id=self.next_id(), now_ms=self.now, account_id=account, amount=amount)
         acct = self.accounts.get(account)
         if acct is None:
-            self.run(cmd, Outcome(code=Code.UNKNOWN_ACCOUNT))
+            self.run(cmd, LedgerOutcome(code=Code.UNKNOWN_ACCOUNT))
             return
         acct.balance += amount
         acct.credits += amount
-        self.run(cmd, Outcome(code=Code.OK))
+        self.run(cmd, LedgerOutcome(code=Code.OK))
 
-    def charge(self, acct: ModelAccount, amount: int) -> Outcome:
+    def charge(self, acct: ModelAccount, amount: int) -> LedgerOutcome:
         acct.balance -= amount
         acct.debits += amount
-        return Outcome(code=Code.OK, overdraft=acct.balance < -acct.limit)
+        return LedgerOutcome(code=Code.OK, overdraft=acct.balance < -acct.limit)
 
     @rule(account=TARGETS, amount=amounts, overdraft=st.booleans())
     def debit(self, account: str, amount: int, overdraft: bool) -> None:
@@ -140,16 +140,16 @@ class LedgerMachine(RuleBasedStateMachine):
     def do_debit(self, account: str, amount: int, overdraft: bool) -> None:
         cmd = Debit(
             id=self.next_id(),
-            now=self.now,
+            now_ms=self.now,
             account_id=account,
             amount=amount,
             allow_overdraft=overdraft,
         )
         acct = self.accounts.get(account)
         if acct is None:
-            self.run(cmd, Outcome(code=Code.UNKNOWN_ACCOUNT))
+            self.run(cmd, LedgerOutcome(code=Code.UNKNOWN_ACCOUNT))
         elif not overdraft and acct.balance - acct.reserved - amount < -acct.limit:
-            self.run(cmd, Outcome(code=Code.INSUFFICIENT_FUNDS))
+            self.run(cmd, LedgerOutcome(code=Code.INSUFFICIENT_FUNDS))
         else:
             self.run(cmd, self.charge(acct, amount))
 
@@ -158,13 +158,13 @@ class LedgerMachine(RuleBasedStateMachine):
         status=st.sampled_from([AccountStatus.ACTIVE] * 3 + list(AccountStatus)),
     )
     def set_status(self, account: str, status: AccountStatus) -> None:
-        cmd = SetStatus(id=self.next_id(), now=self.now, account_id=account, status=status)
+        cmd = SetStatus(id=self.next_id(), now_ms=self.now, account_id=account, status=status)
         acct = self.accounts.get(account)
         if acct is None:
-            self.run(cmd, Outcome(code=Code.UNKNOWN_ACCOUNT))
+            self.run(cmd, LedgerOutcome(code=Code.UNKNOWN_ACCOUNT))
             return
         acct.status = status
-        self.run(cmd, Outcome(code=Code.OK))
+        self.run(cmd, LedgerOutcome(code=Code.OK))
 
     @rule(account=TARGETS, amount=amounts, ttl=ttls)
     def reserve(self, account: str, amount: int, ttl: int) -> None:
@@ -192,10 +192,10 @@ class LedgerMachine(RuleBasedStateMachine):
         owner = f"holder-of-{rid}" if len(self.reservation_ids) % 2 else ""  # owner is optional
         cmd = Reserve(
             id=rid,
-            now=self.now,
+            now_ms=self.now,
             account_id=account,
             amount=amount,
-            expires_at=self.now + ttl,
+            expires_at_ms=self.now + ttl,
             owner=owner,
         )
         self.reservation_ids.append(rid)
@@ -210,7 +210,7 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = Code.OK
             acct.reserved += amount
             self.open[rid] = ModelReservation(account, amount, self.now + ttl, owner)
-        self.run(cmd, Outcome(code=expected))
+        self.run(cmd, LedgerOutcome(code=expected))
 
     def pick_reservation(self, pick: int, known: bool) -> str:
         ids = sorted(self.open) if known and self.open else self.reservation_ids
@@ -219,10 +219,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 10**6), known=st.booleans(), amount=st.integers(0, 1_200))
     def post(self, pick: int, known: bool, amount: int) -> None:
         rid = self.pick_reservation(pick, known)
-        cmd = Post(id=self.next_id(), now=self.now, reservation_id=rid, amount=amount)
+        cmd = Post(id=self.next_id(), now_ms=self.now, reservation_id=rid, amount=amount)
         res = self.open.pop(rid, None)
         if res is None:
-            self.run(cmd, Outcome(code=Code.UNKNOWN_RESERVATION))
+            self.run(cmd, LedgerOutcome(code=Code.UNKNOWN_RESERVATION))
             return
         acct = self.accounts[res.account]
         acct.reserved -= res.amount
@@ -231,32 +231,32 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 10**6), known=st.booleans())
     def void(self, pick: int, known: bool) -> None:
         rid = self.pick_reservation(pick, known)
-        cmd = Void(id=self.next_id(), now=self.now, reservation_id=rid)
+        cmd = Void(id=self.next_id(), now_ms=self.now, reservation_id=rid)
         res = self.open.pop(rid, None)
         if res is None:
-            self.run(cmd, Outcome(code=Code.UNKNOWN_RESERVATION))
+            self.run(cmd, LedgerOutcome(code=Code.UNKNOWN_RESERVATION))
             return
         self.accounts[res.account].reserved -= res.amount
-        self.run(cmd, Outcome(code=Code.OK))
+        self.run(cmd, LedgerOutcome(code=Code.OK))
 
     @rule(elapsed=st.integers(0, 4_000))
     def expire(self, elapsed: int) -> None:
         self.now += elapsed
         due = sorted(
-            (r.expires_at, rid) for rid, r in self.open.items() if r.expires_at <= self.now
+            (r.expires_at_ms, rid) for rid, r in self.open.items() if r.expires_at_ms <= self.now
         )
         if not due:
-            assert self.ledger.expire_due(self.now) == Outcome(code=Code.OK)
+            assert self.ledger.expire_due(self.now) == LedgerOutcome(code=Code.OK)
             return
         owners = []
         for _, rid in due:
             res = self.open.pop(rid)
             self.accounts[res.account].reserved -= res.amount
             owners.append(res.owner)
-        expected = Outcome(
+        expected = LedgerOutcome(
             code=Code.OK, expired=tuple(rid for _, rid in due), expired_owners=tuple(owners)
         )
-        self.run(Expire(id=self.next_id(), now=self.now), expected)
+        self.run(Expire(id=self.next_id(), now_ms=self.now), expected)
 
     @rule(pick=st.integers(0, 10**6))
     def repeat(self, pick: int) -> None:

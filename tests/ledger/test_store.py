@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ocs.core.accounts import AccountStatus, SubscriptionId
+from ocs.core.accounts import AccountStatus, SubscriberIdentity
 from ocs.core.ledger import (
     Code,
     Command,
@@ -44,9 +44,9 @@ def workload(seed: int, n: int) -> list[Command]:
     cmds: list[Command] = [
         CreateAccount(
             id=f"create-{a}",
-            now=T0,
+            now_ms=T0,
             account_id=a,
-            subscriptions=(SubscriptionId(type=0, data=f"49151{i:06d}"),),
+            subscriptions=(SubscriberIdentity(type=0, data=f"49151{i:06d}"),),
             currency=978,
             credit_limit=rng.choice([0, 0, 500]),
             balance=rng.randint(0, 5_000),
@@ -65,26 +65,28 @@ def workload(seed: int, n: int) -> list[Command]:
             reservations.append(rid)
             cmd = Reserve(
                 id=rid,
-                now=now,
+                now_ms=now,
                 account_id=account,
                 amount=rng.randint(1, 1_500),
-                expires_at=now + rng.randint(1, 8_000),
+                expires_at_ms=now + rng.randint(1, 8_000),
             )
         elif kind < 0.5 and reservations:
             cmd = Post(
                 id=f"post-{i}",
-                now=now,
+                now_ms=now,
                 reservation_id=rng.choice(reservations),
                 amount=rng.randint(0, 2_000),
             )
         elif kind < 0.6 and reservations:
-            cmd = Void(id=f"void-{i}", now=now, reservation_id=rng.choice(reservations))
+            cmd = Void(id=f"void-{i}", now_ms=now, reservation_id=rng.choice(reservations))
         elif kind < 0.7:
-            cmd = Credit(id=f"credit-{i}", now=now, account_id=account, amount=rng.randint(1, 900))
+            cmd = Credit(
+                id=f"credit-{i}", now_ms=now, account_id=account, amount=rng.randint(1, 900)
+            )
         elif kind < 0.8:
             cmd = Debit(
                 id=f"debit-{i}",
-                now=now,
+                now_ms=now,
                 account_id=account,
                 amount=rng.randint(1, 900),
                 allow_overdraft=rng.random() < 0.3,
@@ -92,12 +94,12 @@ def workload(seed: int, n: int) -> list[Command]:
         elif kind < 0.85:
             cmd = SetStatus(
                 id=f"status-{i}",
-                now=now,
+                now_ms=now,
                 account_id=account,
                 status=rng.choice(list(AccountStatus)),
             )
         elif kind < 0.95:
-            cmd = Expire(id=f"expire-{i}", now=now)
+            cmd = Expire(id=f"expire-{i}", now_ms=now)
         else:
             cmd = rng.choice(cmds)  # a repeat of an earlier operation
         cmds.append(cmd)
@@ -158,7 +160,7 @@ def test_snapshot_plus_tail_reproduces_the_live_state(tmp_path: Path) -> None:
 def test_every_cut_of_the_last_record_recovers_before_or_after_it(tmp_path: Path) -> None:
     src = tmp_path / "src"
     cmds = workload(3, 60)
-    last = Credit(id="the-last-one", now=T0 + 10**6, account_id="acct-1", amount=123_456)
+    last = Credit(id="the-last-one", now_ms=T0 + 10**6, account_id="acct-1", amount=123_456)
     with open_store(src) as store:
         for cmd in cmds:
             execute(store, cmd)
@@ -189,29 +191,29 @@ def test_every_cut_of_the_last_record_recovers_before_or_after_it(tmp_path: Path
 
 def test_operation_ids_make_credit_and_debit_idempotent_across_restarts(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
-        create = CreateAccount(id="c", now=T0, account_id="a", currency=978, balance=1_000)
+        create = CreateAccount(id="c", now_ms=T0, account_id="a", currency=978, balance=1_000)
         assert execute(store, create).ok
-        assert execute(store, Credit(id="op-credit", now=T0, account_id="a", amount=500)).ok
-        refused = execute(store, Debit(id="op-debit", now=T0, account_id="a", amount=5_000))
+        assert execute(store, Credit(id="op-credit", now_ms=T0, account_id="a", amount=500)).ok
+        refused = execute(store, Debit(id="op-debit", now_ms=T0, account_id="a", amount=5_000))
         assert refused.code is Code.INSUFFICIENT_FUNDS
     with open_store(tmp_path) as store:
         lsn = store.journal.last_lsn
-        assert execute(store, Credit(id="op-credit", now=T0 + 1, account_id="a", amount=500)).ok
-        refused = execute(store, Debit(id="op-debit", now=T0 + 1, account_id="a", amount=5_000))
+        assert execute(store, Credit(id="op-credit", now_ms=T0 + 1, account_id="a", amount=500)).ok
+        refused = execute(store, Debit(id="op-debit", now_ms=T0 + 1, account_id="a", amount=5_000))
         assert refused.code is Code.INSUFFICIENT_FUNDS
         assert store.journal.last_lsn == lsn
         view = store.ledger.account("a")
         assert view is not None and view.balance == 1_500
         store.checkpoint()
     with open_store(tmp_path) as store:  # ... and across a snapshot
-        assert execute(store, Credit(id="op-credit", now=T0 + 2, account_id="a", amount=500)).ok
+        assert execute(store, Credit(id="op-credit", now_ms=T0 + 2, account_id="a", amount=500)).ok
         view = store.ledger.account("a")
         assert view is not None and view.balance == 1_500
 
 
 def test_invalid_commands_are_not_journaled(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
-        out = execute(store, Credit(id="x", now=T0, account_id="a", amount=-5))
+        out = execute(store, Credit(id="x", now_ms=T0, account_id="a", amount=-5))
         assert out.code is Code.INVALID
         assert store.journal.last_lsn == 0
 
@@ -242,7 +244,7 @@ def test_other_record_kinds_share_the_log_and_the_snapshot(tmp_path: Path) -> No
     counter = Counter()
     with open_store(tmp_path, components={7: counter}) as store:
         counter.add(store, 5)
-        assert execute(store, CreateAccount(id="c", now=T0, account_id="a", currency=978)).ok
+        assert execute(store, CreateAccount(id="c", now_ms=T0, account_id="a", currency=978)).ok
         counter.add(store, 6)
         with pytest.raises(ValueError, match="kind"):
             store.append(8, b"")
@@ -264,7 +266,7 @@ def test_other_record_kinds_share_the_log_and_the_snapshot(tmp_path: Path) -> No
 def test_a_snapshot_holds_the_ledger_under_kind_1_then_each_component(tmp_path: Path) -> None:
     counter = Counter()
     with open_store(tmp_path, components={7: counter}) as store:
-        assert execute(store, CreateAccount(id="c", now=T0, account_id="a", currency=978)).ok
+        assert execute(store, CreateAccount(id="c", now_ms=T0, account_id="a", currency=978)).ok
         counter.add(store, 5)
         lsn = store.checkpoint()
         ledger_state = store.ledger.snapshot()
@@ -308,7 +310,7 @@ def test_a_store_whose_journal_failed_takes_no_more_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = open_store(tmp_path)
-    create = CreateAccount(id="c", now=T0, account_id="a", currency=978, balance=10)
+    create = CreateAccount(id="c", now_ms=T0, account_id="a", currency=978, balance=10)
     assert execute(store, create).ok
 
     def failing(fd: int) -> None:
@@ -320,7 +322,7 @@ def test_a_store_whose_journal_failed_takes_no_more_commands(
     monkeypatch.undo()
     before = store.ledger.snapshot()
     with pytest.raises(JournalBrokenError):
-        execute(store, Credit(id="op", now=T0, account_id="a", amount=5))
+        execute(store, Credit(id="op", now_ms=T0, account_id="a", amount=5))
     assert store.ledger.snapshot() == before
     store.close()
     # What was written reached the OS, so a restart still finds it.
@@ -331,9 +333,9 @@ def test_a_store_whose_journal_failed_takes_no_more_commands(
 
 def test_replay_does_not_depend_on_the_retention_settings(tmp_path: Path) -> None:
     with open_store(tmp_path, max_remembered=2) as store:
-        assert execute(store, CreateAccount(id="c", now=T0, account_id="a", currency=978)).ok
+        assert execute(store, CreateAccount(id="c", now_ms=T0, account_id="a", currency=978)).ok
         for op in ("op-1", "op-2", "op-3", "op-1"):  # op-1 is forgotten when repeated
-            assert execute(store, Credit(id=op, now=T0, account_id="a", amount=10)).ok
+            assert execute(store, Credit(id=op, now_ms=T0, account_id="a", amount=10)).ok
         view = store.ledger.account("a")
         assert view is not None and view.balance == 40
     with open_store(tmp_path) as store:  # remembers far more: replay must not skip op-1
