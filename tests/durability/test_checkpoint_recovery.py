@@ -77,8 +77,6 @@ async def test_sigkill_after_checkpoints_recovers_from_snapshot(tmp_path: Path) 
             assert recovery["snapshot_lsn"] == snap_lsn > 0
             total = recovery["snapshot_lsn"] + recovery["replayed"]
             assert recovery["replayed"] < total // 2, recovery
-            assert recovery["seconds"] < 2.0, recovery
-            assert server.started_in < 10.0
             await settle(load, server.port)
             await check_books(load, server.port, data_dir)
         await terminate_all(load, server.port)
