@@ -261,3 +261,24 @@ def test_tcc_is_twice_the_validity_even_below_the_no_grant_default() -> None:
     assert "s" not in h.core.sessions and h.reserved("a") == 0
     assert h.cdrs()[0]["causeForRecordClosing"] == "abnormalRelease"
     h.assert_replays()
+
+
+def test_tcc_is_twice_the_longest_validity_not_the_last() -> None:
+    """A 1 h grant (RG 10) then a 10 min grant (RG 20, shortened in this catalog) in the same
+    session: Tcc stays 2 h (the longest Validity-Time granted), not the 20 min of the last
+    grant."""
+    video = DEMO.index('name = "video"')
+    catalog = DEMO[:video] + DEMO[video:].replace(
+        'validity_time = "1 h"', 'validity_time = "10 min"', 1
+    )
+    h = Harness(catalog=catalog)
+    h.account("a", SUB, 10 * EUR)
+    h.cca(ccr("s", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB), PEAK)
+    last = PEAK + MIN
+    answer = h.cca(ccr("s", UPDATE, 1, mscc(20, ask=rsu())), last)
+    assert only(answer).validity_time == 600
+    assert not h.core.due(last + 1200 * S)  # the last grant's 2 x 10 min: not yet
+    assert not h.tick(last + 7199 * S)
+    assert "s" in h.core.sessions
+    assert h.tick(last + 7200 * S)
+    assert "s" not in h.core.sessions
