@@ -1,5 +1,6 @@
 """SIGHUP reloads the catalog; a price change under an open grant re-authorises the session
-(WIRE.md section 7). Replay of journaled catalogs is covered by the core's replay checks."""
+(WIRE.md section 7); a restart with a changed catalog file puts it in force. Replay of
+journaled catalogs is covered by the core's replay checks."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 
 from ocs.edge.catalog_files import demo_catalog_text
 from ocs.edge.client import Client
+from ocs.edge.server import ServerConfig
+from ocs.node import Node, NodeConfig
 from protocol.codes import (
     AccountOperation,
     ApplicationId,
     CCRequestType,
+    RequestedAction,
     SubscriptionIdType,
 )
 from protocol.header import Header
@@ -116,3 +120,75 @@ async def test_sighup_reprices_and_sends_rar_for_the_changed_group_only(tmp_path
         assert server.terminate() == 0
     finally:
         server.kill()
+
+
+async def test_a_restart_with_a_changed_catalog_file_puts_it_in_force(tmp_path: Path) -> None:
+    """The catalog given at start-up replaces the journaled one when it differs (an operator
+    who edits the file and restarts expects the new prices)."""
+    catalog = tmp_path / "catalog.toml"
+    text = demo_catalog_text()
+    catalog.write_text(text)
+    config = NodeConfig(data_dir=tmp_path / "data", catalog=catalog)
+    server_config = ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=0.2)
+
+    async def sms(node: Node, number: int) -> int:
+        """Debit one SMS; the account's balance after it."""
+        await node.start()
+        client = await Client.connect(
+            port=node.server.port,
+            origin_host=HOST,
+            applications=(ApplicationId.CREDIT_CONTROL, ApplicationId.ADMINISTRATION),
+        )
+        try:
+            if number == 1:
+                created = await client.request(
+                    AMR(
+                        origin_host=HOST,
+                        origin_realm="test.local",
+                        account_operation=AccountOperation.CREATE,
+                        account_id="reload-2",
+                        amount=1_000_000,
+                        currency_code=978,
+                        subscription_id=SUB,
+                    )
+                )
+                assert isinstance(created, AMA) and created.result_code == 2001
+            event = await client.request(
+                CCR(
+                    session_id=f"{HOST};sms;{number}",
+                    origin_host=HOST,
+                    origin_realm="test.local",
+                    destination_realm="test.local",
+                    auth_application_id=4,
+                    service_context_id="32274@3gpp.org",
+                    cc_request_type=CCRequestType.EVENT,
+                    cc_request_number=0,
+                    subscription_id=SUB,
+                    requested_action=RequestedAction.DIRECT_DEBITING,
+                    multiple_services_credit_control=(
+                        MsccRequest(
+                            rating_group=30,
+                            requested_service_unit=ServiceUnit(cc_service_specific_units=1),
+                        ),
+                    ),
+                )
+            )
+            assert isinstance(event, CCA) and event.result_code == 2001, event
+            got = await client.request(
+                AMR(
+                    origin_host=HOST,
+                    origin_realm="test.local",
+                    account_operation=AccountOperation.GET,
+                    account_id="reload-2",
+                )
+            )
+            assert isinstance(got, AMA) and got.account is not None
+            return got.account.balance
+        finally:
+            await client.close()
+            await node.stop()
+            await node.close()
+
+    assert await sms(await Node.open(server_config, config), 1) == 1_000_000 - 100_000
+    catalog.write_text(text.replace('price = "0.10"', 'price = "0.08"', 1))
+    assert await sms(await Node.open(server_config, config), 2) == 1_000_000 - 180_000
