@@ -1,6 +1,7 @@
 """Ordering rules of the app, in process with a journal fsync the test controls: answers held
 by group commit still go out at shutdown; CDRs never reach the CDR files before their journal
-record is durable (relaxed mode included); only open sessions keep a route for RAR/ASR."""
+record is durable (relaxed mode included); a RAR waits for the input that caused it to be
+durable; only open sessions keep a route for RAR/ASR."""
 
 from __future__ import annotations
 
@@ -15,10 +16,23 @@ import pytest
 from ocs.edge import fileio
 from ocs.edge import journal as journal_module
 from ocs.edge.cdr_files import read_sequence_numbers
+from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
 from ocs.node import Node, NodeConfig
 from protocol.codes import AccountOperation, CCRequestType, RequestedAction, SubscriptionIdType
-from protocol.messages import AMA, CCA, CCR, MsccRequest, ServiceUnit, SubscriptionId
+from protocol.header import Header
+from protocol.messages import (
+    AMA,
+    CCA,
+    CCR,
+    RAA,
+    RAR,
+    Answer,
+    MsccRequest,
+    Request,
+    ServiceUnit,
+    SubscriptionId,
+)
 from tests.durability.util import (
     SMS_CONTEXT,
     SMS_RG,
@@ -174,3 +188,74 @@ async def test_only_open_sessions_keep_a_route(strict_app: Node) -> None:
     assert (await client.request(closing, end_to_end=next_e2e())).result_code == 2001
     assert app.routes == {}
     await client.close()
+
+
+async def test_rar_waits_until_the_input_that_caused_it_is_durable(
+    strict_app: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A top-up re-authorises a session refused for lack of credit (WIRE.md section 7); the RAR
+    leaves only once the CREDIT that caused it is durable: a crash before that would replay no
+    top-up, and the network element would have acted on a credit that never was."""
+    app = strict_app
+    admin_client = await connect_admin(app.server.port)
+    await create_account(admin_client, "acct-1", 0)
+    rars: asyncio.Queue[RAR] = asyncio.Queue()
+
+    def on_request(header: Header, message: Request) -> Answer:
+        assert isinstance(message, RAR)
+        rars.put_nowait(message)
+        return RAA(
+            result_code=2001,
+            origin_host="pgw.test.local",
+            origin_realm="test.local",
+            session_id=message.session_id,
+        )
+
+    client = await Client.connect(
+        port=app.server.port, origin_host="pgw.test.local", on_request=on_request
+    )
+    refused = await client.request(
+        CCR(
+            session_id="pgw.test.local;rar;1",
+            origin_host="pgw.test.local",
+            origin_realm="test.local",
+            destination_realm="test.local",
+            auth_application_id=4,
+            service_context_id="32251@3gpp.org",
+            cc_request_type=CCRequestType.INITIAL,
+            cc_request_number=0,
+            subscription_id=(
+                SubscriptionId(
+                    subscription_id_type=SubscriptionIdType.END_USER_E164,
+                    subscription_id_data=msisdn("acct-1"),
+                ),
+            ),
+            multiple_services_credit_control=(
+                MsccRequest(rating_group=10, requested_service_unit=ServiceUnit()),
+            ),
+        ),
+        end_to_end=next_e2e(),
+    )
+    assert isinstance(refused, CCA)
+    assert [m.result_code for m in refused.multiple_services_credit_control or ()] == [4012]
+    gate = gate_fsync(monkeypatch)
+    try:
+        credit = admin_client.send(
+            amr(
+                admin_client, AccountOperation.CREDIT, "acct-1", amount=5_000_000, operation_id="t"
+            ),
+            end_to_end=next_e2e(),
+        )
+        async with asyncio.timeout(5):
+            while app.stats["requests"] < 3:  # the CREDIT was applied; its fsync is held
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.3)
+        assert rars.empty() and not credit.done()
+        gate.set()
+        rar = await asyncio.wait_for(rars.get(), 5)
+        assert rar.session_id == "pgw.test.local;rar;1" and rar.rating_group == (10,)
+        assert (await asyncio.wait_for(credit, 5)).answer.result_code == 2001
+    finally:
+        gate.set()
+        await client.close()
+        await admin_client.close()
