@@ -15,7 +15,7 @@ import pytest
 
 from ocs.edge import fileio
 from ocs.edge import journal as journal_module
-from ocs.edge.cdr_files import read_sequence_numbers
+from ocs.edge.cdr_files import CdrWriter, read_sequence_numbers
 from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
 from ocs.node import Node, NodeConfig
@@ -259,3 +259,53 @@ async def test_rar_waits_until_the_input_that_caused_it_is_durable(
         gate.set()
         await client.close()
         await admin_client.close()
+
+
+async def test_a_snapshot_waits_for_the_cdr_files_it_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint compacts away the journal records that are the only other source of the
+    CDRs it counts: it is installed only once the CDR files hold them durably."""
+    app = await Node.open(
+        ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=1.0),
+        NodeConfig(data_dir=tmp_path / "data", checkpoint_records=4, fork_checkpoints=False),
+    )
+    await app.start()
+    journal_dir = tmp_path / "data" / "journal"
+    gate = threading.Event()
+    entered = threading.Event()
+    real_commit = CdrWriter.commit
+
+    def gated_commit(writer: CdrWriter) -> None:
+        entered.set()
+        assert gate.wait(10)
+        real_commit(writer)
+
+    monkeypatch.setattr(CdrWriter, "commit", gated_commit)
+    try:
+        admin_client = await connect_admin(app.server.port)
+        await create_account(admin_client, "acct-1", 10_000_000)
+        await admin_client.close()
+        client = await connect_cc(app.server.port, "smsc.test.local")
+        for number, (kind, used) in enumerate(
+            ((CCRequestType.INITIAL, None), (CCRequestType.TERMINATION, 1))
+        ):
+            answer = await client.request(
+                sms_ccr(
+                    "smsc.test.local", "smsc;snap", kind, number, account_id="acct-1", used=used
+                ),
+                end_to_end=next_e2e(),
+            )
+            assert answer.result_code == 2001
+        await client.close()
+        assert await asyncio.to_thread(entered.wait, 10)  # the checkpoint waits for the CDRs
+        await asyncio.sleep(0.5)
+        assert list(journal_dir.glob("*.snap")) == []
+        gate.set()
+        async with asyncio.timeout(10):
+            while not list(journal_dir.glob("*.snap")):
+                await asyncio.sleep(0.05)
+    finally:
+        gate.set()
+        await app.stop()
+        await app.close()
