@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import uvloop
 from structlog.testing import capture_logs
 
+from ocs.edge import tls as tls_module
 from ocs.edge.client import Client, ClientError
 from ocs.edge.server import Server, ServerConfig
 from ocs.edge.tls import (
@@ -30,6 +32,15 @@ from protocol.messages import DWR
 from tests.tls.conftest import OTHER, PEER, SERVER_NAME, Pki
 
 ServerFactory = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log lines are checked with `capture_logs`: structlog's defaults (a command run in
+    this process may have configured a level filter) and a logger not cached under another
+    configuration."""
+    structlog.reset_defaults()
+    monkeypatch.setattr(tls_module, "log", structlog.get_logger("ocs.edge.tls"))
 
 
 @pytest.fixture
