@@ -477,6 +477,8 @@ class Server:
             )
         if self._server is not None:
             await self._server.wait_closed()
+        if self._tls is not None:
+            await self._tls.wait_closed()
         log.info("server.stopped")
 
 

@@ -217,7 +217,7 @@ class TlsListener:
         self.backlog = backlog
         self.failures = 0  # handshakes that failed, all counted
         self.handshakes: set[asyncio.Task[None]] = set()
-        self._socket: socket.socket | None = None
+        self._port = 0
         self._accepting: asyncio.Task[None] | None = None
         self._log_window = -1
         self._logged_in_window = 0
@@ -230,41 +230,46 @@ class TlsListener:
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         family, _, _, _, address = infos[0]
-        sock = socket.create_server(address[:2], family=family, backlog=self.backlog)
+        sock = socket.create_server(address, family=family, backlog=self.backlog)
         sock.setblocking(False)
-        self._socket = sock
+        self._port = sock.getsockname()[1]
         self._accepting = loop.create_task(self._accept(sock))
 
     @property
     def port(self) -> int:
-        assert self._socket is not None
-        port: int = self._socket.getsockname()[1]
-        return port
+        return self._port
 
     def close(self) -> None:
-        """Stop accepting; handshakes in progress are abandoned (their sockets closed)."""
+        """Stop accepting (the listening socket closes as the accept loop ends); handshakes in
+        progress are abandoned (their sockets closed)."""
         if self._accepting is not None:
             self._accepting.cancel()
-        if self._socket is not None:
-            self._socket.close()
         for task in list(self.handshakes):
             task.cancel()
 
+    async def wait_closed(self) -> None:
+        """Until the accept loop and the abandoned handshakes have ended."""
+        tasks = [t for t in (self._accepting, *self.handshakes) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _accept(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, address = await loop.sock_accept(sock)
-            except OSError as exc:
-                if exc.errno in _OUT_OF_RESOURCES:  # as asyncio does: wait, then accept again
-                    log.warning("server.accept_failed", error=_reason(exc))
-                    await asyncio.sleep(ACCEPT_RETRY_S)
-                continue  # ECONNABORTED and the like: that one connection is gone
-            conn.setblocking(False)
-            remote = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "?"
-            task = loop.create_task(self._handshake(conn, remote))
-            self.handshakes.add(task)
-            task.add_done_callback(self.handshakes.discard)
+        try:
+            while True:
+                try:
+                    conn, address = await loop.sock_accept(sock)
+                except OSError as exc:
+                    if exc.errno in _OUT_OF_RESOURCES:  # as asyncio does: wait, accept again
+                        log.warning("server.accept_failed", error=_reason(exc))
+                        await asyncio.sleep(ACCEPT_RETRY_S)
+                    continue  # ECONNABORTED and the like: that one connection is gone
+                conn.setblocking(False)
+                remote = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "?"
+                task = loop.create_task(self._handshake(conn, remote))
+                self.handshakes.add(task)
+                task.add_done_callback(self.handshakes.discard)
+        finally:
+            sock.close()
 
     async def _handshake(self, conn: socket.socket, remote: str) -> None:
         loop = asyncio.get_running_loop()

@@ -275,6 +275,8 @@ async def test_stop_abandons_handshakes_in_progress(pki: Pki) -> None:
         await srv.stop()
         assert await reader.read(100) == b""
     writer.close()
+    with pytest.raises(ConnectionRefusedError):  # no longer listening
+        await asyncio.open_connection("127.0.0.1", srv.port)
 
 
 def test_served_over_tls_on_uvloop(pki: Pki) -> None:
