@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import structlog
 import uvloop
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from ocs.edge import tls as tls_module
@@ -23,12 +25,14 @@ from ocs.edge.tls import (
     TlsClientConfig,
     TlsConfigError,
     TlsServerConfig,
+    bind_certificate,
     certificate_names,
     client_context,
     server_context,
 )
 from protocol.codes import ResultCode
-from protocol.messages import DWR
+from protocol.connection import PeerDecision
+from protocol.messages import CER, DWR
 from tests.tls.conftest import OTHER, PEER, SERVER_NAME, Pki
 
 ServerFactory = Callable[..., Awaitable[Server]]
@@ -106,6 +110,51 @@ def test_certificate_names_are_the_dns_entries_else_the_common_name() -> None:
     assert certificate_names({"subject": subject}) == frozenset({"cn.example"})
     assert certificate_names({}) is None  # no verified certificate
     assert certificate_names(None) is None
+
+
+_LABEL = st.text(alphabet="abcXYZ019-*", min_size=1, max_size=4)
+_NAME = st.builds(".".join, st.lists(_LABEL, min_size=1, max_size=3))
+
+
+@given(
+    dns=st.lists(_NAME, max_size=3),
+    ips=st.lists(st.just("127.0.0.1"), max_size=1),
+    cns=st.lists(_NAME, max_size=2),
+    origin_host=_NAME,
+)
+def test_a_certificate_admits_exactly_its_names(
+    dns: list[str], ips: list[str], cns: list[str], origin_host: str
+) -> None:
+    """The CER is passed to the policy iff its Origin-Host is, without case, one of the DNS
+    names (or, with none, one of the commonNames); a wildcard is a name like any other, so
+    `*.x` admits only the literal `*.x`."""
+    cert = {
+        "subject": tuple((("commonName", cn),) for cn in cns),
+        "subjectAltName": tuple([("DNS", d) for d in dns] + [("IP Address", i) for i in ips]),
+    }
+    names = certificate_names(cert)
+    assert names == frozenset(n.lower() for n in (dns or cns))
+    asked: list[str] = []
+
+    def policy(cer: CER) -> PeerDecision:
+        asked.append(cer.origin_host)
+        return PeerDecision(result_code=ResultCode.SUCCESS, applications=frozenset({4}))
+
+    cer = CER(
+        origin_host=origin_host,
+        origin_realm="r",
+        host_ip_address=("127.0.0.1",),
+        vendor_id=0,
+        product_name="p",
+        auth_application_id=(4,),
+    )
+    decision = bind_certificate(policy, names)(cer)
+    admitted = origin_host.lower() in {n.lower() for n in (dns or cns)}
+    assert (decision.result_code == ResultCode.SUCCESS) is admitted
+    assert asked == ([origin_host] if admitted else [])
+    if not admitted:
+        assert decision.result_code == ResultCode.UNKNOWN_PEER
+    assert bind_certificate(policy, None) is policy  # no certificate: the policy unchanged
 
 
 # --- contexts --------------------------------------------------------------------------------
