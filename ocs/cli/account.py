@@ -10,6 +10,10 @@ fresh UUID that is printed, so that an operator who did not see the answer (time
 connection, crash of the server) can run the same command again with ``--operation-id`` and be
 sure it is applied once.
 
+With ``--tls-ca`` (and ``--tls-cert``/``--tls-key`` for a server that requires client
+certificates) it connects over TLS, checking the server's certificate for ``--tls-server-name``
+(default: the host of ``--server``).
+
 Exit status: 0 when the server answered 2001; 1 when it answered with another Result-Code (5030
 unknown account, 5004 invalid value or existing account, 4012 not enough credit, ...); 2 when no
 answer came (connection refused or lost, timeout, capabilities exchange refused) or the command
@@ -22,6 +26,7 @@ import argparse
 import asyncio
 import json
 import socket
+import ssl
 import sys
 import uuid
 from dataclasses import dataclass
@@ -29,8 +34,9 @@ from typing import Any, Final, TextIO
 
 import msgspec
 
-from ocs.cli.args import server_address
+from ocs.cli.args import add_tls_client_arguments, server_address, tls_client_config
 from ocs.edge.client import Client, ClientError
+from ocs.edge.tls import TlsConfigError, client_context
 from protocol.codes import AccountOperation, AccountStatus, ApplicationId, SubscriptionIdType
 from protocol.messages import AMA, AMR, Answer, SubscriptionId
 from rating import format_exact, parse_money
@@ -143,6 +149,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="amounts are int micro-units (1000000 = one currency unit), not decimal units",
     )
+    add_tls_client_arguments(common)
 
     create = sub.add_parser("create", parents=[common], help="create an account")
     create.add_argument("account_id", metavar="ACCOUNT_ID")
@@ -243,7 +250,15 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
 
 
 async def send(
-    request: AMR, host: str, port: int, *, timeout: float, origin_host: str, origin_realm: str
+    request: AMR,
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    origin_host: str,
+    origin_realm: str,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> _Outcome:
     try:
         client = await Client.connect(
@@ -254,6 +269,8 @@ async def send(
             applications=(ApplicationId.ADMINISTRATION,),
             timeout=timeout,
             product_name="ocs-account",
+            ssl=tls,
+            server_hostname=server_hostname,
         )
     except (OSError, TimeoutError, ClientError) as exc:
         return _Outcome(0, None, f"cannot connect to {host}:{port}: {_why(exc)}")
@@ -281,12 +298,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         args.operation_id = str(uuid.uuid4())
         if not args.json:
             print(f"operation id {args.operation_id}", file=stderr)
+    host, port = args.server
     try:
         request = build_request(args, origin_host)
-    except ValueError as exc:
+        tls = tls_client_config(args)
+        context = client_context(tls) if tls is not None else None
+    except (ValueError, TlsConfigError) as exc:
         print(f"error: {exc}", file=stderr)
         return EXIT_NO_ANSWER
-    host, port = args.server
     outcome = asyncio.run(
         send(
             request,
@@ -295,6 +314,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             timeout=args.timeout,
             origin_host=origin_host,
             origin_realm=args.origin_realm,
+            tls=context,
+            server_hostname=tls.hostname(host) if tls is not None else None,
         )
     )
     code = (

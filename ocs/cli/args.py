@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ocs.edge.tls import TlsClientConfig
 
 
 def host_port(text: str) -> tuple[str, int]:
@@ -20,3 +23,45 @@ def server_address(text: str) -> tuple[str, int]:
     if port == 0:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host, port
+
+
+def add_tls_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--tls-ca`, `--tls-cert`, `--tls-key`, `--tls-server-name`: TLS to the server's peer
+    port (RFC 6733 section 13) when any of them is given (`tls_client_config`)."""
+    group = parser.add_argument_group(
+        "TLS", "connect over TLS (RFC 6733 section 13) when any of these options is given"
+    )
+    group.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="FILE",
+        help="CA certificates (PEM) trusted for the server's certificate (default: the system's)",
+    )
+    group.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="our certificate chain (PEM), for a server that requires client certificates: it "
+        "must name our --origin-host",
+    )
+    group.add_argument(
+        "--tls-key", type=Path, metavar="FILE", help="the key of --tls-cert (default: in that file)"
+    )
+    group.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the server's certificate must carry (default: the host of --server)",
+    )
+
+
+def tls_client_config(args: argparse.Namespace) -> TlsClientConfig | None:
+    """The TLS options of `add_tls_client_arguments`; None when none is given (plain TCP).
+    Raises `TlsConfigError` for a key without a certificate."""
+    if not any((args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)):
+        return None
+    return TlsClientConfig(
+        ca_file=args.tls_ca,
+        cert_file=args.tls_cert,
+        key_file=args.tls_key,
+        server_name=args.tls_server_name,
+    )

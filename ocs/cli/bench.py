@@ -2,7 +2,8 @@
 
 Without `--server`, starts its own `ocs serve` on 127.0.0.1 in a temporary data directory
 (pinned to one CPU, the load generator on the others) and stops it afterwards. See
-`ocs.tools.load` for what is sent and how it is measured.
+`ocs.tools.load` for what is sent and how it is measured. With `--tls-ca` (and the other
+`--tls-*` options) it loads a `--server` over TLS.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from ocs.cli.args import host_port
+from ocs.cli.args import add_tls_client_arguments, host_port, tls_client_config
+from ocs.edge.tls import TlsConfigError, client_context
 from ocs.tools.load import (
     DEFAULT_MIX,
     BenchOptions,
@@ -114,12 +116,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--seed", type=int, default=1)
+    add_tls_client_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.low_balance < 1:
         print("ocs bench: --low-balance must be in [0, 1)", file=sys.stderr)
+        return 2
+    try:
+        tls = tls_client_config(args)
+        if tls is not None:
+            client_context(tls)  # the files load, before any worker starts
+    except TlsConfigError as exc:
+        print(f"ocs bench: {exc}", file=sys.stderr)
+        return 2
+    if tls is not None and (args.server is None or args.vs_echo):
+        print(
+            "ocs bench: --tls-* loads a --server over TLS; the self-started and echo servers "
+            "speak plain TCP",
+            file=sys.stderr,
+        )
         return 2
     load = LoadConfig(
         mode=args.mode,
@@ -134,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         low_balance_share=args.low_balance,
         updates=max(0, args.updates),
         seed=args.seed,
+        tls=tls,
     )
     opts = BenchOptions(
         server=args.server,

@@ -8,11 +8,13 @@ import gc
 import os
 from pathlib import Path
 
+import structlog
 import uvloop
 
 from ocs.cli.args import host_port
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import ServerConfig, serve_until_signalled
+from ocs.edge.tls import TlsConfigError, TlsServerConfig, server_context
 from ocs.node import Node, NodeConfig
 from protocol.codes import DEFAULT_PORT, ApplicationId
 
@@ -24,6 +26,8 @@ _APP_NAMES = {
 }
 
 _DEFAULTS = NodeConfig()
+
+log = structlog.get_logger("ocs.cli.serve")
 
 
 def parse_peer(text: str) -> tuple[str, frozenset[int]]:
@@ -97,15 +101,56 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_DEFAULTS.cdr_rotate_seconds,
         metavar="SECONDS",
     )
+    tls = p.add_argument_group(
+        "TLS", "TLS on the peer port (RFC 6733 section 13): with --tls-cert it speaks TLS only"
+    )
+    tls.add_argument("--tls-cert", type=Path, metavar="FILE", help="server certificate chain (PEM)")
+    tls.add_argument(
+        "--tls-key", type=Path, metavar="FILE", help="its private key (default: in --tls-cert)"
+    )
+    tls.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="CA certificates (PEM) that sign accepted client certificates; a presented client "
+        "certificate must then name the peer's CER Origin-Host",
+    )
+    tls.add_argument(
+        "--tls-require-client-cert",
+        action="store_true",
+        help="refuse a TLS handshake without a client certificate (needs --tls-client-ca)",
+    )
     p.add_argument("--log-json", action="store_true", help="JSON log lines instead of console")
     p.add_argument("--log-level", default="info")
     p.add_argument("--ready-file", type=Path, help="write the listening port here when ready")
     p.set_defaults(func=run)
 
 
+def tls_config(args: argparse.Namespace) -> TlsServerConfig | None:
+    """The TLS options; None without --tls-cert (plain TCP). Raises `TlsConfigError` for
+    options without --tls-cert, or --tls-require-client-cert without --tls-client-ca."""
+    if args.tls_cert is None:
+        if args.tls_key or args.tls_client_ca or args.tls_require_client_cert:
+            raise TlsConfigError("--tls-key and --tls-client-ca* need --tls-cert")
+        return None
+    return TlsServerConfig(
+        cert_file=args.tls_cert,
+        key_file=args.tls_key,
+        client_ca_file=args.tls_client_ca,
+        require_client_cert=args.tls_require_client_cert,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     configure_logging(json=args.log_json, level=args.log_level)
     host, port = args.listen
+    try:
+        tls = tls_config(args)
+        if tls is not None:
+            server_context(tls)  # certificate, key and CA files load, before recovery
+    except TlsConfigError as exc:
+        log.critical("startup.failed", error=str(exc))
+        return 1
     config = ServerConfig(
         host=host,
         port=port,
@@ -115,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         watchdog_s=args.watchdog,
         cer_timeout_s=args.cer_timeout,
         max_pending_requests=args.max_pending,
+        tls=tls,
     )
     node_config = NodeConfig(
         data_dir=args.data_dir,

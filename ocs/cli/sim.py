@@ -11,9 +11,10 @@ from typing import Any
 
 import uvloop
 
-from ocs.cli.args import host_port
+from ocs.cli.args import add_tls_client_arguments, host_port, tls_client_config
 from ocs.edge.client import ClientError
 from ocs.edge.logs import configure_logging
+from ocs.edge.tls import TlsConfigError
 from ocs.tools.sim.reconcile import reconcile
 from ocs.tools.sim.runtime import SimConfig, SimRuntime
 from ocs.tools.sim.scp import ScpConfig, ScpProfile, run_scp
@@ -114,6 +115,7 @@ def _common(p: argparse.ArgumentParser, *, name: str, first_msisdn: int) -> None
         help="how long to try reaching the server at the start",
     )
     p.add_argument("--log-level", default="warning")
+    add_tls_client_arguments(p)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -197,6 +199,7 @@ def _sim_config(args: argparse.Namespace) -> SimConfig:
         origin_realm=args.origin_realm,
         first_msisdn=args.first_msisdn,
         connect_timeout=args.connect_timeout,
+        tls=tls_client_config(args),
     )
 
 
@@ -217,7 +220,7 @@ def run_upf_command(args: argparse.Namespace) -> int:
     )
     try:
         rt = _run(run_upf(UpfConfig(sim=_sim_config(args), profile=profile)))
-    except (OSError, RuntimeError, ClientError) as exc:
+    except (OSError, RuntimeError, ClientError, TlsConfigError) as exc:
         print(f"ocs sim upf: {exc}", file=sys.stderr)
         return 2
     return _finish(rt)
@@ -234,7 +237,7 @@ def run_scp_command(args: argparse.Namespace) -> int:
     )
     try:
         rt = _run(run_scp(ScpConfig(sim=_sim_config(args), profile=profile)))
-    except (OSError, RuntimeError, ClientError) as exc:
+    except (OSError, RuntimeError, ClientError, TlsConfigError) as exc:
         print(f"ocs sim scp: {exc}", file=sys.stderr)
         return 2
     return _finish(rt)

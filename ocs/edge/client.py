@@ -4,7 +4,9 @@ Connects, does CER/CEA, sends requests and awaits their answers (matched by Hop-
 number in flight), answers DWR, and hands server-initiated requests (RAR, ASR) to a callback.
 With `watchdog_s` it also runs the watchdog of WIRE.md section 4 (DWR after Tw with nothing
 received, close without DWA within another Tw), which the connection keeps as data: one loop
-timer at `conn.timer_at()`. Used by the tests, the simulators and the load harness.
+timer at `conn.timer_at()`. With `ssl` (an `ssl.SSLContext`, e.g. from
+`ocs.edge.tls.client_context`) it connects over TLS and checks the server's certificate against
+`server_hostname` (default: the host). Used by the tests, the simulators and the load harness.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import random
+import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -109,7 +112,11 @@ class Client:
         timeout: float = 5.0,
         product_name: str = "ocs-client",
         watchdog_s: float | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> Client:
+        """Connect (over TLS with `ssl`, the server's certificate checked for
+        `server_hostname`, default `host`), then CER/CEA; all within `timeout`."""
         client = cls(
             identity=LocalIdentity(
                 origin_host=origin_host,
@@ -119,11 +126,29 @@ class Client:
             on_request=on_request,
             watchdog_s=watchdog_s,
         )
-        await asyncio.wait_for(client._open(host, port, applications), timeout)
+        await asyncio.wait_for(
+            client._open(host, port, applications, ssl, server_hostname), timeout
+        )
         return client
 
-    async def _open(self, host: str, port: int, applications: tuple[int, ...]) -> None:
-        await self._loop.create_connection(lambda: _ClientProtocol(self), host, port)
+    async def _open(
+        self,
+        host: str,
+        port: int,
+        applications: tuple[int, ...],
+        ssl: ssl_module.SSLContext | None,
+        server_hostname: str | None,
+    ) -> None:
+        if ssl is None:
+            await self._loop.create_connection(lambda: _ClientProtocol(self), host, port)
+        else:
+            await self._loop.create_connection(
+                lambda: _ClientProtocol(self),
+                host,
+                port,
+                ssl=ssl,
+                server_hostname=server_hostname or host,
+            )
         self._opened = self._loop.create_future()
         self.conn.send_request(self.conn.cer(applications))
         self._flush()

@@ -2,9 +2,10 @@
 
 Everything protocol-shaped happens in the sans-IO connection, timers included (the 10 s CER
 deadline, the watchdog Tw: the connection says when, `timer_at()`); this module owns what needs
-a clock or a socket: accepting, one loop timer per connection at its `timer_at()`, the peer
-policy (which needs the remote address), dispatching application requests to handlers, and
-shutdown.
+a clock or a socket: accepting (over TLS only when `ServerConfig.tls` is set: `ocs.edge.tls`),
+one loop timer per connection at its `timer_at()`, the peer policy (which needs the remote
+address, and with TLS the client certificate), dispatching application requests to handlers,
+and shutdown.
 Handlers are synchronous and return the answer; a `ProtocolError` they raise is answered by the
 connection (the one place errors become result codes). Answers go out through an `AnswerGate`
 so that the journal can hold them until what they acknowledge is durable (group commit).
@@ -24,6 +25,13 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import structlog
 
+from ocs.edge.tls import (
+    TlsListener,
+    TlsServerConfig,
+    bind_certificate,
+    certificate_names,
+    server_context,
+)
 from protocol.codes import ApplicationId, DisconnectCause, ResultCode
 from protocol.connection import (
     AnswerDropped,
@@ -61,6 +69,8 @@ class ServerConfig:
     max_pending_requests: int = 1024
     max_message_length: int = 65_536
     shutdown_grace_s: float = 2.0
+    # TLS on the port (RFC 6733 section 13); None: plain TCP. With it, TCP without TLS fails.
+    tls: TlsServerConfig | None = None
 
 
 class RequestContext(NamedTuple):
@@ -146,10 +156,14 @@ class PeerHandle(asyncio.Protocol):
         remote_ip = peername[0] if isinstance(peername, tuple) else None
         self.remote = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else "?"
         cfg = self.server.config
+        peer_policy = self.server.policy_factory(cfg.peers, remote_ip)
+        if self.server.ssl_context is not None:  # a verified client certificate binds the CER
+            names = certificate_names(transport.get_extra_info("peercert"))
+            peer_policy = bind_certificate(peer_policy, names)
         self.conn = conn = Connection(
             role=Role.SERVER,
             identity=self.server.identity,
-            peer_policy=self.server.policy_factory(cfg.peers, remote_ip),
+            peer_policy=peer_policy,
             max_message_length=cfg.max_message_length,
             max_pending_requests=cfg.max_pending_requests,
             now=self.server.loop.time(),
@@ -372,6 +386,9 @@ class Server:
         self._flush_held = 0
         self._server: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # TLS: the context is made here, so that a bad certificate fails the construction
+        self.ssl_context = server_context(cfg.tls) if cfg.tls is not None else None
+        self._tls: TlsListener | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -380,17 +397,36 @@ class Server:
 
     @property
     def port(self) -> int:
+        if self._tls is not None:
+            return self._tls.port
         assert self._server is not None
         sock = self._server.sockets[0]
         port: int = sock.getsockname()[1]
         return port
 
+    @property
+    def tls_handshake_failures(self) -> int:
+        """TLS handshakes that failed since the start (0 without TLS)."""
+        return self._tls.failures if self._tls is not None else 0
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(
-            lambda: PeerHandle(self), self.config.host, self.config.port, reuse_address=True
-        )
-        log.info("server.listening", host=self.config.host, port=self.port)
+        factory: Callable[[], asyncio.Protocol] = partial(PeerHandle, self)
+        tls = self.config.tls
+        if tls is not None and self.ssl_context is not None:
+            # TLS only: the handshake first, then the PeerHandle gets the TLS transport
+            self._tls = TlsListener(
+                context=self.ssl_context,
+                make_protocol=factory,
+                handshake_timeout_s=tls.handshake_timeout_s,
+                shutdown_timeout_s=tls.shutdown_timeout_s,
+            )
+            await self._tls.start(self.config.host, self.config.port)
+        else:
+            self._server = await self._loop.create_server(
+                factory, self.config.host, self.config.port, reuse_address=True
+            )
+        log.info("server.listening", host=self.config.host, port=self.port, tls=tls is not None)
 
     def flush_soon(self, peer: PeerHandle) -> None:
         """Write `peer`'s queued answers at the end of this loop iteration (or when
@@ -429,6 +465,8 @@ class Server:
         """Stop accepting, let what was read be answered, say DPR, close."""
         if self._server is not None:
             self._server.close()
+        if self._tls is not None:
+            self._tls.close()  # stop accepting; handshakes in progress are abandoned
         await asyncio.sleep(0)  # let answers held by the gate go out
         grace = self.config.shutdown_grace_s
         peers = list(self.connections)
@@ -439,6 +477,8 @@ class Server:
             )
         if self._server is not None:
             await self._server.wait_closed()
+        if self._tls is not None:
+            await self._tls.wait_closed()
         log.info("server.stopped")
 
 

@@ -19,6 +19,9 @@ SIGKILL after the grace; `kill` is SIGKILL at once: no flush, no checkpoint, no 
 crash). `start` may be called again once the process has ended: a restart on the same command
 line, hence the same data directory (the crash tests).
 
+A TLS server: `serve_argv(..., tls=TlsServerConfig(...))` adds its `--tls-*` options; the ready
+file and `address` are the same (connect with `ocs.edge.tls.client_context`).
+
 Nothing in the product imports this module; the tests and tools do.
 """
 
@@ -34,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from ocs.edge.tls import TlsServerConfig
 
 LISTEN_ANY_PORT = "127.0.0.1:0"
 READY_POLL_S = 0.02
@@ -53,16 +58,28 @@ def serve_argv(
     listen: str = LISTEN_ANY_PORT,
     log_json: bool = False,
     python: Sequence[str] | None = None,
+    tls: TlsServerConfig | None = None,
 ) -> list[str]:
-    """`python -m ocs serve --listen 127.0.0.1:0 [--data-dir D] [--log-json] ...extra`.
+    """`python -m ocs serve --listen 127.0.0.1:0 [--data-dir D] [--log-json] [--tls-* ...]
+    ...extra`.
 
     `python` replaces the interpreter (e.g. `[sys.executable, "-m", "cProfile", "-o", F]`).
-    `extra` comes last: a repeated option (`--listen 127.0.0.1:PORT`) overrides."""
+    `tls` makes it a TLS server (`--tls-cert`, `--tls-key`, `--tls-client-ca`,
+    `--tls-require-client-cert`; its timeouts stay the defaults). `extra` comes last: a
+    repeated option (`--listen 127.0.0.1:PORT`) overrides."""
     argv = [*(python or (sys.executable,)), "-m", "ocs", "serve", "--listen", listen]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
     if log_json:
         argv.append("--log-json")
+    if tls is not None:
+        argv += ["--tls-cert", str(tls.cert_file)]
+        if tls.key_file is not None:
+            argv += ["--tls-key", str(tls.key_file)]
+        if tls.client_ca_file is not None:
+            argv += ["--tls-client-ca", str(tls.client_ca_file)]
+        if tls.require_client_cert:
+            argv.append("--tls-require-client-cert")
     return [*argv, *extra]
 
 

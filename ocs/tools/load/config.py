@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from ocs.edge.tls import TlsClientConfig
+
 #: Flow kinds. "sms" of the mix is split evenly between the session and the event form.
 KINDS: Final = ("data", "voice", "sms-session", "sms-event")
 SERVICES: Final = ("data", "sms", "voice")
@@ -57,6 +59,7 @@ class LoadConfig:
     run_id: int = 0
     seed: int = 1
     client_cpus: tuple[int, ...] | None = None  # pin the workers to these CPUs
+    tls: TlsClientConfig | None = None  # connect over TLS (each worker builds its context)
 
     @property
     def funded(self) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Final
 import msgspec
 
 from ocs.edge.client import Client
+from ocs.edge.tls import client_context
 from ocs.tools.load.config import LoadConfig
 from protocol.codes import (
     HEADER_LENGTH,
@@ -301,6 +302,8 @@ async def provision(
         origin_realm=REALM,
         applications=(int(ApplicationId.ADMINISTRATION),),
         product_name="ocs-bench",
+        ssl=client_context(cfg.tls) if cfg.tls is not None else None,
+        server_hostname=cfg.tls.hostname(host) if cfg.tls is not None else None,
     )
     codes: dict[str, int] = {}
     deadline = time.monotonic() + timeout

@@ -1,7 +1,8 @@
 """The load's workers: processes, their lean connections, the closed and open loop drivers.
 
 `run_load` starts `LoadConfig.processes` worker processes (multiprocessing, spawn). Each opens its
-share of the `connections` with its own lean asyncio Protocol on uvloop: it does CER/CEA, then
+share of the `connections` (over TLS with `LoadConfig.tls`) with its own lean asyncio Protocol
+on uvloop: it does CER/CEA, then
 writes pre-built frames (`traffic.FrameTemplate`) and matches answers by Hop-by-Hop-Id. It never
 goes through the full `Client`/`Connection` per request. Answers are decoded with a lean msgspec
 type that keeps only the Result-Codes (top level and per MSCC) and whether a grant carries
@@ -43,6 +44,7 @@ from typing import Any, Final, cast
 import msgspec
 import uvloop
 
+from ocs.edge.tls import client_context
 from ocs.tools.load.config import KINDS, LoadConfig, ProgressFn
 from ocs.tools.load.measure import LoadResult, merge_results, proc_cpu_seconds
 from ocs.tools.load.traffic import (
@@ -387,11 +389,16 @@ class _Worker:
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
+        tls = self.cfg.tls
+        context = client_context(tls) if tls is not None else None
+        hostname = tls.hostname(self.cfg.host) if tls is not None else None
         for i in self.conn_ids:
             _, proto = await loop.create_connection(
                 functools.partial(_LoadConnection, self, i),
                 self.cfg.host,
                 self.cfg.port,
+                ssl=context,
+                server_hostname=hostname,
             )
             assert isinstance(proto, _LoadConnection)
             await asyncio.wait_for(proto.opened, 10.0)

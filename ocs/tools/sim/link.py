@@ -9,12 +9,15 @@ to a connection goes out without the T flag. An answer 3004 DIAMETER_TOO_BUSY (n
 makes it try again shortly. It gives up only after `give_up` seconds.
 
 End-to-End-Ids come from the link, not the connection: they stay unique across reconnections.
+With `ssl` every connection is made over TLS (the server's certificate checked for
+`server_hostname`, default the host).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_module
 from dataclasses import dataclass
 
 import structlog
@@ -56,6 +59,8 @@ class Link:
         connect_timeout: float = 2.0,
         product_name: str = "ocs-sim",
         max_outstanding: int = 256,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -66,6 +71,8 @@ class Link:
         self.answer_timeout = answer_timeout
         self.connect_timeout = connect_timeout
         self.product_name = product_name
+        self.ssl = ssl
+        self.server_hostname = server_hostname
         self.client: Client | None = None
         self._ready = asyncio.Event()
         self._closing = False
@@ -91,6 +98,8 @@ class Link:
             on_request=self.on_request,
             timeout=self.connect_timeout,
             product_name=self.product_name,
+            ssl=self.ssl,
+            server_hostname=self.server_hostname,
         )
         self.connects += 1
         return client

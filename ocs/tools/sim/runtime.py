@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ocs.edge.tls import TlsClientConfig, client_context
 from ocs.tools.sim.clock import SimClock
 from ocs.tools.sim.link import Delivery, Link
 from ocs.tools.sim.usage_log import UsageLog
@@ -63,6 +64,7 @@ class SimConfig:
     answer_timeout: float = 5.0  # real seconds before a request is sent again elsewhere
     give_up: float = 60.0  # real seconds after which an unanswered request is abandoned
     drain_timeout: float = 60.0  # real seconds to close every session at the end
+    tls: TlsClientConfig | None = None  # connect over TLS (RFC 6733 section 13)
 
 
 @dataclass(slots=True)
@@ -141,6 +143,8 @@ class SimRuntime:
             on_request=self.on_request,
             answer_timeout=config.answer_timeout,
             product_name=f"ocs-sim-{name}",
+            ssl=client_context(config.tls) if config.tls is not None else None,
+            server_hostname=config.tls.hostname(config.host) if config.tls is not None else None,
         )
         self._sid_prefix = f"{config.origin_host};{time.time_ns() // 1_000_000};"
         self._sid = 0
