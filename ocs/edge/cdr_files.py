@@ -227,8 +227,8 @@ class CdrWriter:
 
     Writing is an `ocs.edge.durable.AppendFile` over the files: `append`, `flush`, `sync`,
     `commit`, `rotate`, `maybe_rotate` and `close` are thread-safe, and `sync` runs its fsync
-    outside the lock on a duplicated descriptor, so a worker thread can fsync while the event
-    loop appends and writes.
+    outside the lock on the descriptors the file already holds (it opens none), so a worker
+    thread can fsync while the event loop appends and writes.
 
     After a failed write, fsync or rotation the writer is broken (`CdrBrokenError`): the page
     cache may have dropped data, so nothing more is written; a restart recovers with `open`.
