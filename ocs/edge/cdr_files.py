@@ -483,6 +483,8 @@ class CdrWriter:
             return False
         first, last = out.first, out.written
         completed = out.switch_locked(self.directory / current_name(last + 1))
+        if completed is None:
+            return False  # no descriptor free: this file grows until the next check retries
         self._file_started = None
         os.rename(completed, self.directory / rotated_name(first, last))
         out.sync_directory_locked()

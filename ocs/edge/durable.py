@@ -14,7 +14,7 @@ to the end of one file at a time:
   in-flight sync uses is never closed under it: a rotation or `close` meanwhile leaves the
   close to that sync, when its fsync returns;
 * `switch_locked` fsyncs the current file and goes on in a new one (rotation: the owner decides
-  when, and names the files).
+  when, and names the files); with no descriptor free it leaves the rotation for later.
 
 A failed write, fsync, file creation or rename *latches*: the file is broken and refuses every
 further operation with the owner's error. After a failed fsync the kernel may have dropped the
@@ -27,6 +27,7 @@ CDR writer its file names, the rename of a complete file and rotation by age.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -372,13 +373,22 @@ class AppendFile:
 
     # -- rotation (lock held: from a `flush` hook or `run_locked`)
 
-    def switch_locked(self, path: Path) -> Path:
+    def switch_locked(self, path: Path) -> Path | None:
         """fsync the current file, create ``path`` (it must not exist) and append there from
         now on; return the path of the file just completed. The new file's directory entry is
         made durable by the next `sync` or `sync_directory_locked`; records count as durable
-        only after that."""
+        only after that.
+
+        With no descriptor free for ``path`` (EMFILE, ENFILE) nothing changes and None is
+        returned: appending goes on in the current file, and the owner rotates at a later
+        check. A rotation is a policy; durability must not depend on a free descriptor."""
         os.fsync(self._fd)
-        fd = os.open(path, _CREATE, 0o644)
+        try:
+            fd = os.open(path, _CREATE, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                return None
+            raise
         old_fd, old_path = self._fd, self._path
         self._fd, self._path = fd, path
         self._release_locked(old_fd)

@@ -503,7 +503,8 @@ class Journal:
         if out.size == 0:
             return
         first = out.written + 1
-        out.switch_locked(self._segment_path(first))
+        if out.switch_locked(self._segment_path(first)) is None:
+            return  # no descriptor free: this segment grows until the next flush retries
         with self._lock:
             self._segments.append(first)
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from ocs.edge import durable
+from ocs.edge.cdr_files import CdrWriter, read_sequence_numbers
 from ocs.edge.durable import AppendFile, Failures, OutOfSequenceError
 from ocs.edge.fileio import fdatasync
+from ocs.edge.journal import Journal
 
 
 class FileError(Exception):
@@ -205,6 +207,7 @@ def test_a_new_file_counts_only_once_its_directory_entry_is_durable(
 
     def rename(f: AppendFile) -> None:
         completed = f.switch_locked(tmp_path / "i")
+        assert completed is not None
         completed.rename(tmp_path / "h.done")
         f.sync_directory_locked()
 
@@ -333,3 +336,39 @@ def test_a_rotation_or_close_during_a_sync_leaves_its_descriptor_open_until_it_r
     assert results == [1, 2]
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(fd)
+
+
+def test_a_rotation_without_a_free_descriptor_is_postponed_not_fatal(tmp_path: Path) -> None:
+    """A rotation is a policy: with no descriptor free for the next file, the journal and the
+    CDR files go on in the current one (durably) and rotate once one is free again."""
+    journal = Journal(tmp_path / "journal", segment_bytes=100)
+    assert list(journal.recover()) == []
+    cdrs = CdrWriter(tmp_path / "cdr", rotate_bytes=100)
+    cdrs.open()
+    out = create(tmp_path / "f")
+    out.append(b"a")
+    out.flush()
+    with descriptors_exhausted():
+        assert out.run_locked(lambda f: f.switch_locked(tmp_path / "g")) is None
+        for seq in range(1, 21):
+            journal.append(b"record-%d" % seq)
+            assert journal.commit() == seq
+            cdrs.append(seq, b'{"recordSequenceNumber":%d}' % seq)
+            assert cdrs.commit() == seq
+        assert cdrs.maybe_rotate() is False
+    assert out.path == tmp_path / "f" and out.broken is None
+    assert len(list((tmp_path / "journal").glob("*.log"))) == 1
+    assert len(list((tmp_path / "cdr").glob("cdr-*"))) == 1
+    journal.append(b"record-21")
+    journal.commit()  # a descriptor is free again: the full segment is rotated
+    cdrs.append(21, b'{"recordSequenceNumber":21}')
+    cdrs.commit()
+    assert len(list((tmp_path / "journal").glob("*.log"))) == 2
+    assert len(list((tmp_path / "cdr").glob("cdr-*"))) == 2
+    journal.close()
+    cdrs.close()
+    out.close()
+    again = Journal(tmp_path / "journal", segment_bytes=100)
+    assert [lsn for lsn, _ in again.recover()] == list(range(1, 22))
+    again.close()
+    assert read_sequence_numbers(tmp_path / "cdr") == list(range(1, 22))
