@@ -97,6 +97,23 @@ class PeerDecision:
 
 PeerPolicy = Callable[[CER], PeerDecision]
 
+
+class PendingBudget:
+    """The outstanding-request limit of one peer (WIRE.md section 4): requests received and
+    not yet answered, counted across every connection that shares this budget. A connection
+    has a budget of its own; a server gives all the connections of one Origin-Host the same
+    one (`Connection(peer_budget=...)`)."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+
+#: Origin-Host of a peer whose CER was accepted -> the budget its connections share.
+BudgetOf = Callable[[str], PendingBudget]
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -179,6 +196,7 @@ class Connection:
         max_pending_requests: int = 1024,
         first_hop_by_hop: int = 1,
         first_end_to_end: int = 1,
+        peer_budget: BudgetOf | None = None,
         now: float,
         cer_timeout_s: float | None = 10.0,
         watchdog_s: float | None = 30.0,
@@ -187,6 +205,9 @@ class Connection:
         every later `now`). `cer_timeout_s`: a server connection without a CER by `now` +
         this is closed (None: never). `watchdog_s`: Tw, once the peer is open, a DWR after Tw
         with nothing received and a close after another Tw without DWA (None: no watchdog).
+        `peer_budget` (a server's): called once, when a CER is accepted, with its Origin-Host;
+        the budget it returns bounds the requests outstanding across that peer's connections
+        (its `limit` replaces `max_pending_requests`). Without it the limit is per connection.
         """
         if role is Role.SERVER and peer_policy is None:
             raise ValueError("a server connection needs a peer policy")
@@ -197,8 +218,9 @@ class Connection:
         self._frames = FrameBuffer(max_message_length)
         self._out: list[bytes] = []
         self._outstanding: dict[int, _Outstanding] = {}
-        self._pending_in = 0
-        self.max_pending_requests = max_pending_requests
+        self._pending_in = 0  # this connection's share of `_budget.count`
+        self._budget = PendingBudget(max_pending_requests)
+        self._peer_budget = peer_budget
         self._next_hbh = first_hop_by_hop & 0xFFFFFFFF
         self._next_e2e = first_end_to_end & 0xFFFFFFFF
         self.peer: CER | CEA | None = None
@@ -228,6 +250,11 @@ class Connection:
     def pending_requests(self) -> int:
         """Requests received and handed out but not yet answered."""
         return self._pending_in
+
+    @property
+    def max_pending_requests(self) -> int:
+        """The outstanding-request limit (of the peer, once its budget is shared)."""
+        return self._budget.limit
 
     @property
     def outstanding_requests(self) -> int:
@@ -264,7 +291,11 @@ class Connection:
         return events
 
     def connection_lost(self) -> list[Event]:
-        """The transport is gone (EOF or error)."""
+        """The transport is gone (EOF or error). The requests it had not answered no longer
+        count against the peer's budget (they cannot be answered any more)."""
+        self._budget.count -= self._pending_in
+        self._pending_in = 0
+        self._budget = PendingBudget(self._budget.limit)
         if self.state is PeerState.CLOSED:
             return []
         events: list[Event] = []
@@ -365,7 +396,7 @@ class Connection:
                 events,
             )
             return
-        if code not in _BASE_COMMANDS and self._pending_in >= self.max_pending_requests:
+        if code not in _BASE_COMMANDS and self._budget.count >= self._budget.limit:
             self._reject(
                 header,
                 ProtocolError(ResultCode.TOO_BUSY, "too many outstanding requests"),
@@ -388,6 +419,7 @@ class Connection:
         else:
             assert isinstance(message, Request)
             self._pending_in += 1
+            self._budget.count += 1
             events.append(RequestReceived(header, message, body))
 
     def _receive_cer(self, header: Header, body: bytes, events: list[Event]) -> None:
@@ -429,6 +461,8 @@ class Connection:
         self._open_timers()
         self.peer = cer
         self.applications = shared
+        if self._peer_budget is not None:
+            self._budget = self._peer_budget(cer.origin_host)
         # Requests are served for every application the policy allows this peer, whether or
         # not its CER listed it (docs/protocol.md, "Applications").
         self._allowed = decision.applications
@@ -607,6 +641,7 @@ class Connection:
         if self._pending_in <= 0:
             raise LocalProtocolError("no request is waiting for an answer")
         self._pending_in -= 1
+        self._budget.count -= 1
 
     def _send_answer_now(self, request: Header, message: Answer, *, error: bool = False) -> None:
         self._out.append(self.encode_answer(request, message, error=error))

@@ -13,7 +13,13 @@ import uvloop
 
 from ocs.cli.args import host_port
 from ocs.edge.logs import configure_logging
-from ocs.edge.server import ServerConfig, serve_until_signalled
+from ocs.edge.server import (
+    DEFAULT_MAX_CONNECTIONS_PER_PEER,
+    DEFAULT_OUTPUT_HIGH_WATER_BYTES,
+    DESCRIPTOR_RESERVE,
+    ServerConfig,
+    serve_until_signalled,
+)
 from ocs.edge.tls import TlsConfigError, TlsServerConfig, server_context
 from ocs.node import Node, NodeConfig
 from protocol.codes import DEFAULT_PORT, ApplicationId
@@ -38,6 +44,16 @@ def parse_peer(text: str) -> tuple[str, frozenset[int]]:
         return host, frozenset(_APP_NAMES[n] for n in names)
     except KeyError as exc:
         raise argparse.ArgumentTypeError(f"unknown application {exc.args[0]!r}") from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def tune_gc() -> None:
@@ -69,7 +85,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--watchdog", type=float, default=30.0, metavar="SECONDS", help="Tw")
     p.add_argument("--cer-timeout", type=float, default=10.0, metavar="SECONDS")
-    p.add_argument("--max-pending", type=int, default=1024, help="outstanding requests per peer")
+    p.add_argument(
+        "--max-pending",
+        type=positive_int,
+        default=1024,
+        help="outstanding requests per peer (across its connections); the excess is 3004",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"connections in total (default: the descriptor limit - {DESCRIPTOR_RESERVE})",
+    )
+    p.add_argument(
+        "--max-connections-per-peer",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="connections of one Origin-Host, counted from its CER; a CER beyond is answered "
+        f"3004 (default: a quarter of --max-connections, at most "
+        f"{DEFAULT_MAX_CONNECTIONS_PER_PEER})",
+    )
+    p.add_argument(
+        "--max-unopened-connections",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="connections that have not sent their CER yet; beyond, the oldest is closed "
+        "(default: a quarter of --max-connections)",
+    )
+    p.add_argument(
+        "--output-high-water",
+        type=positive_int,
+        default=DEFAULT_OUTPUT_HIGH_WATER_BYTES,
+        metavar="BYTES",
+        help="unsent output per connection above which it is not read until it drains "
+        "(closed if it has not within Tw)",
+    )
     p.add_argument(
         "--sync-interval-ms",
         type=float,
@@ -161,6 +214,10 @@ def run(args: argparse.Namespace) -> int:
         cer_timeout_s=args.cer_timeout,
         max_pending_requests=args.max_pending,
         tls=tls,
+        max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer,
+        max_unopened_connections=args.max_unopened_connections,
+        output_high_water_bytes=args.output_high_water,
     )
     node_config = NodeConfig(
         data_dir=args.data_dir,

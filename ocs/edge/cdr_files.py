@@ -227,8 +227,8 @@ class CdrWriter:
 
     Writing is an `ocs.edge.durable.AppendFile` over the files: `append`, `flush`, `sync`,
     `commit`, `rotate`, `maybe_rotate` and `close` are thread-safe, and `sync` runs its fsync
-    outside the lock on a duplicated descriptor, so a worker thread can fsync while the event
-    loop appends and writes.
+    outside the lock on the descriptors the file already holds (it opens none), so a worker
+    thread can fsync while the event loop appends and writes.
 
     After a failed write, fsync or rotation the writer is broken (`CdrBrokenError`): the page
     cache may have dropped data, so nothing more is written; a restart recovers with `open`.
@@ -483,6 +483,8 @@ class CdrWriter:
             return False
         first, last = out.first, out.written
         completed = out.switch_locked(self.directory / current_name(last + 1))
+        if completed is None:
+            return False  # no descriptor free: this file grows until the next check retries
         self._file_started = None
         os.rename(completed, self.directory / rotated_name(first, last))
         out.sync_directory_locked()

@@ -7,10 +7,14 @@ to the end of one file at a time:
 * `flush` hands the whole buffer to the OS in one write(2) (`write_all`): it survives a process
   crash from then on;
 * `sync` fdatasyncs it, and the directory if a file was created or renamed since: it survives a
-  power loss from then on. The fsync runs outside the lock on a duplicated descriptor, so a
-  long-lived thread (group commit) syncs while the event loop appends and writes;
+  power loss from then on. The fsync runs outside the lock, so a long-lived thread (group
+  commit) syncs while the event loop appends and writes. It needs no new descriptor (a server
+  whose descriptors are exhausted stays durable): it fdatasyncs the file's own descriptor and
+  the directory through a descriptor held open for the file's lifetime. A descriptor an
+  in-flight sync uses is never closed under it: a rotation or `close` meanwhile leaves the
+  close to that sync, when its fsync returns;
 * `switch_locked` fsyncs the current file and goes on in a new one (rotation: the owner decides
-  when, and names the files).
+  when, and names the files); with no descriptor free it leaves the rotation for later.
 
 A failed write, fsync, file creation or rename *latches*: the file is broken and refuses every
 further operation with the owner's error. After a failed fsync the kernel may have dropped the
@@ -23,6 +27,7 @@ CDR writer its file names, the rename of a complete file and rotation by age.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NoReturn, TypeVar
 
-from ocs.edge.fileio import fdatasync, fsync_dir, write_all
+from ocs.edge.fileio import fdatasync, write_all
 
 __all__ = ["AppendFile", "Failures", "OutOfSequenceError"]
 
@@ -43,6 +48,23 @@ Locked = Callable[["AppendFile"], T]
 
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
 _CONTINUE: Final = os.O_WRONLY | os.O_APPEND
+_DIRECTORY: Final = os.O_RDONLY | os.O_DIRECTORY
+
+
+def fsync_directory(fd: int) -> None:
+    """fsync an open directory: its entries (a new, renamed or deleted file) become durable."""
+    os.fsync(fd)
+
+
+def _open_directory(path: Path) -> int:
+    """Open ``path``'s directory (held for the file's lifetime) and fsync it."""
+    fd = os.open(path.parent, _DIRECTORY)
+    try:
+        fsync_directory(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class OutOfSequenceError(ValueError):
@@ -79,6 +101,7 @@ class AppendFile:
         "_closed",
         "_datasync",
         "_dir_dirty",
+        "_dir_fd",
         "_durable",
         "_failures",
         "_fd",
@@ -87,8 +110,10 @@ class AppendFile:
         "_last",
         "_lock",
         "_path",
+        "_retired",
         "_size",
         "_sync_lock",
+        "_syncing",
         "_written",
         "directory",
     )
@@ -98,6 +123,7 @@ class AppendFile:
         path: Path,
         fd: int,
         *,
+        dir_fd: int,
         size: int,
         first: int,
         last: int,
@@ -105,10 +131,12 @@ class AppendFile:
         failures: Failures,
         datasync: Callable[[int], None],
     ) -> None:
-        """Use `create` or `resume`: they open ``fd`` and make it durable first."""
+        """Use `create` or `resume`: they open ``fd`` (the file) and ``dir_fd`` (its
+        directory) and make them durable first."""
         self.directory = path.parent
         self._path = path
         self._fd = fd
+        self._dir_fd = dir_fd
         self._size = size
         self._first = first
         self._last = self._written = self._durable = last
@@ -121,6 +149,8 @@ class AppendFile:
         self._dir_dirty = False
         self._broken: OSError | None = None
         self._closed = False
+        self._syncing = False  # a sync is using `_fd` / `_dir_fd` outside the lock
+        self._retired: list[int] = []  # closed while a sync used them: closed when it returns
 
     @classmethod
     def create(
@@ -137,13 +167,14 @@ class AppendFile:
         fd = os.open(path, _CREATE, 0o644)
         try:
             os.fsync(fd)
-            fsync_dir(path.parent)
+            dir_fd = _open_directory(path)
         except BaseException:
             os.close(fd)
             raise
         return cls(
             path,
             fd,
+            dir_fd=dir_fd,
             size=0,
             first=last + 1,
             last=last,
@@ -173,13 +204,14 @@ class AppendFile:
             if os.fstat(fd).st_size > size:
                 os.ftruncate(fd, size)
             os.fsync(fd)
-            fsync_dir(path.parent)
+            dir_fd = _open_directory(path)
         except BaseException:
             os.close(fd)
             raise
         return cls(
             path,
             fd,
+            dir_fd=dir_fd,
             size=size,
             first=first,
             last=last,
@@ -284,7 +316,9 @@ class AppendFile:
 
     def sync(self) -> int:
         """fdatasync what `flush` wrote (and the directory, if a file was created or renamed
-        since the last sync); return `durable`. Runs the fsync without holding the lock."""
+        since the last sync); return `durable`. Runs the fsync without holding the lock, on
+        the descriptors the file holds: it opens none. A rotation or `close` meanwhile does
+        not close them under it (`_release_locked`)."""
         with self._sync_lock:
             with self._lock:
                 if self._broken is not None or self._closed:
@@ -292,20 +326,40 @@ class AppendFile:
                 target = self._written
                 if target <= self._durable and not self._dir_dirty:
                     return self._durable
-                fd = os.dup(self._fd)
+                fd, dir_fd = self._fd, self._dir_fd
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
+                self._syncing = True
             try:
                 self._datasync(fd)
                 if dir_dirty:
-                    fsync_dir(self.directory)
+                    fsync_directory(dir_fd)
             except OSError as exc:
                 with self._lock:
+                    self._sync_done_locked()
                     raise self._latch(exc, "fsync") from exc
-            finally:
-                os.close(fd)
+            except BaseException:
+                with self._lock:
+                    self._sync_done_locked()
+                raise
             with self._lock:
+                self._sync_done_locked()
                 self._durable = max(self._durable, target)
                 return self._durable
+
+    def _sync_done_locked(self) -> None:
+        """The sync no longer uses its descriptors: close those retired meanwhile."""
+        self._syncing = False
+        retired, self._retired = self._retired, []
+        for fd in retired:
+            os.close(fd)
+
+    def _release_locked(self, fd: int) -> None:
+        """Close ``fd`` now, or when the sync in flight (which may be using it) returns: its
+        number must not be reused by another open while a sync is about to fsync it."""
+        if self._syncing:
+            self._retired.append(fd)
+        else:
+            os.close(fd)
 
     def run_locked(self, action: Locked[T]) -> T:
         """Run ``action(self)`` with the lock held (a rotation); an OSError breaks the file."""
@@ -319,16 +373,25 @@ class AppendFile:
 
     # -- rotation (lock held: from a `flush` hook or `run_locked`)
 
-    def switch_locked(self, path: Path) -> Path:
+    def switch_locked(self, path: Path) -> Path | None:
         """fsync the current file, create ``path`` (it must not exist) and append there from
         now on; return the path of the file just completed. The new file's directory entry is
         made durable by the next `sync` or `sync_directory_locked`; records count as durable
-        only after that."""
+        only after that.
+
+        With no descriptor free for ``path`` (EMFILE, ENFILE) nothing changes and None is
+        returned: appending goes on in the current file, and the owner rotates at a later
+        check. A rotation is a policy; durability must not depend on a free descriptor."""
         os.fsync(self._fd)
-        fd = os.open(path, _CREATE, 0o644)
+        try:
+            fd = os.open(path, _CREATE, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                return None
+            raise
         old_fd, old_path = self._fd, self._path
         self._fd, self._path = fd, path
-        os.close(old_fd)
+        self._release_locked(old_fd)
         self._size = 0
         self._first = self._written + 1
         self._dir_dirty = True
@@ -337,15 +400,17 @@ class AppendFile:
     def sync_directory_locked(self) -> None:
         """fsync the directory now (after a `switch_locked` and a rename by the owner): every
         record of the files before the current one is then durable."""
-        fsync_dir(self.directory)
+        fsync_directory(self._dir_fd)
         self._dir_dirty = False
         self._durable = max(self._durable, self._first - 1)
 
     # -- lifetime
 
     def close(self) -> None:
-        """Close the file. What is buffered is dropped (the owner commits first)."""
+        """Close the file (and its directory). What is buffered is dropped (the owner commits
+        first). A sync in flight keeps the descriptors until its fsync returns."""
         with self._lock:
             if not self._closed:
                 self._closed = True
-                os.close(self._fd)
+                self._release_locked(self._fd)
+                self._release_locked(self._dir_fd)

@@ -185,8 +185,9 @@ class Journal:
     the end (it opens the active segment); then `append` (buffers), `flush` (write(2) to the
     OS), `sync` (fsync: durable). Writing is an `ocs.edge.durable.AppendFile` over the segments:
     `append`/`flush`/`sync`/`rotate`/`write_snapshot` are thread-safe, and `sync` does its
-    fsync outside the lock on a duplicated descriptor, so appends and writes continue on the
-    event loop while a worker thread fsyncs.
+    fsync outside the lock on the descriptors the segment already holds (it opens none, so it
+    works with every descriptor taken), so appends and writes continue on the event loop while
+    a worker thread fsyncs.
 
     After a failed write or fsync the journal is broken (`JournalBrokenError`): the page cache
     may have dropped the data, and a later fsync could report success without it.
@@ -502,7 +503,8 @@ class Journal:
         if out.size == 0:
             return
         first = out.written + 1
-        out.switch_locked(self._segment_path(first))
+        if out.switch_locked(self._segment_path(first)) is None:
+            return  # no descriptor free: this segment grows until the next flush retries
         with self._lock:
             self._segments.append(first)
 

@@ -5,7 +5,10 @@ deadline, the watchdog Tw: the connection says when, `timer_at()`); this module 
 a clock or a socket: accepting (over TLS only when `ServerConfig.tls` is set: `ocs.edge.tls`),
 one loop timer per connection at its `timer_at()`, the peer policy (which needs the remote
 address, and with TLS the client certificate), dispatching application requests to handlers,
-and shutdown.
+and shutdown; and the resource bounds (docs/operations.md, "Resource bounds"): connections in
+total, per peer and before CER, each peer's outstanding requests (one `PendingBudget` shared by
+its connections), and output flow control (a connection whose unsent output passes the
+high-water mark is not read until it drains, and is closed if it has not drained within Tw).
 Handlers are synchronous and return the answer; a `ProtocolError` they raise is answered by the
 connection (the one place errors become result codes). Answers go out through an `AnswerGate`
 so that the journal can hold them until what they acknowledge is durable (group commit).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import resource
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +46,7 @@ from protocol.connection import (
     LocalIdentity,
     PeerDecision,
     PeerOpened,
+    PendingBudget,
     RequestReceived,
     RequestRejected,
 )
@@ -53,6 +58,20 @@ from protocol.peer import PeerState, Role
 log = structlog.get_logger("ocs.edge.server")
 
 SERVED_APPLICATIONS = frozenset({ApplicationId.CREDIT_CONTROL, ApplicationId.ADMINISTRATION})
+
+#: Descriptors kept free of connections (docs/operations.md, "Resource bounds"): stdio, the
+#: event loop's own (epoll, io_uring, wake-up pipes, the accept-overflow spare), the listening
+#: socket, the data directory lock, the journal (segment and directory, one more at a
+#: rotation, a snapshot and its directory at a checkpoint), the CDR files (file and directory,
+#: one more at a rotation), the catalog on reload, metrics, and the connections accepted in
+#: one burst before they are refused.
+DESCRIPTOR_RESERVE = 64
+#: At most this many connections per peer by default, whatever the descriptor limit.
+DEFAULT_MAX_CONNECTIONS_PER_PEER = 64
+#: Unsent output above which a connection is no longer read (until it drains below a quarter).
+DEFAULT_OUTPUT_HIGH_WATER_BYTES = 256 * 1024
+#: At most one `connection.refused` log line per this many seconds (a flood logs a count).
+REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,11 +85,43 @@ class ServerConfig:
     peers: Mapping[str, frozenset[int]] | None = None
     cer_timeout_s: float = 10.0
     watchdog_s: float = 30.0  # Tw
-    max_pending_requests: int = 1024
+    max_pending_requests: int = 1024  # per peer: across all connections of one Origin-Host
     max_message_length: int = 65_536
     shutdown_grace_s: float = 2.0
     # TLS on the port (RFC 6733 section 13); None: plain TCP. With it, TCP without TLS fails.
     tls: TlsServerConfig | None = None
+    # Connection bounds; None: derived from the descriptor limit at start (`ConnectionLimits`).
+    max_connections: int | None = None  # in total
+    max_connections_per_peer: int | None = None  # per Origin-Host, counted from its CER
+    max_unopened_connections: int | None = None  # connections that have not sent a CER yet
+    output_high_water_bytes: int = DEFAULT_OUTPUT_HIGH_WATER_BYTES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLimits:
+    """The connection bounds in force: the configured ones, or defaults derived from the
+    descriptor limit (`derive`)."""
+
+    total: int
+    per_peer: int
+    unopened: int
+
+    @classmethod
+    def derive(cls, config: ServerConfig, descriptor_limit: int) -> ConnectionLimits:
+        """`total`: the descriptor limit less `DESCRIPTOR_RESERVE`; `unopened`: a quarter of
+        it; `per_peer`: a quarter of it, at most `DEFAULT_MAX_CONNECTIONS_PER_PEER`. Each at
+        least 1; a configured value wins (capped by `total`)."""
+        total = config.max_connections or max(1, descriptor_limit - DESCRIPTOR_RESERVE)
+        quarter = max(1, total // 4)
+        per_peer = config.max_connections_per_peer or min(quarter, DEFAULT_MAX_CONNECTIONS_PER_PEER)
+        unopened = config.max_unopened_connections or quarter
+        return cls(total=total, per_peer=min(per_peer, total), unopened=min(unopened, total))
+
+
+def descriptor_limit() -> int:
+    """The soft RLIMIT_NOFILE of this process (what `os.open` and `accept` may reach)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 class RequestContext(NamedTuple):
@@ -140,13 +191,16 @@ class PeerHandle(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.conn: Connection | None = None
         self.remote: str = "?"
+        self.origin_host: str | None = None  # the peer, once its CER was accepted
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # when `_timer` fires: the connection's timer_at()
         self._closed = False
         self._lost = False
+        self._refused = False  # closed at once by the connection limits: never a peer
         self._close_when_answered = False
         self._closed_event = asyncio.Event()
         self._answer_waiters: dict[int, asyncio.Future[Answer]] = {}
+        self._drain_timer: asyncio.TimerHandle | None = None  # output above the high-water mark
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -155,24 +209,44 @@ class PeerHandle(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         remote_ip = peername[0] if isinstance(peername, tuple) else None
         self.remote = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else "?"
+        if not self.server.admit(self):
+            self._refused = self._closed = True
+            self.transport.abort()  # closes the descriptor now, without a goodbye
+            return
         cfg = self.server.config
-        peer_policy = self.server.policy_factory(cfg.peers, remote_ip)
+        self.transport.set_write_buffer_limits(high=cfg.output_high_water_bytes)
+        policy = self.server.policy_factory(cfg.peers, remote_ip)
         if self.server.ssl_context is not None:  # a verified client certificate binds the CER
             names = certificate_names(transport.get_extra_info("peercert"))
-            peer_policy = bind_certificate(peer_policy, names)
+            policy = bind_certificate(policy, names)
         self.conn = conn = Connection(
             role=Role.SERVER,
             identity=self.server.identity,
-            peer_policy=peer_policy,
+            peer_policy=partial(self._decide, policy),
             max_message_length=cfg.max_message_length,
             max_pending_requests=cfg.max_pending_requests,
+            peer_budget=self._join,
             now=self.server.loop.time(),
             cer_timeout_s=cfg.cer_timeout_s,
             watchdog_s=cfg.watchdog_s,
         )
-        self.server.connections.add(self)
         self._arm(conn.timer_at())
         log.debug("connection.open", remote=self.remote)
+
+    def _decide(self, policy: Callable[[CER], PeerDecision], cer: CER) -> PeerDecision:
+        """The peer policy, then the per-peer connection limit: a CER from a peer that has
+        as many connections as it may is answered 3004 DIAMETER_TOO_BUSY (then closed)."""
+        decision = policy(cer)
+        if decision.result_code == ResultCode.SUCCESS and self.server.peer_full(cer.origin_host):
+            self.server.note_refused("refused_per_peer", self.remote)
+            return PeerDecision(result_code=ResultCode.TOO_BUSY)
+        return decision
+
+    def _join(self, origin_host: str) -> PendingBudget:
+        """The CER was accepted: this connection is now one of `origin_host`'s, and shares
+        its outstanding-request budget."""
+        self.origin_host = origin_host
+        return self.server.join(self, origin_host)
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -222,16 +296,70 @@ class PeerHandle(asyncio.Protocol):
         self._closed = True
         self._lost = True
         self._closed_event.set()
+        if self._refused:
+            self.transport = None
+            return
         if self._timer is not None:
             self._timer.cancel()
+        self._cancel_drain_timer()
         if self.conn is not None:
-            self.conn.connection_lost()
+            self.conn.connection_lost()  # its unanswered requests leave the peer's budget
         for fut in self._answer_waiters.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("connection lost"))
         self._answer_waiters.clear()
-        self.server.connections.discard(self)
+        self.server.forget(self)
+        # What the connection held (buffers, the CER) goes now: a handle may outlive its
+        # socket (a session's route to it, an answer waiting for group commit).
+        self.conn = None
+        self.transport = None
         log.debug("connection.lost", remote=self.remote, error=str(exc) if exc else None)
+
+    # --- output flow control (the transport calls these around its high-water mark) ------------
+
+    def pause_writing(self) -> None:
+        """More unsent output than `output_high_water_bytes`: stop reading this peer (no more
+        requests, hence no more answers) until it drains; if it has not within Tw, close."""
+        transport = self.transport
+        if self._closed or transport is None:
+            return
+        transport.pause_reading()
+        if self._drain_timer is None:
+            self._drain_timer = self.server.loop.call_later(
+                self.server.config.watchdog_s, self._drain_expired
+            )
+
+    def resume_writing(self) -> None:
+        self._cancel_drain_timer()
+        if not self._closed and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _cancel_drain_timer(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+
+    def _drain_expired(self) -> None:
+        """Tw since the output passed the high-water mark (or since a close that left output
+        unsent), and it has not drained: close now, dropping it (what the peer would not
+        read)."""
+        self._drain_timer = None
+        transport = self.transport
+        if transport is None:
+            return
+        self.server.stats["undrained_closed"] += 1
+        log.info(
+            "connection.close",
+            remote=self.remote,
+            peer=self.origin_host,
+            reason="output not drained within Tw",
+            unsent_bytes=transport.get_write_buffer_size(),
+        )
+        self._closed = True
+        self._closed_event.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        transport.abort()
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -281,7 +409,8 @@ class PeerHandle(asyncio.Protocol):
     def send_request(self, message: Request) -> asyncio.Future[Answer]:
         """Send RAR/ASR/DWR/DPR to this peer; the future gets its answer."""
         conn = self.conn
-        assert conn is not None
+        if conn is None:
+            raise ConnectionError("connection lost")
         header = conn.send_request(message)
         fut: asyncio.Future[Answer] = self.server.loop.create_future()
         self._answer_waiters[header.hop_by_hop] = fut
@@ -338,14 +467,30 @@ class PeerHandle(asyncio.Protocol):
             self.transport.write(data)
 
     def close(self) -> None:
+        """Close once the unsent output is written; if it is not within Tw, abort."""
         if self._closed:
             return
         self._closed = True
         self._closed_event.set()
         if self._timer is not None:
             self._timer.cancel()
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+            if self._drain_timer is None and transport.get_write_buffer_size():
+                self._drain_timer = self.server.loop.call_later(
+                    self.server.config.watchdog_s, self._drain_expired
+                )
+
+    def evict(self) -> None:
+        """Close at once a connection that has not sent its CER (to make room for a newer
+        one, `Server.admit`)."""
+        self._closed = True
+        self._closed_event.set()
+        if self._timer is not None:
+            self._timer.cancel()
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
     async def disconnect(self, cause: DisconnectCause, timeout: float) -> None:
         """DPR, wait for DPA (or `timeout`), close."""
@@ -358,6 +503,14 @@ class PeerHandle(asyncio.Protocol):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed_event.wait(), timeout)
         self.close()
+
+
+@dataclass(eq=False, slots=True)
+class PeerConnections:
+    """The open connections of one peer (one Origin-Host) and their shared budget."""
+
+    budget: PendingBudget
+    handles: set[PeerHandle] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -381,7 +534,15 @@ class Server:
             product_name=cfg.product_name,
             origin_state_id=int(time.time()) & 0xFFFFFFFF,
         )
+        self.limits = ConnectionLimits.derive(cfg, descriptor_limit())
         self.connections: set[PeerHandle] = set()
+        self._unopened: dict[PeerHandle, None] = {}  # no CER yet, oldest first
+        self._peers: dict[str, PeerConnections] = {}
+        #: refused_total, refused_per_peer, evicted_unopened, undrained_closed
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("refused_total", "refused_per_peer", "evicted_unopened", "undrained_closed"), 0
+        )
+        self._refusal_logged_at: float | None = None
         self._dirty: set[PeerHandle] = set()
         self._flush_held = 0
         self._server: asyncio.base_events.Server | None = None
@@ -426,7 +587,93 @@ class Server:
             self._server = await self._loop.create_server(
                 factory, self.config.host, self.config.port, reuse_address=True
             )
-        log.info("server.listening", host=self.config.host, port=self.port, tls=tls is not None)
+        limits = self.limits
+        if limits.total > descriptor_limit() - DESCRIPTOR_RESERVE:
+            log.warning(
+                "server.descriptors",
+                max_connections=limits.total,
+                descriptor_limit=descriptor_limit(),
+                reserve=DESCRIPTOR_RESERVE,
+                note="connections can take the descriptors the journal and CDR files need",
+            )
+        log.info(
+            "server.listening",
+            host=self.config.host,
+            port=self.port,
+            tls=tls is not None,
+            max_connections=limits.total,
+            max_connections_per_peer=limits.per_peer,
+            max_unopened_connections=limits.unopened,
+        )
+
+    # --- connection bounds ---------------------------------------------------------------------
+
+    def admit(self, peer: PeerHandle) -> bool:
+        """A connection was accepted: count it, or refuse it (False: close it at once).
+
+        At the total limit it is refused, unless some connection has not sent its CER yet:
+        then the oldest of those is closed instead, as it is at the limit of such
+        connections. A flood of connections that never send CER thus cannot lock out a peer
+        whose CER follows its connect within the time the flood needs to fill that limit."""
+        limits = self.limits
+        if len(self.connections) >= limits.total and not self._unopened:
+            self.note_refused("refused_total", peer.remote)
+            return False
+        if len(self.connections) >= limits.total or len(self._unopened) >= limits.unopened:
+            oldest = next(iter(self._unopened))
+            del self._unopened[oldest]
+            self.connections.discard(oldest)
+            oldest.evict()
+            self.note_refused("evicted_unopened", oldest.remote)
+        self.connections.add(peer)
+        self._unopened[peer] = None
+        return True
+
+    def peer_full(self, origin_host: str) -> bool:
+        """`origin_host` has as many connections as it may."""
+        entry = self._peers.get(origin_host)
+        return entry is not None and len(entry.handles) >= self.limits.per_peer
+
+    def join(self, peer: PeerHandle, origin_host: str) -> PendingBudget:
+        """`peer`'s CER was accepted: it counts as one of `origin_host`'s connections and
+        shares its outstanding-request budget."""
+        self._unopened.pop(peer, None)
+        entry = self._peers.get(origin_host)
+        if entry is None:
+            entry = PeerConnections(budget=PendingBudget(self.config.max_pending_requests))
+            self._peers[origin_host] = entry
+        entry.handles.add(peer)
+        return entry.budget
+
+    def forget(self, peer: PeerHandle) -> None:
+        """`peer`'s connection is gone."""
+        self.connections.discard(peer)
+        self._unopened.pop(peer, None)
+        self._dirty.discard(peer)
+        host = peer.origin_host
+        entry = self._peers.get(host) if host is not None else None
+        if entry is not None:
+            entry.handles.discard(peer)
+            if not entry.handles:
+                assert host is not None
+                del self._peers[host]
+
+    def note_refused(self, what: str, remote: str) -> None:
+        """Count a refused (or evicted) connection; log at most one line per
+        `REFUSAL_LOG_INTERVAL_S` (with the counts so far), not one per connection."""
+        self.stats[what] += 1
+        now = self.loop.time()
+        last = self._refusal_logged_at
+        if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
+            self._refusal_logged_at = now
+            log.warning(
+                "connection.refused",
+                reason=what,
+                remote=remote,
+                connections=len(self.connections),
+                unopened=len(self._unopened),
+                **self.stats,
+            )
 
     def flush_soon(self, peer: PeerHandle) -> None:
         """Write `peer`'s queued answers at the end of this loop iteration (or when
@@ -452,13 +699,12 @@ class Server:
             peer.flush()
 
     def peers_of(self, origin_host: str) -> Iterable[PeerHandle]:
-        for peer in self.connections:
+        entry = self._peers.get(origin_host)
+        if entry is None:
+            return
+        for peer in list(entry.handles):
             conn = peer.conn
-            if (
-                conn is not None
-                and conn.state is PeerState.OPEN
-                and conn.peer_origin_host == origin_host
-            ):
+            if conn is not None and conn.state is PeerState.OPEN:
                 yield peer
 
     async def stop(self) -> None:
@@ -479,7 +725,7 @@ class Server:
             await self._server.wait_closed()
         if self._tls is not None:
             await self._tls.wait_closed()
-        log.info("server.stopped")
+        log.info("server.stopped", **self.stats)
 
 
 class Service(Protocol):

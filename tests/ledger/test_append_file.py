@@ -4,17 +4,21 @@ rotation, and the latch that refuses everything once a write, fsync or rotation 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import resource
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ocs.edge import fileio
+from ocs.edge import durable
+from ocs.edge.cdr_files import CdrWriter, read_sequence_numbers
 from ocs.edge.durable import AppendFile, Failures, OutOfSequenceError
 from ocs.edge.fileio import fdatasync
+from ocs.edge.journal import Journal
 
 
 class FileError(Exception):
@@ -44,13 +48,13 @@ def eio(*_: object) -> int:
 def dir_syncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The directories fsynced by `ocs.edge.durable` (really fsynced, and recorded)."""
     synced: list[Path] = []
-    real = fileio.fsync_dir
+    real = durable.fsync_directory
 
-    def recording(path: Path) -> None:
-        synced.append(path)
-        real(path)
+    def recording(fd: int) -> None:  # the directory's descriptor, held by the file
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
 
-    monkeypatch.setattr("ocs.edge.durable.fsync_dir", recording)
+    monkeypatch.setattr(durable, "fsync_directory", recording)
     return synced
 
 
@@ -203,6 +207,7 @@ def test_a_new_file_counts_only_once_its_directory_entry_is_durable(
 
     def rename(f: AppendFile) -> None:
         completed = f.switch_locked(tmp_path / "i")
+        assert completed is not None
         completed.rename(tmp_path / "h.done")
         f.sync_directory_locked()
 
@@ -246,3 +251,124 @@ def test_a_closed_file_refuses_writes_with_the_owners_error(tmp_path: Path) -> N
     assert type(raised.value) is FileError
     with pytest.raises(FileError, match="closed"):
         out.sync()
+
+
+@contextlib.contextmanager
+def descriptors_exhausted() -> Iterator[None]:
+    """Every descriptor this process may open is taken (a lowered soft RLIMIT_NOFILE, filled
+    with opens of /dev/null) until the block ends."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    highest = max(int(name) for name in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 16, hard))
+    fillers: list[int] = []
+    try:
+        with pytest.raises(OSError) as full:
+            while True:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+        assert full.value.errno == errno.EMFILE
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_sync_needs_no_new_descriptor(tmp_path: Path) -> None:
+    """With every descriptor taken (a flood of connections), appends, writes and fsyncs go on:
+    the server stays durable (it used to dup the descriptor for the fsync: EMFILE, broken)."""
+    out = create(tmp_path / "f")
+    out.run_locked(lambda f: f.switch_locked(tmp_path / "g"))  # a directory fsync is due
+    with descriptors_exhausted():
+        out.append(b"a")
+        assert out.flush() == 1
+        assert out.sync() == 1
+        out.append(b"b")
+        out.flush()
+        assert out.sync() == 2 and out.broken is None
+    out.close()
+    assert (tmp_path / "g").read_bytes() == b"1:a\n2:b\n"
+
+
+def test_a_rotation_or_close_during_a_sync_leaves_its_descriptor_open_until_it_returns(
+    tmp_path: Path,
+) -> None:
+    """The fsync runs on the file's own descriptor outside the lock; a rotation (or `close`)
+    meanwhile must not close it, or its number could be reused by another open and the sync
+    would fsync (and report durable) some other file."""
+    gate, entered = threading.Event(), threading.Event()
+    used: list[int] = []
+
+    def slow(fd: int) -> None:
+        used.append(fd)
+        entered.set()
+        assert gate.wait(10)
+        os.fstat(fd)  # still this file's descriptor
+        fdatasync(fd)
+
+    out = create(tmp_path / "f", datasync=slow)
+    out.append(b"a")
+    out.flush()
+    results: list[int] = []
+    syncer = threading.Thread(target=lambda: results.append(out.sync()))
+    syncer.start()
+    assert entered.wait(10)
+    [fd] = used
+    out.run_locked(lambda f: f.switch_locked(tmp_path / "g"))
+    assert os.readlink(f"/proc/self/fd/{fd}") == str(tmp_path / "f")  # not closed yet
+    gate.set()
+    syncer.join(10)
+    assert results == [1]
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # closed once the sync returned
+    # close() during a sync: the descriptors stay until the fsync returns
+    gate.clear()
+    entered.clear()
+    out.append(b"b")
+    out.flush()
+    syncer = threading.Thread(target=lambda: results.append(out.sync()))
+    syncer.start()
+    assert entered.wait(10)
+    fd = used[-1]
+    out.close()
+    assert os.readlink(f"/proc/self/fd/{fd}") == str(tmp_path / "g")
+    gate.set()
+    syncer.join(10)
+    assert results == [1, 2]
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+
+
+def test_a_rotation_without_a_free_descriptor_is_postponed_not_fatal(tmp_path: Path) -> None:
+    """A rotation is a policy: with no descriptor free for the next file, the journal and the
+    CDR files go on in the current one (durably) and rotate once one is free again."""
+    journal = Journal(tmp_path / "journal", segment_bytes=100)
+    assert list(journal.recover()) == []
+    cdrs = CdrWriter(tmp_path / "cdr", rotate_bytes=100)
+    cdrs.open()
+    out = create(tmp_path / "f")
+    out.append(b"a")
+    out.flush()
+    with descriptors_exhausted():
+        assert out.run_locked(lambda f: f.switch_locked(tmp_path / "g")) is None
+        for seq in range(1, 21):
+            journal.append(b"record-%d" % seq)
+            assert journal.commit() == seq
+            cdrs.append(seq, b'{"recordSequenceNumber":%d}' % seq)
+            assert cdrs.commit() == seq
+        assert cdrs.maybe_rotate() is False
+    assert out.path == tmp_path / "f" and out.broken is None
+    assert len(list((tmp_path / "journal").glob("*.log"))) == 1
+    assert len(list((tmp_path / "cdr").glob("cdr-*"))) == 1
+    journal.append(b"record-21")
+    journal.commit()  # a descriptor is free again: the full segment is rotated
+    cdrs.append(21, b'{"recordSequenceNumber":21}')
+    cdrs.commit()
+    assert len(list((tmp_path / "journal").glob("*.log"))) == 2
+    assert len(list((tmp_path / "cdr").glob("cdr-*"))) == 2
+    journal.close()
+    cdrs.close()
+    out.close()
+    again = Journal(tmp_path / "journal", segment_bytes=100)
+    assert [lsn for lsn, _ in again.recover()] == list(range(1, 22))
+    again.close()
+    assert read_sequence_numbers(tmp_path / "cdr") == list(range(1, 22))
