@@ -163,13 +163,15 @@ class TornTail(msgspec.Struct, frozen=True, kw_only=True):
 
 class Unreadable(msgspec.Struct, frozen=True, kw_only=True):
     """`iter_entries`: ``length`` bytes from ``offset`` in ``segment`` that are not the record
-    ``lsn`` expected there (``reason``)."""
+    ``lsn`` expected there (``reason``). ``unverified``: the payload its length field delimits,
+    if that lies within the file, for an operator to look at (its checksum fails)."""
 
     segment: str
     offset: int
     length: int
     lsn: int
     reason: str
+    unverified: bytes | None = None
 
 
 class ScanEnd(NamedTuple):
@@ -524,8 +526,19 @@ def iter_entries(
             reason = _failure(data, offset, checked, expected)
             resume = _find_valid_record(data, offset, expected, max_record_bytes)
             stop = len(data) if resume is None else resume
+            unverified = None
+            if len(data) - offset >= RECORD_HEADER.size and not isinstance(checked, tuple):
+                length = RECORD_HEADER.unpack_from(data, offset)[1]
+                start = offset + RECORD_HEADER.size
+                if length <= max_record_bytes and start + length <= len(data):
+                    unverified = data[start : start + length]
             yield Unreadable(
-                segment=name, offset=offset, length=stop - offset, lsn=expected, reason=reason
+                segment=name,
+                offset=offset,
+                length=stop - offset,
+                lsn=expected,
+                reason=reason,
+                unverified=unverified,
             )
             if resume is None:
                 break
