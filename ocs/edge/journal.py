@@ -459,8 +459,11 @@ def scan(
                 why = "the segment was sealed (fsynced before the next one started)"
             elif mark is not None and expected <= mark:
                 why = f"it was made durable (durability mark at LSN {mark})"
-            elif mark is None and (
-                valid or _find_valid_record(data, offset, expected, max_record_bytes) is not None
+            elif mark is None and valid:
+                why = "a valid record is out of sequence"
+            elif (
+                mark is None
+                and _find_valid_record(data, offset, expected, max_record_bytes) is not None
             ):
                 why = "valid records follow it"
             if why is not None:
