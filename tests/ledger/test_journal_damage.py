@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 import struct
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from ocs.core.ledger import Command, CreateAccount, Credit, Debit, Ledger, decode_command
 from ocs.edge import fileio
@@ -30,6 +33,7 @@ from ocs.edge.journal import (
     MARK_SLOT,
     MARK_SLOT_OFFSETS,
     RECORD_HEADER,
+    Journal,
     JournalCorruptError,
     JournalRecord,
     iter_entries,
@@ -476,3 +480,107 @@ def test_a_record_that_cannot_be_replayed_stops_recovery_naming_it(tmp_path: Pat
 class _Accepts(Refuses):
     def replay(self, body: bytes) -> None:
         pass
+
+
+# --- the whole domain: any journal, any single damage ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Written:
+    """A journal written through the `Journal` API as group commit drives it (one flush per
+    batch, a sync after each durable one), imaged before the last batches' fsync."""
+
+    directory: Path
+    payloads: dict[int, bytes]
+    durable: int  # the mark: every LSN up to it was acknowledged
+    places: list[JournalRecord]  # every record, where it is
+
+
+def _written(root: Path, batches: list[list[int]], durable: int, segment_bytes: int) -> Written:
+    src, image = root / "src", root / "image"
+    journal = Journal(src, segment_bytes=segment_bytes)
+    assert list(journal.recover()) == []
+    payloads: dict[int, bytes] = {}
+    for index, sizes in enumerate(batches):
+        for size in sizes:
+            lsn = journal.last_lsn + 1
+            payloads[lsn] = bytes((lsn * 7 + i) % 251 + 1 for i in range(size))
+            assert journal.append(payloads[lsn]) == lsn
+        journal.flush()
+        if index < durable:
+            journal.sync()
+    mark = journal.durable_lsn
+    shutil.copytree(src, image)  # the crash: the last batches were written, never fsynced
+    journal.close()
+    places = [e for e in iter_entries(image) if isinstance(e, JournalRecord)]
+    assert [p.lsn for p in places] == sorted(payloads)
+    return Written(image, payloads, mark, places)
+
+
+@st.composite
+def _journals(draw: st.DrawFn) -> tuple[list[list[int]], int, int]:
+    batches = draw(
+        st.lists(st.lists(st.integers(1, 40), min_size=1, max_size=4), min_size=1, max_size=6)
+    )
+    durable = draw(st.integers(0, len(batches)))
+    return batches, durable, draw(st.sampled_from([1 << 20, 120]))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    journal=_journals(),
+    kind=st.sampled_from(["flip", "cut", "zeros"]),
+    where=st.floats(0, 1, exclude_max=True),
+    which=st.integers(0, 1 << 30),
+    mask=st.integers(1, 255),
+)
+def test_any_single_damage_is_cut_only_above_the_mark(
+    journal: tuple[list[list[int]], int, int], kind: str, where: float, which: int, mask: int
+) -> None:
+    """For any journal and any one flip, cut or zero-filled tail in any segment: recovery
+    either returns a prefix of the records, holding every one at or below the mark, each with
+    its bytes as written; or, exactly when the damage reaches a record at or below the mark or a
+    sealed segment, refuses naming the first record it spoils and changes nothing."""
+    batches, durable, segment_bytes = journal
+    with tempfile.TemporaryDirectory() as tmp:
+        written = _written(Path(tmp), batches, durable, segment_bytes)
+        segments = sorted(written.directory.glob("*.log"))
+        segment = segments[which % len(segments)]
+        raw = bytearray(segment.read_bytes())
+        if not raw:
+            return
+        offset = int(where * len(raw))
+        if kind == "flip":
+            raw[offset] ^= mask
+        elif kind == "cut":
+            del raw[offset:]
+        else:
+            raw[offset:] = bytes(len(raw) - offset)
+        segment.write_bytes(bytes(raw))
+        spoiled = min(
+            (
+                p.lsn
+                for p in written.places
+                if p.segment == segment.name
+                and offset < p.offset + RECORD_HEADER.size + len(p.payload)
+            ),
+            default=None,
+        )
+        # (spoiled is None: a cut or zeros after the last record, which spoil nothing)
+        expect_damage = spoiled is not None and (
+            segment != segments[-1] or spoiled <= written.durable
+        )
+        event(f"{kind}: {'damage' if expect_damage else 'recovers'}")
+        files = {p.name: p.read_bytes() for p in written.directory.iterdir()}
+        again = Journal(written.directory, segment_bytes=segment_bytes)
+        if expect_damage:
+            with pytest.raises(JournalCorruptError) as info:
+                list(again.recover())
+            assert info.value.lsn == spoiled, (str(info.value), spoiled)
+            assert {p.name: p.read_bytes() for p in written.directory.iterdir()} == files
+            return
+        records = list(again.recover())
+        again.close()
+        kept = len(records) if spoiled is None else spoiled - 1
+        assert records == [(lsn, written.payloads[lsn]) for lsn in range(1, kept + 1)]
+        assert kept >= written.durable
