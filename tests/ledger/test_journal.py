@@ -142,7 +142,7 @@ def _three_records_then_damage(tmp_path: Path, at: int, value: int | None = None
 def test_damage_to_a_durable_record_is_corruption(tmp_path: Path, at: int) -> None:
     _three_records_then_damage(tmp_path, at)
     size = segment_files(tmp_path)[0].stat().st_size
-    with pytest.raises(JournalCorruptError, match="LSN 4 at byte .* made durable") as info:
+    with pytest.raises(JournalCorruptError, match=r"LSN 4 at byte .* made durable") as info:
         reopen(tmp_path)
     assert (info.value.segment, info.value.lsn) == (segment_files(tmp_path)[0].name, 4)
     assert segment_files(tmp_path)[0].stat().st_size == size  # nothing was cut

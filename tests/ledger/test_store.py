@@ -287,7 +287,7 @@ def test_no_journal_record_has_the_ledgers_kind(tmp_path: Path) -> None:
             store.append(KIND_LEDGER, b"")
         # A record of kind 1 (none is ever written) is not replayed as anything.
         store.journal.append(bytes((KIND_LEDGER,)) + b"\x90")
-    with pytest.raises(JournalError, match="LSN 1 .* cannot be replayed: unregistered kind 1"):
+    with pytest.raises(JournalError, match=r"LSN 1 .* cannot be replayed: unregistered kind 1"):
         open_store(tmp_path)
 
 
