@@ -40,9 +40,9 @@ from ocs.core.ledger import Ledger
 from ocs.edge.catalog_files import catalog_text
 from ocs.edge.cdr_files import CdrError, CdrWriter, read_lines
 from ocs.edge.group_commit import DurabilityError, GroupCommit
-from ocs.edge.journal import JournalError
+from ocs.edge.journal import MARK_NAME, JournalCorruptError, JournalError
 from ocs.edge.server import PeerHandle, RequestContext, Server, ServerConfig
-from ocs.edge.store import Checkpoint, ForkedCheckpoint, Store
+from ocs.edge.store import Checkpoint, ForkedCheckpoint, JournalReplayError, Store
 from protocol.codes import CommandCode, ReAuthRequestType
 from protocol.messages import AMR, ASR, CCR, RAR, Answer
 from protocol.peer import PeerState
@@ -111,25 +111,31 @@ class Recovered(NamedTuple):
 
 def recover(config: NodeConfig, *, origin_host: str, origin_realm: str) -> Recovered:
     """Lock the data directory, load the snapshot, replay the journal through a new core, and
-    bring the CDR files up to the journal (the records they lack are written again)."""
-    text = catalog_text(config.catalog)
-    ledger = Ledger()
-    core = ChargingCore(
-        ledger,
-        text,
-        origin_host=origin_host,
-        origin_realm=origin_realm,
-        min_tcc_s=config.min_tcc_s,
-    )
-    started = time.perf_counter()
+    bring the CDR files up to the journal (the records they lack are written again).
+
+    A torn tail the journal cut (records never acknowledged) is logged as
+    `recovery.torn_tail`. Any failure is logged once as `startup.failed` (critical, no
+    traceback) and raised again: for a journal record that is damaged or cannot be replayed,
+    the event names its ``segment``, byte ``offset``, ``lsn``, ``kind`` and ``reason``."""
     try:
+        text = catalog_text(config.catalog)
+        ledger = Ledger()
+        core = ChargingCore(
+            ledger,
+            text,
+            origin_host=origin_host,
+            origin_realm=origin_realm,
+            min_tcc_s=config.min_tcc_s,
+        )
+        started = time.perf_counter()
         store = Store.open(
             config.data_dir, ledger=ledger, components={KIND_CORE: CoreComponent(core)}
         )
-    except JournalError as exc:  # e.g. DataDirLockedError: another server has the directory
-        log.critical("startup.failed", data_dir=str(config.data_dir), error=str(exc))
+    except Exception as exc:  # e.g. DataDirLockedError: another server has the directory
+        _startup_failed(config, exc)
         raise
     try:
+        _log_recovered_journal(store)
         regenerated = core.take_cdrs()
         cdrs = CdrWriter(
             config.data_dir / "cdr",
@@ -141,7 +147,7 @@ def recover(config: NodeConfig, *, origin_host: str, origin_realm: str) -> Recov
         _reconcile_cdrs(cdrs, on_disk, core.cdr_seq, regenerated)
         cdrs.commit()
     except BaseException as exc:
-        log.critical("startup.failed", data_dir=str(config.data_dir), error=str(exc))
+        _startup_failed(config, exc)
         store.close()
         raise
     return Recovered(
@@ -152,6 +158,72 @@ def recover(config: NodeConfig, *, origin_host: str, origin_realm: str) -> Recov
         cdrs_on_disk=on_disk,
         seconds=time.perf_counter() - started,
     )
+
+
+def record_kind(payload: bytes) -> str:
+    """What a journal record (kind byte + body) is, in words: ``core REQUEST
+    ACCOUNT_MANAGEMENT``, ``core TICK``, ``kind 3``, ``core (undecodable input)``."""
+    if not payload:
+        return "empty record"
+    if payload[0] != KIND_CORE:
+        return f"kind {payload[0]}"
+    try:
+        record = decode_input(payload[1:])
+    except Exception:  # damaged, or written by another build
+        return "core (undecodable input)"
+    if record.kind is not InputKind.REQUEST:
+        return f"core {record.kind.name}"
+    try:
+        command = CommandCode(record.command).name
+    except ValueError:
+        command = f"command {record.command}"
+    return f"core REQUEST {command}"
+
+
+def _startup_failed(config: NodeConfig, exc: BaseException) -> None:
+    """The one `startup.failed` event of a failed start."""
+    fields: dict[str, object] = {"data_dir": str(config.data_dir), "error": str(exc)}
+    if isinstance(exc, JournalReplayError):
+        fields.update(
+            segment=exc.segment,
+            offset=exc.offset,
+            lsn=exc.lsn,
+            kind=record_kind(exc.payload),
+            reason=exc.reason,
+        )
+    elif isinstance(exc, JournalCorruptError):
+        if exc.segment is not None and exc.segment.endswith(".snap"):
+            kind = "snapshot"
+        elif exc.segment == MARK_NAME:
+            kind = "durability mark"
+        else:
+            kind = "unknown (the record is damaged or missing)"
+        fields.update(
+            segment=exc.segment, offset=exc.offset, lsn=exc.lsn, kind=kind, reason=exc.reason
+        )
+    log.critical("startup.failed", **fields)
+
+
+def _log_recovered_journal(store: Store) -> None:
+    recovery = store.recovery
+    torn = recovery.torn_tail
+    if torn is not None:
+        log.warning(
+            "recovery.torn_tail",
+            segment=torn.segment,
+            offset=torn.offset,
+            dropped_bytes=torn.dropped_bytes,
+            lsn=torn.lsn,
+            reason=torn.reason,
+            detail="a write that was never made durable (so never acknowledged) was cut off",
+        )
+    if recovery.durable_mark is None and recovery.last_lsn > recovery.snapshot_lsn:
+        log.warning(
+            "recovery.no_durability_mark",
+            detail="journal without a durability mark (an older build, or the file was "
+            "removed): a damaged last record could not be told from a torn write; the mark "
+            "is written from now on",
+        )
 
 
 class Node:

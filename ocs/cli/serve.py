@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import os
+import traceback
 from pathlib import Path
 
 import structlog
@@ -176,6 +177,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--log-json", action="store_true", help="JSON log lines instead of console")
     p.add_argument("--log-level", default="info")
     p.add_argument("--ready-file", type=Path, help="write the listening port here when ready")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of a failed start-up (startup.failed) on stderr",
+    )
     p.set_defaults(func=run)
 
 
@@ -230,8 +236,13 @@ def run(args: argparse.Namespace) -> int:
     )
     ready_file: Path | None = args.ready_file
 
-    async def main() -> None:
-        node = await Node.open(config, node_config)
+    async def main() -> int:
+        try:
+            node = await Node.open(config, node_config)
+        except Exception:  # logged as startup.failed by the recovery: exit status 1
+            if args.debug:
+                traceback.print_exc()
+            return 1
         tune_gc()
         try:
 
@@ -244,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
             await serve_until_signalled(node, ready=ready, reload=node.reload_catalog)
         finally:
             await node.close()
+        return 0
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
-    return 0
+        return runner.run(main())

@@ -13,6 +13,11 @@ component through `Component.replay`.
 
 Every checkpoint holds the state of every component under its kind, and the ledger's under kind 1
 (`KIND_LEDGER`). No record has kind 1: the ledger changes only through the components' inputs.
+
+A journaled record that recovery cannot apply (an unregistered kind, or any exception its
+component raises in `Component.replay`: damage the checksums missed, a bug, a record of another
+build) stops `Store.open` with `JournalReplayError`, naming the record (segment, byte offset,
+LSN, kind) and the reason; recovery never skips a record.
 """
 
 from __future__ import annotations
@@ -35,10 +40,20 @@ from ocs.edge.journal import (
     DirLock,
     Journal,
     JournalError,
+    JournalRecord,
+    TornTail,
     write_snapshot_file,
 )
 
-__all__ = ["KIND_LEDGER", "Checkpoint", "Component", "ForkedCheckpoint", "Recovery", "Store"]
+__all__ = [
+    "KIND_LEDGER",
+    "Checkpoint",
+    "Component",
+    "ForkedCheckpoint",
+    "JournalReplayError",
+    "Recovery",
+    "Store",
+]
 
 KIND_LEDGER: Final = 1  # the ledger's state in snapshots (never a journal record's kind)
 _SNAPSHOT_DECODER: Final = msgspec.msgpack.Decoder(dict[int, bytes])
@@ -58,6 +73,26 @@ class Component(Protocol):
     def replay(self, body: bytes) -> None:
         """Re-apply one record that was journaled with `Store.append`, on restart."""
         ...
+
+
+class JournalReplayError(JournalError):
+    """A journaled record that recovery cannot apply: the record ``lsn`` at byte ``offset`` of
+    ``segment``, of ``kind`` (its first byte), its ``payload`` (kind byte included), and the
+    ``reason``; the component's exception, if any, is the ``__cause__``."""
+
+    def __init__(
+        self, reason: str, *, lsn: int, segment: str, offset: int, kind: int | None, payload: bytes
+    ) -> None:
+        super().__init__(
+            f"journal record LSN {lsn} ({segment} byte {offset}, kind {kind}) cannot be "
+            f"replayed: {reason}"
+        )
+        self.reason = reason
+        self.lsn = lsn
+        self.segment = segment
+        self.offset = offset
+        self.kind = kind
+        self.payload = payload
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +132,8 @@ class Recovery(msgspec.Struct, frozen=True, kw_only=True):
     last_lsn: int
     snapshot_seconds: float
     replay_seconds: float
+    durable_mark: int | None = None  # the journal's durability mark (None: no mark file)
+    torn_tail: TornTail | None = None  # what was cut off the last segment (never acknowledged)
 
 
 class Store:
@@ -256,18 +293,28 @@ def _recover(journal: Journal, ledger: Ledger, components: dict[int, Component])
         if unknown:
             raise JournalError(f"snapshot holds state of unregistered kinds {sorted(unknown)}")
         for kind, state in states.items():
-            if kind == KIND_LEDGER:
-                ledger.restore(state)
-            else:
-                components[kind].restore(state)
+            try:
+                if kind == KIND_LEDGER:
+                    ledger.restore(state)
+                else:
+                    components[kind].restore(state)
+            except Exception as exc:  # e.g. a snapshot of another build
+                raise JournalError(
+                    f"snapshot {snapshot_lsn}: the state of kind {kind} cannot be restored: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
     loaded_at = time.perf_counter()
     replayed = 0
-    for lsn, payload in journal.recover(snapshot_lsn):
-        component = components.get(payload[0]) if payload else None
+    for record in journal.recover_records(snapshot_lsn):
+        payload = record.payload
+        tag = payload[0] if payload else None
+        component = None if tag is None else components.get(tag)
         if component is None:
-            tag = payload[0] if payload else None
-            raise JournalError(f"journal record {lsn} has unregistered kind {tag}")
-        component.replay(payload[1:])
+            raise _replay_error(f"unregistered kind {tag}", record, tag)
+        try:
+            component.replay(payload[1:])
+        except Exception as exc:  # whatever it is, the record cannot be applied: stop here
+            raise _replay_error(f"{type(exc).__name__}: {exc}", record, tag) from exc
         replayed += 1
     return Recovery(
         snapshot_lsn=snapshot_lsn,
@@ -275,6 +322,19 @@ def _recover(journal: Journal, ledger: Ledger, components: dict[int, Component])
         last_lsn=journal.last_lsn,
         snapshot_seconds=loaded_at - started,
         replay_seconds=time.perf_counter() - loaded_at,
+        durable_mark=journal.mark_found,
+        torn_tail=journal.torn_tail,
+    )
+
+
+def _replay_error(reason: str, record: JournalRecord, kind: int | None) -> JournalReplayError:
+    return JournalReplayError(
+        reason,
+        lsn=record.lsn,
+        segment=record.segment,
+        offset=record.offset,
+        kind=kind,
+        payload=record.payload,
     )
 
 

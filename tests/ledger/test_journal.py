@@ -12,6 +12,7 @@ import pytest
 
 from ocs.edge import journal as journal_module
 from ocs.edge.journal import (
+    MARK_NAME,
     RECORD_HEADER,
     DataDirLockedError,
     DirLock,
@@ -78,6 +79,8 @@ def test_appending_before_recovery_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_cut_of_the_last_record_is_truncated_away(tmp_path: Path) -> None:
+    """(A copy of the segment alone: no durability mark, the rule of journals written before
+    marks existed. With marks: tests/ledger/test_journal_damage.py.)"""
     src = tmp_path / "src"
     j = fresh(src)
     data = payloads(5)
@@ -136,10 +139,24 @@ def _three_records_then_damage(tmp_path: Path, at: int, value: int | None = None
 
 
 @pytest.mark.parametrize("at", [0, 4, 9, 17])  # crc, length, lsn, payload
-def test_damage_followed_by_valid_records_is_corruption(tmp_path: Path, at: int) -> None:
+def test_damage_to_a_durable_record_is_corruption(tmp_path: Path, at: int) -> None:
     _three_records_then_damage(tmp_path, at)
     size = segment_files(tmp_path)[0].stat().st_size
-    with pytest.raises(JournalCorruptError, match="followed by valid records"):
+    with pytest.raises(JournalCorruptError, match=r"LSN 4 at byte .* made durable") as info:
+        reopen(tmp_path)
+    assert (info.value.segment, info.value.lsn) == (segment_files(tmp_path)[0].name, 4)
+    assert segment_files(tmp_path)[0].stat().st_size == size  # nothing was cut
+
+
+@pytest.mark.parametrize("at", [0, 4, 9, 17])  # crc, length, lsn, payload
+def test_without_a_mark_damage_followed_by_valid_records_is_corruption(
+    tmp_path: Path, at: int
+) -> None:
+    """A journal written before durability marks existed: the earlier rule."""
+    _three_records_then_damage(tmp_path, at)
+    (tmp_path / MARK_NAME).unlink()
+    size = segment_files(tmp_path)[0].stat().st_size
+    with pytest.raises(JournalCorruptError, match="valid records follow it"):
         reopen(tmp_path)
     assert segment_files(tmp_path)[0].stat().st_size == size  # nothing was cut
 
