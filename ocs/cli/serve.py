@@ -11,6 +11,7 @@ from pathlib import Path
 import uvloop
 
 from ocs.cli.args import host_port
+from ocs.core.charging import MAX_REFUND_WINDOW_S
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import ServerConfig, serve_until_signalled
 from ocs.node import Node, NodeConfig
@@ -34,6 +35,17 @@ def parse_peer(text: str) -> tuple[str, frozenset[int]]:
         return host, frozenset(_APP_NAMES[n] for n in names)
     except KeyError as exc:
         raise argparse.ArgumentTypeError(f"unknown application {exc.args[0]!r}") from None
+
+
+def refund_window(text: str) -> int:
+    """Whole seconds, 1 .. 90 days."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 1 <= value <= MAX_REFUND_WINDOW_S:
+        raise argparse.ArgumentTypeError(f"must be 1 .. {MAX_REFUND_WINDOW_S} seconds")
+    return value
 
 
 def tune_gc() -> None:
@@ -97,6 +109,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_DEFAULTS.cdr_rotate_seconds,
         metavar="SECONDS",
     )
+    p.add_argument(
+        "--refund-window-s",
+        type=refund_window,
+        default=_DEFAULTS.refund_window_s,
+        metavar="SECONDS",
+        help="a REFUND_ACCOUNT draws on the DIRECT_DEBITING of this many seconds back "
+        "(default 86400; WIRE.md 5.4, docs/charging.md)",
+    )
     p.add_argument("--log-json", action="store_true", help="JSON log lines instead of console")
     p.add_argument("--log-level", default="info")
     p.add_argument("--ready-file", type=Path, help="write the listening port here when ready")
@@ -124,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         fork_checkpoints=args.fork_checkpoints,
         cdr_rotate_bytes=args.cdr_rotate_bytes,
         cdr_rotate_seconds=args.cdr_rotate_seconds,
+        refund_window_s=args.refund_window_s,
     )
     ready_file: Path | None = args.ready_file
 
