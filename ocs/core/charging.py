@@ -1254,9 +1254,9 @@ class ChargingCore:
                 top = stack[-1]  # the newest
                 index, have, charge = top[0], top[1], top[2]
                 take = min(need, have)
-                # ROUND_DOWN: a part of an entry returns at most its share; the last unit of
-                # the entry returns what is left, so the parts sum to its charge exactly
-                money = charge if take == have else charge * take // have
+                # ROUND_DOWN: a part of an entry returns at most its share; the rest of it
+                # (take == have) returns exactly what is left, so the parts sum to its charge
+                money = charge * take // have
                 top[1] = have - take
                 top[2] = charge - money
                 left[key][index] = (top[1], top[2])

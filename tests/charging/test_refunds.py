@@ -24,8 +24,9 @@ from ocs.core.charging import (
     settings_input,
 )
 from ocs.core.charging_types import CORE_LAYOUT
-from ocs.core.ledger import Ledger
-from protocol.codes import CCRequestType, RequestedAction
+from ocs.core.ledger import MAX_AMOUNT, MAX_TOTAL, Ledger
+from protocol.codec import encode_body
+from protocol.codes import AccountOperation, AccountStatus, CCRequestType, RequestedAction
 from protocol.messages import CCA, CCR
 from tests.charging.conftest import (
     DATA,
@@ -37,6 +38,7 @@ from tests.charging.conftest import (
     VOICE,
     Harness,
     MiB,
+    amr,
     ccr,
     mscc,
     only,
@@ -51,6 +53,11 @@ SMS_PRICE = 100_000
 DEBIT = RequestedAction.DIRECT_DEBITING
 REFUND = RequestedAction.REFUND_ACCOUNT
 DAY_MS = 24 * 3600 * 1000
+# the demo catalog with an SMS at 1,000,000 EUR (10^12 micro-units): 1,000 of them are 10^15
+DEAR_SMS = DEMO.replace(
+    'price = "0.10"                 # 0.10 EUR per message', 'price = "1000000"'
+)
+assert DEAR_SMS != DEMO
 
 
 def sms(sid: str, action: RequestedAction, units: int, *, sub: str = SUB) -> CCR:
@@ -134,6 +141,16 @@ def test_two_refunds_that_together_exceed_the_debit(h: Harness) -> None:
     assert h.cca(sms("r3", REFUND, 1), PEAK + 3000).result_code == 2001
     refused(h.cca(sms("r4", REFUND, 1), PEAK + 4000), {"CC-Service-Specific-Units": 1})
     assert h.balance("a") == 10 * EUR and h.cdr_total("a") == 0
+
+
+def test_the_window_includes_its_last_millisecond(h: Harness) -> None:
+    """A debit at t is refundable at t + window exactly, even when another debit of the group
+    at that instant forgets what left the window."""
+    h.account("a", SUB, 10 * EUR)
+    h.cca(sms("d1", DEBIT, 1), PEAK)
+    h.cca(sms("d2", DEBIT, 1), PEAK + DAY_MS)
+    assert h.cca(sms("r1", REFUND, 2), PEAK + DAY_MS).result_code == 2001
+    assert h.balance("a") == 10 * EUR
 
 
 def test_refund_after_the_window_is_5004(h: Harness) -> None:
@@ -237,9 +254,6 @@ def test_unpriced_groups_in_a_refund_credit_nothing(h: Harness) -> None:
 
 
 def test_a_refund_on_a_suspended_account_still_gives_back(h: Harness) -> None:
-    from protocol.codes import AccountOperation, AccountStatus
-    from tests.charging.conftest import amr
-
     h.account("a", SUB, 10 * EUR)
     h.cca(sms("d1", DEBIT, 1), PEAK)
     h.ama(amr(AccountOperation.SET_STATUS, "a", status=AccountStatus.SUSPENDED), PEAK + 1)
@@ -303,6 +317,57 @@ def test_debits_per_group_are_capped_and_merged_oldest_first(h: Harness) -> None
     assert h.balance("a") == 1000 * EUR and h.core.refundable_debits == 0
 
 
+def test_merged_debits_leave_the_window_with_the_older(h: Harness) -> None:
+    h.account("a", SUB, 1000 * EUR)
+    n = MAX_REFUNDABLE_PER_GROUP + 1  # d0 and d1 are merged, at d0's time
+    h.cca(sms("d0", DEBIT, 1), PEAK)
+    for i in range(1, n):
+        h.cca(sms(f"d{i}", DEBIT, 1), PEAK + 60_000 + i)
+    assert h.core.refundable_debits == MAX_REFUNDABLE_PER_GROUP
+    later = PEAK + DAY_MS + 1  # d0 has left the window, d1 has not
+    refused(h.cca(sms("r1", REFUND, n - 1), later), {"CC-Service-Specific-Units": n - 1})
+    assert h.cca(sms("r2", REFUND, n - 2), later + 1).result_code == 2001
+    assert h.balance("a") == 1000 * EUR - 2 * SMS_PRICE
+
+
+def test_a_refund_beyond_the_largest_single_amount_is_5004() -> None:
+    """A refund never credits more than the ledger's largest single amount (10^15 micro-units)
+    in one operation, even when that much was debited: here two debits of 10^15."""
+    h = Harness(catalog=DEAR_SMS)
+    h.account("a", SUB, MAX_AMOUNT, credit_limit=MAX_AMOUNT)
+    for n in (1, 2):
+        assert h.cca(sms(f"d{n}", DEBIT, 1000), PEAK + n).result_code == 2001
+    assert h.balance("a") == -MAX_AMOUNT
+    refused(h.cca(sms("r1", REFUND, 2000), PEAK + 3), {"CC-Service-Specific-Units": 2000})
+    assert h.balance("a") == -MAX_AMOUNT
+    for n in (4, 5):
+        assert h.cca(sms(f"r{n}", REFUND, 1000), PEAK + n).result_code == 2001
+    assert h.balance("a") == MAX_AMOUNT
+    h.ledger.check_invariants()
+    h.assert_replays()
+
+
+def test_a_refund_the_balance_bound_refuses_is_5004_and_changes_nothing() -> None:
+    """The ledger keeps every balance within +-2^62 (MAX_TOTAL): a refund it cannot credit is
+    refused as a whole, and the debits stay refundable."""
+    h = Harness(catalog=DEAR_SMS)
+    h.account("a", SUB, 0, credit_limit=MAX_AMOUNT)
+    assert h.cca(sms("d1", DEBIT, 1000), PEAK).result_code == 2001  # 10^15
+    missing = MAX_TOTAL + 1  # from -10^15 up to MAX_TOTAL - 10^15 + 1
+    while missing:
+        amount = min(missing, MAX_AMOUNT)
+        assert h.ama(amr(AccountOperation.CREDIT, "a", amount=amount), PEAK + 1).result_code == 2001
+        missing -= amount
+    # (the ledger's clock moves with every command: its snapshot is not compared)
+    before = (h.core.snapshot(duplicates=False), h.balance("a"), h.ledger.totals(), h.cdr_lines)
+    refused(h.cca(sms("r1", REFUND, 1000), PEAK + 2), {"CC-Service-Specific-Units": 1000})
+    assert (h.core.snapshot(duplicates=False), h.balance("a"), h.ledger.totals()) == before[:3]
+    assert h.cdr_lines == before[3]
+    assert h.cca(sms("r2", REFUND, 999), PEAK + 3).result_code == 2001
+    assert h.balance("a") == MAX_TOTAL + 1 - 10**12  # one SMS (10^12) short of the bound
+    h.ledger.check_invariants()
+
+
 # --- snapshot layout ----------------------------------------------------------------------------
 
 
@@ -342,8 +407,6 @@ def test_a_snapshot_of_a_newer_layout_is_refused(h: Harness) -> None:
 
 
 def encode(answer: CCA) -> bytes:
-    from protocol.codec import encode_body
-
     return encode_body(answer)
 
 
