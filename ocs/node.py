@@ -27,14 +27,17 @@ from typing import Any, Final, NamedTuple, TypeVar
 import structlog
 
 from ocs.core.charging import (
+    DEFAULT_REFUND_WINDOW_S,
     Action,
     ActionKind,
     ChargingCore,
     Input,
     InputKind,
     Result,
+    Settings,
     decode_input,
     encode_input,
+    settings_input,
 )
 from ocs.core.ledger import Ledger
 from ocs.edge.catalog_files import catalog_text
@@ -72,6 +75,8 @@ class NodeConfig:
     cdr_rotate_bytes: int = 64 << 20
     cdr_rotate_seconds: float = 3600.0
     min_tcc_s: int = 120
+    # how far back a refund may draw on DIRECT_DEBITING (WIRE.md 5.4); journaled when changed
+    refund_window_s: int = DEFAULT_REFUND_WINDOW_S
     # capture checkpoints in a forked child (the loop keeps serving) rather than on the loop
     fork_checkpoints: bool = True
 
@@ -288,6 +293,8 @@ class Node:
         )
         if not core.catalog_journaled or core.catalog_text != recovered.catalog_text:
             node._put_catalog(recovered.catalog_text)
+        if core.refund_window_s != config.refund_window_s:
+            node._put_settings(Settings(refund_window_s=config.refund_window_s))
         node._timer = asyncio.get_running_loop().create_task(node._timers())
         return node
 
@@ -328,6 +335,15 @@ class Node:
     def _put_catalog(self, text: str) -> None:
         """Journal a catalog as an input and put it in force (at start-up and on SIGHUP)."""
         record = Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode())
+        lsn = self._journal_input(record)
+        self.core.apply(record)
+        self._after_core(lsn)
+        self.commit.schedule()
+
+    def _put_settings(self, settings: Settings) -> None:
+        """Journal core settings as an input and put them in force (at start-up, when the
+        configuration differs from the recovered state): replay never reads the configuration."""
+        record = settings_input(_now_ms(), settings)
         lsn = self._journal_input(record)
         self.core.apply(record)
         self._after_core(lsn)

@@ -13,6 +13,7 @@ import structlog
 import uvloop
 
 from ocs.cli.args import host_port
+from ocs.core.charging import MAX_REFUND_WINDOW_S
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import (
     DEFAULT_MAX_CONNECTIONS_PER_PEER,
@@ -54,6 +55,17 @@ def positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def refund_window(text: str) -> int:
+    """Whole seconds, 1 .. 90 days."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 1 <= value <= MAX_REFUND_WINDOW_S:
+        raise argparse.ArgumentTypeError(f"must be 1 .. {MAX_REFUND_WINDOW_S} seconds")
     return value
 
 
@@ -174,6 +186,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="refuse a TLS handshake without a client certificate (needs --tls-client-ca)",
     )
+    p.add_argument(
+        "--refund-window-s",
+        type=refund_window,
+        default=_DEFAULTS.refund_window_s,
+        metavar="SECONDS",
+        help="a REFUND_ACCOUNT draws on the DIRECT_DEBITING of this many seconds back "
+        "(default 86400; WIRE.md 5.4, docs/charging.md)",
+    )
     p.add_argument("--log-json", action="store_true", help="JSON log lines instead of console")
     p.add_argument("--log-level", default="info")
     p.add_argument("--ready-file", type=Path, help="write the listening port here when ready")
@@ -233,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         fork_checkpoints=args.fork_checkpoints,
         cdr_rotate_bytes=args.cdr_rotate_bytes,
         cdr_rotate_seconds=args.cdr_rotate_seconds,
+        refund_window_s=args.refund_window_s,
     )
     ready_file: Path | None = args.ready_file
 

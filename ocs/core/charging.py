@@ -21,9 +21,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import msgspec
+
 from ocs.core.accounts import AccountStatus, AccountView, SubscriberIdentity
 from ocs.core.charging_types import (
     CDR_ENCODER,
+    CORE_LAYOUT,
+    DEFAULT_REFUND_WINDOW_S,
+    MAX_REFUND_WINDOW_S,
     STATE_DECODER,
     STATE_ENCODER,
     Action,
@@ -34,16 +39,20 @@ from ocs.core.charging_types import (
     Grant,
     Input,
     InputKind,
+    RefundableDebit,
     Result,
     Session,
     SessionsView,
+    Settings,
     decode_input,
+    decode_settings,
     encode_input,
     pack_session,
+    settings_input,
     unpack_session,
 )
 from ocs.core.due import DueSet
-from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.ledger import MAX_AMOUNT, Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.outcomes import Outcome, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
@@ -94,6 +103,9 @@ from rating import (
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW_MS",
     "DEFAULT_MIN_TCC_S",
+    "DEFAULT_REFUND_WINDOW_S",
+    "MAX_REFUNDABLE_PER_GROUP",
+    "MAX_REFUND_WINDOW_S",
     "MS",
     "RESERVATION_SLACK_S",
     "Action",
@@ -106,10 +118,12 @@ __all__ = [
     "Result",
     "Session",
     "SessionsView",
+    "Settings",
     "decode_input",
     "encode_input",
     "iso_ms",
     "pack_session",
+    "settings_input",
     "unit_map",
     "units_of",
     "unpack_session",
@@ -119,6 +133,9 @@ MS: Final = 1000
 DEFAULT_DUPLICATE_WINDOW_MS: Final = 4 * 60 * MS  # WIRE.md section 6: at least 4 minutes
 DEFAULT_MIN_TCC_S: Final = 120  # Tcc of a session that holds no grant
 RESERVATION_SLACK_S: Final = 60
+#: Refundable debits kept per (account, rating group); beyond it the two oldest are merged
+#: (see `ChargingCore._record_debit`): the memory of debits is bounded per account.
+MAX_REFUNDABLE_PER_GROUP: Final = 1024
 
 # Result-Codes of the outcomes used per MSCC, looked up once (ocs.core.outcomes.RESULT_CODE).
 _RC_CREDIT_LIMIT_REACHED: Final = result_code(Outcome.CREDIT_LIMIT_REACHED)
@@ -211,6 +228,14 @@ class ChargingCore:
         self._seen_order: deque[tuple[str, int]] = deque()
         self._closed: dict[str, tuple[int, int, bytes]] = {}
         self._closed_order: deque[str] = deque()
+        # (Origin-Host, Session-Id) of an EVENT -> its answer, also in `_seen` (WIRE.md 6)
+        self._events: dict[tuple[str, str], CachedAnswer] = {}
+        # refunds (WIRE.md 5.4): per (account id, rating group) what DIRECT_DEBITING took and
+        # was not refunded yet, oldest first; each such pair is scheduled in `_refund_due` at
+        # the second its oldest entry leaves the window (`_refund_expiry_s`)
+        self.refund_window_s = DEFAULT_REFUND_WINDOW_S  # changed by a SETTINGS input only
+        self._refundable: dict[tuple[str, int], list[RefundableDebit]] = {}
+        self._refund_due: DueSet[tuple[str, int]] = DueSet()
         # supervision: every open session's id under its Tcc deadline (s), see `_deadline`
         self._deadlines: DueSet[str] = DueSet()
         self._cdrs: list[tuple[int, bytes]] = []
@@ -313,6 +338,9 @@ class ChargingCore:
         if record.kind is InputKind.TICK:
             self.tick(record.now_ms)
             return None
+        if record.kind is InputKind.SETTINGS:
+            self._apply_settings(decode_settings(record.body))
+            return None
         self.load_catalog(record.body.decode())
         self.catalog_journaled = True
         return None
@@ -324,8 +352,14 @@ class ChargingCore:
         kind = ccr.cc_request_type
         session: Session | None = None
         close = False
+        event_sid = ""
         if kind is CCRequestType.EVENT:
-            answer = self._event(now_ms, origin_host, end_to_end, ccr)
+            repeat = self._event_repeat(now_ms, origin_host, ccr.session_id)
+            if repeat is not None:
+                answer = repeat
+            else:
+                answer = self._event(now_ms, origin_host, end_to_end, ccr)
+                event_sid = ccr.session_id
         elif kind is CCRequestType.INITIAL:
             answer, session = self._initial(now_ms, origin_host, ccr)
         else:
@@ -339,7 +373,7 @@ class ChargingCore:
                 self._close(session, now_ms, "normalRelease")
             else:
                 sid = session.session_id
-        self._remember(now_ms, origin_host, end_to_end, answer, body, sid)
+        self._remember(now_ms, origin_host, end_to_end, answer, body, sid, event_sid)
         return Result(answer, body, False)
 
     def handle_amr(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
@@ -443,6 +477,23 @@ class ChargingCore:
             return Result(answer, cached.body, True)
         return None
 
+    def _event_repeat(self, now_ms: int, origin_host: str, sid: str) -> CCA | None:
+        """The answer of the EVENT this peer sent under `sid` within the duplicate window, if
+        any: an EVENT sent again under a new End-to-End-Id is a duplicate all the same (WIRE.md
+        6). It gets that answer and changes nothing; like a repeat of a session's last request
+        number, it is itself journaled and remembered under its own End-to-End-Id."""
+        cached = self._events.get((origin_host, sid))
+        if cached is None or now_ms - cached.at_ms > self.duplicate_window_ms:
+            return None
+        answer = decode_body(cached.command, False, cached.body)
+        assert isinstance(answer, CCA)
+        return answer
+
+    def _forget_event(self, origin_host: str, entry: CachedAnswer) -> None:
+        key = (origin_host, entry.event_session_id)
+        if self._events.get(key) is entry:  # not replaced by a later EVENT of the same id
+            del self._events[key]
+
     def _remember(
         self,
         now_ms: int,
@@ -451,12 +502,15 @@ class ChargingCore:
         answer: Answer,
         body: bytes,
         session_id: str = "",
+        event_session_id: str = "",
     ) -> None:
         key = (origin_host, end_to_end)
-        cached = CachedAnswer(now_ms, int(answer.COMMAND), body, session_id)
+        cached = CachedAnswer(now_ms, int(answer.COMMAND), body, session_id, event_session_id)
         if key not in self._seen:
             self._seen_order.append(key)
         self._seen[key] = cached
+        if event_session_id:
+            self._events[(origin_host, event_session_id)] = cached
         self._evict(now_ms)
 
     def _evict(self, now_ms: int) -> None:
@@ -471,6 +525,8 @@ class ChargingCore:
                 del seen[key]
                 if entry.session_id:
                     self._pack_if_idle(entry.session_id, entry.at_ms)
+                if entry.event_session_id:
+                    self._forget_event(key[0], entry)
         closed, corder = self._closed, self._closed_order
         while corder:
             tomb = closed.get(corder[0])
@@ -479,6 +535,7 @@ class ChargingCore:
             sid = corder.popleft()
             if tomb is not None:
                 del closed[sid]
+        self._expire_refundable(now_ms)
 
     # --- answers -------------------------------------------------------------------------------
 
@@ -978,6 +1035,7 @@ class ChargingCore:
 
     def _event(self, now_ms: int, origin_host: str, end_to_end: int, ccr: CCR) -> CCA:
         action = ccr.requested_action
+        refund = action is RequestedAction.REFUND_ACCOUNT
         at_s = ccr.event_timestamp if ccr.event_timestamp is not None else now_ms // MS
         priced: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
         for mscc in ccr.multiple_services_credit_control or ():
@@ -986,7 +1044,8 @@ class ChargingCore:
             charge = 0
             if rg is not None and mscc.requested_service_unit is not None:
                 units = units_of(mscc.requested_service_unit, rg.unit) or 0
-                charge = price_event(rg, units, at_s).total if units else 0
+                # a refund is priced by the debits it gives back (`_plan_refund`)
+                charge = price_event(rg, units, at_s).total if units and not refund else 0
             priced.append((mscc, rg, units, charge))
         total = sum(charge for _, _, _, charge in priced)
         if action is RequestedAction.PRICE_ENQUIRY:
@@ -1010,7 +1069,7 @@ class ChargingCore:
         if status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
             return self._cca(ccr, Outcome.SERVICE_DENIED)
         op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
-        if action is RequestedAction.DIRECT_DEBITING:
+        if not refund:  # DIRECT_DEBITING
             if total > headroom:
                 return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
             if total:
@@ -1021,13 +1080,29 @@ class ChargingCore:
                 if outcome.code is not Code.OK:
                     return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
                 self._account_usage(account_id, total)
+            for _, rg, units, charge in priced:
+                if rg is not None and not rg.zero_rated and units:
+                    self._record_debit(account_id, rg.id, units, charge, now_ms)
             sign = 1
         else:  # REFUND_ACCOUNT
+            plan = self._plan_refund(account_id, priced, now_ms)
+            if isinstance(plan, int):
+                return self._refund_refused(ccr, priced[plan][0])
+            credits, draws = plan
+            total = sum(credits)
             if total:
-                self.ledger.apply(
+                outcome = self.ledger.apply(
                     Credit(id=op, now_ms=now_ms, account_id=account_id, amount=total),
                     internal=True,
                 )
+                if outcome.code is not Code.OK:  # the account's balance bound: nothing changed
+                    first = next(i for i, credit in enumerate(credits) if credit)
+                    return self._refund_refused(ccr, priced[first][0])
+            self._draw(draws)
+            priced = [
+                (mscc, rg, units, credit)
+                for (mscc, rg, units, _), credit in zip(priced, credits, strict=True)
+            ]
             sign = -1
         self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
         extra = self._aoc(ccr, total, account_id)
@@ -1056,6 +1131,175 @@ class ChargingCore:
                     )
                 )
         return out
+
+    # --- refunds (section 5.4) -----------------------------------------------------------------
+
+    # A refund gives back only what was taken. Every DIRECT_DEBITING leaves, per rating group it
+    # charged, a `RefundableDebit` (its time, units and charge) under (account, rating group).
+    # A refund of N units of a group draws N units from those entries that are still within the
+    # refund window, newest first, and credits what they cost: an entry given back whole returns
+    # its remaining charge; k of its u remaining units return floor(charge x k / u) (rounded down,
+    # so the entry keeps the remainder and its last unit returns it: an entry never gives back
+    # more than it took, and a debit refunded in any number of parts returns exactly its
+    # charge). N above the units left in the window: 5004, nothing credited. The window is
+    # measured between the inputs' times (the server's clock when each arrived), not
+    # `Event-Timestamp`, which the client sets. docs/charging.md has worked numbers.
+
+    def _apply_settings(self, settings: Settings) -> None:
+        self.refund_window_s = settings.refund_window_s
+        self._reschedule_refunds()
+
+    def _refund_expiry_s(self, entry: RefundableDebit) -> int:
+        """The first second at whose start `entry` is outside the window (now - at > window)."""
+        return (entry.at_ms + self.refund_window_s * MS) // MS + 1
+
+    def _reschedule_refunds(self) -> None:
+        due: DueSet[tuple[str, int]] = DueSet()
+        for key, entries in self._refundable.items():
+            due.add(self._refund_expiry_s(entries[0]), key)
+        self._refund_due = due
+
+    @property
+    def refundable_debits(self) -> int:
+        """How many debit entries refunds may still draw on (memory, docs/operations.md)."""
+        return sum(len(entries) for entries in self._refundable.values())
+
+    def _prune_refundable(self, key: tuple[str, int], now_ms: int) -> None:
+        """Drop the entries of `key` that left the window, oldest first."""
+        entries = self._refundable[key]
+        horizon = now_ms - self.refund_window_s * MS
+        before = self._refund_expiry_s(entries[0])
+        drop = 0
+        while drop < len(entries) and entries[drop].at_ms < horizon:
+            drop += 1
+        if not drop:
+            return
+        del entries[:drop]
+        if entries:
+            self._refund_due.move(before, self._refund_expiry_s(entries[0]), key)
+        else:
+            del self._refundable[key]
+            self._refund_due.discard(before, key)
+
+    def _expire_refundable(self, now_ms: int) -> None:
+        """Forget the debits that left the refund window (at every request and tick)."""
+        for key in self._refund_due.pop_due(now_ms // MS):
+            entries = self._refundable[key]
+            # put it back where `_prune_refundable` expects it, then prune
+            self._refund_due.add(self._refund_expiry_s(entries[0]), key)
+            self._prune_refundable(key, now_ms)
+
+    def _record_debit(
+        self, account_id: str, rg_id: int, units: int, charge: int, now_ms: int
+    ) -> None:
+        """Remember what a DIRECT_DEBITING took, for refunds. Beyond `MAX_REFUNDABLE_PER_GROUP`
+        entries for the pair, the two oldest become one (their units and charges summed, the
+        older time): a refund then prices them at their mean, and they leave the window
+        together, early. Money is never created."""
+        key = (account_id, rg_id)
+        entry = RefundableDebit(at_ms=now_ms, units=units, charge=charge)
+        if key in self._refundable:
+            self._prune_refundable(key, now_ms)
+        entries = self._refundable.get(key)
+        if entries is None:
+            self._refundable[key] = [entry]
+            self._refund_due.add(self._refund_expiry_s(entry), key)
+            return
+        entries.append(entry)
+        if len(entries) > MAX_REFUNDABLE_PER_GROUP:
+            first, second = entries[0], entries[1]
+            before = self._refund_expiry_s(first)
+            merged = RefundableDebit(
+                at_ms=min(first.at_ms, second.at_ms),
+                units=first.units + second.units,
+                charge=first.charge + second.charge,
+            )
+            entries[0:2] = [merged]
+            self._refund_due.move(before, self._refund_expiry_s(merged), key)
+
+    def _plan_refund(
+        self,
+        account_id: str,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+        now_ms: int,
+    ) -> tuple[list[int], dict[tuple[str, int], dict[int, tuple[int, int]]]] | int:
+        """What a refund credits per MSCC, and the (units, charge) each entry it draws on keeps
+        (by index, per pair); changes nothing. An int instead: the index of the first MSCC
+        that asks for more than is refundable (or takes the refund past the ledger's largest
+        single amount)."""
+        horizon = now_ms - self.refund_window_s * MS
+        # per pair: [index, units left, charge left] of the entries in the window, oldest first
+        stacks: dict[tuple[str, int], list[list[int]]] = {}
+        left: dict[tuple[str, int], dict[int, tuple[int, int]]] = {}
+        credits: list[int] = []
+        total = 0
+        for n, (_, rg, units, _) in enumerate(priced):
+            if rg is None or rg.zero_rated or not units:
+                credits.append(0)
+                continue
+            key = (account_id, rg.id)
+            stack = stacks.get(key)
+            if stack is None:
+                stack = stacks[key] = [
+                    [i, e.units, e.charge]
+                    for i, e in enumerate(self._refundable.get(key, ()))
+                    if e.at_ms >= horizon
+                ]
+                left[key] = {}
+            need = units
+            credit = 0
+            while need:
+                if not stack:
+                    return n
+                top = stack[-1]  # the newest
+                index, have, charge = top[0], top[1], top[2]
+                take = min(need, have)
+                # ROUND_DOWN: a part of an entry returns at most its share; the rest of it
+                # (take == have) returns exactly what is left, so the parts sum to its charge
+                money = charge * take // have
+                top[1] = have - take
+                top[2] = charge - money
+                left[key][index] = (top[1], top[2])
+                if not top[1]:
+                    stack.pop()
+                need -= take
+                credit += money
+            total += credit
+            if total > MAX_AMOUNT:
+                return n
+            credits.append(credit)
+        return credits, left
+
+    def _draw(self, left: dict[tuple[str, int], dict[int, tuple[int, int]]]) -> None:
+        """Apply a refund's plan: the entries it drew on keep what `_plan_refund` left them."""
+        for key, changes in left.items():
+            if not changes:
+                continue
+            entries = self._refundable[key]
+            before = self._refund_expiry_s(entries[0])
+            for index, (units, charge) in changes.items():
+                entries[index].units = units
+                entries[index].charge = charge
+            entries[:] = [e for e in entries if e.units]
+            if entries:
+                self._refund_due.move(before, self._refund_expiry_s(entries[0]), key)
+            else:
+                del self._refundable[key]
+                self._refund_due.discard(before, key)
+
+    def _refund_refused(self, ccr: CCR, mscc: MsccRequest) -> CCA:
+        """5004: the refund asks for more than DIRECT_DEBITING charged within the window and
+        was not refunded (WIRE.md 5.4); nothing is credited."""
+        unit = mscc.requested_service_unit
+        return self._cca(
+            ccr,
+            Outcome.INVALID,
+            failed_avp={
+                "Requested-Service-Unit": msgspec.to_builtins(unit) if unit is not None else None
+            },
+            error_message=f"refund of rating group {mscc.rating_group} exceeds what was "
+            "debited and not refunded within the refund window",
+        )
 
     # --- administration (section 8) ------------------------------------------------------------
 
@@ -1302,11 +1546,19 @@ class ChargingCore:
                 usage=self.usage,
                 operations=self._operations,
                 reservation_seq=self._reservation_seq,
+                refund_window_s=self.refund_window_s,
+                refundable=[(a, rg, entries) for (a, rg), entries in self._refundable.items()],
+                layout=CORE_LAYOUT,
             )
         )
 
     def restore(self, data: bytes) -> None:
         state = STATE_DECODER.decode(data)
+        if state.layout > CORE_LAYOUT:
+            raise ValueError(
+                f"the core's snapshot has layout {state.layout}, newer than this build's "
+                f"{CORE_LAYOUT}: start the build that wrote it"
+            )
         self.catalog_journaled = True
         self.catalog_text = state.catalog_text
         self.catalog = parse_catalog(state.catalog_text)
@@ -1326,6 +1578,16 @@ class ChargingCore:
             self._deadlines.add(self._deadline(s), sid)
         self._seen = {(h, e): c for h, e, c in state.seen}
         self._seen_order = deque((h, e) for h, e, _ in state.seen)
+        self._events = {}
+        for host, _, cached in state.seen:
+            if state.layout < 2 and not cached.session_id:  # before EVENT duplicates by id
+                cached.event_session_id = _event_session_id(cached)
+            if cached.event_session_id:
+                self._events[(host, cached.event_session_id)] = cached
+        self.refund_window_s = state.refund_window_s
+        # layout 1 had no record of debits: refunds draw on the debits made from now on
+        self._refundable = {(a, rg): entries for a, rg, entries in state.refundable}
+        self._reschedule_refunds()
         self._closed = {sid: (at, n, body) for sid, at, n, body in state.closed}
         self._closed_order = deque(sid for sid, _, _, _ in state.closed)
         self.usage = dict(state.usage)
@@ -1342,6 +1604,16 @@ class ChargingCore:
                 break
         view = self.ledger.account(account_id)
         return sid, view.account_id if view is not None else account_id
+
+
+def _event_session_id(cached: CachedAnswer) -> str:
+    """The Session-Id of the EVENT a cached answer answered, or "" (a snapshot of layout 1)."""
+    if cached.command != CommandCode.CREDIT_CONTROL:
+        return ""
+    answer = decode_body(cached.command, False, cached.body)
+    if isinstance(answer, CCA) and answer.cc_request_type is CCRequestType.EVENT:
+        return answer.session_id or ""
+    return ""
 
 
 def _container_json(c: Container) -> dict[str, Any]:

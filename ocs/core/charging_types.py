@@ -12,7 +12,7 @@ import enum
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
@@ -27,6 +27,7 @@ class InputKind(enum.IntEnum):
     REQUEST = 1  # a CCR or AMR body
     TICK = 2  # supervision and expiry at `now_ms`
     CATALOG = 3  # a new catalog (TOML text)
+    SETTINGS = 4  # settings that shape what inputs do (`Settings`, msgpack map)
 
 
 class Input(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -50,6 +51,40 @@ def encode_input(record: Input) -> bytes:
 
 def decode_input(data: bytes | memoryview) -> Input:
     return _INPUT_DECODER.decode(data)
+
+
+# --- settings (journaled, so that replay applies the ones in force when it was live) ----------
+
+#: WIRE.md 5.4: a refund draws on the debits of the last 24 hours unless configured.
+DEFAULT_REFUND_WINDOW_S: Final = 24 * 3600
+#: The longest refund window accepted (it bounds the memory of debits, docs/operations.md).
+MAX_REFUND_WINDOW_S: Final = 90 * 24 * 3600
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Core settings that change what an input does. They are journaled (`InputKind.SETTINGS`)
+    when they differ from the state's, and kept in snapshots, never read from the
+    configuration during replay: a restart with another value replays the past as it was."""
+
+    refund_window_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_REFUND_WINDOW_S)] = (
+        DEFAULT_REFUND_WINDOW_S
+    )
+
+
+_SETTINGS_ENCODER: Final = msgspec.msgpack.Encoder()
+_SETTINGS_DECODER: Final = msgspec.msgpack.Decoder(Settings)
+
+
+def decode_settings(data: bytes | memoryview) -> Settings:
+    return _SETTINGS_DECODER.decode(data)
+
+
+def settings_input(now_ms: int, settings: Settings) -> Input:
+    """The journaled input that puts `settings` in force. Raises ValueError for a value out of
+    its range (`msgspec.ValidationError` is one)."""
+    body = _SETTINGS_ENCODER.encode(settings)
+    decode_settings(body)  # the same check replay makes
+    return Input(kind=InputKind.SETTINGS, now_ms=now_ms, body=body)
 
 
 # --- actions (what the edge sends on the core's behalf) ---------------------------------------
@@ -130,6 +165,23 @@ class CachedAnswer(msgspec.Struct, array_like=True, gc=False):
     command: int
     body: bytes
     session_id: str = ""  # the session whose request this answered ("" for events, AMR)
+    # the Session-Id of the EVENT this answered: (Origin-Host, it) is a duplicate too (WIRE.md 6)
+    event_session_id: str = ""
+
+
+class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
+    """What one DIRECT_DEBITING took from an account for one rating group, and a refund may
+    still give back (WIRE.md 5.4): the units and the money not refunded yet."""
+
+    at_ms: int  # when it was debited (the time of its input)
+    units: int
+    charge: int  # micro-units
+
+
+#: The layout of `CoreState`, written into every snapshot. 1: before refunds were bounded by
+#: debits (no `layout`, `refund_window_s`, `refundable`, nor `CachedAnswer.event_session_id`);
+#: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: this build.
+CORE_LAYOUT: Final = 2
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -143,6 +195,10 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     usage: dict[str, int]
     operations: dict[str, str] = {}  # Operation-Id -> what it names (see `_admin`)
     reservation_seq: int = 0  # reservations opened so far (their ids: see `_grant`)
+    refund_window_s: int = DEFAULT_REFUND_WINDOW_S  # `Settings` in force
+    # (account id, rating group, its refundable debits oldest first): see `ChargingCore._refund`
+    refundable: list[tuple[str, int, list[RefundableDebit]]] = []
+    layout: int = 1  # CORE_LAYOUT of the build that wrote it (absent: 1)
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from ocs.core.charging import Action, ChargingCore, Input, InputKind, Result
+from ocs.core.charging import (
+    Action,
+    ChargingCore,
+    Input,
+    InputKind,
+    Result,
+    Settings,
+    settings_input,
+)
 from ocs.core.ledger import Ledger
 from ocs.edge.catalog_files import demo_catalog_text
 from protocol.codec import decode_body, encode_body
@@ -268,6 +276,13 @@ class Harness:
 
     def load_catalog(self, text: str, now_ms: int) -> None:
         record = Input(kind=InputKind.CATALOG, now_ms=now_ms, body=text.encode())
+        self.inputs.append(record)
+        self.core.apply(record)
+        self._collect()
+
+    def settings(self, now_ms: int, *, refund_window_s: int) -> None:
+        """Put core settings in force as the app does: a journaled SETTINGS input."""
+        record = settings_input(now_ms, Settings(refund_window_s=refund_window_s))
         self.inputs.append(record)
         self.core.apply(record)
         self._collect()

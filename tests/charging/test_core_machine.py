@@ -24,6 +24,13 @@ After every step:
 * Per account, ``reserved`` equals the sum of the open grants of its sessions.
 * `Ledger.check_invariants()`.
 * CDR sequence numbers are 1..N with no gap; a session's records are numbered 1..k.
+* Refunds (WIRE.md 5.4), against the machine's own model of what DIRECT_DEBITING took per
+  (account, rating group) within the refund window (a random window, journaled as a SETTINGS
+  input): a refund of more units than the model holds is 5004 with `Failed-AVP`
+  {Requested-Service-Unit} and changes nothing; otherwise it draws newest first and credits
+  exactly the model's amount (a whole entry its charge, a part floor(charge x k / u)).
+* An EVENT sent again under its Session-Id within the duplicate window, with a new
+  End-to-End-Id, gets the first answer and changes nothing.
 * A retransmission with the same (Origin-Host, End-to-End-Id) within the 4-minute window gets
   the same answer bytes and changes nothing, across restarts too (every request that is not a
   duplicate is journaled, refusals included); so does a repeat of a session's last
@@ -40,11 +47,13 @@ import json
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+import msgspec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ocs.core.charging import DEFAULT_DUPLICATE_WINDOW_MS, Result
+from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER
 from protocol.codec import decode_body
 from protocol.codes import (
     AccountOperation,
@@ -171,6 +180,9 @@ class Model:
     operations: dict[str, tuple[tuple[AccountOperation, str, int], int]] = field(
         default_factory=dict
     )
+    # (account, rating group) -> [at_ms, units, charge] not refunded yet, oldest first
+    refundable: dict[tuple[str, int], list[list[int]]] = field(default_factory=dict)
+    refunds: int = 0  # refunds applied with a credit (the rules must reach this path)
 
 
 class CoreMachine(RuleBasedStateMachine):
@@ -184,6 +196,9 @@ class CoreMachine(RuleBasedStateMachine):
         self.cache: dict[tuple[str, int | None], tuple[int, bytes]] = {}
         self.counter = 0
         self.dearer = False
+        # (Origin-Host, Session-Id) of each EVENT processed -> (when, its answer)
+        self.events: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self.window_ms = 24 * 3600 * 1000
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -194,7 +209,12 @@ class CoreMachine(RuleBasedStateMachine):
         key = (message.origin_host, e2e)
         cached = self.cache.get(key) if e2e is not None else None
         hit = cached is not None and self.now - cached[0] <= DEFAULT_DUPLICATE_WINDOW_MS
+        event = isinstance(message, CCR) and message.cc_request_type is CCRequestType.EVENT
+        ekey = (message.origin_host, message.session_id) if isinstance(message, CCR) else None
+        first = self.events.get(ekey) if event and ekey is not None else None
+        repeat = first is not None and self.now - first[0] <= DEFAULT_DUPLICATE_WINDOW_MS
         before = self._state()
+        cdrs_before = len(h.cdr_lines)
         view = h.ledger.account(message.account_id) if isinstance(message, AMR) else None
         result = h.send(message, self.now, e2e=e2e)
         e2e = e2e if e2e is not None else h.e2e
@@ -206,6 +226,14 @@ class CoreMachine(RuleBasedStateMachine):
             return result
         # every answer is cached, and the cache survives restarts (it is replayed)
         self.cache[(message.origin_host, e2e)] = (self.now, result.body)
+        if isinstance(message, CCR) and event:
+            assert ekey is not None
+            if repeat:  # an EVENT again under its Session-Id (WIRE.md 6)
+                assert first is not None
+                assert result.body == first[1] and self._state() == before
+                return result
+            self.events[ekey] = (self.now, result.body)
+            self._model_event(message, result, before, cdrs_before)
         if isinstance(message, AMR) and message.account_operation in (
             AccountOperation.CREDIT,
             AccountOperation.DEBIT,
@@ -230,6 +258,67 @@ class CoreMachine(RuleBasedStateMachine):
                 self.model.operations[op] = (what, code)
         return result
 
+    def _usable(self, key: tuple[str, int]) -> list[list[int]]:
+        return [e for e in self.model.refundable.get(key, []) if self.now - e[0] <= self.window_ms]
+
+    def _model_event(
+        self, message: CCR, result: Result, before: tuple[bytes, bytes, int], cdrs_before: int
+    ) -> None:
+        """Check a DIRECT_DEBITING or REFUND_ACCOUNT against the model of refundable debits."""
+        (request,) = message.multiple_services_credit_control or ()
+        rg = request.rating_group
+        ask = request.requested_service_unit
+        units = 0
+        if ask is not None:
+            units = {
+                "octets": ask.cc_total_octets,
+                "seconds": ask.cc_time,
+                "units": ask.cc_service_specific_units,
+            }[UNIT[rg]] or 0
+        account = next(
+            a
+            for a, sub in SUBSCRIBER.items()
+            if message.subscription_id and message.subscription_id[0].subscription_id_data == sub
+        )
+        key = (account, rg)
+        code = result.answer.result_code
+        priced = rg not in (50, 99) and rg in SERVICE_RGS[message.service_context_id]
+        new = [json.loads(line) for _, line in self.h.cdr_lines[cdrs_before:]]
+        if message.requested_action is RequestedAction.DIRECT_DEBITING:
+            if code == 2001 and priced and units:
+                (record,) = new
+                self.model.refundable.setdefault(key, []).append(
+                    [self.now, units, record["charge"]]
+                )
+            return
+        if message.requested_action is not RequestedAction.REFUND_ACCOUNT:
+            return
+        if not priced or not units:
+            assert code == 2001 and all(r["charge"] == 0 for r in new)
+            return
+        usable = self._usable(key)
+        if units > sum(e[1] for e in usable):
+            assert code == 5004, result.answer
+            assert result.answer.failed_avp == {"Requested-Service-Unit": msgspec.to_builtins(ask)}
+            assert new == [] and self._state() == before
+            return
+        assert code == 2001, result.answer
+        need, credit = units, 0
+        for entry in reversed(usable):  # newest first
+            take = min(need, entry[1])
+            money = entry[2] if take == entry[1] else entry[2] * take // entry[1]
+            entry[1] -= take
+            entry[2] -= money
+            need -= take
+            credit += money
+            if not need:
+                break
+        self.model.refundable[key] = [e for e in self.model.refundable[key] if e[1]]
+        (record,) = new
+        assert record["charge"] == -credit
+        if credit:
+            self.model.refunds += 1
+
     def _sid(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"
@@ -242,16 +331,27 @@ class CoreMachine(RuleBasedStateMachine):
 
     def _state(self) -> tuple[bytes, bytes, int]:
         h = self.h
-        # business state: the duplicate cache and the journal grow with every request
-        return h.core.snapshot(duplicates=False), h.ledger.snapshot(), len(h.cdr_lines)
+        # business state: the duplicate cache and the journal grow with every request; debits
+        # that left the refund window are forgotten at any request (they can no longer count)
+        core = STATE_DECODER.decode(h.core.snapshot(duplicates=False))
+        core.refundable = [
+            (account, rg, live)
+            for account, rg, entries in core.refundable
+            if (live := [e for e in entries if self.now - e.at_ms <= self.window_ms])
+        ]
+        return STATE_ENCODER.encode(core), h.ledger.snapshot(), len(h.cdr_lines)
 
     # --- setup ------------------------------------------------------------------------------
 
     @initialize(
         balances=st.lists(st.integers(0, 3 * EUR), min_size=3, max_size=3),
         limits=st.lists(st.sampled_from([0, 0, 100_000]), min_size=3, max_size=3),
+        window_s=st.sampled_from([600, 3600, 24 * 3600]),
     )
-    def create_accounts(self, balances: list[int], limits: list[int]) -> None:
+    def create_accounts(self, balances: list[int], limits: list[int], window_s: int) -> None:
+        if window_s != 24 * 3600:
+            self.h.settings(self.now, refund_window_s=window_s)
+        self.window_ms = window_s * 1000
         for account, balance, limit in zip(ACCOUNTS, balances, limits, strict=True):
             self.h.account(
                 account, SUBSCRIBER[account], balance, now_ms=self.now, credit_limit=limit
@@ -368,10 +468,62 @@ class CoreMachine(RuleBasedStateMachine):
         )
         before = self._state()
         result = self._send(message)
-        assert result.answer.result_code in {2001, 4010, 4012}
+        assert result.answer.result_code in {2001, 4010, 4012, 5004}
         enquiry = action in (RequestedAction.PRICE_ENQUIRY, RequestedAction.CHECK_BALANCE)
         if enquiry or result.answer.result_code != 2001:
             assert not result.duplicate and self._state() == before
+
+    @rule(data=st.data(), account=accounts, service=services)
+    def debit(self, data: st.DataObject, account: str, service: str) -> None:
+        """A DIRECT_DEBITING of a priced group (what refunds draw on)."""
+        rg = data.draw(st.sampled_from([g for g in SERVICE_RGS[service] if g not in (50, 99)]))
+        unit = UNIT[rg]
+        amount = data.draw(
+            st.integers(1, 3 if unit == "units" else 600 if unit == "seconds" else 3 * MiB)
+        )
+        ask = rsu(
+            octets=amount if unit == "octets" else None,
+            seconds=amount if unit == "seconds" else None,
+            units=amount if unit == "units" else None,
+        )
+        message = ccr(
+            self._sid("d"),
+            CCRequestType.EVENT,
+            0,
+            mscc(rg, ask=ask),
+            subscriber=SUBSCRIBER[account],
+            service=service,
+            action=RequestedAction.DIRECT_DEBITING,
+        )
+        assert self._send(message).answer.result_code in {2001, 4010, 4012}
+
+    @rule(data=st.data(), index=picks, more=st.sampled_from(["all", "part", "one more"]))
+    def refund(self, data: st.DataObject, index: int, more: str) -> None:
+        """A refund of what the model says was debited: all of it, a part, or one unit more."""
+        keys = sorted(k for k in self.model.refundable if self._usable(k))
+        if not keys:
+            return
+        account, rg = keys[index % len(keys)]
+        have = sum(e[1] for e in self._usable((account, rg)))
+        units = {"all": have, "one more": have + 1}.get(more) or data.draw(st.integers(1, have))
+        service = next(s for s, rgs in SERVICE_RGS.items() if rg in rgs)
+        unit = UNIT[rg]
+        ask = rsu(
+            octets=units if unit == "octets" else None,
+            seconds=units if unit == "seconds" else None,
+            units=units if unit == "units" else None,
+        )
+        message = ccr(
+            self._sid("r"),
+            CCRequestType.EVENT,
+            0,
+            mscc(rg, ask=ask),
+            subscriber=SUBSCRIBER[account],
+            service=service,
+            action=RequestedAction.REFUND_ACCOUNT,
+        )
+        code = self._send(message).answer.result_code
+        assert code == (5004 if more == "one more" else 2001)
 
     # --- administration ---------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from msgspec.structs import replace
+
 from protocol.codes import AccountOperation, CCRequestType, ReportingReason, RequestedAction
 from protocol.messages import CCR
 from tests.charging.conftest import (
@@ -168,8 +170,11 @@ def test_duplicate_of_a_refusal_gets_the_refusal_whatever_changed_since(h: Harne
     h.account("nobody", "491700000008", 0, now_ms=PEAK + 7000)
     assert h.send(credit, PEAK + 8000, e2e=42).body == unknown.body
     assert h.balance("nobody") == 0
-    # with a new End-to-End-Id, or once the window has passed, it is a new request
-    assert h.send(debit, PEAK + 9000).answer.result_code == 2001
+    # an EVENT under the same Session-Id with a new End-to-End-Id is a duplicate too (WIRE.md 6)
+    assert h.send(debit, PEAK + 9000).body == refused.body
+    assert h.balance("poor") == EUR
+    # a new Session-Id, or once the window has passed, it is a new request
+    assert h.send(debit, PEAK + 3000 + 240_001).answer.result_code == 2001
     assert h.send(credit, PEAK + 8000 + 240_001, e2e=42).answer.result_code == 2001
     assert h.balance("nobody") == EUR
     # the snapshot does not hold refusals: replay (the fixture) finds the same state
@@ -190,11 +195,15 @@ def test_a_restart_keeps_refusals_and_what_was_applied(h: Harness) -> None:
     )
     refused = h.send(refund, PEAK, e2e=50)  # no such subscriber yet
     assert refused.answer.result_code == 5030
-    h.account("a", SUB, 0, now_ms=PEAK + 1000)
-    applied = h.send(refund, PEAK + 2000, e2e=51)
+    h.account("a", SUB, EUR, now_ms=PEAK + 1000)
+    debit = replace(refund, session_id="d", requested_action=RequestedAction.DIRECT_DEBITING)
+    assert h.send(debit, PEAK + 1500).answer.result_code == 2001
+    retry = replace(refund, session_id="r2")  # a new EVENT: a new Session-Id (WIRE.md 6)
+    applied = h.send(retry, PEAK + 2000, e2e=51)
     assert applied.answer.result_code == 2001
     h.restart()
-    assert h.send(refund, PEAK + 3000, e2e=51).body == applied.body  # kept: journaled
+    assert h.send(retry, PEAK + 3000, e2e=51).body == applied.body  # kept: journaled
     again = h.send(refund, PEAK + 4000, e2e=50)
     assert again.body == refused.body and again.duplicate  # the refusal, again
-    assert h.balance("a") == 100_000  # one refund of 0.10 EUR: the one that was applied
+    assert h.send(refund, PEAK + 5000).body == refused.body  # by its Session-Id too
+    assert h.balance("a") == EUR  # one debit and one refund of 0.10 EUR

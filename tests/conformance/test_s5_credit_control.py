@@ -575,11 +575,34 @@ async def test_s5_refund_credits_the_price(server: ServerProcess, connect: Conne
     """WIRE.md §5.4: REFUND_ACCOUNT credits back the price of the Requested-Service-Unit and
     answers 2001 (applied once however often retransmitted: test_s6_refund_applied_once)."""
     admin, peer = await admin_and_peer(server, connect)
-    account = await create_account(admin, 0)
-    body = event_body(peer, account.msisdn, REFUND_ACCOUNT, [sms(3)])
+    account = await create_account(admin, MICRO)
+    debit = event_body(peer, account.msisdn, DIRECT_DEBITING, [sms(3)])
+    assert_cca(await peer.request(CCR, APP_CC, debit), EVENT, 0)
+    body = event_body(peer, account.msisdn, REFUND_ACCOUNT, [sms(2)])
     answer = await peer.request(CCR, APP_CC, body)
     assert_cca(answer, EVENT, 0)
-    assert await balance_of(admin, account.account_id) == (3 * SMS_PRICE, 0)
+    assert mscc_of(answer, 30)["Granted-Service-Unit"] == units_sms(2)
+    assert await balance_of(admin, account.account_id) == (MICRO - SMS_PRICE, 0)
+
+
+@pytest.mark.parametrize("debited", [0, 1])
+async def test_s5_refund_beyond_what_was_debited_is_5004(
+    server: ServerProcess, connect: Connect, debited: int
+) -> None:
+    """WIRE.md 1.1 §5.4: a refund gives back only what was taken: more than DIRECT_DEBITING
+    charged the subscriber for the group (within the refund window, not refunded yet) is
+    answered 5004 with Failed-AVP {Requested-Service-Unit: value}, and credits nothing."""
+    admin, peer = await admin_and_peer(server, connect)
+    account = await create_account(admin, MICRO)
+    if debited:
+        debit = event_body(peer, account.msisdn, DIRECT_DEBITING, [sms(debited)])
+        assert_cca(await peer.request(CCR, APP_CC, debit), EVENT, 0)
+    for units in (debited + 1, 10**13):
+        body = event_body(peer, account.msisdn, REFUND_ACCOUNT, [sms(units)])
+        answer = await peer.request(CCR, APP_CC, body)
+        assert_cca(answer, EVENT, 0, INVALID_AVP_VALUE)
+        assert answer.body["Failed-AVP"] == {"Requested-Service-Unit": units_sms(units)}
+    assert await balance_of(admin, account.account_id) == (MICRO - debited * SMS_PRICE, 0)
 
 
 @pytest.mark.parametrize(("balance", "expected"), [(MICRO, 0), (150_000, 1)])

@@ -139,14 +139,41 @@ async def test_s6_refund_applied_once(server: ServerProcess, connect: Connect) -
     """WIRE.md §5.4/§6: a refund is applied once, however often it is retransmitted."""
     admin = await connect(server.port)
     peer = await connect(server.port)
-    account = await create_account(admin, 0)
+    account = await create_account(admin, MICRO)
+    debit = event(peer, account.msisdn, DIRECT_DEBITING, 2)
+    assert (await peer.request(CCR, APP_CC, debit)).result_code == SUCCESS
     body = event(peer, account.msisdn, REFUND_ACCOUNT, 1)
     e2e = next_e2e()
     first = await peer.request(CCR, APP_CC, body, e2e=e2e)
     assert first.result_code == SUCCESS
     for flags in (CC_FLAGS | FLAG_T, CC_FLAGS, CC_FLAGS | FLAG_T):
         same_answer(first, await peer.request(CCR, APP_CC, body, e2e=e2e, flags=flags))
-    assert await balance_of(admin, account.account_id) == (SMS_PRICE, 0)
+    again = await peer.request(CCR, APP_CC, body)  # its Session-Id, a new End-to-End-Id
+    assert again.body == first.body
+    assert await balance_of(admin, account.account_id) == (MICRO - SMS_PRICE, 0)
+
+
+@pytest.mark.parametrize("action", [DIRECT_DEBITING, REFUND_ACCOUNT])
+async def test_s6_event_sent_again_under_its_session_id_is_a_duplicate(
+    server: ServerProcess, connect: Connect, action: int
+) -> None:
+    """WIRE.md 1.1 §6: for an EVENT the pair (Session-Id, 0) is remembered for the duplicate
+    window, so an EVENT sent again under a new End-to-End-Id, T flag or not, gets the cached
+    answer and changes nothing."""
+    admin = await connect(server.port)
+    peer = await connect(server.port)
+    account = await create_account(admin, MICRO)
+    if action == REFUND_ACCOUNT:
+        debit = event(peer, account.msisdn, DIRECT_DEBITING, 3)
+        assert (await peer.request(CCR, APP_CC, debit)).result_code == SUCCESS
+    body = event(peer, account.msisdn, action, 1)
+    first = await peer.request(CCR, APP_CC, body)
+    assert first.result_code == SUCCESS
+    for flags in (CC_FLAGS, CC_FLAGS | FLAG_T):
+        again = await peer.request(CCR, APP_CC, body, flags=flags)
+        assert again.body == first.body and again.header.e2e != first.header.e2e
+    expected = MICRO - SMS_PRICE if action == DIRECT_DEBITING else MICRO - 2 * SMS_PRICE
+    assert await balance_of(admin, account.account_id) == (expected, 0)
 
 
 async def test_s6_same_session_and_request_number_answered_the_same(
@@ -207,7 +234,8 @@ async def test_s6_duplicate_detection_survives_a_restart(
 ) -> None:
     """WIRE.md §6: duplicate detection survives a restart of the server: a request answered
     before a crash (SIGKILL) or a stop (SIGTERM) is not charged again after it, whether it is
-    retransmitted with the same End-to-End-Id or as the same (Session-Id, CC-Request-Number);
+    retransmitted with the same End-to-End-Id or as the same (Session-Id, CC-Request-Number)
+    (for an EVENT, its Session-Id);
     §8: an Operation-Id is applied once across the restart too; §9: no CDR repeated."""
     srv = spawn()
     admin = await connect(srv.port)
@@ -246,6 +274,8 @@ async def test_s6_duplicate_detection_survives_a_restart(
     assert again.body == term_answer.body
     again = await peer.request(CCR, APP_CC, debit, e2e=debit_e2e, flags=CC_FLAGS | FLAG_T)
     same_answer(debit_answer, again)
+    again = await peer.request(CCR, APP_CC, debit)  # the EVENT's Session-Id, a new id
+    assert again.body == debit_answer.body
     assert (await admin.request(AMR, APP_ADMIN, credit)).result_code == SUCCESS
     assert await balance_of(admin, account.account_id) == (expected, 0)
 

@@ -216,6 +216,20 @@ async def test_link_resends_a_lost_termination_and_refund_with_the_t_flag(tmp_pa
             assert ended.retransmitted and ended.sends == 2
             assert isinstance(ended.answer, CCA) and ended.answer.result_code == 2001
             assert ended.answer.cc_request_number == 1
+            # a refund gives back what DIRECT_DEBITING took (WIRE.md 5.4): an SMS by event
+            debit = await link.call(
+                ccr(
+                    "debit-1",
+                    CCRequestType.EVENT,
+                    0,
+                    requested_action=RequestedAction.DIRECT_DEBITING,
+                    subscription_id=subs,
+                    multiple_services_credit_control=(
+                        MsccRequest(rating_group=30, requested_service_unit=rsu),
+                    ),
+                )
+            )
+            assert debit.answer is not None and debit.answer.result_code == 2001
             proxy.lose_next_answer()
             refund = await link.call(
                 ccr(
@@ -242,12 +256,13 @@ async def test_link_resends_a_lost_termination_and_refund_with_the_t_flag(tmp_pa
         finally:
             await link.close()
             await proxy.close()
-    assert [t for _, t in proxy.requests] == [False, False, True, False, True]
+    assert [t for _, t in proxy.requests] == [False, False, True, False, False, True]
     assert link.retransmissions == 2 and link.connects == 3
     account = getattr(balance.answer, "account", None)
-    assert account is not None and account.balance == 1_000_000  # 0.10 charged, 0.10 refunded
+    assert account is not None and account.balance == 900_000  # 2 x 0.10 charged, 1 refunded
     records = list(iter_records(tmp_path / "data" / "cdr"))
     assert [(r["sessionId"], r["charge"]) for r in records] == [
         ("sms-1", 100_000),
+        ("debit-1", 100_000),
         ("refund-1", -100_000),
     ]
