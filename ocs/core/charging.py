@@ -28,6 +28,7 @@ from ocs.core.charging_types import (
     STATE_ENCODER,
     Action,
     ActionKind,
+    BookingRefused,
     CachedAnswer,
     Container,
     CoreState,
@@ -98,6 +99,7 @@ __all__ = [
     "RESERVATION_SLACK_S",
     "Action",
     "ActionKind",
+    "BookingRefused",
     "ChargingCore",
     "Container",
     "Grant",
@@ -863,9 +865,12 @@ class ChargingCore:
                 if total:  # expired meanwhile
                     self._debit_anyway(session, total, now_ms)
             elif posted.code is not Code.OK:
-                # refused (the balance would leave +-MAX_TOTAL): the grant is gone from the
-                # session, so release its reservation rather than hold it until it expires
-                self._void(grant.reservation_id, now_ms)
+                # refused (the balance would leave +-MAX_TOTAL): the containers above hold a
+                # charge the ledger did not book, so the whole input fails (the edge rolls it
+                # back and answers 5012)
+                raise BookingRefused(
+                    f"post of {total} against {grant.reservation_id}: {posted.code.name}"
+                )
         elif total:
             self._debit_anyway(session, total, now_ms)
         if total:
@@ -904,8 +909,9 @@ class ChargingCore:
         return price(rg, units, start_s, now_s, prior).total
 
     def _debit_anyway(self, session: Session, amount: int, now_ms: int) -> None:
-        """Usage with no reservation left to post against: charged in full all the same."""
-        self.ledger.apply(
+        """Usage with no reservation left to post against: charged in full all the same (or,
+        if the ledger refuses, the whole input fails: see `BookingRefused`)."""
+        outcome = self.ledger.apply(
             Debit(
                 id=f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
                 f"{len(session.containers)}",
@@ -916,6 +922,8 @@ class ChargingCore:
             ),
             internal=True,
         )
+        if outcome.code is not Code.OK:
+            raise BookingRefused(f"debit of {amount} usage: {outcome.code.name}")
 
     def _release(self, session: Session, rg_id: int, now_ms: int) -> None:
         grant = session.grants.pop(rg_id, None)
@@ -1024,10 +1032,12 @@ class ChargingCore:
             sign = 1
         else:  # REFUND_ACCOUNT
             if total:
-                self.ledger.apply(
+                credited = self.ledger.apply(
                     Credit(id=op, now_ms=now_ms, account_id=account_id, amount=total),
                     internal=True,
                 )
+                if credited.code is not Code.OK:  # its CDR would credit what was not booked
+                    raise BookingRefused(f"refund of {total}: {credited.code.name}")
             sign = -1
         self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
         extra = self._aoc(ccr, total, account_id)
