@@ -55,8 +55,9 @@ class Component(Protocol):
         """Replace the state with a `snapshot`'s."""
         ...
 
-    def replay(self, body: bytes) -> None:
-        """Re-apply one record that was journaled with `Store.append`, on restart."""
+    def replay(self, body: bytes, lsn: int) -> None:
+        """Re-apply one record that was journaled with `Store.append` (at ``lsn``), on
+        restart."""
         ...
 
 
@@ -267,7 +268,7 @@ def _recover(journal: Journal, ledger: Ledger, components: dict[int, Component])
         if component is None:
             tag = payload[0] if payload else None
             raise JournalError(f"journal record {lsn} has unregistered kind {tag}")
-        component.replay(payload[1:])
+        component.replay(payload[1:], lsn)
         replayed += 1
     return Recovery(
         snapshot_lsn=snapshot_lsn,
