@@ -6,7 +6,7 @@ import importlib.util
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.codec", "bench.rating", "bench.ledger", "bench.load"]
+BENCHMARKS = ["bench.codec", "bench.rating", "bench.ledger", "bench.load", "bench.rollback"]
 
 
 def main() -> int:

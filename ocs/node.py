@@ -64,8 +64,10 @@ _T = TypeVar("_T")
 KIND_CORE: Final = 2
 TICK_SECONDS: Final = 1.0
 CDR_SYNC_SECONDS: Final = 1.0
-# after a tick the core failed on (rolled back), the next one is tried this much later
+# after a tick the core failed on (rolled back), the next one is tried this much later,
+# twice as late after each further failure, at most TICK_RETRY_MAX_MS
 TICK_RETRY_MS: Final = 60_000
+TICK_RETRY_MAX_MS: Final = 3_600_000
 _SNAPSHOT_DECODER: Final = msgspec.msgpack.Decoder(dict[int, bytes])
 _ERROR_CHARS: Final = 200  # an exception's text in the log (it may quote a peer's values)
 
@@ -283,7 +285,10 @@ class Node:
         # held while a checkpoint is put in place (a worker thread) and while a rebuild reads
         # the latest snapshot (the loop): the rebuild sees one snapshot, whole
         self._snapshot_lock = threading.Lock()
-        self._tick_after_ms = 0  # no tick before (a failed tick is retried TICK_RETRY_MS later)
+        self._tick_after_ms = 0  # no tick before this (a failed tick is retried later)
+        self._tick_retry_ms = TICK_RETRY_MS
+        # a rebuild happened: checkpoint at the next tick, so that the next one replays little
+        self._checkpoint_soon = False
         self.stats = {
             "requests": 0,
             "journaled": 0,
@@ -384,13 +389,16 @@ class Node:
         """Session supervision and reservation expiry at `now_ms` (the timer's, each second):
         applied and journaled as a `TICK` input when something is due, wholly or not at all.
         True if one was applied. A tick the core failed on is rolled back, and the next is
-        tried `TICK_RETRY_MS` later (a failure that repeats then costs a rebuild a minute,
-        not one a second)."""
+        tried `TICK_RETRY_MS` later, then twice as late after each further failure (up to
+        `TICK_RETRY_MAX_MS`): a failure that repeats costs a rebuild now and then, not one a
+        second."""
         if now_ms < self._tick_after_ms or not self.core.due(now_ms):
             return False
         if self._apply(Input(kind=InputKind.TICK, now_ms=now_ms)):
+            self._tick_retry_ms = TICK_RETRY_MS
             return True
-        self._tick_after_ms = now_ms + TICK_RETRY_MS
+        self._tick_after_ms = now_ms + self._tick_retry_ms
+        self._tick_retry_ms = min(2 * self._tick_retry_ms, TICK_RETRY_MAX_MS)
         return False
 
     def _apply(self, record: Input) -> bool:
@@ -514,6 +522,7 @@ class Node:
             self._fatal("rollback.failed", failure)
             return
         self.stats["failed"] += 1
+        self._checkpoint_soon = True
         log.error(
             "input.failed",
             **fields,
@@ -668,10 +677,11 @@ class Node:
             if loop.time() - last_sync >= CDR_SYNC_SECONDS:
                 last_sync = loop.time()
                 await self._offload(cdrs.sync)
+            since = store.records_since_checkpoint
             if (
-                store.records_since_checkpoint >= self.config.checkpoint_records
-                and not self._checkpointing
-            ):
+                since >= self.config.checkpoint_records or (self._checkpoint_soon and since > 0)
+            ) and not self._checkpointing:
+                self._checkpoint_soon = False
                 await self._checkpoint()
 
     async def _checkpoint(self) -> None:

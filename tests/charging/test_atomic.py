@@ -85,9 +85,10 @@ class Injected(RuntimeError):
 
 
 def fail_once(monkeypatch: pytest.MonkeyPatch, name: str, *, at_call: int = 1) -> list[int]:
-    """Make the `at_call`-th call of `ocs.core.charging.<name>` from now raise `Injected`
-    (calls before and after it behave normally). Returns the call counter."""
-    real = getattr(charging_module, name)
+    """Make the `at_call`-th call of `ocs.core.charging.<name>` (or of `Ledger.apply`) from
+    now raise `Injected` (calls before and after it behave normally). Returns the call
+    counter."""
+    real: Any = Ledger.apply if name == "Ledger.apply" else getattr(charging_module, name)
     calls = [0]
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -99,6 +100,8 @@ def fail_once(monkeypatch: pytest.MonkeyPatch, name: str, *, at_call: int = 1) -
     if name == "CDR_ENCODER":  # an object: its `encode` fails
         real = real.encode
         monkeypatch.setattr(charging_module, name, Encoder(call))
+    elif name == "Ledger.apply":  # (the interpreted build only: compiled classes are closed)
+        monkeypatch.setattr(Ledger, "apply", call)
     else:
         monkeypatch.setattr(charging_module, name, call)
     return calls
@@ -282,6 +285,12 @@ class Case:
 
 SID = f"{UPF};atomic;1"
 CASES = [
+    Case(  # between two ledger commands: the usage posted, then reserving the new grant fails
+        "update-between-ledger-commands",
+        "Ledger.apply",
+        lambda sid: ccr(sid, UPDATE, 1, mscc(10, used=(usu(octets=3 * MiB),), ask=rsu())),
+        at_call=2,
+    ),
     Case(  # the answer fails to encode after the usage was posted and a new grant reserved
         "update-posted",
         "encode_body",
@@ -330,7 +339,19 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            c,
+            id=c.name,
+            marks=pytest.mark.skipif(
+                c.hook == "Ledger.apply" and not INTERPRETED, reason="compiled Ledger"
+            ),
+        )
+        for c in CASES
+    ],
+)
 async def test_a_request_the_core_fails_on_is_not_applied_at_all(
     case: Case,
     tmp_path: Path,
@@ -431,7 +452,8 @@ async def test_a_tick_the_core_fails_on_is_rolled_back_and_retried_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: list[MutableMapping[str, Any]]
 ) -> None:
     """Supervision closes a silent session (reservations voided, CDR numbered), then its CDR
-    fails to encode: the tick is undone and not journaled, and is tried again a minute later."""
+    fails to encode: the tick is undone and not journaled, and is tried again a minute later,
+    then two minutes after that."""
     async with running(tmp_path / "data") as run:
         await setup_session(run, SID)
         await run.node.drain()
@@ -447,7 +469,12 @@ async def test_a_tick_the_core_fails_on_is_rolled_back_and_retried_later(
         assert node.tick(later + 1000) is False  # not retried at once
         assert state(node) == before
         assert await replayed_state(run, tmp_path) == before
-        assert node.tick(later + TICK_RETRY_MS) is True
+        fail_once(monkeypatch, "CDR_ENCODER")  # it fails again a minute later ...
+        assert node.tick(later + TICK_RETRY_MS) is False
+        assert len(failures(events)) == 2
+        # ... so the next try waits twice as long
+        assert node.tick(later + 2 * TICK_RETRY_MS) is False
+        assert node.tick(later + 3 * TICK_RETRY_MS) is True
         assert SID not in node.core.sessions and node.core.cdr_seq == 1
         after = state(node)
         assert await replayed_state(run, tmp_path) == after
@@ -491,7 +518,8 @@ async def test_a_rollback_starts_from_the_latest_snapshot(
 ) -> None:
     """The rebuild restores the latest snapshot (here one written by the running server's
     checkpoint, in a forked child) and replays only the inputs journaled after it; the
-    inputs the snapshot covers are no longer kept."""
+    inputs the snapshot covers are no longer kept. A checkpoint follows the rebuild, so that
+    another one would replay nothing."""
     async with running(tmp_path / "data", checkpoint_records=4) as run:
         await setup_session(run, SID)
         await run.balance()  # catalog, CREATE, INITIAL, GET: a checkpoint is due
@@ -513,6 +541,11 @@ async def test_a_rollback_starts_from_the_latest_snapshot(
         (failed,) = failures(events)
         assert failed["replayed"] == since
         assert await replayed_state(run, tmp_path) == before
+        for _ in range(200):  # a rebuild makes the next checkpoint come at once
+            if journal.snapshot_lsn == journal.last_lsn:
+                break
+            await asyncio.sleep(0.05)
+        assert journal.snapshot_lsn == journal.last_lsn and node.component.retained == 0
 
 
 async def test_a_journaled_input_that_fails_in_replay_stops_recovery_with_its_lsn(
