@@ -525,7 +525,7 @@ async def test_a_rollback_starts_from_the_latest_snapshot(
         await run.balance()  # catalog, CREATE, INITIAL, GET: a checkpoint is due
         node, journal = run.node, run.node.store.journal
         for _ in range(200):  # the timer checks each second
-            if journal.snapshot_lsn >= 4 and not node.component.retained > 0:
+            if journal.snapshot_lsn >= 4 and node.component.retained == 0:
                 break
             await asyncio.sleep(0.05)
         assert journal.snapshot_lsn >= 4
@@ -542,7 +542,7 @@ async def test_a_rollback_starts_from_the_latest_snapshot(
         assert failed["replayed"] == since
         assert await replayed_state(run, tmp_path) == before
         for _ in range(200):  # a rebuild makes the next checkpoint come at once
-            if journal.snapshot_lsn == journal.last_lsn:
+            if journal.snapshot_lsn == journal.last_lsn and node.component.retained == 0:
                 break
             await asyncio.sleep(0.05)
         assert journal.snapshot_lsn == journal.last_lsn and node.component.retained == 0
