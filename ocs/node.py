@@ -395,7 +395,7 @@ class Node:
         if now_ms < self._tick_after_ms or not self.core.due(now_ms):
             return False
         if self._apply(Input(kind=InputKind.TICK, now_ms=now_ms)):
-            self._tick_retry_ms = TICK_RETRY_MS
+            self._tick_after_ms, self._tick_retry_ms = 0, TICK_RETRY_MS
             return True
         self._tick_after_ms = now_ms + self._tick_retry_ms
         self._tick_retry_ms = min(2 * self._tick_retry_ms, TICK_RETRY_MAX_MS)

@@ -7,9 +7,10 @@ CDR numbers are discarded; a retransmission is processed again; the journal hold
 so a restart (a replay of the whole journal) rebuilds the same state.
 
 Failures are injected through names the core looks up in its module at each call
-(`encode_body`, `Action`, `CDR_ENCODER`): each fails once, at a chosen call, after the input has
-changed the ledger and the sessions; the rebuild's replay of the journaled inputs then runs
-normally, as it would for a real bug that only this input triggers.
+(`encode_body`, `Action`, `CDR_ENCODER`, ...; and between two ledger commands in the interpreted
+build): each fails once, at a chosen call, after the input has changed the ledger and the
+sessions; the rebuild's replay of the journaled inputs then runs normally, as it would for a
+real bug that only this input triggers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,53 +85,38 @@ class Injected(RuntimeError):
     """The failure a test injects into the core."""
 
 
-def fail_once(monkeypatch: pytest.MonkeyPatch, name: str, *, at_call: int = 1) -> list[int]:
-    """Make the `at_call`-th call of `ocs.core.charging.<name>` (or of `Ledger.apply`) from
-    now raise `Injected` (calls before and after it behave normally). Returns the call
-    counter."""
-    real: Any = Ledger.apply if name == "Ledger.apply" else getattr(charging_module, name)
-    calls = [0]
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        if calls[0] == at_call:
-            raise Injected(f"{name} failed (call {at_call})")
-        return real(*args, **kwargs)
-
-    if name == "CDR_ENCODER":  # an object: its `encode` fails
-        real = real.encode
-        monkeypatch.setattr(charging_module, name, Encoder(call))
-    elif name == "Ledger.apply":  # (the interpreted build only: compiled classes are closed)
-        monkeypatch.setattr(Ledger, "apply", call)
-    else:
-        monkeypatch.setattr(charging_module, name, call)
-    return calls
-
-
-def fail_at(monkeypatch: pytest.MonkeyPatch, at_call: int) -> list[int]:
-    """Make the `at_call`-th call, counted over all of `HOOKS` (and, in the pure-Python build,
-    the ledger's `apply`: a failure between two ledger commands of one input), raise
-    `Injected`. Returns the call counter."""
+def fail_at(monkeypatch: pytest.MonkeyPatch, at_call: int, hooks: Iterable[str]) -> list[int]:
+    """Make the `at_call`-th call from now, counted over `hooks`, raise `Injected` (the calls
+    before and after it behave normally). A hook is a name the core looks up in
+    `ocs.core.charging` at each call, in the mypyc-compiled build too (`encode_body`,
+    `CDR_ENCODER`'s `encode`, `Action`, ...), or "Ledger.apply" (a failure between two ledger
+    commands; the interpreted build only: compiled classes cannot be patched). Returns the
+    call counter."""
     calls = [0]
 
     def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             calls[0] += 1
             if calls[0] == at_call:
-                raise Injected(f"call {at_call}")
+                raise Injected(f"call {at_call} of {', '.join(hooks)}")
             return real(*args, **kwargs)
 
         return call
 
-    for name in HOOKS:
-        real = getattr(charging_module, name)
-        if name == "CDR_ENCODER":
-            monkeypatch.setattr(charging_module, name, Encoder(wrap(real.encode)))
+    for name in hooks:
+        if name == "Ledger.apply":
+            monkeypatch.setattr(Ledger, "apply", wrap(Ledger.apply))
+        elif name == "CDR_ENCODER":
+            real = getattr(charging_module, name).encode
+            monkeypatch.setattr(charging_module, name, Encoder(wrap(real)))
         else:
-            monkeypatch.setattr(charging_module, name, wrap(real))
-    if INTERPRETED:
-        monkeypatch.setattr(Ledger, "apply", wrap(Ledger.apply))
+            monkeypatch.setattr(charging_module, name, wrap(getattr(charging_module, name)))
     return calls
+
+
+def fail_once(monkeypatch: pytest.MonkeyPatch, hook: str, *, at_call: int = 1) -> list[int]:
+    """`fail_at` with one hook."""
+    return fail_at(monkeypatch, at_call, [hook])
 
 
 @dataclass(frozen=True)
@@ -331,7 +317,7 @@ CASES = [
         ),
         action=True,
     ),
-    Case(  # the ledger credited the account and a RAR was queued, then the answer fails
+    Case(  # the ledger credited the account, then the answer fails
         "credit",
         "encode_body",
         lambda sid: amr(AccountOperation.CREDIT, "a", amount=3 * EUR, origin=UPF),
@@ -840,7 +826,7 @@ def test_any_input_failing_at_any_point_changes_nothing(
         before, produced, failed = a.state(), len(a.cdrs), len(a.failed)
         with pytest.MonkeyPatch.context() as patch:
             if fault is not None:
-                fail_at(patch, fault)
+                fail_at(patch, fault, [*HOOKS, "Ledger.apply"] if INTERPRETED else HOOKS)
             result = a.input(record)
         if len(a.failed) > failed:
             assert isinstance(a.failed[-1], Injected)
