@@ -69,6 +69,7 @@ from protocol.codes import (
 from protocol.header import Header
 from protocol.messages import AMA, AMR, ASA, ASR, CCA, CCR, RAA, RAR, Answer, Request
 from tests.charging.conftest import DEMO, EUR, PEAK, SMS, MiB, amr, ccr, mscc, rsu, usu
+from tests.server.process import ServerProcess
 
 APPS = (ApplicationId.CREDIT_CONTROL, ApplicationId.ADMINISTRATION)
 UPF = "upf1.test.local"
@@ -77,6 +78,7 @@ INITIAL = CCRequestType.INITIAL
 UPDATE = CCRequestType.UPDATE
 TERMINATION = CCRequestType.TERMINATION
 U64_MAX = 2**64 - 1
+FULL = AoCRequestType.FULL
 # the core's logic is plain Python (OCS_PURE=1), not mypyc-compiled: its classes can be patched
 INTERPRETED = ocs.core.ledger.__file__ is not None and ocs.core.ledger.__file__.endswith(".py")
 
@@ -859,3 +861,41 @@ def test_any_input_failing_at_any_point_changes_nothing(
         for c in s.containers  # CDRs to come
     )
     assert charged == (totals.debits - admin["debit"]) - (totals.credits - admin["credit"])
+
+
+async def test_ocs_serve_survives_the_update_and_exits_zero(tmp_path: Path) -> None:
+    """The same UPDATE against `ocs serve`: it used to leave a state that no checkpoint could
+    encode (SIGTERM then exited 1) and a journal no restart could replay. Now: answered, logged
+    once if the core failed on it, SIGTERM exits 0, and the restart carries on the session."""
+    sid = f"{UPF};atomic;serve"
+    data = tmp_path / "data"
+    server = ServerProcess(data, "--log-json").start()
+    try:
+        client = await Client.connect(port=server.port, origin_host=UPF, applications=APPS)
+        created = await client.request(
+            amr(AccountOperation.CREATE, "a", amount=20 * EUR, subscriber=SUB, origin=UPF)
+        )
+        assert created.result_code == 2001
+        sms = mscc(30, ask=rsu(units=1))
+        opened = await client.request(ccr(sid, INITIAL, 0, sms, subscriber=SUB, service=SMS))
+        assert opened.result_code == 2001
+        used = (usu(units=U64_MAX),) * 3
+        huge = ccr(sid, UPDATE, 1, mscc(30, used=used, ask=rsu()), service=SMS, aoc=FULL)
+        answer = await client.request(huge)
+        assert answer.result_code in (5004, 5012)
+        got = await client.request(amr(AccountOperation.GET, "a", origin=UPF))
+        assert got.result_code == 2001  # the connection is still open
+        assert server.terminate() == 0
+        await client.wait_closed()
+        logged = [json.loads(line) for line in server.log_text().splitlines() if line[:1] == "{"]
+        failed = [e for e in logged if e["event"] == "input.failed"]
+        assert len(failed) == (answer.result_code == 5012)
+        server.start()
+        client = await Client.connect(port=server.port, origin_host=UPF, applications=APPS)
+        end = ccr(sid, TERMINATION, 1, mscc(30, used=(usu(units=1),)), service=SMS)
+        assert (await client.request(end)).result_code == 2001
+        assert server.terminate() == 0
+        await client.wait_closed()
+    finally:
+        server.kill()
+    assert [r["charge"] for r in iter_records(data / "cdr")] == [100_000]
