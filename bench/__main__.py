@@ -6,7 +6,14 @@ import importlib.util
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.codec", "bench.rating", "bench.ledger", "bench.load", "bench.instructions"]
+BENCHMARKS = [
+    "bench.codec",
+    "bench.rating",
+    "bench.ledger",
+    "bench.load",
+    "bench.instructions",
+    "bench.rollback",
+]
 
 
 def main() -> int:

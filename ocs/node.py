@@ -9,6 +9,11 @@ with the LSN of their record, until the journal is durable past it; only then ar
 written to the CDR files, so a CDR file never runs ahead of the journal. Recovery (`recover`,
 called by `Node.open`) replays the journal through the same core, which regenerates every CDR
 with the same sequence number; those the CDR files lack are written then.
+
+Inputs are atomic: an input the core raises on (a request, a tick, a catalog) was not journaled
+yet, so `CoreComponent.rebuild` puts the core back as the journal says it is (the latest
+snapshot plus the inputs journaled since), its CDRs and RAR/ASR are dropped, the failure is
+logged once (`input.failed`) and a request is answered 5012 DIAMETER_UNABLE_TO_COMPLY.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +31,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
+import msgspec
 import structlog
 
 from ocs.core.charging import (
@@ -45,8 +53,9 @@ from ocs.edge.cdr_files import CdrError, CdrWriter, read_lines
 from ocs.edge.group_commit import DurabilityError, GroupCommit
 from ocs.edge.journal import MARK_NAME, JournalCorruptError, JournalError
 from ocs.edge.server import PeerHandle, RequestContext, Server, ServerConfig
-from ocs.edge.store import Checkpoint, ForkedCheckpoint, JournalReplayError, Store
-from protocol.codes import CommandCode, ReAuthRequestType
+from ocs.edge.store import KIND_LEDGER, Checkpoint, ForkedCheckpoint, JournalReplayError, Store
+from protocol.codes import CommandCode, ReAuthRequestType, ResultCode
+from protocol.errors import ProtocolError
 from protocol.messages import AMR, ASR, CCR, RAR, Answer
 from protocol.peer import PeerState
 from rating import CatalogError
@@ -58,11 +67,31 @@ _T = TypeVar("_T")
 KIND_CORE: Final = 2
 TICK_SECONDS: Final = 1.0
 CDR_SYNC_SECONDS: Final = 1.0
+# after a tick the core failed on (rolled back), the next one is tried this much later,
+# twice as late after each further failure, at most TICK_RETRY_MAX_MS
+TICK_RETRY_MS: Final = 60_000
+TICK_RETRY_MAX_MS: Final = 3_600_000
+_SNAPSHOT_DECODER: Final = msgspec.msgpack.Decoder(dict[int, bytes])
+_ERROR_CHARS: Final = 200  # an exception's text in the log (it may quote a peer's values)
 
 
 class RecoveryError(RuntimeError):
     """The data directory is inconsistent (CDR files ahead of the journal, or behind a
     snapshot): refuse to start rather than number records twice."""
+
+
+class ReplayError(RecoveryError):
+    """A journaled input that the core cannot apply in replay (damage the checksums missed, a
+    bug, a journal of another build). Live, every input the core failed on was rolled back and
+    never journaled, so this cannot come from a request: recovery stops here rather than skip
+    the record (skipping it would replay a history that never happened)."""
+
+    def __init__(self, *, lsn: int | None, kind: str, reason: str) -> None:
+        where = f"journal record {lsn}" if lsn is not None else "a journal record"
+        super().__init__(f"{where} ({kind}) cannot be applied: {reason}")
+        self.lsn = lsn
+        self.kind = kind
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,25 +111,101 @@ class NodeConfig:
 
 
 class CoreComponent:
-    """The core as a journal component: its inputs are records of kind `KIND_CORE`."""
+    """The core as a journal component (its inputs are records of kind `KIND_CORE`), and what
+    makes an input atomic: `rebuild` puts the core and its ledger back exactly as they were
+    after the last journaled input.
+
+    The state is a function of the journal: the latest snapshot plus the inputs journaled
+    since. So the component keeps those inputs (their encoded bytes, the journal's records
+    without the kind byte; `journaled` adds one, `forget_through` drops those a newer snapshot
+    covers), and an input the core raised on (never journaled: the edge journals an input only
+    once the core has handled it) is undone by restoring the snapshot and replaying them. That
+    costs nothing per input but a reference to bytes that exist anyway, and memory: about
+    the size of the journal since the last checkpoint (docs/durability.md, *Atomic inputs*).
+    """
 
     def __init__(self, core: ChargingCore) -> None:
+        """`core` as built, on a fresh ledger, before any input: that state is the base of a
+        rebuild while no snapshot exists."""
         self.core = core
+        self._initial = (core.ledger.snapshot(), core.snapshot())
+        # the journaled inputs after the base (the latest snapshot), oldest first: the last
+        # one is the journal's last record, so the i-th of n has LSN last_lsn - n + 1 + i
+        self._inputs: deque[bytes] = deque()
 
     def snapshot(self) -> bytes:
         return self.core.snapshot()
 
     def restore(self, data: bytes) -> None:
         self.core.restore(data)
+        self._inputs.clear()
 
-    def replay(self, body: bytes) -> None:
+    def replay(self, body: bytes, lsn: int | None = None) -> None:
         """Re-apply a journaled input. What it asked the network to do (RAR, ASR) was sent, or
         not, before the crash, and no connection is routed yet: those outputs are discarded;
-        its CDRs are kept for `recover` to compare with the CDR files."""
+        its CDRs are kept for `recover` to compare with the CDR files. An input the core
+        raises on is `ReplayError` (with its LSN): recovery must stop, never skip it."""
         core = self.core
-        core.apply(decode_input(body))
+        try:
+            core.apply(decode_input(body))
+        except Exception as exc:
+            raise ReplayError(lsn=lsn, kind=_input_kind(body), reason=_describe(exc)) from exc
         core.take_actions()
         core.take_closed()
+        self._inputs.append(body)
+
+    def journaled(self, body: bytes) -> None:
+        """`body` (an encoded `Input`) was applied and journaled as the last record."""
+        self._inputs.append(body)
+
+    def forget_through(self, lsn: int, last_lsn: int) -> None:
+        """A snapshot covering the records up to `lsn` is in place (the journal's last record
+        is `last_lsn`): the inputs it covers are no longer needed for a rebuild."""
+        inputs = self._inputs
+        for _ in range(len(inputs) - (last_lsn - lsn)):
+            inputs.popleft()
+
+    @property
+    def retained(self) -> int:
+        """How many journaled inputs are kept for a rebuild."""
+        return len(self._inputs)
+
+    def rebuild(self, snapshot: tuple[int, bytes] | None, last_lsn: int) -> int:
+        """Undo whatever the core did since the last journaled input (record `last_lsn`): its
+        outputs are discarded, the ledger and the core are restored from `snapshot` (the
+        latest one, as (lsn, data); None: no snapshot yet) and the inputs journaled since are
+        replayed. Returns how many were replayed. Raises `RecoveryError` if the inputs
+        after the snapshot are not all kept (cannot happen while `forget_through` is only
+        called for installed snapshots)."""
+        core = self.core
+        ledger = core.ledger
+        core.take_cdrs()  # what the failed input produced: its CDRs, actions, closed sessions
+        core.take_actions()
+        core.take_closed()
+        inputs = self._inputs
+        base_lsn = 0 if snapshot is None else snapshot[0]
+        surplus = len(inputs) - (last_lsn - base_lsn)
+        if surplus < 0:
+            raise RecoveryError(
+                f"cannot rebuild: {last_lsn - base_lsn} inputs since the snapshot at "
+                f"{base_lsn}, {len(inputs)} kept"
+            )
+        if snapshot is None:
+            ledger_state, core_state = self._initial
+        else:
+            states = _SNAPSHOT_DECODER.decode(snapshot[1])
+            ledger_state, core_state = states[KIND_LEDGER], states[KIND_CORE]
+        ledger.restore(ledger_state)
+        core.restore(core_state)
+        core.catalog_journaled = snapshot is not None  # as `recover` finds it
+        for _ in range(surplus):
+            inputs.popleft()
+        for body in inputs:
+            core.apply(decode_input(body))
+            core.take_cdrs()  # produced (and kept) when the input was first applied
+            core.take_actions()
+            core.take_closed()
+        return len(inputs)
 
 
 class Recovered(NamedTuple):
@@ -108,6 +213,7 @@ class Recovered(NamedTuple):
 
     store: Store
     core: ChargingCore
+    component: CoreComponent
     cdrs: CdrWriter
     catalog_text: str  # the catalog file's text (``NodeConfig.catalog``), validated
     cdrs_on_disk: int  # the last CDR sequence number the files held before recovery
@@ -132,10 +238,9 @@ def recover(config: NodeConfig, *, origin_host: str, origin_realm: str) -> Recov
             origin_realm=origin_realm,
             min_tcc_s=config.min_tcc_s,
         )
+        component = CoreComponent(core)
         started = time.perf_counter()
-        store = Store.open(
-            config.data_dir, ledger=ledger, components={KIND_CORE: CoreComponent(core)}
-        )
+        store = Store.open(config.data_dir, ledger=ledger, components={KIND_CORE: component})
     except Exception as exc:  # e.g. DataDirLockedError: another server has the directory
         _startup_failed(config, exc)
         raise
@@ -158,6 +263,7 @@ def recover(config: NodeConfig, *, origin_host: str, origin_realm: str) -> Recov
     return Recovered(
         store=store,
         core=core,
+        component=component,
         cdrs=cdrs,
         catalog_text=text,
         cdrs_on_disk=on_disk,
@@ -245,6 +351,7 @@ class Node:
         self.config = config
         self.store = recovered.store
         self.core = recovered.core
+        self.component = recovered.component
         self.cdrs = recovered.cdrs
         self._pending_cdrs: deque[tuple[int, int, bytes]] = deque()  # (lsn, seq, line)
         # the connection each open session last used: where its RAR/ASR go (section 7)
@@ -252,7 +359,21 @@ class Node:
         self._timer: asyncio.Task[None] | None = None
         self._io: asyncio.Future[Any] | None = None  # file I/O of the timers, in a worker
         self._checkpointing = False
-        self.stats = {"requests": 0, "journaled": 0, "cdrs": 0, "rar": 0, "asr": 0}
+        # held while a checkpoint is put in place (a worker thread) and while a rebuild reads
+        # the latest snapshot (the loop): the rebuild sees one snapshot, whole
+        self._snapshot_lock = threading.Lock()
+        self._tick_after_ms = 0  # no tick before this (a failed tick is retried later)
+        self._tick_retry_ms = TICK_RETRY_MS
+        # a rebuild happened: checkpoint at the next tick, so that the next one replays little
+        self._checkpoint_soon = False
+        self.stats = {
+            "requests": 0,
+            "journaled": 0,
+            "failed": 0,
+            "cdrs": 0,
+            "rar": 0,
+            "asr": 0,
+        }
         self.commit = GroupCommit(
             self.store.journal,
             sync_interval_ms=config.relaxed_sync_ms,
@@ -291,10 +412,20 @@ class Node:
             cdrs_rewritten=max(0, core.cdr_seq - recovered.cdrs_on_disk),
             seconds=round(recovered.seconds, 3),
         )
-        if not core.catalog_journaled or core.catalog_text != recovered.catalog_text:
-            node._put_catalog(recovered.catalog_text)
-        if core.refund_window_s != config.refund_window_s:
-            node._put_settings(Settings(refund_window_s=config.refund_window_s))
+        if (
+            not core.catalog_journaled or core.catalog_text != recovered.catalog_text
+        ) and not node._put_catalog(recovered.catalog_text):
+            error = "the catalog file could not be put in force (input.failed says why)"
+            log.critical("startup.failed", data_dir=str(config.data_dir), error=error)
+            await node.close()
+            raise RecoveryError(error)
+        if core.refund_window_s != config.refund_window_s and not node._put_settings(
+            Settings(refund_window_s=config.refund_window_s)
+        ):
+            error = "the settings could not be put in force (input.failed says why)"
+            log.critical("startup.failed", data_dir=str(config.data_dir), error=error)
+            await node.close()
+            raise RecoveryError(error)
         node._timer = asyncio.get_running_loop().create_task(node._timers())
         return node
 
@@ -328,26 +459,49 @@ class Node:
         if text == core.catalog_text:
             log.info("catalog.unchanged")
             return False
-        self._put_catalog(text)
+        if not self._put_catalog(text):  # the core failed on it: the catalog in force stays
+            return False
         log.info("catalog.reloaded", sessions=len(core.sessions))
         return True
 
-    def _put_catalog(self, text: str) -> None:
-        """Journal a catalog as an input and put it in force (at start-up and on SIGHUP)."""
-        record = Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode())
-        lsn = self._journal_input(record)
-        self.core.apply(record)
-        self._after_core(lsn)
-        self.commit.schedule()
+    def _put_catalog(self, text: str) -> bool:
+        """Put a catalog in force and journal it as an input (at start-up and on SIGHUP);
+        False if the core failed on it (then nothing changed)."""
+        return self._apply(Input(kind=InputKind.CATALOG, now_ms=_now_ms(), body=text.encode()))
 
-    def _put_settings(self, settings: Settings) -> None:
-        """Journal core settings as an input and put them in force (at start-up, when the
-        configuration differs from the recovered state): replay never reads the configuration."""
-        record = settings_input(_now_ms(), settings)
-        lsn = self._journal_input(record)
-        self.core.apply(record)
-        self._after_core(lsn)
+    def tick(self, now_ms: int) -> bool:
+        """Session supervision and reservation expiry at `now_ms` (the timer's, each second):
+        applied and journaled as a `TICK` input when something is due, wholly or not at all.
+        True if one was applied. A tick the core failed on is rolled back, and the next is
+        tried `TICK_RETRY_MS` later, then twice as late after each further failure (up to
+        `TICK_RETRY_MAX_MS`): a failure that repeats costs a rebuild now and then, not one a
+        second."""
+        if now_ms < self._tick_after_ms or not self.core.due(now_ms):
+            return False
+        if self._apply(Input(kind=InputKind.TICK, now_ms=now_ms)):
+            self._tick_after_ms, self._tick_retry_ms = 0, TICK_RETRY_MS
+            return True
+        self._tick_after_ms = now_ms + self._tick_retry_ms
+        self._tick_retry_ms = min(2 * self._tick_retry_ms, TICK_RETRY_MAX_MS)
+        return False
+
+    def _apply(self, record: Input) -> bool:
+        """Apply a tick or a catalog, then journal it; False if the core failed on it (then
+        it was rolled back and is not journaled)."""
+        try:
+            self.core.apply(record)
+        except Exception as exc:
+            self._input_failed(exc, kind=record.kind.name.lower())
+            return False
+        self._after_core(self._journal_input(record))
         self.commit.schedule()
+        return True
+
+    def _put_settings(self, settings: Settings) -> bool:
+        """Put core settings in force and journal them as an input (at start-up, when the
+        configuration differs from the recovered state: replay never reads the configuration);
+        False if the core failed on them (then nothing changed)."""
+        return self._apply(settings_input(_now_ms(), settings))
 
     async def drain(self) -> None:
         """Wait until everything journaled so far is durable and its answers were released."""
@@ -389,6 +543,11 @@ class Node:
     def _journal_failed(self, exc: BaseException) -> None:
         self._fatal("journal.failed", exc)
 
+    def _locked(self, install: Callable[[_T], None], checkpoint: _T) -> None:
+        """Put a checkpoint in place (in a worker thread) while no rebuild reads it."""
+        with self._snapshot_lock:
+            install(checkpoint)
+
     def _fatal(self, event: str, exc: BaseException) -> None:
         """The journal or the CDR files failed (or a timer crashed): the state in memory can no
         longer be made durable, so stop; a restart recovers from the journal."""
@@ -400,7 +559,10 @@ class Node:
     def _ccr(self, ctx: RequestContext, message: CCR) -> bytes:
         core = self.core
         origin = message.origin_host
-        result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        try:
+            result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        except Exception as exc:
+            raise self._request_failed(exc, ctx, origin, message.session_id) from None
         self._record(ctx, origin, result, CommandCode.CREDIT_CONTROL)
         if core.has_session(message.session_id):  # (events and refused INITIALs open none)
             self.routes[message.session_id] = ctx.peer
@@ -408,9 +570,56 @@ class Node:
 
     def _amr(self, ctx: RequestContext, message: AMR) -> bytes:
         origin = message.origin_host
-        result = self.core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        try:
+            result = self.core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
+        except Exception as exc:
+            raise self._request_failed(exc, ctx, origin, None) from None
         self._record(ctx, origin, result, CommandCode.ACCOUNT_MANAGEMENT)
         return result.body
+
+    def _request_failed(
+        self, exc: Exception, ctx: RequestContext, origin: str, session_id: str | None
+    ) -> ProtocolError:
+        """The core raised on a request: roll it back (nothing was journaled, nothing is
+        remembered, so a retransmission is processed again) and answer 5012."""
+        self._input_failed(
+            exc,
+            kind="request",
+            command=ctx.header.command_code,
+            peer=origin,
+            session=session_id,
+            end_to_end=ctx.header.end_to_end,
+        )
+        return ProtocolError(
+            ResultCode.UNABLE_TO_COMPLY,
+            "the request could not be processed; nothing was applied",
+            session_id=session_id,
+        )
+
+    def _input_failed(self, exc: Exception, **fields: Any) -> None:
+        """The core raised on an input it had not finished (never journaled): put the core and
+        the ledger back as they were after the last journaled input (`CoreComponent.rebuild`,
+        from the latest snapshot) and log it, once. If even that fails, the state in memory
+        is unknown: stop; a restart recovers from the journal."""
+        started = time.perf_counter()
+        journal = self.store.journal
+        try:
+            with self._snapshot_lock:
+                snapshot = journal.load_snapshot()
+            replayed = self.component.rebuild(snapshot, journal.last_lsn)
+        except Exception as failure:
+            log.error("input.failed", **fields, error=_describe(exc))
+            self._fatal("rollback.failed", failure)
+            return
+        self.stats["failed"] += 1
+        self._checkpoint_soon = True
+        log.error(
+            "input.failed",
+            **fields,
+            error=_describe(exc),
+            replayed=replayed,
+            rollback_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
     def _record(self, ctx: RequestContext, origin: str, result: Result, command: int) -> None:
         self.stats["requests"] += 1
@@ -430,7 +639,10 @@ class Node:
 
     def _journal_input(self, record: Input) -> int:
         self.stats["journaled"] += 1
-        return self.store.append(KIND_CORE, encode_input(record))
+        body = encode_input(record)
+        lsn = self.store.append(KIND_CORE, body)
+        self.component.journaled(body)
+        return lsn
 
     def _after_core(self, lsn: int | None) -> None:
         """Collect what the core produced: CDRs (held until their record is durable) and
@@ -548,22 +760,18 @@ class Node:
         last_sync = loop.time()
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            core, store, cdrs = self.core, self.store, self.cdrs
-            now_ms = _now_ms()
-            if core.due(now_ms):
-                lsn = self._journal_input(Input(kind=InputKind.TICK, now_ms=now_ms))
-                core.tick(now_ms)
-                self._after_core(lsn)
-                self.commit.schedule()
+            store, cdrs = self.store, self.cdrs
+            self.tick(_now_ms())
             self._move_cdrs()  # relaxed mode: CDRs whose records were fsynced since
             cdrs.maybe_rotate()
             if loop.time() - last_sync >= CDR_SYNC_SECONDS:
                 last_sync = loop.time()
                 await self._offload(cdrs.sync)
+            since = store.records_since_checkpoint
             if (
-                store.records_since_checkpoint >= self.config.checkpoint_records
-                and not self._checkpointing
-            ):
+                since >= self.config.checkpoint_records or (self._checkpoint_soon and since > 0)
+            ) and not self._checkpointing:
+                self._checkpoint_soon = False
                 await self._checkpoint()
 
     async def _checkpoint(self) -> None:
@@ -607,10 +815,10 @@ class Node:
                 return
             try:
                 if forked is not None:
-                    await self._offload(store.install_checkpoint, forked)
+                    await self._offload(self._locked, store.install_checkpoint, forked)
                 else:
                     assert checkpoint is not None
-                    await self._offload(store.write_checkpoint, checkpoint)
+                    await self._offload(self._locked, store.write_checkpoint, checkpoint)
             except (OSError, JournalError) as exc:
                 if store.journal.broken is not None:
                     raise  # the journal itself failed (rotation): fatal
@@ -618,6 +826,7 @@ class Node:
                 # everything; try again at the next tick
                 log.error("checkpoint.failed", lsn=lsn, error=repr(exc))
                 return
+            self.component.forget_through(lsn, store.journal.last_lsn)
             log.info(
                 "checkpoint.written",
                 lsn=lsn,
@@ -686,5 +895,31 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _describe(exc: BaseException) -> str:
+    """An exception for a log line: its type, its text cut to `_ERROR_CHARS` (it may quote a
+    peer's values) and where it was raised (the innermost frame)."""
+    text = str(exc)
+    if len(text) > _ERROR_CHARS:
+        text = text[:_ERROR_CHARS] + "..."
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return f"{type(exc).__name__}: {text}"
+    last = frames[-1]
+    where = f"{Path(last.filename).name}:{last.lineno} in {last.name}"
+    return f"{type(exc).__name__}: {text} at {where}"
+
+
+def _input_kind(body: bytes) -> str:
+    """What a journaled input is, for an error message: "request 272", "tick", "catalog", or
+    "undecodable" for bytes that are no `Input`."""
+    try:
+        record = decode_input(body)
+    except (msgspec.DecodeError, ValueError):
+        return "undecodable"
+    if record.kind is InputKind.REQUEST:
+        return f"request {record.command} from {record.origin_host[:64]}"
+    return record.kind.name.lower()
+
+
 def _exit_now() -> None:
-    raise SystemExit("journal failed: stopping so that a restart recovers from the log")
+    raise SystemExit("stopping so that a restart recovers from the journal")

@@ -33,6 +33,7 @@ from ocs.core.charging_types import (
     STATE_ENCODER,
     Action,
     ActionKind,
+    BookingRefused,
     CachedAnswer,
     Container,
     CoreState,
@@ -110,6 +111,7 @@ __all__ = [
     "RESERVATION_SLACK_S",
     "Action",
     "ActionKind",
+    "BookingRefused",
     "ChargingCore",
     "Container",
     "Grant",
@@ -920,9 +922,12 @@ class ChargingCore:
                 if total:  # expired meanwhile
                     self._debit_anyway(session, total, now_ms)
             elif posted.code is not Code.OK:
-                # refused (the balance would leave +-MAX_TOTAL): the grant is gone from the
-                # session, so release its reservation rather than hold it until it expires
-                self._void(grant.reservation_id, now_ms)
+                # refused (the balance would leave +-MAX_TOTAL): the containers above hold a
+                # charge the ledger did not book, so the whole input fails (the edge rolls it
+                # back and answers 5012)
+                raise BookingRefused(
+                    f"post of {total} against {grant.reservation_id}: {posted.code.name}"
+                )
         elif total:
             self._debit_anyway(session, total, now_ms)
         if total:
@@ -961,8 +966,9 @@ class ChargingCore:
         return price(rg, units, start_s, now_s, prior).total
 
     def _debit_anyway(self, session: Session, amount: int, now_ms: int) -> None:
-        """Usage with no reservation left to post against: charged in full all the same."""
-        self.ledger.apply(
+        """Usage with no reservation left to post against: charged in full all the same (or,
+        if the ledger refuses, the whole input fails: see `BookingRefused`)."""
+        outcome = self.ledger.apply(
             Debit(
                 id=f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
                 f"{len(session.containers)}",
@@ -973,6 +979,8 @@ class ChargingCore:
             ),
             internal=True,
         )
+        if outcome.code is not Code.OK:
+            raise BookingRefused(f"debit of {amount} usage: {outcome.code.name}")
 
     def _release(self, session: Session, rg_id: int, now_ms: int) -> None:
         grant = session.grants.pop(rg_id, None)

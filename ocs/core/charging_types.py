@@ -87,6 +87,13 @@ def settings_input(now_ms: int, settings: Settings) -> Input:
     return Input(kind=InputKind.SETTINGS, now_ms=now_ms, body=body)
 
 
+class BookingRefused(RuntimeError):
+    """The ledger refused to book a charge or credit that the core had already decided (a post,
+    a debit of usage beyond its reservation, a refund's credit): the input cannot be completed,
+    so it fails whole. The core never records a charge in a CDR that the ledger did not book;
+    the edge rolls the input back (`ocs.node.CoreComponent.rebuild`) and answers 5012."""
+
+
 # --- actions (what the edge sends on the core's behalf) ---------------------------------------
 
 

@@ -379,6 +379,22 @@ class PeerHandle(asyncio.Protocol):
         except ProtocolError as exc:
             self.server.gate.defer(partial(self._send_error, header, exc))
             return
+        except Exception as exc:  # a bug in the handler: answered 5012, the connection stays
+            conn = self.conn
+            log.error(
+                "handler.failed",
+                remote=self.remote,
+                peer=conn.peer_origin_host if conn is not None else None,
+                command=header.command_code,
+                error=f"{type(exc).__name__}: {str(exc)[:200]}",
+            )
+            error = ProtocolError(
+                ResultCode.UNABLE_TO_COMPLY,
+                "the request could not be processed",
+                session_id=getattr(message, "session_id", None),
+            )
+            self.server.gate.defer(partial(self._send_error, header, error))
+            return
         self.server.gate.defer(partial(self._send_answer, header, answer))
 
     def _send_answer(self, header: Header, answer: Answer | bytes) -> None:

@@ -70,8 +70,9 @@ class Component(Protocol):
         """Replace the state with a `snapshot`'s."""
         ...
 
-    def replay(self, body: bytes) -> None:
-        """Re-apply one record that was journaled with `Store.append`, on restart."""
+    def replay(self, body: bytes, lsn: int) -> None:
+        """Re-apply one record that was journaled with `Store.append` (at ``lsn``), on
+        restart."""
         ...
 
 
@@ -312,7 +313,7 @@ def _recover(journal: Journal, ledger: Ledger, components: dict[int, Component])
         if component is None:
             raise _replay_error(f"unregistered kind {tag}", record, tag)
         try:
-            component.replay(payload[1:])
+            component.replay(payload[1:], record.lsn)
         except Exception as exc:  # whatever it is, the record cannot be applied: stop here
             raise _replay_error(f"{type(exc).__name__}: {exc}", record, tag) from exc
         replayed += 1

@@ -93,7 +93,7 @@ class _Inputs:
     def restore(self, data: bytes) -> None:
         pass
 
-    def replay(self, body: bytes) -> None:
+    def replay(self, body: bytes, lsn: int) -> None:
         pass
 
 

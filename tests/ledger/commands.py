@@ -36,7 +36,7 @@ class LedgerCommands:
         if data:
             raise ValueError("the ledger commands component has no state")
 
-    def replay(self, body: bytes) -> None:
+    def replay(self, body: bytes, lsn: int) -> None:
         self.ledger.apply(decode_command(body), replay=True)
 
 

@@ -31,7 +31,7 @@ class Inputs:
     def restore(self, data: bytes) -> None:
         pass
 
-    def replay(self, body: bytes) -> None:
+    def replay(self, body: bytes, lsn: int) -> None:
         pass
 
 

@@ -443,7 +443,7 @@ class Refuses:
     def restore(self, data: bytes) -> None:
         pass
 
-    def replay(self, body: bytes) -> None:
+    def replay(self, body: bytes, lsn: int) -> None:
         raise RuntimeError(f"cannot apply {body!r}")
 
 
@@ -478,7 +478,7 @@ def test_a_record_that_cannot_be_replayed_stops_recovery_naming_it(tmp_path: Pat
 
 
 class _Accepts(Refuses):
-    def replay(self, body: bytes) -> None:
+    def replay(self, body: bytes, lsn: int) -> None:
         pass
 
 

@@ -239,7 +239,7 @@ class Counter:
     def restore(self, data: bytes) -> None:
         self.total = msgspec.msgpack.decode(data, type=int)
 
-    def replay(self, body: bytes) -> None:
+    def replay(self, body: bytes, lsn: int) -> None:
         self.total += msgspec.msgpack.decode(body, type=int)
         self.replays += 1
 
