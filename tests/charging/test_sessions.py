@@ -581,16 +581,3 @@ def test_linked_usage_with_mscc_level_reason(h: Harness) -> None:
         for u in cdr["listOfMultipleUnitUsage"]
     }
     assert triggers == {20: ["QUOTA_EXHAUSTED"], 10: ["LINKED_USAGE"]}
-
-
-def test_a_post_the_ledger_refuses_releases_its_reservation(h: Harness) -> None:
-    """Usage so large that the balance would leave -MAX_TOTAL: the ledger refuses the post, and
-    the grant it was against is gone from the session, so its reservation is released at once
-    instead of holding the account's money until it expires."""
-    h.account("a", SUB, 10 * EUR)
-    open_session(h, "s", PEAK, mscc(30, ask=rsu()), service=SMS)
-    assert h.reserved("a") > 0
-    huge = usu(units=5 * 10**13)  # 0.10 EUR each: 5 x 10^18 micro-units > MAX_TOTAL (2^62)
-    h.cca(ccr("s", UPDATE, 1, mscc(30, used=(huge,)), service=SMS), PEAK + MIN)
-    assert h.reserved("a") == 0 and h.ledger.reservation_count == 0
-    assert "s" in h.core.sessions and h.core.sessions["s"].grants == {}
