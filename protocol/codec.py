@@ -45,6 +45,7 @@ from protocol.limits import (
     MAX_OPAQUE_ITEMS,
     MAX_OPAQUE_KEY_LENGTH,
     MAX_OPAQUE_VALUE_LENGTH,
+    MAX_SESSION_ID_LENGTH,
     MAX_UNITS,
 )
 from protocol.messages import ANSWER_TYPES, CCR, REQUEST_TYPES, Answer, Message, Request
@@ -260,8 +261,8 @@ def _validation_error(text: str, body: bytes | memoryview) -> ProtocolError:
         # the typed pass stopped at a type error before reaching a malformed byte further on
         return ProtocolError(RC.INVALID_AVP_BITS, f"body is not one MessagePack map: {exc}")
     session_id = raw.get("Session-Id") if isinstance(raw, dict) else None
-    if not isinstance(session_id, str):
-        session_id = None
+    if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID_LENGTH:
+        session_id = None  # not a Session-Id the answer can echo (Failed-AVP may hold it)
     missing = _MISSING.match(text)
     if missing:
         path = _parse_path(missing.group("at") or "$")

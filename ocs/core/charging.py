@@ -1476,10 +1476,15 @@ class ChargingCore:
 
 
 def _usage_failed(mscc: MsccRequest, key: str, value: Any) -> dict[str, Any]:
-    """Failed-AVP for the usage of one MSCC: its Rating-Group and `key`, as received."""
+    """Failed-AVP for the usage of one MSCC: its Rating-Group and `key`, as received (an array
+    of unit maps, or one unit map)."""
+    received = msgspec.to_builtins(value)
     return {
         "Multiple-Services-Credit-Control": [
-            {"Rating-Group": mscc.rating_group, key: msgspec.to_builtins(value)}
+            {
+                "Rating-Group": mscc.rating_group,
+                key: list(received) if isinstance(received, tuple) else received,
+            }
         ]
     }
 

@@ -4,7 +4,7 @@ Log lines are bounded whatever a peer sends: `cut_long_values`, the one processo
 goes through before it is rendered, cuts each value (peer-provided strings such as an
 Origin-Host, a Session-Id or an error text, and the text of anything else that is not a
 number) to `MAX_LOG_STRING` characters, and a rendered exception to `MAX_LOG_EXCEPTION`
-(docs/operations.md, "Logs"; docs/protocol.md, "Limits").
+(docs/protocol.md, "Limits").
 """
 
 from __future__ import annotations

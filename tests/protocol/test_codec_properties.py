@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from protocol.codec import decode_body, encode_body, encode_frame
 from protocol.codes import HEADER_LENGTH, CCRequestType, Flag
 from protocol.errors import FramingError, ProtocolError
-from protocol.limits import MAX_UNITS
 from protocol.framing import FrameBuffer
+from protocol.limits import MAX_UNITS
 from protocol.messages import ANSWER_TYPES, CCR, REQUEST_TYPES, Message
 from tests.conftest import VECTORS
 from tests.protocol.strategies import struct_strategy, to_wire_map
@@ -35,9 +35,12 @@ def _ccr_refusal(ccr: CCR) -> int | None:
         return 5004
     for m in msccs:
         rsu = m.requested_service_unit
-        if rsu is not None and rsu.cc_total_octets is None:
-            if (rsu.cc_input_octets or 0) + (rsu.cc_output_octets or 0) > MAX_UNITS:
-                return 5004
+        if (
+            rsu is not None
+            and rsu.cc_total_octets is None
+            and (rsu.cc_input_octets or 0) + (rsu.cc_output_octets or 0) > MAX_UNITS
+        ):
+            return 5004
     return None
 
 
