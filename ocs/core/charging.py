@@ -610,6 +610,7 @@ class ChargingCore:
         available balance below -MAX_BALANCE; decided on `_charge_bound`, before anything
         changes."""
         total = 0
+        available: int | None = None  # the account's, looked up once, if usage is reported
         for mscc in ccr.multiple_services_credit_control or ():
             used = mscc.used_service_unit
             if used is None:
@@ -622,15 +623,17 @@ class ChargingCore:
                 units += units_of(usu, rg.unit) or 0
             bound = self._charge_bound(rg, units)
             total += bound
+            if available is None:
+                view = self.ledger.account(account_id)
+                available = view.available if view is not None else 0
             if bound > MAX_AMOUNT:
                 reason = f"usage of rating group {rg.id} could cost more than {MAX_AMOUNT}"
             elif charged + total > MAX_SESSION_CHARGE:
                 reason = f"the session's charge could exceed {MAX_SESSION_CHARGE}"
-            else:
-                view = self.ledger.account(account_id)
-                if view is None or view.available - total >= -MAX_BALANCE:
-                    continue
+            elif available - total < -MAX_BALANCE:
                 reason = f"the account's balance could fall below -{MAX_BALANCE}"
+            else:
+                continue
             return self._refuse(ccr, _usage_failed(mscc, "Used-Service-Unit", used), reason)
         return None
 
@@ -638,6 +641,11 @@ class ChargingCore:
         """An event whose price could exceed one operation (MAX_AMOUNT), or a refund that
         could take the account's balance past MAX_BALANCE; decided on `_charge_bound`."""
         total = 0
+        balance = 0  # a refund's account's balance, looked up once (0: not a refund)
+        if ccr.requested_action is RequestedAction.REFUND_ACCOUNT:
+            found = self._resolve(ccr)
+            view = self.ledger.account(found[0]) if found is not None else None
+            balance = view.balance if view is not None else 0
         for mscc in ccr.multiple_services_credit_control or ():
             asked = mscc.requested_service_unit
             rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
@@ -646,11 +654,7 @@ class ChargingCore:
             total += self._charge_bound(rg, units_of(asked, rg.unit) or 0)
             if total > MAX_AMOUNT:
                 reason = f"the event could cost more than {MAX_AMOUNT}"
-            elif ccr.requested_action is RequestedAction.REFUND_ACCOUNT:
-                found = self._resolve(ccr)
-                view = self.ledger.account(found[0]) if found is not None else None
-                if view is None or view.balance + total <= MAX_BALANCE:
-                    continue
+            elif balance + total > MAX_BALANCE:
                 reason = f"the refund could take the balance past {MAX_BALANCE}"
             else:
                 continue

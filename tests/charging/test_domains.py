@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from ocs.core.charging import pack_session, unpack_session
-from ocs.core.ledger import Debit
+from ocs.core.ledger import Credit, Debit
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
     AccountOperation,
@@ -72,6 +72,7 @@ MIN = 60_000
 WINDOW = 4 * MIN  # the duplicate window (WIRE.md 6)
 U64 = 2**64 - 1  # the largest Unsigned64: legal on the wire, outside the domain
 SMS_PRICE = 100_000  # micro-units per SMS (demo catalog, RG 30)
+SMS_LARGEST = MAX_AMOUNT // (SMS_PRICE + 1) - 2  # the most SMS one operation's bound admits
 
 
 def codec_refusal(message: CCR | AMR) -> ProtocolError:
@@ -250,6 +251,34 @@ def test_a_report_the_ledger_would_refuse_at_the_balance_bound_is_refused_first(
     assert books(h) == before and h.cdr_lines == cdrs
     view = h.ledger.account("a")
     assert view is not None and view.available >= -MAX_BALANCE
+    h.ledger.check_invariants()
+
+
+def test_a_refund_the_ledger_would_refuse_at_the_balance_bound_is_refused_first() -> None:
+    """An account near +MAX_BALANCE: a refund that could take it past is refused 5004 before
+    anything changes; before, the ledger refused the credit while the event CDR recorded it."""
+    h = Harness()
+    h.account("a", SUB, MAX_AMOUNT)
+    n = 0
+    while h.balance("a") + MAX_AMOUNT <= MAX_BALANCE:
+        n += 1
+        outcome = h.ledger.apply(Credit(id=f"c{n}", now_ms=PEAK, account_id="a", amount=MAX_AMOUNT))
+        assert outcome.ok
+    before = books(h)
+    answer = h.cca(
+        ccr(
+            "r",
+            EVENT,
+            0,
+            mscc(30, ask=rsu(units=SMS_LARGEST)),
+            subscriber=SUB,
+            service=SMS,
+            action=RequestedAction.REFUND_ACCOUNT,
+        ),
+        PEAK,
+    )
+    assert answer.result_code == 5004 and answer.failed_avp is not None
+    assert books(h) == before and h.cdr_lines == []
     h.ledger.check_invariants()
 
 
