@@ -44,7 +44,8 @@ MAX_SUBSCRIPTION_IDS: Final = 16
 MAX_MSCC: Final = 64
 #: Used-Service-Unit entries of one MSCC.
 MAX_USU: Final = 4
-#: Any other array of a request (Host-IP-Address, Auth-Application-Id, Rating-Group of a RAR).
+#: Any other array of a request the server receives (a CER's Host-IP-Address and
+#: Auth-Application-Id).
 MAX_LIST_LENGTH: Final = 64
 
 # --- usage -------------------------------------------------------------------------------------

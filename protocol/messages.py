@@ -309,9 +309,7 @@ class RAR(Request, frozen=True, kw_only=True):
     destination_host: Identity
     auth_application_id: Unsigned32
     re_auth_request_type: ReAuthRequestType
-    rating_group: (
-        Annotated[tuple[Unsigned32, ...], msgspec.Meta(max_length=MAX_LIST_LENGTH)] | None
-    ) = None
+    rating_group: tuple[Unsigned32, ...] | None = None  # as many as the session holds
 
 
 class RAA(Answer, frozen=True, kw_only=True):
