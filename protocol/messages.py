@@ -8,6 +8,12 @@ dictionary of AVP codes. The types are `msgspec.Struct`s, which are slotted and 
 field types and ranges on decode; `None` means "absent" and is never encoded.
 
 `*[AVP]` (may occur more than once) is always a tuple on this side and an array on the wire.
+
+Requests carry the static domains of `protocol.limits` (WIRE.md 1.1 section 2, "Limits") as
+msgspec constraints: lengths of strings and arrays, usage per unit AVP, amounts, the
+CC-Request-Number, Event-Timestamp. The codec answers a value outside them 5004 with
+`Failed-AVP`. Answer-only types keep the plain AVP types: an answer's values come from the
+server, whose own outputs are bounded where they are produced.
 """
 
 from __future__ import annotations
@@ -34,6 +40,23 @@ from protocol.codes import (
     SubscriptionIdType,
     TariffChangeUsage,
 )
+from protocol.limits import (
+    MAX_ACCOUNT_ID_LENGTH,
+    MAX_AMOUNT,
+    MAX_CURRENCY_CODE,
+    MAX_IDENTITY_LENGTH,
+    MAX_LIST_LENGTH,
+    MAX_MSCC,
+    MAX_OPERATION_ID_LENGTH,
+    MAX_REQUEST_NUMBER,
+    MAX_SESSION_ID_LENGTH,
+    MAX_SUBSCRIPTION_DATA_LENGTH,
+    MAX_SUBSCRIPTION_IDS,
+    MAX_TEXT_LENGTH,
+    MAX_TIME_S,
+    MAX_UNITS,
+    MAX_USU,
+)
 
 Unsigned32 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFF_FFFF)]
 Unsigned64 = Annotated[int, msgspec.Meta(ge=0)]  # MessagePack ints stop at 2**64 - 1
@@ -41,6 +64,23 @@ Integer32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 Integer64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Time = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # seconds since the Unix epoch
 FailedAvp = dict[str, Any]
+
+# The domains of request values (protocol.limits; docs/protocol.md, "Limits").
+Identity = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IDENTITY_LENGTH)]
+SessionIdText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SESSION_ID_LENGTH)]
+AccountIdText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ACCOUNT_ID_LENGTH)]
+OperationIdText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_OPERATION_ID_LENGTH)]
+SubscriptionData = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_SUBSCRIPTION_DATA_LENGTH)
+]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
+Units = Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)]  # a unit AVP of a unit map
+TimeUnits = Annotated[int, msgspec.Meta(ge=0, le=min(MAX_UNITS, 0xFFFF_FFFF))]  # CC-Time
+RequestNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_REQUEST_NUMBER)]
+Amount = Annotated[int, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+CreditLimit = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+CurrencyCode = Annotated[int, msgspec.Meta(ge=0, le=MAX_CURRENCY_CODE)]
+EventTime = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_S)]  # Event-Timestamp
 
 _ACRONYMS = {"cc": "CC", "ip": "IP", "avp": "AVP", "aoc": "AoC"}
 
@@ -63,8 +103,8 @@ class Message(Avps, frozen=True, kw_only=True):
 
 class Request(Message, frozen=True, kw_only=True):
     IS_REQUEST: ClassVar[bool] = True
-    origin_host: str
-    origin_realm: str
+    origin_host: Identity
+    origin_realm: Identity
 
 
 class Answer(Message, frozen=True, kw_only=True):
@@ -85,25 +125,26 @@ class Answer(Message, frozen=True, kw_only=True):
 
 class SubscriptionId(Avps, frozen=True, kw_only=True):
     subscription_id_type: SubscriptionIdType
-    subscription_id_data: str
+    subscription_id_data: SubscriptionData
 
 
 class ServiceUnit(Avps, frozen=True, kw_only=True):
-    """Requested-Service-Unit / Granted-Service-Unit: a unit map (WIRE.md 5.1)."""
+    """Requested-Service-Unit / Granted-Service-Unit: a unit map (WIRE.md 5.1). Each unit AVP
+    is at most `MAX_UNITS`, in a request and in a grant alike."""
 
-    cc_time: Unsigned32 | None = None
-    cc_total_octets: Unsigned64 | None = None
-    cc_input_octets: Unsigned64 | None = None
-    cc_output_octets: Unsigned64 | None = None
-    cc_service_specific_units: Unsigned64 | None = None
+    cc_time: TimeUnits | None = None
+    cc_total_octets: Units | None = None
+    cc_input_octets: Units | None = None
+    cc_output_octets: Units | None = None
+    cc_service_specific_units: Units | None = None
 
 
 class UsedServiceUnit(Avps, frozen=True, kw_only=True):
-    cc_time: Unsigned32 | None = None
-    cc_total_octets: Unsigned64 | None = None
-    cc_input_octets: Unsigned64 | None = None
-    cc_output_octets: Unsigned64 | None = None
-    cc_service_specific_units: Unsigned64 | None = None
+    cc_time: TimeUnits | None = None
+    cc_total_octets: Units | None = None
+    cc_input_octets: Units | None = None
+    cc_output_octets: Units | None = None
+    cc_service_specific_units: Units | None = None
     tariff_change_usage: TariffChangeUsage | None = None
     reporting_reason: ReportingReason | None = None
 
@@ -114,7 +155,9 @@ class MsccRequest(Avps, frozen=True, kw_only=True):
     rating_group: Unsigned32
     service_identifier: Unsigned32 | None = None
     requested_service_unit: ServiceUnit | None = None
-    used_service_unit: tuple[UsedServiceUnit, ...] | None = None
+    used_service_unit: (
+        Annotated[tuple[UsedServiceUnit, ...], msgspec.Meta(max_length=MAX_USU)] | None
+    ) = None
     reporting_reason: ReportingReason | None = None
 
 
@@ -180,10 +223,10 @@ class Account(Avps, frozen=True, kw_only=True):
 
 class CER(Request, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.CAPABILITIES_EXCHANGE
-    host_ip_address: tuple[str, ...]
+    host_ip_address: Annotated[tuple[Text, ...], msgspec.Meta(max_length=MAX_LIST_LENGTH)]
     vendor_id: Unsigned32
-    product_name: str
-    auth_application_id: tuple[Unsigned32, ...]
+    product_name: Text
+    auth_application_id: Annotated[tuple[Unsigned32, ...], msgspec.Meta(max_length=MAX_LIST_LENGTH)]
     origin_state_id: Unsigned32 | None = None
     firmware_revision: Unsigned32 | None = None
 
@@ -222,21 +265,26 @@ class DPA(Answer, frozen=True, kw_only=True):
 
 class CCR(Request, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.CREDIT_CONTROL
-    session_id: str
-    destination_realm: str
+    session_id: SessionIdText
+    destination_realm: Identity
     auth_application_id: Literal[4]
-    service_context_id: str
+    service_context_id: Text
     cc_request_type: CCRequestType
-    cc_request_number: Unsigned32
-    destination_host: str | None = None
-    user_name: str | None = None
+    cc_request_number: RequestNumber
+    destination_host: Identity | None = None
+    user_name: Text | None = None
     origin_state_id: Unsigned32 | None = None
     termination_cause: Unsigned32 | None = None
     requested_action: RequestedAction | None = None
-    event_timestamp: Time | None = None
-    subscription_id: tuple[SubscriptionId, ...] | None = None
-    multiple_services_credit_control: tuple[MsccRequest, ...] | None = None
+    event_timestamp: EventTime | None = None
+    subscription_id: (
+        Annotated[tuple[SubscriptionId, ...], msgspec.Meta(max_length=MAX_SUBSCRIPTION_IDS)] | None
+    ) = None
+    multiple_services_credit_control: (
+        Annotated[tuple[MsccRequest, ...], msgspec.Meta(max_length=MAX_MSCC)] | None
+    ) = None
     aoc_request_type: AoCRequestType | None = None
+    # opaque: the codec checks its domain (protocol.codec, MAX_OPAQUE_*)
     service_information: dict[str, Any] | None = None
 
 
@@ -256,12 +304,12 @@ class CCA(Answer, frozen=True, kw_only=True):
 
 class RAR(Request, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.RE_AUTH
-    session_id: str
-    destination_realm: str
-    destination_host: str
+    session_id: SessionIdText
+    destination_realm: Identity
+    destination_host: Identity
     auth_application_id: Unsigned32
     re_auth_request_type: ReAuthRequestType
-    rating_group: tuple[Unsigned32, ...] | None = None
+    rating_group: tuple[Unsigned32, ...] | None = None  # as many as the session holds
 
 
 class RAA(Answer, frozen=True, kw_only=True):
@@ -271,9 +319,9 @@ class RAA(Answer, frozen=True, kw_only=True):
 
 class ASR(Request, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.ABORT_SESSION
-    session_id: str
-    destination_realm: str
-    destination_host: str
+    session_id: SessionIdText
+    destination_realm: Identity
+    destination_host: Identity
     auth_application_id: Unsigned32
 
 
@@ -288,13 +336,15 @@ class ASA(Answer, frozen=True, kw_only=True):
 class AMR(Request, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.ACCOUNT_MANAGEMENT
     account_operation: AccountOperation
-    account_id: str
-    subscription_id: tuple[SubscriptionId, ...] | None = None
-    amount: Integer64 | None = None
-    currency_code: Unsigned32 | None = None
-    credit_limit: Integer64 | None = None
+    account_id: AccountIdText
+    subscription_id: (
+        Annotated[tuple[SubscriptionId, ...], msgspec.Meta(max_length=MAX_SUBSCRIPTION_IDS)] | None
+    ) = None
+    amount: Amount | None = None
+    currency_code: CurrencyCode | None = None
+    credit_limit: CreditLimit | None = None
     account_status: AccountStatus | None = None
-    operation_id: str | None = None
+    operation_id: OperationIdText | None = None
 
 
 class AMA(Answer, frozen=True, kw_only=True):

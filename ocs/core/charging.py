@@ -12,6 +12,12 @@ by the edge: `take_cdrs()` (numbered JSON lines for the CDR files) and `take_act
 Money: reservations are two-phase transfers in the ledger (reserve before the grant is
 answered; post what was used, even beyond the grant; void what is left). Every posted charge
 lands in exactly one CDR container, so the sum of CDR charges is what the accounts lost.
+
+Domains (`protocol.limits`, docs/protocol.md "Limits"): the codec bounds each value; the core
+refuses, before anything changes, what would accumulate past a bound (a report's charge past
+one operation, a session's charge, an account's balance) and an `Event-Timestamp` outside the
+window around `now_ms` (journaled, so replay decides the same). A report's charge is bounded
+from the catalog before it is rated (`_charge_bound`), so the check needs no state change.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from ocs.core.charging_types import (
     unpack_session,
 )
 from ocs.core.due import DueSet
-from ocs.core.ledger import MAX_AMOUNT, Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.outcomes import Outcome, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
@@ -69,6 +75,15 @@ from protocol.codes import (
 )
 from protocol.codes import AccountStatus as WireAccountStatus
 from protocol.codes import FinalUnitAction as WireFinalUnitAction
+from protocol.limits import (
+    EVENT_TIMESTAMP_FUTURE_S,
+    EVENT_TIMESTAMP_PAST_S,
+    MAX_AMOUNT,
+    MAX_BALANCE,
+    MAX_CONTAINERS,
+    MAX_SESSION_CHARGE,
+    MAX_UNITS,
+)
 from protocol.messages import (
     AMA,
     AMR,
@@ -92,6 +107,7 @@ from rating import (
     RatingGroup,
     Unit,
     affordable,
+    div_ceil,
     next_tariff_change,
     parse_catalog,
     price,
@@ -218,6 +234,8 @@ class ChargingCore:
         self.catalog_text = catalog_text
         self.catalog: Catalog = parse_catalog(catalog_text)
         self._links_cache: dict[tuple[str, int], tuple[int, ...]] = {}
+        # rating group id -> its dearest rate (num, den) in the catalog, see `_charge_bound`
+        self._dearest: dict[int, tuple[int, int]] = {}
         # open sessions by Session-Id: a `Session`, or its packed bytes when idle
         self._sessions: dict[str, Session | bytes] = {}
         # account id -> its open session's id, or a set of ids when it has several
@@ -355,13 +373,23 @@ class ChargingCore:
         session: Session | None = None
         close = False
         event_sid = ""
-        if kind is CCRequestType.EVENT:
-            repeat = self._event_repeat(now_ms, origin_host, ccr.session_id)
-            if repeat is not None:
-                answer = repeat
-            else:
-                answer = self._event(now_ms, origin_host, end_to_end, ccr)
-                event_sid = ccr.session_id
+        repeat = (
+            self._event_repeat(now_ms, origin_host, ccr.session_id)
+            if kind is CCRequestType.EVENT
+            else None
+        )
+        refused = None if repeat is not None else self._timestamp_refused(now_ms, ccr)
+        if repeat is not None:  # an EVENT answered before: its answer, whatever changed since
+            answer = repeat
+        elif kind is CCRequestType.EVENT:  # remembered by Session-Id, refusals included
+            answer = (
+                refused
+                or self._event_refused(ccr)
+                or self._event(now_ms, origin_host, end_to_end, ccr)
+            )
+            event_sid = ccr.session_id
+        elif refused is not None:
+            answer = refused
         elif kind is CCRequestType.INITIAL:
             answer, session = self._initial(now_ms, origin_host, ccr)
         else:
@@ -390,6 +418,11 @@ class ChargingCore:
             failed = {"Account-Status" if op is AccountOperation.SET_STATUS else "Amount": None}
         elif outcome is Outcome.OPERATION_ID_REUSED:
             failed = {"Operation-Id": amr.operation_id}
+        elif outcome is Outcome.INVALID and amr.account_operation in (
+            AccountOperation.CREDIT,
+            AccountOperation.DEBIT,
+        ):  # not positive, or a balance past MAX_BALANCE (the ledger refused it)
+            failed = {"Amount": amr.amount}
         answer = AMA(
             result_code=result_code(outcome),
             origin_host=self.origin_host,
@@ -451,6 +484,7 @@ class ChargingCore:
         old = self.catalog
         self.catalog = new
         self._links_cache = {}
+        self._dearest = {}
         self.catalog_text = text
         for sid in self._sessions:
             session = self._peek(sid)
@@ -596,6 +630,101 @@ class ChargingCore:
             cost_unit=currency.alpha,
         )
 
+    # --- domains (WIRE.md 1.1 section 2, "Limits"; protocol.limits) ----------------------------
+
+    def _refuse(self, ccr: CCR, failed_avp: dict[str, Any], reason: str) -> CCA:
+        """5004 with Failed-AVP: a value outside its domain; nothing changed."""
+        return self._cca(ccr, Outcome.INVALID, failed_avp=failed_avp, error_message=reason)
+
+    def _timestamp_refused(self, now_ms: int, ccr: CCR) -> CCA | None:
+        """An Event-Timestamp outside the window around the server's clock (`now_ms`)."""
+        at_s = ccr.event_timestamp
+        if at_s is None:
+            return None
+        now_s = now_ms // MS
+        if now_s - EVENT_TIMESTAMP_PAST_S <= at_s <= now_s + EVENT_TIMESTAMP_FUTURE_S:
+            return None
+        return self._refuse(
+            ccr,
+            {"Event-Timestamp": at_s},
+            f"Event-Timestamp more than {EVENT_TIMESTAMP_PAST_S} s before or "
+            f"{EVENT_TIMESTAMP_FUTURE_S} s after the server's clock",
+        )
+
+    def _charge_bound(self, rg: RatingGroup, units: int) -> int:
+        """More than any charge of `units` of `rg` can be, whatever the time, tariff split and
+        units before them in the session: the dearest rate of the catalog for `rg`, rounded up
+        (`div_ceil`), times the units billed, plus one micro-unit per billed unit (each
+        charged segment rounds up once), plus the setup fee. Billed units exceed used ones by
+        less than `first + increment`."""
+        rate = self._dearest.get(rg.id)
+        if rate is None:
+            num, den = 0, 1
+            for rates in rg.tariff.class_rates:
+                for r in rates:
+                    if r.num * den > num * r.den:
+                        num, den = r.num, r.den
+            rate = self._dearest[rg.id] = (num, den)
+        billed = units + rg.billing.first + rg.billing.increment
+        return div_ceil(rate[0] * billed, rate[1]) + billed + rg.setup_fee
+
+    def _usage_refused(self, ccr: CCR, account_id: str, charged: int) -> CCA | None:
+        """Usage the request reports that could take one rating group's charge past one
+        operation (MAX_AMOUNT), the session's charge past MAX_SESSION_CHARGE, or the account's
+        available balance below -MAX_BALANCE; decided on `_charge_bound`, before anything
+        changes."""
+        total = 0
+        available: int | None = None  # the account's, looked up once, if usage is reported
+        for mscc in ccr.multiple_services_credit_control or ():
+            used = mscc.used_service_unit
+            if used is None:
+                continue
+            rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
+            if rg is None:
+                continue
+            units = 0
+            for usu in used:
+                units += units_of(usu, rg.unit) or 0
+            bound = self._charge_bound(rg, units)
+            total += bound
+            if available is None:
+                view = self.ledger.account(account_id)
+                available = view.available if view is not None else 0
+            if bound > MAX_AMOUNT:
+                reason = f"usage of rating group {rg.id} could cost more than {MAX_AMOUNT}"
+            elif charged + total > MAX_SESSION_CHARGE:
+                reason = f"the session's charge could exceed {MAX_SESSION_CHARGE}"
+            elif available - total < -MAX_BALANCE:
+                reason = f"the account's balance could fall below -{MAX_BALANCE}"
+            else:
+                continue
+            return self._refuse(ccr, _usage_failed(mscc, "Used-Service-Unit", used), reason)
+        return None
+
+    def _event_refused(self, ccr: CCR) -> CCA | None:
+        """An event whose price could exceed one operation (MAX_AMOUNT), or a refund that
+        could take the account's balance past MAX_BALANCE; decided on `_charge_bound`."""
+        total = 0
+        balance = 0  # a refund's account's balance, looked up once (0: not a refund)
+        if ccr.requested_action is RequestedAction.REFUND_ACCOUNT:
+            found = self._resolve(ccr)
+            view = self.ledger.account(found[0]) if found is not None else None
+            balance = view.balance if view is not None else 0
+        for mscc in ccr.multiple_services_credit_control or ():
+            asked = mscc.requested_service_unit
+            rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
+            if asked is None or rg is None:
+                continue
+            total += self._charge_bound(rg, units_of(asked, rg.unit) or 0)
+            if total > MAX_AMOUNT:
+                reason = f"the event could cost more than {MAX_AMOUNT}"
+            elif balance + total > MAX_BALANCE:
+                reason = f"the refund could take the balance past {MAX_BALANCE}"
+            else:
+                continue
+            return self._refuse(ccr, _usage_failed(mscc, "Requested-Service-Unit", asked), reason)
+        return None
+
     # --- sessions (section 5.3) ----------------------------------------------------------------
 
     def _initial(self, now_ms: int, origin_host: str, ccr: CCR) -> tuple[CCA, Session | None]:
@@ -620,6 +749,9 @@ class ChargingCore:
         account_id, status, _ = found
         if status is not AccountStatus.ACTIVE:
             return self._cca(ccr, Outcome.SERVICE_DENIED), None
+        refused = self._usage_refused(ccr, account_id, 0)
+        if refused is not None:
+            return refused, None
         session = Session(
             session_id=sid,
             account_id=account_id,
@@ -688,6 +820,9 @@ class ChargingCore:
                 ),
                 None,
             )
+        refused = self._usage_refused(ccr, session.account_id, session.charge_total)
+        if refused is not None:
+            return refused, None
         deadline = self._deadline(session)
         session.number = ccr.cc_request_number
         session.last_ms = now_ms
@@ -749,17 +884,20 @@ class ChargingCore:
         validity = max(policy.validity_time, 1)
         end_s = now_s + validity
         asked = units_of(requested, rg.unit)
-        units = asked if asked else policy.quantum
+        # a grant is at most MAX_UNITS (a unit AVP's domain) and reserves at most MAX_AMOUNT
+        # (one ledger operation); only a cut by the account's headroom is final
+        units = min(asked if asked else policy.quantum, MAX_UNITS)
         prior = session.rated.get(rg_id, 0)
         fee = rg.setup_fee if rg_id not in session.fee_charged else 0
         cost = price_dearest(rg, units, now_s, end_s, prior).total + fee
         final = False
-        if cost > headroom:
-            budget = headroom - fee
+        limit = min(headroom, MAX_AMOUNT)
+        if cost > limit:
+            budget = limit - fee
             fits = affordable(rg, budget, now_s, end_s, prior) if budget >= 0 else 0
             if fits is not None and fits < units:
                 units = fits
-                final = True
+                final = headroom <= MAX_AMOUNT
             cost = price_dearest(rg, units, now_s, end_s, prior).total + fee if units else 0
         if units <= 0:
             if rg_id not in session.starved:
@@ -1001,7 +1139,7 @@ class ChargingCore:
         """Account-wide usage thresholds (catalog): crossing one re-authorises the account's
         sessions (RAR)."""
         before = self.usage.get(account_id, 0)
-        after = before + amount
+        after = min(before + amount, MAX_BALANCE)  # saturates: thresholds are below it
         self.usage[account_id] = after
         if any(before < t <= after for t in self.catalog.account.usage_thresholds):
             for sid in self._account_sessions(account_id):
@@ -1036,7 +1174,8 @@ class ChargingCore:
             policy.time_limit is not None
             and (now_ms - session.record_opened_ms) // MS >= policy.time_limit
         )
-        if linked or tariff or too_big or too_old:
+        too_many = len(containers) >= MAX_CONTAINERS  # bounds a record and a session's state
+        if linked or tariff or too_big or too_old or too_many:
             self._write_session_cdr(session, now_ms, "partialRecord")
 
     # --- events (section 5.4) ------------------------------------------------------------------
@@ -1571,6 +1710,7 @@ class ChargingCore:
         self.catalog_text = state.catalog_text
         self.catalog = parse_catalog(state.catalog_text)
         self._links_cache = {}
+        self._dearest = {}
         self.cdr_seq = state.cdr_seq
         self._reservation_seq = state.reservation_seq
         sessions: dict[str, Session | bytes] = {}
@@ -1622,6 +1762,20 @@ def _event_session_id(cached: CachedAnswer) -> str:
     if isinstance(answer, CCA) and answer.cc_request_type is CCRequestType.EVENT:
         return answer.session_id or ""
     return ""
+
+
+def _usage_failed(mscc: MsccRequest, key: str, value: Any) -> dict[str, Any]:
+    """Failed-AVP for the usage of one MSCC: its Rating-Group and `key`, as received (an array
+    of unit maps, or one unit map)."""
+    received = msgspec.to_builtins(value)
+    return {
+        "Multiple-Services-Credit-Control": [
+            {
+                "Rating-Group": mscc.rating_group,
+                key: list(received) if isinstance(received, tuple) else received,
+            }
+        ]
+    }
 
 
 def _container_json(c: Container) -> dict[str, Any]:

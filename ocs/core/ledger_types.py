@@ -13,14 +13,15 @@ from typing import Final, TypeAlias
 import msgspec
 
 from ocs.core.accounts import AccountRecord, AccountStatus, SubscriberIdentity
+from protocol import limits
 
 DAY_MS: Final = 86_400_000
 #: Largest single amount (credit, debit, reservation, post, initial balance, credit limit):
-#: 10^15 micro-units = 10^9 currency units.
-MAX_AMOUNT: Final = 10**15
+#: 10^15 micro-units = 10^9 currency units (the limit of protocol/limits.py, one definition).
+MAX_AMOUNT: Final = limits.MAX_AMOUNT
 #: Bound on every account balance, so it fits an int64. (The ledger-wide totals are not bounded:
 #: at 2^63 micro-units they would take centuries of any operator's revenue to reach.)
-MAX_TOTAL: Final = 2**62
+MAX_TOTAL: Final = limits.MAX_BALANCE
 MAX_TIME: Final = 2**62
 MAX_ID_LENGTH: Final = 256
 MAX_SUBSCRIPTIONS: Final = 16

@@ -25,6 +25,7 @@ from tests.charging.conftest import (
     MiB,
     amr,
     ccr,
+    epoch_ms,
     epoch_s,
     mscc,
     only,
@@ -198,7 +199,7 @@ def test_price_enquiry_touches_nothing(h: Harness) -> None:
             service=DATA,
             at=epoch_s("2026-11-27T14:00:00+01:00"),
         ),
-        PEAK,
+        epoch_ms("2026-11-27T14:00:05+01:00"),  # (inside the Event-Timestamp window)
     )
     assert answer.result_code == 2001
     cost = answer.cost_information

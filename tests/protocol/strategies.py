@@ -25,8 +25,8 @@ def _int_strategy(t: mi.IntType) -> st.SearchStrategy[int]:
 def _strategy(t: mi.Type) -> st.SearchStrategy[Any]:
     if isinstance(t, mi.IntType):
         return _int_strategy(t)
-    if isinstance(t, mi.StrType):
-        return _TEXT
+    if isinstance(t, mi.StrType):  # within the type's domain (protocol.limits)
+        return st.text(min_size=t.min_length or 0, max_size=min(24, t.max_length or 24))
     if isinstance(t, mi.BytesType):
         return st.binary(max_size=16)
     if isinstance(t, mi.EnumType):
@@ -36,7 +36,8 @@ def _strategy(t: mi.Type) -> st.SearchStrategy[Any]:
     if isinstance(t, mi.NoneType):
         return st.none()
     if isinstance(t, mi.VarTupleType):
-        return st.lists(_strategy(t.item_type), max_size=3).map(tuple)
+        size = min(3, t.max_length if t.max_length is not None else 3)
+        return st.lists(_strategy(t.item_type), max_size=size).map(tuple)
     if isinstance(t, mi.ListType):
         return st.lists(_strategy(t.item_type), max_size=3)
     if isinstance(t, mi.DictType):

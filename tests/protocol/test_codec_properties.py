@@ -12,6 +12,7 @@ from protocol.codec import decode_body, encode_body, encode_frame
 from protocol.codes import HEADER_LENGTH, CCRequestType, Flag
 from protocol.errors import FramingError, ProtocolError
 from protocol.framing import FrameBuffer
+from protocol.limits import MAX_UNITS
 from protocol.messages import ANSWER_TYPES, CCR, REQUEST_TYPES, Message
 from tests.conftest import VECTORS
 from tests.protocol.strategies import struct_strategy, to_wire_map
@@ -20,12 +21,31 @@ ALL_TYPES = [*REQUEST_TYPES, *ANSWER_TYPES]
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _breaks_ccr_rules(ccr: CCR) -> bool:
-    """WIRE.md 5.1: Subscription-Id in INITIAL and EVENT, Requested-Action in EVENT."""
+def _ccr_refusal(ccr: CCR) -> int | None:
+    """WIRE.md 5.1: Subscription-Id in INITIAL and EVENT, Requested-Action in EVENT (5005);
+    docs/protocol.md "Limits": a Rating-Group at most once, a Requested-Service-Unit of at most
+    MAX_UNITS octets in + out (5004)."""
     kind = ccr.cc_request_type
     if kind in (CCRequestType.INITIAL, CCRequestType.EVENT) and ccr.subscription_id is None:
-        return True
-    return kind is CCRequestType.EVENT and ccr.requested_action is None
+        return 5005
+    if kind is CCRequestType.EVENT and ccr.requested_action is None:
+        return 5005
+    msccs = ccr.multiple_services_credit_control or ()
+    if len({m.rating_group for m in msccs}) < len(msccs):
+        return 5004
+    for m in msccs:
+        rsu = m.requested_service_unit
+        if (
+            rsu is not None
+            and rsu.cc_total_octets is None
+            and (rsu.cc_input_octets or 0) + (rsu.cc_output_octets or 0) > MAX_UNITS
+        ):
+            return 5004
+    return None
+
+
+def _breaks_ccr_rules(ccr: CCR) -> bool:
+    return _ccr_refusal(ccr) is not None
 
 
 @pytest.mark.parametrize("message_type", ALL_TYPES, ids=lambda t: t.__name__)
@@ -37,7 +57,7 @@ def test_round_trip(message_type: type[Message], data: st.DataObject) -> None:
     if isinstance(message, CCR) and _breaks_ccr_rules(message):
         with pytest.raises(ProtocolError) as info:
             decode_body(message_type.COMMAND, message_type.IS_REQUEST, body)
-        assert info.value.result_code == 5005
+        assert info.value.result_code == _ccr_refusal(message)
         return
     decoded = decode_body(message_type.COMMAND, message_type.IS_REQUEST, body)
     assert decoded == message
