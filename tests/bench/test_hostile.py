@@ -217,9 +217,11 @@ _HEAD = struct.Struct(">IIIII")
 @dataclass
 class _Recorded:
     """What the recording server saw: per connection its CER's Origin-Host and its requests
-    (body Origin-Host, End-to-End-Id, Session-Id, CC-Request-Type)."""
+    (body Origin-Host, End-to-End-Id, Session-Id, CC-Request-Type). With `lie`, it answers
+    every CCR with another session's Session-Id."""
 
     connections: list[tuple[str, list[tuple[str, int, str, int]]]] = field(default_factory=list)
+    lie: bool = False
 
 
 class _Recorder(asyncio.Protocol):
@@ -253,7 +255,8 @@ class _Recorder(asyncio.Protocol):
                 self.requests.append(
                     (body["Origin-Host"], e2e, body["Session-Id"], body["CC-Request-Type"])
                 )
-                answer = {"Result-Code": 2001, "Session-Id": body["Session-Id"]}
+                sid = "someone.else;1;0000000001" if self.seen.lie else body["Session-Id"]
+                answer = {"Result-Code": 2001, "Session-Id": sid}
             raw = msgspec.msgpack.encode({**answer, "Origin-Host": "r", "Origin-Realm": "r"})
             out.append(_HEAD.pack((0x4D << 24) | (20 + len(raw)), code, app, hbh, e2e) + raw)
         if out and self.transport is not None:
@@ -317,6 +320,32 @@ def test_foreign_ids_hits_the_ids_the_normal_peers_use(
     assert hits >= len(in_their_name) // 4  # the steals at least (a quarter of the attacks)
     assert sum(sid in theirs for sid in on_their_sessions) == len(on_their_sessions)
     assert sum(sid in theirs for sid in taking) >= len(taking) // 4  # opened after it
+
+
+def test_an_answer_for_another_session_is_an_error_and_ends_the_flow(
+    recording_server: tuple[int, _Recorded],
+) -> None:
+    """What a normal peer sees when a server hands it another peer's cached answer: counted
+    as `wrong-session` (not as a success), and the flow goes no further."""
+    port, seen = recording_server
+    seen.lie = True
+    cfg = LoadConfig(
+        port=port,
+        mode="open",
+        rate=200.0,
+        duration=0.5,
+        warmup=0.1,
+        drain=2.0,
+        connections=1,
+        processes=1,
+        subscribers=20,
+        run_id=random.randrange(1, 1_000_000),
+    )
+    result = run_load(cfg)
+    assert result.answers > 0
+    assert result.errors == {"wrong-session": result.answers_total}
+    (_, requests), *_ = seen.connections
+    assert {kind for _, _, _, kind in requests} <= {1, 4}  # never an UPDATE or TERMINATION
 
 
 # --- ocs bench --hostile against a real server ----------------------------------------------------
