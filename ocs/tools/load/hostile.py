@@ -30,8 +30,10 @@ Its own writes are bounded (`WRITE_HIGH_WATER` bytes queued in its transport, th
 so its memory is. What it counts, per kind (`new_tally`; all are sums, so rounds add up):
 
 - `connections_opened`: TCP connections made (and, over TLS, handshaken);
-- `connections_refused`: connections that could not be made, whose CER was not answered 2001,
-  or that the server closed before answering the CER;
+- `connections_refused`: connections that could not be made (within `CONNECT_TIMEOUT_S`),
+  whose CER was not answered 2001, or that the server closed before answering the CER;
+- `cer_unanswered`: connections it dropped after waiting `CEA_TIMEOUT_S` for the CEA (a server
+  too busy to answer, not a refusal);
 - `connections_closed_by_server`: connections with a successful CEA that the server closed;
 - `idle_closed_by_server`, `idle_lifetime_ms`: connections without CER that the server closed,
   and how long they had lived, in all;
@@ -108,6 +110,7 @@ MIB: Final = 1 << 20
 COUNTERS: Final = (
     "connections_opened",
     "connections_refused",
+    "cer_unanswered",
     "connections_closed_by_server",
     "idle_closed_by_server",
     "idle_lifetime_ms",
@@ -559,7 +562,7 @@ class _Peer:
         try:
             ok = await asyncio.wait_for(asyncio.shield(conn.cea), CEA_TIMEOUT_S)
         except TimeoutError:
-            conn.tally["connections_refused"] += 1
+            conn.tally["cer_unanswered"] += 1
             conn.end_counted = True
             conn.drop()
             return None
@@ -598,7 +601,7 @@ class _Peer:
     # --- churn ---
 
     async def churn(self) -> None:
-        held: set[_HostileConnection] = set()
+        held = [0]  # connections held (or being opened to be held)
         busy = asyncio.Semaphore(CHURN_CONCURRENT)
         turn = 0
         next_at = time.monotonic()
@@ -606,22 +609,21 @@ class _Peer:
             what = _CHURN_TURNS[turn % len(_CHURN_TURNS)]
             turn += 1
             if what == "hold":
-                if len(held) < CHURN_HELD:
+                if held[0] < CHURN_HELD:
+                    held[0] += 1
                     self.spawn(self._hold(held))
             elif not busy.locked():
                 self.spawn(self._churn_once(what, busy))
             next_at += 1.0 / CHURN_PER_S
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
-    async def _hold(self, held: set[_HostileConnection]) -> None:
-        conn = await self.open("churn", cer=False)
-        if conn is None:
-            return
-        held.add(conn)
+    async def _hold(self, held: list[int]) -> None:
         try:
-            await conn.lost.wait()
+            conn = await self.open("churn", cer=False)
+            if conn is not None:
+                await conn.lost.wait()
         finally:
-            held.discard(conn)
+            held[0] -= 1
 
     async def _churn_once(self, what: str, busy: asyncio.Semaphore) -> None:
         async with busy:

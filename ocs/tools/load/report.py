@@ -120,7 +120,8 @@ def format_hostile(report: dict[str, Any], hostile: dict[str, Any]) -> list[str]
         f"{mb(w.get('server_rss_max_mb'))} with; descriptors max "
         f"{report.get('server_fds_max') or '-'} without, {w.get('server_fds_max') or '-'} with",
         f"hostile peer: connections {peer['connections_opened']:,} opened, "
-        f"{peer['connections_refused']:,} refused, {peer['connections_closed_by_server']:,} "
+        f"{peer['connections_refused']:,} refused, {peer['cer_unanswered']:,} CER unanswered, "
+        f"{peer['connections_closed_by_server']:,} "
         f"closed by the server, {peer['idle_closed_by_server']:,} idle ones closed by it"
         + (
             f" (after {peer['idle_lifetime_mean_s']:.2f} s on average)"
