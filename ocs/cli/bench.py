@@ -4,6 +4,11 @@ Without `--server`, starts its own `ocs serve` on 127.0.0.1 in a temporary data 
 (pinned to one CPU, the load generator on the others) and stops it afterwards. See
 `ocs.tools.load` for what is sent and how it is measured. With `--tls-ca` (and the other
 `--tls-*` options) it loads a `--server` over TLS.
+
+With `--hostile KIND[,KIND...]` one misbehaving peer runs beside the load (never-reads, flood,
+churn, foreign-ids, or all; see `ocs.tools.load.hostile`): the same load runs without it and
+with it (`--rounds` pairs, in alternating order) against the same server, and the report gives
+both, their ratio, and what the neighbour saw. It takes twice as long (or 2 x --rounds times).
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from ocs.cli.args import add_tls_client_arguments, host_port, tls_client_config
 from ocs.edge.tls import TlsConfigError, client_context
 from ocs.tools.load import (
     DEFAULT_MIX,
+    HOSTILE_KINDS,
     BenchOptions,
     LoadConfig,
     format_report,
+    parse_hostile,
     parse_mix,
     run_bench,
 )
@@ -28,6 +35,13 @@ from ocs.tools.load import (
 def _mix(text: str) -> tuple[tuple[str, float], ...]:
     try:
         return parse_mix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _hostile(text: str) -> tuple[str, ...]:
+    try:
+        return parse_hostile(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -99,6 +113,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--updates", type=int, default=2, help="UPDATEs per data session")
     p.add_argument("--drain", type=float, default=5.0, metavar="SECONDS")
     p.add_argument("--vs-echo", action="store_true", help="also load the bare echo server")
+    p.add_argument(
+        "--hostile",
+        type=_hostile,
+        default=(),
+        metavar="KIND[,KIND...]",
+        help="run one misbehaving peer beside the load, doing any of "
+        f"{', '.join(HOSTILE_KINDS)} (or all); the load runs without and with it",
+    )
+    p.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="with --hostile: N pairs of runs, in alternating order (without, with, with, "
+        "without, ...)",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin server and clients to CPUs")
     p.add_argument(
         "--profile-server",
@@ -163,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         profile_server=args.profile_server,
         histogram=args.histogram,
         data_base=args.data_base,
+        hostile=args.hostile,
+        rounds=args.rounds,
     )
     tty = sys.stderr.isatty()
 
@@ -185,4 +217,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, sort_keys=True))
     else:
         print(format_report(report))
-    return 0 if report["errors"] == 0 else 3
+    hostile = report.get("hostile")
+    errors = report["errors"] + (hostile["with"]["errors"] if hostile else 0)
+    return 0 if errors == 0 else 3

@@ -1,4 +1,5 @@
-"""What one load run and one `ocs bench` run are: `LoadConfig`, `BenchOptions`, the mix."""
+"""What one load run and one `ocs bench` run are: `LoadConfig`, `BenchOptions`, the mix, the
+kinds of hostile neighbour."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from ocs.edge.tls import TlsClientConfig
 KINDS: Final = ("data", "voice", "sms-session", "sms-event")
 SERVICES: Final = ("data", "sms", "voice")
 DEFAULT_MIX: Final = (("data", 70.0), ("sms", 20.0), ("voice", 10.0))
+#: What the hostile neighbour of `ocs bench --hostile` does (`ocs.tools.load.hostile`).
+HOSTILE_KINDS: Final = ("never-reads", "flood", "churn", "foreign-ids")
 
 #: Receives one progress line at a time (about one a second while a load runs).
 ProgressFn = Callable[[str], None]
@@ -38,6 +41,20 @@ def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(out.items())
 
 
+def parse_hostile(text: str) -> tuple[str, ...]:
+    """`flood,churn` -> ("flood", "churn"), in `HOSTILE_KINDS` order, each once; `all` is every
+    kind."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    if "all" in names:
+        names = (names - {"all"}) | set(HOSTILE_KINDS)
+    unknown = sorted(names - set(HOSTILE_KINDS))
+    if unknown or not names:
+        raise ValueError(
+            f"expected KIND[,KIND...] with KIND in {HOSTILE_KINDS} (or all), got {text!r}"
+        )
+    return tuple(k for k in HOSTILE_KINDS if k in names)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoadConfig:
     """One load run against one server (picklable: it is sent to the worker processes)."""
@@ -57,6 +74,10 @@ class LoadConfig:
     low_balance_share: float = 0.05
     updates: int = 2  # UPDATEs per data session
     run_id: int = 0
+    # Which run of this run_id on this server: the Session-Ids' middle part, and with run_id
+    # and the connection the first End-to-End-Id (`traffic.first_end_to_end`). 0: the clock's
+    # second when the run starts. Runs of one invocation against one server differ in it.
+    epoch: int = 0
     seed: int = 1
     client_cpus: tuple[int, ...] | None = None  # pin the workers to these CPUs
     tls: TlsClientConfig | None = None  # connect over TLS (each worker builds its context)
@@ -84,3 +105,8 @@ class BenchOptions:
     server_prefix: tuple[str, ...] | None = None  # see `run.charging_server_argv`
     histogram: Path | None = None
     data_base: Path | None = None  # parent of the self-started server's temporary data dir
+    # A hostile neighbour (`HOSTILE_KINDS`): the load runs without it and with it, `rounds`
+    # times each in alternating order, and both are reported with their ratio. (): no
+    # neighbour, one run.
+    hostile: tuple[str, ...] = ()
+    rounds: int = 1

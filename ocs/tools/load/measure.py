@@ -8,7 +8,13 @@ the whole run, warm-up and drain included.
 
 CPU: the server's is read from /proc/<pid>/stat (utime + stime, all threads) at the start and
 the end of the window, as a percentage of one core (`proc_cpu_seconds`); the client's is each
-worker's `time.process_time()` over the window, summed (`merge_results`).
+worker's `time.process_time()` over the window, summed (`merge_results`). The server's resident
+memory and open descriptors are sampled about once a second from the start of the warm-up to
+the end of the window; the maxima are reported (`proc_rss_bytes`, `proc_fd_count`).
+
+Runs of the same load (the rounds of `ocs bench --hostile`) are combined by `combine_results`:
+counts and CPU add up, the window is the sum of the windows, latency samples are pooled (the
+percentiles are those of all samples), maxima are maxima.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ocs.tools.load.config import KINDS, LoadConfig
 
@@ -63,6 +69,26 @@ def proc_cpu_seconds(pid: int) -> float | None:
     fields = text[text.rindex(")") + 2 :].split()
     ticks = int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_bytes(pid: int) -> int | None:
+    """Resident memory of a process (VmRSS of /proc/<pid>/status), or None if unreadable."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # kB
+    return None
+
+
+def proc_fd_count(pid: int) -> int | None:
+    """Open descriptors of a process (entries of /proc/<pid>/fd), or None if unreadable."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -110,6 +136,8 @@ class LoadResult:
     concurrency: int
     rate: float | None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the hostile neighbour's counters (`hostile.merge_counters` adds them up), if one ran
+    hostile_peer: dict[str, Any] | None = None
 
     @property
     def answers_per_s(self) -> float:
@@ -197,4 +225,80 @@ def merge_results(
         concurrency=cfg.concurrency,
         rate=cfg.rate if cfg.mode == "open" else None,
         extra={"stray_answers": sum(r["stray"] for r in results)},
+    )
+
+
+def _add_counts(into: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + v
+
+
+#: Keys of `LoadResult.extra` that are maxima (the others are counts).
+EXTRA_MAXIMA: Final = frozenset({"server_rss_max_mb", "server_fds_max"})
+
+
+def add_nested(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """Adds counters that may nest (dicts of ints and of such dicts) into `into`."""
+    for k, v in more.items():
+        if isinstance(v, dict):
+            add_nested(into.setdefault(k, {}), v)
+        else:
+            into[k] = into.get(k, 0) + v
+
+
+def combine_results(results: Sequence[LoadResult]) -> LoadResult:
+    """One `LoadResult` for several runs of the same load (the rounds of `ocs bench
+    --hostile`): counts, windows and CPU add up, latency samples are pooled, maxima are maxima;
+    the server's CPU only if every run measured it."""
+    if not results:
+        raise ValueError("no results")
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    errors: dict[str, int] = {}
+    mscc: dict[str, int] = {}
+    server_requests: dict[str, int] = {}
+    by_kind: dict[str, int] = {}
+    latencies: list[float] = []
+    for r in results:
+        _add_counts(errors, r.errors)
+        _add_counts(mscc, r.mscc_results)
+        _add_counts(server_requests, r.server_requests)
+        _add_counts(by_kind, r.requests_by_kind)
+        latencies.extend(r.latencies_ms)
+    cpus = [r.server_cpu_s for r in results]
+    extra: dict[str, Any] = {}
+    for key in sorted({k for r in results for k in r.extra}):
+        values = [v for v in (r.extra.get(key) for r in results) if v is not None]
+        if key in EXTRA_MAXIMA:
+            extra[key] = max(values) if values else None
+        else:
+            extra[key] = sum(values)
+    peers = [r.hostile_peer for r in results if r.hostile_peer is not None]
+    hostile_peer: dict[str, Any] | None = None
+    for counters in peers:
+        hostile_peer = hostile_peer or {}
+        add_nested(hostile_peer, counters)
+    return LoadResult(
+        mode=first.mode,
+        duration_s=sum(r.duration_s for r in results),
+        answers=sum(r.answers for r in results),
+        answers_total=sum(r.answers_total for r in results),
+        sent_total=sum(r.sent_total for r in results),
+        latencies_ms=latencies,
+        errors=errors,
+        mscc_results=mscc,
+        final_unit_indications=sum(r.final_unit_indications for r in results),
+        server_requests=server_requests,
+        requests_by_kind=by_kind,
+        client_cpu_s=sum(r.client_cpu_s for r in results),
+        server_cpu_s=None if any(c is None for c in cpus) else sum(c for c in cpus if c),
+        send_lag_max_ms=max(r.send_lag_max_ms for r in results),
+        send_lag_mean_ms=sum(r.send_lag_mean_ms for r in results) / len(results),
+        processes=first.processes,
+        connections=first.connections,
+        concurrency=first.concurrency,
+        rate=first.rate,
+        extra=extra,
+        hostile_peer=hostile_peer,
     )

@@ -31,9 +31,16 @@ def format_report(report: dict[str, Any]) -> str:
         if mode == "closed"
         else f"{report['rate']:,.0f} requests/s over {report['connections']} connections"
     )
+    hostile = report.get("hostile")
+    measured = (
+        f"{report['duration_s']:g} s measured after {report['warmup_s']:g} s warm-up"
+        if not hostile
+        else f"{report['duration_s']:g} s measured without and {hostile['with']['duration_s']:g}"
+        f" s with a hostile neighbour, each run after {report['warmup_s']:g} s warm-up"
+    )
     lines = [
         f"ocs bench: {mode} loop, {shape}, {report['client_processes']} client process(es), "
-        f"{report['duration_s']:g} s measured after {report['warmup_s']:g} s warm-up",
+        f"{measured}",
         f"mix {report['mix']} by requests; {report['subscribers']:,} subscribers "
         f"({report['low_balance_subscribers']:,} with a low balance); "
         f"server CPUs {report['server_cpus']}, client CPUs {report['client_cpus']}; "
@@ -46,6 +53,14 @@ def format_report(report: dict[str, Any]) -> str:
         f"{pct(report['server_cpu_percent']):>12}{num(report['answers_per_server_cpu_s']):>11}"
         f"{pct(report['client_cpu_percent']):>12}{report['errors']:>8}",
     ]
+    if hostile:
+        w = hostile["with"]
+        lines.append(
+            f"{'+ hostile peer':<16}{w['answers_per_s']:>11,.0f}{ms(w['p50_ms']):>9}"
+            f"{ms(w['p99_ms']):>9}{ms(w['p999_ms']):>10}"
+            f"{pct(w['server_cpu_percent']):>12}{num(w['answers_per_server_cpu_s']):>11}"
+            f"{pct(w['client_cpu_percent']):>12}{w['errors']:>8}"
+        )
     echo = report.get("echo")
     if echo:
         lines.append(
@@ -73,9 +88,61 @@ def format_report(report: dict[str, Any]) -> str:
             f"send lag behind schedule: mean {report['send_lag_mean_ms']:.3f} ms, "
             f"max {report['send_lag_max_ms']:.1f} ms"
         )
+    if hostile:
+        lines += ["", *format_hostile(report, hostile)]
     if report.get("histogram"):
         lines.append(f"latency histogram: {report['histogram']}")
     return "\n".join(lines)
+
+
+def format_hostile(report: dict[str, Any], hostile: dict[str, Any]) -> list[str]:
+    """The lines of the report on the hostile neighbour: the ratios, what the normal peers and
+    the server showed with and without it, and what the neighbour counted."""
+
+    def ratio(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    def mb(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.0f} MB"
+
+    r = hostile["ratio"]
+    w = hostile["with"]
+    peer = hostile["peer"]
+    order = ", ".join("with" if p["hostile"] else "without" for p in hostile["phases"])
+    lines = [
+        f"hostile peer {hostile['origin_host']} ({', '.join(hostile['kinds'])}); runs in order: "
+        f"{order}",
+        f"with / without: answers/s {ratio(r['answers_per_s'])}, p50 {ratio(r['p50_ms'])}, "
+        f"p99 {ratio(r['p99_ms'])}, p99.9 {ratio(r['p999_ms'])}",
+        "normal peers' errors with it: "
+        + (", ".join(f"{k}: {v}" for k, v in w["errors_by_code"].items()) or "none"),
+        f"server memory max {mb(report.get('server_rss_max_mb'))} without, "
+        f"{mb(w.get('server_rss_max_mb'))} with; descriptors max "
+        f"{report.get('server_fds_max') or '-'} without, {w.get('server_fds_max') or '-'} with",
+        f"hostile peer: connections {peer['connections_opened']:,} opened, "
+        f"{peer['connections_refused']:,} refused, {peer['cer_unanswered']:,} CER unanswered, "
+        f"{peer['connections_closed_by_server']:,} "
+        f"closed by the server, {peer['idle_closed_by_server']:,} idle ones closed by it"
+        + (
+            f" (after {peer['idle_lifetime_mean_s']:.2f} s on average)"
+            if peer["idle_lifetime_mean_s"] is not None
+            else ""
+        ),
+        f"  requests {peer['requests_sent']:,} sent ({peer['bytes_sent'] / 1e6:,.1f} MB), "
+        f"answers {peer['answers_received']:,} "
+        f"(5004: {peer['answers_5004']:,}, 5002: {peer['answers_5002']:,}, "
+        f"3004: {peer['answers_3004']:,}; all: {peer['answers_by_code'] or 'none'})",
+        f"  another peer's answers {peer['foreign_answers']:,}, accepted as another peer "
+        f"{peer['accepted_as_other_peer']:,}, another peer's sessions changed "
+        f"{peer['foreign_sessions_changed']:,}, Session-Ids taken {peer['session_ids_taken']:,}",
+    ]
+    for kind, tally in peer["by_kind"].items():
+        lines.append(
+            f"  {kind}: opened {tally['connections_opened']:,}, refused "
+            f"{tally['connections_refused']:,}, requests {tally['requests_sent']:,}, answers "
+            f"{tally['answers_received']:,} {tally['answers_by_code'] or ''}".rstrip()
+        )
+    return lines
 
 
 # --- latency histogram as a PNG (no plotting library needed) --------------------------------

@@ -4,6 +4,15 @@ echo server too, and gather one report (`run_bench`; `report.format_report` prin
 A server started for the run is `ocs serve` on 127.0.0.1 in a temporary data directory, started
 and stopped by `ocs.tools.spawn.SpawnedServer`; with pinning it gets the first CPU and the load
 generator the others (`cpu_plan`).
+
+With a hostile neighbour (`BenchOptions.hostile`) the same load runs against the same server
+several times in one invocation, without and with the neighbour, in the order of `phase_order`
+(without, with; then with, without; ...: a drift of the machine or of the server's growing
+state weighs on both sides alike), `PHASE_GAP_S` apart, each run with its own ids
+(`LoadConfig.epoch`). The top-level figures of the report are the runs without it, combined
+(`measure.combine_results`); `report["hostile"]` holds the runs with it (`with`), the ratios
+with / without, the neighbour's counters (`peer`, `hostile.peer_summary`) and every run in
+order (`phases`).
 """
 
 from __future__ import annotations
@@ -20,13 +29,27 @@ from pathlib import Path
 from typing import Any, Final
 
 from ocs.tools.load.config import BenchOptions, LoadConfig, ProgressFn
-from ocs.tools.load.measure import LoadResult, machine_busy_percent
+from ocs.tools.load.hostile import hostile_origin_host, peer_summary
+from ocs.tools.load.measure import LoadResult, combine_results, machine_busy_percent
 from ocs.tools.load.report import write_histogram_png
 from ocs.tools.load.traffic import provision
 from ocs.tools.load.workers import run_load
 from ocs.tools.spawn import SpawnedServer, echo_argv, serve_argv
 
 STOP_GRACE_S: Final = 120.0  # the charging server checkpoints on its way out
+PHASE_GAP_S: Final = 1.0  # between the runs of one invocation (the hostile neighbour's go)
+#: What each run of `report["hostile"]["phases"]` shows.
+PHASE_KEYS: Final = (
+    "answers_per_s",
+    "p50_ms",
+    "p99_ms",
+    "p999_ms",
+    "errors",
+    "server_cpu_percent",
+    "server_rss_max_mb",
+    "server_fds_max",
+)
+RATIO_KEYS: Final = ("answers_per_s", "p50_ms", "p99_ms", "p999_ms")
 
 
 def charging_server_argv(
@@ -38,6 +61,19 @@ def charging_server_argv(
     if profile is not None:
         python += ["-m", "cProfile", "-o", str(profile)]
     return serve_argv("--log-level", "warning", data_dir=data_dir, python=python)
+
+
+def phase_order(rounds: int) -> list[bool]:
+    """Whether each run of an invocation has the hostile neighbour, in order: `rounds` pairs,
+    without then with, then with then without, and so on (1: F T; 2: F T T F; 3: F T T F F T)."""
+    order: list[bool] = []
+    for r in range(max(1, rounds)):
+        order += [False, True] if r % 2 == 0 else [True, False]
+    return order
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
 
 
 def cpu_plan(pin: bool) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
@@ -67,7 +103,7 @@ def run_bench(opts: BenchOptions, progress: ProgressFn | None = None) -> dict[st
         work = Path(tmp)
         if opts.server is not None:
             host, port = opts.server
-            result, provisioned = _bench_target(
+            result, provisioned, hostile = _bench_target(
                 replace(cfg, host=host, port=port), opts.server_pid, opts, progress, "ocs "
             )
             report["server"] = f"{host}:{port}"
@@ -82,7 +118,7 @@ def run_bench(opts: BenchOptions, progress: ProgressFn | None = None) -> dict[st
             )
             try:
                 server.start()
-                result, provisioned = _bench_target(
+                result, provisioned, hostile = _bench_target(
                     replace(cfg, port=server.port), server.pid, opts, progress, "ocs "
                 )
             finally:
@@ -93,6 +129,7 @@ def run_bench(opts: BenchOptions, progress: ProgressFn | None = None) -> dict[st
             report["data_dir"] = str(data_dir.parent)
         report.update(result.summary())
         report["provisioned"] = provisioned
+        report["hostile"] = hostile
         report["echo_answers_per_s"] = None
         report["echo_ratio"] = None
         report["echo_ratio_per_cpu"] = None
@@ -151,7 +188,9 @@ def _bench_target(
     opts: BenchOptions,
     progress: ProgressFn | None,
     label: str,
-) -> tuple[LoadResult, dict[str, int] | None]:
+) -> tuple[LoadResult, dict[str, int] | None, dict[str, Any] | None]:
+    """Provision, then one run; or, with a hostile neighbour, the runs of `phase_order`: the
+    runs without it combined, what was provisioned, and the hostile section of the report."""
     provisioned = None
     if opts.provision:
         started = time.monotonic()
@@ -161,4 +200,33 @@ def _bench_target(
                 f"{label}provisioned {cfg.subscribers:,} accounts in "
                 f"{time.monotonic() - started:.1f}s: {provisioned}"
             )
-    return run_load(cfg, server_pid=pid, progress=progress, label=label), provisioned
+    if not opts.hostile:
+        return run_load(cfg, server_pid=pid, progress=progress, label=label), provisioned, None
+    epoch = int(time.time()) & 0xFFFFFFFF
+    runs: dict[bool, list[LoadResult]] = {False: [], True: []}
+    phases: list[dict[str, Any]] = []
+    for n, with_hostile in enumerate(phase_order(opts.rounds)):
+        if n:
+            time.sleep(PHASE_GAP_S)
+        result = run_load(
+            replace(cfg, epoch=(epoch + n) & 0xFFFFFFFF),
+            server_pid=pid,
+            progress=progress,
+            label=f"{label}{'+hostile ' if with_hostile else ''}",
+            hostile=opts.hostile if with_hostile else (),
+        )
+        runs[with_hostile].append(result)
+        summary = result.summary()
+        phases.append({"hostile": with_hostile, **{k: summary.get(k) for k in PHASE_KEYS}})
+    without, with_ = combine_results(runs[False]), combine_results(runs[True])
+    base, other = without.summary(), with_.summary()
+    section = {
+        "kinds": list(opts.hostile),
+        "rounds": max(1, opts.rounds),
+        "origin_host": hostile_origin_host(cfg.run_id),
+        "with": other,
+        "ratio": {k: _ratio(other[k], base[k]) for k in RATIO_KEYS},
+        "peer": peer_summary(with_.hostile_peer or {}),
+        "phases": phases,
+    }
+    return without, provisioned, section

@@ -20,6 +20,7 @@ bytes of the ids, the session id and the subscriber number.
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 import time
 from collections.abc import Sequence
@@ -63,6 +64,25 @@ _APP_CC: Final = int(ApplicationId.CREDIT_CONTROL)
 def msisdn(run_id: int, index: int) -> str:
     """A fixed-length (15 digit) E.164 number, unique per run and subscriber."""
     return f"9{run_id % 1_000_000:06d}{index:08d}"
+
+
+def peer_origin_host(run_id: int, index: int) -> str:
+    """The Origin-Host of the load's connection `index` (each connection is a peer of its own)."""
+    return f"lg{run_id % 1_000_000:06d}-{index:04d}.bench.local"
+
+
+def session_prefix(origin_host: str, epoch: int) -> bytes:
+    """What the Session-Ids of a connection begin with; `SID_DIGITS` digits of a counter
+    (1, 2, ...) follow."""
+    return f"{origin_host};{epoch};".encode()
+
+
+def first_end_to_end(run_id: int, epoch: int, index: int) -> int:
+    """The first Hop-by-Hop-Id and End-to-End-Id of connection `index` (each request takes the
+    next, modulo 2**32): random-looking, but derived from the run so that the hostile
+    neighbour's `foreign-ids` can aim at them (a string seed is hashed with SHA-512, the same in
+    every process)."""
+    return random.Random(f"ocs-bench/{run_id}/{epoch}/{index}").getrandbits(32)
 
 
 def account_id(run_id: int, index: int) -> str:

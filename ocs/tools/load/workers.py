@@ -6,9 +6,17 @@ on uvloop: it does CER/CEA, then
 writes pre-built frames (`traffic.FrameTemplate`) and matches answers by Hop-by-Hop-Id. It never
 goes through the full `Client`/`Connection` per request. Answers are decoded with a lean msgspec
 type that keeps only the Result-Codes (top level and per MSCC) and whether a grant carries
-Final-Unit-Indication. A run is a warm-up, then the measured window, then the flows in progress
-finish (bounded by `drain` seconds); the parent merges what the workers measured
-(`measure.merge_results`).
+Final-Unit-Indication, and the Session-Id: an answer for another session than its request's
+(another peer's cached answer) is an error, `wrong-session`, and ends the flow. A run is a
+warm-up, then the measured window, then the flows in progress finish (bounded by `drain`
+seconds); the parent merges what the workers measured (`measure.merge_results`).
+
+Each connection is a peer of its own (`traffic.peer_origin_host`); its ids follow from the run
+(`traffic.first_end_to_end`, `traffic.session_prefix`), and the workers publish every
+connection's next End-to-End-Id and Session-Id counter in shared memory every 0.1 s
+(`cursors`), which is what the hostile neighbour's `foreign-ids` aims with. With `hostile`
+kinds, `run_load` starts that neighbour's process beside the workers
+(`ocs.tools.load.hostile`), from the start of the warm-up to the end of the window.
 
 Modes:
 
@@ -46,14 +54,24 @@ import uvloop
 
 from ocs.edge.tls import client_context
 from ocs.tools.load.config import KINDS, LoadConfig, ProgressFn
-from ocs.tools.load.measure import LoadResult, merge_results, proc_cpu_seconds
+from ocs.tools.load.hostile import hostile_main
+from ocs.tools.load.measure import (
+    LoadResult,
+    merge_results,
+    proc_cpu_seconds,
+    proc_fd_count,
+    proc_rss_bytes,
+)
 from ocs.tools.load.traffic import (
     REALM,
     SID_DIGITS,
     FrameTemplate,
+    first_end_to_end,
     flow_bodies,
     flow_weights,
     msisdn,
+    peer_origin_host,
+    session_prefix,
 )
 from protocol.codec import encode_frame
 from protocol.codes import HEADER_LENGTH, VERSION, ApplicationId, CommandCode, Flag
@@ -61,6 +79,8 @@ from protocol.messages import ASA, CER, DPA, DWA, RAA, Answer, avp_name
 
 SUCCESS: Final = 2001
 PACER_TICK_S: Final = 0.001  # open loop: the sender wakes at most once per tick
+CURSOR_PERIOD_S: Final = 0.1  # how often the workers publish their connections' next ids
+HOSTILE_RESULT_WAIT_S: Final = 30.0  # after the window, for the hostile neighbour's counters
 
 _HEADER = struct.Struct(">IIIII")
 
@@ -74,6 +94,7 @@ class _LeanAnswer(msgspec.Struct, rename=avp_name):
     """Only what the harness reads of an answer; msgspec skips the other keys."""
 
     result_code: int = 0
+    session_id: str | None = None
     multiple_services_credit_control: list[_LeanMscc] | None = None
 
 
@@ -89,12 +110,13 @@ _REQUEST_DECODER: Final = msgspec.msgpack.Decoder(_LeanRequest)
 
 
 class _Flow:
-    __slots__ = ("kind", "sid", "step", "steps", "sub", "t0")
+    __slots__ = ("kind", "sid", "sid_text", "step", "steps", "sub", "t0")
 
     def __init__(self, kind: int, steps: tuple[FrameTemplate, ...], sid: bytes, sub: bytes):
         self.kind = kind
         self.steps = steps
         self.sid = sid
+        self.sid_text = sid.decode()
         self.sub = sub
         self.step = 0
         self.t0 = 0.0
@@ -106,9 +128,8 @@ class _LoadConnection(asyncio.Protocol):
     def __init__(self, worker: _Worker, index: int) -> None:
         self.w = worker
         cfg = worker.cfg
-        self.origin_host = f"lg{cfg.run_id % 1_000_000:06d}-{index:04d}.bench.local"
-        self.boot = f"{int(time.time()) & 0xFFFFFFFF}"
-        self.sid_prefix = f"{self.origin_host};{self.boot};".encode()
+        self.origin_host = peer_origin_host(cfg.run_id, index)
+        self.sid_prefix = session_prefix(self.origin_host, cfg.epoch)
         sid_len = len(self.sid_prefix) + SID_DIGITS
         sub_len = len(msisdn(cfg.run_id, 0))
         self.templates: list[tuple[FrameTemplate, ...]] = [
@@ -119,7 +140,7 @@ class _LoadConnection(asyncio.Protocol):
             for k in KINDS
         ]
         self.sid_counter = 0
-        self.next_hbh = random.getrandbits(32)
+        self.next_hbh = first_end_to_end(cfg.run_id, cfg.epoch, index)
         self.inflight: dict[int, _Flow] = {}
         self.ready: deque[_Flow] = deque()
         self.out: list[bytes] = []
@@ -370,7 +391,12 @@ class _Worker:
             self.sending = False
         code = answer.result_code
         flow.step += 1
-        if code != SUCCESS:
+        sid = answer.session_id
+        if sid is not None and sid != flow.sid_text:
+            # another session's answer (another peer's, from the duplicate cache): the flow
+            # cannot go on
+            self.errors["wrong-session"] = self.errors.get("wrong-session", 0) + 1
+        elif code != SUCCESS:
             key = str(code)
             self.errors[key] = self.errors.get(key, 0) + 1
         elif flow.step < len(flow.steps):
@@ -404,11 +430,23 @@ class _Worker:
             await asyncio.wait_for(proto.opened, 10.0)
             self.conns.append(proto)
 
-    async def run(self, t0: float, counters: Any) -> dict[str, Any]:
+    def publish_cursors(self, cursors: Any) -> None:
+        """Each connection's next End-to-End-Id and Session-Id counter, at its index."""
+        for i, conn in zip(self.conn_ids, self.conns, strict=True):
+            cursors[2 * i] = float(conn.next_hbh)
+            cursors[2 * i + 1] = float(conn.sid_counter)
+
+    async def _feed_cursors(self, cursors: Any) -> None:
+        while True:
+            self.publish_cursors(cursors)
+            await asyncio.sleep(CURSOR_PERIOD_S)
+
+    async def run(self, t0: float, counters: Any, cursors: Any) -> dict[str, Any]:
         cfg = self.cfg
         self.win_start = t0 + cfg.warmup
         self.win_end = self.win_start + cfg.duration
         monitor = asyncio.get_running_loop().create_task(self._monitor(counters))
+        feed = asyncio.get_running_loop().create_task(self._feed_cursors(cursors))
         await _sleep_until(t0)
         self.sending = True
         if self.closed_loop:
@@ -438,9 +476,10 @@ class _Worker:
                 self.error("unanswered", len(conn.inflight))
                 conn.inflight.clear()
             conn.close()
-        monitor.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await monitor
+        for task in (monitor, feed):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._publish(counters)
         cpu_end = self.cpu_end if self.cpu_end is not None else time.process_time()
         return {
@@ -515,7 +554,7 @@ async def _sleep_until(deadline: float) -> None:
 
 
 def worker_main(
-    cfg: LoadConfig, index: int, conn_ids: list[int], counters: Any, pipe: Pipe
+    cfg: LoadConfig, index: int, conn_ids: list[int], counters: Any, cursors: Any, pipe: Pipe
 ) -> None:
     """Entry point of a worker process: connect, say ready, wait for the start time, run,
     send the result back."""
@@ -531,6 +570,7 @@ def worker_main(
         except (OSError, TimeoutError, ConnectionError) as exc:
             pipe.send(("error", f"worker {index}: {exc!r}"))
             return
+        worker.publish_cursors(cursors)
         pipe.send(("ready", index))
         loop = asyncio.get_running_loop()
         message = await loop.run_in_executor(None, pipe.recv)
@@ -538,7 +578,7 @@ def worker_main(
             for conn in worker.conns:
                 conn.close()
             return
-        result = await worker.run(float(message[1]), counters)
+        result = await worker.run(float(message[1]), counters, cursors)
         pipe.send(("result", result))
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -555,23 +595,43 @@ def run_load(
     server_pid: int | None = None,
     progress: ProgressFn | None = None,
     label: str = "",
+    hostile: Sequence[str] = (),
 ) -> LoadResult:
-    """Run the load of `cfg` with `cfg.processes` worker processes; blocks until done."""
+    """Run the load of `cfg` with `cfg.processes` worker processes, and the hostile neighbour
+    doing `hostile` (if any) in a process of its own; blocks until done."""
     ctx = multiprocessing.get_context("spawn")
     nproc = max(1, min(cfg.processes, cfg.connections))
     cfg = replace(cfg, processes=nproc)
+    if cfg.epoch == 0:
+        cfg = replace(cfg, epoch=int(time.time()) & 0xFFFFFFFF)
     counters = ctx.Array("d", nproc * 3, lock=False)
+    cursors = ctx.Array("d", cfg.connections * 2, lock=False)
     conn_ids = [list(range(cfg.connections))[p::nproc] for p in range(nproc)]
     pipes: list[Pipe] = []
     procs: list[Any] = []
     results: list[dict[str, Any]] = []
     server_cpu: float | None = None
+    hostile_pipe: Pipe | None = None
+    hostile_counters: dict[str, Any] | None = None
+    rss_max: int | None = None
+    fds_max: int | None = None
+
+    def sample_server() -> None:
+        nonlocal rss_max, fds_max
+        if server_pid is None:
+            return
+        rss, fds = proc_rss_bytes(server_pid), proc_fd_count(server_pid)
+        if rss is not None:
+            rss_max = max(rss_max or 0, rss)
+        if fds is not None:
+            fds_max = max(fds_max or 0, fds)
+
     try:
         for p in range(nproc):
             parent_end, child_end = ctx.Pipe()
             proc = ctx.Process(
                 target=worker_main,
-                args=(cfg, p, conn_ids[p], counters, child_end),
+                args=(cfg, p, conn_ids[p], counters, cursors, child_end),
                 daemon=True,
                 name=f"ocs-bench-worker-{p}",
             )
@@ -579,10 +639,28 @@ def run_load(
             child_end.close()
             pipes.append(parent_end)
             procs.append(proc)
+        if hostile:
+            parent_end, child_end = ctx.Pipe()
+            proc = ctx.Process(
+                target=hostile_main,
+                args=(cfg, tuple(hostile), cursors, child_end),
+                daemon=True,
+                name="ocs-bench-hostile",
+            )
+            proc.start()
+            child_end.close()
+            hostile_pipe = parent_end
+            procs.append(proc)
         for p, pipe in enumerate(pipes):
             if not pipe.poll(60.0):
                 raise RuntimeError(f"worker {p} did not connect within 60 s")
             message = pipe.recv()
+            if message[0] != "ready":
+                raise RuntimeError(str(message[1]))
+        if hostile_pipe is not None:
+            if not hostile_pipe.poll(60.0):
+                raise RuntimeError("the hostile neighbour did not start within 60 s")
+            message = hostile_pipe.recv()
             if message[0] != "ready":
                 raise RuntimeError(str(message[1]))
         t0 = time.monotonic() + 0.2
@@ -590,6 +668,9 @@ def run_load(
             pipe.send(("start", t0))
         win_start = t0 + cfg.warmup
         win_end = win_start + cfg.duration
+        if hostile_pipe is not None:
+            hostile_pipe.send(("start", t0, win_end))
+        sample_server()
         cpu0: float | None = None
         cpu1: float | None = None
         last_t, last_answers = t0, 0.0
@@ -602,6 +683,7 @@ def run_load(
                 cpu1 = proc_cpu_seconds(server_pid) if server_pid else None
                 break
             if now >= next_tick:
+                sample_server()
                 answers = sum(counters[i * 3] for i in range(nproc))
                 errors = sum(counters[i * 3 + 1] for i in range(nproc))
                 inflight = sum(counters[i * 3 + 2] for i in range(nproc))
@@ -616,6 +698,7 @@ def run_load(
                 next_tick += 1.0
             wake = min(x for x in (win_start, win_end, next_tick) if x > now)
             time.sleep(max(0.0, min(wake - time.monotonic(), 0.25)))
+        sample_server()
         if cpu0 is not None and cpu1 is not None:
             server_cpu = cpu1 - cpu0
         for p, pipe in enumerate(pipes):
@@ -625,6 +708,13 @@ def run_load(
             if message[0] != "result":
                 raise RuntimeError(str(message[1]))
             results.append(message[1])
+        if hostile_pipe is not None:
+            if not hostile_pipe.poll(HOSTILE_RESULT_WAIT_S):
+                raise RuntimeError("the hostile neighbour sent no result")
+            message = hostile_pipe.recv()
+            if message[0] != "result":
+                raise RuntimeError(str(message[1]))
+            hostile_counters = message[1]
         for proc in procs:
             proc.join(10.0)
     finally:
@@ -634,4 +724,10 @@ def run_load(
                 proc.join(5.0)
         for pipe in pipes:
             pipe.close()
-    return merge_results(cfg, results, server_cpu)
+        if hostile_pipe is not None:
+            hostile_pipe.close()
+    result = merge_results(cfg, results, server_cpu)
+    result.extra["server_rss_max_mb"] = None if rss_max is None else round(rss_max / 2**20, 1)
+    result.extra["server_fds_max"] = fds_max
+    result.hostile_peer = hostile_counters
+    return result
