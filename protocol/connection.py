@@ -257,6 +257,13 @@ class Connection:
         return self._budget.limit
 
     @property
+    def budget_full(self) -> bool:
+        """The peer has as many requests outstanding as it may (across its connections): any
+        more read now could only be refused (3004), so a server stops reading until answers
+        free the budget (`ocs.edge.server.PeerHandle`)."""
+        return self._budget.count >= self._budget.limit
+
+    @property
     def outstanding_requests(self) -> int:
         """Requests sent and not yet answered."""
         return len(self._outstanding)

@@ -201,6 +201,10 @@ class PeerHandle(asyncio.Protocol):
         self._closed_event = asyncio.Event()
         self._answer_waiters: dict[int, asyncio.Future[Answer]] = {}
         self._drain_timer: asyncio.TimerHandle | None = None  # output above the high-water mark
+        # not read while its unsent output is above the high-water mark, or while its peer has
+        # as many requests outstanding as it may (what it sent meanwhile waits in the kernel)
+        self._held_for_output = False
+        self._held_for_budget = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -278,6 +282,8 @@ class PeerHandle(asyncio.Protocol):
                 log.info("answer.dropped", peer=conn.peer_origin_host, reason=event.reason)
             elif isinstance(event, ConnectionClosed):
                 close_reason = event.reason
+        if conn.budget_full and not self._held_for_budget:
+            self._hold_for_budget()
         self._flush()
         if (at := conn.timer_at()) != self._timer_at:  # rarely: on open and on close
             self._arm(at)
@@ -323,6 +329,7 @@ class PeerHandle(asyncio.Protocol):
         transport = self.transport
         if self._closed or transport is None:
             return
+        self._held_for_output = True
         transport.pause_reading()
         if self._drain_timer is None:
             self._drain_timer = self.server.loop.call_later(
@@ -331,8 +338,32 @@ class PeerHandle(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._cancel_drain_timer()
-        if not self._closed and self.transport is not None:
+        self._held_for_output = False
+        if not self._closed and self.transport is not None and not self._held_for_budget:
             self.transport.resume_reading()
+
+    # --- input flow control: the peer's outstanding-request budget -----------------------------
+
+    def _hold_for_budget(self) -> None:
+        """The peer has as many requests outstanding as it may: stop reading this connection
+        until answers free its budget (`Server.release_budget_holds`). Reading on would only
+        decode and refuse each further request (3004) and let one flooding peer take the
+        server's time from the others; this way what it sends waits in its socket buffers."""
+        if self._closed or self.transport is None:
+            return
+        self._held_for_budget = True
+        self.transport.pause_reading()
+        self.server.budget_held.add(self)
+
+    def release_budget_hold(self) -> bool:
+        """Read again if the peer's budget has room (True: no longer held)."""
+        conn = self.conn
+        if conn is not None and conn.budget_full and not self._closed:
+            return False
+        self._held_for_budget = False
+        if not self._closed and self.transport is not None and not self._held_for_output:
+            self.transport.resume_reading()
+        return True
 
     def _cancel_drain_timer(self) -> None:
         if self._drain_timer is not None:
@@ -560,6 +591,8 @@ class Server:
         )
         self._refusal_logged_at: float | None = None
         self._dirty: set[PeerHandle] = set()
+        # connections not read because their peer's outstanding budget is full
+        self.budget_held: set[PeerHandle] = set()
         self._flush_held = 0
         self._server: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -666,6 +699,7 @@ class Server:
         self.connections.discard(peer)
         self._unopened.pop(peer, None)
         self._dirty.discard(peer)
+        self.budget_held.discard(peer)
         host = peer.origin_host
         entry = self._peers.get(host) if host is not None else None
         if entry is not None:
@@ -713,6 +747,11 @@ class Server:
         dirty, self._dirty = self._dirty, set()
         for peer in dirty:
             peer.flush()
+        if self.budget_held:  # answers went out: budgets may have room again
+            self.release_budget_holds()
+
+    def release_budget_holds(self) -> None:
+        self.budget_held = {peer for peer in self.budget_held if not peer.release_budget_hold()}
 
     def peers_of(self, origin_host: str) -> Iterable[PeerHandle]:
         entry = self._peers.get(origin_host)

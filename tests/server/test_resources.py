@@ -118,12 +118,14 @@ async def test_outstanding_limit_is_per_peer_across_its_connections(
     gate.flush()
     assert [(await first.read())[1]["Result-Code"] for _ in range(2)] == [2001, 2001]
     assert (await second.read())[1]["Result-Code"] == 2001
-    # Requests a lost connection never had answered leave the budget with it.
+    # Requests a lost connection never had answered leave the budget with it. (A connection
+    # whose peer is at its limit is not read, so its close is seen once answers free the
+    # budget and reading resumes.)
     await first.send(CCR * 3)
     await until(lambda: len(gate.held) == 3)
     await first.close()
-    await until(lambda: len(srv.connections) == 2)
     gate.flush()  # answers to a closed connection go nowhere
+    await until(lambda: len(srv.connections) == 2)
     await second.send(CCR * 4)
     await until(lambda: len(gate.held) == 3)
     _, body = await second.read()
@@ -132,6 +134,31 @@ async def test_outstanding_limit_is_per_peer_across_its_connections(
     assert [(await second.read())[1]["Result-Code"] for _ in range(3)] == [2001] * 3
     await second.close()
     await other.close()
+
+
+async def test_a_peer_at_its_outstanding_limit_is_not_read_until_answers_free_it(
+    make_server: ServerFactory,
+) -> None:
+    """A flooding peer costs the server nothing beyond its limit: once it has as many requests
+    outstanding as it may, its connections are not read (what it sends waits in the kernel),
+    instead of every further request being decoded and refused; reading resumes as its
+    answers go out, and nothing it sent is lost."""
+    gate = HoldingGate()
+    srv = await make_server(max_pending_requests=3, handlers={272: echo_cca}, gate=gate)
+    peer = await RawPeer.connect(srv.port)
+    await peer.send(CCR * 3)
+    await until(lambda: len(gate.held) == 3)
+    (handle,) = srv.budget_held
+    await peer.send(CCR * 5)  # not read while the three are outstanding
+    await asyncio.sleep(0.2)
+    assert len(gate.held) == 3 and srv.budget_held == {handle}
+    gate.flush()  # three answers go out: the five are read (three held, two refused 3004)
+    await until(lambda: len(gate.held) == 3)
+    codes = [(await peer.read())[1]["Result-Code"] for _ in range(5)]
+    assert codes == [2001] * 3 + [ResultCode.TOO_BUSY] * 2
+    gate.flush()
+    assert [(await peer.read())[1]["Result-Code"] for _ in range(3)] == [2001] * 3
+    await peer.close()
 
 
 # --- connection limits -------------------------------------------------------------------------
