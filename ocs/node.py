@@ -43,7 +43,8 @@ from ocs.edge.group_commit import DurabilityError, GroupCommit
 from ocs.edge.journal import JournalError
 from ocs.edge.server import PeerHandle, RequestContext, Server, ServerConfig
 from ocs.edge.store import Checkpoint, ForkedCheckpoint, Store
-from protocol.codes import CommandCode, ReAuthRequestType
+from protocol.codes import CommandCode, ReAuthRequestType, ResultCode
+from protocol.errors import ProtocolError
 from protocol.messages import AMR, ASR, CCR, RAR, Answer
 from protocol.peer import PeerState
 from rating import CatalogError
@@ -311,15 +312,17 @@ class Node:
 
     def _ccr(self, ctx: RequestContext, message: CCR) -> bytes:
         core = self.core
-        origin = message.origin_host
+        origin = _peer_identity(ctx)
         result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         self._record(ctx, origin, result, CommandCode.CREDIT_CONTROL)
-        if core.has_session(message.session_id):  # (events and refused INITIALs open none)
+        # the connection the owner last used (events, refused INITIALs and other peers'
+        # requests leave no route)
+        if core.session_owner(message.session_id) == origin:
             self.routes[message.session_id] = ctx.peer
         return result.body
 
     def _amr(self, ctx: RequestContext, message: AMR) -> bytes:
-        origin = message.origin_host
+        origin = _peer_identity(ctx)
         result = self.core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         self._record(ctx, origin, result, CommandCode.ACCOUNT_MANAGEMENT)
         return result.body
@@ -431,9 +434,15 @@ class Node:
             future.add_done_callback(partial(_log_answer, action=action))
 
     def _route(self, action: Action) -> PeerHandle | None:
-        """The connection the session last used, else another of the same Origin-Host."""
+        """The connection the session last used, else another of the same Origin-Host: only
+        ever a connection of the peer that owns the session (WIRE.md 5.3)."""
         peer = self.routes.get(action.session_id)
-        if peer is not None and peer.conn is not None and peer.conn.state is PeerState.OPEN:
+        if (
+            peer is not None
+            and peer.conn is not None
+            and peer.conn.state is PeerState.OPEN
+            and peer.conn.peer_origin_host == action.origin_host
+        ):
             return peer
         return next(iter(self.server.peers_of(action.origin_host)), None)
 
@@ -574,6 +583,16 @@ def _compare_cdrs(directory: Path, regenerated: list[tuple[int, bytes]], on_disk
             count=len(differ),
             detail="replay regenerated different CDRs than those on disk",
         )
+
+
+def _peer_identity(ctx: RequestContext) -> str:
+    """The peer a request comes from: the Origin-Host of its connection's capabilities
+    exchange (WIRE.md 4), which the connection held the request's own Origin-Host to."""
+    conn = ctx.peer.conn
+    host = conn.peer_origin_host if conn is not None else None
+    if host is None:  # the connection hands out requests only once the peer is open
+        raise ProtocolError(ResultCode.UNKNOWN_PEER, "no capabilities exchange")
+    return host
 
 
 def _log_answer(future: asyncio.Future[Answer], *, action: Action) -> None:

@@ -295,6 +295,7 @@ class AMR(Request, frozen=True, kw_only=True):
     credit_limit: Integer64 | None = None
     account_status: AccountStatus | None = None
     operation_id: str | None = None
+    session_id: str | None = None  # TERMINATE_SESSION (docs/protocol.md)
 
 
 class AMA(Answer, frozen=True, kw_only=True):

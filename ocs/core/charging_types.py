@@ -24,7 +24,14 @@ from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
 
 
 class InputKind(enum.IntEnum):
-    REQUEST = 1  # a CCR or AMR body
+    # A CCR or AMR body from the peer `origin_host`: the Origin-Host of its capabilities
+    # exchange, held to the rules of WIRE.md 1.1 sections 4, 5.3 and 6 (Session-Ids begin with
+    # their opener's Origin-Host, sessions belong to their opener).
+    REQUEST = 4
+    # A CCR or AMR journaled by a build before those rules (`origin_host` is the request's own
+    # Origin-Host): replayed as it was processed then, without the Session-Id and ownership
+    # checks, so that a data directory of that build recovers to the state it acknowledged.
+    REQUEST_1_0 = 1
     TICK = 2  # supervision and expiry at `now_ms`
     CATALOG = 3  # a new catalog (TOML text)
 
@@ -138,11 +145,17 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     catalog_text: str
     cdr_seq: int
     sessions: list[Session | bytes]  # bytes: an idle session, packed (see `pack_session`)
-    seen: list[tuple[str, int, CachedAnswer]]
-    closed: list[tuple[str, int, int, bytes]]  # session id, closed at ms, number, CCA body
+    seen: list[tuple[str, int, CachedAnswer]]  # (peer, End-to-End-Id, answer), oldest first
+    # Closed sessions of snapshots written before sessions had owners: session id, closed at
+    # ms, number, CCA body. Read, never written (their owner is unknown: see `_repeat`).
+    closed: list[tuple[str, int, int, bytes]]
     usage: dict[str, int]
     operations: dict[str, str] = {}  # Operation-Id -> what it names (see `_admin`)
     reservation_seq: int = 0  # reservations opened so far (their ids: see `_grant`)
+    # Closed sessions (for the duplicate window): session id, closed at ms, number, CCA body,
+    # the peer that owned it. An older build refuses a snapshot with this field (too long an
+    # array) rather than misread it.
+    tombstones: list[tuple[str, int, int, bytes, str]] = []
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()
