@@ -363,8 +363,8 @@ class CoreMachine(RuleBasedStateMachine):
             origin=other,
         )
         answer = self._send(message).answer
-        assert answer.result_code == 5002 and answer.failed_avp is None
-        assert answer.multiple_services_credit_control is None
+        assert isinstance(answer, CCA) and answer.result_code == 5002
+        assert answer.failed_avp is None and answer.multiple_services_credit_control is None
         assert self._state() == before
 
     @rule(index=picks)

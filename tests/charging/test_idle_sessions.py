@@ -40,9 +40,10 @@ def test_a_session_is_packed_once_its_last_answer_leaves_the_duplicate_window(
     h.account("c", "491700000003", EUR, now_ms=PEAK + WINDOW + 1)  # any request evicts
     assert packed(h) == 1  # s1 only: s2 answered within the window
     raw = h.core._sessions
-    assert isinstance(raw[sid("s1")], bytes) and not isinstance(raw[sid("s2")], bytes)
+    one, two = raw[sid("s1")], raw[sid("s2")]
+    assert isinstance(one, bytes) and not isinstance(two, bytes)
     # packed small: far below the objects it stands for
-    assert len(raw[sid("s1")]) < 200
+    assert len(one) < 200
 
 
 def test_a_packed_session_goes_on_exactly_as_an_unpacked_one(h: Harness) -> None:

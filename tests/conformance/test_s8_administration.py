@@ -316,7 +316,7 @@ async def test_s8_terminate_session_extension(server: ServerProcess, connect: Co
     asr = await owner.expect_request(274)
     assert asr.body["Session-Id"] == session.session_id
     assert asr.body["Destination-Host"] == owner.origin_host
-    await owner.answer(asr, owner.base_answer(**{"Session-Id": session.session_id}))
+    await owner.answer(asr, {**owner.base_answer(), "Session-Id": session.session_id})
     late = await session.terminate([{"Rating-Group": 30, "Used-Service-Unit": [units_sms(1)]}])
     assert late.result_code == 5002
     records: list[dict[str, Any]] = []
@@ -332,7 +332,7 @@ async def test_s8_terminate_session_extension(server: ServerProcess, connect: Co
 
 def read_records(server: ServerProcess) -> list[dict[str, Any]]:
     """The whole lines of the CDR files so far (§9; a line being written is left out)."""
-    records = []
+    records: list[dict[str, Any]] = []
     for path in sorted((server.data_dir / "cdr").glob("cdr-*")):
         *lines, _partial = path.read_text().split("\n")
         records.extend(json.loads(line) for line in lines)
