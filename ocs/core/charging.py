@@ -187,9 +187,7 @@ def names_peer(session_id: str, origin_host: str) -> bool:
     """Whether a Session-Id begins with the peer's Origin-Host (RFC 6733 section 8.8, WIRE.md
     5.3): `<host>;...`, or exactly `<host>`."""
     n = len(origin_host)
-    return session_id.startswith(origin_host) and (
-        len(session_id) == n or session_id[n] == ";"
-    )
+    return session_id.startswith(origin_host) and (len(session_id) == n or session_id[n] == ";")
 
 
 class ChargingCore:
@@ -228,12 +226,12 @@ class ChargingCore:
         self.cdr_seq = 0
         self._reservation_seq = 0
         # The duplicate cache (see `_remember`): answers by (peer, End-to-End-Id), in the order
-        # they were given; the peer of each, in that order (for expiry); each peer's
-        # End-to-End-Ids, in that order (for its bound); and per peer how many of the first
-        # entries of `_seen_order` for it stand for answers its bound already dropped.
+        # they were given; the peer of each, in that order (for expiry); each peer's keys, in
+        # that order (for its bound); and per peer how many of the first entries of
+        # `_seen_order` for it stand for answers its bound already dropped.
         self._seen: dict[tuple[str, int], CachedAnswer] = {}
         self._seen_order: deque[str] = deque()
-        self._peer_seen: dict[str, deque[int]] = {}
+        self._peer_seen: dict[str, deque[tuple[str, int]]] = {}
         self._peer_dropped: dict[str, int] = {}
         # closed sessions, for the duplicate window: (closed at ms, number, CCA body, owner)
         self._closed: dict[str, tuple[int, int, bytes, str]] = {}
@@ -545,11 +543,11 @@ class ChargingCore:
         mine = self._peer_seen.get(origin_host)
         if mine is None:
             mine = self._peer_seen[origin_host] = deque()
-        mine.append(end_to_end)
+        mine.append(key)
         if len(mine) > self.max_cached_per_peer:
             # the peer's oldest answer goes; its entry in `_seen_order` (the first of this
             # peer's there that stands for an answer) now stands for nothing
-            dropped = seen.pop((origin_host, mine.popleft()))
+            dropped = seen.pop(mine.popleft())
             self._peer_dropped[origin_host] = self._peer_dropped.get(origin_host, 0) + 1
             if dropped.session_id:
                 self._pack_if_idle(dropped.session_id, dropped.at_ms)
@@ -569,7 +567,7 @@ class ChargingCore:
                     dropped[host] = gone - 1
                 continue
             mine = peers[host]
-            key = (host, mine[0])
+            key = mine[0]
             entry = seen[key]
             if entry.at_ms >= horizon:
                 break
@@ -725,9 +723,7 @@ class ChargingCore:
             return False
         return tomb[3] == owner if tomb[3] else names_peer(sid, owner)
 
-    def _repeat(
-        self, session: Session | None, sid: str, ccr: CCR, owner: str | None
-    ) -> CCA | None:
+    def _repeat(self, session: Session | None, sid: str, ccr: CCR, owner: str | None) -> CCA | None:
         """The cached answer if (Session-Id, CC-Request-Number) is the last one processed, for
         the session's own peer only (`owner`; None: any, for inputs of a build before
         owners)."""
@@ -1488,12 +1484,13 @@ class ChargingCore:
         self._peer_seen = {}
         self._peer_dropped = {}
         for host, e2e, cached in state.seen:
-            self._seen[(host, e2e)] = cached
+            key = (host, e2e)
+            self._seen[key] = cached
             self._seen_order.append(host)
             mine = self._peer_seen.get(host)
             if mine is None:
                 mine = self._peer_seen[host] = deque()
-            mine.append(e2e)
+            mine.append(key)
         # owners unknown ("") in a snapshot of a build before session owners (see `_owned`)
         self._closed = {sid: (at, n, body, "") for sid, at, n, body in state.closed}
         for sid, at, n, body, owner in state.tombstones:
