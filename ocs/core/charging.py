@@ -122,7 +122,7 @@ DEFAULT_DUPLICATE_WINDOW_MS: Final = 4 * 60 * MS  # WIRE.md section 6: at least 
 # The most answers one peer keeps in the duplicate cache (docs/operations.md): beyond it, that
 # peer's oldest is forgotten. 2**20 answers keep the whole window for a peer sending up to
 # ~4,400 requests/s; a peer sending more keeps its last 2**20 (its oldest duplicates are then
-# processed again), and no peer can pin more than that (~0.5 GB) however fast it sends.
+# processed again), and no peer can pin more than that (~0.5-0.75 GB) however fast it sends.
 DEFAULT_MAX_CACHED_PER_PEER: Final = 1 << 20
 DEFAULT_MIN_TCC_S: Final = 120  # Tcc of a session that holds no grant
 RESERVATION_SLACK_S: Final = 60
