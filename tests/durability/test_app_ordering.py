@@ -133,6 +133,7 @@ async def test_relaxed_mode_cdrs_wait_for_the_fsync(
 
 
 async def test_only_open_sessions_keep_a_route(strict_app: Node) -> None:
+    """Routes for RAR/ASR: one per open session, the connection its own peer last used."""
     app = strict_app
     admin_client = await connect_admin(app.server.port)
     await create_account(admin_client, "acct-1", 10_000_000)
@@ -174,6 +175,14 @@ async def test_only_open_sessions_keep_a_route(strict_app: Node) -> None:
     )
     assert (await client.request(opened, end_to_end=next_e2e())).result_code == 2001
     assert set(app.routes) == {"smsc.test.local;s"}
+    route = app.routes["smsc.test.local;s"]
+    # another peer naming the session is refused and does not become its route (WIRE.md 5.3)
+    intruder = await connect_cc(app.server.port, "intruder.test.local")
+    for kind in (CCRequestType.UPDATE, CCRequestType.TERMINATION):
+        theirs = sms_ccr("intruder.test.local", "smsc.test.local;s", kind, 1, used=1)
+        assert (await intruder.request(theirs, end_to_end=next_e2e())).result_code == 5002
+    assert app.routes == {"smsc.test.local;s": route}
+    await intruder.close()
     closing = sms_ccr("smsc.test.local", "smsc.test.local;s", CCRequestType.TERMINATION, 1, used=1)
     assert (await client.request(closing, end_to_end=next_e2e())).result_code == 2001
     assert app.routes == {}
