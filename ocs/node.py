@@ -282,13 +282,13 @@ def record_kind(payload: bytes) -> str:
         record = decode_input(payload[1:])
     except Exception:  # damaged, or written by another build
         return "core (undecodable input)"
-    if record.kind is not InputKind.REQUEST:
+    if record.kind is not InputKind.REQUEST and record.kind is not InputKind.REQUEST_1_0:
         return f"core {record.kind.name}"
     try:
         command = CommandCode(record.command).name
     except ValueError:
         command = f"command {record.command}"
-    return f"core REQUEST {command}"
+    return f"core {record.kind.name} {command}"
 
 
 def _startup_failed(config: NodeConfig, exc: BaseException) -> None:
@@ -558,18 +558,20 @@ class Node:
 
     def _ccr(self, ctx: RequestContext, message: CCR) -> bytes:
         core = self.core
-        origin = message.origin_host
+        origin = _peer_identity(ctx)
         try:
             result = core.handle_ccr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         except Exception as exc:
             raise self._request_failed(exc, ctx, origin, message.session_id) from None
         self._record(ctx, origin, result, CommandCode.CREDIT_CONTROL)
-        if core.has_session(message.session_id):  # (events and refused INITIALs open none)
+        # the connection the owner last used (events, refused INITIALs and other peers'
+        # requests leave no route)
+        if core.session_owner(message.session_id) == origin:
             self.routes[message.session_id] = ctx.peer
         return result.body
 
     def _amr(self, ctx: RequestContext, message: AMR) -> bytes:
-        origin = message.origin_host
+        origin = _peer_identity(ctx)
         try:
             result = self.core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         except Exception as exc:
@@ -731,9 +733,15 @@ class Node:
             future.add_done_callback(partial(_log_answer, action=action))
 
     def _route(self, action: Action) -> PeerHandle | None:
-        """The connection the session last used, else another of the same Origin-Host."""
+        """The connection the session last used, else another of the same Origin-Host: only
+        ever a connection of the peer that owns the session (WIRE.md 5.3)."""
         peer = self.routes.get(action.session_id)
-        if peer is not None and peer.conn is not None and peer.conn.state is PeerState.OPEN:
+        if (
+            peer is not None
+            and peer.conn is not None
+            and peer.conn.state is PeerState.OPEN
+            and peer.conn.peer_origin_host == action.origin_host
+        ):
             return peer
         return next(iter(self.server.peers_of(action.origin_host)), None)
 
@@ -873,6 +881,16 @@ def _compare_cdrs(directory: Path, regenerated: list[tuple[int, bytes]], on_disk
         )
 
 
+def _peer_identity(ctx: RequestContext) -> str:
+    """The peer a request comes from: the Origin-Host of its connection's capabilities
+    exchange (WIRE.md 4), which the connection held the request's own Origin-Host to."""
+    conn = ctx.peer.conn
+    host = conn.peer_origin_host if conn is not None else None
+    if host is None:  # the connection hands out requests only once the peer is open
+        raise ProtocolError(ResultCode.UNKNOWN_PEER, "no capabilities exchange")
+    return host
+
+
 def _log_answer(future: asyncio.Future[Answer], *, action: Action) -> None:
     if future.cancelled():
         return
@@ -916,7 +934,7 @@ def _input_kind(body: bytes) -> str:
         record = decode_input(body)
     except (msgspec.DecodeError, ValueError):
         return "undecodable"
-    if record.kind is InputKind.REQUEST:
+    if record.kind is InputKind.REQUEST or record.kind is InputKind.REQUEST_1_0:
         return f"request {record.command} from {record.origin_host[:64]}"
     return record.kind.name.lower()
 

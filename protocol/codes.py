@@ -204,6 +204,7 @@ class AccountOperation(enum.IntEnum):
     CREDIT = 3
     DEBIT = 4
     SET_STATUS = 5
+    TERMINATE_SESSION = 6  # extension (docs/protocol.md): close a session as supervision does
 
 
 class AccountStatus(enum.IntEnum):

@@ -2,7 +2,9 @@
 
 One `Connection` per transport. It frames the stream, checks headers, decodes bodies, runs the
 peer state machine, answers the peer procedures itself (CER with the help of a policy callback,
-DWR, DPR) and answers every malformed request with the code WIRE.md prescribes. What is left
+DWR, DPR), holds every later request to the Origin-Host of the capabilities exchange (a peer is
+that identity, WIRE.md section 4) and answers every malformed request with the code WIRE.md
+prescribes. What is left
 for its user are the events: application requests to answer, answers to match, and when to
 close. It never reads a clock, but it holds the peer timers as data, the way aioquic does: the
 caller passes `now` (seconds from any monotonic origin) to the constructor and to
@@ -415,6 +417,22 @@ class Connection:
         except ProtocolError as exc:
             self._reject(header, exc, events)
             return
+        assert isinstance(message, Request)
+        peer = self.peer
+        if peer is not None and message.origin_host != peer.origin_host:
+            # A peer is the Origin-Host of its CER (WIRE.md section 4): a request that names
+            # another is refused here, before anyone acts on it or journals it.
+            self._reject(
+                header,
+                ProtocolError(
+                    ResultCode.INVALID_AVP_VALUE,
+                    "Origin-Host differs from the capabilities exchange",
+                    failed_avp={"Origin-Host": message.origin_host},
+                    session_id=getattr(message, "session_id", None),
+                ),
+                events,
+            )
+            return
         if code == CommandCode.DEVICE_WATCHDOG:
             self._send_answer_now(header, self._base_answer(DWA))
             events.append(WatchdogReceived(header))
@@ -424,7 +442,6 @@ class Connection:
             self._machine.process(PeerInput.RECV_DPR)
             events.append(DisconnectRequested(header, int(message.disconnect_cause)))
         else:
-            assert isinstance(message, Request)
             self._pending_in += 1
             self._budget.count += 1
             events.append(RequestReceived(header, message, body))

@@ -345,6 +345,7 @@ class AMR(Request, frozen=True, kw_only=True):
     credit_limit: CreditLimit | None = None
     account_status: AccountStatus | None = None
     operation_id: OperationIdText | None = None
+    session_id: SessionIdText | None = None  # TERMINATE_SESSION (docs/protocol.md)
 
 
 class AMA(Answer, frozen=True, kw_only=True):

@@ -1,4 +1,5 @@
-"""``ocs account create|get|credit|debit|status``: account administration for operators.
+"""``ocs account create|get|credit|debit|status|terminate-session``: account administration for
+operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
 ``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
@@ -10,12 +11,17 @@ fresh UUID that is printed, so that an operator who did not see the answer (time
 connection, crash of the server) can run the same command again with ``--operation-id`` and be
 sure it is applied once.
 
+``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
+intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
+"managementIntervention", and the peer that owns it is sent ASR.
+
 With ``--tls-ca`` (and ``--tls-cert``/``--tls-key`` for a server that requires client
 certificates) it connects over TLS, checking the server's certificate for ``--tls-server-name``
 (default: the host of ``--server``).
 
 Exit status: 0 when the server answered 2001; 1 when it answered with another Result-Code (5030
-unknown account, 5004 invalid value or existing account, 4012 not enough credit, ...); 2 when no
+unknown account, 5004 invalid value or existing account, 4012 not enough credit, 5002 no such
+session of that account, ...); 2 when no
 answer came (connection refused or lost, timeout, capabilities exchange refused) or the command
 line is wrong.
 """
@@ -200,6 +206,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.add_argument("status", choices=sorted(_STATUS_NAMES, key=_STATUS_NAMES.__getitem__))
     status.set_defaults(func=run, operation=AccountOperation.SET_STATUS)
 
+    terminate = sub.add_parser(
+        "terminate-session",
+        parents=[common],
+        help="end a session of the account, whichever peer opened it (reservations released, "
+        "CDR closed as managementIntervention, ASR to its peer)",
+    )
+    terminate.add_argument("account_id", metavar="ACCOUNT_ID")
+    terminate.add_argument("session_id", metavar="SESSION_ID")
+    terminate.set_defaults(func=run, operation=AccountOperation.TERMINATE_SESSION)
+
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
@@ -240,6 +256,8 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
         fields["operation_id"] = args.operation_id
     elif op is AccountOperation.SET_STATUS:
         fields["account_status"] = _STATUS_NAMES[args.status]
+    elif op is AccountOperation.TERMINATE_SESSION:
+        fields["session_id"] = args.session_id
     return AMR(
         origin_host=origin_host,
         origin_realm=args.origin_realm,
@@ -348,6 +366,8 @@ def _json(args: argparse.Namespace, outcome: _Outcome) -> dict[str, Any]:
     }
     if getattr(args, "operation_id", None) is not None:
         obj["Operation-Id"] = args.operation_id
+    if getattr(args, "session_id", None) is not None:
+        obj["Session-Id"] = args.session_id
     if outcome.answer is None:
         obj["Result-Code"] = None
         obj["error"] = outcome.error
@@ -366,6 +386,7 @@ def _json(args: argparse.Namespace, outcome: _Outcome) -> dict[str, Any]:
 _RESULT_NAMES: Final = {
     2001: "success",
     4012: "not enough credit",
+    5002: "unknown session (or not this account's)",
     5004: "invalid value (or the account exists)",
     5005: "missing value",
     5030: "unknown account",
@@ -397,10 +418,13 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         AccountOperation.CREDIT: "credited",
         AccountOperation.DEBIT: "debited",
         AccountOperation.SET_STATUS: "status set",
+        AccountOperation.TERMINATE_SESSION: "session terminated",
     }[op]
     if op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
         head = f"{head} {money(amount)}"
+    elif op is AccountOperation.TERMINATE_SESSION:
+        head = f"{head} {args.session_id}"
     return (
         f"{head}: {account.account_id} {account.account_status.name.lower()} "
         f"balance {money(account.balance)} reserved {money(account.reserved)} "

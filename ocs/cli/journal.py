@@ -190,7 +190,7 @@ def _payload_json(payload: bytes) -> dict[str, Any]:
         "now_ms": record.now_ms,
         "time": _time_text(record.now_ms),
     }
-    if record.kind is InputKind.REQUEST:
+    if record.kind is InputKind.REQUEST or record.kind is InputKind.REQUEST_1_0:
         decoded.update(
             origin_host=record.origin_host,
             end_to_end=record.end_to_end,
@@ -229,7 +229,7 @@ def _payload_text(payload: bytes) -> str:
     except Exception as exc:
         return f"{line}  ({type(exc).__name__}: {exc})"
     line = f"{line}  {_time_text(record.now_ms)}"
-    if record.kind is InputKind.REQUEST:
+    if record.kind is InputKind.REQUEST or record.kind is InputKind.REQUEST_1_0:
         line += f"  origin={_cut(record.origin_host)} e2e={record.end_to_end}"
         line += f"  {_summary(record.body)}"
     elif record.kind is InputKind.CATALOG:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import ipaddress
 import os
+import sys
 import traceback
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from ocs.edge.server import (
     DEFAULT_MAX_CONNECTIONS_PER_PEER,
     DEFAULT_OUTPUT_HIGH_WATER_BYTES,
     DESCRIPTOR_RESERVE,
+    IPNetwork,
+    PeerEntry,
     ServerConfig,
     serve_until_signalled,
 )
@@ -38,14 +42,42 @@ _DEFAULTS = NodeConfig()
 log = structlog.get_logger("ocs.cli.serve")
 
 
-def parse_peer(text: str) -> tuple[str, frozenset[int]]:
-    """`ORIGIN_HOST` or `ORIGIN_HOST=cc,admin`."""
-    host, _, apps = text.partition("=")
+def parse_peer(text: str) -> tuple[str, PeerEntry]:
+    """`ORIGIN_HOST[=cc,admin][@ADDRESS[,ADDRESS...]]`: the applications (default `cc`) and
+    the addresses or networks (`10.1.2.3`, `10.1.2.0/24`, `2001:db8::/32`) the peer may connect
+    from (default: any)."""
+    name, bound, where = text.partition("@")
+    host, _, apps = name.partition("=")
+    if not host:
+        raise argparse.ArgumentTypeError(f"no Origin-Host in {text!r}")
     names = [a for a in apps.split(",") if a] or ["cc"]
     try:
-        return host, frozenset(_APP_NAMES[n] for n in names)
+        applications = frozenset(_APP_NAMES[n] for n in names)
     except KeyError as exc:
         raise argparse.ArgumentTypeError(f"unknown application {exc.args[0]!r}") from None
+    networks: list[IPNetwork] = []
+    for address in where.split(",") if bound else ():
+        try:
+            networks.append(ipaddress.ip_network(address.strip()))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not an IP address or network: {address!r} (a network has no host bits set: "
+                "10.1.2.0/24)"
+            ) from None
+    return host, PeerEntry(applications=applications, networks=tuple(networks))
+
+
+def peer_list(entries: list[tuple[str, PeerEntry]] | None) -> dict[str, PeerEntry] | None:
+    """The `--peer` options as the server's peer list (None: none given); a name given twice
+    is refused rather than one of its entries silently dropped."""
+    if not entries:
+        return None
+    peers: dict[str, PeerEntry] = {}
+    for host, entry in entries:
+        if host in peers:
+            raise ValueError(f"--peer {host} is given twice")
+        peers[host] = entry
+    return peers
 
 
 def positive_int(text: str) -> int:
@@ -93,8 +125,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--peer",
         type=parse_peer,
         action="append",
-        metavar="ORIGIN_HOST[=cc,admin]",
-        help="serve only these peers (repeatable); default: any peer on loopback",
+        metavar="ORIGIN_HOST[=cc,admin][@ADDRESS[,ADDRESS]]",
+        help="serve only these peers (repeatable), for these applications (default cc), "
+        "from these addresses or networks (default any); default: any peer on loopback",
     )
     p.add_argument("--watchdog", type=float, default=30.0, metavar="SECONDS", help="Tw")
     p.add_argument("--cer-timeout", type=float, default=10.0, metavar="SECONDS")
@@ -224,6 +257,11 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(json=args.log_json, level=args.log_level)
     host, port = args.listen
     try:
+        peers = peer_list(args.peer)
+    except ValueError as exc:
+        print(f"ocs serve: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         tls = tls_config(args)
         if tls is not None:
             server_context(tls)  # certificate, key and CA files load, before recovery
@@ -235,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         port=port,
         origin_host=args.origin_host,
         origin_realm=args.origin_realm,
-        peers=dict(args.peer) if args.peer else None,
+        peers=peers,
         watchdog_s=args.watchdog,
         cer_timeout_s=args.cer_timeout,
         max_pending_requests=args.max_pending,

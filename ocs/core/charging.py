@@ -119,6 +119,7 @@ from rating import (
 
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW_MS",
+    "DEFAULT_MAX_CACHED_PER_PEER",
     "DEFAULT_MIN_TCC_S",
     "DEFAULT_REFUND_WINDOW_S",
     "MAX_REFUNDABLE_PER_GROUP",
@@ -140,6 +141,7 @@ __all__ = [
     "decode_input",
     "encode_input",
     "iso_ms",
+    "names_peer",
     "pack_session",
     "settings_input",
     "unit_map",
@@ -149,6 +151,11 @@ __all__ = [
 
 MS: Final = 1000
 DEFAULT_DUPLICATE_WINDOW_MS: Final = 4 * 60 * MS  # WIRE.md section 6: at least 4 minutes
+# The most answers one peer keeps in the duplicate cache (docs/operations.md): beyond it, that
+# peer's oldest is forgotten. 2**20 answers keep the whole window for a peer sending up to
+# ~4,400 requests/s; a peer sending more keeps its last 2**20 (its oldest duplicates are then
+# processed again), and no peer can pin more than that (~0.5-0.75 GB) however fast it sends.
+DEFAULT_MAX_CACHED_PER_PEER: Final = 1 << 20
 DEFAULT_MIN_TCC_S: Final = 120  # Tcc of a session that holds no grant
 RESERVATION_SLACK_S: Final = 60
 #: Refundable debits kept per (account, rating group); beyond it the two oldest are merged
@@ -211,6 +218,13 @@ def _subscriber(subs: Iterable[WireSubscriptionId]) -> str:
     return ""
 
 
+def names_peer(session_id: str, origin_host: str) -> bool:
+    """Whether a Session-Id begins with the peer's Origin-Host (RFC 6733 section 8.8, WIRE.md
+    5.3): `<host>;...`, or exactly `<host>`."""
+    n = len(origin_host)
+    return session_id.startswith(origin_host) and (len(session_id) == n or session_id[n] == ";")
+
+
 class ChargingCore:
     """Sessions, events, administration, duplicates, supervision, CDR records."""
 
@@ -223,14 +237,18 @@ class ChargingCore:
         origin_realm: str = "test.local",
         duplicate_window_ms: int = DEFAULT_DUPLICATE_WINDOW_MS,
         min_tcc_s: int = DEFAULT_MIN_TCC_S,
+        max_cached_per_peer: int = DEFAULT_MAX_CACHED_PER_PEER,
     ) -> None:
         if duplicate_window_ms < DEFAULT_DUPLICATE_WINDOW_MS:
             raise ValueError("the duplicate window is never less than 4 minutes (WIRE.md 6)")
+        if max_cached_per_peer < 1:
+            raise ValueError("a peer keeps at least one cached answer")
         self.ledger = ledger
         self.origin_host = origin_host
         self.origin_realm = origin_realm
         self.duplicate_window_ms = duplicate_window_ms
         self.min_tcc_s = min_tcc_s
+        self.max_cached_per_peer = max_cached_per_peer
         self.catalog_text = catalog_text
         self.catalog: Catalog = parse_catalog(catalog_text)
         self._links_cache: dict[tuple[str, int], tuple[int, ...]] = {}
@@ -244,9 +262,16 @@ class ChargingCore:
         self._operations: dict[str, str] = {}  # Operation-Id -> the operation it names
         self.cdr_seq = 0
         self._reservation_seq = 0
+        # The duplicate cache (see `_remember`): answers by (peer, End-to-End-Id), in the order
+        # they were given; the peer of each, in that order (for expiry); each peer's keys, in
+        # that order (for its bound); and per peer how many of the first entries of
+        # `_seen_order` for it stand for answers its bound already dropped.
         self._seen: dict[tuple[str, int], CachedAnswer] = {}
-        self._seen_order: deque[tuple[str, int]] = deque()
-        self._closed: dict[str, tuple[int, int, bytes]] = {}
+        self._seen_order: deque[str] = deque()
+        self._peer_seen: dict[str, deque[tuple[str, int]]] = {}
+        self._peer_dropped: dict[str, int] = {}
+        # closed sessions, for the duplicate window: (closed at ms, number, CCA body, owner)
+        self._closed: dict[str, tuple[int, int, bytes, str]] = {}
         self._closed_order: deque[str] = deque()
         # (Origin-Host, Session-Id) of an EVENT -> its answer, also in `_seen` (WIRE.md 6)
         self._events: dict[tuple[str, str], CachedAnswer] = {}
@@ -290,12 +315,30 @@ class ChargingCore:
     def has_session(self, sid: str) -> bool:
         return sid in self._sessions
 
-    def _session(self, sid: str) -> Session | None:
-        """The open session `sid`, unpacked for use (it is packed again once idle)."""
+    def session_owner(self, sid: str) -> str | None:
+        """The peer (Origin-Host) that opened the open session `sid`; None if it is not open."""
         session = self._sessions.get(sid)
-        if session is None or isinstance(session, Session):
-            return session
-        session = self._sessions[sid] = unpack_session(session)
+        if session is None:
+            return None
+        if isinstance(session, Session):
+            return session.origin_host
+        return unpack_session(session).origin_host  # a copy: it stays packed
+
+    def _session_of(self, sid: str, owner: str | None) -> Session | None:
+        """The open session `sid`, unpacked for use (it is packed again once idle), if it
+        belongs to the peer `owner` (None: to any peer); else None, and a packed session stays
+        packed."""
+        session = self._sessions.get(sid)
+        if session is None:
+            return None
+        if not isinstance(session, Session):
+            unpacked = unpack_session(session)
+            if owner is not None and unpacked.origin_host != owner:
+                return None
+            self._sessions[sid] = unpacked
+            return unpacked
+        if owner is not None and session.origin_host != owner:
+            return None
         return session
 
     def _peek(self, sid: str) -> Session | None:
@@ -347,11 +390,16 @@ class ChargingCore:
 
     def apply(self, record: Input) -> Result | None:
         """Apply one journaled input (live or in replay)."""
-        if record.kind is InputKind.REQUEST:
+        kind = record.kind
+        if kind is InputKind.REQUEST or kind is InputKind.REQUEST_1_0:
             message = decode_body(record.command, True, record.body)
             if isinstance(message, CCR):
                 return self.handle_ccr(
-                    record.now_ms, record.origin_host, record.end_to_end, message
+                    record.now_ms,
+                    record.origin_host,
+                    record.end_to_end,
+                    message,
+                    peer_rules=kind is InputKind.REQUEST,
                 )
             assert isinstance(message, AMR)
             return self.handle_amr(record.now_ms, record.origin_host, record.end_to_end, message)
@@ -365,11 +413,23 @@ class ChargingCore:
         self.catalog_journaled = True
         return None
 
-    def handle_ccr(self, now_ms: int, origin_host: str, end_to_end: int, ccr: CCR) -> Result:
+    def handle_ccr(
+        self,
+        now_ms: int,
+        origin_host: str,
+        end_to_end: int,
+        ccr: CCR,
+        *,
+        peer_rules: bool = True,
+    ) -> Result:
+        """A CCR from the peer `origin_host` (the Origin-Host of its capabilities exchange).
+        `peer_rules=False` only replays an input journaled before sessions had owners
+        (`InputKind.REQUEST_1_0`): no Session-Id prefix, any peer may continue any session."""
         cached = self._duplicate(now_ms, origin_host, end_to_end)
         if cached is not None:
             return cached
         kind = ccr.cc_request_type
+        owner = origin_host if peer_rules else None
         session: Session | None = None
         close = False
         event_sid = ""
@@ -378,9 +438,17 @@ class ChargingCore:
             if kind is CCRequestType.EVENT
             else None
         )
-        refused = None if repeat is not None else self._timestamp_refused(now_ms, ccr)
+        foreign = (
+            repeat is None
+            and owner is not None
+            and (kind is CCRequestType.INITIAL or kind is CCRequestType.EVENT)
+            and not names_peer(ccr.session_id, owner)
+        )
+        refused = None if repeat is not None or foreign else self._timestamp_refused(now_ms, ccr)
         if repeat is not None:  # an EVENT answered before: its answer, whatever changed since
             answer = repeat
+        elif foreign:
+            answer = self._foreign_session_id(ccr)
         elif kind is CCRequestType.EVENT:  # remembered by Session-Id, refusals included
             answer = (
                 refused
@@ -391,9 +459,9 @@ class ChargingCore:
         elif refused is not None:
             answer = refused
         elif kind is CCRequestType.INITIAL:
-            answer, session = self._initial(now_ms, origin_host, ccr)
+            answer, session = self._initial(now_ms, origin_host, ccr, owner)
         else:
-            answer, session = self._update(now_ms, ccr)
+            answer, session = self._update(now_ms, ccr, owner)
             close = kind is CCRequestType.TERMINATION and session is not None
         body = encode_body(answer)
         sid = ""
@@ -415,7 +483,14 @@ class ChargingCore:
         failed: dict[str, Any] | None = None
         if outcome is Outcome.MISSING_AVP:  # the key the operation needs (WIRE.md 8)
             op = amr.account_operation
-            failed = {"Account-Status" if op is AccountOperation.SET_STATUS else "Amount": None}
+            needed = (
+                "Account-Status"
+                if op is AccountOperation.SET_STATUS
+                else "Session-Id"
+                if op is AccountOperation.TERMINATE_SESSION
+                else "Amount"
+            )
+            failed = {needed: None}
         elif outcome is Outcome.OPERATION_ID_REUSED:
             failed = {"Operation-Id": amr.operation_id}
         elif outcome is Outcome.INVALID and amr.account_operation in (
@@ -500,10 +575,14 @@ class ChargingCore:
 
     # --- duplicates (section 6) ----------------------------------------------------------------
 
-    # `_seen` holds the answer of every processed request for the duplicate window. Every
+    # `_seen` holds the answer of every processed request for the duplicate window, keyed by
+    # the peer that sent it (the Origin-Host of its capabilities exchange, never a field of the
+    # request alone: no peer can be given another's answer) and its End-to-End-Id. Every
     # processed request is journaled (refusals and reads too), so the cache is part of
     # snapshots and replay rebuilds it exactly: a request answered before a crash gets the same
-    # answer after it and changes nothing, whatever changed since.
+    # answer after it and changes nothing, whatever changed since. A peer keeps at most
+    # `max_cached_per_peer` answers: beyond that its oldest is dropped, a decision on the
+    # inputs alone, so replay drops the same ones.
 
     def _duplicate(self, now_ms: int, origin_host: str, end_to_end: int) -> Result | None:
         cached = self._seen.get((origin_host, end_to_end))
@@ -511,6 +590,10 @@ class ChargingCore:
             answer = decode_body(cached.command, False, cached.body)
             assert isinstance(answer, Answer)
             return Result(answer, cached.body, True)
+        # Not a duplicate: the request is processed, and journaled, so what is out of the
+        # window can go now (before the request looks anything up). A duplicate changes
+        # nothing, not even this: it is not journaled, and replay must rebuild the same cache.
+        self._evict(now_ms)
         return None
 
     def _event_repeat(self, now_ms: int, origin_host: str, sid: str) -> CCA | None:
@@ -542,27 +625,61 @@ class ChargingCore:
     ) -> None:
         key = (origin_host, end_to_end)
         cached = CachedAnswer(now_ms, int(answer.COMMAND), body, session_id, event_session_id)
-        if key not in self._seen:
-            self._seen_order.append(key)
-        self._seen[key] = cached
         if event_session_id:
             self._events[(origin_host, event_session_id)] = cached
-        self._evict(now_ms)
+        seen = self._seen
+        old = seen.get(key)
+        if old is not None:
+            # left behind by a clock that went back (`_evict` stops at the first answer of the
+            # window): replaced where it stands
+            seen[key] = cached
+            if old.event_session_id:
+                self._forget_event(origin_host, old)
+            return
+        seen[key] = cached
+        self._seen_order.append(origin_host)
+        mine = self._peer_seen.get(origin_host)
+        if mine is None:
+            mine = self._peer_seen[origin_host] = deque()
+        mine.append(key)
+        if len(mine) > self.max_cached_per_peer:
+            # the peer's oldest answer goes; its entry in `_seen_order` (the first of this
+            # peer's there that stands for an answer) now stands for nothing
+            dropped = seen.pop(mine.popleft())
+            self._peer_dropped[origin_host] = self._peer_dropped.get(origin_host, 0) + 1
+            if dropped.session_id:
+                self._pack_if_idle(dropped.session_id, dropped.at_ms)
+            if dropped.event_session_id:
+                self._forget_event(origin_host, dropped)
 
     def _evict(self, now_ms: int) -> None:
         horizon = now_ms - self.duplicate_window_ms
         seen, order = self._seen, self._seen_order
+        peers, dropped = self._peer_seen, self._peer_dropped
         while order:
-            entry = seen.get(order[0])
-            if entry is not None and entry.at_ms >= horizon:
+            host = order[0]
+            gone = dropped.get(host, 0)
+            if gone:  # stands for an answer the peer's bound dropped
+                order.popleft()
+                if gone == 1:
+                    del dropped[host]
+                else:
+                    dropped[host] = gone - 1
+                continue
+            mine = peers[host]
+            key = mine[0]
+            entry = seen[key]
+            if entry.at_ms >= horizon:
                 break
-            key = order.popleft()
-            if entry is not None:
-                del seen[key]
-                if entry.session_id:
-                    self._pack_if_idle(entry.session_id, entry.at_ms)
-                if entry.event_session_id:
-                    self._forget_event(key[0], entry)
+            order.popleft()
+            mine.popleft()
+            if not mine:
+                del peers[host]
+            del seen[key]
+            if entry.session_id:
+                self._pack_if_idle(entry.session_id, entry.at_ms)
+            if entry.event_session_id:
+                self._forget_event(host, entry)
         closed, corder = self._closed, self._closed_order
         while corder:
             tomb = closed.get(corder[0])
@@ -727,11 +844,25 @@ class ChargingCore:
 
     # --- sessions (section 5.3) ----------------------------------------------------------------
 
-    def _initial(self, now_ms: int, origin_host: str, ccr: CCR) -> tuple[CCA, Session | None]:
+    def _foreign_session_id(self, ccr: CCR) -> CCA:
+        """An INITIAL or EVENT naming a Session-Id that is not this peer's to open (WIRE.md
+        5.3): it does not begin with the peer's Origin-Host, or another peer holds it."""
+        return self._cca(
+            ccr,
+            Outcome.FOREIGN_SESSION_ID,
+            failed_avp={"Session-Id": ccr.session_id},
+            error_message="Session-Id must begin with the peer's Origin-Host",
+        )
+
+    def _initial(
+        self, now_ms: int, origin_host: str, ccr: CCR, owner: str | None
+    ) -> tuple[CCA, Session | None]:
         sid = ccr.session_id
         existing = self._peek(sid)
         if existing is not None or sid in self._closed:
-            repeat = self._repeat(existing, sid, ccr)
+            if owner is not None and not self._owned(existing, sid, owner):
+                return self._foreign_session_id(ccr), None
+            repeat = self._repeat(existing, sid, ccr, owner)
             if repeat is not None:
                 return repeat, None
             return (
@@ -782,15 +913,30 @@ class ChargingCore:
         )
         return answer, session
 
-    def _repeat(self, session: Session | None, sid: str, ccr: CCR) -> CCA | None:
-        """The cached answer if (Session-Id, CC-Request-Number) is the last one processed."""
+    def _owned(self, session: Session | None, sid: str, owner: str) -> bool:
+        """Whether the open session, or else the session `sid` closed within the duplicate
+        window, belongs to the peer `owner`. A session closed before a snapshot of a build
+        that did not record owners belongs to the peer its Session-Id names."""
+        if session is not None:
+            return session.origin_host == owner
+        tomb = self._closed.get(sid)
+        if tomb is None:
+            return False
+        return tomb[3] == owner if tomb[3] else names_peer(sid, owner)
+
+    def _repeat(self, session: Session | None, sid: str, ccr: CCR, owner: str | None) -> CCA | None:
+        """The cached answer if (Session-Id, CC-Request-Number) is the last one processed, for
+        the session's own peer only (`owner`; None: any, for inputs of a build before
+        owners)."""
+        if owner is not None and not self._owned(session, sid, owner):
+            return None
         if session is not None:
             number, body = session.number, session.last_answer
         else:
             tomb = self._closed.get(sid)
             if tomb is None:
                 return None
-            _, number, body = tomb
+            _, number, body, _ = tomb
         if number != ccr.cc_request_number or not body:
             return None
         answer = decode_body(CommandCode.CREDIT_CONTROL, False, body)
@@ -799,16 +945,17 @@ class ChargingCore:
             return None
         return answer
 
-    def _update(self, now_ms: int, ccr: CCR) -> tuple[CCA, Session | None]:
+    def _update(self, now_ms: int, ccr: CCR, owner: str | None) -> tuple[CCA, Session | None]:
         sid = ccr.session_id
-        session = self._session(sid)
+        session = self._session_of(sid, owner)
         if session is None:
-            repeat = self._repeat(None, sid, ccr)
+            # not open, or another peer's: the same answer either way (WIRE.md 5.3)
+            repeat = self._repeat(None, sid, ccr, owner)
             if repeat is not None:
                 return repeat, None
             return self._cca(ccr, Outcome.UNKNOWN_SESSION), None
         if ccr.cc_request_number != session.number + 1:
-            repeat = self._repeat(session, sid, ccr)
+            repeat = self._repeat(session, sid, ccr, owner)
             if repeat is not None:
                 return repeat, None
             return (
@@ -1155,7 +1302,7 @@ class ChargingCore:
         self._deadlines.discard(self._deadline(session), sid)  # unless `tick` took it already
         if sid not in self._closed:
             self._closed_order.append(sid)
-        self._closed[sid] = (now_ms, session.number, session.last_answer)
+        self._closed[sid] = (now_ms, session.number, session.last_answer, session.origin_host)
         self._closed_now.append(sid)
 
     def _maybe_partial(self, session: Session, now_ms: int) -> None:
@@ -1484,6 +1631,8 @@ class ChargingCore:
             return Outcome.INVALID
         if self.ledger.standing(account_id) is None:
             return Outcome.UNKNOWN_ACCOUNT
+        if op is AccountOperation.TERMINATE_SESSION:
+            return self._terminate_session(now_ms, account_id, amr.session_id)
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
             amount = amr.amount
             if amount is None:
@@ -1531,6 +1680,20 @@ class ChargingCore:
                 session = self._peek(sid)
                 assert session is not None
                 self._act(ActionKind.ASR, session, (), "account not active")
+        return Outcome.OK
+
+    def _terminate_session(self, now_ms: int, account_id: str, sid: str | None) -> Outcome:
+        """Management intervention (docs/protocol.md, TERMINATE_SESSION): close any peer's
+        session of the account as supervision does (reservations released, the CDR closed
+        with cause "managementIntervention") and send ASR to the peer that owns it."""
+        if sid is None:
+            return Outcome.MISSING_AVP
+        session = self._peek(sid)  # closed below: no need to unpack it for good
+        if session is None or session.account_id != account_id:
+            return Outcome.UNKNOWN_SESSION
+        self._release_all(session, now_ms)
+        self._close(session, now_ms, "managementIntervention")
+        self._act(ActionKind.ASR, session, (), "management intervention")
         return Outcome.OK
 
     def _name_operation(self, operation_id: str, what: str, op_id: str) -> None:
@@ -1682,17 +1845,19 @@ class ChargingCore:
                 cdr_seq=self.cdr_seq,
                 # whether an idle session is packed yet is bookkeeping, not business state
                 sessions=list(self._sessions.values() if duplicates else self.sessions.values()),
-                seen=[(k[0], k[1], self._seen[k]) for k in self._seen_order if k in self._seen]
+                # (the cache's own order: a key is never inserted twice while it is held)
+                seen=[(host, e2e, c) for (host, e2e), c in self._seen.items()]
                 if duplicates
                 else [],
-                closed=[
+                closed=[],
+                usage=self.usage,
+                operations=self._operations,
+                reservation_seq=self._reservation_seq,
+                tombstones=[
                     (sid, *self._closed[sid]) for sid in self._closed_order if sid in self._closed
                 ]
                 if duplicates
                 else [],
-                usage=self.usage,
-                operations=self._operations,
-                reservation_seq=self._reservation_seq,
                 refund_window_s=self.refund_window_s,
                 refundable=[(a, rg, entries) for (a, rg), entries in self._refundable.items()],
                 layout=CORE_LAYOUT,
@@ -1724,10 +1889,19 @@ class ChargingCore:
             sessions[sid] = kept
             self._link_account(account_id, sid)
             self._deadlines.add(self._deadline(s), sid)
-        self._seen = {(h, e): c for h, e, c in state.seen}
-        self._seen_order = deque((h, e) for h, e, _ in state.seen)
+        self._seen = {}
+        self._seen_order = deque()
+        self._peer_seen = {}
+        self._peer_dropped = {}
         self._events = {}
-        for host, _, cached in state.seen:
+        for host, e2e, cached in state.seen:
+            key = (host, e2e)
+            self._seen[key] = cached
+            self._seen_order.append(host)
+            mine = self._peer_seen.get(host)
+            if mine is None:
+                mine = self._peer_seen[host] = deque()
+            mine.append(key)
             if state.layout < 2 and not cached.session_id:  # before EVENT duplicates by id
                 cached.event_session_id = _event_session_id(cached)
             if cached.event_session_id:
@@ -1736,8 +1910,11 @@ class ChargingCore:
         # layout 1 had no record of debits: refunds draw on the debits made from now on
         self._refundable = {(a, rg): entries for a, rg, entries in state.refundable}
         self._reschedule_refunds()
-        self._closed = {sid: (at, n, body) for sid, at, n, body in state.closed}
-        self._closed_order = deque(sid for sid, _, _, _ in state.closed)
+        # owners unknown ("") in a snapshot of a layout before session owners (see `_owned`)
+        self._closed = {sid: (at, n, body, "") for sid, at, n, body in state.closed}
+        for sid, at, n, body, owner in state.tombstones:
+            self._closed[sid] = (at, n, body, owner)
+        self._closed_order = deque(self._closed)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
 

@@ -24,10 +24,19 @@ from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
 
 
 class InputKind(enum.IntEnum):
-    REQUEST = 1  # a CCR or AMR body
+    # A CCR or AMR body from the peer `origin_host`: the Origin-Host of its capabilities
+    # exchange, held to the rules of WIRE.md 1.1 sections 4, 5.3 and 6 (Session-Ids begin with
+    # their opener's Origin-Host, sessions belong to their opener).
+    REQUEST = 4
+    # A CCR or AMR journaled by a build before those rules (`origin_host` is the request's own
+    # Origin-Host): replayed as it was processed then, without the Session-Id and ownership
+    # checks, so that a data directory of that build recovers to the state it acknowledged.
+    REQUEST_1_0 = 1
     TICK = 2  # supervision and expiry at `now_ms`
     CATALOG = 3  # a new catalog (TOML text)
-    SETTINGS = 4  # settings that shape what inputs do (`Settings`, msgpack map)
+    # Settings that shape what inputs do (`Settings`, msgpack map). 5, not 4: both were new in
+    # the same release and REQUEST took 4; no build ever wrote a kind 5 record before.
+    SETTINGS = 5
 
 
 class Input(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -187,8 +196,10 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 
 #: The layout of `CoreState`, written into every snapshot. 1: before refunds were bounded by
 #: debits (no `layout`, `refund_window_s`, `refundable`, nor `CachedAnswer.event_session_id`);
-#: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: this build.
-CORE_LAYOUT: Final = 2
+#: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
+#: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
+#: sessions with their owner).
+CORE_LAYOUT: Final = 3
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -197,8 +208,10 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     catalog_text: str
     cdr_seq: int
     sessions: list[Session | bytes]  # bytes: an idle session, packed (see `pack_session`)
-    seen: list[tuple[str, int, CachedAnswer]]
-    closed: list[tuple[str, int, int, bytes]]  # session id, closed at ms, number, CCA body
+    seen: list[tuple[str, int, CachedAnswer]]  # (peer, End-to-End-Id, answer), oldest first
+    # Closed sessions of snapshots written before sessions had owners: session id, closed at
+    # ms, number, CCA body. Read, never written (their owner is unknown: see `_repeat`).
+    closed: list[tuple[str, int, int, bytes]]
     usage: dict[str, int]
     operations: dict[str, str] = {}  # Operation-Id -> what it names (see `_admin`)
     reservation_seq: int = 0  # reservations opened so far (their ids: see `_grant`)
@@ -206,6 +219,11 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # (account id, rating group, its refundable debits oldest first): see `ChargingCore._refund`
     refundable: list[tuple[str, int, list[RefundableDebit]]] = []
     layout: int = 1  # CORE_LAYOUT of the build that wrote it (absent: 1)
+    # Closed sessions (for the duplicate window): session id, closed at ms, number, CCA body,
+    # the peer that owned it (layout 3). After `layout`, which stays where a build of layout 2
+    # reads it: such a build decodes a layout 3 snapshot without this field and refuses it as
+    # newer than itself rather than misread it.
+    tombstones: list[tuple[str, int, int, bytes, str]] = []
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

@@ -74,6 +74,25 @@ DEFAULT_OUTPUT_HIGH_WATER_BYTES = 256 * 1024
 REFUSAL_LOG_INTERVAL_S = 10.0
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerEntry:
+    """One Origin-Host of the peer list: the applications it may use and the networks it may
+    connect from (empty: any address)."""
+
+    applications: frozenset[int]
+    networks: tuple[IPNetwork, ...] = ()
+
+    def admits(self, remote_ip: str | None) -> bool:
+        """Whether a connection from `remote_ip` may speak for this Origin-Host."""
+        if not self.networks:
+            return True
+        ip = _ip(remote_ip) if remote_ip is not None else None
+        return ip is not None and any(ip.version == n.version and ip in n for n in self.networks)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -81,8 +100,9 @@ class ServerConfig:
     origin_host: str = "ocs.test.local"
     origin_realm: str = "test.local"
     product_name: str = "ocs"
-    # Origin-Host -> applications it may use; None = the default policy of WIRE.md section 4.
-    peers: Mapping[str, frozenset[int]] | None = None
+    # Origin-Host -> what it may use and where it may connect from; None = the default policy
+    # of WIRE.md section 4.
+    peers: Mapping[str, PeerEntry] | None = None
     cer_timeout_s: float = 10.0
     watchdog_s: float = 30.0  # Tw
     max_pending_requests: int = 1024  # per peer: across all connections of one Origin-Host
@@ -155,17 +175,18 @@ class ImmediateGate:
 
 
 def default_peer_policy(
-    peers: Mapping[str, frozenset[int]] | None, remote_ip: str | None
+    peers: Mapping[str, PeerEntry] | None, remote_ip: str | None
 ) -> Callable[[CER], PeerDecision]:
     """WIRE.md section 4: with no peer list, loopback peers get credit control and
-    administration and others are refused; with a list, only listed Origin-Hosts are served."""
+    administration and others are refused; with a list, only listed Origin-Hosts are served,
+    and a name bound to addresses only from those (3010 from anywhere else)."""
 
     def decide(cer: CER) -> PeerDecision:
         if peers is not None:
-            apps = peers.get(cer.origin_host)
-            if apps is None:
+            entry = peers.get(cer.origin_host)
+            if entry is None or not entry.admits(remote_ip):
                 return PeerDecision(result_code=ResultCode.UNKNOWN_PEER)
-            return PeerDecision(result_code=ResultCode.SUCCESS, applications=apps)
+            return PeerDecision(result_code=ResultCode.SUCCESS, applications=entry.applications)
         if remote_ip is not None and _is_loopback(remote_ip):
             return PeerDecision(result_code=ResultCode.SUCCESS, applications=SERVED_APPLICATIONS)
         return PeerDecision(result_code=ResultCode.UNKNOWN_PEER)
@@ -173,14 +194,21 @@ def default_peer_policy(
     return decide
 
 
-def _is_loopback(address: str) -> bool:
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address of a peer, an IPv4-mapped IPv6 address as the IPv4 address it maps (a
+    dual-stack socket reports IPv4 peers so); None if it is not an IP address."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_loopback(address: str) -> bool:
+    ip = _ip(address)
+    return ip is not None and ip.is_loopback
 
 
 class PeerHandle(asyncio.Protocol):
@@ -569,7 +597,7 @@ class Server:
     handlers: Mapping[int, Handler] = field(default_factory=dict)
     gate: AnswerGate = field(default_factory=ImmediateGate)
     policy_factory: Callable[
-        [Mapping[str, frozenset[int]] | None, str | None], Callable[[CER], PeerDecision]
+        [Mapping[str, PeerEntry] | None, str | None], Callable[[CER], PeerDecision]
     ] = default_peer_policy
 
     def __post_init__(self) -> None:

@@ -115,6 +115,11 @@ def mscc(
     )
 
 
+def sid(name: str, origin: str = UPF) -> str:
+    """The Session-Id `ccr` makes of a local name for the peer `origin`."""
+    return f"{origin};{name}"
+
+
 def ccr(
     session_id: str,
     kind: CCRequestType,
@@ -128,6 +133,9 @@ def ccr(
     aoc: AoCRequestType | None = None,
     service_information: dict[str, Any] | None = None,
 ) -> CCR:
+    """A CCR from `origin`. A `session_id` without ";" is a name local to the peer: the
+    Session-Id is `<origin>;<name>` (WIRE.md 5.3: it begins with the opener's Origin-Host);
+    one with ";" is used as given (`sid` spells the former)."""
     subs = (
         (
             SubscriptionId(
@@ -139,7 +147,7 @@ def ccr(
         else None
     )
     return CCR(
-        session_id=session_id,
+        session_id=session_id if ";" in session_id else sid(session_id, origin),
         origin_host=origin,
         origin_realm="test.local",
         destination_realm="test.local",
@@ -165,6 +173,7 @@ def amr(
     status: AccountStatus | None = None,
     credit_limit: int | None = None,
     operation_id: str | None = None,
+    session_id: str | None = None,
     origin: str = "admin.test.local",
 ) -> AMR:
     subs = (
@@ -187,6 +196,7 @@ def amr(
         credit_limit=credit_limit,
         account_status=status,
         operation_id=operation_id,
+        session_id=session_id,
     )
 
 

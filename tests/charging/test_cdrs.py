@@ -14,6 +14,7 @@ from tests.charging.conftest import (
     ccr,
     mscc,
     rsu,
+    sid,
     usu,
 )
 
@@ -109,17 +110,17 @@ def test_every_record_has_the_required_fields_and_numbers_are_contiguous(h: Harn
     records = h.cdrs()
     assert [r["recordSequenceNumber"] for r in records] == list(range(1, len(records) + 1))
     assert [(r["sessionId"], r["recordType"]) for r in records] == [
-        ("e", "event"),
-        ("d", "session"),
-        ("v", "session"),
-        ("d", "session"),
+        (sid("e"), "event"),
+        (sid("d"), "session"),
+        (sid("v"), "session"),
+        (sid("d"), "session"),
     ]
     for record in records:
         assert set(record) >= REQUIRED, REQUIRED - set(record)
         assert type(record["charge"]) is int
         assert record["currencyCode"] == 978
     assert records[0]["serviceInformation"] == {"SMS-Information": {"Recipient": "4912"}}
-    assert [r["localSequenceNumber"] for r in records if r["sessionId"] == "d"] == [1, 2]
+    assert [r["localSequenceNumber"] for r in records if r["sessionId"] == sid("d")] == [1, 2]
     assert [r["causeForRecordClosing"] for r in records] == [
         "normalRelease",
         "partialRecord",

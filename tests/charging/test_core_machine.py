@@ -4,8 +4,10 @@ A few accounts (random opening balance and credit limit); sessions of the three 
 report random usage (overuse and tariff-change splits included), ask again or not, terminate;
 events of every Requested-Action; administrative credits and debits (some with a reused
 Operation-Id); status changes; retransmissions of any earlier request, with its End-to-End-Id or
-a new one; time passing and ticks (Tcc supervision, reservation expiry); catalog reloads that
-change a price; checkpoint-and-restart through `snapshot()`/`restore()`.
+a new one; another peer naming an open session, or reusing another peer's End-to-End-Id (it
+never gets what was answered to the other, and changes nothing); time passing and ticks (Tcc
+supervision, reservation expiry); catalog reloads that change a price; checkpoint-and-restart
+through `snapshot()`/`restore()`.
 
 After every step:
 
@@ -319,9 +321,10 @@ class CoreMachine(RuleBasedStateMachine):
         if credit:
             self.model.refunds += 1
 
-    def _sid(self, prefix: str) -> str:
+    def _sid(self, prefix: str, origin: str = ORIGINS[0]) -> str:
+        """A new Session-Id of the peer `origin` (it begins with its Origin-Host)."""
         self.counter += 1
-        return f"{prefix}{self.counter}"
+        return f"{origin};{prefix}{self.counter}"
 
     def _pick(self, index: int) -> tuple[str, ClientSession] | None:
         if not self.open:
@@ -365,7 +368,7 @@ class CoreMachine(RuleBasedStateMachine):
     def open_session(self, data: st.DataObject, account: str, service: str, origin: str) -> None:
         if len(self.open) >= 6:
             return
-        sid = self._sid("s")
+        sid = self._sid("s", origin)
         requested = data.draw(msccs(service, usage=False))
         message = ccr(
             sid,
@@ -437,6 +440,57 @@ class CoreMachine(RuleBasedStateMachine):
         else:
             assert answer.result_code == 5002
         assert self._state() == before
+
+    @rule(index=picks, terminate=st.booleans(), repeat=st.booleans())
+    def foreign_peer(self, index: int, terminate: bool, repeat: bool) -> None:
+        """Another peer names an open session (WIRE.md 5.3): with the next request number, or
+        with the last one (which the owner would get the cached answer for). It is answered as
+        for a session that does not exist, and nothing changes."""
+        picked = self._pick(index)
+        if picked is None:
+            return
+        sid, session = picked
+        other = next(o for o in ORIGINS if o != session.origin)
+        kind = CCRequestType.TERMINATION if terminate else CCRequestType.UPDATE
+        number = session.number if repeat else session.number + 1
+        before = self._state()
+        message = ccr(
+            sid,
+            kind,
+            number,
+            mscc(10, used=(usu(octets=MiB),)),
+            service=session.service,
+            origin=other,
+        )
+        answer = self._send(message).answer
+        assert isinstance(answer, CCA) and answer.result_code == 5002
+        assert answer.failed_avp is None and answer.multiple_services_credit_control is None
+        assert self._state() == before
+
+    @rule(index=picks)
+    def fish(self, index: int) -> None:
+        """A peer sends another peer's End-to-End-Id (WIRE.md 6): it gets an answer of its own,
+        never the one cached for the other."""
+        if not self.sent:
+            return
+        earlier = self.sent[index % len(self.sent)]
+        fisher = "fisher.test.local"
+        if earlier.origin == fisher:
+            return
+        message = ccr(
+            self._sid("p", fisher),
+            CCRequestType.EVENT,
+            0,
+            mscc(30, ask=rsu(units=1)),
+            subscriber=SUBSCRIBER[ACCOUNTS[0]],
+            service=SMS,
+            action=RequestedAction.PRICE_ENQUIRY,
+            origin=fisher,
+        )
+        result = self._send(message, e2e=earlier.e2e)  # (a hit only on its own earlier fish)
+        assert result.answer.result_code == 2001 and result.body != earlier.result.body
+        assert isinstance(result.answer, CCA)
+        assert result.duplicate or result.answer.session_id == message.session_id
 
     # --- events -----------------------------------------------------------------------------
 
@@ -557,7 +611,11 @@ class CoreMachine(RuleBasedStateMachine):
         expected: bytes | None = None
         if not same_id and isinstance(message, CCR):
             session = self.h.core.sessions.get(message.session_id)
-            if session is not None and session.number == message.cc_request_number:
+            if (
+                session is not None
+                and session.origin_host == message.origin_host  # only to the session's peer
+                and session.number == message.cc_request_number
+            ):
                 last = decode_body(CommandCode.CREDIT_CONTROL, False, session.last_answer)
                 assert isinstance(last, CCA)
                 if last.cc_request_type == message.cc_request_type:

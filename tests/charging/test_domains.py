@@ -60,6 +60,7 @@ from tests.charging.conftest import (
     mscc,
     only,
     rsu,
+    sid,
     usu,
 )
 
@@ -208,7 +209,7 @@ def test_two_largest_usages_then_idle_pack_restart_and_replay(h: Harness) -> Non
         assert answer.result_code == 2001
     h.account("b", "491700000002", EUR, now_ms=PEAK + 2 * MIN + WINDOW + 1)  # evicts, packs
     assert h.core.sessions.packed() == 1
-    session = h.core.sessions["s"]
+    session = h.core.sessions[sid("s")]
     assert session.rated[10] == 2 * MAX_USU * 2 * MAX_UNITS
     assert unpack_session(pack_session(session)) == session
     h.restart()
@@ -309,7 +310,7 @@ def test_a_record_holds_a_bounded_number_of_containers(h: Harness) -> None:
     assert len(partial) == 1
     (usage,) = partial[0]["listOfMultipleUnitUsage"]
     assert len(usage["usedUnitContainers"]) == MAX_CONTAINERS
-    assert len(h.core.sessions["s"].containers) == updates * per_update - MAX_CONTAINERS
+    assert len(h.core.sessions[sid("s")].containers) == updates * per_update - MAX_CONTAINERS
 
 
 # --- grants stay inside the domain -------------------------------------------------------------
@@ -338,7 +339,7 @@ def test_a_grant_is_at_most_max_units_and_one_operation(h: Harness) -> None:
     assert grant.granted_service_unit is not None
     units = grant.granted_service_unit.cc_service_specific_units
     assert units == MAX_AMOUNT // SMS_PRICE
-    assert h.core.sessions["t"].grants[30].amount <= MAX_AMOUNT
+    assert h.core.sessions[sid("t")].grants[30].amount <= MAX_AMOUNT
 
 
 # --- Service-Information --------------------------------------------------------------------
@@ -682,7 +683,7 @@ def test_the_longest_identities_complete_every_operation(h: Harness) -> None:
     [
         (
             ccr("x" * (MAX_SESSION_ID_LENGTH + 1), UPDATE, 1),
-            {"Session-Id": "x" * (MAX_SESSION_ID_LENGTH + 1)},
+            {"Session-Id": sid("x" * (MAX_SESSION_ID_LENGTH + 1))},
         ),
         (
             ccr("s", UPDATE, 1, origin="h" * (MAX_IDENTITY_LENGTH + 1)),

@@ -15,6 +15,7 @@ from tests.charging.conftest import (
     ccr,
     mscc,
     rsu,
+    sid,
     usu,
 )
 
@@ -196,9 +197,9 @@ def test_a_restart_keeps_refusals_and_what_was_applied(h: Harness) -> None:
     refused = h.send(refund, PEAK, e2e=50)  # no such subscriber yet
     assert refused.answer.result_code == 5030
     h.account("a", SUB, EUR, now_ms=PEAK + 1000)
-    debit = replace(refund, session_id="d", requested_action=RequestedAction.DIRECT_DEBITING)
+    debit = replace(refund, session_id=sid("d"), requested_action=RequestedAction.DIRECT_DEBITING)
     assert h.send(debit, PEAK + 1500).answer.result_code == 2001
-    retry = replace(refund, session_id="r2")  # a new EVENT: a new Session-Id (WIRE.md 6)
+    retry = replace(refund, session_id=sid("r2"))  # a new EVENT: a new Session-Id (WIRE.md 6)
     applied = h.send(retry, PEAK + 2000, e2e=51)
     assert applied.answer.result_code == 2001
     h.restart()

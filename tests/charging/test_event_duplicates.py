@@ -5,7 +5,7 @@ changes nothing; across a restart (snapshot) and a replay (the fixture) too."""
 from __future__ import annotations
 
 from protocol.codes import AccountOperation, CCRequestType, RequestedAction
-from tests.charging.conftest import EUR, PEAK, SMS, Harness, amr, ccr, mscc, rsu
+from tests.charging.conftest import EUR, PEAK, SMS, Harness, amr, ccr, mscc, rsu, sid
 from tests.charging.test_events import event
 
 SUB = "491700000001"
@@ -17,7 +17,7 @@ REFUND = RequestedAction.REFUND_ACCOUNT
 def test_an_event_sent_again_with_a_new_end_to_end_id_is_applied_once(h: Harness) -> None:
     """Issue 16: it was applied twice."""
     h.account("a", SUB, 10 * EUR)
-    debit = event("scp1.test.local;1;1", DEBIT, units=1)
+    debit = event(sid("1;1"), DEBIT, units=1)
     first = h.send(debit, PEAK, e2e=1)
     assert first.answer.result_code == 2001
     for n, later in enumerate((1, 60_000, WINDOW_MS)):
@@ -73,14 +73,16 @@ def test_refusals_are_duplicates_too(h: Harness) -> None:
 
 def test_only_the_peer_that_sent_it_gets_the_answer(h: Harness) -> None:
     """The pair is (Origin-Host, Session-Id): another peer's EVENT under the same id is not a
-    duplicate of it (one peer never receives another's cached answer)."""
+    duplicate of it (one peer never receives another's cached answer); that peer may not use
+    the id at all (WIRE.md 5.3: it does not begin with its Origin-Host): 5004."""
     h.account("a", SUB, 10 * EUR)
     debit = event("e", DEBIT, units=1)
-    first = h.send(debit, PEAK, origin="scp1.test.local")
+    first = h.send(debit, PEAK)
     other = h.send(debit, PEAK + 1, origin="scp2.test.local")
-    assert other.answer.result_code == 2001 and other.body != b""
-    assert not other.duplicate and h.balance("a") == 10 * EUR - 200_000
-    assert h.send(debit, PEAK + 2, origin="scp1.test.local").body == first.body
+    assert other.answer.result_code == 5004 and not other.duplicate
+    assert other.answer.failed_avp == {"Session-Id": debit.session_id}
+    assert h.balance("a") == 10 * EUR - 100_000
+    assert h.send(debit, PEAK + 2).body == first.body
 
 
 def test_a_session_under_an_events_id_is_not_a_duplicate_of_it(h: Harness) -> None:
@@ -92,7 +94,7 @@ def test_a_session_under_an_events_id_is_not_a_duplicate_of_it(h: Harness) -> No
         "x", CCRequestType.INITIAL, 0, mscc(30, ask=rsu(units=1)), subscriber=SUB, service=SMS
     )
     assert h.cca(initial, PEAK + 1).result_code == 2001
-    assert "x" in h.core.sessions
+    assert sid("x") in h.core.sessions
     assert h.cca(event("y-open", DEBIT, units=1), PEAK + 2).result_code == 2001
     h.cca(
         ccr("y", CCRequestType.INITIAL, 0, mscc(30, ask=rsu(units=1)), subscriber=SUB, service=SMS),

@@ -30,6 +30,7 @@ from tests.charging.conftest import (
     mscc,
     only,
     rsu,
+    sid,
 )
 
 EVENT = CCRequestType.EVENT
@@ -73,7 +74,7 @@ def test_direct_debiting_an_sms(h: Harness) -> None:
     assert h.balance("a") == 10 * EUR - 100_000 and h.reserved("a") == 0
     (cdr,) = h.cdrs()
     assert cdr["recordType"] == "event" and cdr["charge"] == 100_000
-    assert cdr["sessionId"] == "e1" and cdr["accountId"] == "a"
+    assert cdr["sessionId"] == sid("e1") and cdr["accountId"] == "a"
     assert cdr["servedSubscriber"] == SUB and cdr["nodeId"] == "upf1.test.local"
     assert cdr["causeForRecordClosing"] == "normalRelease"
     (usage,) = cdr["listOfMultipleUnitUsage"]
@@ -134,7 +135,7 @@ def test_direct_debiting_of_several_groups_is_all_or_nothing(h: Harness) -> None
     h.ama(amr(AccountOperation.CREDIT, "a", amount=50_000), PEAK)
     # the same Session-Id again is a duplicate of the refusal (WIRE.md 6): a new EVENT, a new id
     assert h.cca(two, PEAK + 1000).result_code == 4012
-    assert h.cca(replace(two, session_id="e2"), PEAK + 1000).result_code == 2001
+    assert h.cca(replace(two, session_id=sid("e2")), PEAK + 1000).result_code == 2001
     assert h.balance("a") == 0
     (cdr,) = h.cdrs()
     assert [u["ratingGroup"] for u in cdr["listOfMultipleUnitUsage"]] == [10, 20]
@@ -168,8 +169,18 @@ def test_refund_is_applied_once_however_often_retransmitted(h: Harness) -> None:
     _, cdr = h.cdrs()
     assert cdr["charge"] == -100_000 and cdr["requestedAction"] == "REFUND_ACCOUNT"
     assert cdr["listOfMultipleUnitUsage"][0]["usedUnitContainers"][0]["charge"] == -100_000
-    # the same End-to-End-Id from another Origin-Host is another request
-    other = h.send(refund, PEAK + 2_000, e2e=77, origin="scp2.test.local")
+    # the same End-to-End-Id from another peer is another request
+    theirs = ccr(
+        "r1",
+        EVENT,
+        0,
+        mscc(30, ask=rsu(units=1)),
+        subscriber=SUB,
+        service=SMS,
+        action=RequestedAction.REFUND_ACCOUNT,
+        origin="scp2.test.local",
+    )
+    other = h.send(theirs, PEAK + 2_000, e2e=77)
     assert not other.duplicate and h.balance("a") == 10 * EUR
     assert h.cdr_total() == 0
 

@@ -23,7 +23,7 @@ from ocs.core.charging import (
     Settings,
     settings_input,
 )
-from ocs.core.charging_types import CORE_LAYOUT
+from ocs.core.charging_types import CORE_LAYOUT, CoreState
 from ocs.core.ledger import MAX_AMOUNT, MAX_TOTAL, Ledger
 from protocol.codec import encode_body
 from protocol.codes import AccountOperation, AccountStatus, CCRequestType, RequestedAction
@@ -371,11 +371,15 @@ def test_a_refund_the_balance_bound_refuses_is_5004_and_changes_nothing() -> Non
 # --- snapshot layout ----------------------------------------------------------------------------
 
 
+#: Where `CoreState.layout` is in a snapshot (the same in layouts 2 and 3)
+LAYOUT = CoreState.__struct_fields__.index("layout")
+
+
 def _layout_1(snapshot: bytes) -> bytes:
-    """The same state as a build before this layout wrote it: `CoreState` without its last
-    three fields, `CachedAnswer` without its last one."""
+    """The same state as a build before this layout wrote it: `CoreState` without its
+    fields from `refund_window_s` on, `CachedAnswer` without its last one."""
     raw = msgspec.msgpack.decode(snapshot)
-    assert raw[-1] == CORE_LAYOUT
+    assert raw[LAYOUT] == CORE_LAYOUT
     old = raw[:8]
     old[3] = [[host, e2e, cached[:4]] for host, e2e, cached in old[3]]
     return msgspec.msgpack.encode(old)
@@ -395,12 +399,12 @@ def test_a_snapshot_of_layout_1_is_restored(h: Harness) -> None:
     # it had no record of debits: refunds draw on the debits made from now on
     refund = core.handle_ccr(PEAK + 2000, "upf1.test.local", 100, sms("r1", REFUND, 1))
     assert refund.answer.result_code == 5004
-    assert msgspec.msgpack.decode(core.snapshot())[-1] == CORE_LAYOUT
+    assert msgspec.msgpack.decode(core.snapshot())[LAYOUT] == CORE_LAYOUT
 
 
 def test_a_snapshot_of_a_newer_layout_is_refused(h: Harness) -> None:
     raw = msgspec.msgpack.decode(h.core.snapshot())
-    raw[-1] = CORE_LAYOUT + 1
+    raw[LAYOUT] = CORE_LAYOUT + 1
     core = ChargingCore(Ledger(), DEMO)
     with pytest.raises(ValueError, match="newer than this build"):
         core.restore(msgspec.msgpack.encode(raw))

@@ -29,7 +29,7 @@ from protocol.codes import (
 )
 from protocol.header import Header
 from protocol.messages import AMA, AMR, ASA, ASR, CCA, CCR, RAA, RAR, Answer, Request
-from tests.charging.conftest import EUR, MiB, amr, by_rg, ccr, mscc, only, rsu, usu
+from tests.charging.conftest import EUR, MiB, amr, by_rg, ccr, mscc, only, rsu, sid, usu
 from tests.conftest import VECTOR
 
 APPS = (ApplicationId.CREDIT_CONTROL, ApplicationId.ADMINISTRATION)
@@ -207,7 +207,7 @@ async def test_top_up_sends_rar_to_a_session_held_at_final_units(
     assert (await client.request(credit)).result_code == 2001
     rar = await asyncio.wait_for(p.requests.get(), 5)
     assert isinstance(rar, RAR)
-    assert rar.session_id == "rar-1" and rar.rating_group == (10,)
+    assert rar.session_id == sid("rar-1") and rar.rating_group == (10,)
     assert rar.destination_host == UPF and rar.auth_application_id == 4
     # the client re-authorises: a full grant now
     reauth = ccr(
@@ -230,7 +230,7 @@ async def test_suspension_sends_asr(peer: tuple[Node, Peer, Client]) -> None:
     suspend = amr(AccountOperation.SET_STATUS, "bad", status=AccountStatus.SUSPENDED, origin=UPF)
     assert (await client.request(suspend)).result_code == 2001
     asr = await asyncio.wait_for(p.requests.get(), 5)
-    assert isinstance(asr, ASR) and asr.session_id == "asr-1"
+    assert isinstance(asr, ASR) and asr.session_id == sid("asr-1")
     term = ccr("asr-1", CCRequestType.TERMINATION, 1, mscc(10, used=(usu(octets=MiB),)))
     assert (await cca(client, term)).result_code == 2001
     account = (await get(client, "bad")).account

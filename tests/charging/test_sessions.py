@@ -36,6 +36,7 @@ from tests.charging.conftest import (
     mscc,
     only,
     rsu,
+    sid,
     usu,
 )
 
@@ -84,7 +85,7 @@ def test_default_quantum_with_the_catalogs_quota_details(h: Harness) -> None:
     h.account("a", SUB, 10 * EUR)
     answer = h.cca(ccr("s", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB), PEAK)
     assert answer.result_code == 2001
-    assert answer.session_id == "s" and answer.cc_request_number == 0
+    assert answer.session_id == sid("s") and answer.cc_request_number == 0
     assert answer.auth_application_id == 4 and answer.cc_request_type == INITIAL
     g = only(answer)
     assert g.result_code == 2001
@@ -202,7 +203,7 @@ def test_nothing_grantable_is_4012_per_mscc(
     g = only(answer)
     assert g.result_code == 4012 and g.granted_service_unit is None
     assert h.reserved("a") == 0 and h.balance("a") == balance
-    assert "s" in h.core.sessions  # the session is open, and may ask again after a top-up
+    assert sid("s") in h.core.sessions  # the session is open, and may ask again after a top-up
 
 
 def test_zero_rated_is_4011_and_usage_costs_nothing(h: Harness) -> None:
@@ -302,7 +303,7 @@ def test_out_of_sequence_request_number_is_5004_and_changes_nothing(
 def test_unknown_session_is_5002(h: Harness, kind: CCRequestType) -> None:
     h.account("a", SUB, 10 * EUR)
     answer = h.cca(ccr("nope", kind, 1, mscc(10, used=(usu(octets=MiB),))), PEAK)
-    assert answer.result_code == 5002 and answer.session_id == "nope"
+    assert answer.result_code == 5002 and answer.session_id == sid("nope")
     assert h.balance("a") == 10 * EUR and h.cdr_lines == []
 
 
@@ -447,7 +448,7 @@ def test_termination_releases_every_reservation(h: Harness) -> None:
     assert answer.result_code == 2001
     assert h.reserved("a") == 0 and h.ledger.reservation_count == 0
     assert h.balance("a") == 10 * EUR - 20
-    assert "s" not in h.core.sessions
+    assert sid("s") not in h.core.sessions
     (cdr,) = h.cdrs()
     assert cdr["causeForRecordClosing"] == "normalRelease" and cdr["charge"] == 20
     get = h.ama(amr(AccountOperation.GET, "a"), PEAK + 2 * MIN)
@@ -468,7 +469,10 @@ def test_sms_unit_reservation_session(h: Harness) -> None:
     assert h.reserved("a") == 100_000
     h.cca(ccr("m2", TERMINATION, 1, mscc(30, used=(usu(units=0),))), PEAK + 2000)
     assert h.balance("a") == 10 * EUR - 100_000 and h.reserved("a") == 0
-    assert [(c["sessionId"], c["charge"]) for c in h.cdrs()] == [("m1", 100_000), ("m2", 0)]
+    assert [(c["sessionId"], c["charge"]) for c in h.cdrs()] == [
+        (sid("m1"), 100_000),
+        (sid("m2"), 0),
+    ]
     assert (
         h.cdrs()[0]["listOfMultipleUnitUsage"][0]["usedUnitContainers"][0]["serviceSpecificUnits"]
         == 1

@@ -19,6 +19,7 @@ from tests.conformance.wire import (
     APPLICATION_UNSUPPORTED,
     CCR,
     CER,
+    CREATE,
     CREDIT,
     DPR,
     DWR,
@@ -34,8 +35,10 @@ from tests.conformance.wire import (
     TOO_BUSY,
     UNABLE_TO_COMPLY,
     UNKNOWN_PEER,
+    USER_UNKNOWN,
     CcSession,
     Peer,
+    amr,
     amr_body,
     avp,
     balance_of,
@@ -199,6 +202,42 @@ async def test_s4_dpr_bad_cause_is_5004(server: ServerProcess, connect: Connect)
     assert answer.body["Failed-AVP"] == {"Disconnect-Cause": 9}
 
 
+async def test_s4_a_request_carries_the_origin_host_of_its_cer(
+    server: ServerProcess, connect: Connect
+) -> None:
+    """WIRE.md §4: a peer is the Origin-Host of its CER. Every later request on the connection
+    (CCR, AMR, DWR, DPR) naming another is answered 5004 with Failed-AVP {Origin-Host} and
+    changes nothing: no debit, no account, no disconnection."""
+    admin = await connect(server.port)
+    peer = await connect(server.port)
+    account = await create_account(admin, 1_000_000)
+    other = new_host("other")
+    debit = ccr_body(
+        peer,
+        new_session_id(peer),
+        EVENT,
+        0,
+        msisdn=account.msisdn,
+        mscc=[{"Rating-Group": 30, "Requested-Service-Unit": units_sms(1)}],
+        **avp("Requested-Action", 0),
+    )
+    requests = [
+        (CCR, APP_CC, debit),
+        (AMR, APP_ADMIN, amr_body(peer, CREDIT, account.account_id, Amount=5)),
+        (AMR, APP_ADMIN, amr_body(peer, CREATE, f"x-{other}", Subscription_Id=[])),
+        (DWR, APP_BASE, peer.dwr_body()),
+        (DPR, APP_BASE, {**peer.dwr_body(), "Disconnect-Cause": 0}),
+    ]
+    for code, app, body in requests:
+        answer = await peer.request(code, app, {**body, "Origin-Host": other})
+        assert answer.result_code == INVALID_AVP_VALUE, (code, answer.body)
+        assert answer.body["Failed-AVP"] == {"Origin-Host": other}
+        assert not answer.header.flags & FLAG_E
+    assert await balance_of(admin, account.account_id) == (1_000_000, 0)
+    assert (await amr(admin, GET, f"x-{other}")).result_code == USER_UNKNOWN
+    assert await peer.is_open(), "the foreign DPR did not disconnect the peer"
+
+
 async def test_s4_sessions_outlive_the_connection(server: ServerProcess, connect: Connect) -> None:
     """WIRE.md §4: credit-control sessions outlive the connection: after DPR/DPA and a close,
     the client comes back on another connection and goes on with the session."""
@@ -323,6 +362,23 @@ async def test_s4_peer_list_refuses_others_with_3010(spawn: Spawn, connect: Conn
     cea = await admin_only.request(CER, APP_BASE, cer_body(CC_ONLY, (APP_ADMIN,)), flags=FLAG_R)
     assert cea.result_code == NO_COMMON_APPLICATION
     assert await admin_only.closed_by_server()
+
+
+BOUND = "bound.conformance.test.local"
+FAR = "far.conformance.test.local"
+
+
+async def test_s4_peer_list_binds_a_name_to_its_addresses(spawn: Spawn, connect: Connect) -> None:
+    """docs/protocol.md (§4): `--peer HOST[=apps]@ADDRESS[,ADDRESS]` binds an Origin-Host to
+    the addresses or networks it may connect from; from anywhere else its CER gets 3010
+    DIAMETER_UNKNOWN_PEER (E) and the connection is closed."""
+    srv = spawn("--peer", f"{BOUND}=cc,admin@127.0.0.0/8,::1", "--peer", f"{FAR}=cc@192.0.2.1")
+    bound = await connect(srv.port, BOUND)
+    assert bound.cea is not None and await bound.is_open()
+    far = await connect(srv.port, FAR, cer=False)
+    cea = await far.request(CER, APP_BASE, cer_body(FAR), flags=FLAG_R, error_keys=False)
+    assert cea.result_code == UNKNOWN_PEER and cea.header.flags & FLAG_E
+    assert await far.closed_by_server()
 
 
 async def test_s4_refusing_cea_carries_only_error_keys(spawn: Spawn, connect: Connect) -> None:

@@ -439,6 +439,77 @@ async def test_s5_unknown_session_5002(server: ServerProcess, connect: Connect) 
     assert await balance_of(admin, account.account_id) == (MICRO - SMS_PRICE, 0)
 
 
+async def test_s5_session_id_begins_with_the_openers_origin_host(
+    server: ServerProcess, connect: Connect
+) -> None:
+    """WIRE.md §5.3 (RFC 6733 §8.8): an INITIAL or EVENT whose Session-Id does not begin with
+    the peer's Origin-Host is answered 5004 with Failed-AVP {Session-Id} and changes nothing;
+    the Origin-Host followed by ";", or alone, is accepted."""
+    admin, peer = await admin_and_peer(server, connect)
+    account = await create_account(admin, MICRO)
+    other = f"other-{peer.origin_host}"
+    host = peer.origin_host
+    for foreign in (f"{other};1;2", f"{host}x;1", f"1;{host};1", host.upper() + ";1"):
+        initial = ccr_body(peer, foreign, INITIAL, 0, msisdn=account.msisdn, mscc=[sms(1)])
+        debit = ccr_body(
+            peer,
+            foreign,
+            EVENT,
+            0,
+            msisdn=account.msisdn,
+            mscc=[sms(1)],
+            **avp("Requested-Action", DIRECT_DEBITING),
+        )
+        for body, kind in ((initial, INITIAL), (debit, EVENT)):
+            answer = await peer.request(CCR, APP_CC, body)
+            assert_cca(answer, kind, 0, INVALID_AVP_VALUE)
+            assert answer.body["Failed-AVP"] == {"Session-Id": foreign}
+            assert answer.body["Session-Id"] == foreign
+    assert await balance_of(admin, account.account_id) == (MICRO, 0)
+    assert (await get_account(admin, account.account_id))["Session-Count"] == 0
+    alone = CcSession(peer, account.msisdn, session_id=host)
+    assert_cca(await alone.initial([sms(1)]), INITIAL, 0)
+    assert_cca(await alone.terminate([sms(used=[1])]), TERMINATION, 1)
+    assert await balance_of(admin, account.account_id) == (MICRO - SMS_PRICE, 0)
+
+
+async def test_s5_another_peers_session_is_5002_and_changes_nothing(
+    server: ServerProcess, connect: Connect
+) -> None:
+    """WIRE.md §5.3: a session belongs to the peer that opened it. Another peer's UPDATE or
+    TERMINATION (its usage would be charged to the owner's subscriber, its TERMINATION would
+    close the owner's session) is answered 5002, the same as for a session that does not exist,
+    and changes nothing; the owner goes on. Once the session is closed, another peer repeating
+    its last request does not get the owner's answer either (§6)."""
+    admin, owner = await admin_and_peer(server, connect)
+    intruder = await connect(server.port)
+    account = await create_account(admin, MICRO)
+    session = CcSession(owner, account.msisdn)
+    await session.initial([sms(2)])
+    state = await balance_of(admin, account.account_id)
+    absent = new_session_id(intruder)
+    for number, kind in ((1, UPDATE), (1, TERMINATION), (0, UPDATE), (2, TERMINATION)):
+        body = ccr_body(intruder, session.session_id, kind, number, mscc=[sms(1, [2])])
+        answer = await intruder.request(CCR, APP_CC, body)
+        assert_cca(answer, kind, number, UNKNOWN_SESSION_ID)
+        nothing = await intruder.request(
+            CCR, APP_CC, ccr_body(intruder, absent, kind, number, mscc=[sms(1, [2])])
+        )
+        assert {k: v for k, v in answer.body.items() if k != "Session-Id"} == {
+            k: v for k, v in nothing.body.items() if k != "Session-Id"
+        }, "reveals nothing: the answer for a session that does not exist"
+    assert await balance_of(admin, account.account_id) == state
+    answer = await session.update([sms(1, [1])])
+    assert_cca(answer, UPDATE, 1)
+    term = await session.terminate([sms(used=[1])])
+    assert_cca(term, TERMINATION, 2)
+    repeat = ccr_body(intruder, session.session_id, TERMINATION, 2, mscc=[sms(used=[1])])
+    answer = await intruder.request(CCR, APP_CC, repeat)
+    assert_cca(answer, TERMINATION, 2, UNKNOWN_SESSION_ID)
+    assert answer.body != term.body
+    assert await balance_of(admin, account.account_id) == (MICRO - 2 * SMS_PRICE, 0)
+
+
 async def test_s5_usage_beyond_the_grant_is_charged(
     server: ServerProcess, connect: Connect
 ) -> None:

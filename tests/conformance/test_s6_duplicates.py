@@ -24,11 +24,15 @@ from tests.conformance.wire import (
     FLAG_P,
     FLAG_R,
     FLAG_T,
+    GET,
+    INVALID_AVP_VALUE,
     MICRO,
+    PRICE_ENQUIRY,
     REFUND_ACCOUNT,
     SMS,
     SUCCESS,
     TERMINATION,
+    UNKNOWN_SESSION_ID,
     UPDATE,
     CcSession,
     Msg,
@@ -347,3 +351,78 @@ async def test_s6_duplicate_of_refused_credit_changes_nothing_later(
     again = await admin.request(AMR, APP_ADMIN, credit, e2e=e2e, flags=FLAG_R | FLAG_T)
     assert again.body == first.body
     assert await balance_of(admin, account_id) == (MICRO, 0)
+
+
+# --- §4/§6 (WIRE.md 1.1): the Origin-Host of a duplicate is the peer's, from its CER ------------
+
+
+async def test_s6_a_peer_writing_another_origin_host_never_gets_its_answer(
+    server: ServerProcess, connect: Connect
+) -> None:
+    """WIRE.md §4/§6: one peer can never receive another's cached answer. A peer that writes
+    another peer's Origin-Host into its request (with that peer's End-to-End-Id) is answered
+    5004 (Failed-AVP Origin-Host), not with the other's answer and its Remaining-Balance."""
+    admin = await connect(server.port)
+    victim = await connect(server.port)
+    thief = await connect(server.port)
+    account = await create_account(admin, MICRO)
+    body = event(victim, account.msisdn, DIRECT_DEBITING, 1)
+    body["AoC-Request-Type"] = 1  # FULL: the answer tells the Remaining-Balance
+    e2e = next_e2e()
+    first = await victim.request(CCR, APP_CC, body, e2e=e2e)
+    assert first.result_code == SUCCESS and "Remaining-Balance" in first.body
+    stolen = await thief.request(CCR, APP_CC, body, e2e=e2e)  # the victim's bytes, verbatim
+    assert stolen.result_code == INVALID_AVP_VALUE
+    assert stolen.body["Failed-AVP"] == {"Origin-Host": victim.origin_host}
+    assert "Remaining-Balance" not in stolen.body and stolen.body != first.body
+    # nothing was charged for the thief's attempt; the victim still gets its own answer
+    assert await balance_of(admin, account.account_id) == (MICRO - SMS_PRICE, 0)
+    same_answer(first, await victim.request(CCR, APP_CC, body, e2e=e2e, flags=CC_FLAGS | FLAG_T))
+
+
+async def test_s6_a_pre_empted_end_to_end_id_does_not_make_usage_free(
+    server: ServerProcess, connect: Connect
+) -> None:
+    """WIRE.md §6: a peer that sends an End-to-End-Id before the peer that will use it (here
+    naming the victim's Origin-Host and session) does not make the victim's next request a
+    duplicate: the victim's report (3 messages sent) is processed and charged."""
+    admin = await connect(server.port)
+    victim = await connect(server.port)
+    thief = await connect(server.port)
+    account = await create_account(admin, MICRO)
+    session = CcSession(victim, account.msisdn)
+    assert (await session.initial([sms(3)])).result_code == SUCCESS
+    e2e = next_e2e()
+    forged = session.body(TERMINATION, 1, mscc=[sms(used=[0])])
+    refused = await thief.request(CCR, APP_CC, forged, e2e=e2e)  # the victim's name in it
+    assert refused.result_code == INVALID_AVP_VALUE
+    own = ccr_body(thief, session.session_id, TERMINATION, 1, service=SMS, mscc=[sms(used=[0])])
+    refused = await thief.request(CCR, APP_CC, own, e2e=e2e)  # its own name, the victim's id
+    assert refused.result_code == UNKNOWN_SESSION_ID
+    body = session.body(TERMINATION, 1, mscc=[sms(used=[3])])
+    answer = await victim.request(CCR, APP_CC, body, e2e=e2e)
+    assert answer.result_code == SUCCESS and answer.body["CC-Request-Type"] == TERMINATION
+    assert await balance_of(admin, account.account_id) == (MICRO - 3 * SMS_PRICE, 0)
+
+
+CC_PEER = "cc.s6.conformance.test.local"
+ADMIN_PEER = "admin.s6.conformance.test.local"
+
+
+async def test_s6_a_credit_control_peer_cannot_fish_an_administrators_answer(
+    spawn: Spawn, connect: Connect
+) -> None:
+    """WIRE.md §6/§8: a peer allowed only credit control sends the End-to-End-Id of an
+    administrator's request: it gets neither the cached AMA nor the account in it."""
+    srv = spawn("--peer", f"{ADMIN_PEER}=admin", "--peer", f"{CC_PEER}=cc")
+    admin = await connect(srv.port, ADMIN_PEER)
+    cc = await connect(srv.port, CC_PEER)
+    account = await create_account(admin, 7 * MICRO)
+    e2e = next_e2e()
+    looked = await admin.request(AMR, APP_ADMIN, amr_body(admin, GET, account.account_id), e2e=e2e)
+    assert looked.body["Account"]["Balance"] == 7 * MICRO
+    enquiry = event(cc, account.msisdn, PRICE_ENQUIRY, 1)
+    for origin in (ADMIN_PEER, CC_PEER):  # the administrator's name, then its own
+        fished = await cc.request(CCR, APP_CC, {**enquiry, "Origin-Host": origin}, e2e=e2e)
+        assert "Account" not in fished.body and fished.body != looked.body
+        assert fished.result_code == (INVALID_AVP_VALUE if origin == ADMIN_PEER else SUCCESS)

@@ -11,6 +11,7 @@ from tests.conformance.wire import (
     APP_CC,
     ASR,
     BARRED,
+    CCR,
     CREDIT,
     FLAG_R,
     FORCED_REAUTHORISATION,
@@ -226,3 +227,33 @@ async def test_s7_no_connection_left_is_not_fatal(server: ServerProcess, connect
     session.peer = back
     assert (await session.terminate([sms(used=[2])])).result_code == SUCCESS
     assert await balance_of(admin, account.account_id) == (1_250_000 - 2 * SMS_PRICE, 0)
+
+
+async def test_s7_rar_and_asr_go_only_to_the_sessions_owner(
+    server: ServerProcess, connect: Connect
+) -> None:
+    """WIRE.md §5.3/§7: RAR and ASR go only to the peer that owns the session: another peer
+    that names the session (refused 5002) does not become the connection it "last used"."""
+    admin = await connect(server.port)
+    owner = await connect(server.port)
+    intruder = await connect(server.port)
+    account = await create_account(admin, 250_000)
+    session = CcSession(owner, account.msisdn)
+    await session.initial([sms(5)])  # cut to 2: held at final units
+    for kind in (2, 3):  # UPDATE, TERMINATION
+        body = session.body(kind, 1, mscc=[sms(5, [0])])
+        answer = await intruder.request(CCR, APP_CC, {**body, "Origin-Host": intruder.origin_host})
+        assert answer.result_code == 5002
+    assert (await amr(admin, CREDIT, account.account_id, Amount=MICRO)).result_code == SUCCESS
+    rar = await owner.expect_request(RAR)
+    check_server_request(rar, RAR, session)
+    await owner.answer(rar, raa(owner, rar))
+    assert (
+        await amr(admin, SET_STATUS, account.account_id, Account_Status=SUSPENDED)
+    ).result_code == SUCCESS
+    asr = await owner.expect_request(ASR)
+    check_server_request(asr, ASR, session)
+    await owner.answer(asr, raa(owner, asr))
+    assert await intruder.is_open()
+    assert not intruder.inbox, "nothing sent to a peer that does not own the session"
+    assert (await session.terminate([sms(used=[0])])).result_code == SUCCESS

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -278,3 +280,60 @@ async def test_s8_create_with_a_taken_subscription_is_5004(
     await session.initial([{"Rating-Group": 30, "Requested-Service-Unit": units_sms(1)}])
     await session.terminate([{"Rating-Group": 30, "Used-Service-Unit": [units_sms(1)]}])
     assert await balance_of(admin, first.account_id) == (MICRO - 100_000, 0)
+
+
+# --- extension (docs/protocol.md): Account-Operation 6 TERMINATE_SESSION -----------------------
+
+TERMINATE_SESSION = 6
+
+
+async def test_s8_terminate_session_extension(server: ServerProcess, connect: Connect) -> None:
+    """docs/protocol.md: an operator ends any peer's session with Account-Operation 6
+    TERMINATE_SESSION and its Session-Id: reservations released, the CDR closed with
+    "managementIntervention", ASR sent to the session's own peer; the AMA carries the
+    account. Unknown session (or another account's): 5002; no Session-Id: 5005."""
+    admin = await connect(server.port)
+    owner = await connect(server.port)
+    account = await create_account(admin, MICRO)
+    session = CcSession(owner, account.msisdn)
+    await session.initial([{"Rating-Group": 30, "Requested-Service-Unit": units_sms(3)}])
+    assert await balance_of(admin, account.account_id) == (MICRO - 300_000, 300_000)
+    other = await create_account(admin, MICRO)
+    for account_id, extra, code, failed in (
+        (account.account_id, {}, MISSING_AVP, {"Session-Id": None}),
+        (account.account_id, {"Session-Id": f"{owner.origin_host};none"}, 5002, None),
+        (other.account_id, {"Session-Id": session.session_id}, 5002, None),
+    ):
+        body = {**amr_body(admin, TERMINATE_SESSION, account_id), **extra}
+        answer = await admin.request(AMR, APP_ADMIN, body)
+        assert answer.result_code == code and answer.body.get("Failed-AVP") == failed
+    body = amr_body(admin, TERMINATE_SESSION, account.account_id)
+    answer = await admin.request(AMR, APP_ADMIN, {**body, "Session-Id": session.session_id})
+    assert answer.result_code == SUCCESS
+    check_account_map(answer.body["Account"])
+    assert answer.body["Account"]["Session-Count"] == 0
+    assert answer.body["Account"]["Reserved"] == 0 and answer.body["Account"]["Balance"] == MICRO
+    asr = await owner.expect_request(274)
+    assert asr.body["Session-Id"] == session.session_id
+    assert asr.body["Destination-Host"] == owner.origin_host
+    await owner.answer(asr, {**owner.base_answer(), "Session-Id": session.session_id})
+    late = await session.terminate([{"Rating-Group": 30, "Used-Service-Unit": [units_sms(1)]}])
+    assert late.result_code == 5002
+    records: list[dict[str, Any]] = []
+    for _ in range(100):
+        records = [r for r in read_records(server) if r["sessionId"] == session.session_id]
+        if records:
+            break
+        await asyncio.sleep(0.05)
+    [record] = records
+    assert record["causeForRecordClosing"] == "managementIntervention" and record["charge"] == 0
+    assert not admin.inbox
+
+
+def read_records(server: ServerProcess) -> list[dict[str, Any]]:
+    """The whole lines of the CDR files so far (§9; a line being written is left out)."""
+    records: list[dict[str, Any]] = []
+    for path in sorted((server.data_dir / "cdr").glob("cdr-*")):
+        *lines, _partial = path.read_text().split("\n")
+        records.extend(json.loads(line) for line in lines)
+    return records

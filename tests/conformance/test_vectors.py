@@ -31,15 +31,23 @@ def hexframe(name: str) -> bytes:
 async def test_vectors_conversation(spawn: Spawn, connect: Connect) -> None:
     """vectors.json: CER, AMR CREATE, CCR INITIAL/UPDATE (linked usage)/TERMINATION, the
     TERMINATION retransmitted with T (§6: the same answer), the three events, AMR CREDIT, DWR
-    and DPR, each sent as the given bytes, each answered 2001 (checked against §1/§3)."""
+    and DPR, each sent as the given bytes, each answered 2001 (checked against §1/§3). The
+    events are the SCP's (Origin-Host scp1.test.local): they go on the SCP's own connection
+    (§4: a request carries the Origin-Host of its connection's CER)."""
     srv = spawn()
     upf = await connect(srv.port, "upf1.test.local", cer=False)
     cea = await upf.answer_to((await upf.send_frame(hexframe("cer"))).hbh)
     assert cea.result_code == SUCCESS
     assert set(cea.body) >= set(VECTORS["cea"]["body"])
+    scp = await connect(srv.port, "scp1.test.local")
+    events = {
+        n for n, v in VECTORS.items() if v.get("body", {}).get("Origin-Host") == scp.origin_host
+    }
+    assert events == {"ccr-event-debit", "ccr-event-refund", "ccr-event-price-enquiry"}
 
     async def send(name: str) -> Any:
-        answer = await upf.answer_to((await upf.send_frame(hexframe(name))).hbh)
+        peer = scp if name in events else upf
+        answer = await peer.answer_to((await peer.send_frame(hexframe(name))).hbh)
         assert answer.result_code == SUCCESS, (name, answer.body)
         return answer
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from ocs.cli.main import main
-from tests.durability.util import AppProcess
+from protocol.codes import CCRequestType
+from tests.durability.util import AppProcess, connect_cc, msisdn, next_e2e, sms_ccr
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +165,23 @@ async def test_no_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert code == 2
     assert "cannot connect to 127.0.0.1:" in capsys.readouterr().err
+
+
+async def test_terminate_session_ends_any_peers_session(cli: Cli, server: AppProcess) -> None:
+    """Management intervention: the operator ends a session a network element opened."""
+    await cli.run("create", "acct-7a", "--msisdn", msisdn("acct-7a"), "--balance", "1")
+    client = await connect_cc(server.port, "smsc7.test.local")
+    sid = "smsc7.test.local;1;7"
+    initial = sms_ccr(
+        client.identity.origin_host, sid, CCRequestType.INITIAL, 0, account_id="acct-7a"
+    )
+    assert (await client.request(initial, end_to_end=next_e2e())).result_code == 2001
+    code, obj = await cli.json("get", "acct-7a")
+    assert obj["Account"]["Session-Count"] == 1 and obj["Account"]["Reserved"] > 0
+    code, out, _ = await cli.run("terminate-session", "acct-7a", sid)
+    assert code == 0, out
+    assert out.startswith(f"session terminated {sid}: acct-7a active balance 1.00 reserved 0.00 ")
+    assert " sessions 0 " in out
+    code, obj = await cli.json("terminate-session", "acct-7a", sid)
+    assert (code, obj["Result-Code"], obj["Session-Id"]) == (1, 5002, sid)
+    await client.close()

@@ -123,7 +123,7 @@ async def test_relaxed_mode_cdrs_wait_for_the_fsync(
             answer = await client.request(
                 sms_ccr(
                     "pgw.test.local",
-                    "pgw;1",
+                    "pgw.test.local;1",
                     kind,
                     number,
                     account_id="acct-1",
@@ -147,6 +147,7 @@ async def test_relaxed_mode_cdrs_wait_for_the_fsync(
 
 
 async def test_only_open_sessions_keep_a_route(strict_app: Node) -> None:
+    """Routes for RAR/ASR: one per open session, the connection its own peer last used."""
     app = strict_app
     admin_client = await connect_admin(app.server.port)
     await create_account(admin_client, "acct-1", 10_000_000)
@@ -158,7 +159,7 @@ async def test_only_open_sessions_keep_a_route(strict_app: Node) -> None:
             origin_realm="test.local",
             destination_realm="test.local",
             auth_application_id=4,
-            session_id=f"smsc;event;{i}",
+            session_id=f"smsc.test.local;event;{i}",
             service_context_id=SMS_CONTEXT,
             cc_request_type=CCRequestType.EVENT,
             cc_request_number=0,
@@ -178,13 +179,25 @@ async def test_only_open_sessions_keep_a_route(strict_app: Node) -> None:
         )
         answer = await client.request(event, end_to_end=next_e2e())
         assert isinstance(answer, CCA) and answer.result_code == 2001
-    unknown = sms_ccr("smsc.test.local", "smsc;nobody", CCRequestType.INITIAL, 0, account_id="x9")
+    unknown = sms_ccr(
+        "smsc.test.local", "smsc.test.local;nobody", CCRequestType.INITIAL, 0, account_id="x9"
+    )
     assert (await client.request(unknown, end_to_end=next_e2e())).result_code == 5030
     assert app.routes == {}  # nothing to route to: no entry per event
-    opened = sms_ccr("smsc.test.local", "smsc;s", CCRequestType.INITIAL, 0, account_id="acct-1")
+    opened = sms_ccr(
+        "smsc.test.local", "smsc.test.local;s", CCRequestType.INITIAL, 0, account_id="acct-1"
+    )
     assert (await client.request(opened, end_to_end=next_e2e())).result_code == 2001
-    assert set(app.routes) == {"smsc;s"}
-    closing = sms_ccr("smsc.test.local", "smsc;s", CCRequestType.TERMINATION, 1, used=1)
+    assert set(app.routes) == {"smsc.test.local;s"}
+    route = app.routes["smsc.test.local;s"]
+    # another peer naming the session is refused and does not become its route (WIRE.md 5.3)
+    intruder = await connect_cc(app.server.port, "intruder.test.local")
+    for kind in (CCRequestType.UPDATE, CCRequestType.TERMINATION):
+        theirs = sms_ccr("intruder.test.local", "smsc.test.local;s", kind, 1, used=1)
+        assert (await intruder.request(theirs, end_to_end=next_e2e())).result_code == 5002
+    assert app.routes == {"smsc.test.local;s": route}
+    await intruder.close()
+    closing = sms_ccr("smsc.test.local", "smsc.test.local;s", CCRequestType.TERMINATION, 1, used=1)
     assert (await client.request(closing, end_to_end=next_e2e())).result_code == 2001
     assert app.routes == {}
     await client.close()
@@ -292,7 +305,12 @@ async def test_a_snapshot_waits_for_the_cdr_files_it_counts(
         ):
             answer = await client.request(
                 sms_ccr(
-                    "smsc.test.local", "smsc;snap", kind, number, account_id="acct-1", used=used
+                    "smsc.test.local",
+                    "smsc.test.local;snap",
+                    kind,
+                    number,
+                    account_id="acct-1",
+                    used=used,
                 ),
                 end_to_end=next_e2e(),
             )

@@ -20,7 +20,7 @@ from tests.durability.util import (
 async def _sessions(port: int, count: int, first: int = 0) -> None:
     client = await connect_cc(port, "pgw.test.local")
     for i in range(first, first + count):
-        sid = f"pgw;{i}"
+        sid = f"pgw.test.local;{i}"
         initial = sms_ccr("pgw.test.local", sid, CCRequestType.INITIAL, 0, account_id="acct-1")
         assert (await client.request(initial, end_to_end=next_e2e())).result_code == 2001
         term = sms_ccr("pgw.test.local", sid, CCRequestType.TERMINATION, 1, used=i % 3)

@@ -14,11 +14,13 @@ from protocol.codes import (
     AccountOperation,
     ApplicationId,
     CommandCode,
+    DisconnectCause,
     Flag,
     ReAuthRequestType,
     ResultCode,
 )
 from protocol.connection import (
+    COMMAND_APPLICATION,
     AnswerDropped,
     AnswerReceived,
     Connection,
@@ -35,7 +37,7 @@ from protocol.connection import (
 from protocol.errors import LocalProtocolError, ProtocolError
 from protocol.framing import FrameBuffer
 from protocol.header import Header
-from protocol.messages import AMR, CEA, CER, DWR, RAA, RAR
+from protocol.messages import AMR, CCR, CEA, CER, DPR, DWR, RAA, RAR, Request
 from protocol.peer import PeerState, Role
 from tests.conftest import VECTOR, VECTORS, frame_of
 
@@ -236,6 +238,75 @@ def test_answer_copies_ids_and_p_flag() -> None:
     assert body["Session-Id"] == "s" and body["Result-Code"] == 5002
     with pytest.raises(LocalProtocolError):
         conn.send_error(event.header, ProtocolError(5012, "answered twice"))
+
+
+def _from(origin_host: str, message: Request, hbh: int) -> bytes:
+    """The frame of `message` as a peer would send it (Hop-by-Hop-Id = End-to-End-Id = hbh)."""
+    code = message.COMMAND
+    return encode_frame(
+        message,
+        flags=0x80 | (0x40 if code == CommandCode.CREDIT_CONTROL else 0),
+        command_code=int(code),
+        application_id=COMMAND_APPLICATION[code],
+        hop_by_hop=hbh,
+        end_to_end=hbh,
+    )
+
+
+def _intruding(origin_host: str) -> list[Request]:
+    """A request of every command a peer sends after CER, each naming `origin_host`."""
+    realm = "test.local"
+    ccr = msgspec.msgpack.decode(frame_of("ccr-initial")[20:], type=CCR)
+    return [
+        msgspec.structs.replace(ccr, origin_host=origin_host),
+        AMR(
+            origin_host=origin_host,
+            origin_realm=realm,
+            account_operation=AccountOperation.GET,
+            account_id="acct-1",
+        ),
+        DWR(origin_host=origin_host, origin_realm=realm),
+        DPR(origin_host=origin_host, origin_realm=realm, disconnect_cause=DisconnectCause.BUSY),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4), ids=["CCR", "AMR", "DWR", "DPR"])
+def test_a_request_naming_another_origin_host_is_5004_and_goes_nowhere(index: int) -> None:
+    """WIRE.md 4: a peer is the Origin-Host of its CER; a later request carrying another is
+    answered 5004 with Failed-AVP {Origin-Host} by the connection itself: no event hands it to
+    the application (never dispatched, never journaled), no peer procedure runs (a DPR does
+    not close), nothing waits for an answer."""
+    conn = opened_server()
+    assert conn.peer_origin_host == "upf1.test.local"
+    message = _intruding("upf2.test.local")[index]
+    events = conn.receive_data(_from("upf2.test.local", message, 77), 0.0)
+    assert [type(e) for e in events] == [RequestRejected]
+    [(header, body)] = answers(conn)
+    assert body["Result-Code"] == 5004 and not header.flags & Flag.ERROR
+    assert body["Failed-AVP"] == {"Origin-Host": "upf2.test.local"}
+    assert (header.command_code, header.hop_by_hop, header.end_to_end) == (message.COMMAND, 77, 77)
+    if isinstance(message, CCR):  # answers in application 4 echo the Session-Id
+        assert body["Session-Id"] == message.session_id
+    assert state_of(conn) is PeerState.OPEN and conn.pending_requests == 0
+    # the same request with the peer's own name goes through
+    own = _intruding("upf1.test.local")[index]
+    events = conn.receive_data(_from("upf1.test.local", own, 78), 0.0)
+    assert [type(e) for e in events] == [
+        [RequestReceived],
+        [RequestReceived],
+        [WatchdogReceived],
+        [DisconnectRequested],
+    ][index]
+
+
+def test_the_origin_host_is_compared_exactly() -> None:
+    """No case folding, no trailing dot, no prefix: the CER's Origin-Host as sent."""
+    conn = opened_server()
+    for other in ("UPF1.test.local", "upf1.test.local.", "upf1.test", "upf1.test.localx", ""):
+        events = conn.receive_data(_from(other, DWR(origin_host=other, origin_realm="r"), 9), 0.0)
+        assert [type(e) for e in events] == [RequestRejected], other
+        [(_, body)] = answers(conn)
+        assert body["Failed-AVP"] == {"Origin-Host": other}
 
 
 def test_dpr_is_answered_and_closes_after_peer() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from ocs.edge.client import Client, ClientError
 from ocs.edge.server import (
     ImmediateGate,
+    PeerEntry,
     RequestContext,
     Server,
     ServerConfig,
@@ -122,12 +124,73 @@ async def test_watchdog_answered_keeps_connection(make_server: ServerFactory) ->
 
 
 async def test_configured_peer_list_refuses_unlisted_hosts(make_server: ServerFactory) -> None:
-    srv = await make_server(peers={"known.test.local": frozenset({4})})
+    srv = await make_server(peers={"known.test.local": PeerEntry(applications=frozenset({4}))})
     with pytest.raises(ClientError, match="3010"):
         await Client.connect(port=srv.port, origin_host="stranger.test.local")
     client = await Client.connect(port=srv.port, origin_host="known.test.local")
     assert client.peer is not None and client.peer.auth_application_id == (4,)
     await client.close()
+
+
+async def test_a_name_bound_to_addresses_is_refused_from_any_other(
+    make_server: ServerFactory,
+) -> None:
+    """WIRE.md 4: the peer list can bind an Origin-Host to the addresses it may connect from;
+    from another address the CER gets 3010 and the connection is closed."""
+    cc = frozenset({4})
+    srv = await make_server(
+        peers={
+            "here.test.local": PeerEntry(
+                applications=cc, networks=(ipaddress.ip_network("127.0.0.0/8"),)
+            ),
+            "elsewhere.test.local": PeerEntry(
+                applications=cc, networks=(ipaddress.ip_network("192.0.2.0/24"),)
+            ),
+        }
+    )
+    client = await Client.connect(port=srv.port, origin_host="here.test.local")
+    assert client.is_open
+    await client.close()
+    peer = await RawPeer.connect(srv.port, cer=False)
+    cer = CER(
+        origin_host="elsewhere.test.local",
+        origin_realm="test.local",
+        host_ip_address=("192.0.2.7",),  # what a CER says is not where it comes from
+        vendor_id=0,
+        product_name="p",
+        auth_application_id=(4,),
+    )
+    await peer.send(
+        encode_frame(
+            cer, flags=0x80, command_code=257, application_id=0, hop_by_hop=1, end_to_end=1
+        )
+    )
+    header, body = await peer.read()
+    assert body["Result-Code"] == 3010 and header.flags & Flag.ERROR
+    assert await peer.closed_by_server()
+
+
+def test_peer_list_binds_names_to_networks() -> None:
+    cer = CER(
+        origin_host="pgw1.operator.net",
+        origin_realm="operator.net",
+        host_ip_address=("10.1.2.3",),
+        vendor_id=0,
+        product_name="p",
+        auth_application_id=(4,),
+    )
+    bound = {
+        "pgw1.operator.net": PeerEntry(
+            applications=frozenset({4}),
+            networks=(ipaddress.ip_network("10.1.2.0/24"), ipaddress.ip_network("2001:db8::/32")),
+        )
+    }
+    for ip in ("10.1.2.3", "10.1.2.254", "::ffff:10.1.2.3", "2001:db8::7"):
+        assert default_peer_policy(bound, ip)(cer).result_code == 2001, ip
+    for other in ("10.1.3.1", "127.0.0.1", "::1", "2001:db9::1", None, "x"):
+        assert default_peer_policy(bound, other)(cer).result_code == 3010, other
+    anywhere = {"pgw1.operator.net": PeerEntry(applications=frozenset({4}))}
+    assert default_peer_policy(anywhere, "203.0.113.9")(cer).result_code == 2001
 
 
 def test_default_policy_accepts_loopback_only() -> None:

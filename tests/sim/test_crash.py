@@ -191,7 +191,7 @@ async def test_link_resends_a_lost_termination_and_refund_with_the_t_flag(tmp_pa
             rsu = ServiceUnit(cc_service_specific_units=1)
             opened = await link.call(
                 ccr(
-                    "sms-1",
+                    f"{host};sms-1",
                     CCRequestType.INITIAL,
                     0,
                     subscription_id=subs,
@@ -205,7 +205,7 @@ async def test_link_resends_a_lost_termination_and_refund_with_the_t_flag(tmp_pa
             used = (UsedServiceUnit(cc_service_specific_units=1),)
             ended = await link.call(
                 ccr(
-                    "sms-1",
+                    f"{host};sms-1",
                     CCRequestType.TERMINATION,
                     1,
                     multiple_services_credit_control=(
@@ -219,7 +219,7 @@ async def test_link_resends_a_lost_termination_and_refund_with_the_t_flag(tmp_pa
             # a refund gives back what DIRECT_DEBITING took (WIRE.md 5.4): an SMS by event
             debit = await link.call(
                 ccr(
-                    "debit-1",
+                    f"{host};debit-1",
                     CCRequestType.EVENT,
                     0,
                     requested_action=RequestedAction.DIRECT_DEBITING,
@@ -233,7 +233,7 @@ async def test_link_resends_a_lost_termination_and_refund_with_the_t_flag(tmp_pa
             proxy.lose_next_answer()
             refund = await link.call(
                 ccr(
-                    "refund-1",
+                    f"{host};refund-1",
                     CCRequestType.EVENT,
                     0,
                     requested_action=RequestedAction.REFUND_ACCOUNT,
@@ -262,7 +262,7 @@ async def test_link_resends_a_lost_termination_and_refund_with_the_t_flag(tmp_pa
     assert account is not None and account.balance == 900_000  # 2 x 0.10 charged, 1 refunded
     records = list(iter_records(tmp_path / "data" / "cdr"))
     assert [(r["sessionId"], r["charge"]) for r in records] == [
-        ("sms-1", 100_000),
-        ("debit-1", 100_000),
-        ("refund-1", -100_000),
+        (f"{host};sms-1", 100_000),
+        (f"{host};debit-1", 100_000),
+        (f"{host};refund-1", -100_000),
     ]
