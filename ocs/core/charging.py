@@ -819,14 +819,13 @@ class ChargingCore:
         return None
 
     def _event_refused(self, ccr: CCR) -> CCA | None:
-        """An event whose price could exceed one operation (MAX_AMOUNT), or a refund that
-        could take the account's balance past MAX_BALANCE; decided on `_charge_bound`."""
-        total = 0
-        balance = 0  # a refund's account's balance, looked up once (0: not a refund)
+        """An event whose price could exceed one operation (MAX_AMOUNT); decided on
+        `_charge_bound`. Not a refund: what it credits is known exactly before anything
+        changes (the debits it gives back, `_plan_refund`), and bounded there, with WIRE.md
+        5.4's answer (`_refund_refused`)."""
         if ccr.requested_action is RequestedAction.REFUND_ACCOUNT:
-            found = self._resolve(ccr)
-            view = self.ledger.account(found[0]) if found is not None else None
-            balance = view.balance if view is not None else 0
+            return None
+        total = 0
         for mscc in ccr.multiple_services_credit_control or ():
             asked = mscc.requested_service_unit
             rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
@@ -835,11 +834,8 @@ class ChargingCore:
             total += self._charge_bound(rg, units_of(asked, rg.unit) or 0)
             if total > MAX_AMOUNT:
                 reason = f"the event could cost more than {MAX_AMOUNT}"
-            elif balance + total > MAX_BALANCE:
-                reason = f"the refund could take the balance past {MAX_BALANCE}"
-            else:
-                continue
-            return self._refuse(ccr, _usage_failed(mscc, "Requested-Service-Unit", asked), reason)
+                failed = _usage_failed(mscc, "Requested-Service-Unit", asked)
+                return self._refuse(ccr, failed, reason)
         return None
 
     # --- sessions (section 5.3) ----------------------------------------------------------------
@@ -1385,13 +1381,18 @@ class ChargingCore:
             credits, draws = plan
             total = sum(credits)
             if total:
+                view = self.ledger.account(account_id)
+                if view is None or view.balance + total > MAX_BALANCE:
+                    # the account's balance bound, decided before anything changes
+                    first = next(i for i, credit in enumerate(credits) if credit)
+                    reason = f"the refund would take the balance past {MAX_BALANCE}"
+                    return self._refund_refused(ccr, priced[first][0], reason)
                 outcome = self.ledger.apply(
                     Credit(id=op, now_ms=now_ms, account_id=account_id, amount=total),
                     internal=True,
                 )
-                if outcome.code is not Code.OK:  # the account's balance bound: nothing changed
-                    first = next(i for i, credit in enumerate(credits) if credit)
-                    return self._refund_refused(ccr, priced[first][0])
+                if outcome.code is not Code.OK:  # cannot happen: checked above
+                    raise BookingRefused(f"credit of {total} refund: {outcome.code.name}")
             self._draw(draws)
             priced = [
                 (mscc, rg, units, credit)
@@ -1581,9 +1582,11 @@ class ChargingCore:
                 del self._refundable[key]
                 self._refund_due.discard(before, key)
 
-    def _refund_refused(self, ccr: CCR, mscc: MsccRequest) -> CCA:
+    def _refund_refused(self, ccr: CCR, mscc: MsccRequest, reason: str = "") -> CCA:
         """5004: the refund asks for more than DIRECT_DEBITING charged within the window and
-        was not refunded (WIRE.md 5.4); nothing is credited."""
+        was not refunded (WIRE.md 5.4), or credits more than one operation (MAX_AMOUNT) or
+        what would take the balance past MAX_BALANCE; nothing is credited. Failed-AVP is
+        WIRE.md 5.4's `{"Requested-Service-Unit": value}` in every case."""
         unit = mscc.requested_service_unit
         return self._cca(
             ccr,
@@ -1591,8 +1594,9 @@ class ChargingCore:
             failed_avp={
                 "Requested-Service-Unit": msgspec.to_builtins(unit) if unit is not None else None
             },
-            error_message=f"refund of rating group {mscc.rating_group} exceeds what was "
-            "debited and not refunded within the refund window",
+            error_message=reason
+            or f"refund of rating group {mscc.rating_group} exceeds what was debited and not "
+            f"refunded within the refund window, or {MAX_AMOUNT}",
         )
 
     # --- administration (section 8) ------------------------------------------------------------

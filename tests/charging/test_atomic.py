@@ -43,10 +43,21 @@ from ocs.core.charging import (
     encode_input,
 )
 from ocs.core.ledger import MAX_TOTAL, Ledger
-from ocs.core.ledger_types import COMMAND_ENCODER, LEDGER_STATE_DECODER
+from ocs.core.ledger_types import (
+    COMMAND_ENCODER,
+    LEDGER_STATE_DECODER,
+    OUTCOME_OF_CODE,
+    Code,
+    Command,
+    Credit,
+    Debit,
+    LedgerOutcome,
+    Post,
+)
 from ocs.edge.cdr_files import iter_records, read_sequence_numbers
 from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
+from ocs.edge.store import JournalReplayError
 from ocs.node import (
     TICK_RETRY_MS,
     CoreComponent,
@@ -540,8 +551,9 @@ async def test_a_journaled_input_that_fails_in_replay_stops_recovery_with_its_ls
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: list[MutableMapping[str, Any]]
 ) -> None:
     """Replay never skips a record: one the core raises on (here the INITIAL, record 3 after
-    the catalog and the CREATE) stops recovery with `ReplayError` naming it, logged as
-    `startup.failed`, and the data directory is released."""
+    the catalog and the CREATE) stops recovery with the store's `JournalReplayError` naming
+    it (segment, offset, LSN), caused by the component's `ReplayError` (the input in words,
+    where the core raised), logged as `startup.failed`, and the data directory is released."""
     async with running(tmp_path / "data") as run:
         await setup_session(run, SID)
         await run.node.drain()
@@ -549,13 +561,16 @@ async def test_a_journaled_input_that_fails_in_replay_stops_recovery_with_its_ls
         shutil.copytree(run.data_dir / "journal", copy / "journal")
     fail_once(monkeypatch, "encode_body", at_call=2)  # the CREATE's answer, then the INITIAL's
     config = NodeConfig(data_dir=copy)
-    with pytest.raises(ReplayError) as raised:
+    with pytest.raises(JournalReplayError) as raised:
         recover(config, origin_host="ocs.test.local", origin_realm="test.local")
     assert raised.value.lsn == 3
-    assert raised.value.kind == f"request {int(CommandCode.CREDIT_CONTROL)} from {UPF}"
-    assert "Injected" in raised.value.reason
+    cause = raised.value.__cause__
+    assert isinstance(cause, ReplayError) and cause.lsn == 3
+    assert cause.kind == f"request {int(CommandCode.CREDIT_CONTROL)} from {UPF}"
+    assert "Injected" in cause.reason
     (failed,) = [e for e in events if e["event"] == "startup.failed"]
-    assert "journal record 3" in failed["error"]
+    assert failed["lsn"] == 3 and failed["kind"] == "core REQUEST CREDIT_CONTROL"
+    assert "journal record 3" in failed["reason"] and "Injected" in failed["reason"]
     monkeypatch.undo()
     recovered = recover(config, origin_host="ocs.test.local", origin_realm="test.local")
     recovered.cdrs.close()
@@ -654,60 +669,121 @@ def new_account(a: Atomic, account_id: str = "a", sub: str = SUB, balance: int =
     assert created is not None and created.answer.result_code == 2001
 
 
-def test_a_post_the_ledger_refuses_fails_the_input_whole() -> None:
-    """Usage posted against a reservation, the ledger refusing it (the balance would leave
-    -MAX_TOTAL). It used to be answered 2001 with a CDR charging what was never booked (the
-    money identity broken); now the input fails whole: nothing booked, no CDR, the
-    reservation still held."""
+def refuse_bookings(monkeypatch: pytest.MonkeyPatch, kind: type[Command]) -> None:
+    """The ledger refuses every command of `kind` as at its balance bound (LIMIT_EXCEEDED).
+    The core's domain checks refuse (5004) every request that could reach that bound before
+    anything changes, so no request reaches the refusal: it is injected (the interpreted build
+    only: compiled classes cannot be patched)."""
+    real = Ledger.apply
+
+    def apply(self: Ledger, cmd: Command, **kwargs: bool) -> LedgerOutcome:
+        if isinstance(cmd, kind):
+            return OUTCOME_OF_CODE[Code.LIMIT_EXCEEDED]
+        return real(self, cmd, **kwargs)
+
+    monkeypatch.setattr(Ledger, "apply", apply)
+
+
+def open_sms(a: Atomic, sid: str, *, reserve: bool) -> None:
+    ask = (mscc(30, ask=rsu(units=1)),) if reserve else ()
+    opened = a.send(ccr(sid, INITIAL, 0, *ask, subscriber=SUB, service=SMS), PEAK)
+    assert opened is not None and opened.answer.result_code == 2001
+
+
+@pytest.mark.parametrize("reserve", [True, False])
+def test_usage_at_the_balance_bound_is_refused_before_the_ledger(reserve: bool) -> None:
+    """A post against a reservation, or a debit of usage without one, that could take the
+    balance below -MAX_TOTAL is refused 5004 by the core's domain checks before anything
+    changes (docs/protocol.md "Limits"): the ledger is never asked."""
     a = Atomic()
     new_account(a)
     sid = f"{UPF};sms"
-    opened = a.send(
-        ccr(sid, INITIAL, 0, mscc(30, ask=rsu(units=1)), subscriber=SUB, service=SMS), PEAK
-    )
-    assert opened is not None and opened.answer.result_code == 2001
+    open_sms(a, sid, reserve=reserve)
     a.set_balance("a", -MAX_TOTAL + 50_000)  # one SMS (0.10 EUR) cannot be posted any more
+    ledger, cdrs = a.ledger.snapshot(), list(a.cdrs)
+    ended = a.send(ccr(sid, TERMINATION, 1, mscc(30, used=(usu(units=1),)), service=SMS), PEAK)
+    assert ended is not None and ended.answer.result_code == 5004 and a.failed == []
+    assert a.ledger.snapshot() == ledger and a.cdrs == cdrs == []
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="compiled Ledger")
+def test_a_post_the_ledger_refuses_fails_the_input_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Usage posted against a reservation, the ledger refusing it. It used to be answered 2001
+    with a CDR charging what was never booked (the money identity broken); now the input fails
+    whole: nothing booked, no CDR, the reservation still held."""
+    a = Atomic()
+    new_account(a)
+    sid = f"{UPF};sms"
+    open_sms(a, sid, reserve=True)
     before, cdrs = a.state(), list(a.cdrs)
+    refuse_bookings(monkeypatch, Post)
     ended = a.send(ccr(sid, TERMINATION, 1, mscc(30, used=(usu(units=1),)), service=SMS), PEAK)
     assert ended is None and isinstance(a.failed[-1], BookingRefused)
     assert a.state() == before and a.cdrs == cdrs == []
     assert a.ledger.reservation_count == 1 and sid in a.core.sessions
 
 
-def test_usage_without_a_reservation_the_ledger_refuses_fails_the_input_whole() -> None:
+@pytest.mark.skipif(not INTERPRETED, reason="compiled Ledger")
+def test_usage_without_a_reservation_the_ledger_refuses_fails_the_input_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Usage reported with no reservation to post against is debited anyway; the ledger's
     refusal of that debit was ignored (CDR charged, balance unchanged)."""
     a = Atomic()
     new_account(a)
     sid = f"{UPF};sms"
-    opened = a.send(ccr(sid, INITIAL, 0, subscriber=SUB, service=SMS), PEAK)
-    assert opened is not None and opened.answer.result_code == 2001
-    a.set_balance("a", -MAX_TOTAL + 50_000)
+    open_sms(a, sid, reserve=False)
     before = a.state()
+    refuse_bookings(monkeypatch, Debit)
     ended = a.send(ccr(sid, TERMINATION, 1, mscc(30, used=(usu(units=1),)), service=SMS), PEAK)
     assert ended is None and isinstance(a.failed[-1], BookingRefused)
     assert a.state() == before and a.cdrs == []
 
 
-def test_a_refund_the_ledger_refuses_fails_the_input_whole() -> None:
-    """A refund whose credit the ledger refuses (the balance would pass MAX_TOTAL) used to
-    write its negative CDR all the same."""
+def sms_event(a: Atomic, sid: str, action: RequestedAction, now_ms: int) -> Result | None:
+    return a.send(
+        ccr(
+            sid,
+            CCRequestType.EVENT,
+            0,
+            mscc(30, ask=rsu(units=1)),
+            subscriber=SUB,
+            service=SMS,
+            action=action,
+        ),
+        now_ms,
+    )
+
+
+def test_a_refund_at_the_balance_bound_is_refused_before_the_ledger() -> None:
+    """A refund whose credit would take the balance past MAX_TOTAL is refused 5004 (WIRE.md
+    5.4's Failed-AVP) before anything changes: the ledger is never asked, no CDR is written."""
     a = Atomic()
     new_account(a)
-    debit = RequestedAction.DIRECT_DEBITING
-    event = CCRequestType.EVENT
-    sms = mscc(30, ask=rsu(units=1))
-    charged = a.send(
-        ccr(f"{UPF};e1", event, 0, sms, subscriber=SUB, service=SMS, action=debit), PEAK
-    )
+    charged = sms_event(a, f"{UPF};e1", RequestedAction.DIRECT_DEBITING, PEAK)
+    assert charged is not None and charged.answer.result_code == 2001
+    a.set_balance("a", MAX_TOTAL)
+    ledger = a.ledger.snapshot()
+    refunded = sms_event(a, f"{UPF};e2", RequestedAction.REFUND_ACCOUNT, PEAK + 1000)
+    assert refunded is not None and refunded.answer.result_code == 5004 and a.failed == []
+    assert refunded.answer.failed_avp == {
+        "Requested-Service-Unit": {"CC-Service-Specific-Units": 1}
+    }
+    assert a.ledger.snapshot() == ledger and len(a.cdrs) == 1
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="compiled Ledger")
+def test_a_refund_the_ledger_refuses_fails_the_input_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refund whose credit the ledger refuses used to write its negative CDR all the
+    same."""
+    a = Atomic()
+    new_account(a)
+    charged = sms_event(a, f"{UPF};e1", RequestedAction.DIRECT_DEBITING, PEAK)
     assert charged is not None and charged.answer.result_code == 2001
     assert [json.loads(line)["charge"] for _, line in a.cdrs] == [100_000]
-    a.set_balance("a", MAX_TOTAL)
     before = a.state()
-    refund = RequestedAction.REFUND_ACCOUNT
-    refunded = a.send(
-        ccr(f"{UPF};e2", event, 0, sms, subscriber=SUB, service=SMS, action=refund), PEAK + 1000
-    )
+    refuse_bookings(monkeypatch, Credit)
+    refunded = sms_event(a, f"{UPF};e2", RequestedAction.REFUND_ACCOUNT, PEAK + 1000)
     assert refunded is None and isinstance(a.failed[-1], BookingRefused)
     assert a.state() == before and len(a.cdrs) == 1
 

@@ -256,30 +256,44 @@ def test_a_report_the_ledger_would_refuse_at_the_balance_bound_is_refused_first(
 
 
 def test_a_refund_the_ledger_would_refuse_at_the_balance_bound_is_refused_first() -> None:
-    """An account near +MAX_BALANCE: a refund that could take it past is refused 5004 before
-    anything changes; before, the ledger refused the credit while the event CDR recorded it."""
+    """An account near +MAX_BALANCE: a refund that would take it past is refused 5004 before
+    anything changes; before, the ledger refused the credit while the event CDR recorded it.
+    (What a refund credits is known exactly: the debits it gives back, WIRE.md 5.4.)"""
     h = Harness()
     h.account("a", SUB, MAX_AMOUNT)
+    debit = ccr(
+        "d",
+        EVENT,
+        0,
+        mscc(30, ask=rsu(units=1)),
+        subscriber=SUB,
+        service=SMS,
+        action=RequestedAction.DIRECT_DEBITING,
+    )
+    assert h.cca(debit, PEAK).result_code == 2001
     n = 0
     while h.balance("a") + MAX_AMOUNT <= MAX_BALANCE:
         n += 1
         outcome = h.ledger.apply(Credit(id=f"c{n}", now_ms=PEAK, account_id="a", amount=MAX_AMOUNT))
         assert outcome.ok
-    before = books(h)
+    missing = MAX_BALANCE - h.balance("a") - SMS_PRICE + 1  # one micro-unit short of a refund
+    assert h.ledger.apply(Credit(id="c", now_ms=PEAK, account_id="a", amount=missing)).ok
+    before, cdrs = books(h), list(h.cdr_lines)
     answer = h.cca(
         ccr(
             "r",
             EVENT,
             0,
-            mscc(30, ask=rsu(units=SMS_LARGEST)),
+            mscc(30, ask=rsu(units=1)),
             subscriber=SUB,
             service=SMS,
             action=RequestedAction.REFUND_ACCOUNT,
         ),
         PEAK,
     )
-    assert answer.result_code == 5004 and answer.failed_avp is not None
-    assert books(h) == before and h.cdr_lines == []
+    assert answer.result_code == 5004
+    assert answer.failed_avp == {"Requested-Service-Unit": {"CC-Service-Specific-Units": 1}}
+    assert books(h) == before and h.cdr_lines == cdrs
     h.ledger.check_invariants()
 
 
@@ -539,8 +553,8 @@ def test_the_event_timestamp_window_around_the_servers_clock(
 def test_a_refund_worth_more_than_one_operation_is_refused(h: Harness) -> None:
     """Issue 16: a REFUND of 10^13 SMS units credited 10^12 EUR, beyond the ledger's own
     per-operation limit. 10^13 units is outside a unit AVP's domain (the codec refuses it); a
-    refund inside it whose price could exceed MAX_AMOUNT is refused by the core: 5004,
-    nothing credited."""
+    refund inside it is bounded by what was debited (and MAX_AMOUNT), not by a catalog price:
+    5004 with WIRE.md 5.4's Failed-AVP, nothing credited."""
     h.account("a", SUB, 0)
 
     def refund(units: int) -> CCR:
@@ -559,11 +573,7 @@ def test_a_refund_worth_more_than_one_operation_is_refused(h: Harness) -> None:
     before = books(h)
     answer = h.cca(refund(10**12), PEAK)
     assert answer.result_code == 5004
-    assert answer.failed_avp == {
-        "Multiple-Services-Credit-Control": [
-            {"Rating-Group": 30, "Requested-Service-Unit": {"CC-Service-Specific-Units": 10**12}}
-        ]
-    }
+    assert answer.failed_avp == {"Requested-Service-Unit": {"CC-Service-Specific-Units": 10**12}}
     assert books(h) == before and h.cdr_lines == []
 
 
@@ -659,8 +669,8 @@ def test_the_longest_identities_complete_every_operation(h: Harness) -> None:
         )
         assert h.cca(message, late + number, e2e=2**32 - 3 - number).result_code == 2001
     for action in (RequestedAction.DIRECT_DEBITING, RequestedAction.REFUND_ACCOUNT):
-        message = ccr(
-            sid[:-1] + "e",
+        message = ccr(  # one Session-Id each: an EVENT's Session-Id is its duplicate key
+            sid[:-1] + str(int(action)),
             EVENT,
             0,
             mscc(30, ask=rsu(units=2)),

@@ -25,8 +25,16 @@ from ocs.core.charging import (
 )
 from ocs.core.charging_types import CORE_LAYOUT, CoreState
 from ocs.core.ledger import MAX_AMOUNT, MAX_TOTAL, Ledger
-from protocol.codec import encode_body
-from protocol.codes import AccountOperation, AccountStatus, CCRequestType, RequestedAction
+from protocol.codec import decode_body, encode_body
+from protocol.codes import (
+    AccountOperation,
+    AccountStatus,
+    CCRequestType,
+    CommandCode,
+    RequestedAction,
+)
+from protocol.errors import ProtocolError
+from protocol.limits import MAX_UNITS
 from protocol.messages import CCA, CCR
 from tests.charging.conftest import (
     DATA,
@@ -53,11 +61,17 @@ SMS_PRICE = 100_000
 DEBIT = RequestedAction.DIRECT_DEBITING
 REFUND = RequestedAction.REFUND_ACCOUNT
 DAY_MS = 24 * 3600 * 1000
+# a weekend instant within the Event-Timestamp window around PEAK (a day after it at most):
+# the Sunday before it, 2026-01-04
+LAST_SUNDAY = SUNDAY - 7 * DAY_MS
 # the demo catalog with an SMS at 1,000,000 EUR (10^12 micro-units): 1,000 of them are 10^15
 DEAR_SMS = DEMO.replace(
     'price = "0.10"                 # 0.10 EUR per message', 'price = "1000000"'
 )
 assert DEAR_SMS != DEMO
+# the most SMS one DIRECT_DEBITING may ask for at that price: the core bounds an event's price
+# from the catalog before rating it (1,000 of them would be refused, docs/protocol.md "Limits")
+DEAR_MOST = 997
 
 
 def sms(sid: str, action: RequestedAction, units: int, *, sub: str = SUB) -> CCR:
@@ -125,10 +139,20 @@ def test_refund_of_units_never_debited_is_5004(h: Harness) -> None:
 
 def test_refund_of_ten_to_the_thirteen_sms_is_5004(h: Harness) -> None:
     """Issue 16: a REFUND of 10^13 SMS units credited 10^12 EUR, beyond the ledger's own
-    per-operation limit."""
+    per-operation limit. 10^13 is outside a unit AVP's domain: the codec refuses it (WIRE.md
+    section 2's Failed-AVP, the path to the value); the largest refund inside the domain,
+    beyond what was debited, is WIRE.md 5.4's 5004."""
     h.account("a", SUB, 10 * EUR)
     h.cca(sms("d1", DEBIT, 1), PEAK)
-    refused(h.cca(sms("r1", REFUND, 10**13), PEAK + 1), {"CC-Service-Specific-Units": 10**13})
+    with pytest.raises(ProtocolError) as codec:
+        decode_body(CommandCode.CREDIT_CONTROL, True, encode_body(sms("r0", REFUND, 10**13)))
+    assert codec.value.result_code == 5004
+    assert codec.value.failed_avp == {
+        "Multiple-Services-Credit-Control": [
+            {"Requested-Service-Unit": {"CC-Service-Specific-Units": 10**13}}
+        ]
+    }
+    refused(h.cca(sms("r1", REFUND, MAX_UNITS), PEAK + 1), {"CC-Service-Specific-Units": MAX_UNITS})
     assert h.balance("a") == 10 * EUR - SMS_PRICE
     assert h.ledger.totals().credits == 0
 
@@ -173,7 +197,7 @@ def test_refunds_draw_newest_first_at_the_prices_of_the_debits(h: Harness) -> No
     part of a debit is priced pro rata, rounded down, and its last unit returns the rest."""
     h.account("a", SUB, 10 * EUR)
     h.cca(voice("v1", DEBIT, 7), PEAK)
-    h.cca(voice("v2", DEBIT, 90, at_ms=SUNDAY), PEAK + 1000)
+    h.cca(voice("v2", DEBIT, 90, at_ms=LAST_SUNDAY), PEAK + 1000)
     h.cca(voice("v3", DEBIT, 90), PEAK + 2000)
     assert [r["charge"] for r in h.cdrs()] == [60_000, 45_000, 90_000]
     # 120 s: v3 whole (90,000) + 30 of v2's 90 s: floor(45,000 x 30 / 90) = 15,000
@@ -192,7 +216,7 @@ def test_refund_prices_ignore_the_refunds_own_timestamp(h: Harness) -> None:
     the debit it undoes took."""
     h.account("a", SUB, 10 * EUR)
     h.cca(voice("v1", DEBIT, 90), PEAK)
-    assert h.cca(voice("r1", REFUND, 90, at_ms=SUNDAY), PEAK + 1000).result_code == 2001
+    assert h.cca(voice("r1", REFUND, 90, at_ms=LAST_SUNDAY), PEAK + 1000).result_code == 2001
     assert h.balance("a") == 10 * EUR and h.cdrs()[-1]["charge"] == -90_000
 
 
@@ -216,7 +240,11 @@ def test_a_refund_draws_on_the_same_account_and_rating_group_only(h: Harness) ->
         service=SMS,
         action=REFUND,
     )
-    refused(h.cca(both, PEAK + 3), {"CC-Service-Specific-Units": 2})
+    # a Rating-Group at most once per request (docs/protocol.md "Limits"): the codec refuses
+    # it, so a refund cannot draw on one group twice
+    with pytest.raises(ProtocolError) as codec:
+        decode_body(CommandCode.CREDIT_CONTROL, True, encode_body(both))
+    assert codec.value.result_code == 5004
     assert h.balance("a") == 10 * EUR - 200_000 - 5_000 and h.balance("b") == 10 * EUR
     assert h.cca(event("r4", REFUND, octets=MiB, rg=20, service=DATA), PEAK + 4).result_code == (
         2001
@@ -332,16 +360,18 @@ def test_merged_debits_leave_the_window_with_the_older(h: Harness) -> None:
 
 def test_a_refund_beyond_the_largest_single_amount_is_5004() -> None:
     """A refund never credits more than the ledger's largest single amount (10^15 micro-units)
-    in one operation, even when that much was debited: here two debits of 10^15."""
+    in one operation, even when that much was debited: here two debits of 997 x 10^12."""
     h = Harness(catalog=DEAR_SMS)
     h.account("a", SUB, MAX_AMOUNT, credit_limit=MAX_AMOUNT)
+    debit = DEAR_MOST * 10**12
     for n in (1, 2):
-        assert h.cca(sms(f"d{n}", DEBIT, 1000), PEAK + n).result_code == 2001
-    assert h.balance("a") == -MAX_AMOUNT
-    refused(h.cca(sms("r1", REFUND, 2000), PEAK + 3), {"CC-Service-Specific-Units": 2000})
-    assert h.balance("a") == -MAX_AMOUNT
+        assert h.cca(sms(f"d{n}", DEBIT, DEAR_MOST), PEAK + n).result_code == 2001
+    assert h.balance("a") == MAX_AMOUNT - 2 * debit < 0
+    both = 2 * DEAR_MOST
+    refused(h.cca(sms("r1", REFUND, both), PEAK + 3), {"CC-Service-Specific-Units": both})
+    assert h.balance("a") == MAX_AMOUNT - 2 * debit
     for n in (4, 5):
-        assert h.cca(sms(f"r{n}", REFUND, 1000), PEAK + n).result_code == 2001
+        assert h.cca(sms(f"r{n}", REFUND, DEAR_MOST), PEAK + n).result_code == 2001
     assert h.balance("a") == MAX_AMOUNT
     h.ledger.check_invariants()
     h.assert_replays()
@@ -352,18 +382,19 @@ def test_a_refund_the_balance_bound_refuses_is_5004_and_changes_nothing() -> Non
     refused as a whole, and the debits stay refundable."""
     h = Harness(catalog=DEAR_SMS)
     h.account("a", SUB, 0, credit_limit=MAX_AMOUNT)
-    assert h.cca(sms("d1", DEBIT, 1000), PEAK).result_code == 2001  # 10^15
-    missing = MAX_TOTAL + 1  # from -10^15 up to MAX_TOTAL - 10^15 + 1
+    debit = DEAR_MOST * 10**12
+    assert h.cca(sms("d1", DEBIT, DEAR_MOST), PEAK).result_code == 2001
+    missing = MAX_TOTAL + 1  # from -debit up to MAX_TOTAL - debit + 1
     while missing:
         amount = min(missing, MAX_AMOUNT)
         assert h.ama(amr(AccountOperation.CREDIT, "a", amount=amount), PEAK + 1).result_code == 2001
         missing -= amount
-    # (the ledger's clock moves with every command: its snapshot is not compared)
-    before = (h.core.snapshot(duplicates=False), h.balance("a"), h.ledger.totals(), h.cdr_lines)
-    refused(h.cca(sms("r1", REFUND, 1000), PEAK + 2), {"CC-Service-Specific-Units": 1000})
-    assert (h.core.snapshot(duplicates=False), h.balance("a"), h.ledger.totals()) == before[:3]
-    assert h.cdr_lines == before[3]
-    assert h.cca(sms("r2", REFUND, 999), PEAK + 3).result_code == 2001
+    # decided before anything changes: the ledger is not even asked (its clock stays)
+    before = (h.core.snapshot(duplicates=False), h.ledger.snapshot(), list(h.cdr_lines))
+    assert h.balance("a") == MAX_TOTAL + 1 - debit
+    refused(h.cca(sms("r1", REFUND, DEAR_MOST), PEAK + 2), {"CC-Service-Specific-Units": DEAR_MOST})
+    assert (h.core.snapshot(duplicates=False), h.ledger.snapshot(), h.cdr_lines) == before
+    assert h.cca(sms("r2", REFUND, DEAR_MOST - 1), PEAK + 3).result_code == 2001
     assert h.balance("a") == MAX_TOTAL + 1 - 10**12  # one SMS (10^12) short of the bound
     h.ledger.check_invariants()
 
@@ -464,7 +495,7 @@ def test_refunds_never_give_back_more_than_was_debited(
         if rg == 30:
             message = sms(f"e{n}", action, amount, sub=sub)
         else:
-            at = SUNDAY if n % 3 == 0 else PEAK
+            at = LAST_SUNDAY if n % 3 == 0 else PEAK
             message = voice(f"e{n}", action, amount, at_ms=at, sub=sub)
         cdrs = len(h.cdr_lines)
         answer = h.cca(message, now)

@@ -662,13 +662,15 @@ async def test_s5_refund_beyond_what_was_debited_is_5004(
 ) -> None:
     """WIRE.md 1.1 §5.4: a refund gives back only what was taken: more than DIRECT_DEBITING
     charged the subscriber for the group (within the refund window, not refunded yet) is
-    answered 5004 with Failed-AVP {Requested-Service-Unit: value}, and credits nothing."""
+    answered 5004 with Failed-AVP {Requested-Service-Unit: value}, and credits nothing; so is
+    the largest refund a unit AVP admits (2^40, docs/protocol.md "Limits": beyond it, §2's
+    5004 with the path to the value)."""
     admin, peer = await admin_and_peer(server, connect)
     account = await create_account(admin, MICRO)
     if debited:
         debit = event_body(peer, account.msisdn, DIRECT_DEBITING, [sms(debited)])
         assert_cca(await peer.request(CCR, APP_CC, debit), EVENT, 0)
-    for units in (debited + 1, 10**13):
+    for units in (debited + 1, 2**40):
         body = event_body(peer, account.msisdn, REFUND_ACCOUNT, [sms(units)])
         answer = await peer.request(CCR, APP_CC, body)
         assert_cca(answer, EVENT, 0, INVALID_AVP_VALUE)

@@ -97,17 +97,26 @@ async def test_event_duplicates_and_the_refund_window_survive_a_sigkill(tmp_path
         assert (await send(scp, debit)) == debited
         assert (await send(scp, late)) == refused
         assert (await get_account(admin, "acct-1")).balance == BALANCE - 2 * SMS_PRICE
-        # the 24-hour window is in force from the restart on
+        # the 24-hour window is in force from the restart on: a debit is refundable after
+        # more than 1 s (whether the first debit is still refundable depends on whether the
+        # late refund, in the second after the old window ended, already forgot it)
+        again = sms_event(f"{SCP};2;debit", RequestedAction.DIRECT_DEBITING, 2)
+        assert (await send(scp, again)).result_code == 2001
+        await asyncio.sleep(1.2)
         refund = sms_event(f"{SCP};2;refund", RequestedAction.REFUND_ACCOUNT, 2)
         assert (await send(scp, refund)).result_code == 2001
-        assert (await get_account(admin, "acct-1")).balance == BALANCE
+        assert (await get_account(admin, "acct-1")).balance == BALANCE - 2 * SMS_PRICE
         assert (
-            await send(scp, sms_event(f"{SCP};2;again", RequestedAction.REFUND_ACCOUNT, 1))
+            await send(scp, sms_event(f"{SCP};2;more", RequestedAction.REFUND_ACCOUNT, 3))
         ).result_code == 5004
         await scp.close()
         await admin.close()
         assert server.terminate() == 0
         charges = [(r["sessionId"], r["charge"]) for r in iter_records(data_dir / "cdr")]
-        assert charges == [(debit.session_id, 2 * SMS_PRICE), (refund.session_id, -2 * SMS_PRICE)]
+        assert charges == [
+            (debit.session_id, 2 * SMS_PRICE),
+            (again.session_id, 2 * SMS_PRICE),
+            (refund.session_id, -2 * SMS_PRICE),
+        ]
     finally:
         server.kill()

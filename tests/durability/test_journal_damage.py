@@ -149,10 +149,10 @@ def test_any_exception_from_replay_stops_the_start_naming_the_record(
     _journal(tmp_path)
     real = CoreComponent.replay
 
-    def failing(self: CoreComponent, body: bytes) -> None:
+    def failing(self: CoreComponent, body: bytes, lsn: int | None = None) -> None:
         if decode_input(body).kind is InputKind.REQUEST:
             raise ZeroDivisionError("a bug in the core")
-        real(self, body)
+        real(self, body, lsn)
 
     monkeypatch.setattr(CoreComponent, "replay", failing)
     (failed,) = _recover(tmp_path)
