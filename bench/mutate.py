@@ -9,10 +9,12 @@ mutant's), and puts the file back. A mutant is *killed* if a test fails, *surviv
 pass. Every mutant must match its file exactly once: one that no longer does (the code moved on)
 is reported as *stale*, never silently skipped.
 
-    .venv/bin/python -m bench.mutate                  # every mutant (~15-30 min on 2 cores)
-    .venv/bin/python -m bench.mutate ledger-post-capped tcc-last   # some, by name
+    .venv/bin/python -m bench.mutate                  # every mutant (~15 min on 2 cores)
+    .venv/bin/python -m bench.mutate ledger-post-capped tcc-last-validity   # some, by name
     .venv/bin/python -m bench.mutate --list           # names and what each breaks
     .venv/bin/python -m bench.mutate --check          # every mutant still applies (no tests)
+    .venv/bin/python -m bench.mutate --tests tests/charging/test_core_machine.py
+                                                      # what one test alone kills
 
 The exit status is 1 if a mutant survives (unless documented as equivalent) or is stale.
 Hypothesis runs with a fixed seed (``--seed``), without its example database and without
@@ -22,6 +24,7 @@ shrinking (a failure is all that counts), so a run is reproducible. See docs/tes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -621,7 +624,7 @@ def check_isolation(tree: Path) -> None:
         raise SystemExit(f"the tests would import {out}, not the copy in {tree}")
 
 
-_FAILED = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
+_FAILED = re.compile(r"^(?:FAILED|ERROR) (tests/.+?)(?: - .*)?$", re.MULTILINE)
 
 # pytest, with hypothesis told (before any test module builds its settings) not to shrink a
 # failure, which only costs time here, and to keep no example database between mutants.
@@ -633,8 +636,11 @@ _PYTEST = (
 )
 
 
-def run_tests(tree: Path, tests: tuple[str, ...], seed: int, timeout_s: float) -> tuple[int, str]:
-    """Run ``tests`` in the copy; (pytest's exit status or -1 on timeout, first failure)."""
+def run_tests(
+    tree: Path, tests: tuple[str, ...], seed: int, timeout_s: float, log: Path | None = None
+) -> tuple[int, str]:
+    """Run ``tests`` in the copy; (pytest's exit status or -1 on timeout, first failure). With
+    ``log``, pytest's output is written there."""
     shutil.rmtree(tree / ".hypothesis", ignore_errors=True)
     command = [
         sys.executable,
@@ -669,6 +675,8 @@ def run_tests(tree: Path, tests: tuple[str, ...], seed: int, timeout_s: float) -
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise
+    if log is not None:
+        log.write_text(stdout + stderr)
     found = _FAILED.search(stdout)
     if found is not None:
         return process.returncode, found.group(1)
@@ -702,13 +710,16 @@ def present(tree: Path, tests: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(t for t in tests if t not in missing)
 
 
-def run_mutant(tree: Path, mutant: Mutant, seed: int, timeout_s: float) -> Outcome:
+def run_mutant(
+    tree: Path, mutant: Mutant, seed: int, timeout_s: float, logs: Path | None = None
+) -> Outcome:
     started = time.monotonic()
     original = apply(tree, mutant)
     if original is None:
         return Outcome(mutant, "stale", "the text to mutate is not in the file exactly once", 0)
     try:
-        code, first = run_tests(tree, present(tree, mutant.tests), seed, timeout_s)
+        log = None if logs is None else logs / f"{mutant.name}.log"
+        code, first = run_tests(tree, present(tree, mutant.tests), seed, timeout_s, log)
     finally:
         (tree / mutant.path).write_text(original)
     seconds = time.monotonic() - started
@@ -741,6 +752,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per mutant")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
     parser.add_argument("--report", type=Path, help="also write the table to this file")
+    parser.add_argument("--logs", type=Path, help="write each mutant's test output here")
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        metavar="PATH",
+        help="run these tests for every mutant instead of each one's own (to measure a test)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C: the running tests are stopped and the copy is removed
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -752,11 +770,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown mutants: {', '.join(unknown)}")
     chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    if args.tests:
+        chosen = [dataclasses.replace(m, tests=tuple(args.tests)) for m in chosen]
     if args.list:
         for m in chosen:
             print(f"{m.name:34} {m.path:26} {m.breaks}")
         return 0
 
+    if args.logs is not None:
+        args.logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ocs-mutate-") as tmp:
         tree = make_tree(Path(tmp))
         if args.check:
@@ -781,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         outcomes = []
         for i, mutant in enumerate(chosen, 1):
-            outcome = run_mutant(tree, mutant, args.seed, args.timeout)
+            outcome = run_mutant(tree, mutant, args.seed, args.timeout, args.logs)
             outcomes.append(outcome)
             print(
                 f"[{i}/{len(chosen)}] {mutant.name}: {outcome.status} "
