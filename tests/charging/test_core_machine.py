@@ -476,15 +476,18 @@ class CoreMachine(RuleBasedStateMachine):
         reports = data.draw(st.integers(0, 4))
         end = not data.draw(st.integers(0, 2))
         focused = data.draw(st.booleans())
-        if service == DATA and data.draw(st.booleans()):
+        # data shortly before a tariff change: the grant (30 min) spans it
+        near_a_change = service == DATA and data.draw(st.integers(0, 3)) > 0
+        if near_a_change:
             self._approach_tariff_change(data.draw(st.sampled_from([60, 600, 1500])))
-        # focused on data, the client holds video's grant (10 min) besides data's (30 min)
-        both = (20, 10) if focused and service == DATA else None
-        sid = self._open(data, account, service, origin, rgs=both)
+        # focused on data, the client holds video's grant (10 min) besides data's
+        rgs = (20, 10) if focused and service == DATA else (10,) if near_a_change else None
+        sid = self._open(data, account, service, origin, rgs=rgs)
         if sid is None:
             return
         session = self.open[sid]
-        for _ in range(reports):
+        kinds = [CCRequestType.UPDATE] * reports + [CCRequestType.TERMINATION] * end
+        for kind in kinds:
             changes = [
                 g.tariff_change_s * S
                 for g in session.grants.values()
@@ -503,9 +506,7 @@ class CoreMachine(RuleBasedStateMachine):
                 # held at its final units: the subscriber tops up (the server re-authorises)
                 self._admin(account, True, data.draw(st.integers(1, 5 * EUR)), None)
             self.now = min(later, HORIZON)
-            self._report(data, sid, CCRequestType.UPDATE, focused=focused)
-        if end:
-            self._report(data, sid, CCRequestType.TERMINATION)
+            self._report(data, sid, kind, focused=focused)
 
     def _open(
         self,
