@@ -39,6 +39,12 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# Targeted mutation testing of the money paths (docs/testing.md): each mutant applied to a copy
+# of the tree, the tests that should notice it run (pure build). MUTANTS="name ..." runs some.
+.PHONY: mutate
+mutate: $(STAMP)
+	OCS_PURE=1 $(PY) -m bench.mutate $(MUTANTS)
+
 serve: $(STAMP)
 	$(VENV)/bin/ocs serve
 

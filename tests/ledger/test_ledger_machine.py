@@ -5,15 +5,30 @@ hold (``initial + credits - debits == sum of balances``, reserved == sum of open
 and the ledger agrees with the model account by account. Repeats of any earlier operation id return
 the first outcome and leave the state byte-for-byte unchanged; snapshot round trips are
 indistinguishable from the original.
+
+The money paths are aimed at, not left to chance: posts of nothing, of less than, exactly and
+more than the reservation (into overdraft too), reserves and debits of exactly the headroom and
+one more, expiry exactly at a reservation's ``expires_at_ms`` and a millisecond before. How
+often each is reached is counted (hypothesis ``event()``; the totals of a run are printed with
+``pytest -s``, see docs/testing.md).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from ocs.core.accounts import AccountStatus, SubscriberIdentity
 from ocs.core.ledger import (
@@ -39,6 +54,14 @@ SUBSCRIBERS = ["100", "200", "300", "400"]
 amounts = st.integers(min_value=1, max_value=600)
 # Shared expiry times make several reservations fall due at once (and tie on expires_at_ms).
 ttls = st.one_of(st.sampled_from([1_000, 2_000]), st.integers(1, 10_000))
+
+#: How often each path was taken, over the whole run (printed by the fixture below with -s).
+PATHS: Counter[str] = Counter()
+
+
+def path(name: str) -> None:
+    PATHS[name] += 1
+    event(name)
 
 
 @dataclass
@@ -80,6 +103,7 @@ class LedgerMachine(RuleBasedStateMachine):
         out = self.ledger.apply(cmd)
         assert out == expected, (cmd, out, expected)
         self.history.append((cmd, out))
+        path(f"{type(cmd).__name__}: {out.code.name}{' (overdraft)' if out.overdraft else ''}")
 
     def create(self, account: str, sub: str, balance: int, limit: int) -> None:
         cmd = CreateAccount(
@@ -177,12 +201,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(account=TARGETS, extra=st.integers(-1, 1), ttl=ttls)
     def reserve_all_that_is_left(self, account: str, extra: int, ttl: int) -> None:
+        path(f"reserve of the headroom {extra:+d}")
         acct = self.accounts.get(account)
         headroom = 0 if acct is None else acct.balance - acct.reserved + acct.limit
         self.do_reserve(account, max(1, headroom + extra), ttl)
 
     @rule(account=TARGETS, extra=st.integers(-1, 1))
     def debit_all_that_is_left(self, account: str, extra: int) -> None:
+        path(f"debit of the headroom {extra:+d}")
         acct = self.accounts.get(account)
         headroom = 0 if acct is None else acct.balance - acct.reserved + acct.limit
         self.do_debit(account, max(1, headroom + extra), False)
@@ -218,12 +244,42 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 10**6), known=st.booleans(), amount=st.integers(0, 1_200))
     def post(self, pick: int, known: bool, amount: int) -> None:
-        rid = self.pick_reservation(pick, known)
+        self.do_post(self.pick_reservation(pick, known), amount)
+
+    # (one argument each: hypothesis picks rules with fewer arguments more often)
+
+    @precondition(lambda self: bool(self.open))
+    @rule(data=st.data())
+    def post_against_the_reservation(self, data: st.DataObject) -> None:
+        """Post nothing, less than, exactly or more than the reservation holds."""
+        rid = self.pick_reservation(data.draw(st.integers(0, 10**6)), True)
+        where = data.draw(st.sampled_from(["nothing", "less", "exactly", "more", "far more"]))
+        part = data.draw(st.integers(0, 10**6))
+        held = self.open[rid].amount
+        amount = {
+            "nothing": 0,
+            "less": 1 + part % (held - 1) if held > 1 else 0,
+            "exactly": held,
+            "more": held + 1 + part % held,
+            "far more": held + 1_000 + part % 10_000,
+        }[where]
+        self.do_post(rid, amount)
+
+    def do_post(self, rid: str, amount: int) -> None:
         cmd = Post(id=self.next_id(), now_ms=self.now, reservation_id=rid, amount=amount)
         res = self.open.pop(rid, None)
         if res is None:
             self.run(cmd, LedgerOutcome(code=Code.UNKNOWN_RESERVATION))
             return
+        path(
+            "post of nothing"
+            if amount == 0
+            else "post below the reservation"
+            if amount < res.amount
+            else "post of exactly the reservation"
+            if amount == res.amount
+            else "post beyond the reservation"
+        )
         acct = self.accounts[res.account]
         acct.reserved -= res.amount
         self.run(cmd, self.charge(acct, amount))
@@ -241,13 +297,28 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(elapsed=st.integers(0, 4_000))
     def expire(self, elapsed: int) -> None:
-        self.now += elapsed
+        self.do_expire(self.now + elapsed)
+
+    @precondition(lambda self: bool(self.open))
+    @rule(data=st.data())
+    def expire_at_a_deadline(self, data: st.DataObject) -> None:
+        """Time goes to exactly when a reservation falls due (or a millisecond before)."""
+        rid = self.pick_reservation(data.draw(st.integers(0, 10**6)), True)
+        due = self.open[rid].expires_at_ms - data.draw(st.sampled_from([0, 0, 1]))
+        if due >= self.now:
+            exact = due == self.open[rid].expires_at_ms
+            path(f"expiry {'exactly at' if exact else 'a millisecond before'} a deadline")
+        self.do_expire(max(self.now, due))
+
+    def do_expire(self, now: int) -> None:
+        self.now = now
         due = sorted(
             (r.expires_at_ms, rid) for rid, r in self.open.items() if r.expires_at_ms <= self.now
         )
         if not due:
             assert self.ledger.expire_due(self.now) == LedgerOutcome(code=Code.OK)
             return
+        path(f"{len(due)} reservation(s) expired")
         owners = []
         for _, rid in due:
             res = self.open.pop(rid)
@@ -299,9 +370,19 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=80,
+    max_examples=250,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestLedgerMachine = LedgerMachine.TestCase
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _print_paths() -> Iterator[None]:
+    """With ``pytest -s``: how often the run reached each path."""
+    PATHS.clear()
+    yield
+    print("\nmoney paths reached by the ledger machine in this run:")
+    for name, count in sorted(PATHS.items()):
+        print(f"  {count:6d}  {name}")
