@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-pure
 endif
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard rating/*.py) ocs/core/charging.py ocs/core/ledger.py ocs/core/due.py
 
-.PHONY: demo test check bench serve clean
+.PHONY: demo test check bench serve clean fuzz
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The deterministic simulator (docs/vopr.md): seeds SEED, SEED+1, ... until SECONDS have passed
+# (default: a random first seed, printed), with the hostile classes HOSTILE (default: all).
+SECONDS ?= 60
+HOSTILE ?= all
+fuzz: $(STAMP)
+	$(PY) -m tests.vopr $(if $(SEED),--seed $(SEED)) --seconds $(SECONDS) --hostile $(HOSTILE) $(if $(STEPS),--steps $(STEPS))
 
 serve: $(STAMP)
 	$(VENV)/bin/ocs serve
