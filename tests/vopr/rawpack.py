@@ -39,8 +39,22 @@ def bad_str(data: bytes) -> Raw:
 
 
 def pack(value: Any) -> bytes:
+    """Encode `value` (iteratively: maps and arrays nested thousands deep are fine)."""
     out = bytearray()
-    _pack(value, out)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            _array_header(len(item), out)
+            stack.extend(reversed(item))
+        elif isinstance(item, dict | Pairs):
+            items = item.items if isinstance(item, Pairs) else tuple(item.items())
+            _map_header(len(items), out)
+            for key, member in reversed(items):
+                stack.append(member)
+                stack.append(key)
+        else:
+            _pack_scalar(item, out)
     return bytes(out)
 
 
@@ -54,7 +68,25 @@ def _str_header(n: int) -> bytes:
     return b"\xdb" + struct.pack(">I", n)
 
 
-def _pack(value: Any, out: bytearray) -> None:
+def _array_header(n: int, out: bytearray) -> None:
+    if n < 16:
+        out.append(0x90 | n)
+    elif n < 1 << 16:
+        out += b"\xdc" + struct.pack(">H", n)
+    else:
+        out += b"\xdd" + struct.pack(">I", n)
+
+
+def _map_header(n: int, out: bytearray) -> None:
+    if n < 16:
+        out.append(0x80 | n)
+    elif n < 1 << 16:
+        out += b"\xde" + struct.pack(">H", n)
+    else:
+        out += b"\xdf" + struct.pack(">I", n)
+
+
+def _pack_scalar(value: Any, out: bytearray) -> None:
     if value is None:
         out += b"\xc0"
     elif value is True:
@@ -81,28 +113,6 @@ def _pack(value: Any, out: bytearray) -> None:
         out += value.data
     elif isinstance(value, Ext):
         out += b"\xc7" + struct.pack(">Bb", len(value.data), value.code) + value.data
-    elif isinstance(value, list | tuple):
-        n = len(value)
-        if n < 16:
-            out.append(0x90 | n)
-        elif n < 1 << 16:
-            out += b"\xdc" + struct.pack(">H", n)
-        else:
-            out += b"\xdd" + struct.pack(">I", n)
-        for item in value:
-            _pack(item, out)
-    elif isinstance(value, dict | Pairs):
-        items = value.items if isinstance(value, Pairs) else tuple(value.items())
-        n = len(items)
-        if n < 16:
-            out.append(0x80 | n)
-        elif n < 1 << 16:
-            out += b"\xde" + struct.pack(">H", n)
-        else:
-            out += b"\xdf" + struct.pack(">I", n)
-        for key, item in items:
-            _pack(key, out)
-            _pack(item, out)
     else:
         raise TypeError(f"cannot pack {type(value).__name__}")
 

@@ -44,7 +44,7 @@ from ocs.node import CoreComponent, NodeConfig
 from protocol.codec import decode_body, encode_frame, frame_body
 from protocol.codes import FLAG_E, FLAG_R, FLAG_T, ApplicationId, CommandCode, ResultCode
 from protocol.framing import FrameBuffer
-from protocol.messages import CCA, CER, Answer
+from protocol.messages import CCA, CER, Answer, ErrorAnswer
 from tests.vopr.harness import (
     SimClock,
     SimNode,
@@ -68,6 +68,8 @@ from tests.vopr.workload import (
 )
 
 # Monday 2026-01-05 17:00 Paris (16:00 UTC): peak data prices end at 20:00
+RAR_CMD: Final = int(CommandCode.RE_AUTH)
+ASR_CMD: Final = int(CommandCode.ABORT_SESSION)
 START_MS: Final = int(datetime(2026, 1, 5, 16, 0, tzinfo=UTC).timestamp()) * 1000
 CATALOGS: Final = (
     demo_catalog_text().replace('["5.00", "10.00", "20.00"]', '["0.50", "2.00", "20.00"]'),
@@ -94,6 +96,8 @@ P_TICK: Final = 0.12
 P_COMMIT: Final = 0.35  # after the step's action, the journal is committed
 P_HOSTILE: Final = 0.3  # of the requests, when hostile classes are enabled
 P_RETRY: Final = 0.85  # a request in flight at a crash is sent again
+LOG_FACTOR: Final = 8  # log bytes per byte received, at most (plus LOG_ALLOWANCE per step)
+LOG_ALLOWANCE: Final = 4096
 P_WATCH: Final = 0.25  # of the normal requests, whether a refusal changed the state is checked
 
 
@@ -302,6 +306,8 @@ class Simulation:
             tuple[str, int], list[int]
         ] = {}  # (subscriber, rg) -> [debited, refunded]
         self.logs: list[MutableMapping[str, Any]] = []
+        self.received = 0  # bytes the server received in this step
+        self.last_probe: Probe | None = None
 
     @property
     def node(self) -> SimNode:
@@ -326,9 +332,13 @@ class Simulation:
                     self.step = self.settings.steps
                     self.finish()
                     self.check_logs()
-                except Finding as finding:
-                    finding.step = self.step
-                    self.summary.finding = finding
+                except Finding as found:
+                    found.step = self.step
+                    self.summary.finding = found
+                except Exception as exc:  # a bug of the simulator itself
+                    bug = Finding("simulator", _tb(exc), self.current)
+                    bug.step = self.step
+                    self.summary.finding = bug
                 finally:
                     self.shutdown()
         finally:
@@ -434,6 +444,7 @@ class Simulation:
             hop_by_hop=peer.next_hbh(),
             end_to_end=peer.next_e2e(),
         )
+        self.received += len(frame)
         try:
             handle.data_received(frame)
         except Exception as exc:
@@ -482,19 +493,21 @@ class Simulation:
         probe.result_code = None
         app = (
             ApplicationId.CREDIT_CONTROL
-            if probe.command == CCR_CMD
+            if probe.command != AMR_CMD
             else ApplicationId.ADMINISTRATION
         )
         frame = frame_body(
             probe.body,
-            flags=FLAG_R | (FLAG_T if probe.retransmit else 0),
+            flags=FLAG_R | (FLAG_T if probe.retransmit else 0) | probe.header_flags,
             command_code=probe.command,
-            application_id=int(app),
+            application_id=int(app) if probe.app is None else probe.app,
             hop_by_hop=probe.hbh,
             end_to_end=probe.e2e,
         )
         self.counters["requests"] += 1
         self.counters[f"requests:{probe.cls}"] += 1
+        self.received += len(frame)
+        self.last_probe = probe
         self.note("send", probe.label, probe.peer, probe.e2e, probe.body)
         core = node.core
         # whether a refusal changed the state: for every hostile request and every one that
@@ -562,7 +575,10 @@ class Simulation:
         if e2e != probe.e2e:
             raise Finding("answer", f"End-to-End-Id {e2e} answers {probe.e2e}", probe)
         try:
-            answer = decode_body(probe.command, False, body)
+            if probe.command in (CCR_CMD, AMR_CMD, RAR_CMD, ASR_CMD):
+                answer = decode_body(probe.command, False, body)
+            else:  # an unknown command: answered with the error AVPs only
+                answer = msgspec.msgpack.decode(body, type=ErrorAnswer)
         except Exception as exc:
             raise Finding("answer", f"the answer does not decode: {exc}", probe) from exc
         assert isinstance(answer, Answer)
@@ -578,7 +594,7 @@ class Simulation:
             ResultCode(code)
         except ValueError:
             raise Finding("answer", f"unknown Result-Code {code}", probe) from None
-        if code == ResultCode.UNABLE_TO_COMPLY:
+        if code == ResultCode.UNABLE_TO_COMPLY and probe.command in (CCR_CMD, AMR_CMD):
             raise Finding(
                 "unable-to-comply", "answered 5012: the core failed on an accepted input", probe
             )
@@ -605,9 +621,7 @@ class Simulation:
             raise Finding(
                 expect.finding, f"answered {code}, expected {sorted(expect.codes)}", probe
             )
-        if expect.failed_avp is not None and (
-            answer.failed_avp is None or expect.failed_avp not in answer.failed_avp
-        ):
+        if expect.failed_avp is not None and not _names(answer.failed_avp, expect.failed_avp):
             raise Finding(
                 expect.finding,
                 f"Failed-AVP {answer.failed_avp!r} does not name {expect.failed_avp}",
@@ -978,11 +992,24 @@ class Simulation:
     # --- invariants ----------------------------------------------------------------------------
 
     def check_logs(self) -> None:
+        """No error is logged, and the log grows by at most a small multiple of what the
+        peers sent (`LOG_FACTOR`): a hostile peer cannot flood it."""
         logs = self.logs
+        size = 0
         for entry in logs:
+            self.counters["log-events"] += 1
+            size += len(repr(entry))
             if entry.get("log_level") in ("error", "critical"):
                 detail = {k: v for k, v in entry.items() if k not in ("log_level",)}
                 raise Finding("log", f"{entry.get('log_level')}: {str(detail)[:500]}", self.current)
+        received, self.received = self.received, 0
+        if size > LOG_FACTOR * received + LOG_ALLOWANCE:
+            events = ", ".join(sorted({str(e.get("event")) for e in logs}))
+            raise Finding(
+                "log",
+                f"{size} bytes of log ({events}) for {received} bytes received in one step",
+                self.last_probe,
+            )
         logs.clear()
 
     def check_step(self) -> None:
@@ -1095,6 +1122,21 @@ def _cdr_durable_offset(path: Path, durable_sequence: int) -> int:
                 break
             end += len(line)
     return end
+
+
+def _names(failed_avp: object, name: str) -> bool:
+    """Whether Failed-AVP names `name`, at the top or inside a group (WIRE.md 2: the path of
+    maps to a key inside a group)."""
+    stack = [failed_avp]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if name in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return False
 
 
 def _tb(exc: BaseException) -> str:

@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ocs.core.charging import ChargingCore
 from ocs.core.ledger import Ledger, Post
@@ -20,6 +23,7 @@ from ocs.edge.journal import Journal
 from ocs.node import Node
 from tests.conftest import ROOT
 from tests.vopr.__main__ import report
+from tests.vopr.rawpack import Pairs, pack
 from tests.vopr.simulator import Settings, Summary, simulate
 
 # The hostile classes the server passes today; the others find the failures docs/vopr.md lists.
@@ -165,3 +169,36 @@ def test_finds_an_injected_fault(name: str, kind: str) -> None:
         again = run(1, summary.finding.step + 1, frozenset())
     assert again.finding is not None and again.finding.step == summary.finding.step
     assert again.finding.message == summary.finding.message
+
+
+# --- the hostile encoder says what msgspec says, where both can ---------------------------------
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary(),
+    lambda inner: st.lists(inner, max_size=20) | st.dictionaries(st.text(), inner, max_size=20),
+    max_leaves=60,
+)
+
+
+@given(_values)
+def test_rawpack_agrees_with_msgspec(value: Any) -> None:
+    packed = pack(value)
+    assert msgspec.msgpack.decode(packed) == value
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(value)) == msgspec.msgpack.decode(packed)
+
+
+def test_rawpack_says_what_msgspec_does_not() -> None:
+    assert msgspec.msgpack.decode(pack(Pairs(((None, 1), (1, 2), ("k", 3), ("k", 4))))) == {
+        None: 1,
+        1: 2,
+        "k": 4,
+    }
+    deep: Any = "leaf"
+    for _ in range(5000):  # deeper than Python's recursion limit
+        deep = [deep]
+    assert pack(deep).startswith(b"\x91" * 5000)

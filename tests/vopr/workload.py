@@ -138,6 +138,8 @@ class Probe:
     cls: str = "normal"
     e2e: int | None = None  # None: the peer's next End-to-End-Id
     retransmit: bool = False
+    header_flags: int = 0  # flags besides R (and T): reserved bits, P, E
+    app: int | None = None  # the Application-Id, if not the command's
     expect: Expect | None = None
     on_answer: Callable[[Probe, Answer], None] | None = None
     value: Any = None  # the body as built (for the report)
@@ -202,6 +204,7 @@ class Workload:
         self.events: deque[Probe] = deque(maxlen=100)  # answered EVENTs
         self.debited: deque[Debited] = deque(maxlen=100)
         self.operation_ids: deque[tuple[str, bytes]] = deque(maxlen=50)
+        self.odd_peers: list[str] = []  # Origin-Hosts of the `strings` class
         self.serial = 0
         self.account_serial = 0
         # the server's last CC-Request-Number of an open session (None: it holds no such
@@ -761,6 +764,7 @@ class Workload:
                 "trailing",
                 "repeat",
                 "utf8",
+                "header",
             ]
         )
         if how == "wrong":
@@ -800,7 +804,19 @@ class Workload:
             key = self.pick(["Session-Id", "Origin-Realm", "Service-Context-Id"])
             value[key] = bad_str(self.pick([b"\xff\xfe", b"ok\xc3", b"\xed\xa0\x80"]))
             body = pack(value)
-        return Probe(peer=peer, command=command, body=body, label=f"wire:{how}", value=value)
+        probe = Probe(peer=peer, command=command, body=body, label=f"wire:{how}", value=value)
+        if how == "header":  # a valid body under a header the connection must refuse
+            what = self.pick(["reserved", "error-bit", "command", "application"])
+            if what == "reserved":
+                probe.header_flags = self.pick([0x01, 0x02, 0x04, 0x08, 0x0F])
+            elif what == "error-bit":
+                probe.header_flags = 0x20
+            elif what == "command":
+                probe.command = self.pick([999, 258, 274, 0xFFFFFF])
+            else:
+                probe.app = self.pick([0, 3, 0xFFFFFFFF, 4 if command == AMR_CMD else 0x4F435341])
+            probe.label = f"wire:header-{what}"
+        return probe
 
     def h_sequence(self) -> Probe | None:
         rng = self.rng
@@ -1117,10 +1133,15 @@ class Workload:
                 ],
             )
             return self.probe(peer, CCR_CMD, value, "strings:context")
-        # a peer whose Origin-Host is long or odd (its CER too), sending an event
-        origin = "h" + self.long_text()[: self.pick([10, 1000, 20_000, 30_000])]
-        if rng.random() < 0.5:
-            origin = self.pick(["", " ", "a;b", "\u00fc.sim.test", "h\u0000"])
+        # a peer whose Origin-Host is long or odd (its CER too), sending an event, or a request
+        # the codec refuses (the refusal is logged with the peer's name)
+        if self.odd_peers and rng.random() < 0.6:
+            origin = self.pick(self.odd_peers)
+        else:
+            origin = "h" + self.long_text()[: self.pick([10, 1000, 20_000, 30_000])]
+            if rng.random() < 0.5:
+                origin = self.pick(["", " ", "a;b", "\u00fc.sim.test", "h\u0000"])
+            self.odd_peers.append(origin)
         value = self.ccr(
             origin,
             f"{origin};{self.next_serial()}",
@@ -1133,6 +1154,10 @@ class Workload:
                 {"Rating-Group": 30, "Requested-Service-Unit": {"CC-Service-Specific-Units": 1}}
             ],
         )
+        if rng.random() < 0.4:  # a small request the connection refuses (and logs)
+            return self.probe(
+                origin, CCR_CMD, self.pick([{}, [], {"Session-Id": 1}]), "strings:origin-refused"
+            )
         return self.probe(origin, CCR_CMD, value, "strings:origin")
 
     def odd_map(self, depth: int) -> Any:
