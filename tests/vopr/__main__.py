@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import reprlib
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,10 @@ from tests.vopr.simulator import Settings, Summary, simulate
 from tests.vopr.workload import HOSTILE
 
 DEFAULT_STEPS = 3000
+SHOW = reprlib.Repr()  # a request as the report shows it: bounded in depth and length
+SHOW.maxlevel = 8
+SHOW.maxdict = SHOW.maxlist = 24
+SHOW.maxstring = SHOW.maxother = 160
 
 
 def parse_hostile(text: str) -> frozenset[str]:
@@ -68,9 +73,7 @@ def report(summary: Summary, *, verbose: bool = True) -> str:
     lines.append(f"FAILED at step {finding.step}: {finding.kind}: {finding.message}")
     probe = finding.probe
     if probe is not None:
-        shown = repr(probe.value)
-        if len(shown) > 1500:
-            shown = shown[:1500] + f"... ({len(shown)} characters)"
+        shown = SHOW.repr(probe.value)
         lines.append(
             f"  request (sent at step {probe.step}, {probe.cls}, {probe.label}) on "
             f"{probe.peer[:80]!r}, End-to-End-Id {probe.e2e}: {shown}"

@@ -334,6 +334,9 @@ class Simulation:
                     self.check_logs()
                 except Finding as found:
                     found.step = self.step
+                    last = self.last_probe
+                    if found.probe is None and last is not None and last.step == self.step:
+                        found.probe = last  # (a check after the step: the step's request)
                     self.summary.finding = found
                 except Exception as exc:  # a bug of the simulator itself
                     bug = Finding("simulator", _tb(exc), self.current)

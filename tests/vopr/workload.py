@@ -59,6 +59,7 @@ HOSTILE: Final = (
     "events",
     "refunds",
     "ownership",
+    "peers",
 )
 
 U32: Final = (1 << 32) - 1
@@ -93,13 +94,14 @@ BOUNDS_I64: Final = (
     1 << 62,
     I64,
 )
+# wrong in type or sign (valid numbers at their bounds are the classes `usage` and `amounts`)
 WRONG_VALUES: Final[tuple[Any, ...]] = (
     None,
     True,
     False,
     -1,
     -(1 << 63),
-    U64,
+    1 << 32,
     1.5,
     float("nan"),
     float("inf"),
@@ -204,7 +206,7 @@ class Workload:
         self.events: deque[Probe] = deque(maxlen=100)  # answered EVENTs
         self.debited: deque[Debited] = deque(maxlen=100)
         self.operation_ids: deque[tuple[str, bytes]] = deque(maxlen=50)
-        self.odd_peers: list[str] = []  # Origin-Hosts of the `strings` class
+        self.odd_peers: list[str] = []  # Origin-Hosts of the `peers` class
         self.serial = 0
         self.account_serial = 0
         # the server's last CC-Request-Number of an open session (None: it holds no such
@@ -1057,10 +1059,7 @@ class Workload:
         return self.pick(["x", "é", "\u0000", "😀", ";"]) * n
 
     def h_strings(self) -> Probe | None:
-        rng = self.rng
-        how = self.pick(
-            ["session-id", "account-id", "operation-id", "subscriber", "context", "origin"]
-        )
+        how = self.pick(["session-id", "account-id", "operation-id", "subscriber", "context"])
         account = self.account()
         subscriber = account.subscriber if account else "4917000000000"
         if how == "session-id":
@@ -1133,8 +1132,14 @@ class Workload:
                 ],
             )
             return self.probe(peer, CCR_CMD, value, "strings:context")
-        # a peer whose Origin-Host is long or odd (its CER too), sending an event, or a request
-        # the codec refuses (the refusal is logged with the peer's name)
+        raise AssertionError(how)
+
+    def h_peers(self) -> Probe | None:
+        """A peer whose Origin-Host is long or odd (its CER too), sending an event, or a small
+        request the connection refuses (the refusal is logged with the peer's name)."""
+        rng = self.rng
+        account = self.account()
+        subscriber = account.subscriber if account else "4917000000000"
         if self.odd_peers and rng.random() < 0.6:
             origin = self.pick(self.odd_peers)
         else:
@@ -1156,9 +1161,9 @@ class Workload:
         )
         if rng.random() < 0.4:  # a small request the connection refuses (and logs)
             return self.probe(
-                origin, CCR_CMD, self.pick([{}, [], {"Session-Id": 1}]), "strings:origin-refused"
+                origin, CCR_CMD, self.pick([{}, [], {"Session-Id": 1}]), "peers:refused"
             )
-        return self.probe(origin, CCR_CMD, value, "strings:origin")
+        return self.probe(origin, CCR_CMD, value, "peers:event")
 
     def odd_map(self, depth: int) -> Any:
         rng = self.rng
