@@ -67,10 +67,12 @@ from tests.vopr.workload import (
     Workload,
 )
 
-# Monday 2026-01-05 17:00 Paris (16:00 UTC): peak data prices end at 20:00
 RAR_CMD: Final = int(CommandCode.RE_AUTH)
 ASR_CMD: Final = int(CommandCode.ABORT_SESSION)
+# Monday 2026-01-05 17:00 Paris (16:00 UTC): peak data prices end at 20:00
 START_MS: Final = int(datetime(2026, 1, 5, 16, 0, tzinfo=UTC).timestamp()) * 1000
+# the catalogs a run switches between: the demo's with low usage thresholds (RAR often), the
+# same dearer, the demo's with small partial records
 CATALOGS: Final = (
     demo_catalog_text().replace('["5.00", "10.00", "20.00"]', '["0.50", "2.00", "20.00"]'),
     demo_catalog_text()
@@ -268,6 +270,8 @@ def default_workdir() -> Path:
 
 
 class Simulation:
+    """One seed's run in `directory` (`simulate` makes a temporary one)."""
+
     def __init__(self, settings: Settings, directory: Path) -> None:
         self.settings = settings
         self.rng = random.Random(settings.seed)
@@ -290,8 +294,7 @@ class Simulation:
         self.trace = hashlib.blake2b(digest_size=16)
         self.peers: dict[str, WirePeer] = {}
         self.step = -1
-        self.current: Probe | None = None
-        self.opening = False
+        self.current: Probe | None = None  # the request being handled
         # what the simulator knows of the node
         self._node: SimNode | None = None
         self.replica = Replica.fresh(CATALOGS[0], self.config)
@@ -302,9 +305,8 @@ class Simulation:
         self.acked_lsn = 0
         self.unacked: list[Probe] = []  # handled by the node, answer not released yet
         self.in_flight: list[Probe] = []  # unanswered when the node went down
-        self.refund_books: dict[
-            tuple[str, int], list[int]
-        ] = {}  # (subscriber, rg) -> [debited, refunded]
+        # (served subscriber, rating group) -> [debited, refunded] by events, in micro-units
+        self.refund_books: dict[tuple[str, int], list[int]] = {}
         self.logs: list[MutableMapping[str, Any]] = []
         self.received = 0  # bytes the server received in this step
         self.last_probe: Probe | None = None
@@ -800,15 +802,12 @@ class Simulation:
     # --- the node's life -----------------------------------------------------------------------
 
     def open(self) -> None:
-        self.opening = True
         try:
             node = open_node(self.loop, _Hooks(self), SERVER, self.config)
         except Finding:
             raise
         except Exception as exc:
             raise Finding("recovery", f"the node does not start: {_tb(exc)}") from exc
-        finally:
-            self.opening = False
         self._node = node
         self.release()
         if node.core.catalog_text != self.catalog_file.read_text():
