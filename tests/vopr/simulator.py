@@ -72,15 +72,19 @@ ASR_CMD: Final = int(CommandCode.ABORT_SESSION)
 # Monday 2026-01-05 17:00 Paris (16:00 UTC): peak data prices end at 20:00
 START_MS: Final = int(datetime(2026, 1, 5, 16, 0, tzinfo=UTC).timestamp()) * 1000
 # the catalogs a run switches between: the demo's with low usage thresholds (RAR often), the
-# same dearer, the demo's with small partial records
+# same dearer, the demo's with small partial records; in all, video (RG 20) grants are valid for
+# 10 min beside data's hour, so a session's longest Validity-Time is not always its last
+_BASE: Final = demo_catalog_text().replace(
+    'quantum = "50 MiB"\nvalidity_time = "1 h"', 'quantum = "50 MiB"\nvalidity_time = "10 min"'
+)
 CATALOGS: Final = (
-    demo_catalog_text().replace('["5.00", "10.00", "20.00"]', '["0.50", "2.00", "20.00"]'),
-    demo_catalog_text()
-    .replace('["5.00", "10.00", "20.00"]', '["0.50", "2.00", "20.00"]')
+    _BASE.replace('["5.00", "10.00", "20.00"]', '["0.50", "2.00", "20.00"]'),
+    _BASE.replace('["5.00", "10.00", "20.00"]', '["0.50", "2.00", "20.00"]')
     .replace('price = "0.02"', 'price = "0.03"')
     .replace('price = "0.10"', 'price = "0.12"'),
-    demo_catalog_text().replace('volume_limit = "100 MiB"', 'volume_limit = "20 MiB"'),
+    _BASE.replace('volume_limit = "100 MiB"', 'volume_limit = "20 MiB"'),
 )
+assert all('validity_time = "10 min"\nthreshold = "0.1"' in c for c in CATALOGS)
 SERVER: Final = ServerConfig(
     origin_host="ocs.sim.test",
     origin_realm=REALM,
@@ -137,6 +141,15 @@ class Summary:
     @property
     def ok(self) -> bool:
         return self.finding is None
+
+
+class Processed(NamedTuple):
+    """A request of a session the server processed (`Simulation.track_session`)."""
+
+    lsn: int
+    at_ms: int
+    number: int
+    validity_s: int
 
 
 class Expected(NamedTuple):
@@ -307,6 +320,7 @@ class Simulation:
         self.in_flight: list[Probe] = []  # unanswered when the node went down
         # (served subscriber, rating group) -> [debited, refunded] by events, in micro-units
         self.refund_books: dict[tuple[str, int], list[int]] = {}
+        self.supervised: dict[str, list[Processed]] = {}  # open sessions' processed requests
         self.logs: list[MutableMapping[str, Any]] = []
         self.received = 0  # bytes the server received in this step
         self.last_probe: Probe | None = None
@@ -617,8 +631,34 @@ class Simulation:
             self.check_expect(probe, probe.expect, answer, body)
         if probe.handled and probe.lsn is not None:
             self.workload.history.append(probe)
+            if isinstance(answer, CCA) and code == ResultCode.SUCCESS:
+                self.track_session(probe, answer)
         if probe.on_answer is not None:
             probe.on_answer(probe, answer)
+
+    def track_session(self, probe: Probe, answer: CCA) -> None:
+        """What supervision may do to a session (WIRE.md 5.3: closed after Tcc = 2 x its
+        longest Validity-Time without a request): when the server processed its requests
+        (journaled, not a repeat of the last one) and the Validity-Times it granted."""
+        sid, kind, number = answer.session_id, answer.cc_request_type, answer.cc_request_number
+        if sid is None or kind is None or number is None or int(kind) == 4:
+            return
+        if int(kind) == 3:
+            self.supervised.pop(sid, None)
+            return
+        track = self.supervised.get(sid)
+        if int(kind) == 1:
+            if track:
+                return  # an INITIAL again: refused or a repeat
+            track = self.supervised[sid] = []
+        elif not track or number != track[-1].number + 1:
+            return
+        validity = max(
+            (m.validity_time or 0 for m in answer.multiple_services_credit_control or ()),
+            default=0,
+        )
+        assert probe.lsn is not None
+        track.append(Processed(probe.lsn, probe.sent_ms, number, validity))
 
     def check_expect(self, probe: Probe, expect: Expect, answer: Answer, body: bytes) -> None:
         code = answer.result_code
@@ -675,6 +715,24 @@ class Simulation:
             self.cdr_lines[seq] = line
             self.book(record)
             self.count_paths(record)
+            if record.get("causeForRecordClosing") == "abnormalRelease":
+                self.check_supervision(str(record.get("sessionId")))
+
+    def check_supervision(self, sid: str) -> None:
+        """A session closed by supervision was silent for at least 2 x the longest
+        Validity-Time it was granted (to the second: deadlines are kept in seconds)."""
+        track = self.supervised.pop(sid, None)
+        if not track:
+            return
+        last_ms = max(p.at_ms for p in track)
+        longest_s = max(p.validity_s for p in track)
+        silent_ms = self.clock.now_ms - last_ms
+        if silent_ms < 2 * longest_s * 1000 - 1000:
+            raise Finding(
+                "supervision",
+                f"{sid[:60]!r} closed by supervision after {silent_ms} ms of silence; its "
+                f"longest Validity-Time is {longest_s} s (Tcc {2 * longest_s} s)",
+            )
 
     def count_paths(self, record: dict[str, Any]) -> None:
         """Which money paths the CDRs show were taken (the summary's `paths`)."""
@@ -779,6 +837,12 @@ class Simulation:
         self.last_seq = core.cdr_seq
         self.cdr_total = expected.cdr_total
         self.rebuild_books()
+        for sid, track in list(self.supervised.items()):
+            kept = [p for p in track if p.lsn <= last]
+            if kept:
+                self.supervised[sid] = kept
+            else:
+                del self.supervised[sid]
         for probe in [*self.unacked, *self.in_flight]:
             if probe.lsn is not None and probe.lsn > last:
                 probe.lost = True
