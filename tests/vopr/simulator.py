@@ -321,6 +321,7 @@ class Simulation:
         # (served subscriber, rating group) -> [debited, refunded] by events, in micro-units
         self.refund_books: dict[tuple[str, int], list[int]] = {}
         self.supervised: dict[str, list[Processed]] = {}  # open sessions' processed requests
+        self.node_answer: bytes | None = None  # what the node answered the current request
         self.logs: list[MutableMapping[str, Any]] = []
         self.received = 0  # bytes the server received in this step
         self.last_probe: Probe | None = None
@@ -536,6 +537,7 @@ class Simulation:
         last_lsn = node.store.journal.last_lsn
         probe.handled = False
         probe.lsn = None
+        self.node_answer = None
         self.current = probe
         peer.pending[probe.hbh] = probe
         try:
@@ -547,6 +549,8 @@ class Simulation:
         finally:
             self.current = None
         probe.changed = fingerprint(core) != before if watched else None
+        if probe.lsn is not None and self.node_answer is not None:
+            self.track_session(probe, self.node_answer)
         if node.store.journal.last_lsn > last_lsn:
             self.counters["journaled"] += 1
         if probe.handled:
@@ -631,34 +635,37 @@ class Simulation:
             self.check_expect(probe, probe.expect, answer, body)
         if probe.handled and probe.lsn is not None:
             self.workload.history.append(probe)
-            if isinstance(answer, CCA) and code == ResultCode.SUCCESS:
-                self.track_session(probe, answer)
         if probe.on_answer is not None:
             probe.on_answer(probe, answer)
 
-    def track_session(self, probe: Probe, answer: CCA) -> None:
+    def track_session(self, probe: Probe, body: bytes) -> None:
         """What supervision may do to a session (WIRE.md 5.3: closed after Tcc = 2 x its
-        longest Validity-Time without a request): when the server processed its requests
-        (journaled, not a repeat of the last one) and the Validity-Times it granted."""
+        longest Validity-Time without a request): when the server processed its requests and
+        the Validity-Times it granted. Judged when the request is processed: a request counts
+        if it was journaled and answered 2001, and no request of that session with that
+        CC-Request-Number counted before (else it is the repeat of one, answered from the
+        session's last answer, WIRE.md 6); a crash forgets what it lost (`built`)."""
+        try:
+            answer = decode_body(CCR_CMD, False, body)
+        except Exception:
+            return  # (the release reports it)
+        if not isinstance(answer, CCA) or answer.result_code != ResultCode.SUCCESS:
+            return
         sid, kind, number = answer.session_id, answer.cc_request_type, answer.cc_request_number
         if sid is None or kind is None or number is None or int(kind) == 4:
             return
         if int(kind) == 3:
             self.supervised.pop(sid, None)
             return
-        track = self.supervised.get(sid)
-        if int(kind) == 1:
-            if track:
-                return  # an INITIAL again: refused or a repeat
-            track = self.supervised[sid] = []
-        elif not track or number != track[-1].number + 1:
+        track = self.supervised.setdefault(sid, [])
+        if any(p.number == number for p in track):
             return
         validity = max(
             (m.validity_time or 0 for m in answer.multiple_services_credit_control or ()),
             default=0,
         )
         assert probe.lsn is not None
-        track.append(Processed(probe.lsn, probe.sent_ms, number, validity))
+        track.append(Processed(probe.lsn, self.clock.now_ms, number, validity))
 
     def check_expect(self, probe: Probe, expect: Expect, answer: Answer, body: bytes) -> None:
         code = answer.result_code
@@ -786,8 +793,11 @@ class Simulation:
             self.workload.server_request(kind, action.session_id)
 
     def answered_by_node(self, ctx: RequestContext, answer: Answer | bytes) -> None:
-        if self.current is not None:
-            self.current.handled = True
+        probe = self.current
+        if probe is not None:
+            probe.handled = True
+            if probe.command == CCR_CMD and isinstance(answer, bytes):
+                self.node_answer = answer
 
     def fatal(self, event: str, exc: BaseException) -> None:
         raise Finding("fatal", f"the node would stop ({event}): {exc!r}", self.current)

@@ -772,6 +772,8 @@ class Workload:
         if how == "wrong":
             key = self.pick(sorted(value))
             value[key] = self.pick(WRONG_VALUES)
+            if key == "Origin-Host" and isinstance(value[key], str):
+                value[key] = None  # (another peer's name is the class `ownership`)
         elif how == "wrong-inner" and isinstance(
             value.get("Multiple-Services-Credit-Control"), list
         ):
