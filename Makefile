@@ -40,11 +40,12 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 # The deterministic simulator (docs/vopr.md): seeds SEED, SEED+1, ... until SECONDS have passed
-# (default: a random first seed, printed), with the hostile classes HOSTILE (default: all).
+# (default: a random first seed, printed), with the hostile classes HOSTILE (default: all); every
+# failing seed is reported with its reproduction, and the exit status says whether one failed.
 SECONDS ?= 60
 HOSTILE ?= all
 fuzz: $(STAMP)
-	$(PY) -m tests.vopr $(if $(SEED),--seed $(SEED)) --seconds $(SECONDS) --hostile $(HOSTILE) $(if $(STEPS),--steps $(STEPS))
+	$(PY) -m tests.vopr $(if $(SEED),--seed $(SEED)) --seconds $(SECONDS) --hostile $(HOSTILE) --keep-going $(if $(STEPS),--steps $(STEPS))
 
 serve: $(STAMP)
 	$(VENV)/bin/ocs serve
