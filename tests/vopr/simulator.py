@@ -321,6 +321,7 @@ class Simulation:
         # (served subscriber, rating group) -> [debited, refunded] by events, in micro-units
         self.refund_books: dict[tuple[str, int], list[int]] = {}
         self.supervised: dict[str, list[Processed]] = {}  # open sessions' processed requests
+        self.session_answers: dict[str, set[bytes]] = {}  # digests of every 2001 a sid had
         self.node_answer: bytes | None = None  # what the node answered the current request
         self.logs: list[MutableMapping[str, Any]] = []
         self.received = 0  # bytes the server received in this step
@@ -641,10 +642,12 @@ class Simulation:
     def track_session(self, probe: Probe, body: bytes) -> None:
         """What supervision may do to a session (WIRE.md 5.3: closed after Tcc = 2 x its
         longest Validity-Time without a request): when the server processed its requests and
-        the Validity-Times it granted. Judged when the request is processed: a request counts
-        if it was journaled and answered 2001, and no request of that session with that
-        CC-Request-Number counted before (else it is the repeat of one, answered from the
-        session's last answer, WIRE.md 6); a crash forgets what it lost (`built`)."""
+        the Validity-Times it granted. Judged when the request is processed: it counts if it
+        was journaled and answered 2001 with an answer the session id never had before. A
+        repeat (WIRE.md 6: the last (Session-Id, CC-Request-Number) again, of an open or a
+        recently closed session) is answered with earlier bytes; a fresh request whose answer
+        happens to equal an earlier one is not counted either, which only weakens the check.
+        A crash forgets what it lost (`built`)."""
         try:
             answer = decode_body(CCR_CMD, False, body)
         except Exception:
@@ -654,18 +657,22 @@ class Simulation:
         sid, kind, number = answer.session_id, answer.cc_request_type, answer.cc_request_number
         if sid is None or kind is None or number is None or int(kind) == 4:
             return
+        answers = self.session_answers.setdefault(sid, set())
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        if digest in answers:
+            return
+        answers.add(digest)
         if int(kind) == 3:
             self.supervised.pop(sid, None)
-            return
-        track = self.supervised.setdefault(sid, [])
-        if any(p.number == number for p in track):
             return
         validity = max(
             (m.validity_time or 0 for m in answer.multiple_services_credit_control or ()),
             default=0,
         )
         assert probe.lsn is not None
-        track.append(Processed(probe.lsn, self.clock.now_ms, number, validity))
+        self.supervised.setdefault(sid, []).append(
+            Processed(probe.lsn, self.clock.now_ms, number, validity)
+        )
 
     def check_expect(self, probe: Probe, expect: Expect, answer: Answer, body: bytes) -> None:
         code = answer.result_code
