@@ -30,7 +30,7 @@ from tests.vopr.simulator import Settings, Summary, simulate
 # Add a class here once the part of issue 16 that fixes it is merged.
 PASSING = frozenset({"wire", "sequence"})
 SEEDS = (1, 2, 3)
-STEPS = 1500
+STEPS = 3000
 
 
 def run(seed: int, steps: int, hostile: frozenset[str] = PASSING) -> Summary:
