@@ -647,7 +647,8 @@ class Simulation:
         repeat (WIRE.md 6: the last (Session-Id, CC-Request-Number) again, of an open or a
         recently closed session) is answered with earlier bytes; a fresh request whose answer
         happens to equal an earlier one is not counted either, which only weakens the check.
-        A crash forgets what it lost (`built`)."""
+        A TERMINATION answered 2001 leaves no session, a new INITIAL starts afresh. A crash
+        forgets what it lost (`built`)."""
         try:
             answer = decode_body(CCR_CMD, False, body)
         except Exception:
@@ -657,22 +658,24 @@ class Simulation:
         sid, kind, number = answer.session_id, answer.cc_request_type, answer.cc_request_number
         if sid is None or kind is None or number is None or int(kind) == 4:
             return
+        if int(kind) == 3:  # closed now, or closed already (a repeat): no session either way
+            self.supervised.pop(sid, None)
+            return
         answers = self.session_answers.setdefault(sid, set())
         digest = hashlib.blake2b(body, digest_size=16).digest()
         if digest in answers:
             return
         answers.add(digest)
-        if int(kind) == 3:
-            self.supervised.pop(sid, None)
-            return
         validity = max(
             (m.validity_time or 0 for m in answer.multiple_services_credit_control or ()),
             default=0,
         )
         assert probe.lsn is not None
-        self.supervised.setdefault(sid, []).append(
-            Processed(probe.lsn, self.clock.now_ms, number, validity)
-        )
+        processed = Processed(probe.lsn, self.clock.now_ms, number, validity)
+        if int(kind) == 1:  # a new session: nothing of an earlier one with that id is left
+            self.supervised[sid] = [processed]
+        else:
+            self.supervised.setdefault(sid, []).append(processed)
 
     def check_expect(self, probe: Probe, expect: Expect, answer: Answer, body: bytes) -> None:
         code = answer.result_code
