@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-pure
 endif
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard rating/*.py) ocs/core/charging.py ocs/core/ledger.py ocs/core/due.py
 
-.PHONY: demo test check bench serve clean
+.PHONY: demo test check bench serve clean fuzz
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ bench: $(STAMP)
 .PHONY: mutate
 mutate: $(STAMP)
 	OCS_PURE=1 $(PY) -m bench.mutate $(MUTANTS)
+
+# The deterministic simulator (docs/vopr.md): seeds SEED, SEED+1, ... until SECONDS have passed
+# (default: a random first seed, printed), with the hostile classes HOSTILE (default: all); every
+# failing seed is reported with its reproduction, and the exit status says whether one failed.
+SECONDS ?= 60
+HOSTILE ?= all
+fuzz: $(STAMP)
+	$(PY) -m tests.vopr $(if $(SEED),--seed $(SEED)) --seconds $(SECONDS) --hostile $(HOSTILE) --keep-going $(if $(STEPS),--steps $(STEPS))
 
 serve: $(STAMP)
 	$(VENV)/bin/ocs serve
