@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -486,6 +487,10 @@ def run_show(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
             _json_lines(rows, stdout)
         else:
             _table(rows, stdout)
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        if out is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except CdrCorruptError as exc:
         print(f"ocs cdr show: {exc}", file=stderr)
         return EXIT_REFUSED
