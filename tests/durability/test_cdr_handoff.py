@@ -175,3 +175,28 @@ async def test_clean_stop_rotates_and_the_restart_goes_on_numbering(server: AppP
         "cdr-000000000003-000000000003.jsonl",
         "cdr-000000000004.jsonl.current",
     ]
+
+
+async def test_relaxed_mode_rotation_holds_every_answered_cdr(tmp_path: Path) -> None:
+    """In relaxed mode answers leave after write(2) and CDRs move only once the journal is
+    fsynced (at most every 60 s here): a rotation on demand fsyncs the journal first, so the
+    file it completes still holds the CDR of every request answered before."""
+    process = AppProcess(tmp_path / "data", "--sync-interval-ms", "60000")
+    try:
+        process.start()
+        await accounts(process.port, "acct-h4")
+        await sms(process.port, "acct-h4", 3)
+        client = await connect_admin(process.port)
+        try:
+            answer = await admin(client, AccountOperation.CDR_ROTATE, "cdr")
+        finally:
+            await client.close()
+        assert (answer.result_code, answer.cdr_file) == (
+            2001,
+            "cdr-000000000001-000000000003.jsonl",
+        )
+        cdr_dir = process.data_dir / "cdr"
+        assert read_sequence_numbers(cdr_dir) == [1, 2, 3]
+        assert process.terminate() == 0
+    finally:
+        process.kill()
