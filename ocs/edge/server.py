@@ -462,7 +462,7 @@ class PeerHandle(asyncio.Protocol):
     def _send_answer(
         self, header: Header, answer: Answer | bytes | Callable[[], Answer | bytes]
     ) -> None:
-        if callable(answer):
+        if callable(answer):  # made (and its action done) even if the peer has gone since
             answer = answer()
         if self._closed or self.conn is None:
             return
