@@ -54,9 +54,9 @@ from ocs.edge.group_commit import DurabilityError, GroupCommit
 from ocs.edge.journal import MARK_NAME, JournalCorruptError, JournalError
 from ocs.edge.server import PeerHandle, RequestContext, Server, ServerConfig
 from ocs.edge.store import KIND_LEDGER, Checkpoint, ForkedCheckpoint, JournalReplayError, Store
-from protocol.codes import CommandCode, ReAuthRequestType, ResultCode
+from protocol.codes import AccountOperation, CommandCode, ReAuthRequestType, ResultCode
 from protocol.errors import ProtocolError
-from protocol.messages import AMR, ASR, CCR, RAR, Answer
+from protocol.messages import AMA, AMR, ASR, CCR, RAR, Answer
 from protocol.peer import PeerState
 from rating import CatalogError
 
@@ -366,6 +366,7 @@ class Node:
         self._tick_retry_ms = TICK_RETRY_MS
         # a rebuild happened: checkpoint at the next tick, so that the next one replays little
         self._checkpoint_soon = False
+        self._failed = False  # `_fatal` ran: the process is stopping so that a restart recovers
         self.stats = {
             "requests": 0,
             "journaled": 0,
@@ -529,6 +530,8 @@ class Node:
             await commit.durable()
             await commit.aclose()
             self._move_cdrs()
+            if self._stopping_cleanly():
+                self._rotate_cdrs("shutdown")  # a clean stop hands every CDR off
             cdrs.close()
             if store.records_since_checkpoint > 0:
                 if cdrs.durable_sequence >= core.cdr_seq:
@@ -539,6 +542,10 @@ class Node:
             cdrs.close()
             store.close()
         log.info("app.closed", **self.stats, batches=commit.batches, fsyncs=commit.syncs)
+
+    def _stopping_cleanly(self) -> bool:
+        """Neither the journal nor the CDR files failed: the CDR file may be rotated."""
+        return self.commit.failed is None and self.cdrs.broken is None and not self._failed
 
     def _journal_failed(self, exc: BaseException) -> None:
         self._fatal("journal.failed", exc)
@@ -551,6 +558,7 @@ class Node:
     def _fatal(self, event: str, exc: BaseException) -> None:
         """The journal or the CDR files failed (or a timer crashed): the state in memory can no
         longer be made durable, so stop; a restart recovers from the journal."""
+        self._failed = True
         log.critical(event, error=repr(exc))
         asyncio.get_running_loop().call_soon(_exit_now)
 
@@ -570,8 +578,10 @@ class Node:
             self.routes[message.session_id] = ctx.peer
         return result.body
 
-    def _amr(self, ctx: RequestContext, message: AMR) -> bytes:
+    def _amr(self, ctx: RequestContext, message: AMR) -> bytes | Callable[[], AMA]:
         origin = _peer_identity(ctx)
+        if message.account_operation is AccountOperation.CDR_ROTATE:
+            return partial(self._rotation_answer, message, origin)
         try:
             result = self.core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         except Exception as exc:
@@ -680,6 +690,63 @@ class Node:
         except CdrError as exc:
             self._fatal("cdr.failed", exc)
             raise
+
+    # --- CDR hand-off (docs/cdr-files.md, "Rotation on demand") -------------------------------
+
+    def rotate_cdrs(self) -> None:
+        """Rotate the CDR file once everything journaled so far is durable (SIGUSR1): the file
+        completed holds every CDR of every request answered before."""
+        if self.commit.failed is None:
+            with contextlib.suppress(DurabilityError):
+                self.commit.defer(partial(self._rotate_cdrs, "signal"))
+
+    def _rotation_answer(self, message: AMR, origin: str) -> AMA:
+        """The answer to a CDR_ROTATE (docs/protocol.md), made when group commit sends it: the
+        journal is durable through every request before it, and their CDRs are written."""
+        cfg = self.server.config
+        try:
+            complete = self._rotate_cdrs("request", peer=origin)
+        except CdrError:
+            return AMA(
+                result_code=ResultCode.UNABLE_TO_COMPLY,
+                origin_host=cfg.origin_host,
+                origin_realm=cfg.origin_realm,
+                error_message="the CDR files failed; the server stops",
+            )
+        return AMA(
+            result_code=ResultCode.SUCCESS,
+            origin_host=cfg.origin_host,
+            origin_realm=cfg.origin_realm,
+            cdr_file=None if complete is None else complete.name,
+        )
+
+    def _rotate_cdrs(self, reason: str, **fields: object) -> Path | None:
+        """Close the current CDR file with every CDR whose journal record is durable (in
+        relaxed mode the journal is fsynced first, so that those of answered requests are),
+        under its complete name; the path of the complete file, None if it was empty. Runs on
+        the loop, from a group-commit callback or at a clean stop: after the journal's commit,
+        as docs/cdr-files.md orders it. A failure of the journal or the CDR files is fatal
+        (`_fatal`) and raises `CdrError`."""
+        journal = self.store.journal
+        try:
+            if journal.durable_lsn < journal.written_lsn:
+                journal.sync()
+        except (JournalError, OSError) as exc:
+            self._fatal("journal.failed", exc)
+            raise CdrError(f"journal fsync failed: {exc}") from exc
+        self._move_cdrs()
+        try:
+            complete = self.cdrs.rotate_now()
+        except CdrError as exc:
+            self._fatal("cdr.failed", exc)
+            raise
+        if complete is None:
+            log.info(
+                "cdr.rotate_skipped", reason=reason, detail="the current file is empty", **fields
+            )
+        else:
+            log.info("cdr.rotated", reason=reason, file=complete.name, **fields)
+        return complete
 
     # --- server-initiated requests (section 7) -------------------------------------------------
 

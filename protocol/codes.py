@@ -205,6 +205,7 @@ class AccountOperation(enum.IntEnum):
     DEBIT = 4
     SET_STATUS = 5
     TERMINATE_SESSION = 6  # extension (docs/protocol.md): close a session as supervision does
+    CDR_ROTATE = 9  # extension (docs/protocol.md): close the current CDR file now
 
 
 class AccountStatus(enum.IntEnum):

@@ -351,6 +351,7 @@ class AMR(Request, frozen=True, kw_only=True):
 class AMA(Answer, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.ACCOUNT_MANAGEMENT
     account: Account | None = None
+    cdr_file: str | None = None  # CDR_ROTATE: the name of the file it completed (docs/protocol.md)
 
 
 class ErrorAnswer(Answer, frozen=True, kw_only=True):

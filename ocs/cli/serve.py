@@ -311,7 +311,9 @@ def run(args: argparse.Namespace) -> int:
                     tmp.write_text(str(node.server.port))
                     os.replace(tmp, ready_file)
 
-            await serve_until_signalled(node, ready=ready, reload=node.reload_catalog)
+            await serve_until_signalled(
+                node, ready=ready, reload=node.reload_catalog, rotate=node.rotate_cdrs
+            )
         finally:
             await node.close()
         return 0

@@ -50,7 +50,9 @@ __all__ = [
     "CdrError",
     "CdrSequenceError",
     "CdrWriter",
+    "cdr_files",
     "current_name",
+    "iter_file_records",
     "iter_records",
     "read_lines",
     "read_sequence_numbers",
@@ -450,7 +452,14 @@ class CdrWriter:
     def rotate(self) -> bool:
         """Rotate now unless the current file is empty; return whether it rotated. Like
         `maybe_rotate`, does not flush the buffer."""
-        return self._writer().run_locked(self._rotate_locked)
+        return self.rotate_now() is not None
+
+    def rotate_now(self) -> Path | None:
+        """Rotate now unless the current file is empty (or no descriptor is free for the next
+        one); return the path of the complete file, None if nothing was rotated. Like
+        `maybe_rotate`, does not flush the buffer: the caller flushes first what may go to
+        disk (rotation on demand, docs/cdr-files.md)."""
+        return self._writer().run_locked(self._complete_locked)
 
     # -- rotation (with the AppendFile's lock held)
 
@@ -477,18 +486,22 @@ class CdrWriter:
         return self._rotation_due(out) and self._rotate_locked(out)
 
     def _rotate_locked(self, out: AppendFile) -> bool:
+        return self._complete_locked(out) is not None
+
+    def _complete_locked(self, out: AppendFile) -> Path | None:
         """fsync the current file, create the next one, rename the old one to its complete name,
-        fsync the directory. Never rotates an empty file."""
+        fsync the directory; return the complete file's path. Never rotates an empty file."""
         if out.size == 0:
-            return False
+            return None
         first, last = out.first, out.written
         completed = out.switch_locked(self.directory / current_name(last + 1))
         if completed is None:
-            return False  # no descriptor free: this file grows until the next check retries
+            return None  # no descriptor free: this file grows until the next check retries
         self._file_started = None
-        os.rename(completed, self.directory / rotated_name(first, last))
+        complete = self.directory / rotated_name(first, last)
+        os.rename(completed, complete)
         out.sync_directory_locked()
-        return True
+        return complete
 
     def close(self) -> None:
         """Flush and fsync (unless broken), then close the current file. No rotation: the next
@@ -571,3 +584,42 @@ def read_sequence_numbers(directory: Path) -> list[int]:
             raise CdrCorruptError(f"{name}: line without an int recordSequenceNumber")
         numbers.append(seq)
     return numbers
+
+
+def iter_file_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Every record of one CDR file (complete or current), decoded, in file order (`ocs cdr
+    show`). An incomplete last line of a current file (a write in progress) is skipped; a
+    current file that a rotation renamed before it was opened is read under its complete
+    name. A line that is not a record is `CdrCorruptError`."""
+    path = Path(path)
+    current = path.name.endswith(CURRENT_SUFFIX)
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        match = _CURRENT_RE.fullmatch(path.name)
+        if match is None:
+            raise
+        renamed = [f for f in _list_files(path.parent) if f.first == int(match[1]) and f.last]
+        if not renamed:
+            raise
+        path, current = renamed[0].path, False
+        handle = path.open("rb")
+    with handle:
+        for raw in handle:
+            if not raw.endswith(_NL):
+                if current:
+                    return
+                raise CdrCorruptError(f"{path.name}: last line has no newline")
+            try:
+                record = _ANY_DECODER.decode(raw[:-1])
+            except msgspec.DecodeError as exc:
+                raise CdrCorruptError(f"{path.name}: not a JSON line: {exc}") from exc
+            seq = record.get("recordSequenceNumber") if isinstance(record, dict) else None
+            if type(seq) is not int:
+                raise CdrCorruptError(f"{path.name}: line without an int recordSequenceNumber")
+            yield record
+
+
+def cdr_files(directory: Path) -> list[Path]:
+    """The CDR files of ``directory``, complete ones first, in sequence order."""
+    return [f.path for f in _list_files(Path(directory))]

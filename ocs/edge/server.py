@@ -155,9 +155,12 @@ class RequestContext(NamedTuple):
 
 
 class Handler(Protocol):
-    """Returns the answer, or its body already encoded."""
+    """Returns the answer, or its body already encoded, or a function that makes the answer
+    when it is sent (after what the gate waits for: an action ordered with group commit)."""
 
-    def __call__(self, ctx: RequestContext, message: Any) -> Answer | bytes: ...
+    def __call__(
+        self, ctx: RequestContext, message: Any
+    ) -> Answer | bytes | Callable[[], Answer | bytes]: ...
 
 
 class AnswerGate(Protocol):
@@ -456,7 +459,11 @@ class PeerHandle(asyncio.Protocol):
             return
         self.server.gate.defer(partial(self._send_answer, header, answer))
 
-    def _send_answer(self, header: Header, answer: Answer | bytes) -> None:
+    def _send_answer(
+        self, header: Header, answer: Answer | bytes | Callable[[], Answer | bytes]
+    ) -> None:
+        if callable(answer):  # made (and its action done) even if the peer has gone since
+            answer = answer()
         if self._closed or self.conn is None:
             return
         if isinstance(answer, bytes):
@@ -824,20 +831,24 @@ async def serve_until_signalled(
     *,
     ready: Callable[[], None] | None = None,
     reload: Callable[[], object] | None = None,
+    rotate: Callable[[], object] | None = None,
 ) -> None:
-    """Run `server` until SIGTERM or SIGINT, then stop it gracefully; SIGHUP calls `reload`."""
+    """Run `server` until SIGTERM or SIGINT, then stop it gracefully; SIGHUP calls `reload`,
+    SIGUSR1 `rotate` (the CDR file)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if reload is not None:
         loop.add_signal_handler(signal.SIGHUP, reload)
+    if rotate is not None:
+        loop.add_signal_handler(signal.SIGUSR1, rotate)
     await server.start()
     if ready is not None:
         ready()
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
         await server.stop()

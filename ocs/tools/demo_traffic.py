@@ -4,6 +4,11 @@ Creates a few subscribers over AMR, then runs, concurrently, data sessions (RG 1
 video RG 20 usage), SMS (a reservation session per message, some undelivered, plus an event
 debit and its refund) and voice calls (RG 40, setup fee), prints a summary line every second
 and, at the end, checks the money: what the accounts lost equals the sum of the CDR charges.
+
+The network element behaves as WIRE.md section 7 asks: a RAR (the demo catalog's usage
+thresholds send some) is answered RAA 2001 (5002 for a session it no longer holds), then the
+session sends a CCR UPDATE reporting FORCED_REAUTHORISATION; an ASR is answered ASA 2001 and the
+session ends with its TERMINATION. A session's requests go one at a time, numbered in order.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ocs.edge.cdr_files import iter_records
 from ocs.edge.client import Client
@@ -22,14 +30,24 @@ from protocol.codes import (
     CCRequestType,
     ReportingReason,
     RequestedAction,
+    ResultCode,
     SubscriptionIdType,
+    TerminationCause,
 )
+from protocol.errors import ProtocolError
+from protocol.header import Header
 from protocol.messages import (
     AMA,
     AMR,
+    ASA,
+    ASR,
     CCA,
     CCR,
+    RAA,
+    RAR,
+    Answer,
     MsccRequest,
+    Request,
     ServiceUnit,
     SubscriptionId,
     UsedServiceUnit,
@@ -44,6 +62,28 @@ INITIAL_BALANCE = 20_000_000  # 20 EUR each
 MIB = 1 << 20
 
 
+def nothing_used(rg: int, reason: ReportingReason | None = None) -> UsedServiceUnit:
+    """A report of zero units in the rating group's unit (demo catalog: RG 10 and 20 octets,
+    30 messages, 40 seconds)."""
+    if rg in (10, 20):
+        return UsedServiceUnit(cc_total_octets=0, reporting_reason=reason)
+    if rg == 30:
+        return UsedServiceUnit(cc_service_specific_units=0, reporting_reason=reason)
+    return UsedServiceUnit(cc_time=0, reporting_reason=reason)
+
+
+@dataclass
+class OpenSession:
+    """A session the network element holds (INITIAL answered 2001 until its TERMINATION)."""
+
+    context: str
+    rating_groups: tuple[int, ...]
+    number: int = 0  # the last CC-Request-Number sent
+    ending: bool = False  # its TERMINATION is queued or in flight: no more UPDATEs
+    closed: bool = False  # its TERMINATION was answered
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one request in flight
+
+
 class Demo:
     def __init__(self, client: Client, seed: int = 7) -> None:
         self.client = client
@@ -51,7 +91,153 @@ class Demo:
         self.results: Counter[int] = Counter()
         self.sessions = 0
         self.events = 0
+        self.rar = 0  # RAR answered 2001
+        self.reauthorised = 0  # UPDATE FORCED_REAUTHORISATION answered
+        self.rar_ending = 0  # RAR for a session already ending: no UPDATE needed
+        self.asr = 0
+        self.open: dict[str, OpenSession] = {}
         self._sid = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- requests from the server (WIRE.md section 7) ------------------------------------------
+
+    def on_request(self, header: Header, message: Request) -> Answer:
+        """RAR: RAA 2001, then the re-authorising UPDATE; ASR: ASA 2001, then TERMINATION.
+        A session whose TERMINATION is on its way is still held (2001), and needs neither;
+        5002 for a session no longer held."""
+        if isinstance(message, RAR | ASR):
+            session = self.open.get(message.session_id)
+            code = ResultCode.SUCCESS if session is not None else ResultCode.UNKNOWN_SESSION_ID
+            if session is not None:
+                if isinstance(message, RAR):
+                    self.rar += 1
+                    groups = message.rating_group or session.rating_groups
+                    if session.ending:
+                        self.rar_ending += 1
+                    else:
+                        self._spawn(self._reauthorise(message.session_id, session, groups))
+                else:
+                    self.asr += 1
+                    if not session.ending:
+                        self._spawn(self._abort(message.session_id, session))
+            kind = RAA if isinstance(message, RAR) else ASA
+            return kind(
+                result_code=code,
+                origin_host=HOST,
+                origin_realm=REALM,
+                session_id=message.session_id,
+            )
+        raise ProtocolError(ResultCode.UNABLE_TO_COMPLY, "the demo serves RAR and ASR only")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reauthorise(self, sid: str, session: OpenSession, groups: tuple[int, ...]) -> None:
+        """A CCR UPDATE with reason FORCED_REAUTHORISATION for the groups the RAR names: each
+        asks for quota and reports what was used since (the demo's usage is reported at once,
+        so: nothing)."""
+        msccs = tuple(
+            MsccRequest(
+                rating_group=rg,
+                requested_service_unit=ServiceUnit(),
+                used_service_unit=(nothing_used(rg, ReportingReason.FORCED_REAUTHORISATION),),
+            )
+            for rg in groups
+            if rg in session.rating_groups
+        )
+        if msccs and await self.in_session(sid, CCRequestType.UPDATE, msccs) is not None:
+            self.reauthorised += 1
+        else:  # its TERMINATION went first: the session is ending, nothing to re-authorise
+            self.rar_ending += 1
+
+    async def _abort(self, sid: str, session: OpenSession) -> None:
+        msccs = tuple(
+            MsccRequest(
+                rating_group=rg,
+                used_service_unit=(nothing_used(rg),),
+            )
+            for rg in session.rating_groups
+        )
+        await self.in_session(
+            sid,
+            CCRequestType.TERMINATION,
+            msccs,
+            termination_cause=TerminationCause.ADMINISTRATIVE,
+        )
+
+    async def wait_idle(self) -> None:
+        """Until the re-authorisations and terminations the server asked for are done."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- sessions --------------------------------------------------------------------------------
+
+    async def open_session(
+        self,
+        sid: str,
+        context: str,
+        msccs: tuple[MsccRequest, ...],
+        sub: tuple[SubscriptionId, ...],
+    ) -> bool:
+        """INITIAL; True if the session is open (held until its TERMINATION). The session is
+        held from the INITIAL on: a RAR may come before its answer (the server sends those an
+        input causes before that input's answer), and its UPDATE then follows the answer."""
+        session = self.open[sid] = OpenSession(context, tuple(m.rating_group for m in msccs))
+        async with session.lock:
+            cca = await self.send(
+                self.ccr(
+                    sid,
+                    context,
+                    CCRequestType.INITIAL,
+                    0,
+                    subscription_id=sub,
+                    multiple_services_credit_control=msccs,
+                )
+            )
+            if cca.result_code != 2001:
+                session.closed = True
+                self.open.pop(sid, None)
+                return False
+        self.sessions += 1
+        return True
+
+    async def in_session(
+        self,
+        sid: str,
+        kind: CCRequestType,
+        msccs: tuple[MsccRequest, ...],
+        **kw: object,
+    ) -> CCA | None:
+        """An UPDATE or TERMINATION of an open session, numbered after its last request and
+        sent once that one is answered; None if the session is ending (an UPDATE after its
+        TERMINATION was queued) or ended (a TERMINATION after an ASR's)."""
+        session = self.open.get(sid)
+        if session is None or session.ending:
+            return None
+        terminating = kind is CCRequestType.TERMINATION
+        if terminating:
+            session.ending = True
+        async with session.lock:
+            if session.closed or (session.ending and not terminating):
+                return None
+            session.number += 1
+            try:
+                return await self.send(
+                    self.ccr(
+                        sid,
+                        session.context,
+                        kind,
+                        session.number,
+                        multiple_services_credit_control=msccs,
+                        **kw,
+                    )
+                )
+            finally:
+                if terminating:
+                    session.closed = True
+                    self.open.pop(sid, None)
 
     def msisdn(self, i: int) -> str:
         return f"4917000{i:05d}"
@@ -105,24 +291,10 @@ class Demo:
     async def data_session(self, i: int) -> None:
         sid = self.session_id()
         rsu = ServiceUnit()
-        cca = await self.send(
-            self.ccr(
-                sid,
-                DATA,
-                CCRequestType.INITIAL,
-                0,
-                subscription_id=self.sub(i),
-                multiple_services_credit_control=(
-                    MsccRequest(rating_group=10, requested_service_unit=rsu),
-                ),
-            )
-        )
-        if cca.result_code != 2001:
+        initial = (MsccRequest(rating_group=10, requested_service_unit=rsu),)
+        if not await self.open_session(sid, DATA, initial, self.sub(i)):
             return
-        self.sessions += 1
-        number = 0
         for _ in range(self.rng.randint(1, 3)):
-            number += 1
             used = self.rng.randint(1, 8) * MIB
             video = self.rng.randint(0, 4) * MIB
             msccs = [
@@ -148,72 +320,45 @@ class Demo:
                         ),
                     )
                 )
-            await self.send(
-                self.ccr(
-                    sid,
-                    DATA,
-                    CCRequestType.UPDATE,
-                    number,
-                    multiple_services_credit_control=tuple(msccs),
-                )
-            )
+            await self.in_session(sid, CCRequestType.UPDATE, tuple(msccs))
             await asyncio.sleep(0.05)
-        await self.send(
-            self.ccr(
-                sid,
-                DATA,
-                CCRequestType.TERMINATION,
-                number + 1,
-                multiple_services_credit_control=(
-                    MsccRequest(
-                        rating_group=10,
-                        used_service_unit=(
-                            UsedServiceUnit(
-                                cc_total_octets=self.rng.randint(0, MIB),
-                                reporting_reason=ReportingReason.FINAL,
-                            ),
+        await self.in_session(
+            sid,
+            CCRequestType.TERMINATION,
+            (
+                MsccRequest(
+                    rating_group=10,
+                    used_service_unit=(
+                        UsedServiceUnit(
+                            cc_total_octets=self.rng.randint(0, MIB),
+                            reporting_reason=ReportingReason.FINAL,
                         ),
                     ),
                 ),
-            )
+            ),
         )
 
     async def sms(self, i: int) -> None:
         sid = self.session_id()
-        cca = await self.send(
-            self.ccr(
-                sid,
-                SMS,
-                CCRequestType.INITIAL,
-                0,
-                subscription_id=self.sub(i),
-                multiple_services_credit_control=(
-                    MsccRequest(
-                        rating_group=30,
-                        requested_service_unit=ServiceUnit(cc_service_specific_units=1),
-                    ),
-                ),
-            )
+        initial = (
+            MsccRequest(
+                rating_group=30, requested_service_unit=ServiceUnit(cc_service_specific_units=1)
+            ),
         )
-        if cca.result_code != 2001:
+        if not await self.open_session(sid, SMS, initial, self.sub(i)):
             return
-        self.sessions += 1
         delivered = self.rng.random() > 0.2  # one message in five is not delivered
-        await self.send(
-            self.ccr(
-                sid,
-                SMS,
-                CCRequestType.TERMINATION,
-                1,
-                multiple_services_credit_control=(
-                    MsccRequest(
-                        rating_group=30,
-                        used_service_unit=(
-                            UsedServiceUnit(cc_service_specific_units=1 if delivered else 0),
-                        ),
+        await self.in_session(
+            sid,
+            CCRequestType.TERMINATION,
+            (
+                MsccRequest(
+                    rating_group=30,
+                    used_service_unit=(
+                        UsedServiceUnit(cc_service_specific_units=1 if delivered else 0),
                     ),
                 ),
-            )
+            ),
         )
 
     async def debit_and_refund(self, i: int) -> None:
@@ -238,40 +383,24 @@ class Demo:
 
     async def call(self, i: int) -> None:
         sid = self.session_id()
-        cca = await self.send(
-            self.ccr(
-                sid,
-                VOICE,
-                CCRequestType.INITIAL,
-                0,
-                subscription_id=self.sub(i),
-                multiple_services_credit_control=(
-                    MsccRequest(rating_group=40, requested_service_unit=ServiceUnit()),
-                ),
-            )
-        )
-        if cca.result_code != 2001:
+        initial = (MsccRequest(rating_group=40, requested_service_unit=ServiceUnit()),)
+        if not await self.open_session(sid, VOICE, initial, self.sub(i)):
             return
-        self.sessions += 1
         await asyncio.sleep(0.1)
-        await self.send(
-            self.ccr(
-                sid,
-                VOICE,
-                CCRequestType.TERMINATION,
-                1,
-                multiple_services_credit_control=(
-                    MsccRequest(
-                        rating_group=40,
-                        used_service_unit=(
-                            UsedServiceUnit(
-                                cc_time=self.rng.randint(5, 240),
-                                reporting_reason=ReportingReason.FINAL,
-                            ),
+        await self.in_session(
+            sid,
+            CCRequestType.TERMINATION,
+            (
+                MsccRequest(
+                    rating_group=40,
+                    used_service_unit=(
+                        UsedServiceUnit(
+                            cc_time=self.rng.randint(5, 240),
+                            reporting_reason=ReportingReason.FINAL,
                         ),
                     ),
                 ),
-            )
+            ),
         )
 
 
@@ -284,6 +413,7 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
     assert client.peer is not None
     print(f"demo: connected to {client.peer.origin_host} (CER/CEA done)", flush=True)
     demo = Demo(client)
+    client.on_request = demo.on_request  # RAR and ASR (WIRE.md section 7)
     accounts = [f"demo-{i}" for i in range(SUBSCRIBERS)]
     for i, account in enumerate(accounts):
         answer = await demo.amr(
@@ -317,13 +447,19 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
             print(
                 f"demo: sessions {demo.sessions:5d}  events {demo.events:4d}  "
                 f"charged {format_money(spent)} EUR  CDRs written {cdrs:5d}  "
-                f"result codes {dict(sorted(demo.results.items()))}",
+                f"RAR {demo.rar:3d}  result codes {dict(sorted(demo.results.items()))}",
                 flush=True,
             )
 
     reporter = asyncio.create_task(summary())
     await asyncio.gather(*(traffic() for _ in range(4)))
+    await demo.wait_idle()  # the re-authorisations the last RARs asked for
     reporter.cancel()
+    print(
+        f"demo: RAR {demo.rar} answered 2001: {demo.reauthorised} re-authorised by an UPDATE, "
+        f"{demo.rar_ending} for sessions already ending; ASR {demo.asr}",
+        flush=True,
+    )
     spent = await total_spent(demo, accounts)
     await client.close()
     await asyncio.sleep(0.3)  # CDRs follow the journal by one group commit

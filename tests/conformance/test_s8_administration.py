@@ -153,7 +153,7 @@ async def test_s8_missing_key_is_5005(server: ServerProcess, connect: Connect, k
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("Account-Operation", 9), ("Account-Status", 7), ("Amount", "ten"), ("Account-Id", 5)],
+    [("Account-Operation", 99), ("Account-Status", 7), ("Amount", "ten"), ("Account-Id", 5)],
 )
 async def test_s8_bad_value_is_5004(
     server: ServerProcess, connect: Connect, key: str, value: Any

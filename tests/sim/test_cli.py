@@ -3,6 +3,8 @@ in a subprocess."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,24 @@ def test_simulators_and_reconcile_from_the_command_line(
     out = capsys.readouterr().out
     assert "upf.sim.test.local" in out and "scp.sim.test.local" in out
     assert out.rstrip().endswith("no difference")
+    money = re.search(r"money client/CDRs: (\S+)/(\S+) over (\d+) sessions and events", out)
+    assert money is not None, out
+    assert money[1] == money[2] and money[1] != "0.00" and int(money[3]) > 0
+    assert "per subscriber (client / CDRs):" in out and "<>" not in out
+
+    # every CDR charge multiplied by ten: the units still agree, the money does not
+    for path in (data / "cdr").iterdir():
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        for record in records:
+            record["charge"] *= 10
+            for usage in record["listOfMultipleUnitUsage"]:
+                for container in usage["usedUnitContainers"]:
+                    container["charge"] *= 10
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "client cost" in out and "CDRs charge" in out and "<>" in out
+    assert "difference(s):" in out and "no difference" not in out
 
 
 def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -243,3 +243,80 @@ def test_the_reconcile_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"type": "nonsense"}\n')
     assert main(["reconcile", "--usage-log", str(bad), "--data-dir", str(tmp_path / "data")]) == 2
+
+
+# --- money (Cost-Information in the log against the CDR charges) ------------------------------
+
+
+def priced() -> tuple[list[Entry], list[dict[str, Any]]]:
+    """`base` with the costs the answers gave: s1 charged 2 micro-units over its two CDRs, the
+    debit 0.10, the refund 0.10 back."""
+    entries, records = base()
+    costs = {"s1": 2, "e1": 100_000, "e2": 100_000}
+    for i, entry in enumerate(entries):
+        closing = isinstance(entry, SessionEntry) and entry.event == "close"
+        if closing or isinstance(entry, EventEntry):
+            entries[i] = msgspec.structs.replace(entry, cost=costs[entry.session_id], currency=978)
+    for record in records:
+        record["servedSubscriber"] = (
+            "491720000000" if record["recordType"] == "event" else "491710000000"
+        )
+    return entries, records
+
+
+def test_matching_money_has_no_difference_and_a_summary_per_subscriber() -> None:
+    entries, records = priced()
+    result = compare(entries, records)
+    assert result.ok, result.render()
+    assert (result.client_money, result.server_money, result.priced) == (2, 2, 3)
+    text = result.render()
+    assert "money client/CDRs: 0.000002/0.000002 over 3 sessions and events" in text
+    assert (
+        "    491710000000: money 0.000002/0.000002; sessions 1/1; events 0/0; "
+        "units RG 10 1500/1500, RG 20 300/300"
+    ) in text
+    assert "    491720000000: money 0.00/0.00; sessions 0/0; events 2/2; units RG 30 2/2" in text
+    assert "<>" not in text
+
+
+def test_every_charge_multiplied_by_ten_is_a_difference() -> None:
+    entries, records = priced()
+    for record in records:
+        record["charge"] *= 10
+        for usage_map in record["listOfMultipleUnitUsage"]:
+            for container in usage_map["usedUnitContainers"]:
+                container["charge"] *= 10
+    result = compare(entries, records)
+    assert result.differences == [
+        "session s1: client cost 0.000002 (Cost-Information of its TERMINATION's answer), "
+        "CDRs charge 0.00002 (+0.000018)",
+        "event e1 (DIRECT_DEBITING): client cost 0.10 (Cost-Information), CDR charge 1.00",
+        "event e2 (REFUND_ACCOUNT): client cost -0.10 (Cost-Information), CDR charge -1.00",
+    ]
+    assert "<>" in result.render() and not result.render().endswith("no difference")
+
+
+def test_a_log_without_costs_is_noted_not_compared() -> None:
+    entries, records = base()
+    for record in records:
+        record["charge"] *= 10
+    result = compare(entries, records)
+    assert result.ok, result.render()
+    assert result.priced == 0
+    assert "money of 3 sessions and events not compared" in " ".join(result.notes)
+
+
+def test_cost_micro_is_exact() -> None:
+    from ocs.tools.sim.usage_log import cost_micro
+    from protocol.messages import CostInformation, UnitValue
+
+    def cost(digits: int, exponent: int | None) -> CostInformation:
+        unit_value = UnitValue(value_digits=digits, exponent=exponent)
+        return CostInformation(unit_value=unit_value, currency_code=978)
+
+    assert cost_micro(cost(15, -1)) == 1_500_000
+    assert cost_micro(cost(2, -6)) == 2
+    assert cost_micro(cost(7, None)) == 7_000_000
+    assert cost_micro(cost(-35, -3)) == -35_000
+    assert cost_micro(cost(1, -7)) is None  # not a whole number of micro-units
+    assert cost_micro(None) is None

@@ -12,7 +12,13 @@ difference:
 * events: a debit or refund answered 2001 without a CDR, an event with more than one CDR
   (charged twice), an event CDR the client does not know as successful, and the action or the
   units differing;
-* reports that were never answered (the client cannot know whether they were charged).
+* reports that were never answered (the client cannot know whether they were charged);
+* money, where the log has it: the cost the answers' `Cost-Information` gave the client (a
+  session's charge in its TERMINATION's answer, an event's debit or refund) against the sum of
+  `charge` over the session's CDRs, or the event's CDR. Sessions and events whose log carries no
+  cost are counted in a note, not compared.
+
+It also sums, per subscriber, what each side says: sessions, events, units and money.
 
 Notes that are not differences: usage answered with something else than 2001 (not charged by
 either side), sessions the server closed abnormally, CDRs of other nodes.
@@ -28,6 +34,7 @@ from typing import Any
 
 from ocs.edge.cdr_files import iter_records
 from ocs.tools.sim.usage_log import Entry, EventEntry, SessionEntry, UsageEntry, read_all
+from rating import format_exact
 
 _UNIT_KEYS = ("totalVolume", "time", "serviceSpecificUnits")
 
@@ -48,6 +55,23 @@ class Tally:
 
 
 @dataclass(slots=True)
+class Side:
+    """What one side (the client's log, the CDRs) says of one subscriber."""
+
+    sessions: int = 0
+    events: int = 0
+    units: Counter[int] = field(default_factory=Counter)  # by rating group
+    money: int = 0  # micro-units, over what the client knows a cost of
+    priced: int = 0  # sessions and events whose money is counted
+
+
+@dataclass(slots=True)
+class Subscriber:
+    client: Side = field(default_factory=Side)
+    server: Side = field(default_factory=Side)
+
+
+@dataclass(slots=True)
 class Reconciliation:
     differences: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -64,6 +88,16 @@ class Reconciliation:
     client_units: Counter[int] = field(default_factory=Counter)
     server_units: Counter[int] = field(default_factory=Counter)
     server_charge: int = 0
+    client_money: int = 0  # micro-units: the costs the answers gave, where the log has them
+    server_money: int = 0  # micro-units: the CDR charges of the same sessions and events
+    priced: int = 0  # sessions and events whose money was compared
+    subscribers: dict[str, Subscriber] = field(default_factory=dict)
+
+    def subscriber(self, name: str) -> Subscriber:
+        found = self.subscribers.get(name)
+        if found is None:
+            found = self.subscribers[name] = Subscriber()
+        return found
 
     @property
     def ok(self) -> bool:
@@ -81,7 +115,23 @@ class Reconciliation:
             f"reports {self.client_reports} / containers {self.server_containers}; "
             f"events {self.client_events} / {self.server_events}",
             f"  units client/CDRs: {units or 'none'}; CDR charge {self.server_charge} micro-units",
+            f"  money client/CDRs: {format_exact(self.client_money)}/"
+            f"{format_exact(self.server_money)} over {self.priced} sessions and events with a "
+            "cost in the log",
         ]
+        if self.subscribers:
+            lines.append("  per subscriber (client / CDRs):")
+        for name in sorted(self.subscribers):
+            sub = self.subscribers[name]
+            mine, theirs = sub.client, sub.server
+            rgs = sorted(set(mine.units) | set(theirs.units))
+            per_rg = ", ".join(f"RG {rg} {mine.units[rg]}/{theirs.units[rg]}" for rg in rgs)
+            mark = "" if mine.money == theirs.money and mine.units == theirs.units else "  <>"
+            lines.append(
+                f"    {name}: money {format_exact(mine.money)}/{format_exact(theirs.money)}; "
+                f"sessions {mine.sessions}/{theirs.sessions}; events {mine.events}/"
+                f"{theirs.events}; units {per_rg or 'none'}{mark}"
+            )
         lines += [f"  note: {n}" for n in self.notes]
         if self.differences:
             lines.append(f"{len(self.differences)} difference(s):")
@@ -121,10 +171,13 @@ def compare(
     client_events: dict[str, list[EventEntry]] = defaultdict(list)
     failed_events: dict[str, EventEntry] = {}
     not_charged = 0
+    costs: dict[str, int] = {}  # session: its charge, from its TERMINATION's answer
     for entry in entries:
         if isinstance(entry, SessionEntry):
             if entry.event == "open" and entry.ok:
                 opened[entry.session_id] = entry
+            elif entry.event == "close" and entry.ok and entry.cost is not None:
+                costs[entry.session_id] = entry.cost
         elif isinstance(entry, UsageEntry):
             if entry.result_code is None:
                 out.differences.append(
@@ -140,11 +193,14 @@ def compare(
             client_usage[key].add(entry.units, entry.tariff_change_usage, entry.unit)
             out.client_reports += 1
             out.client_units[entry.rating_group] += entry.units
+            out.subscriber(entry.subscriber).client.units[entry.rating_group] += entry.units
         elif entry.ok:
             client_events[entry.session_id].append(entry)
         else:
             failed_events[entry.session_id] = entry
     out.client_sessions = len(opened)
+    for session in opened.values():
+        out.subscriber(session.subscriber).client.sessions += 1
     out.client_events = sum(len(v) for v in client_events.values())
     if not_charged:
         out.notes.append(
@@ -153,6 +209,8 @@ def compare(
 
     # --- the server's side ---------------------------------------------------------------------
     session_cdrs: dict[str, list[int]] = defaultdict(list)
+    session_charges: Counter[str] = Counter()
+    session_subscriber: dict[str, str] = {}
     server_usage: dict[tuple[str, int], Tally] = defaultdict(Tally)
     event_cdrs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     abnormal = 0
@@ -164,10 +222,19 @@ def compare(
         out.server_charge += int(record.get("charge", 0))
         sid = str(record.get("sessionId"))
         seq = int(record["recordSequenceNumber"])
+        served = out.subscriber(str(record.get("servedSubscriber", "")))
+        for usage in record.get("listOfMultipleUnitUsage") or ():
+            for container in usage.get("usedUnitContainers") or ():
+                served.server.units[int(usage["ratingGroup"])] += _container_units(container)
         if record.get("recordType") == "event":
             event_cdrs[sid].append(record)
+            served.server.events += 1
             continue
+        if sid not in session_cdrs:
+            served.server.sessions += 1
         session_cdrs[sid].append(seq)
+        session_charges[sid] += int(record.get("charge", 0))
+        session_subscriber[sid] = str(record.get("servedSubscriber", ""))
         if record.get("causeForRecordClosing") == "abnormalRelease":
             abnormal += 1
         for usage in record.get("listOfMultipleUnitUsage") or ():
@@ -215,7 +282,31 @@ def compare(
                 f"{dict(mine.by_tcu)}, CDRs {dict(theirs.by_tcu)}"
             )
 
+    # --- money per session -----------------------------------------------------------------------
+    unpriced = 0
+    for sid in sorted(opened):
+        if sid in skip:
+            continue
+        cost = costs.get(sid)
+        if cost is None:
+            unpriced += 1
+            continue
+        charge = session_charges[sid]
+        _priced(out, opened[sid].subscriber, cost, session_subscriber.get(sid), charge)
+        if cost != charge:
+            diffs.append(
+                f"session {sid}: client cost {format_exact(cost)} (Cost-Information of its "
+                f"TERMINATION's answer), CDRs charge {format_exact(charge)} "
+                f"({'+' if charge >= cost else '-'}{format_exact(abs(charge - cost))})"
+            )
+
     # --- events --------------------------------------------------------------------------------
+    for ev in (e for events in client_events.values() for e in events):
+        mine_sub = out.subscriber(ev.subscriber).client
+        mine_sub.events += 1
+        mine_sub.units[ev.rating_group] += (
+            ev.granted_units if ev.granted_units is not None else ev.units
+        )
     for sid in sorted(set(client_events) | set(event_cdrs)):
         mine_ev = client_events.get(sid, [])
         cdrs = event_cdrs.get(sid, [])
@@ -253,7 +344,36 @@ def compare(
         expected = ev.granted_units if ev.granted_units is not None else ev.units
         if units != expected:
             diffs.append(f"event {sid} RG {ev.rating_group}: client {expected}, CDR {units}")
+        if ev.cost is None:
+            unpriced += 1
+            continue
+        cost = -ev.cost if ev.action == "REFUND_ACCOUNT" else ev.cost
+        charge = int(record.get("charge", 0))
+        _priced(out, ev.subscriber, cost, str(record.get("servedSubscriber", "")), charge)
+        if cost != charge:
+            diffs.append(
+                f"event {sid} ({ev.action}): client cost {format_exact(cost)} "
+                f"(Cost-Information), CDR charge {format_exact(charge)}"
+            )
+    if unpriced:
+        out.notes.append(
+            f"money of {unpriced} sessions and events not compared: their log lines carry no "
+            "cost (Cost-Information)"
+        )
     return out
+
+
+def _priced(out: Reconciliation, client: str, cost: int, served: str | None, charge: int) -> None:
+    """Count the money of one session or event on both sides."""
+    out.priced += 1
+    out.client_money += cost
+    out.server_money += charge
+    mine = out.subscriber(client).client
+    mine.money += cost
+    mine.priced += 1
+    theirs = out.subscriber(served if served is not None else client).server
+    theirs.money += charge
+    theirs.priced += 1
 
 
 _TCU_NAMES = {

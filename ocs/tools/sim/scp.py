@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from ocs.tools.sim.runtime import SimConfig, SimRuntime, Subscriber, iso
 from ocs.tools.sim.session import CcSession, Phase
 from ocs.tools.sim.urr import RuleState, units_in
-from ocs.tools.sim.usage_log import EventEntry
-from protocol.codes import CCRequestType, RequestedAction, ResultCode
+from ocs.tools.sim.usage_log import EventEntry, cost_micro
+from protocol.codes import AoCRequestType, CCRequestType, RequestedAction, ResultCode
 from protocol.messages import CCA, CCR, MsccRequest, ServiceUnit
 from rating import Unit
 
@@ -237,6 +237,7 @@ class Scp:
                     requested_service_unit=ServiceUnit(cc_service_specific_units=units),
                 ),
             ),
+            aoc_request_type=AoCRequestType.COST_ONLY,  # what it cost, for reconcile
         )
         rt.stats.requests["EVENT"] += 1
         delivery = await rt.call(ccr)
@@ -267,6 +268,12 @@ class Scp:
                 ok=ok,
                 refund_of=refund_of,
                 retransmitted=delivery.retransmitted,
+                cost=cost_micro(cca.cost_information) if cca is not None else None,
+                currency=(
+                    cca.cost_information.currency_code
+                    if cca is not None and cca.cost_information is not None
+                    else None
+                ),
             )
         )
         if ok:

@@ -18,8 +18,8 @@ from typing import Any
 from ocs.tools.sim.link import Delivery
 from ocs.tools.sim.runtime import SimRuntime, Subscriber, iso
 from ocs.tools.sim.urr import MsccReport, UrrEngine
-from ocs.tools.sim.usage_log import SessionEntry, UsageEntry
-from protocol.codes import CCRequestType, ResultCode, TerminationCause
+from ocs.tools.sim.usage_log import SessionEntry, UsageEntry, cost_micro
+from protocol.codes import AoCRequestType, CCRequestType, ResultCode, TerminationCause
 from protocol.messages import CCA, CCR, MsccRequest, ServiceUnit, UsedServiceUnit
 from rating import Unit
 
@@ -216,6 +216,7 @@ class CcSession:
             subscription_id=self.subscriber.subscription if kind is CCRequestType.INITIAL else None,
             termination_cause=termination_cause,
             multiple_services_credit_control=tuple(self._mscc(r) for r in reports) or None,
+            aoc_request_type=AoCRequestType.COST_ONLY,  # the charge so far, for reconcile
         )
         rt.stats.requests[kind.name] += 1
         delivery = await rt.call(ccr)
@@ -297,5 +298,11 @@ class CcSession:
                     ok=ok,
                     cause=self.close_cause if kind is CCRequestType.TERMINATION else None,
                     retransmitted=delivery.retransmitted,
+                    cost=cost_micro(cca.cost_information) if cca is not None else None,
+                    currency=(
+                        cca.cost_information.currency_code
+                        if cca is not None and cca.cost_information is not None
+                        else None
+                    ),
                 )
             )

@@ -9,6 +9,11 @@ Three kinds of line, told apart by `"type"`:
 * `"session"`: a session opened (INITIAL) or closed (TERMINATION, or given up).
 * `"event"`: an EVENT request (DIRECT_DEBITING, REFUND_ACCOUNT) and its outcome.
 
+The simulators ask every answer for its cost (`AoC-Request-Type` COST_ONLY): `cost` is the
+answer's `Cost-Information` in int micro-units (`cost_micro`): for a session the charge so far,
+on the TERMINATION's close line its whole charge; for an event what it debited (or a refund
+credited). None when the answer carried none.
+
 `reconcile` reads these back (`read_entries`) and compares them with the server's CDRs.
 """
 
@@ -19,6 +24,8 @@ from pathlib import Path
 from typing import IO, Final
 
 import msgspec
+
+from protocol.messages import CostInformation
 
 
 class UsageEntry(msgspec.Struct, tag="usage", tag_field="type", kw_only=True, frozen=True):
@@ -54,6 +61,8 @@ class SessionEntry(msgspec.Struct, tag="session", tag_field="type", kw_only=True
     ok: bool
     cause: str | None = None  # why it closed: "end", "final-units", "abort", "failed", ...
     retransmitted: bool = False
+    cost: int | None = None  # Cost-Information of the answer, micro-units: the charge so far
+    currency: int | None = None  # its Currency-Code
 
 
 class EventEntry(msgspec.Struct, tag="event", tag_field="type", kw_only=True, frozen=True):
@@ -72,9 +81,28 @@ class EventEntry(msgspec.Struct, tag="event", tag_field="type", kw_only=True, fr
     ok: bool
     refund_of: str | None = None  # the Session-Id of the debit a refund gives back
     retransmitted: bool = False
+    cost: int | None = None  # Cost-Information of the answer, micro-units: debited (credited)
+    currency: int | None = None  # its Currency-Code
 
 
 Entry = UsageEntry | SessionEntry | EventEntry
+
+_MICRO_DIGITS: Final = 6
+
+
+def cost_micro(cost: CostInformation | None) -> int | None:
+    """A `Cost-Information` as int micro-units, exactly (`Value-Digits` x 10^`Exponent`); None
+    when absent or not a whole number of micro-units."""
+    if cost is None:
+        return None
+    digits = cost.unit_value.value_digits
+    shift = _MICRO_DIGITS + (cost.unit_value.exponent or 0)
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        return digits * scale
+    whole, rest = divmod(digits, scale)
+    return None if rest else whole
+
 
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(Entry)
