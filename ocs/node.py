@@ -652,7 +652,7 @@ class Node:
     def _record(self, ctx: RequestContext, origin: str, result: Result, command: int) -> None:
         self.stats["requests"] += 1
         if (metrics := self.metrics) is not None:
-            metrics.answers[command, result.answer.result_code] += 1
+            metrics.answers[ctx.header.command_code, result.answer.result_code] += 1
         lsn = None
         if not result.duplicate:
             lsn = self._journal_input(

@@ -27,6 +27,7 @@ from ocs.node import Node, NodeConfig
 from protocol.codes import AccountOperation, ApplicationId, CCRequestType
 from protocol.messages import AMA, CCA
 from tests.charging.conftest import MiB, amr, ccr, mscc, rsu, sid, usu
+from tests.server.process import ServerProcess
 
 APPS = (ApplicationId.CREDIT_CONTROL, ApplicationId.ADMINISTRATION)
 UPF = "upf1.test.local"
@@ -267,3 +268,19 @@ def test_a_rejected_request_of_an_unknown_command_does_not_grow_the_labels() -> 
     m.rejected(272, 5004)
     assert dict(m.requests) == {0: 100, 272: 1}
     assert dict(m.answers) == {(0, 3001): 100, (272, 5004): 1}
+
+
+async def test_ocs_serve_metrics_option_serves_until_sigterm(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ServerProcess(tmp_path / "data", "--metrics", str(port)).start()  # bare port
+    try:
+        assert (await get(port, "/ready"))[0] == 200
+        m = await scrape(port)
+        assert m["ocs_up", ()] == 1 and m["ocs_accounts", ()] == 0
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+    with pytest.raises(urllib.error.URLError):
+        await get(port, "/ready")
