@@ -284,3 +284,30 @@ async def test_ocs_serve_metrics_option_serves_until_sigterm(tmp_path: Path) -> 
         server.kill()
     with pytest.raises(urllib.error.URLError):
         await get(port, "/ready")
+
+
+async def test_checkpoints_are_counted_and_shown(tmp_path: Path) -> None:
+    node = await Node.open(
+        ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=0.2),
+        NodeConfig(
+            data_dir=tmp_path / "data", metrics_listen=("127.0.0.1", 0), checkpoint_records=1
+        ),
+    )
+    try:
+        await node.start()
+        port = http_port(node)
+        m = await scrape(port)
+        assert ("ocs_checkpoint_lsn", ()) not in m  # a new data directory: no snapshot yet
+        assert m["ocs_journal_records_since_checkpoint", ()] == 1  # the catalog
+        async with asyncio.timeout(30):  # the timer checkpoints at its next tick (1 s)
+            while m["ocs_checkpoints_total", (("outcome", "written"),)] == 0:
+                await asyncio.sleep(0.1)
+                m = await scrape(port)
+        assert m["ocs_checkpoint_lsn", ()] == 1
+        assert m["ocs_checkpoint_time_seconds", ()] >= m["ocs_start_time_seconds", ()]
+        assert m["ocs_journal_records_since_checkpoint", ()] == 0
+        doc = json.loads((await get(port, "/status"))[2])
+        assert doc["checkpoints"]["written"] == 1 and doc["checkpoints"]["last_lsn"] == 1
+    finally:
+        await node.stop()
+        await node.close()
