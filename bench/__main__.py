@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench.load",
     "bench.instructions",
     "bench.rollback",
+    "bench.metrics",
 ]
 
 

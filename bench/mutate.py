@@ -420,8 +420,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="answer-before-durable",
         path="ocs/edge/server.py",
-        before="        self.server.gate.defer(partial(self._send_answer, header, answer))",
-        after="        self._send_answer(header, answer)",
+        before="        self.server.gate.defer("
+        "partial(self._send_answer, header, answer, received))",
+        after="        self._send_answer(header, answer, received)",
         breaks="an answer leaves before the journal record it acknowledges is durable",
         tests=COMMIT,
     ),

@@ -26,7 +26,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
@@ -51,9 +51,12 @@ from ocs.core.ledger import Ledger
 from ocs.edge.catalog_files import catalog_text
 from ocs.edge.cdr_files import CdrError, CdrWriter, read_lines
 from ocs.edge.group_commit import DurabilityError, GroupCommit
+from ocs.edge.http import HttpListener
 from ocs.edge.journal import MARK_NAME, JournalCorruptError, JournalError
+from ocs.edge.metrics import Checkpoints, Metrics
 from ocs.edge.server import PeerHandle, RequestContext, Server, ServerConfig
 from ocs.edge.store import KIND_LEDGER, Checkpoint, ForkedCheckpoint, JournalReplayError, Store
+from ocs.figures import metrics_listener
 from protocol.codes import AccountOperation, CommandCode, ReAuthRequestType, ResultCode
 from protocol.errors import ProtocolError
 from protocol.messages import AMA, AMR, ASR, CCR, RAR, Answer
@@ -108,6 +111,8 @@ class NodeConfig:
     refund_window_s: int = DEFAULT_REFUND_WINDOW_S
     # capture checkpoints in a forked child (the loop keeps serving) rather than on the loop
     fork_checkpoints: bool = True
+    # HOST:PORT of the HTTP listener for metrics, readiness and status (None: no metrics)
+    metrics_listen: tuple[str, int] | None = None
 
 
 class CoreComponent:
@@ -375,6 +380,15 @@ class Node:
             "rar": 0,
             "asr": 0,
         }
+        # observability (docs/operations.md, "Metrics and status"): the request path's
+        # counters, kept only with a metrics listener; the rest is read when asked
+        self.metrics = Metrics() if config.metrics_listen is not None else None
+        self.ready = False  # listening, and not stopping
+        self.started_at_s = time.time()
+        self.address = ""  # HOST:PORT of the peer port, once listening
+        self.checkpoints = Checkpoints(last_lsn=self.store.recovery.snapshot_lsn or None)
+        self.cdrs_at_start = self.cdrs.written_sequence
+        self.http: HttpListener | None = None
         self.commit = GroupCommit(
             self.store.journal,
             sync_interval_ms=config.relaxed_sync_ms,
@@ -382,6 +396,7 @@ class Node:
             # the answers of a durable batch leave at once, one write per connection
             before_release=self._hold_flushes,
             after_release=self._release_flushes,
+            metrics=self.metrics,
         )
         self.server = Server(
             server_config,
@@ -390,6 +405,7 @@ class Node:
                 CommandCode.ACCOUNT_MANAGEMENT: self._amr,
             },
             gate=self.commit,
+            metrics=self.metrics,
         )
 
     @classmethod
@@ -431,13 +447,20 @@ class Node:
         return node
 
     async def start(self) -> None:
-        """Listen for peers."""
+        """Listen for peers (and for scrapes, with a metrics listener: first, so that a port
+        already taken fails before any peer is accepted)."""
+        if self.config.metrics_listen is not None:
+            self.http = metrics_listener(self, *self.config.metrics_listen)
+            await self.http.start()
         await self.server.start()
+        self.address = f"{self.server.config.host}:{self.server.port}"
+        self.ready = True
 
     async def stop(self) -> None:
         """Stop serving: the answers that group commit still holds (their records are being
         fsynced) go out first, then the server stops accepting, answers what was read, says
-        DPR and closes (`Server.stop`)."""
+        DPR and closes (`Server.stop`). Readiness says 503 from here on."""
+        self.ready = False
         await self.drain()
         await self.server.stop()
 
@@ -516,6 +539,9 @@ class Node:
         The checkpoint is skipped unless every CDR is durable in the CDR files (it would compact
         away the journal records that are the only other source of the missing ones), and
         after a journal failure; the next start then recovers from the journal."""
+        self.ready = False
+        if self.http is not None:
+            await self.http.stop()
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -635,6 +661,8 @@ class Node:
 
     def _record(self, ctx: RequestContext, origin: str, result: Result, command: int) -> None:
         self.stats["requests"] += 1
+        if (metrics := self.metrics) is not None:
+            metrics.answers[ctx.header.command_code, result.answer.result_code] += 1
         lsn = None
         if not result.duplicate:
             lsn = self._journal_input(
@@ -868,6 +896,7 @@ class Node:
                     forked = running = store.fork_checkpoint()
                 except OSError as exc:  # no memory or no process for the child: next tick
                     log.error("checkpoint.failed", error=f"fork: {exc!r}")
+                    self._counted("failed")
                     return
                 lsn = forked.lsn
             else:
@@ -884,9 +913,11 @@ class Node:
                 running = None  # the worker thread reaps it, even if this task is cancelled
                 if not await self._offload(forked.wait):
                     log.error("checkpoint.failed", lsn=lsn, error="snapshot process failed")
+                    self._counted("failed")
                     return
             if cdrs.durable_sequence < seq:
                 log.warning("checkpoint.skipped", reason="CDRs not yet durable", seq=seq)
+                self._counted("skipped")
                 return
             try:
                 if forked is not None:
@@ -900,8 +931,10 @@ class Node:
                 # the snapshot could not be written (e.g. disk full): the journal still holds
                 # everything; try again at the next tick
                 log.error("checkpoint.failed", lsn=lsn, error=repr(exc))
+                self._counted("failed")
                 return
             self.component.forget_through(lsn, store.journal.last_lsn)
+            self._counted("written", lsn)
             log.info(
                 "checkpoint.written",
                 lsn=lsn,
@@ -915,6 +948,17 @@ class Node:
                 running.abandon()
             elif forked is not None:  # its file, unless installed (renamed) already
                 forked.path.unlink(missing_ok=True)
+
+    def _counted(self, outcome: str, lsn: int | None = None) -> None:
+        """A checkpoint ended (`outcome`: written, at `lsn`; failed; skipped)."""
+        cp = self.checkpoints
+        if outcome == "written":
+            cp = replace(cp, written=cp.written + 1, last_lsn=lsn, last_at_s=time.time())
+        elif outcome == "failed":
+            cp = replace(cp, failed=cp.failed + 1)
+        else:
+            cp = replace(cp, skipped=cp.skipped + 1)
+        self.checkpoints = cp
 
 
 def _reconcile_cdrs(

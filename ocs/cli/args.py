@@ -17,6 +17,17 @@ def host_port(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+#: The port of the metrics listener when `--metrics` is given without one (`ocs status` too).
+DEFAULT_METRICS_PORT = 9868
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` of the metrics listener: a bare port is on 127.0.0.1."""
+    if text.isdigit():
+        text = ":" + text
+    return host_port(text)
+
+
 def server_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` of a server to connect to (the port cannot be 0)."""
     host, port = host_port(text)

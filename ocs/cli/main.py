@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from ocs.cli import account, bench, catalog, cdr, journal, serve, sim
+from ocs.cli import account, bench, catalog, cdr, journal, serve, sim, status
 
-SUBCOMMANDS = (serve, catalog, account, cdr, journal, sim, bench)
+SUBCOMMANDS = (serve, catalog, account, cdr, journal, sim, bench, status)
 
 
 def package_version() -> str:

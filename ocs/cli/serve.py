@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 import uvloop
 
-from ocs.cli.args import host_port
+from ocs.cli.args import DEFAULT_METRICS_PORT, host_port, metrics_address
 from ocs.core.charging import MAX_REFUND_WINDOW_S
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import (
@@ -227,6 +227,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a REFUND_ACCOUNT draws on the DIRECT_DEBITING of this many seconds back "
         "(default 86400; WIRE.md 5.4, docs/charging.md)",
     )
+    p.add_argument(
+        "--metrics",
+        type=metrics_address,
+        nargs="?",
+        const=("127.0.0.1", DEFAULT_METRICS_PORT),
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve /metrics (Prometheus), /ready and /status over HTTP on this address "
+        f"(host default 127.0.0.1; without a value 127.0.0.1:{DEFAULT_METRICS_PORT}); "
+        "default: no metrics",
+    )
     p.add_argument("--log-json", action="store_true", help="JSON log lines instead of console")
     p.add_argument("--log-level", default="info")
     p.add_argument("--ready-file", type=Path, help="write the listening port here when ready")
@@ -292,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
         cdr_rotate_bytes=args.cdr_rotate_bytes,
         cdr_rotate_seconds=args.cdr_rotate_seconds,
         refund_window_s=args.refund_window_s,
+        metrics_listen=args.metrics,
     )
     ready_file: Path | None = args.ready_file
 

@@ -33,9 +33,12 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
+
+from ocs.edge.metrics import Metrics
 
 __all__ = ["DurabilityError", "Durable", "GroupCommit"]
 
@@ -83,6 +86,7 @@ class GroupCommit:
         loop: asyncio.AbstractEventLoop | None = None,
         before_release: Callable[[], object] | None = None,
         after_release: Callable[[], object] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if sync_interval_ms is not None and sync_interval_ms < 0:
             raise ValueError("sync_interval_ms must be >= 0")
@@ -92,6 +96,8 @@ class GroupCommit:
         self._on_failure = on_failure
         self._before_release = before_release
         self._after_release = after_release
+        # fsync durations and records per fsync; the thread hands its duration to the loop
+        self._metrics = metrics
         self._pending: list[Callback] = []
         self._waiting: deque[tuple[int, list[Callback]]] = deque()
         self._scheduled = False
@@ -179,6 +185,10 @@ class GroupCommit:
         if self._journal.written_lsn <= self._journal.durable_lsn:
             return
         self.syncs += 1
+        if self._metrics is not None:
+            self._metrics.batch_records.observe(
+                self._journal.written_lsn - self._journal.durable_lsn
+            )
         self._last_sync_start = self._loop.time()
         if self._thread is None:
             self._thread = threading.Thread(target=self._sync_thread, name="ocs-fsync", daemon=True)
@@ -189,19 +199,23 @@ class GroupCommit:
     def _sync_thread(self) -> None:
         """The fsync thread: one `Durable.sync` per request, the outcome posted to the loop."""
         requests, sync, post = self._requests, self._journal.sync, self._loop.call_soon_threadsafe
+        clock = time.perf_counter
         while requests.get() is not _STOP:
             error: BaseException | None = None
+            started = clock()
             try:
                 sync()
             except BaseException as exc:
                 error = exc
             try:
-                post(self._synced, error)
+                post(self._synced, error, clock() - started)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
-    def _synced(self, error: BaseException | None) -> None:
+    def _synced(self, error: BaseException | None, seconds: float = 0.0) -> None:
         self._inflight = False
+        if self._metrics is not None and error is None:
+            self._metrics.fsync_s.observe(seconds)
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
             if not waiter.done():

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import structlog
 
+from ocs.edge.metrics import Metrics
 from ocs.edge.tls import (
     TlsListener,
     TlsServerConfig,
@@ -286,17 +287,20 @@ class PeerHandle(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self.conn
         assert conn is not None
-        events = conn.receive_data(data, self.server.loop.time())
+        received = self.server.loop.time()
+        events = conn.receive_data(data, received)
         now_ms: int | None = None
         close_reason: str | None = None
         for event in events:
             if isinstance(event, RequestReceived):
                 if now_ms is None:
                     now_ms = time.time_ns() // 1_000_000
-                self._dispatch(event, now_ms)
+                self._dispatch(event, now_ms, received)
             elif isinstance(event, AnswerReceived):
                 self._answer(event)
             elif isinstance(event, RequestRejected):
+                if (metrics := self.server.metrics) is not None:
+                    metrics.rejected(event.header.command_code, event.error.result_code)
                 log.info(
                     "request.rejected",
                     remote=self.remote,
@@ -425,9 +429,12 @@ class PeerHandle(asyncio.Protocol):
 
     # --- requests ------------------------------------------------------------------------------
 
-    def _dispatch(self, event: RequestReceived, now_ms: int) -> None:
+    def _dispatch(self, event: RequestReceived, now_ms: int, received: float) -> None:
         header, message = event.header, event.message
         handler = self.server.handlers.get(header.command_code)
+        metrics = self.server.metrics
+        if metrics is not None:  # a command the connection let through: a bounded set
+            metrics.requests[header.command_code] += 1
         try:
             if handler is None:
                 raise ProtocolError(
@@ -439,7 +446,9 @@ class PeerHandle(asyncio.Protocol):
                 RequestContext(header=header, peer=self, body=event.body, now_ms=now_ms), message
             )
         except ProtocolError as exc:
-            self.server.gate.defer(partial(self._send_error, header, exc))
+            if metrics is not None:
+                metrics.answers[header.command_code, exc.result_code] += 1
+            self.server.gate.defer(partial(self._send_error, header, exc, received))
             return
         except Exception as exc:  # a bug in the handler: answered 5012, the connection stays
             conn = self.conn
@@ -455,26 +464,41 @@ class PeerHandle(asyncio.Protocol):
                 "the request could not be processed",
                 session_id=getattr(message, "session_id", None),
             )
-            self.server.gate.defer(partial(self._send_error, header, error))
+            if metrics is not None:
+                metrics.answers[header.command_code, error.result_code] += 1
+            self.server.gate.defer(partial(self._send_error, header, error, received))
             return
-        self.server.gate.defer(partial(self._send_answer, header, answer))
+        # an encoded answer's Result-Code is counted by the handler that encoded it, a deferred
+        # one's when it is made
+        if metrics is not None and not isinstance(answer, bytes) and not callable(answer):
+            metrics.answers[header.command_code, answer.result_code] += 1
+        self.server.gate.defer(partial(self._send_answer, header, answer, received))
 
     def _send_answer(
-        self, header: Header, answer: Answer | bytes | Callable[[], Answer | bytes]
+        self,
+        header: Header,
+        answer: Answer | bytes | Callable[[], Answer | bytes],
+        received: float,
     ) -> None:
         if callable(answer):  # made (and its action done) even if the peer has gone since
             answer = answer()
+            if (made_metrics := self.server.metrics) is not None and not isinstance(answer, bytes):
+                made_metrics.answers[header.command_code, answer.result_code] += 1
         if self._closed or self.conn is None:
             return
+        if (metrics := self.server.metrics) is not None:
+            metrics.latency_s.observe(self.server.loop.time() - received)
         if isinstance(answer, bytes):
             self.conn.send_answer_body(header, answer)
         else:
             self.conn.send_answer(header, answer)
         self.server.flush_soon(self)
 
-    def _send_error(self, header: Header, error: ProtocolError) -> None:
+    def _send_error(self, header: Header, error: ProtocolError, received: float) -> None:
         if self._closed or self.conn is None:
             return
+        if (metrics := self.server.metrics) is not None:
+            metrics.latency_s.observe(self.server.loop.time() - received)
         self.conn.send_error(header, error)
         self.server.flush_soon(self)
 
@@ -606,6 +630,8 @@ class Server:
     policy_factory: Callable[
         [Mapping[str, PeerEntry] | None, str | None], Callable[[CER], PeerDecision]
     ] = default_peer_policy
+    # the counters of the request path (None: no metrics are kept)
+    metrics: Metrics | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -787,6 +813,10 @@ class Server:
 
     def release_budget_holds(self) -> None:
         self.budget_held = {peer for peer in self.budget_held if not peer.release_budget_hold()}
+
+    def peer_connections(self) -> dict[str, int]:
+        """Each peer (Origin-Host) with an open connection: how many it has."""
+        return {host: len(entry.handles) for host, entry in self._peers.items()}
 
     def peers_of(self, origin_host: str) -> Iterable[PeerHandle]:
         entry = self._peers.get(origin_host)
