@@ -185,3 +185,60 @@ async def test_terminate_session_ends_any_peers_session(cli: Cli, server: AppPro
     code, obj = await cli.json("terminate-session", "acct-7a", sid)
     assert (code, obj["Result-Code"], obj["Session-Id"]) == (1, 5002, sid)
     await client.close()
+
+
+async def test_each_refusal_has_its_own_error_message_and_failed_avp(cli: Cli) -> None:
+    """Issue 12: a duplicate account and an MSISDN owned by another account were both
+    "invalid (or the account exists)". Each cause has its own Error-Message and Failed-AVP,
+    and the CLI prints both (with the Result-Code's name)."""
+    created = await cli.run("create", "acct-ra", "--msisdn", "3391")
+    assert created[0] == 0, created
+    code, out, err = await cli.run("create", "acct-ra")
+    assert (code, out) == (1, "")
+    assert err == (
+        "create acct-ra: Result-Code 5004 DIAMETER_INVALID_AVP_VALUE: an account with this "
+        'Account-Id exists already Failed-AVP {"Account-Id": "acct-ra"}\n'
+    )
+    code, out, err = await cli.run("create", "acct-rb", "--msisdn", "3392", "--msisdn", "3391")
+    assert (code, out) == (1, "")
+    assert err == (
+        "create acct-rb: Result-Code 5004 DIAMETER_INVALID_AVP_VALUE: the Subscription-Id "
+        "belongs to another account: 0:3391 is held by account acct-ra Failed-AVP "
+        '{"Subscription-Id": [{"Subscription-Id-Type": 0, "Subscription-Id-Data": "3391"}]}\n'
+    )
+    code, obj = await cli.json("create", "acct-rb", "--msisdn", "3391")
+    assert (code, obj["Result-Code"]) == (1, 5004)
+    assert obj["Error-Message"].startswith("the Subscription-Id belongs to another account")
+    assert obj["Failed-AVP"] == {
+        "Subscription-Id": [{"Subscription-Id-Type": 0, "Subscription-Id-Data": "3391"}]
+    }
+    code, obj = await cli.json("get", "acct-rb")  # nothing was created
+    assert (code, obj["Result-Code"], obj["Error-Message"]) == (
+        1,
+        5030,
+        "no account has this Account-Id",
+    )
+    assert obj["Failed-AVP"] == {"Account-Id": "acct-rb"}
+    code, _, err = await cli.run("debit", "acct-ra", "1", "--operation-id", "d-7")
+    assert code == 1 and err == (
+        "debit acct-ra: Result-Code 4012 DIAMETER_CREDIT_LIMIT_REACHED: not enough credit for "
+        'the Amount Failed-AVP {"Amount": 1000000} (operation id d-7)\n'
+    )
+    code, _, err = await cli.run("credit", "acct-ra", "2", "--operation-id", "d-7")
+    assert (
+        code == 1
+        and (
+            ": the Operation-Id names another operation "
+            'Failed-AVP {"Operation-Id": "d-7"} (operation id d-7)\n'
+        )
+        in err
+    )
+
+
+async def test_a_local_refusal_prints_no_operation_id(cli: Cli) -> None:
+    """Issue 12: `ocs account credit X -5` printed an operation id, then refused locally; an
+    id is printed only for a request that is sent (the one a retry needs)."""
+    code, out, err = await cli.run("credit", "acct-rc", "-5")
+    assert (code, out, err) == (2, "", "error: negative amount '-5'\n")
+    code, out, err = await cli.run("debit", "acct-rc", "0")
+    assert (code, out, err) == (2, "", "error: the amount must be positive, not '0'\n")
