@@ -45,6 +45,7 @@ from typing import Any, Final, TextIO
 import msgspec
 
 from ocs.cli.args import add_tls_client_arguments, server_address, tls_client_config
+from ocs.cli.config import ClientSettings
 from ocs.edge.client import Client, ClientError
 from ocs.edge.logs import result_code_name
 from ocs.edge.tls import TlsConfigError, client_context
@@ -53,6 +54,16 @@ from protocol.messages import AMA, AMR, Answer, SubscriptionId
 from rating import format_exact, parse_money
 
 DEFAULT_SERVER: Final = "127.0.0.1:3868"
+# read from the environment (OCS_SERVER, ...) and the client file too (`ocs.cli.config`)
+CLIENT_KEYS: Final = (
+    "server",
+    "origin-host",
+    "origin-realm",
+    "tls-ca",
+    "tls-cert",
+    "tls-key",
+    "tls-server-name",
+)
 DEFAULT_REALM: Final = "test.local"
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
@@ -184,10 +195,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="CODE",
         help="ISO 4217 numeric code, e.g. 978 (default: the catalog's)",
     )
+    create.set_defaults(settings=ClientSettings(create, CLIENT_KEYS))
     create.set_defaults(func=run, operation=AccountOperation.CREATE)
 
     get = sub.add_parser("get", parents=[common], help="show an account")
     get.add_argument("account_id", metavar="ACCOUNT_ID")
+    get.set_defaults(settings=ClientSettings(get, CLIENT_KEYS))
     get.set_defaults(func=run, operation=AccountOperation.GET)
 
     for name, op, what in (
@@ -204,11 +217,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help="applied once however often sent (default: a new UUID, printed so that the "
             "command can be retried with it)",
         )
-        p.set_defaults(func=run, operation=op)
+        p.set_defaults(func=run, operation=op, settings=ClientSettings(p, CLIENT_KEYS))
 
     status = sub.add_parser("status", parents=[common], help="set the account status")
     status.add_argument("account_id", metavar="ACCOUNT_ID")
     status.add_argument("status", choices=sorted(_STATUS_NAMES, key=_STATUS_NAMES.__getitem__))
+    status.set_defaults(settings=ClientSettings(status, CLIENT_KEYS))
     status.set_defaults(func=run, operation=AccountOperation.SET_STATUS)
 
     terminate = sub.add_parser(
@@ -219,6 +233,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     terminate.add_argument("account_id", metavar="ACCOUNT_ID")
     terminate.add_argument("session_id", metavar="SESSION_ID")
+    terminate.set_defaults(settings=ClientSettings(terminate, CLIENT_KEYS))
     terminate.set_defaults(func=run, operation=AccountOperation.TERMINATE_SESSION)
 
 

@@ -15,6 +15,7 @@ import structlog
 import uvloop
 
 from ocs.cli.args import host_port
+from ocs.cli.config import ServeSettings
 from ocs.core.charging import MAX_REFUND_WINDOW_S
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import (
@@ -115,6 +116,13 @@ def tune_gc() -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the charging server")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.toml",
+        help="read every option from this TOML file (keys: the long option names, e.g. "
+        'data-dir = "/var/lib/ocs"); the command line overrides it (docs/operations.md)',
+    )
     p.add_argument(
         "--listen", type=host_port, default=("127.0.0.1", DEFAULT_PORT), metavar="HOST:PORT"
     )
@@ -236,7 +244,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="print the traceback of a failed start-up (startup.failed) on stderr",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, settings=ServeSettings(p))
 
 
 def tls_config(args: argparse.Namespace) -> TlsServerConfig | None:
@@ -294,7 +302,9 @@ def run(args: argparse.Namespace) -> int:
 
     def failed_start(exc: BaseException) -> int:
         """The one `startup.failed` event (unless the recovery logged it), the exit status."""
-        found = log_startup_failed(log, exc, data_dir=data_dir, catalog=args.catalog)
+        # a wrong configuration may name another data directory than the one parsed
+        where = None if isinstance(exc, ConfigurationError) else data_dir
+        found = log_startup_failed(log, exc, data_dir=where, catalog=args.catalog)
         return int(found.exit_status)
 
     try:
