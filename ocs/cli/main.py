@@ -41,8 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     has its command line parsed again with them as defaults, so that the command line wins."""
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(words)
+    args, extras = parser.parse_known_args(words)
     settings = getattr(args, "settings", None)
+    if extras:  # refused by the subcommand's parser (`ocs serve` may report it as JSON)
+        leaf = settings.leaf if settings is not None else parser
+        leaf.error(f"unrecognized arguments: {' '.join(extras)}")
     if settings is not None:
         args = settings(parser, words, args)
     code: int = args.func(args)

@@ -9,7 +9,10 @@ import gc
 import ipaddress
 import os
 import socket
+import sys
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 import uvloop
@@ -245,6 +248,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="print the traceback of a failed start-up (startup.failed) on stderr",
     )
     p.set_defaults(func=run, settings=ServeSettings(p))
+    setattr(p, "error", partial(usage_error, p))  # noqa: B010 (a method of this instance)
+
+
+def usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """A command line argparse refuses (an unknown option, a bad value): with ``--log-json``
+    among the process's arguments, one JSON `startup.failed` event (exit status 2) rather than
+    argparse's usage text, so that the log stays JSON; otherwise argparse's usage and error."""
+    if "--log-json" not in sys.argv[1:]:
+        argparse.ArgumentParser.error(parser, message)
+    configure_logging(json=True)
+    log_startup_failed(log, ConfigurationError(f"{parser.prog}: {message}"), data_dir=None)
+    sys.exit(int(ExitStatus.USAGE))
 
 
 def tls_config(args: argparse.Namespace) -> TlsServerConfig | None:

@@ -194,3 +194,25 @@ def test_an_address_taken_after_the_check_fails_the_start_once(tmp_path: Path) -
     event = assert_failed(run, ExitStatus.LISTEN, "listen")
     assert "already in use" in event["error"]
     assert [e["event"] for e in run.events][-1] == "app.closed"  # the node was closed
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (["--bogus"], "ocs serve: unrecognized arguments: --bogus"),
+        (["--max-pending", "0"], "ocs serve: argument --max-pending: expected a positive "),
+    ],
+)
+def test_a_command_line_argparse_refuses_stays_json(
+    tmp_path: Path, extra: list[str], error: str
+) -> None:
+    """With --log-json, a wrong command line is one JSON startup.failed (exit status 2), not
+    argparse's usage text; without it, argparse's usage and error as usual."""
+    run = serve(tmp_path / "data", *extra)
+    assert run.returncode == ExitStatus.USAGE
+    event = run.failed()
+    assert event["cause"] == "configuration" and event["error"].startswith(error)
+    assert len(run.events) == 1 and not (tmp_path / "data").exists()
+    plain = [sys.executable, "-m", "ocs", "serve", *extra]
+    done = subprocess.run(plain, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and done.stderr.startswith("usage: ocs serve ")
