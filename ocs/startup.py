@@ -123,7 +123,7 @@ def _os_error(exc: OSError, data_dir: Path | None) -> str:
         what = "permission denied (the server's user cannot write there)"
     elif exc.errno == errno.EROFS:
         what = "read-only file system"
-    elif exc.errno == errno.ENOTDIR:
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):  # a file where a directory must be
         what = "not a directory (a file is in the way)"
     elif exc.errno == errno.ENOSPC:
         what = "no space left on the device"

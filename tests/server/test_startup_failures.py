@@ -101,9 +101,10 @@ def test_a_missing_or_invalid_catalog(tmp_path: Path, text: str | None, says: st
     assert not data.exists()
 
 
-def test_a_data_directory_that_cannot_be_created(tmp_path: Path) -> None:
+@pytest.mark.parametrize("under", [True, False])
+def test_a_data_directory_that_cannot_be_created(tmp_path: Path, under: bool) -> None:
     (tmp_path / "file").write_text("")
-    data = tmp_path / "file" / "data"
+    data = tmp_path / "file" / "data" if under else tmp_path / "file"
     run = serve(data)
     event = assert_failed(run, ExitStatus.DATA_DIR, "data-directory")
     assert event["error"] == (
