@@ -116,6 +116,8 @@ def _read_only(directory: Path) -> list[str]:
     """A command prefix under which `directory` is read-only: chmod for a normal user; for
     root (who writes anyway) a read-only bind mount in a user and mount namespace."""
     if os.geteuid() != 0:
+        for path in sorted(directory.rglob("*"), reverse=True):  # files, then their folders
+            path.chmod(0o555 if path.is_dir() else 0o444)
         directory.chmod(0o555)
         return []
     unshare = shutil.which("unshare")
