@@ -153,7 +153,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=server_address,
         default=server_address(DEFAULT_SERVER),
         metavar="HOST:PORT",
-        help=f"the server to talk to (default {DEFAULT_SERVER})",
+        help=f"the server to talk to (default: $OCS_SERVER, the client file's, {DEFAULT_SERVER};"
+        " docs/operations.md)",
     )
     common.add_argument(
         "--origin-host",
