@@ -57,6 +57,7 @@ from ocs.edge.metrics import Checkpoints, Metrics
 from ocs.edge.server import PeerHandle, RequestContext, Server, ServerConfig
 from ocs.edge.store import KIND_LEDGER, Checkpoint, ForkedCheckpoint, JournalReplayError, Store
 from ocs.figures import metrics_listener
+from ocs.startup import ExitStatus, log_startup_failed
 from protocol.codes import AccountOperation, CommandCode, ReAuthRequestType, ResultCode
 from protocol.errors import ProtocolError
 from protocol.messages import AMA, AMR, ASR, CCR, RAR, Answer
@@ -297,8 +298,9 @@ def record_kind(payload: bytes) -> str:
 
 
 def _startup_failed(config: NodeConfig, exc: BaseException) -> None:
-    """The one `startup.failed` event of a failed start."""
-    fields: dict[str, object] = {"data_dir": str(config.data_dir), "error": str(exc)}
+    """The one `startup.failed` event of a failed start (`ocs.startup.log_startup_failed`:
+    ``cause``, ``error``, ``exit_status``, ``data_dir``)."""
+    fields: dict[str, object] = {}
     if isinstance(exc, JournalReplayError):
         fields.update(
             segment=exc.segment,
@@ -317,7 +319,7 @@ def _startup_failed(config: NodeConfig, exc: BaseException) -> None:
         fields.update(
             segment=exc.segment, offset=exc.offset, lsn=exc.lsn, kind=kind, reason=exc.reason
         )
-    log.critical("startup.failed", **fields)
+    log_startup_failed(log, exc, data_dir=config.data_dir, catalog=config.catalog, **fields)
 
 
 def _log_recovered_journal(store: Store) -> None:
@@ -432,17 +434,19 @@ class Node:
         if (
             not core.catalog_journaled or core.catalog_text != recovered.catalog_text
         ) and not node._put_catalog(recovered.catalog_text):
-            error = "the catalog file could not be put in force (input.failed says why)"
-            log.critical("startup.failed", data_dir=str(config.data_dir), error=error)
+            failed = RecoveryError(
+                "the catalog file could not be put in force (input.failed says why)"
+            )
+            _startup_failed(config, failed)
             await node.close()
-            raise RecoveryError(error)
+            raise failed
         if core.refund_window_s != config.refund_window_s and not node._put_settings(
             Settings(refund_window_s=config.refund_window_s)
         ):
-            error = "the settings could not be put in force (input.failed says why)"
-            log.critical("startup.failed", data_dir=str(config.data_dir), error=error)
+            failed = RecoveryError("the settings could not be put in force (input.failed says why)")
+            _startup_failed(config, failed)
             await node.close()
-            raise RecoveryError(error)
+            raise failed
         node._timer = asyncio.get_running_loop().create_task(node._timers())
         return node
 
@@ -1051,4 +1055,6 @@ def _input_kind(body: bytes) -> str:
 
 
 def _exit_now() -> None:
-    raise SystemExit("stopping so that a restart recovers from the journal")
+    """Stop the process (after the critical event that says why: no text on stderr, so that a
+    JSON log stays JSON); a restart recovers from the journal."""
+    raise SystemExit(int(ExitStatus.FAILED))

@@ -174,9 +174,11 @@ class AnswerDropped(Event, frozen=True, gc=False):
 
 
 class ConnectionClosed(Event, frozen=True, gc=False):
-    """The connection is over: send what `data_to_send` holds, then close the transport."""
+    """The connection is over: send what `data_to_send` holds, then close the transport.
+    `peer`: the Origin-Host of a CER that was refused (the peer never opened)."""
 
     reason: str
+    peer: str | None = None
 
 
 @dataclass(slots=True)
@@ -464,7 +466,9 @@ class Connection:
         assert isinstance(cer, CER) and self._policy is not None
         decision = self._policy(cer)
         if decision.result_code != ResultCode.SUCCESS:
-            self._refuse_cer(header, decision.result_code, "peer refused by policy", events)
+            self._refuse_cer(
+                header, decision.result_code, "peer refused by policy", events, cer.origin_host
+            )
             return
         offered = frozenset(cer.auth_application_id)
         shared = (
@@ -474,7 +478,11 @@ class Connection:
         )
         if not shared:
             self._refuse_cer(
-                header, ResultCode.NO_COMMON_APPLICATION, "no common application", events
+                header,
+                ResultCode.NO_COMMON_APPLICATION,
+                "no common application",
+                events,
+                cer.origin_host,
             )
             return
         self._send_answer_now(
@@ -492,14 +500,16 @@ class Connection:
         self._allowed = decision.applications
         events.append(PeerOpened(cer, shared))
 
-    def _refuse_cer(self, header: Header, code: int, reason: str, events: list[Event]) -> None:
+    def _refuse_cer(
+        self, header: Header, code: int, reason: str, events: list[Event], peer: str
+    ) -> None:
         error = ProtocolError(code, reason)
         if error.error_flag:  # a 3xxx answer carries only the error keys (WIRE.md section 3)
             self._send_answer_now(header, self.error_answer(header, error), error=True)
         else:
             self._send_answer_now(header, self._cea(code, None, error_message=reason))
         self._machine.process(PeerInput.RECV_CER_REFUSED)
-        events.append(ConnectionClosed(f"CER refused: {code} {reason}"))
+        events.append(ConnectionClosed(f"CER refused: {code} {reason}", peer=peer))
 
     def _cea(
         self, code: int, applications: tuple[int, ...] | None, *, error_message: str | None = None

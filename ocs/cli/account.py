@@ -19,11 +19,15 @@ With ``--tls-ca`` (and ``--tls-cert``/``--tls-key`` for a server that requires c
 certificates) it connects over TLS, checking the server's certificate for ``--tls-server-name``
 (default: the host of ``--server``).
 
+A refusal prints the Result-Code with its name, the server's ``Error-Message`` (which tells
+the causes of one Result-Code apart: an existing Account-Id, a Subscription-Id of another
+account, ...) and ``Failed-AVP`` (the key at fault).
+
 Exit status: 0 when the server answered 2001; 1 when it answered with another Result-Code (5030
-unknown account, 5004 invalid value or existing account, 4012 not enough credit, 5002 no such
-session of that account, ...); 2 when no
-answer came (connection refused or lost, timeout, capabilities exchange refused) or the command
-line is wrong.
+unknown account, 5004 invalid value, existing account or identity of another account, 4012 not
+enough credit, 5002 no such session of that account, ...); 2 when no answer came (connection
+refused or lost, timeout, capabilities exchange refused) or the command line is wrong (nothing
+was sent).
 """
 
 from __future__ import annotations
@@ -41,13 +45,25 @@ from typing import Any, Final, TextIO
 import msgspec
 
 from ocs.cli.args import add_tls_client_arguments, server_address, tls_client_config
+from ocs.cli.config import ClientSettings
 from ocs.edge.client import Client, ClientError
+from ocs.edge.logs import result_code_name
 from ocs.edge.tls import TlsConfigError, client_context
 from protocol.codes import AccountOperation, AccountStatus, ApplicationId, SubscriptionIdType
 from protocol.messages import AMA, AMR, Answer, SubscriptionId
 from rating import format_exact, parse_money
 
 DEFAULT_SERVER: Final = "127.0.0.1:3868"
+# read from the environment (OCS_SERVER, ...) and the client file too (`ocs.cli.config`)
+CLIENT_KEYS: Final = (
+    "server",
+    "origin-host",
+    "origin-realm",
+    "tls-ca",
+    "tls-cert",
+    "tls-key",
+    "tls-server-name",
+)
 DEFAULT_REALM: Final = "test.local"
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
@@ -137,7 +153,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=server_address,
         default=server_address(DEFAULT_SERVER),
         metavar="HOST:PORT",
-        help=f"the server to talk to (default {DEFAULT_SERVER})",
+        help=f"the server to talk to (default: $OCS_SERVER, the client file's, {DEFAULT_SERVER};"
+        " docs/operations.md)",
     )
     common.add_argument(
         "--origin-host",
@@ -179,10 +196,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="CODE",
         help="ISO 4217 numeric code, e.g. 978 (default: the catalog's)",
     )
+    create.set_defaults(settings=ClientSettings(create, CLIENT_KEYS))
     create.set_defaults(func=run, operation=AccountOperation.CREATE)
 
     get = sub.add_parser("get", parents=[common], help="show an account")
     get.add_argument("account_id", metavar="ACCOUNT_ID")
+    get.set_defaults(settings=ClientSettings(get, CLIENT_KEYS))
     get.set_defaults(func=run, operation=AccountOperation.GET)
 
     for name, op, what in (
@@ -199,11 +218,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help="applied once however often sent (default: a new UUID, printed so that the "
             "command can be retried with it)",
         )
-        p.set_defaults(func=run, operation=op)
+        p.set_defaults(func=run, operation=op, settings=ClientSettings(p, CLIENT_KEYS))
 
     status = sub.add_parser("status", parents=[common], help="set the account status")
     status.add_argument("account_id", metavar="ACCOUNT_ID")
     status.add_argument("status", choices=sorted(_STATUS_NAMES, key=_STATUS_NAMES.__getitem__))
+    status.set_defaults(settings=ClientSettings(status, CLIENT_KEYS))
     status.set_defaults(func=run, operation=AccountOperation.SET_STATUS)
 
     terminate = sub.add_parser(
@@ -214,6 +234,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     terminate.add_argument("account_id", metavar="ACCOUNT_ID")
     terminate.add_argument("session_id", metavar="SESSION_ID")
+    terminate.set_defaults(settings=ClientSettings(terminate, CLIENT_KEYS))
     terminate.set_defaults(func=run, operation=AccountOperation.TERMINATE_SESSION)
 
 
@@ -312,18 +333,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     stderr = err if err is not None else sys.stderr
     origin_host = args.origin_host or default_origin_host()
     op: AccountOperation = args.operation
-    if op in (AccountOperation.CREDIT, AccountOperation.DEBIT) and args.operation_id is None:
+    fresh_id = op in _MONEY_OPS and args.operation_id is None
+    if fresh_id:
         args.operation_id = str(uuid.uuid4())
-        if not args.json:
-            print(f"operation id {args.operation_id}", file=stderr)
     host, port = args.server
     try:
         request = build_request(args, origin_host)
         tls = tls_client_config(args)
         context = client_context(tls) if tls is not None else None
-    except (ValueError, TlsConfigError) as exc:
+    except (ValueError, TlsConfigError) as exc:  # refused here: nothing is sent
         print(f"error: {exc}", file=stderr)
         return EXIT_NO_ANSWER
+    if fresh_id and not args.json:  # only for a request that is sent (so may be retried)
+        print(f"operation id {args.operation_id}", file=stderr)
     outcome = asyncio.run(
         send(
             request,
@@ -383,27 +405,23 @@ def _json(args: argparse.Namespace, outcome: _Outcome) -> dict[str, Any]:
     return obj
 
 
-_RESULT_NAMES: Final = {
-    2001: "success",
-    4012: "not enough credit",
-    5002: "unknown session (or not this account's)",
-    5004: "invalid value (or the account exists)",
-    5005: "missing value",
-    5030: "unknown account",
-}
-
-
 def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
     answer = outcome.answer
     assert answer is not None
     op: AccountOperation = args.operation
     if outcome.result_code != 2001:
-        what = _RESULT_NAMES.get(outcome.result_code, "refused")
+        # the server's words: Error-Message and Failed-AVP tell one cause from another
+        what = result_code_name(outcome.result_code)
         detail = f": {answer.error_message}" if answer.error_message else ""
+        failed = (
+            f" Failed-AVP {json.dumps(answer.failed_avp, default=repr)}"
+            if answer.failed_avp is not None
+            else ""
+        )
         suffix = f" (operation id {args.operation_id})" if op in _MONEY_OPS else ""
         return (
             f"{op.name.lower()} {args.account_id}: Result-Code {outcome.result_code} "
-            f"{what}{detail}{suffix}"
+            f"{what}{detail}{failed}{suffix}"
         )
     account = answer.account if isinstance(answer, AMA) else None
     if account is None:

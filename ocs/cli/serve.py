@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import ipaddress
 import os
+import socket
 import sys
-import traceback
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 import uvloop
 
 from ocs.cli.args import DEFAULT_METRICS_PORT, host_port, metrics_address
+from ocs.cli.config import ServeSettings
 from ocs.core.charging import MAX_REFUND_WINDOW_S
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import (
@@ -28,6 +32,7 @@ from ocs.edge.server import (
 )
 from ocs.edge.tls import TlsConfigError, TlsServerConfig, server_context
 from ocs.node import Node, NodeConfig
+from ocs.startup import ConfigurationError, ExitStatus, ListenError, log_startup_failed
 from protocol.codes import DEFAULT_PORT, ApplicationId
 
 _APP_NAMES = {
@@ -114,6 +119,13 @@ def tune_gc() -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the charging server")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.toml",
+        help="read every option from this TOML file (keys: the long option names, e.g. "
+        'data-dir = "/var/lib/ocs"); the command line overrides it (docs/operations.md)',
+    )
     p.add_argument(
         "--listen", type=host_port, default=("127.0.0.1", DEFAULT_PORT), metavar="HOST:PORT"
     )
@@ -246,7 +258,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="print the traceback of a failed start-up (startup.failed) on stderr",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, settings=ServeSettings(p))
+    setattr(p, "error", partial(usage_error, p))  # noqa: B010 (a method of this instance)
+
+
+def usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """A command line argparse refuses (an unknown option, a bad value): with ``--log-json``
+    among the process's arguments, one JSON `startup.failed` event (exit status 2) rather than
+    argparse's usage text, so that the log stays JSON; otherwise argparse's usage and error."""
+    if "--log-json" not in sys.argv[1:]:
+        argparse.ArgumentParser.error(parser, message)
+    configure_logging(json=True)
+    log_startup_failed(log, ConfigurationError(f"{parser.prog}: {message}"), data_dir=None)
+    sys.exit(int(ExitStatus.USAGE))
 
 
 def tls_config(args: argparse.Namespace) -> TlsServerConfig | None:
@@ -264,21 +288,68 @@ def tls_config(args: argparse.Namespace) -> TlsServerConfig | None:
     )
 
 
+def check_listen(host: str, port: int) -> None:
+    """Raise `ListenError` if the server could not listen on ``host:port`` (in use, not an
+    address of this machine, a port it may not bind): checked before the data directory is
+    touched, so that such a start creates nothing. The server binds again when it starts (the
+    address could be taken in between: that start fails after recovery, with the same
+    error)."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ListenError(f"cannot listen on {host}:{port}: {_why(exc)}") from None
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is already in use (another server on that port?)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return "permission denied (a port below 1024 needs privileges)"
+    return exc.strerror or str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
-    configure_logging(json=args.log_json, level=args.log_level)
-    host, port = args.listen
+    """`ocs serve`: the exit status is an `ExitStatus` (docs/operations.md, *Exit status*);
+    any start-up failure is logged once as `startup.failed`, before anything is created on
+    disk when the configuration, the TLS files or the address are at fault."""
+    configure_logging(json=args.log_json, level=args.log_level, debug=args.debug)
+    data_dir: Path = args.data_dir
+
+    def failed_start(exc: BaseException) -> int:
+        """The one `startup.failed` event (unless the recovery logged it), the exit status."""
+        # a wrong configuration may name another data directory than the one parsed
+        where = None if isinstance(exc, ConfigurationError) else data_dir
+        found = log_startup_failed(log, exc, data_dir=where, catalog=args.catalog)
+        return int(found.exit_status)
+
     try:
-        peers = peer_list(args.peer)
-    except ValueError as exc:
-        print(f"ocs serve: error: {exc}", file=sys.stderr)
-        return 2
-    try:
+        config_error: str | None = getattr(args, "config_error", None)
+        if config_error is not None:
+            raise ConfigurationError(config_error)
+        try:
+            peers = peer_list(args.peer)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         tls = tls_config(args)
         if tls is not None:
             server_context(tls)  # certificate, key and CA files load, before recovery
-    except TlsConfigError as exc:
-        log.critical("startup.failed", error=str(exc))
-        return 1
+        host, port = args.listen
+        check_listen(host, port)
+        if args.metrics is not None:
+            check_listen(*args.metrics)
+    except Exception as exc:
+        return failed_start(exc)
     config = ServerConfig(
         host=host,
         port=port,
@@ -310,14 +381,15 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> int:
         try:
             node = await Node.open(config, node_config)
-        except Exception:  # logged as startup.failed by the recovery: exit status 1
-            if args.debug:
-                traceback.print_exc()
-            return 1
+        except Exception as exc:  # logged as startup.failed by the recovery
+            return failed_start(exc)
         tune_gc()
+        started = False
         try:
 
             def ready() -> None:
+                nonlocal started
+                started = True
                 if ready_file is not None:
                     tmp = ready_file.with_suffix(".tmp")
                     tmp.write_text(str(node.server.port))
@@ -326,9 +398,14 @@ def run(args: argparse.Namespace) -> int:
             await serve_until_signalled(
                 node, ready=ready, reload=node.reload_catalog, rotate=node.rotate_cdrs
             )
+        except OSError as exc:
+            if started:
+                raise
+            # the address was taken since `check_listen`
+            return failed_start(ListenError(f"cannot listen on {host}:{port}: {_why(exc)}"))
         finally:
             await node.close()
-        return 0
+        return int(ExitStatus.STOPPED)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main())

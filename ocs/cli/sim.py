@@ -7,11 +7,12 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import uvloop
 
 from ocs.cli.args import add_tls_client_arguments, host_port, tls_client_config
+from ocs.cli.config import ClientSettings
 from ocs.edge.client import ClientError
 from ocs.edge.logs import configure_logging
 from ocs.edge.tls import TlsConfigError
@@ -22,6 +23,10 @@ from ocs.tools.sim.traffic import DataProfile
 from ocs.tools.sim.upf import UpfConfig, run_upf
 from ocs.tools.sim.usage_log import UsageLogError
 from rating import parse_money
+
+# the connection settings a simulator reads from the environment and the client file too
+# (`ocs.cli.config`): not its Origin-Host, which is the simulated element's
+CLIENT_KEYS: Final = ("server", "tls-ca", "tls-cert", "tls-key", "tls-server-name")
 
 
 def parse_amount(text: str) -> int:
@@ -145,7 +150,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="mean pause between bursts (simulated seconds)",
     )
-    upf.set_defaults(func=run_upf_command)
+    upf.set_defaults(func=run_upf_command, settings=ClientSettings(upf, CLIENT_KEYS))
 
     scp = sims.add_parser("scp", help="SCP: SMS (reservation, events, refunds) and voice")
     _common(scp, name="scp", first_msisdn=491720000000)
@@ -174,7 +179,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="mean call length (simulated seconds)",
     )
-    scp.set_defaults(func=run_scp_command)
+    scp.set_defaults(func=run_scp_command, settings=ClientSettings(scp, CLIENT_KEYS))
 
     rec = sub.add_parser("reconcile", help="compare simulator usage logs with the CDRs")
     rec.add_argument(

@@ -60,7 +60,7 @@ from ocs.core.charging_types import (
 )
 from ocs.core.due import DueSet
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
-from ocs.core.outcomes import Outcome, result_code
+from ocs.core.outcomes import Outcome, error_message, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
     AccountOperation,
@@ -168,6 +168,19 @@ _RC_NOT_APPLICABLE: Final = result_code(Outcome.NOT_APPLICABLE)
 _RC_OK: Final = result_code(Outcome.OK)
 _RC_RATING_FAILED: Final = result_code(Outcome.RATING_FAILED)
 _RC_SERVICE_DENIED: Final = result_code(Outcome.SERVICE_DENIED)
+
+# An administrative request's outcome, the `Failed-AVP` of a refusal (None on success) and a
+# detail for its `Error-Message` ("" for none): `ChargingCore._admin`.
+AdminResult = tuple[Outcome, dict[str, Any] | None, str]
+_ADMIN_OK: Final[AdminResult] = (Outcome.OK, None, "")
+# A CREATE the ledger refused: the AMR key its static check names (`command_problem`'s text).
+_CREATE_KEYS: Final = (
+    ("account_id", "Account-Id"),
+    ("currency", "Currency-Code"),
+    ("credit_limit", "Credit-Limit"),
+    ("balance", "Amount"),
+    ("subscription", "Subscription-Id"),
+)
 # `Enum.value` is a descriptor call: the unit names of containers, looked up once
 _OCTETS: Final = Unit.OCTETS.value
 _SECONDS: Final = Unit.SECONDS.value
@@ -478,32 +491,14 @@ class ChargingCore:
         cached = self._duplicate(now_ms, origin_host, end_to_end)
         if cached is not None:
             return cached
-        outcome = self._admin(now_ms, origin_host, end_to_end, amr)
+        outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
-        failed: dict[str, Any] | None = None
-        if outcome is Outcome.MISSING_AVP:  # the key the operation needs (WIRE.md 8)
-            op = amr.account_operation
-            needed = (
-                "Account-Status"
-                if op is AccountOperation.SET_STATUS
-                else "Session-Id"
-                if op is AccountOperation.TERMINATE_SESSION
-                else "Amount"
-            )
-            failed = {needed: None}
-        elif outcome is Outcome.OPERATION_ID_REUSED:
-            failed = {"Operation-Id": amr.operation_id}
-        elif outcome is Outcome.INVALID and amr.account_operation in (
-            AccountOperation.CREDIT,
-            AccountOperation.DEBIT,
-        ):  # not positive, or a balance past MAX_BALANCE (the ledger refused it)
-            failed = {"Amount": amr.amount}
         answer = AMA(
             result_code=result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
             account=self._account_map(account) if account is not None else None,
-            error_message=None if outcome is Outcome.OK else outcome.value,
+            error_message=error_message(outcome, detail),
             failed_avp=failed,
         )
         body = encode_body(answer)
@@ -1601,11 +1596,15 @@ class ChargingCore:
 
     # --- administration (section 8) ------------------------------------------------------------
 
-    def _admin(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Outcome:
+    def _admin(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
+        """Apply an administrative request: its outcome, the `Failed-AVP` of a refusal (each
+        cause names the key at fault: docs/protocol.md, *Administrative refusals*) and a
+        detail for its `Error-Message`."""
         op = amr.account_operation
         account_id = amr.account_id
+        unknown: AdminResult = (Outcome.UNKNOWN_ACCOUNT, {"Account-Id": account_id}, "")
         if op is AccountOperation.GET:
-            return Outcome.OK if self.ledger.account(account_id) else Outcome.UNKNOWN_ACCOUNT
+            return _ADMIN_OK if self.ledger.account(account_id) else unknown
         if op is AccountOperation.CREATE:
             subs = tuple(
                 SubscriberIdentity(type=int(s.subscription_id_type), data=s.subscription_id_data)
@@ -1614,10 +1613,14 @@ class ChargingCore:
             # Refused here, not by the ledger, which would remember the refusal under the
             # operation id (and, with an id per account, answer a second CREATE with the first
             # one's success).
-            if self.ledger.standing(account_id) is not None or any(
-                self.ledger.standing_for(s.type, s.data) is not None for s in subs
-            ):
-                return Outcome.INVALID
+            if self.ledger.standing(account_id) is not None:
+                return Outcome.ACCOUNT_EXISTS, {"Account-Id": account_id}, ""
+            for sub in subs:
+                owner = self.ledger.standing_for(sub.type, sub.data)
+                if owner is not None:
+                    taken = {"Subscription-Id-Type": sub.type, "Subscription-Id-Data": sub.data}
+                    held = f"{sub.type}:{sub.data} is held by account {owner[0]}"
+                    return Outcome.IDENTITY_TAKEN, {"Subscription-Id": [taken]}, held
             outcome = self.ledger.create_account(
                 f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now_ms=now_ms,
@@ -1630,19 +1633,20 @@ class ChargingCore:
                 balance=amr.amount or 0,
             )
             if outcome.ok:
-                return Outcome.OK
+                return _ADMIN_OK
             # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
-            return Outcome.INVALID
+            return Outcome.INVALID, _create_failed_avp(amr, outcome.detail), outcome.detail
         if self.ledger.standing(account_id) is None:
-            return Outcome.UNKNOWN_ACCOUNT
+            return unknown
         if op is AccountOperation.TERMINATE_SESSION:
             return self._terminate_session(now_ms, account_id, amr.session_id)
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
             amount = amr.amount
             if amount is None:
-                return Outcome.MISSING_AVP
+                return Outcome.MISSING_AVP, {"Amount": None}, "Amount"
+            failed_amount = {"Amount": amount}
             if amount <= 0:
-                return Outcome.INVALID
+                return Outcome.INVALID, failed_amount, "the Amount must be positive"
             op_id = (
                 f"op|{amr.operation_id}"
                 if amr.operation_id is not None
@@ -1655,7 +1659,7 @@ class ChargingCore:
                 what = f"{op.name}|{account_id}|{amount}"
                 named = self._operations.get(amr.operation_id)
                 if named is not None and named != what and self.ledger.recall(op_id):
-                    return Outcome.OPERATION_ID_REUSED
+                    return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
                 self._name_operation(amr.operation_id, what, op_id)
             if op is AccountOperation.CREDIT:
                 outcome = self.ledger.credit(
@@ -1667,12 +1671,16 @@ class ChargingCore:
                 outcome = self.ledger.debit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
+            if outcome.ok:
+                return _ADMIN_OK
             if outcome.code is Code.INSUFFICIENT_FUNDS:
-                return Outcome.INSUFFICIENT_FUNDS
-            return Outcome.OK if outcome.ok else Outcome.INVALID
+                return Outcome.INSUFFICIENT_FUNDS, failed_amount, ""
+            if outcome.code is Code.LIMIT_EXCEEDED:
+                return Outcome.BALANCE_BOUND, failed_amount, ""
+            return Outcome.INVALID, failed_amount, outcome.detail
         # SET_STATUS
         if amr.account_status is None:
-            return Outcome.MISSING_AVP
+            return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
         self.ledger.set_status(
             f"status|{origin_host}|{end_to_end}|{now_ms}",
             now_ms=now_ms,
@@ -1684,21 +1692,21 @@ class ChargingCore:
                 session = self._peek(sid)
                 assert session is not None
                 self._act(ActionKind.ASR, session, (), "account not active")
-        return Outcome.OK
+        return _ADMIN_OK
 
-    def _terminate_session(self, now_ms: int, account_id: str, sid: str | None) -> Outcome:
+    def _terminate_session(self, now_ms: int, account_id: str, sid: str | None) -> AdminResult:
         """Management intervention (docs/protocol.md, TERMINATE_SESSION): close any peer's
         session of the account as supervision does (reservations released, the CDR closed
         with cause "managementIntervention") and send ASR to the peer that owns it."""
         if sid is None:
-            return Outcome.MISSING_AVP
+            return Outcome.MISSING_AVP, {"Session-Id": None}, "Session-Id"
         session = self._peek(sid)  # closed below: no need to unpack it for good
         if session is None or session.account_id != account_id:
-            return Outcome.UNKNOWN_SESSION
+            return Outcome.UNKNOWN_SESSION, {"Session-Id": sid}, ""
         self._release_all(session, now_ms)
         self._close(session, now_ms, "managementIntervention")
         self._act(ActionKind.ASR, session, (), "management intervention")
-        return Outcome.OK
+        return _ADMIN_OK
 
     def _name_operation(self, operation_id: str, what: str, op_id: str) -> None:
         """Remember what an Operation-Id names for as long as the ledger remembers its outcome
@@ -1976,3 +1984,18 @@ def _container_json(c: Container) -> dict[str, Any]:
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
     return {k: v for k, v in item.items() if v is not None}
+
+
+def _create_failed_avp(amr: AMR, detail: str) -> dict[str, Any] | None:
+    """The `Failed-AVP` of a CREATE the ledger refused, from the problem it names."""
+    values: dict[str, Any] = {
+        "Account-Id": amr.account_id,
+        "Currency-Code": amr.currency_code,
+        "Credit-Limit": amr.credit_limit,
+        "Amount": amr.amount,
+        "Subscription-Id": msgspec.to_builtins(amr.subscription_id),
+    }
+    for word, key in _CREATE_KEYS:
+        if word in detail:
+            return {key: values[key]}
+    return None

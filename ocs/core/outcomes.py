@@ -1,10 +1,12 @@
-"""Business outcomes of charging and administration, and the one table that maps them to
-Result-Codes. The core returns these values; only `result_code` turns them into wire codes."""
+"""Business outcomes of charging and administration, and the one table that maps them to the
+wire: each outcome's Result-Code and, for administration, the `Error-Message` of the answer
+(docs/protocol.md, *Administrative refusals*). The core returns these values; only this table
+turns them into wire codes and texts."""
 
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Final, NamedTuple
 
 from protocol.codes import ResultCode
 
@@ -23,30 +25,68 @@ class Outcome(enum.Enum):
     FOREIGN_SESSION_ID = "foreign-session-id"  # Session-Id not beginning with the peer's name
     # administration
     UNKNOWN_ACCOUNT = "unknown-account"
-    INVALID = "invalid"  # CREATE of an existing account, a taken identity, a bad value
+    ACCOUNT_EXISTS = "account-exists"  # CREATE of an existing Account-Id
+    IDENTITY_TAKEN = "identity-taken"  # CREATE with a Subscription-Id of another account
+    INVALID = "invalid"  # a value outside its domain (an amount not positive, ...)
+    BALANCE_BOUND = "balance-bound"  # CREDIT/DEBIT would take the balance past its bound
     INSUFFICIENT_FUNDS = "insufficient-funds"  # administrative DEBIT refused
     MISSING_AVP = "missing-avp"  # a key the operation needs (Amount, Account-Status) is absent
     OPERATION_ID_REUSED = "operation-id-reused"  # an Operation-Id already names another operation
 
 
-RESULT_CODE: Final[dict[Outcome, ResultCode]] = {
-    Outcome.OK: ResultCode.SUCCESS,
-    Outcome.CREDIT_LIMIT_REACHED: ResultCode.CREDIT_LIMIT_REACHED,
-    Outcome.NOT_APPLICABLE: ResultCode.CREDIT_CONTROL_NOT_APPLICABLE,
-    Outcome.RATING_FAILED: ResultCode.RATING_FAILED,
-    Outcome.USER_UNKNOWN: ResultCode.USER_UNKNOWN,
-    Outcome.SERVICE_DENIED: ResultCode.END_USER_SERVICE_DENIED,
-    Outcome.UNKNOWN_SESSION: ResultCode.UNKNOWN_SESSION_ID,
-    Outcome.BAD_REQUEST_NUMBER: ResultCode.INVALID_AVP_VALUE,
-    Outcome.SESSION_EXISTS: ResultCode.INVALID_AVP_VALUE,
-    Outcome.FOREIGN_SESSION_ID: ResultCode.INVALID_AVP_VALUE,
-    Outcome.UNKNOWN_ACCOUNT: ResultCode.USER_UNKNOWN,
-    Outcome.INVALID: ResultCode.INVALID_AVP_VALUE,
-    Outcome.INSUFFICIENT_FUNDS: ResultCode.CREDIT_LIMIT_REACHED,
-    Outcome.MISSING_AVP: ResultCode.MISSING_AVP,
-    Outcome.OPERATION_ID_REUSED: ResultCode.INVALID_AVP_VALUE,
+class Wire(NamedTuple):
+    """How an outcome is answered: its Result-Code and, in an administration answer, its
+    `Error-Message` (the core may add a detail after a colon)."""
+
+    result_code: ResultCode
+    error_message: str | None = None
+
+
+OUTCOMES: Final[dict[Outcome, Wire]] = {
+    Outcome.OK: Wire(ResultCode.SUCCESS),
+    Outcome.CREDIT_LIMIT_REACHED: Wire(ResultCode.CREDIT_LIMIT_REACHED),
+    Outcome.NOT_APPLICABLE: Wire(ResultCode.CREDIT_CONTROL_NOT_APPLICABLE),
+    Outcome.RATING_FAILED: Wire(ResultCode.RATING_FAILED),
+    Outcome.USER_UNKNOWN: Wire(ResultCode.USER_UNKNOWN),
+    Outcome.SERVICE_DENIED: Wire(ResultCode.END_USER_SERVICE_DENIED),
+    Outcome.UNKNOWN_SESSION: Wire(
+        ResultCode.UNKNOWN_SESSION_ID, "the account has no open session with this Session-Id"
+    ),
+    Outcome.BAD_REQUEST_NUMBER: Wire(ResultCode.INVALID_AVP_VALUE),
+    Outcome.SESSION_EXISTS: Wire(ResultCode.INVALID_AVP_VALUE),
+    Outcome.FOREIGN_SESSION_ID: Wire(ResultCode.INVALID_AVP_VALUE),
+    Outcome.UNKNOWN_ACCOUNT: Wire(ResultCode.USER_UNKNOWN, "no account has this Account-Id"),
+    Outcome.ACCOUNT_EXISTS: Wire(
+        ResultCode.INVALID_AVP_VALUE, "an account with this Account-Id exists already"
+    ),
+    Outcome.IDENTITY_TAKEN: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the Subscription-Id belongs to another account"
+    ),
+    Outcome.INVALID: Wire(ResultCode.INVALID_AVP_VALUE, "invalid value"),
+    Outcome.BALANCE_BOUND: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the Amount would take the balance past its bound"
+    ),
+    Outcome.INSUFFICIENT_FUNDS: Wire(
+        ResultCode.CREDIT_LIMIT_REACHED, "not enough credit for the Amount"
+    ),
+    Outcome.MISSING_AVP: Wire(ResultCode.MISSING_AVP, "a key this operation needs is missing"),
+    Outcome.OPERATION_ID_REUSED: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the Operation-Id names another operation"
+    ),
 }
+
+# the Result-Codes alone (read once by the core for its per-MSCC answers)
+RESULT_CODE: Final[dict[Outcome, ResultCode]] = {o: w.result_code for o, w in OUTCOMES.items()}
 
 
 def result_code(outcome: Outcome) -> int:
     return int(RESULT_CODE[outcome])
+
+
+def error_message(outcome: Outcome, detail: str = "") -> str | None:
+    """The `Error-Message` of an administration answer with `outcome` (None for success),
+    with ``detail`` after a colon."""
+    text = OUTCOMES[outcome].error_message
+    if text is None or not detail:
+        return text
+    return f"{text}: {detail}"

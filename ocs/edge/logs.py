@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from protocol.codes import ResultCode
 from protocol.limits import MAX_LOG_EXCEPTION, MAX_LOG_STRING
 
 
@@ -46,7 +47,43 @@ def cut_long_values(
     return event_dict
 
 
-def configure_logging(*, json: bool = False, level: str = "info") -> None:
+def result_names(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A Result-Code is logged as its number with its name: each integer value of a key
+    ending in ``result_code`` is written as a plain number (never an enum's repr) and followed
+    by ``<prefix>result_name``: ``result_code=5012 result_name=DIAMETER_UNABLE_TO_COMPLY``
+    (``unknown`` for a number no Diameter application here defines)."""
+    named: dict[str, str] = {}
+    for key, value in event_dict.items():
+        if key.endswith("result_code") and isinstance(value, int) and not isinstance(value, bool):
+            event_dict[key] = int(value)
+            named[key[: -len("code")] + "name"] = result_code_name(int(value))
+    event_dict.update(named)
+    return event_dict
+
+
+def result_code_name(code: int) -> str:
+    """``DIAMETER_UNABLE_TO_COMPLY`` for 5012 (RFC 6733 / RFC 4006 names)."""
+    try:
+        return f"DIAMETER_{ResultCode(code).name}"
+    except ValueError:
+        return "unknown"
+
+
+def startup_tracebacks(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``--debug``: `startup.failed`, logged while its exception is handled, carries the
+    traceback (rendered as text by the console, as the ``exception`` string in JSON)."""
+    if event_dict.get("event") == "startup.failed" and sys.exc_info()[0] is not None:
+        event_dict.setdefault("exc_info", True)
+    return event_dict
+
+
+def configure_logging(*, json: bool = False, level: str = "info", debug: bool = False) -> None:
+    """Log lines on stderr: console format, or JSON (one object per line) with ``json``.
+    ``debug``: the traceback of a failed start-up goes with its `startup.failed` event."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -57,6 +94,8 @@ def configure_logging(*, json: bool = False, level: str = "info") -> None:
     )
     structlog.configure(
         processors=[
+            *([startup_tracebacks] if debug else []),
+            result_names,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,  # the traceback as text, to be cut

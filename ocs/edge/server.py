@@ -291,6 +291,7 @@ class PeerHandle(asyncio.Protocol):
         events = conn.receive_data(data, received)
         now_ms: int | None = None
         close_reason: str | None = None
+        close_peer: str | None = None
         for event in events:
             if isinstance(event, RequestReceived):
                 if now_ms is None:
@@ -317,13 +318,14 @@ class PeerHandle(asyncio.Protocol):
                 log.info("answer.dropped", peer=conn.peer_origin_host, reason=event.reason)
             elif isinstance(event, ConnectionClosed):
                 close_reason = event.reason
+                close_peer = event.peer or conn.peer_origin_host  # a refused CER's, too
         if conn.budget_full and not self._held_for_budget:
             self._hold_for_budget()
         self._flush()
         if (at := conn.timer_at()) != self._timer_at:  # rarely: on open and on close
             self._arm(at)
         if close_reason is not None:
-            log.info("connection.close", remote=self.remote, reason=close_reason)
+            log.info("connection.close", remote=self.remote, peer=close_peer, reason=close_reason)
             if conn.pending_requests and conn.state is PeerState.CLOSED and not self._lost:
                 # requests read with the DPA are answered before the close
                 self._close_when_answered = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protocol.codes import AccountOperation, CCRequestType
+from protocol.limits import MAX_BALANCE
 from tests.charging.conftest import EUR, PEAK, Harness, MiB, amr, ccr, mscc, rsu, usu
 
 INITIAL, UPDATE, TERMINATION = (
@@ -82,3 +83,88 @@ def test_an_operation_id_names_one_operation(h: Harness) -> None:
     h.restart()  # what an Operation-Id names survives a restart
     assert h.ama(debit, PEAK + 4000).result_code == 5004
     assert h.ama(credit, PEAK + 5000).result_code == 2001 and h.balance("a") == 11 * EUR
+
+
+def test_each_refusal_has_its_own_error_message_and_failed_avp(h: Harness) -> None:
+    """Issue 12: a duplicate account and an identity held by another account both answered
+    "invalid". Each cause has its own Error-Message (docs/protocol.md, *Administrative
+    refusals*: its text before the colon is fixed) and a Failed-AVP naming the key; none
+    changes an account."""
+    h.account("a", SUB, EUR, credit_limit=0)
+    h.ama(amr(AccountOperation.CREDIT, "a", amount=1, operation_id="op-1"), PEAK + 1)
+    before = list(h.ledger.accounts())
+    create = AccountOperation.CREATE
+    cases = [
+        (
+            amr(create, "a"),
+            5004,
+            "an account with this Account-Id exists already",
+            {"Account-Id": "a"},
+        ),
+        (
+            amr(create, "b", subscriber=SUB),
+            5004,
+            f"the Subscription-Id belongs to another account: 0:{SUB} is held by account a",
+            {"Subscription-Id": [{"Subscription-Id-Type": 0, "Subscription-Id-Data": SUB}]},
+        ),
+        (
+            amr(AccountOperation.GET, "ghost"),
+            5030,
+            "no account has this Account-Id",
+            {"Account-Id": "ghost"},
+        ),
+        (
+            amr(AccountOperation.CREDIT, "a", amount=0),
+            5004,
+            "invalid value: the Amount must be positive",
+            {"Amount": 0},
+        ),
+        (
+            amr(AccountOperation.CREDIT, "a", amount=2, operation_id="op-1"),
+            5004,
+            "the Operation-Id names another operation",
+            {"Operation-Id": "op-1"},
+        ),
+        (
+            amr(AccountOperation.DEBIT, "a", amount=2 * EUR),
+            4012,
+            "not enough credit for the Amount",
+            {"Amount": 2 * EUR},
+        ),
+        (
+            amr(AccountOperation.DEBIT, "a"),
+            5005,
+            "a key this operation needs is missing: Amount",
+            {"Amount": None},
+        ),
+        (
+            amr(AccountOperation.TERMINATE_SESSION, "a", session_id="x;1"),
+            5002,
+            "the account has no open session with this Session-Id",
+            {"Session-Id": "x;1"},
+        ),
+    ]
+    messages = set()
+    for i, (message, code, text, failed) in enumerate(cases):
+        answer = h.ama(message, PEAK + 10 + i)
+        assert (answer.result_code, answer.error_message, answer.failed_avp) == (
+            code,
+            text,
+            failed,
+        )
+        assert answer.account is None
+        messages.add(text.partition(":")[0])
+    assert len(messages) == len(cases)  # distinct causes, distinct texts
+    assert list(h.ledger.accounts()) == before
+
+
+def test_a_credit_past_the_balance_bound_is_its_own_refusal(h: Harness) -> None:
+    most = 10**15  # the largest Amount of one request (docs/protocol.md, Limits)
+    h.account("a", SUB, most)
+    for i in range(MAX_BALANCE // most + 1):
+        answer = h.ama(amr(AccountOperation.CREDIT, "a", amount=most), PEAK + 1 + i)
+        if answer.result_code != 2001:
+            break
+    assert (answer.result_code, answer.failed_avp) == (5004, {"Amount": most})
+    assert answer.error_message == "the Amount would take the balance past its bound"
+    assert h.balance("a") == (MAX_BALANCE // most) * most

@@ -226,9 +226,9 @@ def test_terminate_session_refusals(h: Harness) -> None:
     before = (h.ledger.snapshot(), h.core.snapshot(duplicates=False))
     refusals = [
         ("a", None, 5005, {"Session-Id": None}),
-        ("a", sid("nope"), 5002, None),
-        ("b", sid("s"), 5002, None),  # not that account's session
-        ("nobody", sid("s"), 5030, None),
+        ("a", sid("nope"), 5002, {"Session-Id": sid("nope")}),
+        ("b", sid("s"), 5002, {"Session-Id": sid("s")}),  # not that account's session
+        ("nobody", sid("s"), 5030, {"Account-Id": "nobody"}),
     ]
     for account, session_id, code, failed in refusals:
         message = amr(AccountOperation.TERMINATE_SESSION, account, session_id=session_id)

@@ -291,7 +291,8 @@ async def test_s8_terminate_session_extension(server: ServerProcess, connect: Co
     """docs/protocol.md: an operator ends any peer's session with Account-Operation 6
     TERMINATE_SESSION and its Session-Id: reservations released, the CDR closed with
     "managementIntervention", ASR sent to the session's own peer; the AMA carries the
-    account. Unknown session (or another account's): 5002; no Session-Id: 5005."""
+    account. Unknown session (or another account's): 5002 with Failed-AVP {"Session-Id": ...};
+    no Session-Id: 5005."""
     admin = await connect(server.port)
     owner = await connect(server.port)
     account = await create_account(admin, MICRO)
@@ -301,8 +302,18 @@ async def test_s8_terminate_session_extension(server: ServerProcess, connect: Co
     other = await create_account(admin, MICRO)
     for account_id, extra, code, failed in (
         (account.account_id, {}, MISSING_AVP, {"Session-Id": None}),
-        (account.account_id, {"Session-Id": f"{owner.origin_host};none"}, 5002, None),
-        (other.account_id, {"Session-Id": session.session_id}, 5002, None),
+        (
+            account.account_id,
+            {"Session-Id": f"{owner.origin_host};none"},
+            5002,
+            {"Session-Id": f"{owner.origin_host};none"},
+        ),
+        (
+            other.account_id,
+            {"Session-Id": session.session_id},
+            5002,
+            {"Session-Id": session.session_id},
+        ),
     ):
         body = {**amr_body(admin, TERMINATE_SESSION, account_id), **extra}
         answer = await admin.request(AMR, APP_ADMIN, body)

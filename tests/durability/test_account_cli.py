@@ -9,6 +9,7 @@ import json
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,3 +186,143 @@ async def test_terminate_session_ends_any_peers_session(cli: Cli, server: AppPro
     code, obj = await cli.json("terminate-session", "acct-7a", sid)
     assert (code, obj["Result-Code"], obj["Session-Id"]) == (1, 5002, sid)
     await client.close()
+
+
+async def test_each_refusal_has_its_own_error_message_and_failed_avp(cli: Cli) -> None:
+    """Issue 12: a duplicate account and an MSISDN owned by another account were both
+    "invalid (or the account exists)". Each cause has its own Error-Message and Failed-AVP,
+    and the CLI prints both (with the Result-Code's name)."""
+    created = await cli.run("create", "acct-ra", "--msisdn", "3391")
+    assert created[0] == 0, created
+    code, out, err = await cli.run("create", "acct-ra")
+    assert (code, out) == (1, "")
+    assert err == (
+        "create acct-ra: Result-Code 5004 DIAMETER_INVALID_AVP_VALUE: an account with this "
+        'Account-Id exists already Failed-AVP {"Account-Id": "acct-ra"}\n'
+    )
+    code, out, err = await cli.run("create", "acct-rb", "--msisdn", "3392", "--msisdn", "3391")
+    assert (code, out) == (1, "")
+    assert err == (
+        "create acct-rb: Result-Code 5004 DIAMETER_INVALID_AVP_VALUE: the Subscription-Id "
+        "belongs to another account: 0:3391 is held by account acct-ra Failed-AVP "
+        '{"Subscription-Id": [{"Subscription-Id-Type": 0, "Subscription-Id-Data": "3391"}]}\n'
+    )
+    code, obj = await cli.json("create", "acct-rb", "--msisdn", "3391")
+    assert (code, obj["Result-Code"]) == (1, 5004)
+    assert obj["Error-Message"].startswith("the Subscription-Id belongs to another account")
+    assert obj["Failed-AVP"] == {
+        "Subscription-Id": [{"Subscription-Id-Type": 0, "Subscription-Id-Data": "3391"}]
+    }
+    code, obj = await cli.json("get", "acct-rb")  # nothing was created
+    assert (code, obj["Result-Code"], obj["Error-Message"]) == (
+        1,
+        5030,
+        "no account has this Account-Id",
+    )
+    assert obj["Failed-AVP"] == {"Account-Id": "acct-rb"}
+    code, _, err = await cli.run("debit", "acct-ra", "1", "--operation-id", "d-7")
+    assert code == 1 and err == (
+        "debit acct-ra: Result-Code 4012 DIAMETER_CREDIT_LIMIT_REACHED: not enough credit for "
+        'the Amount Failed-AVP {"Amount": 1000000} (operation id d-7)\n'
+    )
+    code, _, err = await cli.run("credit", "acct-ra", "2", "--operation-id", "d-7")
+    assert (
+        code == 1
+        and (
+            ": the Operation-Id names another operation "
+            'Failed-AVP {"Operation-Id": "d-7"} (operation id d-7)\n'
+        )
+        in err
+    )
+
+
+async def test_a_local_refusal_prints_no_operation_id(cli: Cli) -> None:
+    """Issue 12: `ocs account credit X -5` printed an operation id, then refused locally; an
+    id is printed only for a request that is sent (the one a retry needs)."""
+    code, out, err = await cli.run("credit", "acct-rc", "-5")
+    assert (code, out, err) == (2, "", "error: negative amount '-5'\n")
+    code, out, err = await cli.run("debit", "acct-rc", "0")
+    assert (code, out, err) == (2, "", "error: the amount must be positive, not '0'\n")
+
+
+@pytest.fixture
+def no_client_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No client settings from this machine: an empty XDG_CONFIG_HOME, no OCS_ variables."""
+    for name in ("OCS_CLIENT_CONFIG", "OCS_SERVER", "OCS_ORIGIN_HOST", "OCS_TLS_CA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg"
+
+
+async def account(*args: str) -> int:
+    code: int = await asyncio.to_thread(main, ["account", *args])
+    return code
+
+
+async def test_the_server_address_from_the_environment_or_a_client_file(
+    server: AppProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_client_config: Path,
+) -> None:
+    """Issue 12: every `ocs account` call on a non-default port repeated --server. The address
+    (and Origin-Host, TLS options) come from OCS_SERVER, ... or a client file; the command
+    line overrides the environment, which overrides the file."""
+    good = f"127.0.0.1:{server.port}"
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        bad = f"127.0.0.1:{sock.getsockname()[1]}"
+    assert await account("create", "acct-ca", "--server", good) == 0
+
+    # the user's client file ($XDG_CONFIG_HOME/ocs/client.toml)
+    (no_client_config / "ocs").mkdir(parents=True)
+    (no_client_config / "ocs" / "client.toml").write_text(
+        f'server = "{good}"\norigin-host = "admin-from-file.test.local"\n'
+    )
+    capsys.readouterr()
+    assert await account("get", "acct-ca", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["Result-Code"] == 2001
+
+    monkeypatch.setenv("OCS_SERVER", bad)  # the environment overrides the file
+    assert await account("get", "acct-ca", "--timeout", "2") == 2
+    assert f"cannot connect to {bad}" in capsys.readouterr().err
+    assert await account("get", "acct-ca", "--server", good) == 0  # the line overrides both
+
+    other = no_client_config / "other.toml"  # OCS_CLIENT_CONFIG names another file
+    other.write_text(f'server = "{good}"\n')
+    monkeypatch.delenv("OCS_SERVER")
+    monkeypatch.setenv("OCS_CLIENT_CONFIG", str(other))
+    assert await account("credit", "acct-ca", "1", "--operation-id", "env-1") == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "file", "error"),
+    [
+        ("OCS_SERVER", "nowhere", "", "OCS_SERVER: expected HOST:PORT, got 'nowhere'"),
+        ("OCS_SERVER", "127.0.0.1:0", "", "OCS_SERVER: expected HOST:PORT, got '127.0.0.1:0'"),
+        (None, None, 'sever = "x:1"\n', ": sever: unknown key (did you mean 'server'?)"),
+        (None, None, "server = 3868\n", ": server: expected HOST:PORT, got '3868'"),
+        (None, None, "json = true\n", ": json: unknown key"),  # not a connection setting
+    ],
+)
+async def test_wrong_client_settings_are_usage_errors(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_client_config: Path,
+    variable: str | None,
+    value: str | None,
+    file: str,
+    error: str,
+) -> None:
+    if variable is not None and value is not None:
+        monkeypatch.setenv(variable, value)
+    if file:
+        path = no_client_config / "client.toml"
+        path.parent.mkdir(parents=True)
+        path.write_text(file)
+        monkeypatch.setenv("OCS_CLIENT_CONFIG", str(path))
+        error = f"{path}{error}"
+    with pytest.raises(SystemExit) as exited:
+        await account("get", "acct-x")
+    assert exited.value.code == 2
+    assert f"error: {error}" in capsys.readouterr().err

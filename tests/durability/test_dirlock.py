@@ -22,7 +22,7 @@ async def test_second_server_on_the_same_data_dir_fails_to_start(tmp_path: Path)
         client = await connect_admin(first.port)
         await create_account(client, "acct-1", 1_000_000)
         await client.close()
-        with pytest.raises(RuntimeError, match="exited with 1"):
+        with pytest.raises(RuntimeError, match="exited with 5"):  # ExitStatus.LOCKED
             second.start()
         log = second.log_text()
         assert '"event": "startup.failed"' in log

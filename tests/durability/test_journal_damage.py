@@ -59,7 +59,7 @@ async def test_a_flipped_byte_in_the_last_acknowledged_credit_stops_the_start(
         since = len(server.log_text())
         with pytest.raises(ServerExited) as exited:
             server.start()
-        assert exited.value.returncode == 1
+        assert exited.value.returncode == 7  # ExitStatus.RECOVERY
         log = _run_log(server, since)
         failed = [e for e in server.events("startup.failed")]
         assert len(failed) == 1, log
@@ -76,7 +76,7 @@ async def test_a_flipped_byte_in_the_last_acknowledged_credit_stops_the_start(
         debug = AppProcess(data_dir, "--debug", name="debug")
         with pytest.raises(ServerExited) as exited:
             debug.start()
-        assert exited.value.returncode == 1
+        assert exited.value.returncode == 7  # ExitStatus.RECOVERY
         assert len(debug.events("startup.failed")) == 1
         assert "Traceback" in debug.log_text() and "JournalCorruptError" in debug.log_text()
         assert segment.read_bytes() == before

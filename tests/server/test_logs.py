@@ -12,6 +12,7 @@ import pytest
 import structlog
 
 from ocs.edge.logs import configure_logging, cut, cut_long_values
+from protocol.codes import ResultCode
 from protocol.limits import MAX_LOG_EXCEPTION, MAX_LOG_STRING
 
 
@@ -66,3 +67,31 @@ def test_a_rendered_line_is_bounded(
         first, second = (json.loads(line) for line in lines.splitlines())
         assert first["peer"].startswith("h" * MAX_LOG_STRING)
         assert "ValueError" in second["exception"]
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_result_codes_are_numbers_with_their_names(
+    as_json: bool, capsys: pytest.CaptureFixture[str], reset_logging: None
+) -> None:
+    """Issue 12: a Result-Code was logged as an enum's repr (`<ResultCode.TOO_BUSY: 3004>`)
+    by the console renderer; it is the number, followed by its name."""
+    configure_logging(json=as_json)
+    log = structlog.get_logger("test")
+    log.info("request.rejected", result_code=ResultCode.TOO_BUSY)
+    log.info("request.answered", result_code=5012)
+    log.info("x", result_code=4242, other_result_code=2001)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and "<ResultCode" not in "".join(lines)
+    if as_json:
+        first, second, third = (json.loads(line) for line in lines)
+        assert first["result_code"] == 3004 and first["result_name"] == "DIAMETER_TOO_BUSY"
+        assert type(first["result_code"]) is int
+        assert (second["result_code"], second["result_name"]) == (
+            5012,
+            "DIAMETER_UNABLE_TO_COMPLY",
+        )
+        assert third["result_name"] == "unknown"
+        assert third["other_result_name"] == "DIAMETER_SUCCESS"
+    else:
+        assert "result_code=3004 result_name=DIAMETER_TOO_BUSY" in lines[0]
+        assert "result_code=5012 result_name=DIAMETER_UNABLE_TO_COMPLY" in lines[1]

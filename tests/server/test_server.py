@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from ocs.edge.client import Client, ClientError
 from ocs.edge.server import (
@@ -130,6 +131,22 @@ async def test_configured_peer_list_refuses_unlisted_hosts(make_server: ServerFa
     client = await Client.connect(port=srv.port, origin_host="known.test.local")
     assert client.peer is not None and client.peer.auth_application_id == (4,)
     await client.close()
+
+
+async def test_a_refused_peer_is_logged_with_its_origin_host(make_server: ServerFactory) -> None:
+    """Issue 12: the line of a refused CER names the Origin-Host it claimed (and the
+    Result-Code is logged as a number with its name, ocs.edge.logs)."""
+    srv = await make_server(peers={"known.test.local": PeerEntry(applications=frozenset({4}))})
+    with capture_logs() as logs:
+        with pytest.raises(ClientError, match="3010"):
+            await Client.connect(port=srv.port, origin_host="stranger.test.local")
+        for _ in range(100):
+            if any(e["event"] == "connection.close" for e in logs):
+                break
+            await asyncio.sleep(0.01)
+    (closed,) = [e for e in logs if e["event"] == "connection.close"]
+    assert closed["peer"] == "stranger.test.local"
+    assert closed["reason"] == "CER refused: 3010 peer refused by policy"
 
 
 async def test_a_name_bound_to_addresses_is_refused_from_any_other(

@@ -307,6 +307,6 @@ def test_ocs_serve_refuses_a_tls_configuration_it_cannot_use(
         [*cert, "--tls-require-client-cert"],  # without --tls-client-ca
         ["--tls-client-ca", str(pki.ca)],  # without --tls-cert
     ):
-        assert main([*base, *tls]) == 1, tls
+        assert main([*base, *tls]) == 3, tls  # ExitStatus.CONFIG
         assert "startup.failed" in capsys.readouterr().err
     assert not data.exists()  # refused before the data directory is touched
