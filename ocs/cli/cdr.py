@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ocs.cli.account import (
+    CLIENT_KEYS,
     DEFAULT_REALM,
     DEFAULT_SERVER,
     EXIT_NO_ANSWER,
@@ -41,6 +42,7 @@ from ocs.cli.account import (
     send,
 )
 from ocs.cli.args import add_tls_client_arguments, server_address, tls_client_config
+from ocs.cli.config import ClientSettings
 from ocs.edge.catalog_files import load_catalog_file
 from ocs.edge.cdr_files import CdrCorruptError, cdr_files, iter_file_records
 from ocs.edge.tls import TlsConfigError, client_context
@@ -98,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rotate.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     rotate.add_argument("--json", action="store_true", help="print one JSON object")
     add_tls_client_arguments(rotate)
-    rotate.set_defaults(func=run_rotate)
+    rotate.set_defaults(func=run_rotate, settings=ClientSettings(rotate, CLIENT_KEYS))
 
     show = sub.add_parser("show", help="render CDR files as a table (or CSV, or JSON lines)")
     show.add_argument(

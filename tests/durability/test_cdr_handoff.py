@@ -200,3 +200,23 @@ async def test_relaxed_mode_rotation_holds_every_answered_cdr(tmp_path: Path) ->
         assert process.terminate() == 0
     finally:
         process.kill()
+
+
+async def test_cdr_rotate_reads_the_server_address_from_the_environment(
+    server: AppProcess,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`ocs cdr rotate` is a client command like `ocs account`: OCS_SERVER names the server
+    (regression: it read only --server and asked the default port)."""
+    monkeypatch.delenv("OCS_CLIENT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("OCS_SERVER", f"127.0.0.1:{server.port}")
+    monkeypatch.setenv("OCS_ORIGIN_HOST", "admin.test.local")
+    await accounts(server.port, "acct-h9")
+    await sms(server.port, "acct-h9", 1)
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["cdr", "rotate", "--timeout", "5"]) == 0
+    assert capsys.readouterr().out.startswith("cdr rotate: completed cdr-")
+    assert server.terminate() == 0
