@@ -321,51 +321,60 @@ def _raw_failed(code: int, vendor: int, value: bytes) -> dict[str, Any]:
     return {f"AVP-{vendor}-{code}": value}
 
 
-_SIZES: Final = {
-    AvpType.UNSIGNED32: 4,
-    AvpType.INTEGER32: 4,
-    AvpType.ENUMERATED: 4,
-    AvpType.TIME: 4,
-    AvpType.UNSIGNED64: 8,
-    AvpType.INTEGER64: 8,
-    AvpType.FLOAT32: 4,
-    AvpType.FLOAT64: 8,
+_FIXED, _TIME, _TEXT, _ADDRESS, _RAW = range(5)
+_STRUCT_OF: Final = {
+    AvpType.UNSIGNED32: _U32,
+    AvpType.INTEGER32: _I32,
+    AvpType.ENUMERATED: _I32,
+    AvpType.UNSIGNED64: _U64,
+    AvpType.INTEGER64: _I64,
+    AvpType.TIME: _U32,
+    AvpType.FLOAT32: struct.Struct(">f"),
+    AvpType.FLOAT64: struct.Struct(">d"),
+}
+_TAG_OF: Final = {
+    AvpType.TIME: _TIME,
+    AvpType.UTF8_STRING: _TEXT,
+    AvpType.DIAMETER_IDENTITY: _TEXT,
+    AvpType.DIAMETER_URI: _TEXT,
+    AvpType.ADDRESS: _ADDRESS,
+}
+# AVP name -> (how to read its value, its fixed-size struct or None): one lookup per AVP
+_READ: Final[dict[str, tuple[int, struct.Struct | None]]] = {
+    name: (
+        _TAG_OF.get(avp.type, _FIXED if avp.type in _STRUCT_OF else _RAW),
+        _STRUCT_OF.get(avp.type),
+    )
+    for name, avp in BY_NAME.items()
 }
 
 
 def _scalar(avp: AvpDef, data: bytes, start: int, end: int) -> Any:
-    kind = avp.type
-    size = _SIZES.get(kind)
-    if size is not None and end - start != size:
-        raise ProtocolError(
-            RC.INVALID_AVP_LENGTH,
-            f"{avp.name}: {end - start} bytes for a {kind.value}",
-            failed_avp={avp.name: data[start:end]},
-        )
-    if kind is AvpType.UNSIGNED32:
-        return _U32.unpack_from(data, start)[0]
-    if kind is AvpType.INTEGER32 or kind is AvpType.ENUMERATED:
-        return _I32.unpack_from(data, start)[0]
-    if kind is AvpType.UNSIGNED64:
-        return _U64.unpack_from(data, start)[0]
-    if kind is AvpType.INTEGER64:
-        return _I64.unpack_from(data, start)[0]
-    if kind is AvpType.TIME:
-        ntp = _U32.unpack_from(data, start)[0]
-        return ntp - NTP_TO_UNIX_S + (2**32 if ntp < _ERA_SPLIT else 0)
-    value = data[start:end]
-    if kind in (AvpType.UTF8_STRING, AvpType.DIAMETER_IDENTITY, AvpType.DIAMETER_URI):
+    tag, fixed = _READ[avp.name]
+    if fixed is not None:
+        if end - start != fixed.size:
+            raise ProtocolError(
+                RC.INVALID_AVP_LENGTH,
+                f"{avp.name}: {end - start} bytes for a {avp.type.value}",
+                failed_avp={avp.name: data[start:end]},
+            )
+        value = fixed.unpack_from(data, start)[0]
+        if tag == _TIME:
+            return value - NTP_TO_UNIX_S + (2**32 if value < _ERA_SPLIT else 0)
+        return value
+    raw = data[start:end]
+    if tag == _TEXT:
         try:
-            return value.decode("utf-8")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError(
                 RC.INVALID_AVP_VALUE,
                 f"{avp.name}: not UTF-8",
-                failed_avp={avp.name: value},
+                failed_avp={avp.name: raw},
             ) from None
-    if kind is AvpType.ADDRESS:
-        return _address(avp, value)
-    return value  # OctetString; floats and anything else as raw bytes (no model field has one)
+    if tag == _ADDRESS:
+        return _address(avp, raw)
+    return raw  # OctetString (and no model field is a float)
 
 
 def _address(avp: AvpDef, value: bytes) -> str:
@@ -472,7 +481,8 @@ def _example(avp: AvpDef) -> bytes:
     AVP"): zeros of its size, or empty."""
     if avp.type is AvpType.ADDRESS:
         return b"\0\x01\0\0\0\0"
-    return b"\0" * _SIZES.get(avp.type, 0)
+    fixed = _STRUCT_OF.get(avp.type)
+    return b"\0" * (fixed.size if fixed is not None else 0)
 
 
 def _encode_scalar(avp: AvpDef, value: Any) -> bytes | None:
