@@ -95,11 +95,37 @@ class _Field:
     multi: bool  # *[AVP]: a tuple in the model, repeated AVPs on the wire
     group: type[msgspec.Struct] | None  # a grouped AVP the model types
     opaque: bool  # a grouped AVP the model keeps as a map
+    # what writing it needs, worked out once: the header's flags word without the length, the
+    # Vendor-Id bytes (empty without the V bit), the header's size, how to write the value
+    flag_word: int
+    vendor_bytes: bytes
+    head: int
+    tag: int
+    fixed: struct.Struct | None
+    capped: bool  # an Unsigned64 of the model that the wire holds in 32 bits
+
+
+def _field(attr: str, avp: AvpDef, multi: bool, group: Any, opaque: bool) -> _Field:
+    flags = (FLAG_M if avp.mandatory else 0) | (FLAG_V if avp.vendor_id else 0)
+    tag, fixed = _READ[avp.name]
+    return _Field(
+        attr=attr,
+        avp=avp,
+        multi=multi,
+        group=group,
+        opaque=opaque,
+        flag_word=flags << 24,
+        vendor_bytes=_U32.pack(avp.vendor_id) if avp.vendor_id else b"",
+        head=12 if avp.vendor_id else 8,
+        tag=tag,
+        fixed=fixed,
+        capped=avp.name in _CAPPED,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class _Schema:
-    by_name: dict[str, _Field]
+    by_key: dict[tuple[int, int], _Field]  # (code, Vendor-Id) -> field
     order: tuple[_Field, ...]
     # required `*[AVP]` fields: absent on the wire means none (an answer's Account with no
     # Subscription-Id); a request still misses them (5005: `1*{Host-IP-Address}`)
@@ -133,10 +159,12 @@ def _schema(cls: type[msgspec.Struct]) -> _Schema:
         opaque = isinstance(kind, msgspec.inspect.DictType)
         if (group is not None or opaque) != (avp.type is AvpType.GROUPED):
             raise LocalProtocolError(f"{avp.name}: the model and the dictionary disagree")
-        fields.append(_Field(f.name, avp, multi, group, opaque))
+        fields.append(_field(f.name, avp, multi, group, opaque))
         if multi and f.required:
             required_lists.append(avp.name)
-    schema = _Schema({f.avp.name: f for f in fields}, tuple(fields), tuple(required_lists))
+    schema = _Schema(
+        {(f.avp.code, f.avp.vendor_id): f for f in fields}, tuple(fields), tuple(required_lists)
+    )
     _SCHEMAS[cls] = schema
     return schema
 
@@ -233,32 +261,22 @@ class _Reader:
             raise ProtocolError(RC.INVALID_AVP_BITS, f"groups nested deeper than {self.max_depth}")
         out: dict[str, Any] = {}
         data = self.data
+        by_key = schema.by_key
         for code, flags, vendor, vstart, vend in self._avps(start, end):
-            avp = BY_CODE.get((code, vendor))
-            if avp is None:
-                if flags & FLAG_M:
-                    raise ProtocolError(
-                        RC.AVP_UNSUPPORTED,
-                        f"AVP {code} (vendor {vendor}) is not supported",
-                        failed_avp=_raw_failed(code, vendor, data[vstart:vend]),
-                        session_id=_session_id(out),
-                    )
-                continue
-            name = avp.name
-            if top and self.is_request and name in _NOT_IN_REQUEST:
-                raise ProtocolError(
-                    RC.AVP_NOT_ALLOWED,
-                    f"{name} is not allowed in a request",
-                    failed_avp={name: self.opaque_value(avp, vstart, vend, depth + 1)},
-                    session_id=_session_id(out),
-                )
-            field = schema.by_name.get(name)
+            field = by_key.get((code, vendor))
             if field is None:
-                if name == "Vendor-Specific-Application-Id" and top:  # for CER
-                    value: Any = self.opaque_value(avp, vstart, vend, depth + 1)
-                    out.setdefault(name, []).append(value)
+                self._other(code, flags, vendor, vstart, vend, depth, out, top)
                 continue
-            if field.group is not None:
+            avp = field.avp
+            name = avp.name
+            fixed = field.fixed
+            if fixed is not None:  # the common case, inline: a fixed-size number
+                if vend - vstart != fixed.size:
+                    _scalar(avp, data, vstart, vend)  # raises 5014
+                value: Any = fixed.unpack_from(data, vstart)[0]
+                if field.tag == _TIME:
+                    value += (2**32 if value < _ERA_SPLIT else 0) - NTP_TO_UNIX_S
+            elif field.group is not None:
                 value = self.group(vstart, vend, _schema(field.group), depth + 1)
             elif field.opaque:
                 value = self.opaque_value(avp, vstart, vend, depth + 1)
@@ -279,6 +297,41 @@ class _Reader:
             for name in schema.required_lists:
                 out.setdefault(name, [])
         return out
+
+    def _other(
+        self,
+        code: int,
+        flags: int,
+        vendor: int,
+        vstart: int,
+        vend: int,
+        depth: int,
+        out: dict[str, Any],
+        top: bool,
+    ) -> None:
+        """An AVP the group's type does not hold: refused (5001 unknown with the M bit, 5008
+        answer AVPs in a request), kept (a CER's Vendor-Specific-Application-Id) or
+        ignored."""
+        avp = BY_CODE.get((code, vendor))
+        if avp is None:
+            if flags & FLAG_M:
+                raise ProtocolError(
+                    RC.AVP_UNSUPPORTED,
+                    f"AVP {code} (vendor {vendor}) is not supported",
+                    failed_avp=_raw_failed(code, vendor, self.data[vstart:vend]),
+                    session_id=_session_id(out),
+                )
+            return
+        name = avp.name
+        if top and self.is_request and name in _NOT_IN_REQUEST:
+            raise ProtocolError(
+                RC.AVP_NOT_ALLOWED,
+                f"{name} is not allowed in a request",
+                failed_avp={name: self.opaque_value(avp, vstart, vend, depth + 1)},
+                session_id=_session_id(out),
+            )
+        if name == "Vendor-Specific-Application-Id" and top:  # for CER
+            out.setdefault(name, []).append(self.opaque_value(avp, vstart, vend, depth + 1))
 
     def opaque_value(self, avp: AvpDef, start: int, end: int, depth: int) -> Any:
         if avp.type is not AvpType.GROUPED:
@@ -418,22 +471,47 @@ def _encode_struct(value: msgspec.Struct, out: bytearray) -> None:
 
 
 def _encode_field(field: _Field, value: Any, out: bytearray) -> None:
-    avp = field.avp
+    data: Any
     if field.group is not None:
         data = bytearray()
         _encode_struct(value, data)
-        _put(avp.code, avp.vendor_id, avp.mandatory, bytes(data), out)
     elif field.opaque:
         data = bytearray()
         _encode_opaque(value, data, 0)
-        _put(avp.code, avp.vendor_id, avp.mandatory, bytes(data), out)
     else:
-        if avp.name in _CAPPED and isinstance(value, int) and value > 0xFFFF_FFFF:
-            value = 0xFFFF_FFFF
-        encoded = _encode_scalar(avp, value)
-        if encoded is None:
-            raise LocalProtocolError(f"{avp.name}: {value!r} does not fit {avp.type.value}")
-        _put(avp.code, avp.vendor_id, avp.mandatory, encoded, out)
+        tag = field.tag
+        try:
+            if tag == _FIXED:
+                if field.capped and value > 0xFFFF_FFFF:
+                    value = 0xFFFF_FFFF
+                data = field.fixed.pack(value)  # type: ignore[union-attr]
+            elif tag == _TEXT:
+                data = value.encode()
+            elif tag == _TIME:
+                data = _U32.pack((value + NTP_TO_UNIX_S) % 2**32)
+            elif tag == _ADDRESS:
+                data = _encode_address(value)
+            else:
+                data = value
+        except (struct.error, UnicodeEncodeError, AttributeError, TypeError):
+            data = None
+        if not isinstance(data, bytes):
+            raise LocalProtocolError(
+                f"{field.avp.name}: {value!r} does not fit {field.avp.type.value}"
+            )
+    length = field.head + len(data)
+    if length > 0xFFFFFF:
+        raise LocalProtocolError(f"{field.avp.name} of {length} bytes")
+    out += _HDR.pack(field.avp.code, field.flag_word | length)
+    if field.vendor_bytes:
+        out += field.vendor_bytes
+    out += data
+    pad = -length % 4
+    if pad:
+        out += _PADDING[pad]
+
+
+_PADDING: Final = (b"", b"\0", b"\0\0", b"\0\0\0")
 
 
 def _put(code: int, vendor: int, mandatory: bool, data: bytes, out: bytearray) -> None:
