@@ -177,7 +177,12 @@ def decode_avps(command_code: int, is_request: bool, body: bytes | memoryview) -
     cls: type[Message] = (REQUEST_TYPE_BY_CODE if is_request else ANSWER_TYPE_BY_CODE)[command_code]
     data = bytes(body)
     reader = _Reader(data, is_request)
-    raw = reader.group(0, len(data), _schema(cls), 1, top=True)
+    try:
+        raw = reader.group(0, len(data), _schema(cls), 1, top=True)
+    except ProtocolError as exc:  # the answer echoes the Session-Id if it can be read
+        if exc.session_id is None:
+            exc.session_id = _find_session_id(data)
+        raise
     if cls is CER:
         _lift_vendor_specific_applications(raw)
     try:
@@ -368,6 +373,23 @@ _MANY: Final = object()  # marks the arrays `opaque_value` builds from repeated 
 def _session_id(out: dict[str, Any]) -> str | None:
     sid = out.get("Session-Id")
     return sid if isinstance(sid, str) and 0 < len(sid) <= MAX_SESSION_ID_LENGTH else None
+
+
+def _find_session_id(data: bytes) -> str | None:
+    """The Session-Id among the top-level AVPs, as far as they can be read."""
+    pos = 0
+    while len(data) - pos >= 8:
+        code, word = _HDR.unpack_from(data, pos)
+        length = word & 0xFFFFFF
+        if length < 8 or pos + length > len(data):
+            return None
+        if code == 263 and not word >> 24 & FLAG_V:
+            try:
+                return _session_id({"Session-Id": data[pos + 8 : pos + length].decode()})
+            except UnicodeDecodeError:
+                return None
+        pos += (length + 3) & ~3
+    return None
 
 
 def _raw_failed(code: int, vendor: int, value: bytes) -> dict[str, Any]:

@@ -256,6 +256,15 @@ def test_bad_avp_lengths_are_5014() -> None:
     assert err.result_code == 5014 and "CC-Request-Number" in (err.failed_avp or {})
 
 
+def test_errors_inside_groups_echo_the_session_id() -> None:
+    bad_unit = avp(456, u32(432, 20) + avp(437, avp(421, b"\0\0\0")))  # 3-byte Unsigned64
+    err = _error(272, ccr_avps(extra=bad_unit))
+    assert err.result_code == 5014 and err.session_id == "upf1.test.local;1;1"
+    unknown = avp(456, u32(432, 20) + avp(88_888, b""))
+    err = _error(272, ccr_avps(extra=unknown))
+    assert err.result_code == 5001 and err.session_id == "upf1.test.local;1;1"
+
+
 def test_reserved_avp_bits_are_3009() -> None:
     assert _error(272, ccr_avps(extra=u32(55, 0, flags=0x41))).result_code == 3009
 
