@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-pure
 endif
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard rating/*.py) ocs/core/charging.py ocs/core/ledger.py ocs/core/due.py
 
-.PHONY: demo test check bench serve clean fuzz
+.PHONY: demo test check bench serve clean fuzz interop
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,16 @@ mutate: $(STAMP)
 # failing seed is reported with its reproduction, and the exit status says whether one failed.
 SECONDS ?= 60
 HOSTILE ?= all
+# Erlang/OTP diameter (RFC 4006 dictionary from OTP's examples) and tshark, from Debian
+# packages, against the real server: tests/interop/test_erlang_tshark.py (docs/interop.md).
+INTEROP_DEBS = tshark erlang-base erlang-diameter erlang-dev erlang-examples
+interop: $(STAMP)
+	@if ! dpkg -s $(INTEROP_DEBS) >/dev/null 2>&1; then \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(INTEROP_DEBS); fi
+	OCS_INTEROP=1 $(PY) -m pytest -q tests/interop
+
 fuzz: $(STAMP)
 	$(PY) -m tests.vopr $(if $(SEED),--seed $(SEED)) --seconds $(SECONDS) --hostile $(HOSTILE) --keep-going $(if $(STEPS),--steps $(STEPS))
 

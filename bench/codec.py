@@ -1,4 +1,5 @@
-"""msgspec vs msgpack-python on the CCR vectors: decode + encode, one run, one process.
+"""msgspec vs msgpack-python on the CCR vectors: decode + encode, one run, one process; and the
+binary AVP codec (`protocol.avp`, WIRE.md 1.1 version 0x01) on the same CCRs.
 
 msgspec decodes straight into the validated message types. msgpack-python only produces
 dicts, so its column adds what the server would then have to do by hand: check the required
@@ -20,6 +21,7 @@ from typing import Any
 import msgpack
 import msgspec
 
+from protocol.avp import decode_avps, encode_avps
 from protocol.codec import decode_body, encode_body
 from protocol.messages import CCR
 
@@ -128,6 +130,17 @@ def main() -> None:
         for d in dicts:
             packer.pack(d)
 
+    binary = [encode_avps(m) for m in messages]
+    assert [decode_avps(272, True, b) for b in binary] == messages
+
+    def binary_decode() -> None:
+        for b in binary:
+            decode_avps(272, True, b)
+
+    def binary_encode() -> None:
+        for m in messages:
+            encode_avps(m)
+
     k = len(bodies)
     results = {
         "decode": {
@@ -135,11 +148,13 @@ def main() -> None:
             "msgspec via protocol.codec": rate(msgspec_decode_via_codec, args.seconds, k),
             "msgpack + hand validation": rate(msgpack_decode, args.seconds, k),
             "msgpack, no validation": rate(msgpack_decode_raw, args.seconds, k),
+            "binary AVPs via protocol.avp": rate(binary_decode, args.seconds, k),
         },
         "encode": {
             "msgspec (typed message)": rate(msgspec_encode, args.seconds, k),
             "msgspec via protocol.codec": rate(msgspec_encode_codec, args.seconds, k),
             "msgpack (dict)": rate(msgpack_encode, args.seconds, k),
+            "binary AVPs via protocol.avp": rate(binary_encode, args.seconds, k),
         },
     }
     print(f"codec benchmark: {k} CCR vectors, {args.seconds} s per row, bodies/s")
@@ -153,6 +168,10 @@ def main() -> None:
     ratio_e = e["msgspec (typed message)"] / e["msgpack (dict)"]
     print(f"  decode ratio msgspec/msgpack+validation: {ratio_d:.2f}x")
     print(f"  encode ratio msgspec/msgpack: {ratio_e:.2f}x")
+    ratio_bd = d["msgspec via protocol.codec"] / d["binary AVPs via protocol.avp"]
+    ratio_be = e["msgspec via protocol.codec"] / e["binary AVPs via protocol.avp"]
+    print(f"  binary AVPs against MessagePack (protocol.codec): decode {ratio_bd:.2f}x slower,")
+    print(f"    encode {ratio_be:.2f}x slower")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from protocol.codes import (
     FLAG_R,
     HEADER_LENGTH,
     MAX_ENCODABLE_LENGTH,
+    VERSION,
     CCRequestType,
     CommandCode,
 )
@@ -87,6 +88,13 @@ def decode_body(command_code: int, is_request: bool, body: bytes | memoryview) -
     if type(message) is CCR:
         _check_ccr(message)
     return message
+
+
+def check_request(message: Message) -> None:
+    """The checks a typed decode cannot make (WIRE.md 5.1, limits), for a body decoded by
+    another codec than this one."""
+    if type(message) is CCR:
+        _check_ccr(message)
 
 
 def _check_ccr(ccr: CCR) -> None:
@@ -260,6 +268,13 @@ def _validation_error(text: str, body: bytes | memoryview) -> ProtocolError:
     except (msgspec.DecodeError, ValueError) as exc:
         # the typed pass stopped at a type error before reaching a malformed byte further on
         return ProtocolError(RC.INVALID_AVP_BITS, f"body is not one MessagePack map: {exc}")
+    return validation_error(text, raw)
+
+
+def validation_error(text: str, raw: Any) -> ProtocolError:
+    """The `ProtocolError` for msgspec's validation message `text` about the untyped body
+    `raw` (a map keyed by AVP name): 5005 or 5004 with Failed-AVP, else 3009. Shared with the
+    binary codec (`protocol.avp`), which validates the same maps."""
     session_id = raw.get("Session-Id") if isinstance(raw, dict) else None
     if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID_LENGTH:
         session_id = None  # not a Session-Id the answer can echo (Failed-AVP may hold it)
@@ -360,6 +375,7 @@ def encode_frame(
 def frame_body(
     body: bytes,
     *,
+    version: int = VERSION,
     flags: int,
     command_code: int,
     application_id: int,
@@ -372,6 +388,7 @@ def frame_body(
         raise LocalProtocolError(f"message of {length} bytes does not fit the 24-bit length")
     return (
         pack_header(
+            version=version,
             length=length,
             flags=flags,
             command_code=command_code,
@@ -393,6 +410,7 @@ __all__ = [
     "REQUEST_TYPE_BY_CODE",
     "CommandCode",
     "answer_flags",
+    "check_request",
     "decode_body",
     "encode_body",
     "encode_frame",

@@ -9,6 +9,7 @@ import enum
 from typing import Final
 
 VERSION = 0x4D  # "M": MessagePack body (WIRE.md section 1)
+VERSION_DIAMETER = 0x01  # standard Diameter: a body of binary AVPs (RFC 6733 section 4)
 HEADER_LENGTH = 20
 DEFAULT_MAX_MESSAGE_LENGTH = 65_536
 MAX_ENCODABLE_LENGTH = 0xFFFFFF

@@ -20,12 +20,13 @@ from typing import Final
 
 import msgspec
 
+from protocol.avp import decode_any, decode_avps, encode_frame_as, transcode_answer
 from protocol.codec import (
     ANSWER_TYPE_BY_CODE,
     REQUEST_TYPE_BY_CODE,
     answer_flags,
     decode_body,
-    encode_frame,
+    encode_body,
     frame_body,
 )
 from protocol.codes import (
@@ -35,6 +36,8 @@ from protocol.codes import (
     FLAG_T,
     RELAY_APPLICATION_ID,
     RESERVED_FLAG_BITS,
+    VERSION,
+    VERSION_DIAMETER,
     ApplicationId,
     CommandCode,
     DisconnectCause,
@@ -135,7 +138,9 @@ class RequestReceived(Event, frozen=True, gc=False):
 
     header: Header
     message: Request
-    body: bytes  # as received, for a journal of inputs
+    # as received, for a journal of inputs: a MessagePack body, or for a binary one (version
+    # 0x01) the MessagePack encoding of `message` (what replay decodes to the same message)
+    body: bytes
 
 
 class AnswerReceived(Event, frozen=True, gc=False):
@@ -204,6 +209,7 @@ class Connection:
         now: float,
         cer_timeout_s: float | None = 10.0,
         watchdog_s: float | None = 30.0,
+        encoding: int = VERSION,
     ) -> None:
         """`now` is the caller's monotonic clock in seconds (any origin; the same clock for
         every later `now`). `cer_timeout_s`: a server connection without a CER by `now` +
@@ -212,10 +218,16 @@ class Connection:
         `peer_budget` (a server's): called once, when a CER is accepted, with its Origin-Host;
         the budget it returns bounds the requests outstanding across that peer's connections
         (its `limit` replaces `max_pending_requests`). Without it the limit is per connection.
+        `encoding`: the version byte of the requests this side sends (WIRE.md section 1,
+        0x4D MessagePack or 0x01 binary AVPs); a server sends in the encoding of the peer's
+        CER once it has one. Answers always take their request's encoding.
         """
+        if encoding not in (VERSION, VERSION_DIAMETER):
+            raise ValueError(f"no encoding with version byte {encoding:#x}")
         if role is Role.SERVER and peer_policy is None:
             raise ValueError("a server connection needs a peer policy")
         self.role = role
+        self.encoding = encoding
         self.identity = identity
         self._policy = peer_policy
         self._machine = PeerStateMachine(role)
@@ -415,7 +427,11 @@ class Connection:
             )
             return
         try:
-            message = decode_body(code, True, body)
+            if header.version == VERSION:
+                message = decode_body(code, True, body)
+            else:
+                message = decode_avps(code, True, body)
+                body = encode_body(message)
         except ProtocolError as exc:
             self._reject(header, exc, events)
             return
@@ -457,7 +473,7 @@ class Connection:
             )
             return
         try:
-            cer = decode_body(header.command_code, True, body)
+            cer = decode_any(header.version, header.command_code, True, body)
         except ProtocolError as exc:
             self._reject(header, exc, events)
             self._machine.process(PeerInput.RECV_CER_REFUSED)
@@ -491,6 +507,7 @@ class Connection:
         )
         self._machine.process(PeerInput.RECV_CER_ACCEPTED)
         self._open_timers()
+        self.encoding = header.version  # RAR and ASR go in the encoding of the peer's CER
         self.peer = cer
         self.applications = shared
         if self._peer_budget is not None:
@@ -536,7 +553,7 @@ class Connection:
         del self._outstanding[header.hop_by_hop]
         answer_type = ANSWER_TYPE_BY_CODE[header.command_code]
         try:
-            message = decode_body(header.command_code, False, body)
+            message = decode_any(header.version, header.command_code, False, body)
         except ProtocolError as exc:
             events.append(AnswerDropped(header, f"undecodable {answer_type.__name__}: {exc}"))
             return
@@ -606,9 +623,11 @@ class Connection:
             application_id=COMMAND_APPLICATION[code],
             hop_by_hop=hbh,
             end_to_end=end_to_end,
+            version=self.encoding,
         )
         self._out.append(
-            encode_frame(
+            encode_frame_as(
+                self.encoding,
                 message,
                 flags=header.flags,
                 command_code=header.command_code,
@@ -631,11 +650,15 @@ class Connection:
 
     def send_answer_body(self, request: Header, body: bytes) -> None:
         """Answer a `RequestReceived` with an answer body encoded earlier (by the
-        application, which also keeps it for duplicates)."""
+        application, which also keeps it for duplicates): MessagePack, as binary AVPs if
+        the request was."""
         self._answered()
+        if request.version != VERSION:
+            body = transcode_answer(request.command_code, body)
         self._out.append(
             frame_body(
                 body,
+                version=request.version,
                 flags=answer_flags(request, error=False),
                 command_code=request.command_code,
                 application_id=request.application_id,
@@ -650,8 +673,10 @@ class Connection:
         self._answer_error(request, error, count=False)
 
     def encode_answer(self, request: Header, message: Answer, *, error: bool = False) -> bytes:
-        """The frame answering `request`, without sending it (for caching)."""
-        return encode_frame(
+        """The frame answering `request`, without sending it (for caching), in the request's
+        encoding."""
+        return encode_frame_as(
+            request.version,
             message,
             flags=answer_flags(request, error=error),
             command_code=request.command_code,

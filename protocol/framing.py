@@ -7,7 +7,7 @@ do; either is a `FramingError` and the stream is not read any further.
 
 from __future__ import annotations
 
-from protocol.codes import FLAG_R, HEADER_LENGTH, VERSION, ResultCode
+from protocol.codes import FLAG_R, HEADER_LENGTH, VERSION, VERSION_DIAMETER, ResultCode
 from protocol.errors import FramingError
 from protocol.header import Header, unpack_header
 
@@ -56,7 +56,8 @@ class FrameBuffer:
         avail = len(buf) - pos
         if avail == 0:
             return None
-        if buf[pos] != VERSION:
+        first = buf[pos]
+        if first != VERSION and first != VERSION_DIAMETER:
             self._failed = True
             raise FramingFailure(
                 f"bad version byte 0x{buf[pos]:02x}", header=None, answer_code=None

@@ -23,6 +23,7 @@ class Header(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     hop_by_hop: int
     end_to_end: int
     length: int = 0
+    version: int = VERSION  # the body's encoding (WIRE.md section 1): 0x4D or 0x01
 
     @property
     def is_request(self) -> bool:
@@ -51,11 +52,13 @@ def unpack_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> Heade
         hop_by_hop=hbh,
         end_to_end=e2e,
         length=w0 & 0xFFFFFF,
+        version=w0 >> 24,
     )
 
 
 def pack_header(
     *,
+    version: int = VERSION,
     length: int,
     flags: int,
     command_code: int,
@@ -64,7 +67,7 @@ def pack_header(
     end_to_end: int,
 ) -> bytes:
     return _HEADER.pack(
-        (VERSION << 24) | length,
+        (version << 24) | length,
         (flags << 24) | command_code,
         application_id,
         hop_by_hop,

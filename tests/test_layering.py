@@ -45,6 +45,7 @@ PURE_STDLIB = frozenset(
         "functools",
         "hashlib",
         "heapq",
+        "ipaddress",
         "itertools",
         "math",
         "operator",

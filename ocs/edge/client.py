@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
-from protocol.codes import ApplicationId, DisconnectCause, ResultCode
+from protocol.codes import VERSION, ApplicationId, DisconnectCause, ResultCode
 from protocol.connection import (
     AnswerReceived,
     Connection,
@@ -78,6 +78,7 @@ class Client:
         on_request: RequestCallback | None = None,
         max_message_length: int = 65_536,
         watchdog_s: float | None = None,
+        encoding: int = VERSION,
     ) -> None:
         self.identity = identity
         self._loop = asyncio.get_running_loop()
@@ -89,6 +90,7 @@ class Client:
             first_end_to_end=initial_end_to_end(),
             now=self._loop.time(),
             watchdog_s=watchdog_s,
+            encoding=encoding,
         )
         self.on_request = on_request
         self.peer: CEA | None = None
@@ -114,9 +116,11 @@ class Client:
         watchdog_s: float | None = None,
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
+        encoding: int = VERSION,
     ) -> Client:
         """Connect (over TLS with `ssl`, the server's certificate checked for
-        `server_hostname`, default `host`), then CER/CEA; all within `timeout`."""
+        `server_hostname`, default `host`), then CER/CEA; all within `timeout`. `encoding`:
+        the version byte of the bodies sent (0x4D MessagePack, 0x01 binary AVPs)."""
         client = cls(
             identity=LocalIdentity(
                 origin_host=origin_host,
@@ -125,6 +129,7 @@ class Client:
             ),
             on_request=on_request,
             watchdog_s=watchdog_s,
+            encoding=encoding,
         )
         await asyncio.wait_for(
             client._open(host, port, applications, ssl, server_hostname), timeout

@@ -196,9 +196,9 @@ async def _assert_only_that_connection_closed(
 async def test_s1_bad_version_closes_only_that_connection(
     server: ServerProcess, connect: Connect
 ) -> None:
-    """WIRE.md §1: Version other than 0x4D is a framing error: the receiver closes the
-    connection (docs/protocol.md: without an answer); other connections go on."""
-    data = frame(DWR, APP_BASE, {"Origin-Host": "x", "Origin-Realm": "y"}, version=1, hbh=7, e2e=7)
+    """WIRE.md 1.1 §1: Version other than 0x4D and 0x01 is a framing error: the receiver
+    closes the connection (docs/protocol.md: without an answer); other connections go on."""
+    data = frame(DWR, APP_BASE, {"Origin-Host": "x", "Origin-Realm": "y"}, version=2, hbh=7, e2e=7)
     await _assert_only_that_connection_closed(server, connect, data, expect_answer=None)
 
 
@@ -238,7 +238,7 @@ async def test_s1_framing_error_after_good_messages(
     connection is closed."""
     peer = await connect(server.port)
     good = peer.request_frame(DWR, APP_BASE, peer.dwr_body())
-    bad = frame(DWR, APP_BASE, peer.dwr_body(), version=0x01)
+    bad = frame(DWR, APP_BASE, peer.dwr_body(), version=0x02)  # neither 0x4D nor 0x01
     await peer.send(good + bad)
     answer = await peer.answer_to(parse_header(good).hbh)
     assert answer.result_code == SUCCESS
