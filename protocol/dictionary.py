@@ -239,6 +239,7 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Balance", 9, T.INTEGER64, False, "WIRE.md 8"),
     ("Reserved", 10, T.INTEGER64, False, "WIRE.md 8"),
     ("Session-Count", 11, T.UNSIGNED32, False, "WIRE.md 8"),
+    ("Cdr-File", 12, T.UTF8_STRING, False, "docs/protocol.md, CDR_ROTATE"),
 )
 
 
