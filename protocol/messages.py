@@ -218,6 +218,17 @@ class Account(Avps, frozen=True, kw_only=True):
     session_count: Unsigned32
 
 
+class Catalog(Avps, frozen=True, kw_only=True):
+    """The `Catalog` map of an AMA answering CATALOG_SHOW (docs/protocol.md): the catalog in
+    force, its SHA-256 (hex, of its text as UTF-8), since when (absent: put in force before
+    the server recorded it) and its text."""
+
+    catalog_name: str
+    catalog_digest: str
+    catalog_since: Time | None = None
+    catalog_source: str
+
+
 # --- base protocol (application 0) ------------------------------------------------------------
 
 
@@ -351,6 +362,7 @@ class AMR(Request, frozen=True, kw_only=True):
 class AMA(Answer, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.ACCOUNT_MANAGEMENT
     account: Account | None = None
+    catalog: Catalog | None = None  # CATALOG_SHOW (docs/protocol.md)
 
 
 class ErrorAnswer(Answer, frozen=True, kw_only=True):

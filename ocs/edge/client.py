@@ -114,9 +114,11 @@ class Client:
         watchdog_s: float | None = None,
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
+        max_message_length: int = 65_536,
     ) -> Client:
         """Connect (over TLS with `ssl`, the server's certificate checked for
-        `server_hostname`, default `host`), then CER/CEA; all within `timeout`."""
+        `server_hostname`, default `host`), then CER/CEA; all within `timeout`.
+        `max_message_length`: the longest message accepted from the server."""
         client = cls(
             identity=LocalIdentity(
                 origin_host=origin_host,
@@ -124,6 +126,7 @@ class Client:
                 product_name=product_name,
             ),
             on_request=on_request,
+            max_message_length=max_message_length,
             watchdog_s=watchdog_s,
         )
         await asyncio.wait_for(
