@@ -221,12 +221,12 @@ class Account(Avps, frozen=True, kw_only=True):
 class Catalog(Avps, frozen=True, kw_only=True):
     """The `Catalog` map of an AMA answering CATALOG_SHOW (docs/protocol.md): the catalog in
     force, its SHA-256 (hex, of its text as UTF-8), since when (absent: put in force before
-    the server recorded it) and its text."""
+    the server recorded it) and its text (absent: too long for one message)."""
 
     catalog_name: str
     catalog_digest: str
     catalog_since: Time | None = None
-    catalog_source: str
+    catalog_source: str | None = None
 
 
 # --- base protocol (application 0) ------------------------------------------------------------

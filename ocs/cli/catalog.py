@@ -232,6 +232,9 @@ def _show(args: argparse.Namespace) -> int:
         print(f"error: {info}", file=sys.stderr)
         return EXIT_TROUBLE
     if args.source:
+        if info.catalog_source is None:
+            print("error: the catalog in force is too long for one message", file=sys.stderr)
+            return EXIT_TROUBLE
         sys.stdout.write(info.catalog_source)
     elif args.json:
         print(
@@ -267,10 +270,16 @@ def _diff(args: argparse.Namespace) -> int:
     if isinstance(info, str):
         print(f"error: {info}", file=sys.stderr)
         return EXIT_TROUBLE
-    old = parse_catalog(info.catalog_source)
     digest = catalog_digest(text)
-    changes = list(catalog_changes(old, new))
     same = digest == info.catalog_digest
+    if info.catalog_source is None and not same:
+        print(
+            "error: the catalog in force is too long for one message: only its digest "
+            f"{info.catalog_digest} can be compared, and the file's ({digest}) differs",
+            file=sys.stderr,
+        )
+        return EXIT_TROUBLE
+    changes = [] if same else list(catalog_changes(parse_catalog(info.catalog_source or ""), new))
     if args.json:
         print(
             json.dumps(

@@ -64,6 +64,8 @@ from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.outcomes import Outcome, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
+    HEADER_LENGTH,
+    MAX_ENCODABLE_LENGTH,
     AccountOperation,
     AoCRequestType,
     CCRequestType,
@@ -530,18 +532,24 @@ class ChargingCore:
     def _catalog_show(self, now_ms: int, origin_host: str, end_to_end: int) -> Result:
         """CATALOG_SHOW (docs/protocol.md): the catalog in force, whatever the Account-Id."""
         since_ms = self.catalog_since_ms
+        shown = CatalogInForce(
+            catalog_name=self.catalog.name,
+            catalog_digest=self.catalog_digest,
+            catalog_since=None if since_ms is None else since_ms // MS,
+            catalog_source=self.catalog_text,
+        )
         answer = AMA(
             result_code=result_code(Outcome.OK),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
-            catalog=CatalogInForce(
-                catalog_name=self.catalog.name,
-                catalog_digest=self.catalog_digest,
-                catalog_since=None if since_ms is None else since_ms // MS,
-                catalog_source=self.catalog_text,
-            ),
+            catalog=shown,
         )
         body = encode_body(answer)
+        if HEADER_LENGTH + len(body) > MAX_ENCODABLE_LENGTH:  # the text does not fit a message
+            answer = msgspec.structs.replace(
+                answer, catalog=msgspec.structs.replace(shown, catalog_source=None)
+            )
+            body = encode_body(answer)
         self._remember(now_ms, origin_host, end_to_end, answer, body)
         return Result(answer, body, False)
 

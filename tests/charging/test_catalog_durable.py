@@ -25,6 +25,8 @@ from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
 from ocs.node import Node, NodeConfig
 from protocol.codes import (
+    HEADER_LENGTH,
+    MAX_ENCODABLE_LENGTH,
     AccountOperation,
     ApplicationId,
     CCRequestType,
@@ -369,3 +371,24 @@ def test_catalog_show_and_diff_ask_the_running_server(tmp_path: Path) -> None:
         server.kill()
     gone = _ocs("catalog", "show", "--server", address, "--timeout", "2")
     assert gone.returncode == 2 and "error:" in gone.stderr
+
+
+def test_catalog_show_leaves_out_a_text_too_long_for_one_message() -> None:
+    """A catalog whose text would not fit the 24-bit Message-Length is shown without it (its
+    name, digest and since still), rather than with an answer that cannot be framed."""
+    huge = OPERATOR + "# " + "x" * MAX_ENCODABLE_LENGTH + "\n"
+    core = ChargingCore(Ledger(), DEMO)
+    core.apply(Input(kind=InputKind.CATALOG, now_ms=1_700_000_000_000, body=huge.encode()))
+    amr = AMR(
+        origin_host=HOST,
+        origin_realm="test.local",
+        account_operation=AccountOperation.CATALOG_SHOW,
+        account_id="*",
+    )
+    result = core.handle_amr(1_700_000_001_000, HOST, 8, amr)
+    assert HEADER_LENGTH + len(result.body) <= MAX_ENCODABLE_LENGTH
+    answer = result.answer
+    assert isinstance(answer, AMA) and answer.catalog is not None
+    assert answer.catalog.catalog_source is None
+    assert answer.catalog.catalog_digest == catalog_digest(huge)
+    assert answer.catalog.catalog_name == "operator"
