@@ -216,7 +216,9 @@ class Recovered(NamedTuple):
     core: ChargingCore
     component: CoreComponent
     cdrs: CdrWriter
-    catalog_text: str  # the catalog file's text (``NodeConfig.catalog``), validated
+    # the text of ``NodeConfig.catalog``, validated (without one, the demo catalog's): put in
+    # force if the data directory holds none yet, or if a file is given and differs from it
+    catalog_text: str
     cdrs_on_disk: int  # the last CDR sequence number the files held before recovery
     seconds: float
 

@@ -216,6 +216,66 @@ def test_the_demo_catalog_only_for_a_new_data_directory_with_a_warning(tmp_path:
     assert line["event"] == "catalog.in_force" and line["name"] == "operator"
 
 
+async def test_a_replacing_catalog_at_start_reauthorises_open_grants_as_a_reload(
+    tmp_path: Path,
+) -> None:
+    """`--catalog` that replaces the catalog in force treats open grants as SIGHUP does: a
+    session holding a grant that the new catalog prices differently is re-authorised (RAR);
+    at start-up no peer is connected yet, so it is logged as undeliverable."""
+    catalog = tmp_path / "operator.toml"
+    catalog.write_text(OPERATOR)
+    config = NodeConfig(data_dir=tmp_path / "data", catalog=catalog, fork_checkpoints=False)
+    server_config = ServerConfig(host="127.0.0.1", port=0, shutdown_grace_s=0.2)
+    node = await Node.open(server_config, config)
+    await node.start()
+    client = await Client.connect(
+        port=node.server.port,
+        origin_host=HOST,
+        applications=(ApplicationId.CREDIT_CONTROL, ApplicationId.ADMINISTRATION),
+    )
+    try:
+        created = await client.request(
+            _amr(AccountOperation.CREATE, amount=1_000_000, currency_code=978, subscription_id=SUB)
+        )
+        assert isinstance(created, AMA) and created.result_code == 2001
+        opened = await client.request(
+            CCR(
+                session_id=f"{HOST};sms;open",
+                origin_host=HOST,
+                origin_realm="test.local",
+                destination_realm="test.local",
+                auth_application_id=4,
+                service_context_id="32274@3gpp.org",
+                cc_request_type=CCRequestType.INITIAL,
+                cc_request_number=0,
+                subscription_id=SUB,
+                multiple_services_credit_control=(
+                    MsccRequest(
+                        rating_group=30,
+                        requested_service_unit=ServiceUnit(cc_service_specific_units=1),
+                    ),
+                ),
+            )
+        )
+        assert isinstance(opened, CCA) and opened.result_code == 2001
+    finally:
+        await client.close()
+        await node.stop()
+        await node.close()
+    catalog.write_text(DEMO)  # the SMS back at 0.10: the open grant is priced differently
+    with capture_logs() as logs:
+        node = await Node.open(server_config, config)
+        try:
+            await node.drain()
+        finally:
+            await node.close()
+    (replaced,) = [e for e in logs if e["event"] == "catalog.replaced"]
+    assert replaced["sessions"] == 1 and replaced["name"] == "demo"
+    (rar,) = [e for e in logs if e["event"] == "request.undeliverable"]
+    assert rar["kind"] == "rar" and rar["session"] == f"{HOST};sms;open"
+    assert rar["reason"] == "price change"
+
+
 async def test_sighup_without_catalog_keeps_the_catalog_in_force(tmp_path: Path) -> None:
     """A server started without `--catalog` has no file to reload: SIGHUP used to put the
     demo catalog in force over the operator's."""
