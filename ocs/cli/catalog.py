@@ -401,11 +401,13 @@ def catalog_facts(catalog: Catalog) -> dict[str, str]:
                 action += f" {grant.redirect_server.address}"
             if grant.filter_ids:
                 action += f" {','.join(grant.filter_ids)}"
-            facts[f"{key} grant"] = (
-                f"{_quantity(grant.quantum, group.unit)}, validity {grant.validity_time} s, "
-                f"threshold {_fraction_text(grant.threshold)}, quota holding "
-                f"{grant.quota_holding_time} s, final unit action {action}"
+            facts[f"{key} grant quantum"] = _quantity(grant.quantum, group.unit)
+            facts[f"{key} grant validity time"] = _quantity(grant.validity_time, Unit.SECONDS)
+            facts[f"{key} grant threshold"] = _fraction_text(grant.threshold)
+            facts[f"{key} grant quota holding time"] = _quantity(
+                grant.quota_holding_time, Unit.SECONDS
             )
+            facts[f"{key} grant final unit action"] = action
     if catalog.account.usage_thresholds:
         facts["account usage thresholds"] = ", ".join(
             money(t) for t in catalog.account.usage_thresholds

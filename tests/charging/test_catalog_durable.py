@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from structlog.testing import capture_logs
 
+from ocs.cli.catalog import catalog_changes
 from ocs.core.charging import ChargingCore, Input, InputKind, catalog_digest
 from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER, CoreState
 from ocs.core.ledger import Ledger
@@ -34,6 +35,7 @@ from protocol.codes import (
     SubscriptionIdType,
 )
 from protocol.messages import AMA, AMR, CCA, CCR, MsccRequest, ServiceUnit, SubscriptionId
+from rating import parse_catalog
 from tests.server.process import ServerProcess
 
 HOST = "durable-catalog.test.local"
@@ -452,3 +454,22 @@ def test_catalog_show_leaves_out_a_text_too_long_for_one_message() -> None:
     assert answer.catalog.catalog_source is None
     assert answer.catalog.catalog_digest == catalog_digest(huge)
     assert answer.catalog.catalog_name == "operator"
+
+
+def test_catalog_changes_name_prices_in_currency_units() -> None:
+    """`ocs catalog diff`'s comparison: one line per thing that changes, money in EUR."""
+    new = (
+        DEMO.replace('setup_fee = "0.05"', 'setup_fee = "0.075"', 1)
+        .replace('from = "1 GiB"', 'from = "2 GiB"', 1)
+        .replace('usage_thresholds = ["5.00", "10.00", "20.00"]', 'usage_thresholds = ["5"]', 1)
+        .replace('quantum = "10 MiB"', 'quantum = "20 MiB"', 1)
+    )
+    changes = list(catalog_changes(parse_catalog(DEMO), parse_catalog(new)))
+    assert changes == [
+        ("rating group 10 tier from 1 GiB", "x 1/2", None),
+        ("rating group 10 grant quantum", "10 MiB", "20 MiB"),
+        ("rating group 40 setup fee", "0.05 EUR", "0.075 EUR"),
+        ("account usage thresholds", "5.00 EUR, 10.00 EUR, 20.00 EUR", "5.00 EUR"),
+        ("rating group 10 tier from 2 GiB", None, "x 1/2"),
+    ]
+    assert list(catalog_changes(parse_catalog(DEMO), parse_catalog(DEMO + "\n# a comment\n"))) == []
