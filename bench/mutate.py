@@ -500,8 +500,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="restart-ignores-catalog",
         path="ocs/node.py",
-        before="if not core.catalog_journaled or core.catalog_text != recovered.catalog_text:",
-        after="if not core.catalog_journaled:",
+        before="if core.catalog_journaled and (path is None or core.catalog_text == text):",
+        after="if core.catalog_journaled:",
         breaks="a restart with a changed --catalog keeps the journaled catalog",
         tests=NODE,
     ),

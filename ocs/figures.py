@@ -9,12 +9,12 @@ request path only keeps the counters of `ocs.edge.metrics.Metrics`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from ocs.core.charging import catalog_digest
 from ocs.edge.http import HttpListener, Response, text
 from ocs.edge.metrics import (
     CONTENT_TYPE_LATEST,
@@ -35,7 +35,8 @@ STATUS_VERSION = 1
 
 @lru_cache(maxsize=4)
 def _sha256(catalog_text: str) -> str:
-    return hashlib.sha256(catalog_text.encode()).hexdigest()
+    """The catalog's digest, as `ocs catalog show` gives it (cached: a scrape needs it once)."""
+    return catalog_digest(catalog_text)
 
 
 def figures(node: Node) -> Figures:

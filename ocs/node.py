@@ -45,6 +45,7 @@ from ocs.core.charging import (
     Settings,
     decode_input,
     encode_input,
+    iso_ms,
     settings_input,
 )
 from ocs.core.ledger import Ledger
@@ -221,7 +222,9 @@ class Recovered(NamedTuple):
     core: ChargingCore
     component: CoreComponent
     cdrs: CdrWriter
-    catalog_text: str  # the catalog file's text (``NodeConfig.catalog``), validated
+    # the text of ``NodeConfig.catalog``, validated (without one, the demo catalog's): put in
+    # force if the data directory holds none yet, or if a file is given and differs from it
+    catalog_text: str
     cdrs_on_disk: int  # the last CDR sequence number the files held before recovery
     seconds: float
 
@@ -431,9 +434,7 @@ class Node:
             cdrs_rewritten=max(0, core.cdr_seq - recovered.cdrs_on_disk),
             seconds=round(recovered.seconds, 3),
         )
-        if (
-            not core.catalog_journaled or core.catalog_text != recovered.catalog_text
-        ) and not node._put_catalog(recovered.catalog_text):
+        if not node._catalog_at_start(recovered.catalog_text):
             failed = RecoveryError(
                 "the catalog file could not be put in force (input.failed says why)"
             )
@@ -474,22 +475,75 @@ class Node:
     def _release_flushes(self) -> None:
         self.server.release_flushes()
 
+    def _catalog_at_start(self, text: str) -> bool:
+        """Decide the catalog in force after recovery; False if the core failed on the one
+        to put in force (then nothing changed).
+
+        The catalog in force is durable state (in the journal and the snapshots): without
+        ``--catalog`` it stays. ``--catalog`` replaces it only when its text differs (one
+        CATALOG input, open grants treated as a SIGHUP reload treats them: RAR for those it
+        prices differently). A data directory that holds no catalog yet (a new one) gets the
+        file, or without ``--catalog`` the built-in demo catalog, with a warning."""
+        core = self.core
+        path = self.config.catalog
+        if core.catalog_journaled and (path is None or core.catalog_text == text):
+            _log_catalog("catalog.in_force", core, source="data directory", file=path)
+            return True
+        previous = _catalog_fields(core) if core.catalog_journaled else None
+        if not self._put_catalog(text):
+            return False
+        if path is None:
+            _log_catalog(
+                "catalog.demo",
+                core,
+                "warning",
+                source="built-in demo",
+                detail="a new data directory started without --catalog: the demo prices are "
+                "in force (and stay, restart after restart) until one is given with --catalog",
+            )
+        elif previous is None:
+            _log_catalog("catalog.in_force", core, source="--catalog", file=path)
+        else:
+            _log_catalog(
+                "catalog.replaced",
+                core,
+                source="--catalog",
+                file=path,
+                sessions=len(core.sessions),
+                **{f"previous_{key}": value for key, value in previous.items()},
+            )
+        return True
+
     def reload_catalog(self) -> bool:
         """Read the catalog file again (SIGHUP). A changed catalog is journaled as an input
         and put in force; sessions whose open grants it prices differently get RAR (WIRE.md
-        section 7). An invalid file is refused and the catalog in force stays."""
+        section 7). An invalid file is refused and the catalog in force stays, and so it does
+        for a server started without ``--catalog`` (there is no file to read)."""
         core = self.core
+        if self.config.catalog is None:
+            log.error(
+                "catalog.reload_refused",
+                error="started without --catalog: no file to reload, the catalog in force stays",
+            )
+            return False
         try:
             text = catalog_text(self.config.catalog)
         except CatalogError as exc:
             log.error("catalog.reload_refused", error=str(exc))
             return False
         if text == core.catalog_text:
-            log.info("catalog.unchanged")
+            log.info("catalog.unchanged", name=core.catalog.name, digest=core.catalog_digest)
             return False
+        previous = _catalog_fields(core)
         if not self._put_catalog(text):  # the core failed on it: the catalog in force stays
             return False
-        log.info("catalog.reloaded", sessions=len(core.sessions))
+        _log_catalog(
+            "catalog.reloaded",
+            core,
+            file=self.config.catalog,
+            sessions=len(core.sessions),
+            **{f"previous_{key}": value for key, value in previous.items()},
+        )
         return True
 
     def _put_catalog(self, text: str) -> bool:
@@ -994,6 +1048,25 @@ def _compare_cdrs(directory: Path, regenerated: list[tuple[int, bytes]], on_disk
             count=len(differ),
             detail="replay regenerated different CDRs than those on disk",
         )
+
+
+def _catalog_fields(core: ChargingCore) -> dict[str, object]:
+    """The catalog in force, for a log line: its name, digest and since when (ISO 8601)."""
+    since_ms = core.catalog_since_ms
+    return {
+        "name": core.catalog.name,
+        "digest": core.catalog_digest,
+        "since": None if since_ms is None else iso_ms(since_ms),
+    }
+
+
+def _log_catalog(event: str, core: ChargingCore, level: str = "info", /, **fields: object) -> None:
+    """One line naming the catalog in force (name, digest, since) and where it came from
+    (`file`: the ``--catalog`` path, left out when None)."""
+    file = fields.pop("file", None)
+    if file is not None:
+        fields["file"] = str(file)
+    getattr(log, level)(event, **_catalog_fields(core), **fields)
 
 
 def _peer_identity(ctx: RequestContext) -> str:

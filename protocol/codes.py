@@ -206,6 +206,7 @@ class AccountOperation(enum.IntEnum):
     DEBIT = 4
     SET_STATUS = 5
     TERMINATE_SESSION = 6  # extension (docs/protocol.md): close a session as supervision does
+    CATALOG_SHOW = 7  # extension (docs/protocol.md): the catalog in force
     CDR_ROTATE = 9  # extension (docs/protocol.md): close the current CDR file now
 
 

@@ -240,6 +240,11 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Reserved", 10, T.INTEGER64, False, "WIRE.md 8"),
     ("Session-Count", 11, T.UNSIGNED32, False, "WIRE.md 8"),
     ("Cdr-File", 12, T.UTF8_STRING, False, "docs/protocol.md, CDR_ROTATE"),
+    ("Catalog", 13, T.GROUPED, False, "docs/protocol.md, CATALOG_SHOW"),
+    ("Catalog-Name", 14, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
+    ("Catalog-Digest", 15, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
+    ("Catalog-Since", 16, T.TIME, False, "docs/protocol.md, CATALOG_SHOW"),
+    ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
 )
 
 

@@ -218,6 +218,17 @@ class Account(Avps, frozen=True, kw_only=True):
     session_count: Unsigned32
 
 
+class Catalog(Avps, frozen=True, kw_only=True):
+    """The `Catalog` map of an AMA answering CATALOG_SHOW (docs/protocol.md): the catalog in
+    force, its SHA-256 (hex, of its text as UTF-8), since when (absent: put in force before
+    the server recorded it) and its text (absent: too long for one message)."""
+
+    catalog_name: str
+    catalog_digest: str
+    catalog_since: Time | None = None
+    catalog_source: str | None = None
+
+
 # --- base protocol (application 0) ------------------------------------------------------------
 
 
@@ -352,6 +363,7 @@ class AMA(Answer, frozen=True, kw_only=True):
     COMMAND: ClassVar[CommandCode] = CommandCode.ACCOUNT_MANAGEMENT
     account: Account | None = None
     cdr_file: str | None = None  # CDR_ROTATE: the name of the file it completed (docs/protocol.md)
+    catalog: Catalog | None = None  # CATALOG_SHOW (docs/protocol.md)
 
 
 class ErrorAnswer(Answer, frozen=True, kw_only=True):

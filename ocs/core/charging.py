@@ -22,6 +22,7 @@ from the catalog before it is rated (`_charge_bound`), so the check needs no sta
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -63,6 +64,8 @@ from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.outcomes import Outcome, error_message, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
+    HEADER_LENGTH,
+    MAX_ENCODABLE_LENGTH,
     AccountOperation,
     AoCRequestType,
     CCRequestType,
@@ -101,6 +104,7 @@ from protocol.messages import (
     UnitValue,
     UsedServiceUnit,
 )
+from protocol.messages import Catalog as CatalogInForce
 from protocol.messages import SubscriptionId as WireSubscriptionId
 from rating import (
     Catalog,
@@ -138,6 +142,7 @@ __all__ = [
     "Session",
     "SessionsView",
     "Settings",
+    "catalog_digest",
     "decode_input",
     "encode_input",
     "iso_ms",
@@ -150,6 +155,14 @@ __all__ = [
 ]
 
 MS: Final = 1000
+
+
+def catalog_digest(text: str) -> str:
+    """A catalog's digest: the SHA-256 of its text as UTF-8, in hex (what `sha256sum` prints
+    for the file, when it has Unix line ends). Equal digests, equal catalogs."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 DEFAULT_DUPLICATE_WINDOW_MS: Final = 4 * 60 * MS  # WIRE.md section 6: at least 4 minutes
 # The most answers one peer keeps in the duplicate cache (docs/operations.md): beyond it, that
 # peer's oldest is forgotten. 2**20 answers keep the whole window for a peer sending up to
@@ -302,6 +315,9 @@ class ChargingCore:
         # whether the journal (or a snapshot) holds the catalog in force: replay must not
         # depend on the file configured today
         self.catalog_journaled = False
+        # when the catalog in force was put in force (its CATALOG input); None while it is
+        # the one the core was built with, or when a snapshot of an older build did not say
+        self.catalog_since_ms: int | None = None
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -424,6 +440,7 @@ class ChargingCore:
             return None
         self.load_catalog(record.body.decode())
         self.catalog_journaled = True
+        self.catalog_since_ms = record.now_ms
         return None
 
     def handle_ccr(
@@ -491,6 +508,8 @@ class ChargingCore:
         cached = self._duplicate(now_ms, origin_host, end_to_end)
         if cached is not None:
             return cached
+        if amr.account_operation is AccountOperation.CATALOG_SHOW:
+            return self._catalog_show(now_ms, origin_host, end_to_end)
         outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         answer = AMA(
@@ -504,6 +523,35 @@ class ChargingCore:
         body = encode_body(answer)
         self._remember(now_ms, origin_host, end_to_end, answer, body)
         return Result(answer, body, False)
+
+    def _catalog_show(self, now_ms: int, origin_host: str, end_to_end: int) -> Result:
+        """CATALOG_SHOW (docs/protocol.md): the catalog in force, whatever the Account-Id."""
+        since_ms = self.catalog_since_ms
+        shown = CatalogInForce(
+            catalog_name=self.catalog.name,
+            catalog_digest=self.catalog_digest,
+            catalog_since=None if since_ms is None else since_ms // MS,
+            catalog_source=self.catalog_text,
+        )
+        answer = AMA(
+            result_code=result_code(Outcome.OK),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            catalog=shown,
+        )
+        body = encode_body(answer)
+        if HEADER_LENGTH + len(body) > MAX_ENCODABLE_LENGTH:  # the text does not fit a message
+            answer = msgspec.structs.replace(
+                answer, catalog=msgspec.structs.replace(shown, catalog_source=None)
+            )
+            body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    @property
+    def catalog_digest(self) -> str:
+        """The SHA-256 of the catalog in force (`catalog_digest`)."""
+        return catalog_digest(self.catalog_text)
 
     def due(self, now_ms: int) -> bool:
         """Whether `tick(now_ms)` would change anything (so the edge journals it only then)."""
@@ -1873,6 +1921,7 @@ class ChargingCore:
                 refund_window_s=self.refund_window_s,
                 refundable=[(a, rg, entries) for (a, rg), entries in self._refundable.items()],
                 layout=CORE_LAYOUT,
+                catalog_since_ms=self.catalog_since_ms,
             )
         )
 
@@ -1884,6 +1933,7 @@ class ChargingCore:
                 f"{CORE_LAYOUT}: start the build that wrote it"
             )
         self.catalog_journaled = True
+        self.catalog_since_ms = state.catalog_since_ms
         self.catalog_text = state.catalog_text
         self.catalog = parse_catalog(state.catalog_text)
         self._links_cache = {}

@@ -224,6 +224,10 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # reads it: such a build decodes a layout 3 snapshot without this field and refuses it as
     # newer than itself rather than misread it.
     tombstones: list[tuple[str, int, int, bytes, str]] = []
+    # When the catalog in force was put in force (the `now_ms` of its CATALOG input); None in
+    # a snapshot written before this field existed (a build of the same layout, which ignores
+    # it when it reads this one: it is information for operators, never used to rate).
+    catalog_since_ms: int | None = None
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

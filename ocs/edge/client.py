@@ -117,10 +117,12 @@ class Client:
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
         encoding: int = VERSION,
+        max_message_length: int = 65_536,
     ) -> Client:
         """Connect (over TLS with `ssl`, the server's certificate checked for
         `server_hostname`, default `host`), then CER/CEA; all within `timeout`. `encoding`:
-        the version byte of the bodies sent (0x4D MessagePack, 0x01 binary AVPs)."""
+        the version byte of the bodies sent (0x4D MessagePack, 0x01 binary AVPs).
+        `max_message_length`: the longest message accepted from the server."""
         client = cls(
             identity=LocalIdentity(
                 origin_host=origin_host,
@@ -128,6 +130,7 @@ class Client:
                 product_name=product_name,
             ),
             on_request=on_request,
+            max_message_length=max_message_length,
             watchdog_s=watchdog_s,
             encoding=encoding,
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import time
 from typing import Any
 
 import pytest
@@ -339,6 +341,26 @@ async def test_s8_terminate_session_extension(server: ServerProcess, connect: Co
     [record] = records
     assert record["causeForRecordClosing"] == "managementIntervention" and record["charge"] == 0
     assert not admin.inbox
+
+
+# --- extension (docs/protocol.md): Account-Operation 7 CATALOG_SHOW -----------------------------
+
+CATALOG_SHOW = 7
+
+
+async def test_s8_catalog_show_extension(server: ServerProcess, connect: Connect) -> None:
+    """docs/protocol.md: Account-Operation 7 CATALOG_SHOW answers 2001 with `Catalog`: the
+    name, the SHA-256 of the text, since when (Time) and the text of the catalog in force
+    (the module's server runs the demo catalog); no `Account`, whatever the Account-Id."""
+    admin = await connect(server.port)
+    answer = await amr(admin, CATALOG_SHOW, "*")
+    assert answer.result_code == SUCCESS and "Account" not in answer.body
+    shown = answer.body["Catalog"]
+    assert set(shown) == {"Catalog-Name", "Catalog-Digest", "Catalog-Since", "Catalog-Source"}
+    text = shown["Catalog-Source"]
+    assert shown["Catalog-Name"] == "demo" and 'name = "demo"' in text
+    assert shown["Catalog-Digest"] == hashlib.sha256(text.encode()).hexdigest()
+    assert isinstance(shown["Catalog-Since"], int) and 0 < shown["Catalog-Since"] <= time.time()
 
 
 def read_records(server: ServerProcess) -> list[dict[str, Any]]:
