@@ -27,7 +27,8 @@ After every step:
   ``initial + credits - debits == sum of posted balances``.
 * Per account, ``reserved`` equals the sum of the open grants of its sessions.
 * `Ledger.check_invariants()`.
-* CDR sequence numbers are 1..N with no gap; a session's records are numbered 1..k.
+* CDR sequence numbers are 1..N with no gap; a session's records are numbered 1..k (a
+  Session-Id opened again after its final record starts at 1); an event's record is 1.
 * A retransmission with the same (Origin-Host, End-to-End-Id) within the 4-minute window gets
   the same answer bytes and changes nothing, across restarts too (every request that is not a
   duplicate is journaled, refusals included); so does a repeat of a session's last
@@ -41,6 +42,7 @@ the price list, WIRE.md):
 * A session is closed by a tick exactly when it has been silent for Tcc = 2 x the longest
   Validity-Time it was granted (the configured minimum until its first grant), whole seconds.
 * A top-up re-authorises (RAR) exactly the account's sessions held at final units or refused.
+* AoC Cost-Information is the session's charge so far (all its containers, in CDRs or held).
 * When a session closes, what each of its rating groups charged over all its reports is the
   price of all their units as one (increments are cumulative, CUMULATIVE_CEIL), plus the setup
   fee once, if the rate stayed the same all along.
@@ -462,8 +464,8 @@ class CoreMachine(RuleBasedStateMachine):
 
     # --- sessions ---------------------------------------------------------------------------
 
-    # The rules that move money draw everything from one `data` argument: hypothesis picks
-    # rules with fewer arguments more often.
+    # The rules that move money draw everything from one `data` argument: hypothesis orders
+    # rules by their number of arguments and picks the first ones more often.
 
     @rule(data=st.data())
     def a_whole_session(self, data: st.DataObject) -> None:
