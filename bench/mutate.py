@@ -297,6 +297,73 @@ MUTANTS: tuple[Mutant, ...] = (
         breaks="beyondGrant ignores the units of the earlier USUs of the same report",
         tests=CDRS,
     ),
+    # --- refunds bounded by earlier debits (WIRE.md 5.4) ----------------------------------------
+    Mutant(
+        name="refund-part-rounds-up",
+        path="ocs/core/charging.py",
+        before="                money = charge * take // have\n",
+        after="                money = -(-charge * take // have)\n",
+        breaks="a refund of part of a debit rounds up (gives back more than its share)",
+        tests=CORE,
+    ),
+    Mutant(
+        name="refund-draws-oldest-first",
+        path="ocs/core/charging.py",
+        before="                    if e.at_ms >= horizon\n                ]",
+        after="                    if e.at_ms >= horizon\n                ][::-1]",
+        breaks="a refund draws on the oldest debits first, at their prices, not the newest",
+        tests=CORE,
+    ),
+    Mutant(
+        name="refund-beyond-debits",
+        path="ocs/core/charging.py",
+        before="                if not stack:\n                    return n",
+        after="                if not stack:\n                    break",
+        breaks="a refund of more than was debited credits what there was and is answered 2001",
+        tests=CORE,
+    ),
+    Mutant(
+        name="refund-window-edge",
+        path="ocs/core/charging.py",
+        before="                    if e.at_ms >= horizon\n",
+        after="                    if e.at_ms > horizon\n",
+        breaks="a debit exactly one refund window old can no longer be refunded",
+        tests=CORE,
+    ),
+    Mutant(
+        name="refund-window-unbounded",
+        path="ocs/core/charging.py",
+        before="        horizon = now_ms - self.refund_window_s * MS\n        # per pair",
+        after="        horizon = 0\n        # per pair",
+        breaks="a refund draws on debits older than the refund window",
+        tests=CORE,
+    ),
+    Mutant(
+        name="debit-not-refundable",
+        path="ocs/core/charging.py",
+        before="        entries.append(entry)\n",
+        after="        entries.append(entry) if False else None\n",
+        breaks="a second DIRECT_DEBITING of the same group is not remembered for refunds",
+        tests=CORE,
+    ),
+    Mutant(
+        name="restart-ignores-refund-window",
+        path="ocs/node.py",
+        before="if core.refund_window_s != config.refund_window_s and not node._put_settings(",
+        after="if False and not node._put_settings(",
+        breaks="a restart with another refund window keeps the journaled one",
+        tests=NODE,
+    ),
+    # --- a session belongs to its peer (WIRE.md 5.3) --------------------------------------------
+    Mutant(
+        name="foreign-peer-charges",
+        path="ocs/core/charging.py",
+        before="        if owner is not None and session.origin_host != owner:\n"
+        "            return None\n        return session",
+        after="        return session",
+        breaks="another peer's UPDATE/TERMINATION charges and ends the session",
+        tests=CORE,
+    ),
     # --- post, void and expire arithmetic: ocs/core/ledger.py ------------------------------------
     Mutant(
         name="ledger-post-capped",
