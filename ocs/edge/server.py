@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, Protocol, cast
 import structlog
 
 from ocs.edge.tls import (
+    Handshake,
     TlsListener,
     TlsServerConfig,
     bind_certificate,
@@ -665,7 +666,9 @@ class Server:
         )
         self.limits = ConnectionLimits.derive(cfg, descriptor_limit())
         self.connections: set[PeerHandle] = set()
-        self._unopened: dict[PeerHandle, None] = {}  # no CER yet, oldest first
+        # no CER yet, oldest first: connections, and TLS handshakes in progress
+        self._unopened: dict[PeerHandle | Handshake, None] = {}
+        self._handshakes: dict[str, Handshake] = {}  # TLS handshakes in progress, by remote
         self._peers: dict[str, PeerConnections] = {}
         #: refused_total, refused_per_peer, evicted_unopened, undrained_closed
         self.stats: dict[str, int] = dict.fromkeys(
@@ -701,6 +704,12 @@ class Server:
         return port
 
     @property
+    def tls_handshakes_in_progress(self) -> int:
+        """TLS connections accepted whose handshake has not ended (each counts as a connection
+        without CER)."""
+        return len(self._handshakes)
+
+    @property
     def tls_handshake_failures(self) -> int:
         """TLS handshakes that failed since the start (0 without TLS)."""
         return self._tls.failures if self._tls is not None else 0
@@ -716,6 +725,8 @@ class Server:
                 make_protocol=factory,
                 handshake_timeout_s=tls.handshake_timeout_s,
                 shutdown_timeout_s=tls.shutdown_timeout_s,
+                admit=self.admit_handshake,
+                done=self.handshake_done,
             )
             await self._tls.start(self.config.host, self.config.port)
         else:
@@ -749,19 +760,53 @@ class Server:
         At the total limit it is refused, unless some connection has not sent its CER yet:
         then the oldest of those is closed instead, as it is at the limit of such
         connections. A flood of connections that never send CER thus cannot lock out a peer
-        whose CER follows its connect within the time the flood needs to fill that limit."""
-        limits = self.limits
-        if len(self.connections) >= limits.total and not self._unopened:
-            self.note_refused("refused_total", peer.remote)
+        whose CER follows its connect within the time the flood needs to fill that limit.
+        With TLS the connection was counted from its accept, as a handshake in progress
+        (`admit_handshake`): it now counts as itself."""
+        handshake = self._handshakes.pop(peer.remote, None)
+        if handshake is not None:
+            self._unopened.pop(handshake, None)
+        elif not self._make_room(peer.remote):
             return False
-        if len(self.connections) >= limits.total or len(self._unopened) >= limits.unopened:
-            oldest = next(iter(self._unopened))
-            del self._unopened[oldest]
-            self.connections.discard(oldest)
-            oldest.evict()
-            self.note_refused("evicted_unopened", oldest.remote)
         self.connections.add(peer)
         self._unopened[peer] = None
+        return True
+
+    def admit_handshake(self, handshake: Handshake) -> bool:
+        """A TLS connection was accepted: its handshake counts as a connection without CER
+        from now on (so a flood of handshakes that never end is bounded like connections that
+        never send CER), or it is refused (False: closed at once)."""
+        if not self._make_room(handshake.remote):
+            return False
+        self._handshakes[handshake.remote] = handshake
+        self._unopened[handshake] = None
+        return True
+
+    def handshake_done(self, handshake: Handshake) -> None:
+        """A TLS handshake ended: failed or abandoned, it no longer counts; succeeded, it
+        counts as its connection already (`admit`)."""
+        if self._handshakes.get(handshake.remote) is handshake:
+            del self._handshakes[handshake.remote]
+        self._unopened.pop(handshake, None)
+
+    def _make_room(self, remote: str) -> bool:
+        """Room for one more connection without CER (False: refused, counted): at the total
+        limit, or at the limit of connections without CER, the oldest of those is evicted."""
+        limits = self.limits
+        total = len(self.connections) + len(self._handshakes)
+        if total >= limits.total and not self._unopened:
+            self.note_refused("refused_total", remote)
+            return False
+        if total >= limits.total or len(self._unopened) >= limits.unopened:
+            oldest = next(iter(self._unopened))
+            del self._unopened[oldest]
+            if isinstance(oldest, Handshake):
+                if self._handshakes.get(oldest.remote) is oldest:
+                    del self._handshakes[oldest.remote]
+            else:
+                self.connections.discard(oldest)
+            oldest.evict()
+            self.note_refused("evicted_unopened", oldest.remote)
         return True
 
     def peer_full(self, origin_host: str) -> bool:

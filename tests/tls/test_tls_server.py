@@ -356,3 +356,39 @@ def _cer_hex() -> str:
 
     hex_: str = VECTOR["cer"]["hex"]
     return hex_
+
+
+async def test_handshakes_in_progress_count_as_connections_without_cer(pki: Pki) -> None:
+    """Connections that never start or finish their TLS handshake are bounded as connections
+    that never send CER are (they were not counted at all: a flood of them held descriptors
+    until each handshake timed out): at the limit the oldest is closed, and a peer that
+    completes its handshake and its CER is still served."""
+    srv = Server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            shutdown_grace_s=0.2,
+            tls=pki.server_config(),
+            max_unopened_connections=2,
+        )
+    )
+    await srv.start()
+    try:
+        stalled = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(2)]
+        async with asyncio.timeout(3.0):
+            while srv.tls_handshakes_in_progress < 2:
+                await asyncio.sleep(0.01)
+        stalled.append(await asyncio.open_connection("127.0.0.1", srv.port))
+        async with asyncio.timeout(3.0):  # the oldest is closed, long before its timeout
+            assert await stalled[0][0].read(100) == b""
+        assert srv.stats["evicted_unopened"] == 1 and srv.tls_handshakes_in_progress == 2
+        client = await connect(srv.port, pki.client_config(PEER))  # evicts the next oldest
+        assert await dwr_ok(client)
+        async with asyncio.timeout(3.0):
+            assert await stalled[1][0].read(100) == b""
+        assert srv.stats["evicted_unopened"] == 2 and srv.tls_handshakes_in_progress == 1
+        await client.close()
+    finally:
+        for _, writer in stalled:
+            writer.close()
+        await srv.stop()
