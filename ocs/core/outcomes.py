@@ -21,6 +21,7 @@ class Outcome(enum.Enum):
     BAD_REQUEST_NUMBER = "bad-request-number"  # CC-Request-Number out of sequence
     SESSION_EXISTS = "session-exists"  # INITIAL for an open session
     FOREIGN_SESSION_ID = "foreign-session-id"  # Session-Id not beginning with the peer's name
+    SESSION_LIMIT = "session-limit"  # INITIAL from a peer with its limit of open sessions
     # administration
     UNKNOWN_ACCOUNT = "unknown-account"
     INVALID = "invalid"  # CREATE of an existing account, a taken identity, a bad value
@@ -40,6 +41,7 @@ RESULT_CODE: Final[dict[Outcome, ResultCode]] = {
     Outcome.BAD_REQUEST_NUMBER: ResultCode.INVALID_AVP_VALUE,
     Outcome.SESSION_EXISTS: ResultCode.INVALID_AVP_VALUE,
     Outcome.FOREIGN_SESSION_ID: ResultCode.INVALID_AVP_VALUE,
+    Outcome.SESSION_LIMIT: ResultCode.RESOURCES_EXCEEDED,
     Outcome.UNKNOWN_ACCOUNT: ResultCode.USER_UNKNOWN,
     Outcome.INVALID: ResultCode.INVALID_AVP_VALUE,
     Outcome.INSUFFICIENT_FUNDS: ResultCode.CREDIT_LIMIT_REACHED,
