@@ -59,6 +59,14 @@ EUR = 1_000_000  # micro-units
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 
+INITIAL = CCRequestType.INITIAL
+UPDATE = CCRequestType.UPDATE
+TERMINATION = CCRequestType.TERMINATION
+EVENT = CCRequestType.EVENT
+SUB = "491700000001"  # the subscriber most tests charge
+WINDOW = 4 * 60_000  # the duplicate window (WIRE.md 6), ms
+
+
 def epoch_s(iso: str) -> int:
     """Epoch seconds of an ISO 8601 instant with an offset (integer arithmetic only)."""
     return (datetime.fromisoformat(iso) - _EPOCH) // timedelta(seconds=1)

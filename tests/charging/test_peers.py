@@ -28,9 +28,15 @@ from protocol.messages import AMA, CCA
 from tests.charging.conftest import (
     DEMO,
     EUR,
+    EVENT,
+    INITIAL,
     PEAK,
     SMS,
+    SUB,
+    TERMINATION,
+    UPDATE,
     UPF,
+    WINDOW,
     Harness,
     MiB,
     amr,
@@ -42,14 +48,8 @@ from tests.charging.conftest import (
     usu,
 )
 
-INITIAL = CCRequestType.INITIAL
-UPDATE = CCRequestType.UPDATE
-TERMINATION = CCRequestType.TERMINATION
-EVENT = CCRequestType.EVENT
-SUB = "491700000001"
 OTHER = "upf2.test.local"
 MIN_MS = 60_000
-WINDOW = 4 * MIN_MS
 
 
 # --- Session-Ids begin with their opener's Origin-Host (WIRE.md 5.3) --------------------------
