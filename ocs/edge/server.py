@@ -867,6 +867,18 @@ class Server:
         again at the next loop iteration, after the sockets were read (so a peer that was idle
         joins the turn at once) and the batch's answers were handed to group commit."""
         self._serve_scheduled = False
+        if self._serve_once():
+            self._serve_soon()
+
+    def serve_queued(self) -> None:
+        """Serve everything read so far, now, in turns (for a driver that feeds bytes and
+        needs their answers before it goes on, such as the deterministic simulator,
+        tests/vopr; the loop serves `serve_batch` per iteration otherwise)."""
+        while self._serve_once():
+            pass
+
+    def _serve_once(self) -> bool:
+        """One batch, and the next slices where there is room; True if more waits."""
         serve_batch = self.config.serve_batch
         batch = self._queued.take(serve_batch)
         if batch:
@@ -881,8 +893,7 @@ class Server:
                 elif host is None or self._queued.queued(host) < serve_batch:
                     del self._unfed[peer]
                     peer.feed_more()
-        if self._queued or self._unfed:
-            self._serve_soon()
+        return bool(self._queued or self._unfed)
 
     @property
     def queued_requests(self) -> int:
