@@ -234,3 +234,28 @@ async def test_a_closed_connection_whose_output_never_drains_is_aborted_after_tw
     await until(lambda: srv.stats["undrained_closed"] == 1, timeout=5.0)
     await until(lambda: not srv.connections)
     peer.writer.transport.abort()
+
+
+async def test_a_peer_held_at_its_limit_is_read_again_at_half_of_it(
+    make_server: ServerFactory,
+) -> None:
+    """Reading resumes once the peer has at most half its limit outstanding, not at the first
+    answer: the read then brings a batch (at the first answer, a flooding peer's next read of
+    up to 256 KiB was one request accepted and the rest refused 3004)."""
+    gate = HoldingGate()
+    srv = await make_server(max_pending_requests=4, handlers={272: echo_cca}, gate=gate)
+    peer = await RawPeer.connect(srv.port)
+    await peer.send(CCR * 4)
+    await until(lambda: len(gate.held) == 4)
+    await peer.send(CCR * 3)  # not read while the peer is at its limit
+    gate.held.pop(0)()  # one answer: 3 outstanding, more than half of 4
+    assert (await peer.read())[1]["Result-Code"] == 2001
+    await asyncio.sleep(0.2)
+    assert len(gate.held) == 3 and len(srv.budget_held) == 1
+    gate.held.pop(0)()  # 2 outstanding: half; the three are read, two fit, one is refused
+    codes = [(await peer.read())[1]["Result-Code"] for _ in range(2)]
+    assert codes == [2001, ResultCode.TOO_BUSY]
+    await until(lambda: len(gate.held) == 4)
+    gate.flush()
+    assert [(await peer.read())[1]["Result-Code"] for _ in range(4)] == [2001] * 4
+    await peer.close()
