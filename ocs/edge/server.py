@@ -680,6 +680,7 @@ class Server:
         self._queued: RoundRobin[str, tuple[PeerHandle, RequestReceived]] = RoundRobin()
         self._serve_scheduled = False
         self._unfed: dict[PeerHandle, None] = {}  # connections with read bytes left to decode
+        self._stopped = False  # after `stop`: nothing more is handed to a handler
         # connections not read because their peer's outstanding budget is full
         self.budget_held: set[PeerHandle] = set()
         self._flush_held = 0
@@ -879,6 +880,8 @@ class Server:
 
     def _serve_once(self) -> bool:
         """One batch, and the next slices where there is room; True if more waits."""
+        if self._stopped:
+            return False
         serve_batch = self.config.serve_batch
         batch = self._queued.take(serve_batch)
         if batch:
@@ -972,6 +975,12 @@ class Server:
             await self._server.wait_closed()
         if self._tls is not None:
             await self._tls.wait_closed()
+        # what is still queued came from peers that did not close within the grace: their
+        # connections are closed, so it is never answered; it is not handled either (the node
+        # closes its journal next)
+        self._stopped = True
+        self._queued = RoundRobin()
+        self._unfed.clear()
         log.info("server.stopped", **self.stats)
 
 

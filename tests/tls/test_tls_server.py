@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
@@ -368,7 +369,8 @@ async def test_handshakes_in_progress_count_as_connections_without_cer(pki: Pki)
             host="127.0.0.1",
             port=0,
             shutdown_grace_s=0.2,
-            tls=pki.server_config(),
+            # no handshake ends by its timeout while the test runs, however slow the machine
+            tls=dataclasses.replace(pki.server_config(), handshake_timeout_s=120.0),
             max_unopened_connections=2,
         )
     )
