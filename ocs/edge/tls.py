@@ -291,7 +291,14 @@ class TlsListener:
                 conn.setblocking(False)
                 remote = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "?"
                 handshake = Handshake(remote)
-                if self.admit is not None and not self.admit(handshake):
+                try:
+                    admitted = self.admit is None or self.admit(handshake)
+                except Exception as exc:  # never stop accepting for it (a log that failed)
+                    admitted = False
+                    loop.call_exception_handler(
+                        {"message": "TLS connection admission failed", "exception": exc}
+                    )
+                if not admitted:
                     conn.close()  # refused by the connection limits, before any TLS
                     continue
                 task = loop.create_task(self._handshake(conn, handshake))

@@ -18,11 +18,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from ocs.edge import server as server_module
 from ocs.edge import tls as tls_module
 from ocs.edge.client import Client, ClientError
 from ocs.edge.server import Server, ServerConfig
 from ocs.edge.tls import (
     LOG_BURST,
+    Handshake,
     TlsClientConfig,
     TlsConfigError,
     TlsServerConfig,
@@ -46,6 +48,9 @@ def fresh_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     configuration."""
     structlog.reset_defaults()
     monkeypatch.setattr(tls_module, "log", structlog.get_logger("ocs.edge.tls"))
+    # the server logs too (a refused or evicted connection): a logger cached by an earlier
+    # test's configuration may write to a stream that test closed
+    monkeypatch.setattr(server_module, "log", structlog.get_logger("ocs.edge.server"))
 
 
 @pytest.fixture
@@ -394,3 +399,35 @@ async def test_handshakes_in_progress_count_as_connections_without_cer(pki: Pki)
         for _, writer in stalled:
             writer.close()
         await srv.stop()
+
+
+async def test_a_failing_admission_closes_that_connection_and_accepting_goes_on(
+    pki: Pki, make_server: ServerFactory
+) -> None:
+    """An exception in the admission of one TLS connection (a log line that could not be
+    written, once) closes that connection and is reported to the loop; it stopped the accept
+    loop, so that no connection was accepted any more."""
+    srv = await make_server(pki.server_config())
+    listener = srv._tls
+    assert listener is not None and listener.admit is not None
+    admit = listener.admit
+    calls = 0
+
+    def failing_once(handshake: Handshake) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("I/O operation on closed file")
+        return admit(handshake)
+
+    listener.admit = failing_once
+    reported: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    async with asyncio.timeout(3.0):
+        assert await reader.read(100) == b""
+    writer.close()
+    client = await connect(srv.port, pki.client_config(PEER))
+    assert await dwr_ok(client)
+    await client.close()
+    assert [type(ctx["exception"]) for ctx in reported] == [ValueError]
