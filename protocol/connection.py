@@ -115,6 +115,18 @@ class PendingBudget:
         self.limit = limit
         self.count = 0
 
+    @property
+    def full(self) -> bool:
+        """As many requests outstanding as the limit allows."""
+        return self.count >= self.limit
+
+    @property
+    def half_free(self) -> bool:
+        """At most half the limit outstanding: a server that stopped reading a peer at its
+        limit reads it again from here, not at the first answer, so that one read brings a
+        batch of requests rather than one accepted and the rest of the read refused (3004)."""
+        return self.count <= self.limit // 2
+
 
 #: Origin-Host of a peer whose CER was accepted -> the budget its connections share.
 BudgetOf = Callable[[str], PendingBudget]
@@ -277,7 +289,12 @@ class Connection:
         """The peer has as many requests outstanding as it may (across its connections): any
         more read now could only be refused (3004), so a server stops reading until answers
         free the budget (`ocs.edge.server.PeerHandle`)."""
-        return self._budget.count >= self._budget.limit
+        return self._budget.full
+
+    @property
+    def budget_half_free(self) -> bool:
+        """The peer has at most half its limit outstanding (`PendingBudget.half_free`)."""
+        return self._budget.half_free
 
     @property
     def outstanding_requests(self) -> int:

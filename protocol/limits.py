@@ -107,6 +107,15 @@ MAX_BODY_DEPTH: Final = 32
 #: Nesting of an answer body (an answer may echo a request's value in Failed-AVP).
 MAX_ANSWER_DEPTH: Final = 2 * MAX_BODY_DEPTH
 
+# --- per peer ----------------------------------------------------------------------------------
+
+#: Open credit-control sessions one peer (the Origin-Host of its CER) holds: an INITIAL beyond
+#: it is answered 5006 DIAMETER_RESOURCES_EXCEEDED and opens nothing (~1 KiB each: ~1 GiB).
+MAX_SESSIONS_PER_PEER: Final = 2**20
+#: Closed sessions one peer has remembered for the duplicate window (tombstones: the last
+#: answer, for a late retransmission); beyond it that peer's oldest is forgotten.
+MAX_TOMBSTONES_PER_PEER: Final = 2**20
+
 # --- records and logs ---------------------------------------------------------------------------
 
 #: A session's CDR is closed as a partial record once it holds this many containers, so a

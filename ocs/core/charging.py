@@ -85,6 +85,8 @@ from protocol.limits import (
     MAX_BALANCE,
     MAX_CONTAINERS,
     MAX_SESSION_CHARGE,
+    MAX_SESSIONS_PER_PEER,
+    MAX_TOMBSTONES_PER_PEER,
     MAX_UNITS,
 )
 from protocol.messages import (
@@ -264,6 +266,8 @@ class ChargingCore:
         duplicate_window_ms: int = DEFAULT_DUPLICATE_WINDOW_MS,
         min_tcc_s: int = DEFAULT_MIN_TCC_S,
         max_cached_per_peer: int = DEFAULT_MAX_CACHED_PER_PEER,
+        max_sessions_per_peer: int = MAX_SESSIONS_PER_PEER,
+        max_tombstones_per_peer: int = MAX_TOMBSTONES_PER_PEER,
     ) -> None:
         if duplicate_window_ms < DEFAULT_DUPLICATE_WINDOW_MS:
             raise ValueError("the duplicate window is never less than 4 minutes (WIRE.md 6)")
@@ -275,6 +279,8 @@ class ChargingCore:
         self.duplicate_window_ms = duplicate_window_ms
         self.min_tcc_s = min_tcc_s
         self.max_cached_per_peer = max_cached_per_peer
+        self.max_sessions_per_peer = max_sessions_per_peer
+        self.max_tombstones_per_peer = max_tombstones_per_peer
         self.catalog_text = catalog_text
         self.catalog: Catalog = parse_catalog(catalog_text)
         self._links_cache: dict[tuple[str, int], tuple[int, ...]] = {}
@@ -299,6 +305,10 @@ class ChargingCore:
         # closed sessions, for the duplicate window: (closed at ms, number, CCA body, owner)
         self._closed: dict[str, tuple[int, int, bytes, str]] = {}
         self._closed_order: deque[str] = deque()
+        # per peer (Origin-Host): how many sessions it holds open, and its tombstones in the
+        # order they were made (for its bound, `max_tombstones_per_peer`)
+        self._peer_sessions: dict[str, int] = {}
+        self._peer_tombstones: dict[str, deque[str]] = {}
         # (Origin-Host, Session-Id) of an EVENT -> its answer, also in `_seen` (WIRE.md 6)
         self._events: dict[tuple[str, str], CachedAnswer] = {}
         # refunds (WIRE.md 5.4): per (account id, rating group) what DIRECT_DEBITING took and
@@ -731,6 +741,11 @@ class ChargingCore:
             sid = corder.popleft()
             if tomb is not None:
                 del closed[sid]
+                tombs = self._peer_tombstones.get(tomb[3])
+                if tombs and tombs[0] == sid:
+                    tombs.popleft()
+                    if not tombs:
+                        del self._peer_tombstones[tomb[3]]
         self._expire_refundable(now_ms)
 
     # --- answers -------------------------------------------------------------------------------
@@ -913,6 +928,15 @@ class ChargingCore:
                 ),
                 None,
             )
+        if owner is not None and self._peer_sessions.get(owner, 0) >= self.max_sessions_per_peer:
+            return (
+                self._cca(
+                    ccr,
+                    Outcome.SESSION_LIMIT,
+                    error_message="the peer holds its limit of open sessions",
+                ),
+                None,
+            )
         found = self._resolve(ccr)
         if found is None:
             return self._cca(ccr, Outcome.USER_UNKNOWN), None
@@ -942,6 +966,7 @@ class ChargingCore:
             service_information=ccr.service_information,
         )
         self._sessions[sid] = session
+        self._peer_sessions[origin_host] = self._peer_sessions.get(origin_host, 0) + 1
         self._link_account(account_id, sid)
         msccs = [
             self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
@@ -1337,11 +1362,31 @@ class ChargingCore:
         self._write_session_cdr(session, now_ms, cause)
         sid = session.session_id
         del self._sessions[sid]
+        host = session.origin_host
+        left = self._peer_sessions.get(host, 0) - 1
+        if left > 0:
+            self._peer_sessions[host] = left
+        else:
+            self._peer_sessions.pop(host, None)
         self._unlink_account(session.account_id, sid)
         self._deadlines.discard(self._deadline(session), sid)  # unless `tick` took it already
         if sid not in self._closed:
             self._closed_order.append(sid)
-        self._closed[sid] = (now_ms, session.number, session.last_answer, session.origin_host)
+            self._remember_tombstone(host, sid)
+        self._closed[sid] = (now_ms, session.number, session.last_answer, host)
+
+    def _remember_tombstone(self, owner: str, sid: str) -> None:
+        """`sid` is `owner`'s newest tombstone; beyond `max_tombstones_per_peer` its oldest is
+        forgotten (a late repeat of it is then answered as for a session not held: 5002)."""
+        mine = self._peer_tombstones.get(owner)
+        if mine is None:
+            mine = self._peer_tombstones[owner] = deque()
+        mine.append(sid)
+        if len(mine) > self.max_tombstones_per_peer:
+            oldest = mine.popleft()
+            tomb = self._closed.get(oldest)
+            if tomb is not None and tomb[3] == owner:
+                del self._closed[oldest]  # its entry in `_closed_order` goes at expiry
         self._closed_now.append(sid)
 
     def _maybe_partial(self, session: Session, now_ms: int) -> None:
@@ -1944,11 +1989,14 @@ class ChargingCore:
         self._sessions = sessions
         self._by_account = {}
         self._deadlines = DueSet()
+        peer_sessions: dict[str, int] = {}
+        self._peer_sessions = peer_sessions
         for kept in state.sessions:
             # a packed session is unpacked once here for its keys, and stays packed
             s = kept if isinstance(kept, Session) else unpack_session(kept)
             sid, account_id = self._shared_keys(s)
             sessions[sid] = kept
+            peer_sessions[s.origin_host] = peer_sessions.get(s.origin_host, 0) + 1
             self._link_account(account_id, sid)
             self._deadlines.add(self._deadline(s), sid)
         self._seen = {}
@@ -1977,6 +2025,12 @@ class ChargingCore:
         for sid, at, n, body, owner in state.tombstones:
             self._closed[sid] = (at, n, body, owner)
         self._closed_order = deque(self._closed)
+        self._peer_tombstones = {}
+        for sid, tomb in self._closed.items():
+            tombs = self._peer_tombstones.get(tomb[3])
+            if tombs is None:
+                tombs = self._peer_tombstones[tomb[3]] = deque()
+            tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
 

@@ -23,6 +23,7 @@ class Outcome(enum.Enum):
     BAD_REQUEST_NUMBER = "bad-request-number"  # CC-Request-Number out of sequence
     SESSION_EXISTS = "session-exists"  # INITIAL for an open session
     FOREIGN_SESSION_ID = "foreign-session-id"  # Session-Id not beginning with the peer's name
+    SESSION_LIMIT = "session-limit"  # INITIAL from a peer with its limit of open sessions
     # administration
     UNKNOWN_ACCOUNT = "unknown-account"
     ACCOUNT_EXISTS = "account-exists"  # CREATE of an existing Account-Id
@@ -55,6 +56,7 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
     Outcome.BAD_REQUEST_NUMBER: Wire(ResultCode.INVALID_AVP_VALUE),
     Outcome.SESSION_EXISTS: Wire(ResultCode.INVALID_AVP_VALUE),
     Outcome.FOREIGN_SESSION_ID: Wire(ResultCode.INVALID_AVP_VALUE),
+    Outcome.SESSION_LIMIT: Wire(ResultCode.RESOURCES_EXCEEDED),
     Outcome.UNKNOWN_ACCOUNT: Wire(ResultCode.USER_UNKNOWN, "no account has this Account-Id"),
     Outcome.ACCOUNT_EXISTS: Wire(
         ResultCode.INVALID_AVP_VALUE, "an account with this Account-Id exists already"

@@ -31,6 +31,7 @@ import structlog
 
 from ocs.edge.metrics import Metrics
 from ocs.edge.tls import (
+    Handshake,
     TlsListener,
     TlsServerConfig,
     bind_certificate,
@@ -52,6 +53,7 @@ from protocol.connection import (
     RequestRejected,
 )
 from protocol.errors import ProtocolError
+from protocol.fairness import RoundRobin
 from protocol.header import Header
 from protocol.messages import CER, Answer, Request
 from protocol.peer import PeerState, Role
@@ -73,6 +75,14 @@ DEFAULT_MAX_CONNECTIONS_PER_PEER = 64
 DEFAULT_OUTPUT_HIGH_WATER_BYTES = 256 * 1024
 #: At most one `connection.refused` log line per this many seconds (a flood logs a count).
 REFUSAL_LOG_INTERVAL_S = 10.0
+#: Requests served per loop iteration, taken one per peer in turn from the peers' queues
+#: (`protocol.fairness.RoundRobin`; docs/operations.md, "Fairness between peers"): small, so
+#: that a busy peer's backlog delays another peer's request by at most this many requests.
+DEFAULT_SERVE_BATCH = 8
+#: Bytes read from one connection given to its `Connection` at a time: a peer that sent more
+#: (a read brings up to 256 KiB, ~500 requests) has the rest decoded slice by slice as its
+#: queue empties, so that decoding a flood's read does not hold up the other peers either.
+FEED_SLICE_BYTES = 16 * 1024
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -116,6 +126,7 @@ class ServerConfig:
     max_connections_per_peer: int | None = None  # per Origin-Host, counted from its CER
     max_unopened_connections: int | None = None  # connections that have not sent a CER yet
     output_high_water_bytes: int = DEFAULT_OUTPUT_HIGH_WATER_BYTES
+    serve_batch: int = DEFAULT_SERVE_BATCH  # requests served per loop iteration, peers in turn
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,6 +248,9 @@ class PeerHandle(asyncio.Protocol):
         # as many requests outstanding as it may (what it sent meanwhile waits in the kernel)
         self._held_for_output = False
         self._held_for_budget = False
+        # read but not yet given to the connection: decoded slice by slice (`FEED_SLICE_BYTES`)
+        # as the peer's queue empties; not read meanwhile
+        self._unfed: bytes | memoryview = b""
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -285,18 +299,53 @@ class PeerHandle(asyncio.Protocol):
         return self.server.join(self, origin_host)
 
     def data_received(self, data: bytes) -> None:
+        if self._unfed:  # read while reading was being paused: it waits behind the rest
+            self._unfed = bytes(self._unfed) + data
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes | memoryview) -> None:
+        """Give the connection at most `FEED_SLICE_BYTES`; keep the rest (and stop reading)
+        until the server asks for the next slice (`feed_more`)."""
+        if len(data) > FEED_SLICE_BYTES:
+            view = memoryview(data)
+            data, self._unfed = view[:FEED_SLICE_BYTES], view[FEED_SLICE_BYTES:]
+            if self.transport is not None and not self._closed:
+                self.transport.pause_reading()
+            self.server.feed_later(self)
+        self._process(data)
+
+    def feed_more(self) -> None:
+        """The server's turn for the next slice of what was read (`Server._serve`)."""
+        data, self._unfed = self._unfed, b""
+        if not data or self._closed or self.conn is None:
+            return
+        self._feed(data)
+        if not self._unfed:
+            self._resume_reading()
+
+    @property
+    def feedable(self) -> bool:
+        """Has read bytes left to decode and may be given them now (not held)."""
+        return bool(self._unfed) and not (self._held_for_budget or self._held_for_output)
+
+    def _resume_reading(self) -> None:
+        if self._closed or self.transport is None:
+            return
+        if not (self._held_for_budget or self._held_for_output or self._unfed):
+            self.transport.resume_reading()
+
+    def _process(self, data: bytes | memoryview) -> None:
         conn = self.conn
         assert conn is not None
         received = self.server.loop.time()
         events = conn.receive_data(data, received)
-        now_ms: int | None = None
         close_reason: str | None = None
         close_peer: str | None = None
         for event in events:
             if isinstance(event, RequestReceived):
-                if now_ms is None:
-                    now_ms = time.time_ns() // 1_000_000
-                self._dispatch(event, now_ms, received)
+                # served in turn with the other peers'
+                self.server.enqueue(self, event, received)
             elif isinstance(event, AnswerReceived):
                 self._answer(event)
             elif isinstance(event, RequestRejected):
@@ -333,6 +382,9 @@ class PeerHandle(asyncio.Protocol):
                 self.close()
 
     def eof_received(self) -> bool | None:
+        data, self._unfed = self._unfed, b""
+        if data and self.conn is not None and not self._closed:
+            self._process(data)  # what was read before the end is handled, whole
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -376,8 +428,9 @@ class PeerHandle(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._cancel_drain_timer()
         self._held_for_output = False
-        if not self._closed and self.transport is not None and not self._held_for_budget:
-            self.transport.resume_reading()
+        self._resume_reading()
+        if self._unfed:
+            self.server.feed_later(self)
 
     # --- input flow control: the peer's outstanding-request budget -----------------------------
 
@@ -393,13 +446,15 @@ class PeerHandle(asyncio.Protocol):
         self.server.budget_held.add(self)
 
     def release_budget_hold(self) -> bool:
-        """Read again if the peer's budget has room (True: no longer held)."""
+        """Read again once the peer has at most half its limit outstanding (True: no longer
+        held; `PendingBudget.half_free`)."""
         conn = self.conn
-        if conn is not None and conn.budget_full and not self._closed:
+        if conn is not None and not conn.budget_half_free and not self._closed:
             return False
         self._held_for_budget = False
-        if not self._closed and self.transport is not None and not self._held_for_output:
-            self.transport.resume_reading()
+        self._resume_reading()
+        if self._unfed:
+            self.server.feed_later(self)
         return True
 
     def _cancel_drain_timer(self) -> None:
@@ -431,7 +486,9 @@ class PeerHandle(asyncio.Protocol):
 
     # --- requests ------------------------------------------------------------------------------
 
-    def _dispatch(self, event: RequestReceived, now_ms: int, received: float) -> None:
+    def dispatch(self, event: RequestReceived, now_ms: int, received: float) -> None:
+        """Hand a request read on this connection (at loop time `received`) to its handler
+        (`Server._serve`, in turn)."""
         header, message = event.header, event.message
         handler = self.server.handlers.get(header.command_code)
         metrics = self.server.metrics
@@ -646,7 +703,9 @@ class Server:
         )
         self.limits = ConnectionLimits.derive(cfg, descriptor_limit())
         self.connections: set[PeerHandle] = set()
-        self._unopened: dict[PeerHandle, None] = {}  # no CER yet, oldest first
+        # no CER yet, oldest first: connections, and TLS handshakes in progress
+        self._unopened: dict[PeerHandle | Handshake, None] = {}
+        self._handshakes: dict[str, Handshake] = {}  # TLS handshakes in progress, by remote
         self._peers: dict[str, PeerConnections] = {}
         #: refused_total, refused_per_peer, evicted_unopened, undrained_closed
         self.stats: dict[str, int] = dict.fromkeys(
@@ -654,6 +713,11 @@ class Server:
         )
         self._refusal_logged_at: float | None = None
         self._dirty: set[PeerHandle] = set()
+        # requests read and not yet handed to a handler, one queue per peer, served in turn
+        self._queued: RoundRobin[str, tuple[PeerHandle, RequestReceived, float]] = RoundRobin()
+        self._serve_scheduled = False
+        self._unfed: dict[PeerHandle, None] = {}  # connections with read bytes left to decode
+        self._stopped = False  # after `stop`: nothing more is handed to a handler
         # connections not read because their peer's outstanding budget is full
         self.budget_held: set[PeerHandle] = set()
         self._flush_held = 0
@@ -678,6 +742,12 @@ class Server:
         return port
 
     @property
+    def tls_handshakes_in_progress(self) -> int:
+        """TLS connections accepted whose handshake has not ended (each counts as a connection
+        without CER)."""
+        return len(self._handshakes)
+
+    @property
     def tls_handshake_failures(self) -> int:
         """TLS handshakes that failed since the start (0 without TLS)."""
         return self._tls.failures if self._tls is not None else 0
@@ -693,6 +763,8 @@ class Server:
                 make_protocol=factory,
                 handshake_timeout_s=tls.handshake_timeout_s,
                 shutdown_timeout_s=tls.shutdown_timeout_s,
+                admit=self.admit_handshake,
+                done=self.handshake_done,
             )
             await self._tls.start(self.config.host, self.config.port)
         else:
@@ -726,19 +798,53 @@ class Server:
         At the total limit it is refused, unless some connection has not sent its CER yet:
         then the oldest of those is closed instead, as it is at the limit of such
         connections. A flood of connections that never send CER thus cannot lock out a peer
-        whose CER follows its connect within the time the flood needs to fill that limit."""
-        limits = self.limits
-        if len(self.connections) >= limits.total and not self._unopened:
-            self.note_refused("refused_total", peer.remote)
+        whose CER follows its connect within the time the flood needs to fill that limit.
+        With TLS the connection was counted from its accept, as a handshake in progress
+        (`admit_handshake`): it now counts as itself."""
+        handshake = self._handshakes.pop(peer.remote, None)
+        if handshake is not None:
+            self._unopened.pop(handshake, None)
+        elif not self._make_room(peer.remote):
             return False
-        if len(self.connections) >= limits.total or len(self._unopened) >= limits.unopened:
-            oldest = next(iter(self._unopened))
-            del self._unopened[oldest]
-            self.connections.discard(oldest)
-            oldest.evict()
-            self.note_refused("evicted_unopened", oldest.remote)
         self.connections.add(peer)
         self._unopened[peer] = None
+        return True
+
+    def admit_handshake(self, handshake: Handshake) -> bool:
+        """A TLS connection was accepted: its handshake counts as a connection without CER
+        from now on (so a flood of handshakes that never end is bounded like connections that
+        never send CER), or it is refused (False: closed at once)."""
+        if not self._make_room(handshake.remote):
+            return False
+        self._handshakes[handshake.remote] = handshake
+        self._unopened[handshake] = None
+        return True
+
+    def handshake_done(self, handshake: Handshake) -> None:
+        """A TLS handshake ended: failed or abandoned, it no longer counts; succeeded, it
+        counts as its connection already (`admit`)."""
+        if self._handshakes.get(handshake.remote) is handshake:
+            del self._handshakes[handshake.remote]
+        self._unopened.pop(handshake, None)
+
+    def _make_room(self, remote: str) -> bool:
+        """Room for one more connection without CER (False: refused, counted): at the total
+        limit, or at the limit of connections without CER, the oldest of those is evicted."""
+        limits = self.limits
+        total = len(self.connections) + len(self._handshakes)
+        if total >= limits.total and not self._unopened:
+            self.note_refused("refused_total", remote)
+            return False
+        if total >= limits.total or len(self._unopened) >= limits.unopened:
+            oldest = next(iter(self._unopened))
+            del self._unopened[oldest]
+            if isinstance(oldest, Handshake):
+                if self._handshakes.get(oldest.remote) is oldest:
+                    del self._handshakes[oldest.remote]
+            else:
+                self.connections.discard(oldest)
+            oldest.evict()
+            self.note_refused("evicted_unopened", oldest.remote)
         return True
 
     def peer_full(self, origin_host: str) -> bool:
@@ -763,13 +869,77 @@ class Server:
         self._unopened.pop(peer, None)
         self._dirty.discard(peer)
         self.budget_held.discard(peer)
+        self._unfed.pop(peer, None)
         host = peer.origin_host
+        if host is not None:  # what it sent and was not served yet is never answered now
+            self._queued.discard(host, lambda item: item[0] is peer)
         entry = self._peers.get(host) if host is not None else None
         if entry is not None:
             entry.handles.discard(peer)
             if not entry.handles:
                 assert host is not None
                 del self._peers[host]
+
+    # --- fairness between peers ----------------------------------------------------------------
+
+    def enqueue(self, peer: PeerHandle, event: RequestReceived, received: float) -> None:
+        """A request was read on `peer` (at loop time `received`): queue it behind its peer's
+        earlier ones; the queues are served at the next loop iteration, one request per peer in
+        turn (`_serve`)."""
+        assert peer.origin_host is not None  # requests come only after an accepted CER
+        self._queued.push(peer.origin_host, (peer, event, received))
+        self._serve_soon()
+
+    def feed_later(self, peer: PeerHandle) -> None:
+        """`peer` has read bytes left to decode: the next slice when its queue has room."""
+        self._unfed[peer] = None
+        self._serve_soon()
+
+    def _serve_soon(self) -> None:
+        if not self._serve_scheduled:
+            self._serve_scheduled = True
+            self.loop.call_soon(self._serve)
+
+    def _serve(self) -> None:
+        """Hand up to `serve_batch` queued requests to their handlers, one per peer in turn
+        (docs/operations.md, "Fairness between peers"), with the time read once; if more wait,
+        again at the next loop iteration, after the sockets were read (so a peer that was idle
+        joins the turn at once) and the batch's answers were handed to group commit."""
+        self._serve_scheduled = False
+        if self._serve_once():
+            self._serve_soon()
+
+    def serve_queued(self) -> None:
+        """Serve everything read so far, now, in turns (for a driver that feeds bytes and
+        needs their answers before it goes on, such as the deterministic simulator,
+        tests/vopr; the loop serves `serve_batch` per iteration otherwise)."""
+        while self._serve_once():
+            pass
+
+    def _serve_once(self) -> bool:
+        """One batch, and the next slices where there is room; True if more waits."""
+        if self._stopped:
+            return False
+        serve_batch = self.config.serve_batch
+        batch = self._queued.take(serve_batch)
+        if batch:
+            now_ms = time.time_ns() // 1_000_000
+            for peer, event, received in batch:
+                peer.dispatch(event, now_ms, received)
+        if self._unfed:  # the next slice for connections whose peer's queue has room
+            for peer in list(self._unfed):
+                host = peer.origin_host
+                if not peer.feedable:  # held: released by its answers or its output draining
+                    del self._unfed[peer]
+                elif host is None or self._queued.queued(host) < serve_batch:
+                    del self._unfed[peer]
+                    peer.feed_more()
+        return bool(self._queued or self._unfed)
+
+    @property
+    def queued_requests(self) -> int:
+        """Requests read and waiting for their turn."""
+        return len(self._queued)
 
     def note_refused(self, what: str, remote: str) -> None:
         """Count a refused (or evicted) connection; log at most one line per
@@ -847,6 +1017,12 @@ class Server:
             await self._server.wait_closed()
         if self._tls is not None:
             await self._tls.wait_closed()
+        # what is still queued came from peers that did not close within the grace: their
+        # connections are closed, so it is never answered; it is not handled either (the node
+        # closes its journal next)
+        self._stopped = True
+        self._queued = RoundRobin()
+        self._unfed.clear()
         log.info("server.stopped", **self.stats)
 
 

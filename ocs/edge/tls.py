@@ -189,6 +189,22 @@ def bind_certificate(
 # --- accepting ---------------------------------------------------------------------------------
 
 
+class Handshake:
+    """An accepted connection doing its TLS handshake: what a server's connection limits count
+    until the handshake ends (`TlsListener(admit=..., done=...)`); `evict` abandons it."""
+
+    __slots__ = ("remote", "task")
+
+    def __init__(self, remote: str) -> None:
+        self.remote = remote  # "ip:port", as the connection's peername once it is made
+        self.task: asyncio.Task[None] | None = None
+
+    def evict(self) -> None:
+        """Abandon the handshake now (its socket is closed)."""
+        if self.task is not None:
+            self.task.cancel()
+
+
 class TlsListener:
     """A listening socket that speaks TLS only (the server's, when it has a TLS configuration).
 
@@ -199,7 +215,12 @@ class TlsListener:
     once (`tls.handshake_failed`: remote, reason; at most `LOG_BURST` lines a second, the rest
     counted in the next line's `suppressed`) and counted in `failures`. (asyncio's own TLS
     server says nothing of a failed handshake: hence this loop.) `close` stops accepting and
-    abandons the handshakes in progress."""
+    abandons the handshakes in progress.
+
+    `admit`, if given, is asked for each accepted connection before its handshake starts
+    (False: it is closed at once) and may abandon it later (`Handshake.evict`); `done` is told
+    when the handshake has ended, whether it succeeded (after the protocol's `connection_made`),
+    failed or was abandoned. A server counts handshakes in progress against its limits so."""
 
     def __init__(
         self,
@@ -209,8 +230,12 @@ class TlsListener:
         handshake_timeout_s: float,
         shutdown_timeout_s: float,
         backlog: int = 100,
+        admit: Callable[[Handshake], bool] | None = None,
+        done: Callable[[Handshake], None] | None = None,
     ) -> None:
         self.context = context
+        self.admit = admit
+        self.done = done
         self.make_protocol = make_protocol
         self.handshake_timeout_s = handshake_timeout_s
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -265,14 +290,27 @@ class TlsListener:
                     continue  # ECONNABORTED and the like: that one connection is gone
                 conn.setblocking(False)
                 remote = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "?"
-                task = loop.create_task(self._handshake(conn, remote))
+                handshake = Handshake(remote)
+                try:
+                    admitted = self.admit is None or self.admit(handshake)
+                except Exception as exc:  # never stop accepting for it (a log that failed)
+                    admitted = False
+                    loop.call_exception_handler(
+                        {"message": "TLS connection admission failed", "exception": exc}
+                    )
+                if not admitted:
+                    conn.close()  # refused by the connection limits, before any TLS
+                    continue
+                task = loop.create_task(self._handshake(conn, handshake))
+                handshake.task = task
                 self.handshakes.add(task)
                 task.add_done_callback(self.handshakes.discard)
         finally:
             sock.close()
 
-    async def _handshake(self, conn: socket.socket, remote: str) -> None:
+    async def _handshake(self, conn: socket.socket, handshake: Handshake) -> None:
         loop = asyncio.get_running_loop()
+        remote = handshake.remote
         try:
             await loop.connect_accepted_socket(
                 self.make_protocol,
@@ -287,6 +325,9 @@ class TlsListener:
         except Exception as exc:  # any failure closes this socket only
             conn.close()
             self._failed(remote, exc, loop.time())
+        finally:
+            if self.done is not None:
+                self.done(handshake)
 
     def _failed(self, remote: str, exc: BaseException, now: float) -> None:
         self.failures += 1
@@ -308,6 +349,7 @@ class TlsListener:
 
 
 __all__ = [
+    "Handshake",
     "TlsClientConfig",
     "TlsConfigError",
     "TlsListener",

@@ -35,6 +35,7 @@ from protocol.codes import (
     SubscriptionIdType,
     TariffChangeUsage,
 )
+from protocol.limits import MAX_SESSIONS_PER_PEER, MAX_TOMBSTONES_PER_PEER
 from protocol.messages import (
     AMA,
     AMR,
@@ -56,6 +57,14 @@ MiB = 1 << 20
 KiB = 1 << 10
 EUR = 1_000_000  # micro-units
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+INITIAL = CCRequestType.INITIAL
+UPDATE = CCRequestType.UPDATE
+TERMINATION = CCRequestType.TERMINATION
+EVENT = CCRequestType.EVENT
+SUB = "491700000001"  # the subscriber most tests charge
+WINDOW = 4 * 60_000  # the duplicate window (WIRE.md 6), ms
 
 
 def epoch_s(iso: str) -> int:
@@ -223,9 +232,12 @@ class Harness:
     cdr_lines: list[tuple[int, bytes]] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     e2e: int = 1000
+    # the per-peer bounds of every ChargingCore it builds (set low for a test)
+    max_sessions_per_peer: int = MAX_SESSIONS_PER_PEER
+    max_tombstones_per_peer: int = MAX_TOMBSTONES_PER_PEER
 
     def __post_init__(self) -> None:
-        self.core = ChargingCore(self.ledger, self.catalog, min_tcc_s=self.min_tcc_s)
+        self.core = self._core(self.ledger, self.catalog)
         # the app journals the catalog in force when the journal does not hold it yet
         self.load_catalog(self.catalog, 0)
 
@@ -348,13 +360,24 @@ class Harness:
         actions, self.actions = self.actions, []
         return actions
 
+    def _core(self, ledger: Ledger, catalog: str) -> ChargingCore:
+        return ChargingCore(
+            ledger,
+            catalog,
+            min_tcc_s=self.min_tcc_s,
+            max_sessions_per_peer=self.max_sessions_per_peer,
+            max_tombstones_per_peer=self.max_tombstones_per_peer,
+        )
+
     def replay(self) -> Harness:
         """A fresh core fed the recorded inputs, as recovery does (actions suppressed)."""
         fresh = Harness.__new__(Harness)
         fresh.catalog = self.catalog
         fresh.min_tcc_s = self.min_tcc_s
+        fresh.max_sessions_per_peer = self.max_sessions_per_peer
+        fresh.max_tombstones_per_peer = self.max_tombstones_per_peer
         fresh.ledger = Ledger()
-        fresh.core = ChargingCore(fresh.ledger, self.catalog, min_tcc_s=self.min_tcc_s)
+        fresh.core = fresh._core(fresh.ledger, self.catalog)
         fresh.inputs = list(self.inputs)
         fresh.cdr_lines = []
         fresh.actions = []
@@ -370,7 +393,7 @@ class Harness:
         """A checkpoint and a restart: the ledger and the core restored from their snapshots."""
         ledger = Ledger()
         ledger.restore(self.ledger.snapshot())
-        core = ChargingCore(ledger, DEMO, min_tcc_s=self.min_tcc_s)
+        core = self._core(ledger, DEMO)
         core.restore(self.core.snapshot())
         self.ledger, self.core = ledger, core
 

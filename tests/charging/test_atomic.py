@@ -71,19 +71,16 @@ from protocol.codes import (
     AccountOperation,
     AccountStatus,
     AoCRequestType,
-    ApplicationId,
     CCRequestType,
     CommandCode,
     RequestedAction,
     TariffChangeUsage,
 )
-from protocol.header import Header
-from protocol.messages import AMA, AMR, ASA, ASR, CCA, CCR, RAA, RAR, Answer, Request
+from protocol.messages import AMA, AMR, CCA, CCR, RAR, Answer
 from tests.charging.conftest import DEMO, EUR, PEAK, SMS, MiB, amr, ccr, mscc, rsu, usu
+from tests.charging.peer import APPS, UPF, Peer
 from tests.server.process import ServerProcess
 
-APPS = (ApplicationId.CREDIT_CONTROL, ApplicationId.ADMINISTRATION)
-UPF = "upf1.test.local"
 SUB = "491700000001"
 INITIAL = CCRequestType.INITIAL
 UPDATE = CCRequestType.UPDATE
@@ -157,39 +154,6 @@ def state(node: Node) -> tuple[bytes, bytes]:
 
 
 # --- a node over 127.0.0.1 ---------------------------------------------------------------------
-
-
-class Peer:
-    """A client that answers RAR/ASR 2001 and keeps what it was asked."""
-
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-        self.client: Client | None = None
-
-    async def connect(self, port: int) -> Client:
-        self.client = await Client.connect(
-            port=port, origin_host=UPF, applications=APPS, on_request=self.serve
-        )
-        return self.client
-
-    def serve(self, header: Header, request: Request) -> Answer:
-        self.requests.append(request)
-        assert self.client is not None
-        me = self.client.identity
-        if isinstance(request, RAR):
-            return RAA(
-                result_code=2001,
-                origin_host=me.origin_host,
-                origin_realm=me.origin_realm,
-                session_id=request.session_id,
-            )
-        assert isinstance(request, ASR)
-        return ASA(
-            result_code=2001,
-            origin_host=me.origin_host,
-            origin_realm=me.origin_realm,
-            session_id=request.session_id,
-        )
 
 
 @dataclass

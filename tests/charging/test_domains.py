@@ -52,8 +52,14 @@ from tests.charging.conftest import (
     DATA,
     DEMO,
     EUR,
+    EVENT,
+    INITIAL,
     PEAK,
     SMS,
+    SUB,
+    TERMINATION,
+    UPDATE,
+    WINDOW,
     Harness,
     amr,
     ccr,
@@ -64,13 +70,7 @@ from tests.charging.conftest import (
     usu,
 )
 
-INITIAL = CCRequestType.INITIAL
-UPDATE = CCRequestType.UPDATE
-TERMINATION = CCRequestType.TERMINATION
-EVENT = CCRequestType.EVENT
-SUB = "491700000001"
 MIN = 60_000
-WINDOW = 4 * MIN  # the duplicate window (WIRE.md 6)
 U64 = 2**64 - 1  # the largest Unsigned64: legal on the wire, outside the domain
 SMS_PRICE = 100_000  # micro-units per SMS (demo catalog, RG 30)
 SMS_LARGEST = MAX_AMOUNT // (SMS_PRICE + 1) - 2  # the most SMS one operation's bound admits

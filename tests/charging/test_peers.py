@@ -28,9 +28,15 @@ from protocol.messages import AMA, CCA
 from tests.charging.conftest import (
     DEMO,
     EUR,
+    EVENT,
+    INITIAL,
     PEAK,
     SMS,
+    SUB,
+    TERMINATION,
+    UPDATE,
     UPF,
+    WINDOW,
     Harness,
     MiB,
     amr,
@@ -42,14 +48,8 @@ from tests.charging.conftest import (
     usu,
 )
 
-INITIAL = CCRequestType.INITIAL
-UPDATE = CCRequestType.UPDATE
-TERMINATION = CCRequestType.TERMINATION
-EVENT = CCRequestType.EVENT
-SUB = "491700000001"
 OTHER = "upf2.test.local"
 MIN_MS = 60_000
-WINDOW = 4 * MIN_MS
 
 
 # --- Session-Ids begin with their opener's Origin-Host (WIRE.md 5.3) --------------------------
@@ -493,3 +493,68 @@ def test_a_snapshot_without_session_owners_still_restores(layout: int) -> None:
     # written again, its owner stays unknown (and the Session-Id decides) until it expires
     written = STATE_DECODER.decode(core.snapshot())
     assert written.tombstones[0][4] == "" and written.layout == CORE_LAYOUT == 3
+
+
+# --- what one peer holds: open sessions and tombstones, bounded per peer -----------------------
+
+
+def _bounded(sessions: int, tombstones: int) -> Harness:
+    h = Harness(max_sessions_per_peer=sessions, max_tombstones_per_peer=tombstones)
+    h.account("a", SUB, 10 * EUR)
+    return h
+
+
+def _initial(h: Harness, name: str, now_ms: int, origin: str = UPF) -> CCA:
+    return h.cca(ccr(name, INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB, origin=origin), now_ms)
+
+
+def _termination(h: Harness, name: str, now_ms: int, origin: str = UPF) -> CCA:
+    used = mscc(10, used=(usu(octets=MiB),))
+    return h.cca(ccr(name, TERMINATION, 1, used, origin=origin), now_ms)
+
+
+def test_an_initial_beyond_the_peers_limit_of_open_sessions_is_5006_and_changes_nothing() -> None:
+    """protocol.limits.MAX_SESSIONS_PER_PEER (here 2): a peer holding its limit of open
+    sessions gets 5006 DIAMETER_RESOURCES_EXCEEDED for another INITIAL, nothing reserved; other
+    peers are not affected; a session ending makes room; the count survives a restart and
+    replay."""
+    h = _bounded(sessions=2, tombstones=8)
+    assert [_initial(h, name, PEAK).result_code for name in ("s1", "s2")] == [2001, 2001]
+    before = (h.ledger.snapshot(), h.core.snapshot(duplicates=False))
+    refused = _initial(h, "s3", PEAK + 1)
+    assert refused.result_code == 5006
+    assert refused.session_id == sid("s3") and refused.multiple_services_credit_control is None
+    assert (h.ledger.snapshot(), h.core.snapshot(duplicates=False)) == before
+    assert _initial(h, "o1", PEAK + 2, origin=OTHER).result_code == 2001  # a budget of its own
+    assert _termination(h, "s1", PEAK + 3).result_code == 2001
+    assert _initial(h, "s3", PEAK + 4).result_code == 2001  # room again
+    h.restart()
+    assert _initial(h, "s4", PEAK + 5).result_code == 5006
+    assert _termination(h, "s2", PEAK + 6).result_code == 2001
+    assert _initial(h, "s4", PEAK + 7).result_code == 2001
+    h.ledger.check_invariants()
+    h.assert_replays()
+
+
+def test_a_peer_keeps_at_most_its_bound_of_tombstones_its_oldest_forgotten() -> None:
+    """protocol.limits.MAX_TOMBSTONES_PER_PEER (here 2): a peer's third closed session drops
+    its oldest tombstone (a late repeat of that TERMINATION is then answered 5002, as for a
+    session not held); the newer ones still answer their repeats, and another peer's are
+    untouched; the same after a restart and in replay."""
+    h = _bounded(sessions=8, tombstones=2)
+    assert _initial(h, "o1", PEAK, origin=OTHER).result_code == 2001
+    other_end = _termination(h, "o1", PEAK + 1, origin=OTHER)
+    ends = {}
+    for i, name in enumerate(("s1", "s2", "s3")):
+        assert _initial(h, name, PEAK + 10 * i).result_code == 2001
+        ends[name] = _termination(h, name, PEAK + 10 * i + 1)
+        assert ends[name].result_code == 2001
+    assert _termination(h, "s1", PEAK + 100) == _unknown(sid("s1"), TERMINATION, 1)
+    for restarted in (False, True):
+        if restarted:
+            h.restart()
+        assert _termination(h, "s2", PEAK + 101) == ends["s2"]
+        assert _termination(h, "s3", PEAK + 102) == ends["s3"]
+        assert _termination(h, "o1", PEAK + 103, origin=OTHER) == other_end
+    h.ledger.check_invariants()
+    h.assert_replays()

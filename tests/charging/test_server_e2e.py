@@ -22,18 +22,14 @@ from protocol.codec import decode_body
 from protocol.codes import (
     AccountOperation,
     AccountStatus,
-    ApplicationId,
     CCRequestType,
     FinalUnitAction,
     ReportingReason,
 )
-from protocol.header import Header
-from protocol.messages import AMA, AMR, ASA, ASR, CCA, CCR, RAA, RAR, Answer, Request
+from protocol.messages import AMA, AMR, ASR, CCA, CCR, RAR
 from tests.charging.conftest import EUR, MiB, amr, by_rg, ccr, mscc, only, rsu, sid, usu
+from tests.charging.peer import UPF, Peer
 from tests.conftest import VECTOR
-
-APPS = (ApplicationId.CREDIT_CONTROL, ApplicationId.ADMINISTRATION)
-UPF = "upf1.test.local"
 
 
 def vector(name: str) -> CCR | AMR:
@@ -61,39 +57,6 @@ async def running(data_dir: Path) -> AsyncIterator[Node]:
     finally:
         await app.stop()
         await app.close()
-
-
-class Peer:
-    """A client that answers RAR/ASR 2001 and keeps what it was asked."""
-
-    def __init__(self) -> None:
-        self.requests: asyncio.Queue[Request] = asyncio.Queue()
-        self.client: Client | None = None
-
-    async def connect(self, port: int, origin_host: str = UPF) -> Client:
-        self.client = await Client.connect(
-            port=port, origin_host=origin_host, applications=APPS, on_request=self.serve
-        )
-        return self.client
-
-    def serve(self, header: Header, request: Request) -> Answer:
-        self.requests.put_nowait(request)
-        assert self.client is not None
-        me = self.client.identity
-        if isinstance(request, RAR):
-            return RAA(
-                result_code=2001,
-                origin_host=me.origin_host,
-                origin_realm=me.origin_realm,
-                session_id=request.session_id,
-            )
-        assert isinstance(request, ASR)
-        return ASA(
-            result_code=2001,
-            origin_host=me.origin_host,
-            origin_realm=me.origin_realm,
-            session_id=request.session_id,
-        )
 
 
 async def cca(client: Client, message: CCR) -> CCA:
@@ -205,7 +168,7 @@ async def test_top_up_sends_rar_to_a_session_held_at_final_units(
     assert fui is not None and fui.final_unit_action == FinalUnitAction.REDIRECT
     credit = amr(AccountOperation.CREDIT, "poor", amount=5 * EUR, operation_id="t1", origin=UPF)
     assert (await client.request(credit)).result_code == 2001
-    rar = await asyncio.wait_for(p.requests.get(), 5)
+    rar = await asyncio.wait_for(p.arrived.get(), 5)
     assert isinstance(rar, RAR)
     assert rar.session_id == sid("rar-1") and rar.rating_group == (10,)
     assert rar.destination_host == UPF and rar.auth_application_id == 4
@@ -229,7 +192,7 @@ async def test_suspension_sends_asr(peer: tuple[Node, Peer, Client]) -> None:
     assert (await cca(client, initial)).result_code == 2001
     suspend = amr(AccountOperation.SET_STATUS, "bad", status=AccountStatus.SUSPENDED, origin=UPF)
     assert (await client.request(suspend)).result_code == 2001
-    asr = await asyncio.wait_for(p.requests.get(), 5)
+    asr = await asyncio.wait_for(p.arrived.get(), 5)
     assert isinstance(asr, ASR) and asr.session_id == sid("asr-1")
     term = ccr("asr-1", CCRequestType.TERMINATION, 1, mscc(10, used=(usu(octets=MiB),)))
     assert (await cca(client, term)).result_code == 2001

@@ -21,10 +21,14 @@ from tests.charging.conftest import (
     DEMO,
     EUR,
     EVENING,
+    INITIAL,
     PEAK,
     PEAK_END_S,
     SMS,
+    SUB,
     SUNDAY,
+    TERMINATION,
+    UPDATE,
     VOICE,
     Harness,
     KiB,
@@ -40,10 +44,6 @@ from tests.charging.conftest import (
     usu,
 )
 
-INITIAL = CCRequestType.INITIAL
-UPDATE = CCRequestType.UPDATE
-TERMINATION = CCRequestType.TERMINATION
-SUB = "491700000001"
 MIN = 60_000  # ms
 
 

@@ -10,8 +10,12 @@ from protocol.codes import AccountOperation, AccountStatus, CCRequestType, Reque
 from tests.charging.conftest import (
     DEMO,
     EUR,
+    INITIAL,
     PEAK,
     SMS,
+    SUB,
+    TERMINATION,
+    UPDATE,
     UPF,
     Harness,
     MiB,
@@ -25,10 +29,6 @@ from tests.charging.conftest import (
     usu,
 )
 
-INITIAL = CCRequestType.INITIAL
-UPDATE = CCRequestType.UPDATE
-TERMINATION = CCRequestType.TERMINATION
-SUB = "491700000001"
 SUB2 = "491700000002"
 S = 1000
 MIN = 60 * S

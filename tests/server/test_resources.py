@@ -6,8 +6,6 @@ descriptor limit and a peer that never reads are in test_resources_process.py.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -16,63 +14,14 @@ from ocs.edge.client import Client, ClientError
 from ocs.edge.server import (
     DESCRIPTOR_RESERVE,
     ConnectionLimits,
-    ImmediateGate,
-    RequestContext,
-    Server,
     ServerConfig,
 )
 from protocol.codes import Flag, ResultCode
-from protocol.messages import Answer, ErrorAnswer
 from tests.conftest import frame_of
+from tests.server.helpers import HoldingGate, ServerFactory, echo_cca, until
 from tests.server.rawpeer import RawPeer
 
-ServerFactory = Callable[..., Awaitable[Server]]
 CCR = frame_of("ccr-update-linked")  # Origin-Host upf1.test.local, as the vector CER
-
-
-@pytest.fixture
-async def make_server() -> AsyncIterator[ServerFactory]:
-    servers: list[Server] = []
-
-    async def make(**kw: Any) -> Server:
-        handlers = kw.pop("handlers", {})
-        gate = kw.pop("gate", None) or ImmediateGate()
-        kw.setdefault("shutdown_grace_s", 0.2)
-        srv = Server(ServerConfig(host="127.0.0.1", port=0, **kw), handlers=handlers, gate=gate)
-        await srv.start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        await srv.stop()
-
-
-class HoldingGate:
-    """Holds every answer until released, to keep requests outstanding."""
-
-    def __init__(self) -> None:
-        self.held: list[Callable[[], None]] = []
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.held.append(callback)
-
-    def flush(self) -> None:
-        held, self.held = self.held, []
-        for cb in held:
-            cb()
-
-
-def echo_cca(ctx: RequestContext, message: Any) -> Answer:
-    return ErrorAnswer(
-        result_code=2001, origin_host="ocs", origin_realm="r", session_id=message.session_id
-    )
-
-
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 # --- limits derived from the descriptor limit ------------------------------------------------
@@ -285,3 +234,28 @@ async def test_a_closed_connection_whose_output_never_drains_is_aborted_after_tw
     await until(lambda: srv.stats["undrained_closed"] == 1, timeout=5.0)
     await until(lambda: not srv.connections)
     peer.writer.transport.abort()
+
+
+async def test_a_peer_held_at_its_limit_is_read_again_at_half_of_it(
+    make_server: ServerFactory,
+) -> None:
+    """Reading resumes once the peer has at most half its limit outstanding, not at the first
+    answer: the read then brings a batch (at the first answer, a flooding peer's next read of
+    up to 256 KiB was one request accepted and the rest refused 3004)."""
+    gate = HoldingGate()
+    srv = await make_server(max_pending_requests=4, handlers={272: echo_cca}, gate=gate)
+    peer = await RawPeer.connect(srv.port)
+    await peer.send(CCR * 4)
+    await until(lambda: len(gate.held) == 4)
+    await peer.send(CCR * 3)  # not read while the peer is at its limit
+    gate.held.pop(0)()  # one answer: 3 outstanding, more than half of 4
+    assert (await peer.read())[1]["Result-Code"] == 2001
+    await asyncio.sleep(0.2)
+    assert len(gate.held) == 3 and len(srv.budget_held) == 1
+    gate.held.pop(0)()  # 2 outstanding: half; the three are read, two fit, one is refused
+    codes = [(await peer.read())[1]["Result-Code"] for _ in range(2)]
+    assert codes == [2001, ResultCode.TOO_BUSY]
+    await until(lambda: len(gate.held) == 4)
+    gate.flush()
+    assert [(await peer.read())[1]["Result-Code"] for _ in range(4)] == [2001] * 4
+    await peer.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,39 +11,15 @@ from structlog.testing import capture_logs
 
 from ocs.edge.client import Client, ClientError
 from ocs.edge.server import (
-    ImmediateGate,
     PeerEntry,
-    RequestContext,
-    Server,
-    ServerConfig,
     default_peer_policy,
 )
 from protocol.codec import encode_frame
 from protocol.codes import ApplicationId, Flag, ReAuthRequestType, ResultCode
 from protocol.messages import CER, DWR, RAA, RAR, Answer, ErrorAnswer, Request
 from tests.conftest import VECTORS, frame_of
+from tests.server.helpers import HoldingGate, ServerFactory, echo_cca
 from tests.server.rawpeer import RawPeer
-
-ServerFactory = Callable[..., Awaitable[Server]]
-
-
-@pytest.fixture
-async def make_server() -> AsyncIterator[ServerFactory]:
-    servers: list[Server] = []
-
-    async def make(**kw: Any) -> Server:
-        handlers = kw.pop("handlers", {})
-        gate = kw.pop("gate", None) or ImmediateGate()
-        kw.setdefault("shutdown_grace_s", 0.2)
-        srv = Server(ServerConfig(host="127.0.0.1", port=0, **kw), handlers=handlers, gate=gate)
-        await srv.start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        await srv.stop()
-
 
 INT_EXPECT = [v for v in VECTORS if "expect" in v and isinstance(v["expect"]["result"], int)]
 CLOSE_EXPECT = [v for v in VECTORS if "expect" in v and v["expect"]["result"] == "close"]
@@ -239,27 +214,6 @@ async def test_unserved_command_is_5012_and_validation_errors_come_first(
     await peer.send(frame_of("bad-missing-session-id"))
     _, body = await peer.read()
     assert body["Result-Code"] == 5005
-
-
-class HoldingGate:
-    """Holds every answer until released, to keep requests outstanding."""
-
-    def __init__(self) -> None:
-        self.held: list[Callable[[], None]] = []
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.held.append(callback)
-
-    def flush(self) -> None:
-        held, self.held = self.held, []
-        for cb in held:
-            cb()
-
-
-def echo_cca(ctx: RequestContext, message: Any) -> Answer:
-    return ErrorAnswer(
-        result_code=2001, origin_host="ocs", origin_realm="r", session_id=message.session_id
-    )
 
 
 async def test_outstanding_limit_answers_3004_for_the_excess(make_server: ServerFactory) -> None:

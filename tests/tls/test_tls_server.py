@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
@@ -17,11 +18,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from ocs.edge import server as server_module
 from ocs.edge import tls as tls_module
 from ocs.edge.client import Client, ClientError
 from ocs.edge.server import Server, ServerConfig
 from ocs.edge.tls import (
     LOG_BURST,
+    Handshake,
     TlsClientConfig,
     TlsConfigError,
     TlsServerConfig,
@@ -45,6 +48,9 @@ def fresh_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     configuration."""
     structlog.reset_defaults()
     monkeypatch.setattr(tls_module, "log", structlog.get_logger("ocs.edge.tls"))
+    # the server logs too (a refused or evicted connection): a logger cached by an earlier
+    # test's configuration may write to a stream that test closed
+    monkeypatch.setattr(server_module, "log", structlog.get_logger("ocs.edge.server"))
 
 
 @pytest.fixture
@@ -356,3 +362,72 @@ def _cer_hex() -> str:
 
     hex_: str = VECTOR["cer"]["hex"]
     return hex_
+
+
+async def test_handshakes_in_progress_count_as_connections_without_cer(pki: Pki) -> None:
+    """Connections that never start or finish their TLS handshake are bounded as connections
+    that never send CER are (they were not counted at all: a flood of them held descriptors
+    until each handshake timed out): at the limit the oldest is closed, and a peer that
+    completes its handshake and its CER is still served."""
+    srv = Server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            shutdown_grace_s=0.2,
+            # no handshake ends by its timeout while the test runs, however slow the machine
+            tls=dataclasses.replace(pki.server_config(), handshake_timeout_s=120.0),
+            max_unopened_connections=2,
+        )
+    )
+    await srv.start()
+    try:
+        stalled = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(2)]
+        async with asyncio.timeout(3.0):
+            while srv.tls_handshakes_in_progress < 2:
+                await asyncio.sleep(0.01)
+        stalled.append(await asyncio.open_connection("127.0.0.1", srv.port))
+        async with asyncio.timeout(3.0):  # the oldest is closed, long before its timeout
+            assert await stalled[0][0].read(100) == b""
+        assert srv.stats["evicted_unopened"] == 1 and srv.tls_handshakes_in_progress == 2
+        client = await connect(srv.port, pki.client_config(PEER))  # evicts the next oldest
+        assert await dwr_ok(client)
+        async with asyncio.timeout(3.0):
+            assert await stalled[1][0].read(100) == b""
+        assert srv.stats["evicted_unopened"] == 2 and srv.tls_handshakes_in_progress == 1
+        await client.close()
+    finally:
+        for _, writer in stalled:
+            writer.close()
+        await srv.stop()
+
+
+async def test_a_failing_admission_closes_that_connection_and_accepting_goes_on(
+    pki: Pki, make_server: ServerFactory
+) -> None:
+    """An exception in the admission of one TLS connection (a log line that could not be
+    written, once) closes that connection and is reported to the loop; it stopped the accept
+    loop, so that no connection was accepted any more."""
+    srv = await make_server(pki.server_config())
+    listener = srv._tls
+    assert listener is not None and listener.admit is not None
+    admit = listener.admit
+    calls = 0
+
+    def failing_once(handshake: Handshake) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("I/O operation on closed file")
+        return admit(handshake)
+
+    listener.admit = failing_once
+    reported: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    async with asyncio.timeout(3.0):
+        assert await reader.read(100) == b""
+    writer.close()
+    client = await connect(srv.port, pki.client_config(PEER))
+    assert await dwr_ok(client)
+    await client.close()
+    assert [type(ctx["exception"]) for ctx in reported] == [ValueError]

@@ -468,6 +468,7 @@ class Simulation:
         self.received += len(frame)
         try:
             handle.data_received(frame)
+            self.node.server.serve_queued()
         except Exception as exc:
             raise Finding("exception", f"CER of {name[:80]!r}: {_tb(exc)}") from exc
         cea = transport.take()
@@ -543,6 +544,7 @@ class Simulation:
         peer.pending[probe.hbh] = probe
         try:
             handle.data_received(frame)
+            node.server.serve_queued()  # requests wait for their turn; served now, in order
         except Finding:
             raise
         except Exception as exc:
