@@ -66,6 +66,12 @@ def report(summary: Summary, *, verbose: bool = True) -> str:
             if name.startswith("cdr:")
         )
         lines.append(f"  CDRs {paths}")
+        expected = ", ".join(
+            f"{name.removeprefix('expected:')} {n}"
+            for name, n in sorted(c.items())
+            if name.startswith("expected:")
+        )
+        lines.append(f"  expectations checked {expected}")
     finding = summary.finding
     if finding is None:
         lines.append("  OK")

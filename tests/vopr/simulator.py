@@ -25,7 +25,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ import msgspec
 import structlog
 
 from ocs.core.charging import Action, ActionKind, ChargingCore, Input, InputKind, encode_input
+from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER
 from ocs.core.ledger import Ledger
 from ocs.edge.catalog_files import demo_catalog_text
 from ocs.edge.cdr_files import read_lines
@@ -167,11 +168,21 @@ def state_digest(core: ChargingCore, ledger: Ledger) -> bytes:
     return h.digest()
 
 
-def fingerprint(core: ChargingCore) -> bytes:
+def fingerprint(core: ChargingCore, now_ms: int) -> bytes:
     """The business state (no duplicate cache, sessions unpacked): what a refusal must not
-    change."""
+    change. The debits a refund may draw on are taken as of `now_ms`: every input forgets
+    those that left the refund window (WIRE.md 5.4), refused or not, which is the clock's doing,
+    not the request's."""
     ledger = core.ledger
-    h = hashlib.blake2b(core.snapshot(duplicates=False), digest_size=16)
+    state = STATE_DECODER.decode(core.snapshot(duplicates=False))
+    horizon_ms = now_ms - state.refund_window_s * 1000
+    refundable = [
+        (account, rg, kept)
+        for account, rg, entries in state.refundable
+        if (kept := [e for e in entries if e.at_ms >= horizon_ms])
+    ]
+    state = msgspec.structs.replace(state, refundable=refundable)
+    h = hashlib.blake2b(STATE_ENCODER.encode(state), digest_size=16)
     h.update(
         msgspec.msgpack.encode(
             [list(ledger.accounts()), list(ledger.reservations()), ledger.totals()]
@@ -291,6 +302,7 @@ class Simulation:
         self.clock = SimClock(START_MS + self.rng.randrange(7 * 86400) * 1000)
         self.workload = Workload(self.rng, settings.hostile, lambda: self.clock.now_ms)
         self.workload.server_number = self.server_number
+        self.workload.refundable_units = self.refundable_units
         self.dir = directory
         self.catalog_file = directory / "catalog.toml"
         self.catalog_file.write_text(CATALOGS[0])
@@ -318,7 +330,8 @@ class Simulation:
         self.acked_lsn = 0
         self.unacked: list[Probe] = []  # handled by the node, answer not released yet
         self.in_flight: list[Probe] = []  # unanswered when the node went down
-        # (served subscriber, rating group) -> [debited, refunded] by events, in micro-units
+        # (served subscriber, rating group) -> [debited, refunded] by events in micro-units,
+        # then [debited, refunded] in units
         self.refund_books: dict[tuple[str, int], list[int]] = {}
         self.supervised: dict[str, list[Processed]] = {}  # open sessions' processed requests
         self.session_answers: dict[str, set[bytes]] = {}  # digests of every 2001 a sid had
@@ -326,6 +339,7 @@ class Simulation:
         self.logs: list[MutableMapping[str, Any]] = []
         self.received = 0  # bytes the server received in this step
         self.last_probe: Probe | None = None
+        self.deferred: Finding | None = None  # raised in a hook, perhaps caught by the node
 
     @property
     def node(self) -> SimNode:
@@ -535,7 +549,7 @@ class Simulation:
         # whether a refusal changed the state: for every hostile request and every one that
         # expects something, and a sample of the rest (the fingerprint costs a snapshot)
         watched = probe.cls != "normal" or probe.expect is not None or self.rng.random() < P_WATCH
-        before = fingerprint(core) if watched else b""
+        before = fingerprint(core, self.clock.now_ms) if watched else b""
         last_lsn = node.store.journal.last_lsn
         probe.handled = False
         probe.lsn = None
@@ -551,7 +565,8 @@ class Simulation:
             raise Finding("exception", f"escaped the node: {_tb(exc)}", probe) from exc
         finally:
             self.current = None
-        probe.changed = fingerprint(core) != before if watched else None
+        self.raise_deferred()
+        probe.changed = fingerprint(core, self.clock.now_ms) != before if watched else None
         if probe.lsn is not None and self.node_answer is not None:
             self.track_session(probe, self.node_answer)
         if node.store.journal.last_lsn > last_lsn:
@@ -681,6 +696,7 @@ class Simulation:
 
     def check_expect(self, probe: Probe, expect: Expect, answer: Answer, body: bytes) -> None:
         code = answer.result_code
+        self.counters[f"expected:{expect.finding}"] += 1
         if expect.codes is not None and code not in expect.codes:
             raise Finding(
                 expect.finding, f"answered {code}, expected {sorted(expect.codes)}", probe
@@ -773,18 +789,26 @@ class Simulation:
 
     def book(self, record: dict[str, Any]) -> None:
         """Refunds never give back more than DIRECT_DEBITING took (WIRE.md 5.4), per served
-        subscriber and rating group, over the whole run."""
+        subscriber and rating group, over the whole run; and the units the CDRs say were
+        debited and not refunded bound what a refund may ask (`refundable_units`)."""
         action = record.get("requestedAction")
         if action not in ("DIRECT_DEBITING", "REFUND_ACCOUNT"):
             return
         for usage in record.get("listOfMultipleUnitUsage", ()):
             key = (str(record.get("servedSubscriber")), int(usage["ratingGroup"]))
-            books = self.refund_books.setdefault(key, [0, 0])
-            charge = sum(int(c.get("charge", 0)) for c in usage.get("usedUnitContainers", ()))
+            books = self.refund_books.setdefault(key, [0, 0, 0, 0])
+            containers = usage.get("usedUnitContainers", ())
+            charge = sum(int(c.get("charge", 0)) for c in containers)
+            units = sum(
+                int(c.get("time", 0) or c.get("totalVolume", 0) or c.get("serviceSpecificUnits", 0))
+                for c in containers
+            )
             if action == "DIRECT_DEBITING":
                 books[0] += charge
+                books[2] += units
             else:
                 books[1] -= charge
+                books[3] += units
                 if "refunds" in self.settings.hostile and books[1] > books[0]:
                     raise Finding(
                         "refunds",
@@ -878,6 +902,13 @@ class Simulation:
         self.refund_books = {}
         for seq in sorted(self.cdr_lines):
             self.book(json.loads(self.cdr_lines[seq]))
+
+    def refundable_units(self, subscriber: str, rg: int) -> int:
+        """The units of `rg` DIRECT_DEBITING took from `subscriber` and refunds did not give
+        back, as the CDRs of the live core say: at least what the server may still refund (its
+        refund window only forgets more)."""
+        books = self.refund_books.get((subscriber, rg))
+        return 0 if books is None else books[2] - books[3]
 
     def server_number(self, sid: str) -> int | None:
         node = self._node
@@ -1090,6 +1121,7 @@ class Simulation:
     def check_logs(self) -> None:
         """No error is logged, and the log grows by at most a small multiple of what the
         peers sent (`LOG_FACTOR`): a hostile peer cannot flood it."""
+        self.raise_deferred()
         logs = self.logs
         size = 0
         for entry in logs:
@@ -1108,8 +1140,15 @@ class Simulation:
             )
         logs.clear()
 
+    def raise_deferred(self) -> None:
+        """A finding a hook raised inside the node, which the node may have caught."""
+        deferred, self.deferred = self.deferred, None
+        if deferred is not None:
+            raise deferred
+
     def check_step(self) -> None:
         node = self._node
+        self.raise_deferred()
         if node is None:
             return
         core = node.core
@@ -1165,28 +1204,45 @@ class Simulation:
 
 
 class _Hooks:
-    """`tests.vopr.harness.Hooks` of a simulation."""
+    """`tests.vopr.harness.Hooks` of a simulation. A `Finding` raised in a hook is also kept
+    (`Simulation.deferred`): the node catches what its handlers raise (it answers 5012 and logs
+    it), so the simulator raises it again once the node returns."""
 
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
 
+    @contextlib.contextmanager
+    def keeping(self) -> Iterator[None]:
+        try:
+            yield
+        except Finding as finding:
+            if self.sim.deferred is None:
+                self.sim.deferred = finding
+            raise
+
     def journaled(self, lsn: int, record: Input) -> None:
-        self.sim.journaled(lsn, record)
+        with self.keeping():
+            self.sim.journaled(lsn, record)
 
     def produced(self, cdrs: list[tuple[int, int, bytes]]) -> None:
-        self.sim.produced(cdrs)
+        with self.keeping():
+            self.sim.produced(cdrs)
 
     def actions(self, actions: list[Action], durable_lsn: int, last_lsn: int) -> None:
-        self.sim.actions(actions, durable_lsn, last_lsn)
+        with self.keeping():
+            self.sim.actions(actions, durable_lsn, last_lsn)
 
     def answered(self, ctx: RequestContext, answer: Answer | bytes) -> None:
-        self.sim.answered_by_node(ctx, answer)
+        with self.keeping():
+            self.sim.answered_by_node(ctx, answer)
 
     def fatal(self, event: str, exc: BaseException) -> None:
-        self.sim.fatal(event, exc)
+        with self.keeping():
+            self.sim.fatal(event, exc)
 
     def built(self, node: SimNode) -> None:
-        self.sim.built(node)
+        with self.keeping():
+            self.sim.built(node)
 
 
 def _journal_durable_offset(segment: Path, durable_lsn: int) -> int:

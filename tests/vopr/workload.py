@@ -17,7 +17,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from protocol.codes import CommandCode
+from protocol.codes import DEFAULT_MAX_MESSAGE_LENGTH, CommandCode
+from protocol.limits import (
+    EVENT_TIMESTAMP_FUTURE_S,
+    EVENT_TIMESTAMP_PAST_S,
+    MAX_ACCOUNT_ID_LENGTH,
+    MAX_AMOUNT,
+    MAX_OPAQUE_ITEMS,
+    MAX_OPERATION_ID_LENGTH,
+    MAX_SESSION_ID_LENGTH,
+    MAX_SUBSCRIPTION_DATA_LENGTH,
+    MAX_TEXT_LENGTH,
+    MAX_UNITS,
+    MAX_USU,
+)
 from protocol.messages import CCA, Answer
 from tests.vopr.rawpack import Ext, Pairs, bad_str, pack
 
@@ -35,12 +48,23 @@ UNIT_KEY: Final = {
     40: "CC-Time",
     30: "CC-Service-Specific-Units",
 }
+UNIT_KEYS: Final = frozenset(
+    {
+        "CC-Time",
+        "CC-Total-Octets",
+        "CC-Input-Octets",
+        "CC-Output-Octets",
+        "CC-Service-Specific-Units",
+    }
+)
+MSCC: Final = "Multiple-Services-Credit-Control"
 MiB: Final = 1 << 20
 EUR: Final = 1_000_000
 REALM: Final = "sim.test"
 DUPLICATE_WINDOW_MS: Final = 4 * 60 * 1000
 WINDOW_MARGIN_MS: Final = 2_000  # expect a duplicate only well inside the window
 
+HEADER_BYTES: Final = 20
 CCR_CMD: Final = int(CommandCode.CREDIT_CONTROL)
 AMR_CMD: Final = int(CommandCode.ACCOUNT_MANAGEMENT)
 # top-level Result-Codes that refuse the request: it must change nothing
@@ -129,6 +153,28 @@ class Expect:
     failed_avp: str | None = None  # the key Failed-AVP must name
 
 
+def out_of_domain(finding: str, key: str) -> Expect:
+    """A value outside the domain protocol/limits.py documents: 5004 naming it, no change."""
+    return Expect(finding=finding, codes=frozenset({5004}), unchanged=True, failed_avp=key)
+
+
+def units_expect(msccs: list[dict[str, Any]]) -> Expect | None:
+    """5004, no change, for MSCCs with units outside their domain (docs/protocol.md, limits):
+    a unit AVP above `MAX_UNITS`, a Requested-Service-Unit whose input + output octets are,
+    more than `MAX_USU` Used-Service-Units. None if they are within it."""
+    for mscc in msccs:
+        usus = mscc.get("Used-Service-Unit", ())
+        units = [*usus, mscc.get("Requested-Service-Unit", {})]
+        rsu = units[-1]
+        if (
+            len(usus) > MAX_USU
+            or any(v > MAX_UNITS for u in units for k, v in u.items() if k in UNIT_KEYS)
+            or rsu.get("CC-Input-Octets", 0) + rsu.get("CC-Output-Octets", 0) > MAX_UNITS
+        ):
+            return Expect(finding="usage", codes=frozenset({5004}), unchanged=True)
+    return None
+
+
 @dataclass(eq=False)
 class Probe:
     """One request: what is sent, and what became of it (filled in by the simulator)."""
@@ -213,6 +259,9 @@ class Workload:
         # session): the oracle of what a request must get, and how clients stay in step when a
         # hostile request moved one of their sessions on
         self.server_number: Callable[[str], int | None] = lambda sid: None
+        # the units of a rating group DIRECT_DEBITING took from a subscriber and refunds did
+        # not give back, by the CDRs (the oracle of a refund beyond them)
+        self.refundable_units: Callable[[str, int], int] = lambda subscriber, rg: 0
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -278,9 +327,16 @@ class Workload:
     def probe(
         self, peer: str, command: int, value: Any, label: str, cls: str = "normal", **kw: Any
     ) -> Probe:
-        return Probe(
-            peer=peer, command=command, body=pack(value), label=label, cls=cls, value=value, **kw
-        )
+        body = pack(value)
+        expect = kw.get("expect")
+        if (
+            expect is not None
+            and expect.failed_avp is not None
+            and HEADER_BYTES + len(body) > DEFAULT_MAX_MESSAGE_LENGTH
+        ):
+            # longer than the server reads (WIRE.md 1): 5015 before the body is looked at
+            kw["expect"] = Expect(finding=expect.finding, codes=frozenset({5015}), unchanged=True)
+        return Probe(peer=peer, command=command, body=body, label=label, cls=cls, value=value, **kw)
 
     def account(self) -> AccountModel | None:
         return self.pick(self.accounts) if self.accounts else None
@@ -393,6 +449,7 @@ class Workload:
     def usage_msccs(self, s: ClientSession, *, final: bool) -> list[dict[str, Any]]:
         rng = self.rng
         msccs: list[dict[str, Any]] = []
+        linked: int | None = None  # units of RG 10 reported as linked to RG 20's report
         for rg, granted in list(s.grants.items()):
             if rg == 50:
                 continue
@@ -423,14 +480,16 @@ class Workload:
                     mscc["Requested-Service-Unit"] = self.mscc_ask(rg)["Requested-Service-Unit"]
             msccs.append(mscc)
             if rg == 20 and mscc["Reporting-Reason"] in (0, 2, 3, 4) and rng.random() < 0.7:
-                msccs.append(
-                    {
-                        "Rating-Group": 10,
-                        "Used-Service-Unit": [
-                            {"CC-Total-Octets": self.amount(10, granted), "Reporting-Reason": 100}
-                        ],
-                    }
-                )
+                linked = self.amount(10, granted)
+        # linked usage (WIRE.md 5.6) for RG 10, unless the request reports RG 10 itself: each
+        # Rating-Group at most once per request (docs/protocol.md, limits)
+        if linked is not None and all(m["Rating-Group"] != 10 for m in msccs):
+            msccs.append(
+                {
+                    "Rating-Group": 10,
+                    "Used-Service-Unit": [{"CC-Total-Octets": linked, "Reporting-Reason": 100}],
+                }
+            )
         if not final and not msccs and rng.random() < 0.8:
             for rg in SERVICE_RGS[s.service]:
                 if rng.random() < 0.6:
@@ -956,7 +1015,12 @@ class Workload:
                 aoc=self.pick([None, 1, 2]),
             )
             probe = self.probe(
-                s.peer, CCR_CMD, value, "usage:report", on_answer=self.session_answer
+                s.peer,
+                CCR_CMD,
+                value,
+                "usage:report",
+                on_answer=self.session_answer,
+                expect=units_expect(msccs),
             )
             s.last = probe
             return probe
@@ -980,7 +1044,7 @@ class Workload:
                 msccs=[{"Rating-Group": rg, "Requested-Service-Unit": ask}],
                 aoc=self.pick([None, 1]),
             )
-            return self.probe(peer, CCR_CMD, value, "usage:event")
+            return self.probe(peer, CCR_CMD, value, "usage:event", expect=units_expect(value[MSCC]))
         sid = f"{peer};{self.next_serial()};s"
         value = self.ccr(
             peer,
@@ -994,7 +1058,14 @@ class Workload:
         )
         session = ClientSession(sid=sid, peer=peer, service=service, subscriber=account.subscriber)
         self.sessions[sid] = session
-        probe = self.probe(peer, CCR_CMD, value, "usage:initial", on_answer=self.session_answer)
+        probe = self.probe(
+            peer,
+            CCR_CMD,
+            value,
+            "usage:initial",
+            on_answer=self.session_answer,
+            expect=units_expect(value[MSCC]),
+        )
         session.last = probe
         return probe
 
@@ -1003,21 +1074,28 @@ class Workload:
         peer = self.peers[3]
         roll = rng.random()
         if roll < 0.3 or not self.accounts:
-            return self.create_account(
-                Amount=self.pick(BOUNDS_I64),
-                **{
-                    "Credit-Limit": self.pick(BOUNDS_I64),
-                    "Currency-Code": self.pick([978, 0, U32]),
-                },
+            amount, limit = self.pick(BOUNDS_I64), self.pick(BOUNDS_I64)
+            probe = self.create_account(
+                Amount=amount,
+                **{"Credit-Limit": limit, "Currency-Code": self.pick([978, 0, U32])},
             )
+            # outside one operation (docs/protocol.md, limits): 5004, no change
+            if not -MAX_AMOUNT <= amount <= MAX_AMOUNT or not 0 <= limit <= MAX_AMOUNT:
+                probe.expect = Expect(finding="amounts", codes=frozenset({5004}), unchanged=True)
+            return probe
         account = self.account()
         assert account is not None
         op = self.pick([3, 3, 4])
-        keys: dict[str, Any] = {"Amount": self.pick(BOUNDS_I64)}
+        amount = self.pick(BOUNDS_I64)
+        keys: dict[str, Any] = {"Amount": amount}
         if rng.random() < 0.5:
             keys["Operation-Id"] = f"big-{self.next_serial()}"
         value = self.amr(peer, op, account.account_id, **keys)
-        return self.probe(peer, AMR_CMD, value, "amounts:credit" if op == 3 else "amounts:debit")
+        expect = None
+        if not 1 <= amount <= MAX_AMOUNT:
+            expect = out_of_domain("amounts", "Amount")
+        label = "amounts:credit" if op == 3 else "amounts:debit"
+        return self.probe(peer, AMR_CMD, value, label, expect=expect)
 
     def h_time(self) -> Probe | None:
         account = self.account()
@@ -1058,7 +1136,11 @@ class Workload:
                 }
             ],
         )
-        return self.probe(peer, CCR_CMD, value, "time:event-timestamp")
+        expect = None
+        if not now_s - EVENT_TIMESTAMP_PAST_S <= at <= now_s + EVENT_TIMESTAMP_FUTURE_S:
+            # outside the window around the server's clock (docs/protocol.md, limits)
+            expect = out_of_domain("time", "Event-Timestamp")
+        return self.probe(peer, CCR_CMD, value, "time:event-timestamp", expect=expect)
 
     def long_text(self) -> str:
         n = self.pick([0, 1, 255, 256, 257, 1000, 10_000, 60_000])
@@ -1083,7 +1165,10 @@ class Workload:
                     {"Rating-Group": 30, "Requested-Service-Unit": {"CC-Service-Specific-Units": 1}}
                 ],
             )
-            return self.probe(peer, CCR_CMD, value, "strings:session-id")
+            expect = None
+            if len(sid) > MAX_SESSION_ID_LENGTH:
+                expect = out_of_domain("strings", "Session-Id")
+            return self.probe(peer, CCR_CMD, value, "strings:session-id", expect=expect)
         if how in ("account-id", "operation-id"):
             peer = self.peers[3]
             text = self.long_text()
@@ -1105,9 +1190,16 @@ class Workload:
             else:
                 target = account.account_id if account else "acct-0001"
                 value = self.amr(peer, 3, target, Amount=1, **{"Operation-Id": text})
-            return self.probe(peer, AMR_CMD, value, f"strings:{how}")
+            limit = MAX_ACCOUNT_ID_LENGTH if how == "account-id" else MAX_OPERATION_ID_LENGTH
+            expect = None
+            if not 1 <= len(text) <= limit:
+                expect = out_of_domain(
+                    "strings", "Account-Id" if how == "account-id" else "Operation-Id"
+                )
+            return self.probe(peer, AMR_CMD, value, f"strings:{how}", expect=expect)
         if how == "subscriber":
             peer = self.peers[3]
+            text = self.long_text()
             value = self.amr(
                 peer,
                 1,
@@ -1117,27 +1209,34 @@ class Workload:
                     "Subscription-Id": [
                         {
                             "Subscription-Id-Type": self.pick([0, 1, 4]),
-                            "Subscription-Id-Data": self.long_text(),
+                            "Subscription-Id-Data": text,
                         }
                     ]
                 },
             )
-            return self.probe(peer, AMR_CMD, value, "strings:subscriber")
+            expect = None
+            if not 1 <= len(text) <= MAX_SUBSCRIPTION_DATA_LENGTH:
+                expect = out_of_domain("strings", "Subscription-Id-Data")
+            return self.probe(peer, AMR_CMD, value, "strings:subscriber", expect=expect)
         if how == "context":
             peer = self.peers[2]
+            text = self.long_text()
             value = self.ccr(
                 peer,
                 f"{peer};{self.next_serial()};c",
                 self.pick([1, 4]),
                 0,
-                service=self.long_text(),
+                service=text,
                 subscriber=subscriber,
                 action=0,
                 msccs=[
                     {"Rating-Group": 30, "Requested-Service-Unit": {"CC-Service-Specific-Units": 1}}
                 ],
             )
-            return self.probe(peer, CCR_CMD, value, "strings:context")
+            expect = None
+            if len(text) > MAX_TEXT_LENGTH:
+                expect = out_of_domain("strings", "Service-Context-Id")
+            return self.probe(peer, CCR_CMD, value, "strings:context", expect=expect)
         raise AssertionError(how)
 
     def h_peers(self) -> Probe | None:
@@ -1171,7 +1270,10 @@ class Workload:
             )
         return self.probe(origin, CCR_CMD, value, "peers:event")
 
-    def odd_map(self, depth: int) -> Any:
+    def odd_map(self) -> tuple[Any, bool]:
+        """A `Service-Information`, and whether it is outside the domain docs/protocol.md
+        gives opaque maps (keys that are not strings, floats, extension types, deeper than
+        `MAX_OPAQUE_DEPTH`, more than `MAX_OPAQUE_ITEMS` items)."""
         rng = self.rng
         how = self.pick(["keys", "deep", "wide", "values", "nested-list"])
         if how == "keys":
@@ -1187,14 +1289,15 @@ class Workload:
                         ("dup", 2),
                     )
                 )
-            }
+            }, True
         if how == "deep":
             node: Any = "leaf"
             for _ in range(self.pick([10, 100, 500, 1000, 3000])):
                 node = {"d": node} if rng.random() < 0.7 else [node]
-            return {"deep": node}
+            return {"deep": node}, True
         if how == "wide":
-            return {f"k{i}": i for i in range(self.pick([100, 1000, 3000]))}
+            n = self.pick([100, 1000, 3000])
+            return {f"k{i}": i for i in range(n)}, n + 1 > MAX_OPAQUE_ITEMS
         if how == "values":
             return {
                 "nan": float("nan"),
@@ -1203,15 +1306,21 @@ class Workload:
                 "neg": -(1 << 63),
                 "ext": Ext(5, b"\x01"),
                 "bin": b"\xff" * 10,
-            }
-        return {"list": [[{"a": [None, {}]}] * 3] * 3}
+            }, True
+        return {"list": [[{"a": [None, {}]}] * 3] * 3}, False
 
     def h_maps(self) -> Probe | None:
         account = self.account()
         if account is None:
             return None
         rng = self.rng
-        info = self.odd_map(0)
+        info, outside = self.odd_map()
+        # outside the opaque maps' domain: 5004 (3009 deeper than a body may nest), no change
+        expect = (
+            Expect(finding="maps", codes=frozenset({3009, 5004}), unchanged=True)
+            if outside
+            else None
+        )
         if rng.random() < 0.4:  # on a session: copied into its CDR when it closes
             peer = self.peers[0]
             sid = f"{peer};{self.next_serial()};m"
@@ -1227,7 +1336,14 @@ class Workload:
             )
             session = ClientSession(sid=sid, peer=peer, service=DATA, subscriber=account.subscriber)
             self.sessions[sid] = session
-            probe = self.probe(peer, CCR_CMD, value, "maps:session", on_answer=self.session_answer)
+            probe = self.probe(
+                peer,
+                CCR_CMD,
+                value,
+                "maps:session",
+                on_answer=self.session_answer,
+                expect=expect,
+            )
             session.last = probe
             return probe
         peer = self.peers[2]
@@ -1244,7 +1360,7 @@ class Workload:
             ],
             info=info,
         )
-        return self.probe(peer, CCR_CMD, value, "maps:event")
+        return self.probe(peer, CCR_CMD, value, "maps:event", expect=expect)
 
     def h_events(self) -> Probe | None:
         """An EVENT again under its Session-Id with a new End-to-End-Id: a duplicate."""
@@ -1277,9 +1393,7 @@ class Workload:
         rng = self.rng
         rg = self.pick([30, 30, 40, 10])
         service = {30: SMS, 40: VOICE, 10: DATA}[rg]
-        taken = sum(
-            d.units for d in self.debited if d.subscriber == account.subscriber and d.rg == rg
-        )
+        taken = self.refundable_units(account.subscriber, rg)
         units = taken + self.pick([1, 10, 1000, 10**6, 10**13])
         peer = self.peers[2]
         value = self.ccr(
