@@ -414,6 +414,9 @@ def decode_message(data: bytes) -> Msg:
     header = parse_header(data)
     raw = data[HEADER_LEN:]
     body = decode_body(header.version, raw, header.code)
+    if header.version == VERSION_BINARY and "Session-Id" in body:
+        first = struct.unpack_from(">I", raw)[0]
+        assert first == 263, "RFC 6733 3.2, 8.8: < Session-Id > is the first AVP of the message"
     if header.version == VERSION_BINARY and body.get("Result-Code") == MISSING_AVP:
         failed = body.get("Failed-AVP")
         if isinstance(failed, dict):
