@@ -206,6 +206,7 @@ _ARRAYS: Final = frozenset(
         "Used-Service-Unit",
         "Filter-Id",
         "Linked-Rating-Group",
+        "Proxy-Info",
     }
 )
 _TOP_ARRAYS: Final = {  # arrays at the top of one command's body only
