@@ -162,6 +162,9 @@ def _schema(cls: type[msgspec.Struct]) -> _Schema:
         fields.append(_field(f.name, avp, multi, group, opaque))
         if multi and f.required:
             required_lists.append(avp.name)
+    # RFC 6733 3.2 and 8.8: `< Session-Id >` has a fixed position, the first AVP of a message
+    # that carries it (a model's base class puts Origin-Host and Origin-Realm first)
+    fields.sort(key=lambda f: f.avp.name != "Session-Id")
     schema = _Schema(
         {(f.avp.code, f.avp.vendor_id): f for f in fields}, tuple(fields), tuple(required_lists)
     )

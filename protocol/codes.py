@@ -10,6 +10,8 @@ from typing import Final
 
 VERSION = 0x4D  # "M": MessagePack body (WIRE.md section 1)
 VERSION_DIAMETER = 0x01  # standard Diameter: a body of binary AVPs (RFC 6733 section 4)
+# the body encodings by the name the tools' `--encoding` gives them (WIRE.md 1.1)
+ENCODING_BY_NAME: Final = {"msgpack": VERSION, "diameter": VERSION_DIAMETER}
 HEADER_LENGTH = 20
 DEFAULT_MAX_MESSAGE_LENGTH = 65_536
 MAX_ENCODABLE_LENGTH = 0xFFFFFF

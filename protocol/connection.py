@@ -34,6 +34,7 @@ from protocol.codes import (
     FLAG_P,
     FLAG_R,
     FLAG_T,
+    HEADER_LENGTH,
     RELAY_APPLICATION_ID,
     RESERVED_FLAG_BITS,
     VERSION,
@@ -58,6 +59,7 @@ from protocol.messages import (
     Request,
 )
 from protocol.peer import ACTIVE_STATES, PeerInput, PeerState, PeerStateMachine, Role
+from protocol.proxy_info import proxy_info_of, with_proxy_info
 
 # The Application-Id each command travels under (WIRE.md section 3).
 COMMAND_APPLICATION: Final[dict[int, int]] = {
@@ -446,9 +448,13 @@ class Connection:
         try:
             if header.version == VERSION:
                 message = decode_body(code, True, body)
+                proxy_info = proxy_info_of(VERSION, body)
             else:
                 message = decode_avps(code, True, body)
+                proxy_info = proxy_info_of(header.version, body)
                 body = encode_body(message)
+            if proxy_info:  # RFC 6733 6.2: echoed in the answer
+                header = msgspec.structs.replace(header, proxy_info=proxy_info)
         except ProtocolError as exc:
             self._reject(header, exc, events)
             return
@@ -672,6 +678,8 @@ class Connection:
         self._answered()
         if request.version != VERSION:
             body = transcode_answer(request.command_code, body)
+        if request.proxy_info:
+            body = with_proxy_info(request.version, body, request.proxy_info)
         self._out.append(
             frame_body(
                 body,
@@ -691,10 +699,22 @@ class Connection:
 
     def encode_answer(self, request: Header, message: Answer, *, error: bool = False) -> bytes:
         """The frame answering `request`, without sending it (for caching), in the request's
-        encoding."""
-        return encode_frame_as(
+        encoding. It echoes the request's Proxy-Info, but in a 3xxx (WIRE.md section 3 lists
+        what one carries)."""
+        data = encode_frame_as(
             request.version,
             message,
+            flags=answer_flags(request, error=error),
+            command_code=request.command_code,
+            application_id=request.application_id,
+            hop_by_hop=request.hop_by_hop,
+            end_to_end=request.end_to_end,
+        )
+        if not request.proxy_info or error:
+            return data
+        return frame_body(
+            with_proxy_info(request.version, data[HEADER_LENGTH:], request.proxy_info),
+            version=request.version,
             flags=answer_flags(request, error=error),
             command_code=request.command_code,
             application_id=request.application_id,

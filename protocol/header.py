@@ -24,6 +24,8 @@ class Header(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     end_to_end: int
     length: int = 0
     version: int = VERSION  # the body's encoding (WIRE.md section 1): 0x4D or 0x01
+    # a received request's Proxy-Info, to echo in its answer (`protocol.proxy_info`)
+    proxy_info: bytes = b""
 
     @property
     def is_request(self) -> bool:

@@ -30,6 +30,7 @@ from ocs.tools.load import (
     parse_mix,
     run_bench,
 )
+from protocol.codes import ENCODING_BY_NAME
 
 
 def _mix(text: str) -> tuple[tuple[str, float], ...]:
@@ -146,6 +147,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--encoding",
+        choices=tuple(ENCODING_BY_NAME),
+        default="msgpack",
+        help="the load's body encoding: MessagePack (version 0x4D, default) or standard "
+        "Diameter AVPs (0x01), WIRE.md 1.1 (the hostile neighbour speaks MessagePack)",
+    )
     add_tls_client_arguments(p)
     p.set_defaults(func=run)
 
@@ -168,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.encoding != "msgpack" and args.vs_echo:
+        print("ocs bench: the echo server (--vs-echo) speaks MessagePack only", file=sys.stderr)
+        return 2
     load = LoadConfig(
         mode=args.mode,
         duration=args.duration,
@@ -182,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         updates=max(0, args.updates),
         seed=args.seed,
         tls=tls,
+        encoding=ENCODING_BY_NAME[args.encoding],
     )
     opts = BenchOptions(
         server=args.server,

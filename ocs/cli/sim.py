@@ -22,6 +22,7 @@ from ocs.tools.sim.scp import ScpConfig, ScpProfile, run_scp
 from ocs.tools.sim.traffic import DataProfile
 from ocs.tools.sim.upf import UpfConfig, run_upf
 from ocs.tools.sim.usage_log import UsageLogError
+from protocol.codes import ENCODING_BY_NAME
 from rating import parse_money
 
 # the connection settings a simulator reads from the environment and the client file too
@@ -120,6 +121,13 @@ def _common(p: argparse.ArgumentParser, *, name: str, first_msisdn: int) -> None
         help="how long to try reaching the server at the start",
     )
     p.add_argument("--log-level", default="warning")
+    p.add_argument(
+        "--encoding",
+        choices=tuple(ENCODING_BY_NAME),
+        default="msgpack",
+        help="the body encoding: MessagePack (version 0x4D, default) or standard Diameter "
+        "AVPs (0x01), WIRE.md 1.1",
+    )
     add_tls_client_arguments(p)
 
 
@@ -205,6 +213,7 @@ def _sim_config(args: argparse.Namespace) -> SimConfig:
         first_msisdn=args.first_msisdn,
         connect_timeout=args.connect_timeout,
         tls=tls_client_config(args),
+        encoding=ENCODING_BY_NAME[args.encoding],
     )
 
 

@@ -10,11 +10,49 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.wire import Peer
+from tests.conformance.wire import BINARY, ENCODINGS, MSGPACK, Peer
 from tests.server.process import ServerProcess
 
 Connect = Callable[..., Awaitable[Peer]]
 Spawn = Callable[..., ServerProcess]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "msgpack_only(reason): a conformance test that sends MessagePack on purpose (raw bytes, "
+        "or a value no AVP type can hold); it runs once, not for both encodings",
+    )
+    config.addinivalue_line(
+        "markers",
+        "binary_only: a conformance test that sends raw standard Diameter bodies on purpose",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test whose peers come from `connect` runs once per body encoding (WIRE.md 1.1):
+    MessagePack (0x4D) and standard Diameter AVPs (0x01)."""
+    if "encoding" in metafunc.fixturenames:
+        metafunc.parametrize("encoding", list(ENCODINGS), scope="function")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test or case marked `msgpack_only` is not run for the binary encoding, one marked
+    `binary_only` not for MessagePack."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        encoding = callspec.params.get("encoding") if callspec is not None else None
+        only = {"msgpack_only": MSGPACK, "binary_only": BINARY}
+        wrong = any(
+            item.get_closest_marker(marker) is not None and encoding not in (None, allowed)
+            for marker, allowed in only.items()
+        )
+        (dropped if wrong else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def stop(server: ServerProcess) -> None:
@@ -55,11 +93,21 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    """`await connect(port, origin_host=None, cer=True, **kw)`: a peer, closed at the end."""
+def encoding(request: pytest.FixtureRequest) -> str:
+    """The body encoding of the test's peers (parametrized by `pytest_generate_tests`)."""
+    value = request.param
+    assert isinstance(value, str)
+    return value
+
+
+@pytest.fixture
+async def connect(encoding: str) -> AsyncIterator[Connect]:
+    """`await connect(port, origin_host=None, cer=True, **kw)`: a peer speaking the test's
+    `encoding` (unless `encoding=` is given), closed at the end."""
     peers: list[Peer] = []
 
     async def _connect(port: int, origin_host: str | None = None, **kw: Any) -> Peer:
+        kw.setdefault("encoding", encoding)
         cer = kw.pop("cer", True)
         if cer:
             peer = await Peer.connect(port, origin_host, **kw)

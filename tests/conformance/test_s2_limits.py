@@ -19,6 +19,7 @@ from tests.conformance.wire import (
     EVENT,
     INITIAL,
     INVALID_AVP_VALUE,
+    MSGPACK_ONLY,
     SMS,
     SUCCESS,
     UPDATE,
@@ -50,6 +51,7 @@ async def _alive(peer: Peer) -> None:
     assert answer.result_code == SUCCESS
 
 
+@MSGPACK_ONLY  # raw MessagePack; the binary counterpart: test_s2_binary_values_outside_domain
 async def test_s2_values_outside_their_domain_are_answered_and_the_server_restarts(
     spawn: Spawn, connect: Connect
 ) -> None:

@@ -23,6 +23,7 @@ from tests.conformance.wire import (
     INVALID_AVP_VALUE,
     MICRO,
     MISSING_AVP,
+    MSGPACK_ONLY,
     SET_STATUS,
     SUCCESS,
     SUSPENDED,
@@ -155,7 +156,12 @@ async def test_s8_missing_key_is_5005(server: ServerProcess, connect: Connect, k
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("Account-Operation", 99), ("Account-Status", 7), ("Amount", "ten"), ("Account-Id", 5)],
+    [
+        ("Account-Operation", 99),
+        ("Account-Status", 7),
+        pytest.param("Amount", "ten", marks=MSGPACK_ONLY),  # no Integer64 holds a str
+        pytest.param("Account-Id", 5, marks=MSGPACK_ONLY),
+    ],
 )
 async def test_s8_bad_value_is_5004(
     server: ServerProcess, connect: Connect, key: str, value: Any

@@ -11,6 +11,7 @@ import pytest
 from tests.conformance.conftest import Connect, Spawn
 from tests.conformance.wire import (
     FLAG_E,
+    MSGPACK_ONLY,
     SUCCESS,
     get_account,
     mscc_of,
@@ -28,6 +29,7 @@ def hexframe(name: str) -> bytes:
     return bytes.fromhex(VECTORS[name]["hex"])
 
 
+@MSGPACK_ONLY  # vectors.json holds MessagePack frames, replayed as given
 async def test_vectors_conversation(spawn: Spawn, connect: Connect) -> None:
     """vectors.json: CER, AMR CREATE, CCR INITIAL/UPDATE (linked usage)/TERMINATION, the
     TERMINATION retransmitted with T (§6: the same answer), the three events, AMR CREDIT, DWR
@@ -75,6 +77,7 @@ async def test_vectors_conversation(spawn: Spawn, connect: Connect) -> None:
 REJECTED = [v for v in VECTORS.values() if "expect" in v]
 
 
+@MSGPACK_ONLY
 @pytest.mark.parametrize("vector", REJECTED, ids=lambda v: v["name"])
 async def test_vectors_rejected(
     server: ServerProcess, connect: Connect, vector: dict[str, Any]

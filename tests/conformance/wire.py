@@ -2,16 +2,21 @@
 
 It deliberately uses none of the server's message model or codec: frames are packed with
 `struct`, bodies are plain dicts keyed by AVP name encoded with msgspec's untyped MessagePack
-encoder, and every answer the server sends is checked against the rules every answer must
-follow (WIRE.md sections 1 and 3) before a test sees it.
+encoder (version 0x4D) or, for a peer speaking standard Diameter (version 0x01, WIRE.md 1.1),
+as RFC 6733 section 4 AVPs written here with `struct` from the name/code/vendor/type table of
+`protocol/dictionary.py` (the one piece of the server it reads: data, not code). Every answer
+the server sends is checked against the rules every answer must follow (WIRE.md sections 1 and
+3) before a test sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import random
+import re
 import struct
 import uuid
 from collections import deque
@@ -19,10 +24,22 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
+import pytest
+
+from protocol.dictionary import BY_CODE, BY_NAME, AvpType
 
 # --- constants, from WIRE.md ----------------------------------------------------------------
 
 VERSION: Final = 0x4D
+VERSION_BINARY: Final = 0x01  # standard Diameter bodies (WIRE.md 1.1)
+MSGPACK: Final = "msgpack"
+BINARY: Final = "binary"
+ENCODINGS: Final = (MSGPACK, BINARY)
+# a test (or one case of it) that sends MessagePack on purpose: raw bytes, or a value with no
+# standard Diameter form (conftest.py runs it for MSGPACK only)
+MSGPACK_ONLY: Final = pytest.mark.msgpack_only
+BINARY_ONLY: Final = pytest.mark.binary_only  # raw binary bodies: the counterparts of those
+VERSION_OF: Final = {MSGPACK: VERSION, BINARY: VERSION_BINARY}
 HEADER_LEN: Final = 20
 MAX_LENGTH: Final = 65_536  # the default receive limit (section 1)
 
@@ -169,8 +186,178 @@ def parse_header(data: bytes | bytearray) -> Header:
     )
 
 
-def encode(body: dict[str, Any]) -> bytes:
+def encode(body: dict[str, Any], version: int = VERSION) -> bytes:
+    if version == VERSION_BINARY:
+        return encode_avps(body)
     return _ENCODER.encode(body)
+
+
+# --- standard Diameter bodies (RFC 6733 section 4), for peers of encoding BINARY -------------
+
+NTP_TO_UNIX_S: Final = 2_208_988_800  # RFC 6733 4.3.1 Time: seconds since 1900 (NTP)
+AVP_FLAG_V: Final = 0x80
+AVP_FLAG_M: Final = 0x40
+
+# WIRE.md arrays (`*[AVP]`): a binary body repeats the AVP, and one occurrence is still an array
+_ARRAYS: Final = frozenset(
+    {
+        "Subscription-Id",
+        "Multiple-Services-Credit-Control",
+        "Used-Service-Unit",
+        "Filter-Id",
+        "Linked-Rating-Group",
+        "Proxy-Info",
+    }
+)
+_TOP_ARRAYS: Final = {  # arrays at the top of one command's body only
+    257: frozenset(
+        {
+            "Auth-Application-Id",
+            "Host-IP-Address",
+            "Vendor-Specific-Application-Id",
+            "Supported-Vendor-Id",
+            "Acct-Application-Id",
+        }
+    ),
+    258: frozenset({"Rating-Group"}),  # RAR's list; one Rating-Group per MSCC elsewhere
+}
+_INT_FORMAT: Final = {
+    AvpType.UNSIGNED32: ">I",
+    AvpType.INTEGER32: ">i",
+    AvpType.ENUMERATED: ">i",
+    AvpType.UNSIGNED64: ">Q",
+    AvpType.INTEGER64: ">q",
+    AvpType.TIME: ">I",
+}
+_TEXT_TYPES: Final = frozenset(
+    {AvpType.UTF8_STRING, AvpType.DIAMETER_IDENTITY, AvpType.DIAMETER_URI}
+)
+
+
+class NotInBinary(Exception):
+    """A MessagePack body that has no standard Diameter form (a key no AVP has, a value of the
+    wrong type): tests that send one on purpose are MessagePack-only."""
+
+
+def avp_bytes(code: int, value: bytes, *, vendor: int = 0, flags: int = AVP_FLAG_M) -> bytes:
+    """One AVP with its padding (RFC 6733 4.1)."""
+    flags = (flags | AVP_FLAG_V) if vendor else flags
+    head = struct.pack(">II", code, (flags << 24) | ((12 if vendor else 8) + len(value)))
+    if vendor:
+        head += struct.pack(">I", vendor)
+    return head + value + b"\0" * (-len(value) % 4)
+
+
+def _avp_value(name: str, kind: AvpType, value: Any) -> bytes:
+    if kind is AvpType.GROUPED and isinstance(value, dict):
+        return encode_avps(value)
+    if kind in _INT_FORMAT and isinstance(value, int):
+        if kind is AvpType.TIME:  # RFC 6733 4.3.1: NTP seconds, the era after 2036 wraps
+            if not 2**31 <= value + NTP_TO_UNIX_S < 2**32 + 2**31:
+                raise NotInBinary(f"{name}: {value!r} is outside the Time of RFC 6733")
+            value = (value + NTP_TO_UNIX_S) % 2**32
+        try:
+            return struct.pack(_INT_FORMAT[kind], value)
+        except struct.error:
+            raise NotInBinary(f"{name}: {value!r} does not fit {kind.value}") from None
+    if kind in _TEXT_TYPES and isinstance(value, str):
+        try:
+            return value.encode()
+        except UnicodeEncodeError:
+            raise NotInBinary(f"{name}: {value!r} is not UTF-8") from None
+    if kind is AvpType.ADDRESS and isinstance(value, str):
+        ip = ipaddress.ip_address(value)
+        return (b"\0\x01" if ip.version == 4 else b"\0\x02") + ip.packed
+    if kind is AvpType.OCTET_STRING and isinstance(value, bytes | str):
+        return value if isinstance(value, bytes) else value.encode()
+    raise NotInBinary(f"{name}: {value!r} has no {kind.value} form")
+
+
+def raw_avp_name(code: int, vendor: int = 0) -> str:
+    """The key of an AVP the dictionary does not know (sent without the M bit; the value is
+    its bytes, or a str as UTF-8), as the answers name one."""
+    return f"AVP-{vendor}-{code}"
+
+
+def encode_avps(body: dict[str, Any]) -> bytes:
+    """A body (or a group) keyed by AVP name as AVPs; a list is the AVP repeated."""
+    out = bytearray()
+    for name, value in body.items():
+        avp = BY_NAME.get(name)
+        raw = re.fullmatch(r"AVP-(\d+)-(\d+)", name)
+        if avp is None and raw is not None:
+            data = value if isinstance(value, bytes) else str(value).encode()
+            vendor, code = int(raw.group(1)), int(raw.group(2))
+            out += avp_bytes(code, data, vendor=vendor, flags=0)
+            continue
+        if avp is None:
+            raise NotInBinary(f"no AVP is named {name!r}")
+        flags = AVP_FLAG_M if avp.mandatory else 0
+        for one in value if isinstance(value, list) else [value]:
+            data = _avp_value(name, avp.type, one)
+            out += avp_bytes(avp.code, data, vendor=avp.vendor_id, flags=flags)
+    return bytes(out)
+
+
+def decode_avps(data: bytes, command: int = 0, *, as_received: bool = False) -> dict[str, Any]:
+    """Standard Diameter AVPs as a dict keyed by AVP name, as a MessagePack body would be:
+    WIRE.md arrays as lists, Time as Unix seconds, Address as text, an AVP not in the
+    dictionary as `AVP-<vendor>-<code>` with its bytes. `command` is the Command-Code of a
+    whole body (0 for a group). Inside `Failed-AVP` (`as_received`) a value its type cannot
+    hold is its bytes: RFC 6733 7.5 sends back the offending AVP as it was received."""
+    top_arrays = _TOP_ARRAYS.get(command, frozenset())
+    out: dict[str, Any] = {}
+    pos = 0
+    while pos < len(data):
+        assert len(data) - pos >= 8, f"RFC 6733 4.1: a truncated AVP header at {pos}"
+        code, word = struct.unpack_from(">II", data, pos)
+        flags, length = word >> 24, word & 0xFFFFFF
+        head = 12 if flags & AVP_FLAG_V else 8
+        vendor = struct.unpack_from(">I", data, pos + 8)[0] if head == 12 else 0
+        assert flags & 0x1F == 0, f"RFC 6733 4.1: reserved AVP flag bits in AVP {code}"
+        assert head <= length and pos + length <= len(data), f"AVP {code}: length {length}"
+        raw = data[pos + head : pos + length]
+        pos += (length + 3) & ~3
+        avp = BY_CODE.get((code, vendor))
+        value: Any
+        if avp is None:
+            name, value = f"AVP-{vendor}-{code}", raw
+        else:
+            name = avp.name
+            value = _decode_value(avp.type, raw, as_received or name == "Failed-AVP")
+        if name in out:
+            held = out[name]
+            out[name] = [*held, value] if isinstance(held, list) else [held, value]
+        elif name in _ARRAYS or name in top_arrays:
+            out[name] = [value]
+        else:
+            out[name] = value
+    return out
+
+
+def _decode_value(kind: AvpType, raw: bytes, as_received: bool) -> Any:
+    try:
+        return _value(kind, raw, as_received)
+    except (AssertionError, ValueError, struct.error):  # UnicodeDecodeError is a ValueError
+        if as_received:
+            return raw
+        raise
+
+
+def _value(kind: AvpType, raw: bytes, as_received: bool) -> Any:
+    if kind is AvpType.GROUPED:
+        return decode_avps(raw, as_received=as_received)
+    if kind in _INT_FORMAT:
+        (value,) = struct.unpack(_INT_FORMAT[kind], raw)
+        if kind is AvpType.TIME:
+            value += (2**32 if value < 2**31 else 0) - NTP_TO_UNIX_S
+        return value
+    if kind in _TEXT_TYPES:
+        return raw.decode()
+    if kind is AvpType.ADDRESS:
+        family = int.from_bytes(raw[:2], "big")
+        return str(ipaddress.ip_address(raw[2:])) if family in (1, 2) else raw[2:].decode()
+    return raw
 
 
 def frame(
@@ -185,7 +372,7 @@ def frame(
     length: int | None = None,
 ) -> bytes:
     """One whole message; `length`/`version` may be forced to wrong values."""
-    data = body if isinstance(body, bytes) else encode(body)
+    data = body if isinstance(body, bytes) else encode(body, version)
     total = HEADER_LEN + len(data) if length is None else length
     head = _HEADER.pack((version << 24) | (total & 0xFFFFFF), (flags << 24) | code, app, hbh, e2e)
     return head + data
@@ -206,10 +393,35 @@ class Msg:
         return rc
 
 
+def decode_body(version: int, raw: bytes, command: int) -> Any:
+    if version == VERSION_BINARY:
+        return decode_avps(raw, command)
+    return msgspec.msgpack.decode(raw)
+
+
+def _missing(failed: Any) -> Any:
+    """RFC 6733 7.5: the Failed-AVP of a 5005 holds "an example of the missing AVP" (a zero or
+    empty value, or its group down to the missing AVP): the missing AVP as WIRE.md writes it,
+    `{name: nil}`."""
+    if isinstance(failed, dict) and failed:
+        return {name: _missing(value) for name, value in failed.items()}
+    if isinstance(failed, list):
+        items = [_missing(value) for value in failed]
+        return None if all(item is None for item in items) else items
+    return None
+
+
 def decode_message(data: bytes) -> Msg:
     header = parse_header(data)
     raw = data[HEADER_LEN:]
-    body = msgspec.msgpack.decode(raw)
+    body = decode_body(header.version, raw, header.code)
+    if header.version == VERSION_BINARY and "Session-Id" in body:
+        first = struct.unpack_from(">I", raw)[0]
+        assert first == 263, "RFC 6733 3.2, 8.8: < Session-Id > is the first AVP of the message"
+    if header.version == VERSION_BINARY and body.get("Result-Code") == MISSING_AVP:
+        failed = body.get("Failed-AVP")
+        if isinstance(failed, dict):
+            body["Failed-AVP"] = _missing(failed)
     assert isinstance(body, dict), f"WIRE.md §2: a body is one map, got {body!r}"
     return Msg(header, body, raw)
 
@@ -220,7 +432,7 @@ def check_answer(
     """WIRE.md §1 and §3: what every answer must satisfy, whatever the command
     (`error_keys=False` skips only the rule on which keys a 3xxx answer may carry)."""
     h, body = answer.header, answer.body
-    assert h.version == VERSION
+    assert h.version == request.version, "WIRE.md 1.1: an answer in the request's encoding"
     assert not h.flags & FLAG_R, "§3: an answer has R clear"
     assert h.flags & RESERVED_BITS == 0, "§1: reserved flag bits are zero"
     assert (h.code, h.app) == (request.code, request.app), "§3: Command-Code, Application-Id"
@@ -272,6 +484,7 @@ class Peer:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     origin_host: str
+    encoding: str = MSGPACK  # of the requests this peer writes (and so of the RAR/ASR it gets)
     auto_dwa: bool = True
     auto_dpa: bool = True
     cea: Msg | None = None
@@ -346,7 +559,7 @@ class Peer:
             flags = FLAG_R | (FLAG_P if app == APP_CC else 0)
         hbh = next(_HBH) & 0xFFFFFFFF if hbh is None else hbh
         e2e = next_e2e() if e2e is None else e2e
-        data = frame(code, app, body, flags=flags, hbh=hbh, e2e=e2e)
+        data = frame(code, app, body, flags=flags, hbh=hbh, e2e=e2e, version=self.version)
         self.sent[hbh] = (parse_header(data), body)
         return data
 
@@ -366,11 +579,16 @@ class Peer:
         header = await self.send_request(code, app, body, flags=flags, hbh=hbh, e2e=e2e)
         return await self.answer_to(header.hbh, timeout, error_keys=error_keys)
 
+    @property
+    def version(self) -> int:
+        return VERSION_OF[self.encoding]
+
     async def answer(self, request: Msg, body: dict[str, Any], *, error: bool = False) -> None:
-        """Answer a request the server sent."""
+        """Answer a request the server sent (in its encoding)."""
         h = request.header
         flags = (h.flags & FLAG_P) | (FLAG_E if error else 0)
-        await self.send(frame(h.code, h.app, body, flags=flags, hbh=h.hbh, e2e=h.e2e))
+        data = frame(h.code, h.app, body, flags=flags, hbh=h.hbh, e2e=h.e2e, version=h.version)
+        await self.send(data)
 
     def base_answer(self, result_code: int = SUCCESS, **extra: Any) -> dict[str, Any]:
         return {
@@ -387,7 +605,8 @@ class Peer:
         async with asyncio.timeout(timeout):
             while True:
                 if len(self._buf) >= 4:
-                    assert self._buf[0] == VERSION, f"§1: version byte {self._buf[0]:#x}"
+                    version = self._buf[0]
+                    assert version in (VERSION, VERSION_BINARY), f"§1: version byte {version:#x}"
                     length = int.from_bytes(self._buf[1:4], "big")
                     assert HEADER_LEN <= length <= MAX_LENGTH, f"§1: bad length {length}"
                     if len(self._buf) >= length:
@@ -404,6 +623,8 @@ class Peer:
         msg = await self.read_message(timeout)
         h = msg.header
         if h.is_request:
+            if self.cea is not None:
+                assert h.version == self.version, "WIRE.md 1.1: requests in the CER's encoding"
             self.requests_seen.append(msg)
             automatic = (h.code == DWR and self.auto_dwa) or (h.code == DPR and self.auto_dpa)
             if automatic:
@@ -424,7 +645,7 @@ class Peer:
         request_body: Any = body
         if isinstance(body, bytes):
             with contextlib.suppress(Exception):
-                request_body = msgspec.msgpack.decode(body)
+                request_body = decode_body(header.version, body, header.code)
         check_answer(header, request_body, msg, error_keys=error_keys)
         return msg
 

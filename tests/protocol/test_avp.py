@@ -22,9 +22,13 @@ from protocol.errors import ProtocolError
 from protocol.limits import MAX_IDENTITY_LENGTH, MAX_REQUEST_NUMBER
 from protocol.messages import (
     ANSWER_TYPES,
+    ASA,
+    ASR,
     CCA,
     CCR,
     CER,
+    RAA,
+    RAR,
     REQUEST_TYPES,
     ErrorAnswer,
     Message,
@@ -429,3 +433,19 @@ def test_answers_with_opaque_failed_avp_round_trip() -> None:
         failed_avp={"Multiple-Services-Credit-Control": {"Rating-Group": 7}},
     )
     assert decode_avps(272, False, encode_avps(cca)) == cca
+
+
+@pytest.mark.parametrize("message_type", [CCR, CCA, RAR, RAA, ASR, ASA])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_session_id_is_the_first_avp(message_type: type[Message], data: st.DataObject) -> None:
+    """RFC 6733 3.2 and 8.8: `< Session-Id >` is fixed at the head of every message that
+    carries it (a strict peer, e.g. freeDiameter's rule check, refuses it elsewhere). It came
+    after Origin-Host and Origin-Realm, the model's base class fields (regression)."""
+    info = msgspec.inspect.type_info(message_type)
+    assert isinstance(info, msgspec.inspect.StructType)
+    assert "Session-Id" in {f.encode_name for f in info.fields}
+    sample = data.draw(struct_strategy(message_type))
+    body = encode_avps(sample)
+    if sample.session_id is not None:
+        assert struct.unpack_from(">I", body)[0] == 263, body[:16]

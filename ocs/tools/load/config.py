@@ -81,6 +81,7 @@ class LoadConfig:
     seed: int = 1
     client_cpus: tuple[int, ...] | None = None  # pin the workers to these CPUs
     tls: TlsClientConfig | None = None  # connect over TLS (each worker builds its context)
+    encoding: int = 0x4D  # body encoding (WIRE.md 1.1): 0x4D MessagePack, 0x01 binary AVPs
 
     @property
     def funded(self) -> int:

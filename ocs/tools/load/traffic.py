@@ -12,9 +12,10 @@ DIRECT_DEBITING. The mix gives the share of *requests* of each service: a flow k
 with a probability proportional to its share divided by its number of requests (`flow_weights`).
 
 Frames are pre-encoded (`FrameTemplate`): for every (flow kind, step) a body is encoded once per
-connection with msgspec, with placeholders for the Session-Id and the Subscription-Id-Data;
-those have a fixed length, so a request is the concatenation of constant byte strings, the 8
-bytes of the ids, the session id and the subscriber number.
+connection with msgspec (or, for `LoadConfig.encoding` 0x01, as standard Diameter AVPs by
+`protocol.avp`), with placeholders for the Session-Id and the Subscription-Id-Data; those have
+a fixed length, so a request is the concatenation of constant byte strings, the 8 bytes of the
+ids, the session id and the subscriber number.
 """
 
 from __future__ import annotations
@@ -31,16 +32,18 @@ import msgspec
 from ocs.edge.client import Client
 from ocs.edge.tls import client_context
 from ocs.tools.load.config import LoadConfig
+from protocol.avp import encode_avps
 from protocol.codes import (
     HEADER_LENGTH,
     VERSION,
+    VERSION_DIAMETER,
     AccountOperation,
     ApplicationId,
     CommandCode,
     Flag,
     SubscriptionIdType,
 )
-from protocol.messages import AMR, SubscriptionId
+from protocol.messages import AMR, CCR, SubscriptionId
 
 FUNDED_BALANCE: Final = 1_000_000_000  # 1,000 currency units: never runs out in a bench run
 LOW_BALANCE: Final = 50_000  # 0.05 currency units: grants are cut (FUI), then refused (4012)
@@ -121,7 +124,9 @@ class FrameTemplate:
 
     __slots__ = ("head", "pieces", "with_sub")
 
-    def __init__(self, body: dict[str, Any], sid_len: int, sub_len: int) -> None:
+    def __init__(
+        self, body: dict[str, Any], sid_len: int, sub_len: int, version: int = VERSION
+    ) -> None:
         body = dict(body)
         body["Session-Id"] = _SID_MARK * sid_len
         if "Subscription-Id" in body:
@@ -131,7 +136,10 @@ class FrameTemplate:
                     "Subscription-Id-Data": _SUB_MARK * sub_len,
                 }
             ]
-        raw = _ENCODER.encode(body)
+        if version == VERSION_DIAMETER:
+            raw = encode_avps(msgspec.convert(body, CCR))
+        else:
+            raw = _ENCODER.encode(body)
         marks = [(raw.find(_SID_MARK.encode() * sid_len), sid_len)]
         self.with_sub = "Subscription-Id" in body
         if self.with_sub:
@@ -146,7 +154,7 @@ class FrameTemplate:
         pieces.append(raw[prev:])
         self.pieces = tuple(pieces)
         length = HEADER_LENGTH + len(raw)
-        self.head = _HEAD.pack((VERSION << 24) | length, (_CCR_FLAGS << 24) | _CC, _APP_CC)
+        self.head = _HEAD.pack((version << 24) | length, (_CCR_FLAGS << 24) | _CC, _APP_CC)
 
     def render(self, hbh: int, sid: bytes, sub: bytes) -> bytes:
         p = self.pieces
@@ -324,6 +332,7 @@ async def provision(
         product_name="ocs-bench",
         ssl=client_context(cfg.tls) if cfg.tls is not None else None,
         server_hostname=cfg.tls.hostname(host) if cfg.tls is not None else None,
+        encoding=cfg.encoding,
     )
     codes: dict[str, int] = {}
     deadline = time.monotonic() + timeout

@@ -73,8 +73,9 @@ from ocs.tools.load.traffic import (
     peer_origin_host,
     session_prefix,
 )
-from protocol.codec import encode_frame
+from protocol.avp import decode_avps, encode_frame_as
 from protocol.codes import HEADER_LENGTH, VERSION, ApplicationId, CommandCode, Flag
+from protocol.errors import ProtocolError
 from protocol.messages import ASA, CER, DPA, DWA, RAA, Answer, avp_name
 
 SUCCESS: Final = 2001
@@ -104,6 +105,40 @@ class _LeanRequest(msgspec.Struct, rename=avp_name):
 
 _ANSWER_DECODER: Final = msgspec.msgpack.Decoder(_LeanAnswer)
 _REQUEST_DECODER: Final = msgspec.msgpack.Decoder(_LeanRequest)
+_DECODE_ERRORS: Final = (msgspec.DecodeError, msgspec.ValidationError, ProtocolError)
+
+
+def _decode_answer(version: int, code: int, body: bytes | bytearray) -> _LeanAnswer:
+    """What the harness reads of an answer, in either encoding (WIRE.md 1.1)."""
+    if version == VERSION:
+        return _ANSWER_DECODER.decode(body)
+    body = bytes(body)
+    try:
+        message = decode_avps(code, False, body)
+    except ProtocolError:  # an error answer lacks what its command's answer needs
+        return _LeanAnswer(result_code=_binary_result_code(body))
+    return msgspec.convert(msgspec.to_builtins(message), _LeanAnswer)
+
+
+def _binary_result_code(body: bytes) -> int:
+    """The top-level Result-Code (268) of a binary body, 0 if it has none."""
+    pos = 0
+    while len(body) - pos >= 12:
+        code, word = struct.unpack_from(">II", body, pos)
+        length = word & 0xFFFFFF
+        if length < 8:
+            break
+        if code == 268 and not word >> 31 and length == 12:
+            return int(struct.unpack_from(">I", body, pos + 8)[0])
+        pos += (length + 3) & ~3
+    raise ProtocolError(5005, "an answer without Result-Code")
+
+
+def _decode_session_id(version: int, code: int, body: bytes) -> str | None:
+    if version == VERSION:
+        return _REQUEST_DECODER.decode(body).session_id
+    sid = getattr(decode_avps(code, True, body), "session_id", None)
+    return sid if isinstance(sid, str) else None
 
 
 # --- a worker's connections ----------------------------------------------------------------
@@ -134,7 +169,7 @@ class _LoadConnection(asyncio.Protocol):
         sub_len = len(msisdn(cfg.run_id, 0))
         self.templates: list[tuple[FrameTemplate, ...]] = [
             tuple(
-                FrameTemplate(b, sid_len, sub_len)
+                FrameTemplate(b, sid_len, sub_len, cfg.encoding)
                 for b in flow_bodies(k, self.origin_host, cfg.updates)
             )
             for k in KINDS
@@ -149,6 +184,7 @@ class _LoadConnection(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed = False
         self.cer_hbh = -1
+        self.version = cfg.encoding
 
     # --- asyncio.Protocol ---
 
@@ -165,7 +201,8 @@ class _LoadConnection(asyncio.Protocol):
             auth_application_id=(int(ApplicationId.CREDIT_CONTROL),),
         )
         self._write(
-            encode_frame(
+            encode_frame_as(
+                self.version,
                 cer,
                 flags=int(Flag.REQUEST),
                 command_code=int(CommandCode.CAPABILITIES_EXCHANGE),
@@ -196,7 +233,7 @@ class _LoadConnection(asyncio.Protocol):
         while n - pos >= HEADER_LENGTH:
             w0, w1, app, hbh, e2e = _HEADER.unpack_from(buf, pos)
             length = w0 & 0xFFFFFF
-            if w0 >> 24 != VERSION or length < HEADER_LENGTH:
+            if w0 >> 24 != self.version or length < HEADER_LENGTH:
                 w.error("framing", 1)
                 self._abort()
                 return
@@ -216,8 +253,8 @@ class _LoadConnection(asyncio.Protocol):
                     w.stray += 1
                 continue
             try:
-                answer = _ANSWER_DECODER.decode(body)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+                answer = _decode_answer(self.version, w1 & 0xFFFFFF, body)
+            except _DECODE_ERRORS:
                 w.error("undecodable-answer", 1)
                 continue
             w.answered(self, flow, answer, now)
@@ -276,8 +313,8 @@ class _LoadConnection(asyncio.Protocol):
 
     def _cea(self, body: bytes) -> None:
         try:
-            answer = _ANSWER_DECODER.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+            answer = _decode_answer(self.version, int(CommandCode.CAPABILITIES_EXCHANGE), body)
+        except _DECODE_ERRORS:
             answer = _LeanAnswer(result_code=0)
         if self.opened.done():
             return
@@ -292,8 +329,8 @@ class _LoadConnection(asyncio.Protocol):
         """RAR/ASR/DWR/DPR: answered 2001 at once (a RAR is not followed by an UPDATE)."""
         w = self.w
         try:
-            sid = _REQUEST_DECODER.decode(body).session_id
-        except (msgspec.DecodeError, msgspec.ValidationError):
+            sid = _decode_session_id(self.version, code, body)
+        except _DECODE_ERRORS:
             sid = None
         host = self.origin_host
         answer: Answer
@@ -314,7 +351,8 @@ class _LoadConnection(asyncio.Protocol):
             return
         w.server_requests[name] = w.server_requests.get(name, 0) + 1
         self.out.append(
-            encode_frame(
+            encode_frame_as(
+                self.version,
                 answer,
                 flags=flags & Flag.PROXIABLE,
                 command_code=code,

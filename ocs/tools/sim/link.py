@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from ocs.edge.client import Client, ClientError, RequestCallback, initial_end_to_end
-from protocol.codes import Flag, ResultCode
+from protocol.codes import VERSION, Flag, ResultCode
 from protocol.errors import LocalProtocolError
 from protocol.header import Header
 from protocol.messages import Answer, Request
@@ -61,8 +61,10 @@ class Link:
         max_outstanding: int = 256,
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
+        encoding: int = VERSION,
     ) -> None:
         self.host = host
+        self.encoding = encoding  # the version byte of the bodies sent (WIRE.md 1.1)
         self.port = port
         self.origin_host = origin_host
         self.origin_realm = origin_realm
@@ -100,6 +102,7 @@ class Link:
             product_name=self.product_name,
             ssl=self.ssl,
             server_hostname=self.server_hostname,
+            encoding=self.encoding,
         )
         self.connects += 1
         return client

@@ -18,6 +18,7 @@ from ocs.tools.sim.clock import SimClock
 from ocs.tools.sim.link import Delivery, Link
 from ocs.tools.sim.usage_log import UsageLog
 from protocol.codes import (
+    VERSION,
     AccountOperation,
     ApplicationId,
     ResultCode,
@@ -65,6 +66,7 @@ class SimConfig:
     give_up: float = 60.0  # real seconds after which an unanswered request is abandoned
     drain_timeout: float = 60.0  # real seconds to close every session at the end
     tls: TlsClientConfig | None = None  # connect over TLS (RFC 6733 section 13)
+    encoding: int = VERSION  # the body encoding: VERSION (MessagePack) or VERSION_DIAMETER
 
 
 @dataclass(slots=True)
@@ -145,6 +147,7 @@ class SimRuntime:
             product_name=f"ocs-sim-{name}",
             ssl=client_context(config.tls) if config.tls is not None else None,
             server_hostname=config.tls.hostname(config.host) if config.tls is not None else None,
+            encoding=config.encoding,
         )
         self._sid_prefix = f"{config.origin_host};{time.time_ns() // 1_000_000};"
         self._sid = 0
