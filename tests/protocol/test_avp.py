@@ -445,7 +445,7 @@ def test_session_id_is_the_first_avp(message_type: type[Message], data: st.DataO
     info = msgspec.inspect.type_info(message_type)
     assert isinstance(info, msgspec.inspect.StructType)
     assert "Session-Id" in {f.encode_name for f in info.fields}
-    sample = data.draw(struct_strategy(message_type))
+    sample = _representable(data.draw(struct_strategy(message_type)))  # as test_round_trip
     body = encode_avps(sample)
     if sample.session_id is not None:
         assert struct.unpack_from(">I", body)[0] == 263, body[:16]
