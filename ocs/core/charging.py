@@ -1415,6 +1415,11 @@ class ChargingCore:
         action = ccr.requested_action
         refund = action is RequestedAction.REFUND_ACCOUNT
         at_s = ccr.event_timestamp if ccr.event_timestamp is not None else now_ms // MS
+        # PRICE_ENQUIRY quotes the service as a call (session) would be charged for it: the
+        # setup fee once per group with non-zero units, as `_charge_usage` charges it; a debit
+        # never pays it (catalog.md: `setup_fee` is charged by the session layer only)
+        enquiry = action is RequestedAction.PRICE_ENQUIRY
+        fee_charged: set[int] = set()
         priced: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
         for mscc in ccr.multiple_services_credit_control or ():
             rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
@@ -1424,9 +1429,12 @@ class ChargingCore:
                 units = units_of(mscc.requested_service_unit, rg.unit) or 0
                 # a refund is priced by the debits it gives back (`_plan_refund`)
                 charge = price_event(rg, units, at_s).total if units and not refund else 0
+                if enquiry and units and rg.setup_fee and rg.id not in fee_charged:
+                    fee_charged.add(rg.id)
+                    charge += rg.setup_fee
             priced.append((mscc, rg, units, charge))
         total = sum(charge for _, _, _, charge in priced)
-        if action is RequestedAction.PRICE_ENQUIRY:
+        if enquiry:
             return self._cca(
                 ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
             )
