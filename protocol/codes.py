@@ -167,6 +167,13 @@ class AoCRequestType(enum.IntEnum):
     TARIFF_ONLY = 3
 
 
+class Estimate(enum.IntEnum):
+    """The `Estimate` extension AVP of a CCR (docs/protocol.md "Estimate")."""
+
+    NOT_ESTIMATE = 0
+    ESTIMATE = 1
+
+
 class CheckBalanceResult(enum.IntEnum):
     ENOUGH_CREDIT = 0
     NO_CREDIT = 1

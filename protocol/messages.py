@@ -32,6 +32,7 @@ from protocol.codes import (
     CommandCode,
     CreditControlFailureHandling,
     DisconnectCause,
+    Estimate,
     FinalUnitAction,
     ReAuthRequestType,
     RedirectAddressType,
@@ -295,6 +296,7 @@ class CCR(Request, frozen=True, kw_only=True):
         Annotated[tuple[MsccRequest, ...], msgspec.Meta(max_length=MAX_MSCC)] | None
     ) = None
     aoc_request_type: AoCRequestType | None = None
+    estimate: Estimate | None = None  # extension (docs/protocol.md "Estimate")
     # opaque: the codec checks its domain (protocol.codec, MAX_OPAQUE_*)
     service_information: dict[str, Any] | None = None
 

@@ -71,6 +71,7 @@ from protocol.codes import (
     CCRequestType,
     CheckBalanceResult,
     CommandCode,
+    Estimate,
     RedirectAddressType,
     RequestedAction,
     SubscriptionIdType,
@@ -294,6 +295,8 @@ class ChargingCore:
         self._operations: dict[str, str] = {}  # Operation-Id -> the operation it names
         self.cdr_seq = 0
         self._reservation_seq = 0
+        # the open sessions that are estimates (docs/protocol.md "Estimate")
+        self._estimates: set[str] = set()
         # The duplicate cache (see `_remember`): answers by (peer, End-to-End-Id), in the order
         # they were given; the peer of each, in that order (for expiry); each peer's keys, in
         # that order (for its bound); and per peer how many of the first entries of
@@ -796,6 +799,14 @@ class ChargingCore:
             )
         return extra
 
+    def _session_aoc(self, ccr: CCR, session: Session) -> dict[str, Any]:
+        """AoC of a session's answer; an estimate always carries its cost so far (what the
+        session would have been charged), and never `Remaining-Balance`, which it leaves as
+        it was."""
+        if self._is_estimate(session):
+            return {"cost_information": self._cost(session.charge_total)}
+        return self._aoc(ccr, session.charge_total, session.account_id)
+
     def _cost(self, charge: int) -> CostInformation:
         digits, exponent = unit_value(charge)
         currency = self.catalog.currency
@@ -966,15 +977,15 @@ class ChargingCore:
             service_information=ccr.service_information,
         )
         self._sessions[sid] = session
+        if ccr.estimate is Estimate.ESTIMATE:
+            self._estimates.add(sid)
         self._peer_sessions[origin_host] = self._peer_sessions.get(origin_host, 0) + 1
         self._link_account(account_id, sid)
         msccs = [
             self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
         ]
         self._deadlines.add(self._deadline(session), sid)
-        answer = self._cca(
-            ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
-        )
+        answer = self._cca(ccr, Outcome.OK, msccs, **self._session_aoc(ccr, session))
         return answer, session
 
     def _owned(self, session: Session | None, sid: str, owner: str) -> bool:
@@ -1044,12 +1055,10 @@ class ChargingCore:
         ]
         if terminating:
             self._release_all(session, now_ms)
-        else:
+        elif not self._is_estimate(session):
             self._maybe_partial(session, now_ms)
         self._deadlines.move(deadline, self._deadline(session), sid)
-        answer = self._cca(
-            ccr, Outcome.OK, msccs, **self._aoc(ccr, session.charge_total, session.account_id)
-        )
+        answer = self._cca(ccr, Outcome.OK, msccs, **self._session_aoc(ccr, session))
         return answer, session
 
     def _mscc(
@@ -1076,7 +1085,12 @@ class ChargingCore:
         standing = self.ledger.standing(session.account_id)
         if standing is None or standing[0] is not AccountStatus.ACTIVE:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
-        return self._grant(session, rg, mscc.requested_service_unit, standing[1], now_ms)
+        headroom = standing[1]
+        if self._is_estimate(session):
+            # the headroom the session would see had it been real: less what it would have
+            # charged and what its other grants would hold (the account as it is otherwise)
+            headroom -= session.charge_total + sum(g.amount for g in session.grants.values())
+        return self._grant(session, rg, mscc.requested_service_unit, headroom, now_ms)
 
     def _grant(
         self,
@@ -1123,6 +1137,8 @@ class ChargingCore:
         # Numbered by the core (in its snapshot), so unique in the ledger whatever the
         # clients do with Session-Ids, and short: the session is the reservation's owner.
         session.grants_made += 1
+        if self._is_estimate(session):  # reserves nothing: no ledger operation, no reservation id
+            return self._granted(session, rg, units, cost, validity, final, fee, "", now_s)
         self._reservation_seq += 1
         reservation_id = f"r{self._reservation_seq}"
         outcome = self.ledger.apply(
@@ -1140,6 +1156,26 @@ class ChargingCore:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
             return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
+        return self._granted(session, rg, units, cost, validity, final, fee, reservation_id, now_s)
+
+    def _granted(
+        self,
+        session: Session,
+        rg: RatingGroup,
+        units: int,
+        cost: int,
+        validity: int,
+        final: bool,
+        fee: int,
+        reservation_id: str,
+        now_s: int,
+    ) -> MsccAnswer:
+        """Record the grant (reserved as `reservation_id`, or \"\" for an estimate) and answer
+        it."""
+        rg_id = rg.id
+        policy = rg.grant
+        assert policy is not None
+        end_s = now_s + validity
         change = next_tariff_change(rg, now_s, end_s)
         session.grants[rg_id] = Grant(
             reservation_id=reservation_id,
@@ -1257,6 +1293,10 @@ class ChargingCore:
                 )
             )
             total += charge + fee
+        if self._is_estimate(session):  # booked nowhere, recorded in no CDR: only its cost counts
+            session.containers.clear()
+            session.charge_total += total
+            return
         if grant is not None:
             posted = self.ledger.apply(
                 Post(
@@ -1337,6 +1377,8 @@ class ChargingCore:
             self._void(grant.reservation_id, now_ms)
 
     def _void(self, reservation_id: str, now_ms: int) -> None:
+        if not reservation_id:  # an estimate's grant: nothing was reserved
+            return
         self.ledger.apply(
             Void(id=f"{reservation_id}|void", now_ms=now_ms, reservation_id=reservation_id),
             internal=True,
@@ -1358,8 +1400,14 @@ class ChargingCore:
                 assert session is not None
                 self._act(ActionKind.RAR, session, tuple(session.grants), "usage threshold")
 
+    def _is_estimate(self, session: Session) -> bool:
+        return session.session_id in self._estimates
+
     def _close(self, session: Session, now_ms: int, cause: str) -> None:
-        self._write_session_cdr(session, now_ms, cause)
+        if session.session_id in self._estimates:
+            self._estimates.discard(session.session_id)
+        else:
+            self._write_session_cdr(session, now_ms, cause)
         sid = session.session_id
         del self._sessions[sid]
         host = session.origin_host
@@ -1415,6 +1463,11 @@ class ChargingCore:
         action = ccr.requested_action
         refund = action is RequestedAction.REFUND_ACCOUNT
         at_s = ccr.event_timestamp if ccr.event_timestamp is not None else now_ms // MS
+        # PRICE_ENQUIRY quotes the service as a call (session) would be charged for it: the
+        # setup fee once per group with non-zero units, as `_charge_usage` charges it; a debit
+        # never pays it (catalog.md: `setup_fee` is charged by the session layer only)
+        enquiry = action is RequestedAction.PRICE_ENQUIRY
+        fee_charged: set[int] = set()
         priced: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
         for mscc in ccr.multiple_services_credit_control or ():
             rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
@@ -1424,9 +1477,12 @@ class ChargingCore:
                 units = units_of(mscc.requested_service_unit, rg.unit) or 0
                 # a refund is priced by the debits it gives back (`_plan_refund`)
                 charge = price_event(rg, units, at_s).total if units and not refund else 0
+                if enquiry and units and rg.setup_fee and rg.id not in fee_charged:
+                    fee_charged.add(rg.id)
+                    charge += rg.setup_fee
             priced.append((mscc, rg, units, charge))
         total = sum(charge for _, _, _, charge in priced)
-        if action is RequestedAction.PRICE_ENQUIRY:
+        if enquiry:
             return self._cca(
                 ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
             )
@@ -1447,9 +1503,14 @@ class ChargingCore:
         if status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
             return self._cca(ccr, Outcome.SERVICE_DENIED)
         op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
+        estimate = ccr.estimate is Estimate.ESTIMATE
         if not refund:  # DIRECT_DEBITING
             if total > headroom:
                 return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
+            if estimate:  # what it would have cost: nothing debited, recorded or written
+                return self._cca(
+                    ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
+                )
             if total:
                 outcome = self.ledger.apply(
                     Debit(id=op, now_ms=now_ms, account_id=account_id, amount=total),
@@ -1475,6 +1536,15 @@ class ChargingCore:
                     first = next(i for i, credit in enumerate(credits) if credit)
                     reason = f"the refund would take the balance past {MAX_BALANCE}"
                     return self._refund_refused(ccr, priced[first][0], reason)
+            priced = [
+                (mscc, rg, units, credit)
+                for (mscc, rg, units, _), credit in zip(priced, credits, strict=True)
+            ]
+            if estimate:  # what it would have given back: nothing credited or drawn
+                return self._cca(
+                    ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
+                )
+            if total:
                 outcome = self.ledger.apply(
                     Credit(id=op, now_ms=now_ms, account_id=account_id, amount=total),
                     internal=True,
@@ -1482,10 +1552,6 @@ class ChargingCore:
                 if outcome.code is not Code.OK:  # cannot happen: checked above
                     raise BookingRefused(f"credit of {total} refund: {outcome.code.name}")
             self._draw(draws)
-            priced = [
-                (mscc, rg, units, credit)
-                for (mscc, rg, units, _), credit in zip(priced, credits, strict=True)
-            ]
             sign = -1
         self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
         extra = self._aoc(ccr, total, account_id)
@@ -1967,6 +2033,7 @@ class ChargingCore:
                 refundable=[(a, rg, entries) for (a, rg), entries in self._refundable.items()],
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
+                estimates=sorted(self._estimates),
             )
         )
 
@@ -1985,6 +2052,7 @@ class ChargingCore:
         self._dearest = {}
         self.cdr_seq = state.cdr_seq
         self._reservation_seq = state.reservation_seq
+        self._estimates = set(state.estimates)
         sessions: dict[str, Session | bytes] = {}
         self._sessions = sessions
         self._by_account = {}

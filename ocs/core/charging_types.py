@@ -198,8 +198,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: debits (no `layout`, `refund_window_s`, `refundable`, nor `CachedAnswer.event_session_id`);
 #: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
-#: sessions with their owner).
-CORE_LAYOUT: Final = 3
+#: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
+#: estimate session for a real one, so it must refuse the snapshot).
+CORE_LAYOUT: Final = 4
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -228,6 +229,10 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # a snapshot written before this field existed (a build of the same layout, which ignores
     # it when it reads this one: it is information for operators, never used to rate).
     catalog_since_ms: int | None = None
+    # The open sessions that are estimates (docs/protocol.md "Estimate"; layout 4): rated as any
+    # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
+    # booked nowhere and they write no CDR.
+    estimates: list[str] = []
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

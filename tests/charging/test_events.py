@@ -31,6 +31,7 @@ from tests.charging.conftest import (
     only,
     rsu,
     sid,
+    usu,
 )
 
 EVENT = CCRequestType.EVENT
@@ -245,3 +246,27 @@ def test_unknown_rating_group_in_an_event(h: Harness) -> None:
     answer = h.cca(event("e1", RequestedAction.DIRECT_DEBITING, units=1, rg=10), PEAK)
     assert only(answer).result_code == 5031
     assert h.balance("a") == EUR
+
+
+def test_price_enquiry_of_a_call_includes_the_setup_fee(h: Harness) -> None:
+    """Issue 15: a 90 s call was quoted 0.09 EUR and charged 0.14. Monday 14:00 (no weekend
+    discount): the first minute whole (60 s) then 30 s per second, 90 x 0.001 = 90,000, plus
+    the 0.05 EUR setup fee every call pays = 140,000 = 0.14 EUR = 14 x 10^-2; the real call
+    is charged exactly that."""
+    quote = h.cca(
+        event("q1", RequestedAction.PRICE_ENQUIRY, seconds=90, rg=40, service=VOICE), PEAK
+    )
+    assert quote.result_code == 2001
+    cost = quote.cost_information
+    assert cost is not None
+    assert (cost.unit_value.value_digits, cost.unit_value.exponent) == (14, -2)
+    h.account("a", SUB, EUR)
+    h.cca(
+        ccr("call", CCRequestType.INITIAL, 0, mscc(40, ask=rsu()), subscriber=SUB, service=VOICE),
+        PEAK,
+    )
+    h.cca(
+        ccr("call", CCRequestType.TERMINATION, 1, mscc(40, used=(usu(seconds=90),)), service=VOICE),
+        PEAK + 90_000,
+    )
+    assert h.balance("a") == EUR - 140_000
