@@ -699,7 +699,10 @@ class Simulation:
         self.counters[f"expected:{expect.finding}"] += 1
         if expect.codes is not None and code not in expect.codes:
             raise Finding(
-                expect.finding, f"answered {code}, expected {sorted(expect.codes)}", probe
+                expect.finding,
+                f"answered {code}, expected {sorted(expect.codes)}"
+                f" ({answer.failed_avp!r} {getattr(answer, 'error_message', None)!r})",
+                probe,
             )
         if expect.failed_avp is not None and not _names(answer.failed_avp, expect.failed_avp):
             raise Finding(

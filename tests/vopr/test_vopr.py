@@ -64,6 +64,15 @@ def test_bounded_run(seed: int) -> None:
         assert counters[path] > 0, (path, report(summary))
 
 
+@pytest.mark.parametrize(("seed", "steps"), [(5451, 1807)])
+def test_seeds_that_failed_once(seed: int, steps: int) -> None:
+    """Seeds a long run found failing, kept as regressions (docs/vopr.md, Long runs): 5451, a
+    foreign UPDATE whose usage is outside its domain is refused 5004 at the door, before the
+    session is looked up (the simulator expected 5002)."""
+    summary = run(seed, steps)
+    assert summary.ok, report(summary)
+
+
 def test_normal_traffic_only() -> None:
     summary = run(4, STEPS, frozenset())
     assert summary.ok, report(summary)
