@@ -60,6 +60,7 @@ from ocs.core.charging_types import (
     unpack_session,
 )
 from ocs.core.due import DueSet
+from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.outcomes import Outcome, error_message, result_code
 from protocol.codec import decode_body, encode_body
@@ -1699,15 +1700,18 @@ class ChargingCore:
         if op is AccountOperation.GET:
             return _ADMIN_OK if self.ledger.account(account_id) else unknown
         if op is AccountOperation.CREATE:
-            subs = tuple(
-                SubscriberIdentity(type=int(s.subscription_id_type), data=s.subscription_id_data)
-                for s in amr.subscription_id or ()
-            )
             # Refused here, not by the ledger, which would remember the refusal under the
             # operation id (and, with an id per account, answer a second CREATE with the first
             # one's success).
             if self.ledger.standing(account_id) is not None:
                 return Outcome.ACCOUNT_EXISTS, {"Account-Id": account_id}, ""
+            currency = self.catalog.currency.code
+            if amr.currency_code is not None and amr.currency_code != currency:
+                detail = f"{amr.currency_code}, the catalog's is {currency}"
+                return Outcome.FOREIGN_CURRENCY, {"Currency-Code": amr.currency_code}, detail
+            subs, refused = _normalised_identities(amr)
+            if refused is not None:
+                return refused
             for sub in subs:
                 owner = self.ledger.standing_for(sub.type, sub.data)
                 if owner is not None:
@@ -1718,9 +1722,7 @@ class ChargingCore:
                 f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now_ms=now_ms,
                 account_id=account_id,
-                currency=amr.currency_code
-                if amr.currency_code is not None
-                else self.catalog.currency.code,
+                currency=currency,
                 subscriptions=subs,
                 credit_limit=amr.credit_limit or 0,
                 balance=amr.amount or 0,
@@ -2088,6 +2090,26 @@ def _container_json(c: Container) -> dict[str, Any]:
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
     return {k: v for k, v in item.items() if v is not None}
+
+
+def _normalised_identities(
+    amr: AMR,
+) -> tuple[tuple[SubscriberIdentity, ...], AdminResult | None]:
+    """The identities of a CREATE as the account will hold them (`normalise_identity`), or the
+    refusal of the first one outside its domain, naming it as received."""
+    subs: list[SubscriberIdentity] = []
+    for s in amr.subscription_id or ():
+        checked = normalise_identity(
+            SubscriberIdentity(type=int(s.subscription_id_type), data=s.subscription_id_data)
+        )
+        if isinstance(checked, Outcome):
+            bad = {
+                "Subscription-Id-Type": int(s.subscription_id_type),
+                "Subscription-Id-Data": s.subscription_id_data,
+            }
+            return (), (checked, {"Subscription-Id": [bad]}, repr(s.subscription_id_data))
+        subs.append(checked)
+    return tuple(subs), None
 
 
 def _create_failed_avp(amr: AMR, detail: str) -> dict[str, Any] | None:

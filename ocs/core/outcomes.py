@@ -29,6 +29,9 @@ class Outcome(enum.Enum):
     ACCOUNT_EXISTS = "account-exists"  # CREATE of an existing Account-Id
     IDENTITY_TAKEN = "identity-taken"  # CREATE with a Subscription-Id of another account
     INVALID = "invalid"  # a value outside its domain (an amount not positive, ...)
+    INVALID_MSISDN = "invalid-msisdn"  # CREATE with an E.164 identity not 1 to 15 digits
+    INVALID_IMSI = "invalid-imsi"  # CREATE with an IMSI not 5 to 15 digits
+    FOREIGN_CURRENCY = "foreign-currency"  # CREATE in a currency that is not the catalog's
     BALANCE_BOUND = "balance-bound"  # CREDIT/DEBIT would take the balance past its bound
     INSUFFICIENT_FUNDS = "insufficient-funds"  # administrative DEBIT refused
     MISSING_AVP = "missing-avp"  # a key the operation needs (Amount, Account-Status) is absent
@@ -65,6 +68,16 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
         ResultCode.INVALID_AVP_VALUE, "the Subscription-Id belongs to another account"
     ),
     Outcome.INVALID: Wire(ResultCode.INVALID_AVP_VALUE, "invalid value"),
+    Outcome.INVALID_MSISDN: Wire(
+        ResultCode.INVALID_AVP_VALUE,
+        "an E.164 Subscription-Id must be 1 to 15 digits (a leading + is removed)",
+    ),
+    Outcome.INVALID_IMSI: Wire(
+        ResultCode.INVALID_AVP_VALUE, "an IMSI Subscription-Id must be 5 to 15 digits"
+    ),
+    Outcome.FOREIGN_CURRENCY: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the Currency-Code is not the catalog's currency"
+    ),
     Outcome.BALANCE_BOUND: Wire(
         ResultCode.INVALID_AVP_VALUE, "the Amount would take the balance past its bound"
     ),
