@@ -245,6 +245,7 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Digest", 15, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Catalog-Since", 16, T.TIME, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
+    ("Listed-Account-Id", 18, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
 )
 
 

@@ -36,6 +36,9 @@ class Outcome(enum.Enum):
     INSUFFICIENT_FUNDS = "insufficient-funds"  # administrative DEBIT refused
     MISSING_AVP = "missing-avp"  # a key the operation needs (Amount, Account-Status) is absent
     OPERATION_ID_REUSED = "operation-id-reused"  # an Operation-Id already names another operation
+    ACCOUNT_IN_USE = "account-in-use"  # CLOSE of an account with open sessions
+    NOT_SETTLED = "not-settled"  # CLOSE of an account whose balance is not zero
+    NO_HOLDER = "no-holder"  # SEARCH for a Subscription-Id no account holds
 
 
 class Wire(NamedTuple):
@@ -88,6 +91,9 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
     Outcome.OPERATION_ID_REUSED: Wire(
         ResultCode.INVALID_AVP_VALUE, "the Operation-Id names another operation"
     ),
+    Outcome.ACCOUNT_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "the account has open sessions"),
+    Outcome.NOT_SETTLED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account's balance is not zero"),
+    Outcome.NO_HOLDER: Wire(ResultCode.USER_UNKNOWN, "no account holds this Subscription-Id"),
 }
 
 # the Result-Codes alone (read once by the core for its per-MSCC answers)
