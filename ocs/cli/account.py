@@ -253,6 +253,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     search.set_defaults(settings=ClientSettings(search, CLIENT_KEYS), account_id="-")
     search.set_defaults(func=run, operation=AccountOperation.SEARCH)
 
+    from ocs.cli import account_import  # here: it imports this module
+
+    account_import.register(sub, common, CLIENT_KEYS)
+
     terminate = sub.add_parser(
         "terminate-session",
         parents=[common],
