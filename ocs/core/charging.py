@@ -23,7 +23,6 @@ from the catalog before it is rated (`_charge_bound`), so the check needs no sta
 from __future__ import annotations
 
 import hashlib
-import heapq
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -1838,7 +1837,8 @@ class ChargingCore:
             if amr.operation_id is not None:
                 self._name_operation(amr.operation_id, what, op_id)
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
-            assert outcome.ok, outcome  # settled and without sessions: nothing is reserved
+            if not outcome.ok:  # reserved without a session (not expected): not settled
+                return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
             return _ADMIN_OK
         if amr.account_status is None and amr.credit_limit is None and subs is None:
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
@@ -1876,10 +1876,7 @@ class ChargingCore:
     def _list(self, now_ms: int, origin_host: str, end_to_end: int, start: str) -> Result:
         """LIST (docs/protocol.md): the Account-Ids from `start` on (inclusive), in code point
         order, at most `LIST_PAGE` of them."""
-        page = heapq.nsmallest(
-            LIST_PAGE,
-            (view.account_id for view in self.ledger.accounts() if view.account_id >= start),
-        )
+        page = self.ledger.first_account_ids(start, LIST_PAGE)
         answer = AMA(
             result_code=result_code(Outcome.OK),
             origin_host=self.origin_host,

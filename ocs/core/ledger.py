@@ -40,6 +40,7 @@ Invariants, at every step (`Ledger.check_invariants`)
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Final
@@ -548,6 +549,11 @@ class Ledger:
     def accounts(self) -> Iterator[AccountView]:
         for account in list(self._accounts.values()):
             yield account.view()
+
+    def first_account_ids(self, start: str, count: int) -> list[str]:
+        """The ``count`` smallest Account-Ids from ``start`` on (inclusive), in code point
+        order: one pass over the accounts, no view built."""
+        return heapq.nsmallest(count, (i for i in self._accounts if i >= start))
 
     def reservations(self) -> Iterator[Reservation]:
         yield from list(self._reservations.values())
