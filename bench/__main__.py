@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench.instructions",
     "bench.rollback",
     "bench.metrics",
+    "bench.account_import",
 ]
 
 

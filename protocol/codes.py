@@ -217,6 +217,10 @@ class AccountOperation(enum.IntEnum):
     TERMINATE_SESSION = 6  # extension (docs/protocol.md): close a session as supervision does
     CATALOG_SHOW = 7  # extension (docs/protocol.md): the catalog in force
     CDR_ROTATE = 9  # extension (docs/protocol.md): close the current CDR file now
+    UPDATE = 10  # extension (docs/protocol.md): status, credit limit, identities
+    CLOSE = 11  # extension (docs/protocol.md): remove a settled account without sessions
+    LIST = 12  # extension (docs/protocol.md): Account-Ids in order, a page at a time
+    SEARCH = 13  # extension (docs/protocol.md): the account holding a Subscription-Id
 
 
 class AccountStatus(enum.IntEnum):

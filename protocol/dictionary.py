@@ -246,6 +246,7 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Since", 16, T.TIME, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Estimate", 18, T.ENUMERATED, False, "docs/protocol.md, Estimate"),
+    ("Listed-Account-Id", 19, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
 )
 
 

@@ -366,6 +366,7 @@ class AMA(Answer, frozen=True, kw_only=True):
     account: Account | None = None
     cdr_file: str | None = None  # CDR_ROTATE: the name of the file it completed (docs/protocol.md)
     catalog: Catalog | None = None  # CATALOG_SHOW (docs/protocol.md)
+    listed_account_id: tuple[str, ...] | None = None  # LIST (docs/protocol.md)
 
 
 class ErrorAnswer(Answer, frozen=True, kw_only=True):

@@ -1,5 +1,5 @@
-"""``ocs account create|get|credit|debit|status|terminate-session``: account administration for
-operators.
+"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``:
+account administration for operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
 ``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
@@ -10,6 +10,12 @@ CREDIT and DEBIT always carry an ``Operation-Id``: the one given with ``--operat
 fresh UUID that is printed, so that an operator who did not see the answer (timeout, lost
 connection, crash of the server) can run the same command again with ``--operation-id`` and be
 sure it is applied once.
+
+``update`` changes an account's status, credit limit and/or identities (``--msisdn``,
+``--imsi``, ``--sub`` replace the whole set); ``close`` removes an account whose balance is zero
+and that holds no session (both carry an ``Operation-Id`` like CREDIT and DEBIT). ``list`` prints
+the Account-Ids in order (from ``--from``), one a line, a page of the server's at a time over one
+connection; ``search TYPE:DATA`` shows the account holding an identity.
 
 ``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
 intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
@@ -176,17 +182,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     create = sub.add_parser("create", parents=[common], help="create an account")
     create.add_argument("account_id", metavar="ACCOUNT_ID")
-    create.add_argument("--msisdn", action="append", default=[], metavar="E164", help="repeatable")
-    create.add_argument("--imsi", action="append", default=[], metavar="IMSI", help="repeatable")
-    create.add_argument(
-        "--sub",
-        type=parse_subscription,
-        action="append",
-        default=[],
-        metavar="TYPE:DATA",
-        help="any Subscription-Id (types: e164/msisdn, imsi, sip, nai, private or 0..4); "
-        "repeatable",
-    )
+    _identity_arguments(create, "repeatable")
     create.add_argument("--balance", default="0", metavar="AMOUNT", help="initial balance")
     create.add_argument("--credit-limit", default="0", metavar="AMOUNT")
     create.add_argument(
@@ -226,6 +222,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.set_defaults(settings=ClientSettings(status, CLIENT_KEYS))
     status.set_defaults(func=run, operation=AccountOperation.SET_STATUS)
 
+    update = sub.add_parser(
+        "update", parents=[common], help="change status, credit limit and/or identities"
+    )
+    update.add_argument("account_id", metavar="ACCOUNT_ID")
+    update.add_argument("--status", choices=sorted(_STATUS_NAMES, key=_STATUS_NAMES.__getitem__))
+    update.add_argument("--credit-limit", default=None, metavar="AMOUNT")
+    _identity_arguments(update, "replace the account's identities with these; repeatable")
+    update.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
+    update.set_defaults(settings=ClientSettings(update, CLIENT_KEYS))
+    update.set_defaults(func=run, operation=AccountOperation.UPDATE)
+
+    close = sub.add_parser(
+        "close", parents=[common], help="remove an account (balance zero, no open session)"
+    )
+    close.add_argument("account_id", metavar="ACCOUNT_ID")
+    close.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
+    close.set_defaults(settings=ClientSettings(close, CLIENT_KEYS))
+    close.set_defaults(func=run, operation=AccountOperation.CLOSE)
+
+    listing = sub.add_parser("list", parents=[common], help="print the Account-Ids in order")
+    listing.add_argument(
+        "--from", dest="account_id", default=LIST_START, metavar="ACCOUNT_ID", help="first id"
+    )
+    listing.set_defaults(settings=ClientSettings(listing, CLIENT_KEYS))
+    listing.set_defaults(func=run_list, operation=AccountOperation.LIST)
+
+    search = sub.add_parser("search", parents=[common], help="the account holding an identity")
+    search.add_argument("identity", type=parse_subscription, metavar="TYPE:DATA")
+    search.set_defaults(settings=ClientSettings(search, CLIENT_KEYS), account_id="-")
+    search.set_defaults(func=run, operation=AccountOperation.SEARCH)
+
+    from ocs.cli import account_import  # here: it imports this module
+
+    account_import.register(sub, common, CLIENT_KEYS)
+
     terminate = sub.add_parser(
         "terminate-session",
         parents=[common],
@@ -236,6 +267,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     terminate.add_argument("session_id", metavar="SESSION_ID")
     terminate.set_defaults(settings=ClientSettings(terminate, CLIENT_KEYS))
     terminate.set_defaults(func=run, operation=AccountOperation.TERMINATE_SESSION)
+
+
+def _identity_arguments(parser: argparse.ArgumentParser, how: str) -> None:
+    parser.add_argument(
+        "--msisdn",
+        action="append",
+        default=[],
+        metavar="E164",
+        help=f"a leading + is removed; {how}",
+    )
+    parser.add_argument("--imsi", action="append", default=[], metavar="IMSI", help=how)
+    parser.add_argument(
+        "--sub",
+        type=parse_subscription,
+        action="append",
+        default=[],
+        metavar="TYPE:DATA",
+        help=f"any Subscription-Id (types: e164/msisdn, imsi, sip, nai, private or 0..4); {how}",
+    )
+
+
+def _identities(args: argparse.Namespace) -> tuple[SubscriptionId, ...]:
+    return (
+        *(
+            SubscriptionId(
+                subscription_id_type=SubscriptionIdType.END_USER_E164, subscription_id_data=m
+            )
+            for m in args.msisdn
+        ),
+        *(
+            SubscriptionId(
+                subscription_id_type=SubscriptionIdType.END_USER_IMSI, subscription_id_data=i
+            )
+            for i in args.imsi
+        ),
+        *args.sub,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,22 +318,7 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
     op: AccountOperation = args.operation
     fields: dict[str, Any] = {}
     if op is AccountOperation.CREATE:
-        subs = [
-            *(
-                SubscriptionId(
-                    subscription_id_type=SubscriptionIdType.END_USER_E164, subscription_id_data=m
-                )
-                for m in args.msisdn
-            ),
-            *(
-                SubscriptionId(
-                    subscription_id_type=SubscriptionIdType.END_USER_IMSI, subscription_id_data=i
-                )
-                for i in args.imsi
-            ),
-            *args.sub,
-        ]
-        fields["subscription_id"] = tuple(subs) or None
+        fields["subscription_id"] = _identities(args) or None
         fields["amount"] = parse_amount(args.balance, micro=args.micro, signed=True)
         fields["credit_limit"] = parse_amount(args.credit_limit, micro=args.micro)
         fields["currency_code"] = args.currency
@@ -279,6 +332,19 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
         fields["account_status"] = _STATUS_NAMES[args.status]
     elif op is AccountOperation.TERMINATE_SESSION:
         fields["session_id"] = args.session_id
+    elif op is AccountOperation.UPDATE:
+        fields["subscription_id"] = _identities(args) or None
+        if args.credit_limit is not None:
+            fields["credit_limit"] = parse_amount(args.credit_limit, micro=args.micro)
+        if args.status is not None:
+            fields["account_status"] = _STATUS_NAMES[args.status]
+        if not fields["subscription_id"] and "credit_limit" not in fields and args.status is None:
+            raise ValueError("nothing to update: give --status, --credit-limit or identities")
+        fields["operation_id"] = args.operation_id
+    elif op is AccountOperation.CLOSE:
+        fields["operation_id"] = args.operation_id
+    elif op is AccountOperation.SEARCH:
+        fields["subscription_id"] = (args.identity,)
     return AMR(
         origin_host=origin_host,
         origin_realm=args.origin_realm,
@@ -333,7 +399,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     stderr = err if err is not None else sys.stderr
     origin_host = args.origin_host or default_origin_host()
     op: AccountOperation = args.operation
-    fresh_id = op in _MONEY_OPS and args.operation_id is None
+    fresh_id = op in _ONCE_OPS and args.operation_id is None
     if fresh_id:
         args.operation_id = str(uuid.uuid4())
     host, port = args.server
@@ -372,6 +438,75 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     else:
         print(_human(args, outcome), file=stdout if code == EXIT_OK else stderr)
     return code
+
+
+def run_list(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``ocs account list``: every Account-Id from ``--from`` on, one a line (with ``--json``,
+    one JSON array), asking page after page over one connection."""
+    stdout = out if out is not None else sys.stdout
+    stderr = err if err is not None else sys.stderr
+    origin_host = args.origin_host or default_origin_host()
+    host, port = args.server
+    try:
+        tls = tls_client_config(args)
+        context = client_context(tls) if tls is not None else None
+    except (ValueError, TlsConfigError) as exc:
+        print(f"error: {exc}", file=stderr)
+        return EXIT_NO_ANSWER
+    ids: list[str] = []
+
+    async def pages() -> _Outcome:
+        try:
+            client = await Client.connect(
+                host,
+                port,
+                origin_host=origin_host,
+                origin_realm=args.origin_realm,
+                applications=(ApplicationId.ADMINISTRATION,),
+                timeout=args.timeout,
+                product_name="ocs-account",
+                ssl=context,
+                server_hostname=tls.hostname(host) if tls is not None else None,
+            )
+        except (OSError, TimeoutError, ClientError) as exc:
+            return _Outcome(0, None, f"cannot connect to {host}:{port}: {_why(exc)}")
+        start: str = args.account_id
+        try:
+            while True:
+                request = AMR(
+                    origin_host=origin_host,
+                    origin_realm=args.origin_realm,
+                    account_operation=AccountOperation.LIST,
+                    account_id=start,
+                )
+                answer = await client.request(request, timeout=args.timeout)
+                if answer.result_code != 2001 or not isinstance(answer, AMA):
+                    return _Outcome(answer.result_code, answer, None)
+                page = [i for i in answer.listed_account_id or () if i != start or not ids]
+                for account_id in page:
+                    if not args.json:
+                        print(account_id, file=stdout)
+                ids.extend(page)
+                if not page:
+                    return _Outcome(answer.result_code, answer, None)
+                start = page[-1]
+        except (OSError, TimeoutError, ClientError) as exc:
+            return _Outcome(0, None, f"no answer from {host}:{port}: {_why(exc)}")
+        finally:
+            await client.close(timeout=min(args.timeout, 2.0))
+
+    outcome = asyncio.run(pages())
+    if args.json:
+        obj = _json(args, outcome)
+        obj["Listed-Account-Id"] = ids
+        print(json.dumps(obj), file=stdout)
+    elif outcome.answer is None:
+        print(f"error: {outcome.error}", file=stderr)
+    elif outcome.result_code != 2001:
+        print(_human(args, outcome), file=stderr)
+    if outcome.answer is None:
+        return EXIT_NO_ANSWER
+    return EXIT_OK if outcome.result_code == 2001 else EXIT_REFUSED
 
 
 def _account(answer: Answer | None) -> dict[str, Any] | None:
@@ -418,7 +553,7 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
             if answer.failed_avp is not None
             else ""
         )
-        suffix = f" (operation id {args.operation_id})" if op in _MONEY_OPS else ""
+        suffix = f" (operation id {args.operation_id})" if op in _ONCE_OPS else ""
         return (
             f"{op.name.lower()} {args.account_id}: Result-Code {outcome.result_code} "
             f"{what}{detail}{failed}{suffix}"
@@ -437,6 +572,8 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         AccountOperation.DEBIT: "debited",
         AccountOperation.SET_STATUS: "status set",
         AccountOperation.TERMINATE_SESSION: "session terminated",
+        AccountOperation.UPDATE: "updated",
+        AccountOperation.SEARCH: "account",
     }[op]
     if op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
@@ -452,6 +589,14 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
 
 
 _MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT)
+# carry an Operation-Id (given, or a fresh UUID printed so that the command can be retried)
+_ONCE_OPS: Final = (*_MONEY_OPS, AccountOperation.UPDATE, AccountOperation.CLOSE)
+_ONCE_HELP: Final = (
+    "applied once however often sent (default: a new UUID, printed so that the command can be "
+    "retried with it)"
+)
+# LIST from the first Account-Id there can be (ids are compared by code point)
+LIST_START: Final = "\x00"
 
 
 def _sub_name(kind: int) -> str:

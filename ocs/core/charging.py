@@ -60,6 +60,7 @@ from ocs.core.charging_types import (
     unpack_session,
 )
 from ocs.core.due import DueSet
+from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.outcomes import Outcome, error_message, result_code
 from protocol.codec import decode_body, encode_body
@@ -189,6 +190,8 @@ _RC_SERVICE_DENIED: Final = result_code(Outcome.SERVICE_DENIED)
 # detail for its `Error-Message` ("" for none): `ChargingCore._admin`.
 AdminResult = tuple[Outcome, dict[str, Any] | None, str]
 _ADMIN_OK: Final[AdminResult] = (Outcome.OK, None, "")
+# LIST answers at most this many Account-Ids (docs/protocol.md, LIST)
+LIST_PAGE: Final = 100
 # A CREATE the ledger refused: the AMR key its static check names (`command_problem`'s text).
 _CREATE_KEYS: Final = (
     ("account_id", "Account-Id"),
@@ -523,6 +526,10 @@ class ChargingCore:
             return cached
         if amr.account_operation is AccountOperation.CATALOG_SHOW:
             return self._catalog_show(now_ms, origin_host, end_to_end)
+        if amr.account_operation is AccountOperation.LIST:
+            return self._list(now_ms, origin_host, end_to_end, amr.account_id)
+        if amr.account_operation is AccountOperation.SEARCH:
+            return self._search(now_ms, origin_host, end_to_end, amr)
         outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         answer = AMA(
@@ -1765,15 +1772,18 @@ class ChargingCore:
         if op is AccountOperation.GET:
             return _ADMIN_OK if self.ledger.account(account_id) else unknown
         if op is AccountOperation.CREATE:
-            subs = tuple(
-                SubscriberIdentity(type=int(s.subscription_id_type), data=s.subscription_id_data)
-                for s in amr.subscription_id or ()
-            )
             # Refused here, not by the ledger, which would remember the refusal under the
             # operation id (and, with an id per account, answer a second CREATE with the first
             # one's success).
             if self.ledger.standing(account_id) is not None:
                 return Outcome.ACCOUNT_EXISTS, {"Account-Id": account_id}, ""
+            currency = self.catalog.currency.code
+            if amr.currency_code is not None and amr.currency_code != currency:
+                detail = f"{amr.currency_code}, the catalog's is {currency}"
+                return Outcome.FOREIGN_CURRENCY, {"Currency-Code": amr.currency_code}, detail
+            subs, refused = _normalised_identities(amr)
+            if refused is not None:
+                return refused
             for sub in subs:
                 owner = self.ledger.standing_for(sub.type, sub.data)
                 if owner is not None:
@@ -1784,9 +1794,7 @@ class ChargingCore:
                 f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now_ms=now_ms,
                 account_id=account_id,
-                currency=amr.currency_code
-                if amr.currency_code is not None
-                else self.catalog.currency.code,
+                currency=currency,
                 subscriptions=subs,
                 credit_limit=amr.credit_limit or 0,
                 balance=amr.amount or 0,
@@ -1795,6 +1803,8 @@ class ChargingCore:
                 return _ADMIN_OK
             # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
             return Outcome.INVALID, _create_failed_avp(amr, outcome.detail), outcome.detail
+        if op in (AccountOperation.UPDATE, AccountOperation.CLOSE):
+            return self._lifecycle(now_ms, origin_host, end_to_end, amr)
         if self.ledger.standing(account_id) is None:
             return unknown
         if op is AccountOperation.TERMINATE_SESSION:
@@ -1840,18 +1850,146 @@ class ChargingCore:
         # SET_STATUS
         if amr.account_status is None:
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
-        self.ledger.set_status(
-            f"status|{origin_host}|{end_to_end}|{now_ms}",
-            now_ms=now_ms,
-            account_id=account_id,
-            status=AccountStatus(int(amr.account_status)),
+        self._set_status(
+            f"status|{origin_host}|{end_to_end}|{now_ms}", now_ms, account_id, amr.account_status
         )
-        if int(amr.account_status) != int(AccountStatus.ACTIVE):
+        return _ADMIN_OK
+
+    def _set_status(self, op_id: str, now_ms: int, account_id: str, status: int) -> None:
+        """Set an account's status; sessions of an account no longer active get ASR."""
+        self.ledger.set_status(
+            op_id, now_ms=now_ms, account_id=account_id, status=AccountStatus(int(status))
+        )
+        if int(status) != int(AccountStatus.ACTIVE):
             for sid in self._account_sessions(account_id):
                 session = self._peek(sid)
                 assert session is not None
                 self._act(ActionKind.ASR, session, (), "account not active")
+
+    def _lifecycle(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
+        """UPDATE and CLOSE (docs/protocol.md, *Extension: account lifecycle*): each applied
+        once under its Operation-Id (a retry answers the first outcome), atomic (a refusal
+        changes nothing)."""
+        op = amr.account_operation
+        account_id = amr.account_id
+        op_id = (
+            f"op|{amr.operation_id}"
+            if amr.operation_id is not None
+            else f"amr|{origin_host}|{end_to_end}|{now_ms}"
+        )
+        if op is AccountOperation.UPDATE:
+            subs = None if amr.subscription_id is None else _normalised_identities(amr)
+            what = f"{op.name}|{account_id}|{amr.account_status}|{amr.credit_limit}|{subs}"
+        else:
+            subs = None
+            what = f"{op.name}|{account_id}"
+        if amr.operation_id is not None:
+            named = self._operations.get(amr.operation_id)
+            prior = self.ledger.recall(op_id)
+            if named is not None and prior is not None:
+                if named != what:
+                    return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
+                if prior.ok:  # a retry of an operation applied: its first outcome
+                    return _ADMIN_OK
+        if self.ledger.standing(account_id) is None:
+            return Outcome.UNKNOWN_ACCOUNT, {"Account-Id": account_id}, ""
+        if op is AccountOperation.CLOSE:
+            if self._account_sessions(account_id):
+                return Outcome.ACCOUNT_IN_USE, {"Account-Id": account_id}, ""
+            view = self.ledger.account(account_id)
+            assert view is not None
+            if view.balance != 0:
+                return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            if amr.operation_id is not None:
+                self._name_operation(amr.operation_id, what, op_id)
+            outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
+            if not outcome.ok:  # reserved without a session (not expected): not settled
+                return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            return _ADMIN_OK
+        if amr.account_status is None and amr.credit_limit is None and subs is None:
+            return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
+        identities: tuple[SubscriberIdentity, ...] | None = None
+        if subs is not None:
+            identities, refused = subs
+            if refused is not None:
+                return refused
+        # Refused here, not by the ledger, which would remember the refusal under the id.
+        for sub in identities or ():
+            owner = self.ledger.standing_for(sub.type, sub.data)
+            if owner is not None and owner[0] != account_id:
+                taken = {"Subscription-Id-Type": sub.type, "Subscription-Id-Data": sub.data}
+                held = f"{sub.type}:{sub.data} is held by account {owner[0]}"
+                return Outcome.IDENTITY_TAKEN, {"Subscription-Id": [taken]}, held
+        if amr.operation_id is not None:
+            self._name_operation(amr.operation_id, what, op_id)
+        outcome = self.ledger.update_account(
+            op_id,
+            now_ms=now_ms,
+            account_id=account_id,
+            credit_limit=amr.credit_limit,
+            subscriptions=identities,
+        )
+        if not outcome.ok:  # a static refusal (duplicate identities) leaves the ledger as it was
+            return (
+                Outcome.INVALID,
+                {"Subscription-Id": msgspec.to_builtins(amr.subscription_id)},
+                outcome.detail,
+            )
+        if amr.account_status is not None:
+            self._set_status(f"{op_id}|status", now_ms, account_id, amr.account_status)
         return _ADMIN_OK
+
+    def _list(self, now_ms: int, origin_host: str, end_to_end: int, start: str) -> Result:
+        """LIST (docs/protocol.md): the Account-Ids from `start` on (inclusive), in code point
+        order, at most `LIST_PAGE` of them."""
+        page = self.ledger.first_account_ids(start, LIST_PAGE)
+        answer = AMA(
+            result_code=result_code(Outcome.OK),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            listed_account_id=tuple(page),
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    def _search(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        """SEARCH (docs/protocol.md): the account holding the (first) Subscription-Id, found as
+        CREATE would hold it (an E.164 number with or without its leading `+`)."""
+        outcome, detail = Outcome.MISSING_AVP, "Subscription-Id"
+        failed: dict[str, Any] | None = {"Subscription-Id": None}
+        view: AccountView | None = None
+        if amr.subscription_id:
+            first = amr.subscription_id[0]
+            found = normalise_identity(
+                SubscriberIdentity(
+                    type=int(first.subscription_id_type), data=first.subscription_id_data
+                )
+            )
+            holder = (
+                None
+                if isinstance(found, Outcome)
+                else self.ledger.account_for(found.type, found.data)
+            )
+            if holder is None:
+                as_received = {
+                    "Subscription-Id-Type": int(first.subscription_id_type),
+                    "Subscription-Id-Data": first.subscription_id_data,
+                }
+                outcome, failed, detail = Outcome.NO_HOLDER, {"Subscription-Id": [as_received]}, ""
+            else:
+                outcome, failed, detail, view = Outcome.OK, None, "", holder
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            account=self._account_map(view) if view is not None else None,
+            error_message=error_message(outcome, detail),
+            failed_avp=failed,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
 
     def _terminate_session(self, now_ms: int, account_id: str, sid: str | None) -> AdminResult:
         """Management intervention (docs/protocol.md, TERMINATE_SESSION): close any peer's
@@ -2156,6 +2294,26 @@ def _container_json(c: Container) -> dict[str, Any]:
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
     return {k: v for k, v in item.items() if v is not None}
+
+
+def _normalised_identities(
+    amr: AMR,
+) -> tuple[tuple[SubscriberIdentity, ...], AdminResult | None]:
+    """The identities of a CREATE as the account will hold them (`normalise_identity`), or the
+    refusal of the first one outside its domain, naming it as received."""
+    subs: list[SubscriberIdentity] = []
+    for s in amr.subscription_id or ():
+        checked = normalise_identity(
+            SubscriberIdentity(type=int(s.subscription_id_type), data=s.subscription_id_data)
+        )
+        if isinstance(checked, Outcome):
+            bad = {
+                "Subscription-Id-Type": int(s.subscription_id_type),
+                "Subscription-Id-Data": s.subscription_id_data,
+            }
+            return (), (checked, {"Subscription-Id": [bad]}, repr(s.subscription_id_data))
+        subs.append(checked)
+    return tuple(subs), None
 
 
 def _create_failed_avp(amr: AMR, detail: str) -> dict[str, Any] | None:

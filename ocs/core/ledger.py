@@ -40,6 +40,7 @@ Invariants, at every step (`Ledger.check_invariants`)
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Final
@@ -63,6 +64,7 @@ from ocs.core.ledger_types import (
     OK_OVERDRAFT,
     OUTCOME_OF_CODE,
     SNAPSHOT_VERSION,
+    CloseAccount,
     Code,
     Command,
     CreateAccount,
@@ -77,6 +79,7 @@ from ocs.core.ledger_types import (
     Reserve,
     SetStatus,
     Totals,
+    UpdateAccount,
     Void,
     command_problem,
     decode_command,
@@ -89,6 +92,7 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_ID_LENGTH",
     "MAX_TOTAL",
+    "CloseAccount",
     "Code",
     "Command",
     "CreateAccount",
@@ -103,6 +107,7 @@ __all__ = [
     "Reserve",
     "SetStatus",
     "Totals",
+    "UpdateAccount",
     "Void",
     "decode_command",
     "encode_command",
@@ -238,6 +243,28 @@ class Ledger:
     ) -> LedgerOutcome:
         return self.apply(SetStatus(id=op_id, now_ms=now_ms, account_id=account_id, status=status))
 
+    def update_account(
+        self,
+        op_id: str,
+        *,
+        now_ms: int,
+        account_id: str,
+        credit_limit: int | None = None,
+        subscriptions: Sequence[SubscriberIdentity] | None = None,
+    ) -> LedgerOutcome:
+        return self.apply(
+            UpdateAccount(
+                id=op_id,
+                now_ms=now_ms,
+                account_id=account_id,
+                credit_limit=credit_limit,
+                subscriptions=None if subscriptions is None else tuple(subscriptions),
+            )
+        )
+
+    def close_account(self, op_id: str, *, now_ms: int, account_id: str) -> LedgerOutcome:
+        return self.apply(CloseAccount(id=op_id, now_ms=now_ms, account_id=account_id))
+
     def reserve(
         self, reservation_id: str, *, now_ms: int, account_id: str, amount: int, expires_at_ms: int
     ) -> LedgerOutcome:
@@ -330,6 +357,35 @@ class Ledger:
         account.status = _status(cmd.status)
         return OK_OUTCOME
 
+    def _update(self, cmd: UpdateAccount) -> LedgerOutcome:
+        account = self._accounts.get(cmd.account_id)
+        if account is None:
+            return OUTCOME_OF_CODE[Code.UNKNOWN_ACCOUNT]
+        if cmd.subscriptions is not None:
+            keys = tuple([subscription_key(s.type, s.data) for s in cmd.subscriptions])
+            index = self._by_subscription
+            if any(index.get(k, account) is not account for k in keys):
+                return OUTCOME_OF_CODE[Code.SUBSCRIPTION_TAKEN]
+            for key in account.subscriptions:
+                del index[key]
+            for key in keys:
+                index[key] = account
+            account.subscriptions = keys
+        if cmd.credit_limit is not None:
+            account.credit_limit = _shared(cmd.credit_limit)
+        return OK_OUTCOME
+
+    def _close(self, cmd: CloseAccount) -> LedgerOutcome:
+        account = self._accounts.get(cmd.account_id)
+        if account is None:
+            return OUTCOME_OF_CODE[Code.UNKNOWN_ACCOUNT]
+        if account.balance != 0 or account.reserved != 0:
+            return OUTCOME_OF_CODE[Code.NOT_SETTLED]
+        for key in account.subscriptions:
+            del self._by_subscription[key]
+        del self._accounts[cmd.account_id]
+        return OK_OUTCOME
+
     def _reserve(self, cmd: Reserve) -> LedgerOutcome:
         if cmd.id in self._reservations:
             return OUTCOME_OF_CODE[Code.RESERVATION_EXISTS]
@@ -417,6 +473,10 @@ class Ledger:
             return self._expire(cmd)
         if isinstance(cmd, CreateAccount):
             return self._create(cmd)
+        if isinstance(cmd, UpdateAccount):
+            return self._update(cmd)
+        if isinstance(cmd, CloseAccount):
+            return self._close(cmd)
         return self._set_status(cmd)
 
     # -- idempotency memory
@@ -489,6 +549,11 @@ class Ledger:
     def accounts(self) -> Iterator[AccountView]:
         for account in list(self._accounts.values()):
             yield account.view()
+
+    def first_account_ids(self, start: str, count: int) -> list[str]:
+        """The ``count`` smallest Account-Ids from ``start`` on (inclusive), in code point
+        order: one pass over the accounts, no view built."""
+        return heapq.nsmallest(count, (i for i in self._accounts if i >= start))
 
     def reservations(self) -> Iterator[Reservation]:
         yield from list(self._reservations.values())

@@ -41,6 +41,8 @@ class Code(enum.IntEnum):
     LIMIT_EXCEEDED = 8
     #: The command itself is malformed (bad type, range, empty id ...); see `LedgerOutcome.detail`.
     INVALID = 9
+    #: CloseAccount of an account with a balance or reservations.
+    NOT_SETTLED = 10
 
 
 class LedgerOutcome(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -115,6 +117,20 @@ class SetStatus(_Command, frozen=True, kw_only=True, tag="status"):
     status: AccountStatus
 
 
+class UpdateAccount(_Command, frozen=True, kw_only=True, tag="update"):
+    """Change an account's credit limit and/or replace its identities (None: unchanged)."""
+
+    account_id: str
+    credit_limit: int | None = None
+    subscriptions: tuple[SubscriberIdentity, ...] | None = None
+
+
+class CloseAccount(_Command, frozen=True, kw_only=True, tag="close"):
+    """Remove an account whose balance and reservations are zero; its identities are freed."""
+
+    account_id: str
+
+
 class Reserve(_Command, frozen=True, kw_only=True, tag="reserve"):
     """Open a reservation; ``id`` is both the operation id and the reservation id."""
 
@@ -141,7 +157,18 @@ class Expire(_Command, frozen=True, kw_only=True, tag="expire"):
     state)."""
 
 
-Command: TypeAlias = CreateAccount | Credit | Debit | SetStatus | Reserve | Post | Void | Expire
+Command: TypeAlias = (
+    CreateAccount
+    | Credit
+    | Debit
+    | SetStatus
+    | Reserve
+    | Post
+    | Void
+    | Expire
+    | UpdateAccount
+    | CloseAccount
+)
 
 COMMAND_ENCODER: Final = msgspec.msgpack.Encoder()
 _COMMAND_DECODER: Final[msgspec.msgpack.Decoder[Command]] = msgspec.msgpack.Decoder(Command)
@@ -261,7 +288,21 @@ def command_problem(cmd: object) -> str | None:
         return None if _is_status(cmd.status) else "status must be 0, 1 or 2"
     if isinstance(cmd, CreateAccount):
         return _create_problem(cmd)
+    if isinstance(cmd, UpdateAccount):
+        return _update_problem(cmd)
+    if isinstance(cmd, CloseAccount):
+        return None if _is_id(cmd.account_id) else "bad account_id"
     return "unknown command"
+
+
+def _update_problem(cmd: UpdateAccount) -> str | None:
+    if not _is_id(cmd.account_id):
+        return "bad account_id"
+    if cmd.credit_limit is not None and not _is_int(cmd.credit_limit, 0, MAX_AMOUNT):
+        return "credit_limit must be an int in 0..10^15"
+    if cmd.subscriptions is not None:
+        return _subscriptions_problem(cmd.subscriptions)
+    return None
 
 
 def _create_problem(cmd: CreateAccount) -> str | None:
@@ -275,7 +316,10 @@ def _create_problem(cmd: CreateAccount) -> str | None:
         return "balance must be an int in -10^15..10^15"
     if not _is_status(cmd.status):
         return "status must be 0, 1 or 2"
-    subs = cmd.subscriptions
+    return _subscriptions_problem(cmd.subscriptions)
+
+
+def _subscriptions_problem(subs: object) -> str | None:
     if not isinstance(subs, tuple | list) or len(subs) > MAX_SUBSCRIPTIONS:
         return "subscriptions must be a sequence of at most 16 SubscriberIdentity"
     seen: set[tuple[int, str]] = set()

@@ -29,10 +29,16 @@ class Outcome(enum.Enum):
     ACCOUNT_EXISTS = "account-exists"  # CREATE of an existing Account-Id
     IDENTITY_TAKEN = "identity-taken"  # CREATE with a Subscription-Id of another account
     INVALID = "invalid"  # a value outside its domain (an amount not positive, ...)
+    INVALID_MSISDN = "invalid-msisdn"  # CREATE with an E.164 identity not 1 to 15 digits
+    INVALID_IMSI = "invalid-imsi"  # CREATE with an IMSI not 5 to 15 digits
+    FOREIGN_CURRENCY = "foreign-currency"  # CREATE in a currency that is not the catalog's
     BALANCE_BOUND = "balance-bound"  # CREDIT/DEBIT would take the balance past its bound
     INSUFFICIENT_FUNDS = "insufficient-funds"  # administrative DEBIT refused
     MISSING_AVP = "missing-avp"  # a key the operation needs (Amount, Account-Status) is absent
     OPERATION_ID_REUSED = "operation-id-reused"  # an Operation-Id already names another operation
+    ACCOUNT_IN_USE = "account-in-use"  # CLOSE of an account with open sessions
+    NOT_SETTLED = "not-settled"  # CLOSE of an account whose balance is not zero
+    NO_HOLDER = "no-holder"  # SEARCH for a Subscription-Id no account holds
 
 
 class Wire(NamedTuple):
@@ -65,6 +71,16 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
         ResultCode.INVALID_AVP_VALUE, "the Subscription-Id belongs to another account"
     ),
     Outcome.INVALID: Wire(ResultCode.INVALID_AVP_VALUE, "invalid value"),
+    Outcome.INVALID_MSISDN: Wire(
+        ResultCode.INVALID_AVP_VALUE,
+        "an E.164 Subscription-Id must be 1 to 15 digits (a leading + is removed)",
+    ),
+    Outcome.INVALID_IMSI: Wire(
+        ResultCode.INVALID_AVP_VALUE, "an IMSI Subscription-Id must be 5 to 15 digits"
+    ),
+    Outcome.FOREIGN_CURRENCY: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the Currency-Code is not the catalog's currency"
+    ),
     Outcome.BALANCE_BOUND: Wire(
         ResultCode.INVALID_AVP_VALUE, "the Amount would take the balance past its bound"
     ),
@@ -75,6 +91,9 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
     Outcome.OPERATION_ID_REUSED: Wire(
         ResultCode.INVALID_AVP_VALUE, "the Operation-Id names another operation"
     ),
+    Outcome.ACCOUNT_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "the account has open sessions"),
+    Outcome.NOT_SETTLED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account's balance is not zero"),
+    Outcome.NO_HOLDER: Wire(ResultCode.USER_UNKNOWN, "no account holds this Subscription-Id"),
 }
 
 # the Result-Codes alone (read once by the core for its per-MSCC answers)

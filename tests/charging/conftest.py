@@ -135,6 +135,7 @@ def ccr(
     number: int,
     *msccs: MsccRequest,
     subscriber: str | None = None,
+    subscriber_type: SubscriptionIdType = SubscriptionIdType.END_USER_E164,
     service: str = DATA,
     origin: str = UPF,
     action: RequestedAction | None = None,
@@ -148,7 +149,7 @@ def ccr(
     subs = (
         (
             SubscriptionId(
-                subscription_id_type=SubscriptionIdType.END_USER_E164,
+                subscription_id_type=subscriber_type,
                 subscription_id_data=subscriber,
             ),
         )
@@ -179,6 +180,7 @@ def amr(
     *,
     amount: int | None = None,
     subscriber: str | None = None,
+    subscriber_type: SubscriptionIdType = SubscriptionIdType.END_USER_E164,
     status: AccountStatus | None = None,
     credit_limit: int | None = None,
     operation_id: str | None = None,
@@ -188,7 +190,7 @@ def amr(
     subs = (
         (
             SubscriptionId(
-                subscription_id_type=SubscriptionIdType.END_USER_E164,
+                subscription_id_type=subscriber_type,
                 subscription_id_data=subscriber,
             ),
         )

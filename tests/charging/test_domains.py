@@ -24,6 +24,7 @@ from protocol.codes import (
     CCRequestType,
     CommandCode,
     RequestedAction,
+    SubscriptionIdType,
 )
 from protocol.errors import ProtocolError
 from protocol.limits import (
@@ -643,7 +644,15 @@ def test_the_longest_identities_complete_every_operation(h: Harness) -> None:
     account = "a" * MAX_ACCOUNT_ID_LENGTH
     sub = "4" * MAX_SUBSCRIPTION_DATA_LENGTH
     late = PEAK  # (any clock the rating engine rates at has 13 digits of ms)
-    create = amr(AccountOperation.CREATE, account, amount=EUR, subscriber=sub, origin=host)
+    private = SubscriptionIdType.END_USER_PRIVATE  # kept as received (an E.164 is 15 digits)
+    create = amr(
+        AccountOperation.CREATE,
+        account,
+        amount=EUR,
+        subscriber=sub,
+        subscriber_type=private,
+        origin=host,
+    )
     assert h.ama(create, late, e2e=2**32 - 1).result_code == 2001
     credit = amr(
         AccountOperation.CREDIT,
@@ -664,6 +673,7 @@ def test_the_longest_identities_complete_every_operation(h: Harness) -> None:
                 used=(usu(units=used),) if used else None,
             ),
             subscriber=sub if kind is INITIAL else None,
+            subscriber_type=private,
             service=SMS,
             origin=host,
         )
@@ -675,6 +685,7 @@ def test_the_longest_identities_complete_every_operation(h: Harness) -> None:
             0,
             mscc(30, ask=rsu(units=2)),
             subscriber=sub,
+            subscriber_type=private,
             service=SMS,
             origin=host,
             action=action,

@@ -66,7 +66,8 @@ async def test_s8_create_and_get(server: ServerProcess, connect: Connect) -> Non
     Currency-Code, Subscription-Id [..], Session-Count}; GET returns the same."""
     admin = await connect(server.port)
     account_id, msisdn = f"acct-{uid()}", new_msisdn()
-    subs = [*subscription(msisdn), {"Subscription-Id-Type": 1, "Subscription-Id-Data": uid()}]
+    imsi = f"26201{int(uid(), 16) % 10**10:010d}"  # 5 to 15 digits (docs/protocol.md)
+    subs = [*subscription(msisdn), {"Subscription-Id-Type": 1, "Subscription-Id-Data": imsi}]
     answer = await amr(
         admin,
         CREATE,
