@@ -36,6 +36,7 @@ import structlog
 
 from ocs.core.charging import (
     DEFAULT_REFUND_WINDOW_S,
+    REQUEST_KINDS,
     Action,
     ActionKind,
     ChargingCore,
@@ -291,7 +292,7 @@ def record_kind(payload: bytes) -> str:
         record = decode_input(payload[1:])
     except Exception:  # damaged, or written by another build
         return "core (undecodable input)"
-    if record.kind is not InputKind.REQUEST and record.kind is not InputKind.REQUEST_1_0:
+    if record.kind not in REQUEST_KINDS:
         return f"core {record.kind.name}"
     try:
         command = CommandCode(record.command).name
@@ -1122,7 +1123,7 @@ def _input_kind(body: bytes) -> str:
         record = decode_input(body)
     except (msgspec.DecodeError, ValueError):
         return "undecodable"
-    if record.kind is InputKind.REQUEST or record.kind is InputKind.REQUEST_1_0:
+    if record.kind in REQUEST_KINDS:
         return f"request {record.command} from {record.origin_host[:64]}"
     return record.kind.name.lower()
 

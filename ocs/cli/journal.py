@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ocs.core.charging import InputKind, decode_input
+from ocs.core.charging import REQUEST_KINDS, InputKind, decode_input
 from ocs.edge.journal import (
     RECORD_HEADER,
     JournalCorruptError,
@@ -190,7 +190,7 @@ def _payload_json(payload: bytes) -> dict[str, Any]:
         "now_ms": record.now_ms,
         "time": _time_text(record.now_ms),
     }
-    if record.kind is InputKind.REQUEST or record.kind is InputKind.REQUEST_1_0:
+    if record.kind in REQUEST_KINDS:
         decoded.update(
             origin_host=record.origin_host,
             end_to_end=record.end_to_end,
@@ -229,7 +229,7 @@ def _payload_text(payload: bytes) -> str:
     except Exception as exc:
         return f"{line}  ({type(exc).__name__}: {exc})"
     line = f"{line}  {_time_text(record.now_ms)}"
-    if record.kind is InputKind.REQUEST or record.kind is InputKind.REQUEST_1_0:
+    if record.kind in REQUEST_KINDS:
         line += f"  origin={_cut(record.origin_host)} e2e={record.end_to_end}"
         line += f"  {_summary(record.body)}"
     elif record.kind is InputKind.CATALOG:

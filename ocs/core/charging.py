@@ -30,12 +30,13 @@ from typing import Any, Final
 
 import msgspec
 
-from ocs.core.accounts import AccountStatus, AccountView, SubscriberIdentity
+from ocs.core.accounts import AccountStatus, AccountView, SubscriberIdentity, SubscriptionType
 from ocs.core.charging_types import (
     CDR_ENCODER,
     CORE_LAYOUT,
     DEFAULT_REFUND_WINDOW_S,
     MAX_REFUND_WINDOW_S,
+    REQUEST_KINDS,
     STATE_DECODER,
     STATE_ENCODER,
     Action,
@@ -133,6 +134,7 @@ __all__ = [
     "MAX_REFUNDABLE_PER_GROUP",
     "MAX_REFUND_WINDOW_S",
     "MS",
+    "REQUEST_KINDS",
     "RESERVATION_SLACK_S",
     "Action",
     "ActionKind",
@@ -436,7 +438,7 @@ class ChargingCore:
     def apply(self, record: Input) -> Result | None:
         """Apply one journaled input (live or in replay)."""
         kind = record.kind
-        if kind is InputKind.REQUEST or kind is InputKind.REQUEST_1_0:
+        if kind in REQUEST_KINDS:
             message = decode_body(record.command, True, record.body)
             if isinstance(message, CCR):
                 return self.handle_ccr(
@@ -444,10 +446,16 @@ class ChargingCore:
                     record.origin_host,
                     record.end_to_end,
                     message,
-                    peer_rules=kind is InputKind.REQUEST,
+                    peer_rules=kind is not InputKind.REQUEST_1_0,
                 )
             assert isinstance(message, AMR)
-            return self.handle_amr(record.now_ms, record.origin_host, record.end_to_end, message)
+            return self.handle_amr(
+                record.now_ms,
+                record.origin_host,
+                record.end_to_end,
+                message,
+                identity_rules=kind is InputKind.REQUEST,
+            )
         if record.kind is InputKind.TICK:
             self.tick(record.now_ms)
             return None
@@ -520,7 +528,17 @@ class ChargingCore:
         self._remember(now_ms, origin_host, end_to_end, answer, body, sid, event_sid)
         return Result(answer, body, False)
 
-    def handle_amr(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+    def handle_amr(
+        self,
+        now_ms: int,
+        origin_host: str,
+        end_to_end: int,
+        amr: AMR,
+        *,
+        identity_rules: bool = True,
+    ) -> Result:
+        """`identity_rules=False` only replays an input journaled before a CREATE's identities
+        and currency were checked (`InputKind.REQUEST_1_1`): they are kept as received."""
         cached = self._duplicate(now_ms, origin_host, end_to_end)
         if cached is not None:
             return cached
@@ -530,7 +548,7 @@ class ChargingCore:
             return self._list(now_ms, origin_host, end_to_end, amr.account_id)
         if amr.account_operation is AccountOperation.SEARCH:
             return self._search(now_ms, origin_host, end_to_end, amr)
-        outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr)
+        outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr, identity_rules)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         answer = AMA(
             result_code=result_code(outcome),
@@ -780,11 +798,13 @@ class ChargingCore:
         )
 
     def _resolve(self, ccr: CCR) -> tuple[str, AccountStatus, int] | None:
-        """The account of the first Subscription-Id that has one: (id, status, headroom)."""
+        """The account of the first Subscription-Id that has one: (id, status, headroom). An
+        E.164 number is found with or without its leading ``+``, as CREATE stores it without."""
         for sub in ccr.subscription_id or ():
-            found = self.ledger.standing_for(
-                int(sub.subscription_id_type), sub.subscription_id_data
-            )
+            kind, data = int(sub.subscription_id_type), sub.subscription_id_data
+            found = self.ledger.standing_for(kind, data)
+            if found is None and kind == SubscriptionType.E164 and data.startswith("+"):
+                found = self.ledger.standing_for(kind, data[1:])
             if found is not None:
                 return found
         return None
@@ -1762,7 +1782,9 @@ class ChargingCore:
 
     # --- administration (section 8) ------------------------------------------------------------
 
-    def _admin(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
+    def _admin(
+        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR, identity_rules: bool
+    ) -> AdminResult:
         """Apply an administrative request: its outcome, the `Failed-AVP` of a refusal (each
         cause names the key at fault: docs/protocol.md, *Administrative refusals*) and a
         detail for its `Error-Message`."""
@@ -1778,10 +1800,10 @@ class ChargingCore:
             if self.ledger.standing(account_id) is not None:
                 return Outcome.ACCOUNT_EXISTS, {"Account-Id": account_id}, ""
             currency = self.catalog.currency.code
-            if amr.currency_code is not None and amr.currency_code != currency:
+            if identity_rules and amr.currency_code is not None and amr.currency_code != currency:
                 detail = f"{amr.currency_code}, the catalog's is {currency}"
                 return Outcome.FOREIGN_CURRENCY, {"Currency-Code": amr.currency_code}, detail
-            subs, refused = _normalised_identities(amr)
+            subs, refused = _normalised_identities(amr, identity_rules)
             if refused is not None:
                 return refused
             for sub in subs:
@@ -2297,15 +2319,15 @@ def _container_json(c: Container) -> dict[str, Any]:
 
 
 def _normalised_identities(
-    amr: AMR,
+    amr: AMR, identity_rules: bool = True
 ) -> tuple[tuple[SubscriberIdentity, ...], AdminResult | None]:
     """The identities of a CREATE as the account will hold them (`normalise_identity`), or the
-    refusal of the first one outside its domain, naming it as received."""
+    refusal of the first one outside its domain, naming it as received. Without
+    `identity_rules` (an input of an earlier build) they are kept as received."""
     subs: list[SubscriberIdentity] = []
     for s in amr.subscription_id or ():
-        checked = normalise_identity(
-            SubscriberIdentity(type=int(s.subscription_id_type), data=s.subscription_id_data)
-        )
+        received = SubscriberIdentity(type=int(s.subscription_id_type), data=s.subscription_id_data)
+        checked = normalise_identity(received) if identity_rules else received
         if isinstance(checked, Outcome):
             bad = {
                 "Subscription-Id-Type": int(s.subscription_id_type),

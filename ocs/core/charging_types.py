@@ -27,7 +27,13 @@ class InputKind(enum.IntEnum):
     # A CCR or AMR body from the peer `origin_host`: the Origin-Host of its capabilities
     # exchange, held to the rules of WIRE.md 1.1 sections 4, 5.3 and 6 (Session-Ids begin with
     # their opener's Origin-Host, sessions belong to their opener).
-    REQUEST = 4
+    # Since the account lifecycle (docs/protocol.md, *Identities at CREATE*), a CREATE's
+    # identities are also checked and normalised and its currency must be the catalog's.
+    REQUEST = 6
+    # A CCR or AMR journaled by a build with the peer rules but before the identity checks:
+    # replayed with its identities kept as received, so that an account such a build created
+    # (with an identity the checks would refuse now) is created again in replay.
+    REQUEST_1_1 = 4
     # A CCR or AMR journaled by a build before those rules (`origin_host` is the request's own
     # Origin-Host): replayed as it was processed then, without the Session-Id and ownership
     # checks, so that a data directory of that build recovers to the state it acknowledged.
@@ -37,6 +43,10 @@ class InputKind(enum.IntEnum):
     # Settings that shape what inputs do (`Settings`, msgpack map). 5, not 4: both were new in
     # the same release and REQUEST took 4; no build ever wrote a kind 5 record before.
     SETTINGS = 5
+
+
+#: The kinds of journaled requests, the current one and those of earlier builds.
+REQUEST_KINDS: Final = frozenset({InputKind.REQUEST, InputKind.REQUEST_1_1, InputKind.REQUEST_1_0})
 
 
 class Input(msgspec.Struct, frozen=True, kw_only=True, array_like=True):

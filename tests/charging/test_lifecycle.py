@@ -9,10 +9,18 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ocs.core.charging import LIST_PAGE
-from protocol.codes import AccountOperation, AccountStatus, CCRequestType, SubscriptionIdType
+from ocs.core.charging import LIST_PAGE, ChargingCore, Input, InputKind
+from ocs.core.ledger import Ledger
+from protocol.codec import encode_body
+from protocol.codes import (
+    AccountOperation,
+    AccountStatus,
+    CCRequestType,
+    CommandCode,
+    SubscriptionIdType,
+)
 from protocol.messages import AMA, AMR, SubscriptionId
-from tests.charging.conftest import EUR, PEAK, Harness, amr, ccr, mscc, rsu, usu
+from tests.charging.conftest import DEMO, EUR, PEAK, Harness, amr, ccr, mscc, rsu, usu
 from tests.charging.peer import UPF, Peer
 from tests.charging.test_server_e2e import running
 
@@ -42,6 +50,39 @@ def test_a_leading_plus_is_removed_and_the_number_charges(h: Harness) -> None:
     again = h.ama(create("b", "491700000001"), PEAK + 2)
     assert again.result_code == 5004 and again.error_message is not None
     assert again.error_message.startswith("the Subscription-Id belongs to another account")
+
+
+def test_a_number_sent_with_its_plus_finds_the_account(h: Harness) -> None:
+    """CREATE stores an E.164 number without its `+`; a network element that sends it with the
+    `+` (as it did before the check, when the account kept it) still reaches the account
+    (regression: 5030 USER_UNKNOWN)."""
+    assert h.ama(create("a", "+491700000001"), PEAK).result_code == 2001
+    initial = ccr("s", CCRequestType.INITIAL, 0, mscc(10, ask=rsu()), subscriber="+491700000001")
+    assert h.cca(initial, PEAK + 1).result_code == 2001
+
+
+def test_a_create_journaled_before_the_identity_checks_replays_as_it_was_processed() -> None:
+    """`InputKind.REQUEST_1_1` (a build before the checks at CREATE) keeps the identities and
+    the currency as received, so the account that build acknowledged exists again after replay
+    (regression: the upgrade refused it in replay and lost the account); today's kind refuses
+    the same CREATE."""
+    h = Harness()
+    old = create("legacy", "0x3f2a", IMSI, currency=840)  # not digits, not the catalog's EUR
+    for kind, code in ((InputKind.REQUEST_1_1, 2001), (InputKind.REQUEST, 5004)):
+        core = ChargingCore(Ledger(), DEMO)
+        for record in h.inputs:  # the catalog
+            core.apply(record)
+        record = Input(
+            kind=kind,
+            now_ms=PEAK,
+            origin_host=old.origin_host,
+            end_to_end=1,
+            command=int(CommandCode.ACCOUNT_MANAGEMENT),
+            body=encode_body(old),
+        )
+        result = core.apply(record)
+        assert result is not None and result.answer.result_code == code, kind
+        assert (core.ledger.account("legacy") is not None) is (code == 2001)
 
 
 @pytest.mark.parametrize(

@@ -389,10 +389,12 @@ def test_duplicate_cache_matches_its_model(
 def test_every_input_kind_has_its_own_number() -> None:
     """A journal record's kind is one byte of the `Input`: two kinds on one number would be an
     alias (the later one replayed as the earlier). REQUEST and SETTINGS were both new in one
-    release; kind 1 stays the requests of older builds."""
+    release; kind 1 stays the requests of older builds, kind 4 those of builds before the
+    identity checks at CREATE."""
     assert len(InputKind.__members__) == len(set(InputKind))
     assert {k.name: k.value for k in InputKind} == {
-        "REQUEST": 4,
+        "REQUEST": 6,
+        "REQUEST_1_1": 4,
         "REQUEST_1_0": 1,
         "TICK": 2,
         "CATALOG": 3,
