@@ -17,18 +17,6 @@ Connect = Callable[..., Awaitable[Peer]]
 Spawn = Callable[..., ServerProcess]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "msgpack_only(reason): a conformance test that sends MessagePack on purpose (raw bytes, "
-        "or a value no AVP type can hold); it runs once, not for both encodings",
-    )
-    config.addinivalue_line(
-        "markers",
-        "binary_only: a conformance test that sends raw standard Diameter bodies on purpose",
-    )
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test whose peers come from `connect` runs once per body encoding (WIRE.md 1.1):
     MessagePack (0x4D) and standard Diameter AVPs (0x01)."""
