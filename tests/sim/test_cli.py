@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from ocs.cli.main import main
 from tests.server.process import ServerProcess
-
-
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """`ocs sim` configures structlog to print to the sys.stderr of the moment (pytest's
-    capture, closed after the test): put the configuration back, or a later test's first
-    warning (e.g. `catalog.demo` when a node opens a new data directory) fails writing to it."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def test_simulators_and_reconcile_from_the_command_line(

@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import uvloop
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from ocs.edge import server as server_module
-from ocs.edge import tls as tls_module
 from ocs.edge.client import Client, ClientError
 from ocs.edge.server import Server, ServerConfig
 from ocs.edge.tls import (
@@ -39,18 +36,6 @@ from protocol.messages import CER, DWR
 from tests.tls.conftest import OTHER, PEER, SERVER_NAME, Pki
 
 ServerFactory = Callable[..., Awaitable[Server]]
-
-
-@pytest.fixture(autouse=True)
-def fresh_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The log lines are checked with `capture_logs`: structlog's defaults (a command run in
-    this process may have configured a level filter) and a logger not cached under another
-    configuration."""
-    structlog.reset_defaults()
-    monkeypatch.setattr(tls_module, "log", structlog.get_logger("ocs.edge.tls"))
-    # the server logs too (a refused or evicted connection): a logger cached by an earlier
-    # test's configuration may write to a stream that test closed
-    monkeypatch.setattr(server_module, "log", structlog.get_logger("ocs.edge.server"))
 
 
 @pytest.fixture
