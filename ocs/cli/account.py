@@ -144,22 +144,17 @@ def money(micro: int) -> str:
 # --- the command -------------------------------------------------------------------------------
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "account",
-        help="administer accounts on a running server",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="account_command", required=True)
-
+def server_options(what: str = "the server to talk to") -> argparse.ArgumentParser:
+    """The options of every client command that talks to a running server (``ocs account``,
+    ``ocs cdr rotate``, ``ocs catalog show|diff``): the address, our identity, the timeout,
+    ``--json`` and TLS; read from the environment or the client file too (`CLIENT_KEYS`)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--server",
         type=server_address,
         default=server_address(DEFAULT_SERVER),
         metavar="HOST:PORT",
-        help=f"the server to talk to (default: $OCS_SERVER, the client file's, {DEFAULT_SERVER};"
+        help=f"{what} (default: $OCS_SERVER, the client file's, {DEFAULT_SERVER};"
         " docs/operations.md)",
     )
     common.add_argument(
@@ -173,12 +168,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="per request"
     )
     common.add_argument("--json", action="store_true", help="print one JSON object")
+    add_tls_client_arguments(common)
+    return common
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "account",
+        help="administer accounts on a running server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="account_command", required=True)
+
+    common = server_options()
     common.add_argument(
         "--micro",
         action="store_true",
         help="amounts are int micro-units (1000000 = one currency unit), not decimal units",
     )
-    add_tls_client_arguments(common)
 
     create = sub.add_parser("create", parents=[common], help="create an account")
     create.add_argument("account_id", metavar="ACCOUNT_ID")

@@ -27,8 +27,8 @@ from fractions import Fraction
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from ocs.cli.account import CLIENT_KEYS, DEFAULT_REALM, DEFAULT_SERVER, default_origin_host
-from ocs.cli.args import add_tls_client_arguments, server_address, tls_client_config
+from ocs.cli.account import CLIENT_KEYS, default_origin_host, server_options
+from ocs.cli.args import tls_client_config
 from ocs.cli.config import ClientSettings
 from ocs.core.charging import catalog_digest
 from ocs.edge.catalog_files import load_catalog_file
@@ -71,21 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("file", help="catalog TOML file")
     check.set_defaults(func=_check)
 
-    server = argparse.ArgumentParser(add_help=False)
-    server.add_argument(
-        "--server",
-        type=server_address,
-        default=server_address(DEFAULT_SERVER),
-        metavar="HOST:PORT",
-        help=f"the running server to ask (default {DEFAULT_SERVER})",
-    )
-    server.add_argument(
-        "--origin-host", default=None, help="our Origin-Host (default ocs-admin.<hostname>)"
-    )
-    server.add_argument("--origin-realm", default=DEFAULT_REALM)
-    server.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
-    server.add_argument("--json", action="store_true", help="print one JSON object")
-    add_tls_client_arguments(server)
+    server = server_options("the running server to ask")
 
     show = sub.add_parser(
         "show",

@@ -33,15 +33,14 @@ from typing import Any, Final, TextIO
 
 from ocs.cli.account import (
     CLIENT_KEYS,
-    DEFAULT_REALM,
-    DEFAULT_SERVER,
     EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_REFUSED,
     default_origin_host,
     send,
+    server_options,
 )
-from ocs.cli.args import add_tls_client_arguments, server_address, tls_client_config
+from ocs.cli.args import tls_client_config
 from ocs.cli.config import ClientSettings
 from ocs.edge.catalog_files import load_catalog_file
 from ocs.edge.cdr_files import CdrCorruptError, cdr_files, iter_file_records
@@ -81,25 +80,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = parser.add_subparsers(dest="cdr_command", required=True)
 
     rotate = sub.add_parser(
-        "rotate", help="close the running server's current CDR file now (as SIGUSR1 does)"
+        "rotate",
+        parents=[server_options()],
+        help="close the running server's current CDR file now (as SIGUSR1 does)",
     )
-    rotate.add_argument(
-        "--server",
-        type=server_address,
-        default=server_address(DEFAULT_SERVER),
-        metavar="HOST:PORT",
-        help=f"the server to talk to (default {DEFAULT_SERVER})",
-    )
-    rotate.add_argument(
-        "--origin-host",
-        default=None,
-        help="our Diameter Origin-Host (default ocs-admin.<hostname>); with a peer list on "
-        "the server it must be listed there with the admin application",
-    )
-    rotate.add_argument("--origin-realm", default=DEFAULT_REALM)
-    rotate.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
-    rotate.add_argument("--json", action="store_true", help="print one JSON object")
-    add_tls_client_arguments(rotate)
     rotate.set_defaults(func=run_rotate, settings=ClientSettings(rotate, CLIENT_KEYS))
 
     show = sub.add_parser("show", help="render CDR files as a table (or CSV, or JSON lines)")
