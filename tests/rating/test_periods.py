@@ -25,15 +25,15 @@ def test_monthly_renews_at_local_midnight_of_the_subscription_day() -> None:
     assert boundary(PeriodKind.MONTHLY, anchor, 6, PARIS) == ms("2026-07-09T22:00:00", "UTC")
 
 
+def local_day(kind: PeriodKind, anchor: int, index: int) -> str:
+    at = boundary(kind, anchor, index, PARIS)
+    assert at is not None
+    return datetime.fromtimestamp(at // 1000, tz=UTC).astimezone(ZoneInfo(PARIS)).date().isoformat()
+
+
 def test_a_missing_day_falls_on_the_last_day_of_the_month_and_comes_back() -> None:
     anchor = ms("2026-01-31T09:00:00")
-    days = [
-        datetime.fromtimestamp(boundary(PeriodKind.MONTHLY, anchor, k, PARIS) // 1000, tz=UTC)
-        .astimezone(ZoneInfo(PARIS))
-        .date()
-        .isoformat()
-        for k in (1, 2, 3)
-    ]
+    days = [local_day(PeriodKind.MONTHLY, anchor, k) for k in (1, 2, 3)]
     assert days == ["2026-02-28", "2026-03-31", "2026-04-30"]
     assert boundary(PeriodKind.MONTHLY, ms("2027-12-29T01:00:00"), 2, PARIS) == ms(
         "2028-02-29T00:00:00"
