@@ -227,3 +227,12 @@ class AccountStatus(enum.IntEnum):
     ACTIVE = 0
     SUSPENDED = 1
     BARRED = 2
+
+
+class CounterUnit(enum.IntEnum):
+    """`Counter-Unit` of a `Usage-Counter` (docs/protocol.md, *Extension: usage counters*)."""
+
+    MONEY = 0  # micro-units
+    OCTETS = 1
+    SECONDS = 2
+    UNITS = 3  # service-specific units

@@ -247,6 +247,11 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Estimate", 18, T.ENUMERATED, False, "docs/protocol.md, Estimate"),
     ("Listed-Account-Id", 19, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
+    ("Usage-Counter", 85, T.GROUPED, False, "docs/protocol.md, usage counters"),
+    ("Counter-Name", 86, T.UTF8_STRING, False, "docs/protocol.md, usage counters"),
+    ("Counter-Unit", 87, T.ENUMERATED, False, "docs/protocol.md, usage counters"),
+    ("Counter-Value", 88, T.UNSIGNED64, False, "docs/protocol.md, usage counters"),
+    ("Counter-Threshold", 89, T.UNSIGNED64, False, "docs/protocol.md, usage counters"),
 )
 
 

@@ -30,6 +30,7 @@ from protocol.codes import (
     CCSessionFailover,
     CheckBalanceResult,
     CommandCode,
+    CounterUnit,
     CreditControlFailureHandling,
     DisconnectCause,
     Estimate,
@@ -206,6 +207,20 @@ class RemainingBalance(Avps, frozen=True, kw_only=True):
     currency_code: Unsigned32
 
 
+class UsageCounter(Avps, frozen=True, kw_only=True):
+    """A usage counter of an account (docs/protocol.md, *Extension: usage counters*): in an
+    AMA's `Account` (GET), and in a RAR sent because the counter crossed a threshold. Its
+    value in its unit (micro-units for money) over the period [Start-Time, Stop-Time) (no
+    Stop-Time: never reset; neither: not used yet), and the highest threshold crossed in it."""
+
+    counter_name: str
+    counter_unit: CounterUnit
+    counter_value: Unsigned64
+    start_time: Time | None = None
+    stop_time: Time | None = None
+    counter_threshold: Unsigned64 | None = None
+
+
 class Account(Avps, frozen=True, kw_only=True):
     """The `Account` map of an AMA (WIRE.md section 8). Money in micro-units."""
 
@@ -217,6 +232,7 @@ class Account(Avps, frozen=True, kw_only=True):
     currency_code: Unsigned32
     subscription_id: tuple[SubscriptionId, ...]
     session_count: Unsigned32
+    usage_counter: tuple[UsageCounter, ...] | None = None  # docs/protocol.md, usage counters
 
 
 class Catalog(Avps, frozen=True, kw_only=True):
@@ -323,6 +339,8 @@ class RAR(Request, frozen=True, kw_only=True):
     auth_application_id: Unsigned32
     re_auth_request_type: ReAuthRequestType
     rating_group: tuple[Unsigned32, ...] | None = None  # as many as the session holds
+    # the counters whose threshold this RAR is for (docs/protocol.md, usage counters)
+    usage_counter: tuple[UsageCounter, ...] | None = None
 
 
 class RAA(Answer, frozen=True, kw_only=True):

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rating.counters import parse_counters
 from rating.errors import CatalogError
 from rating.model import (
     AccountPolicy,
@@ -103,6 +104,7 @@ _TOP_KEYS = (
     "rating_groups",
     "account",
     "cdr",
+    "counters",
 )
 _RG_KEYS = (
     "id",
@@ -747,6 +749,15 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         services[service.context_id] = service
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    # usage counters (rating/counters.py), read with this module's readers of values
+    counters = parse_counters(
+        top.get("counters", []),
+        "counters",
+        {rg: group.unit.value for rg, group in groups.items()},
+        quantity=lambda v, p, u: _quantity(v, p, Unit(u), lo=1),
+        money=_money,
+        instant=_instant,
+    )
     return Catalog(
         version=version,
         name=name,
@@ -756,4 +767,5 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         rating_groups=MappingProxyType(groups),
         account=account,
         cdr=cdr,
+        counters=counters,
     )

@@ -60,6 +60,7 @@ from ocs.core.charging_types import (
     settings_input,
     unpack_session,
 )
+from ocs.core.counters import UsageCounters, legacy_counter
 from ocs.core.due import DueSet
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
@@ -107,6 +108,7 @@ from protocol.messages import (
     RemainingBalance,
     ServiceUnit,
     UnitValue,
+    UsageCounter,
     UsedServiceUnit,
 )
 from protocol.messages import Catalog as CatalogInForce
@@ -336,6 +338,8 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
+        # usage counters across sessions, per account (ocs/core/counters.py)
+        self.counters = UsageCounters()
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -554,7 +558,7 @@ class ChargingCore:
             result_code=result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
-            account=self._account_map(account) if account is not None else None,
+            account=self._account_map(account, now_ms) if account is not None else None,
             error_message=error_message(outcome, detail),
             failed_avp=failed,
         )
@@ -639,6 +643,7 @@ class ChargingCore:
         new = parse_catalog(text)
         old = self.catalog
         self.catalog = new
+        self.counters.catalog_changed(old.counters, new.counters)  # usage counters
         self._links_cache = {}
         self._dearest = {}
         self.catalog_text = text
@@ -1349,6 +1354,7 @@ class ChargingCore:
         if total:
             session.charge_total += total
             self._account_usage(session.account_id, total)
+        self._count_usage(session.account_id, rg, used_total, total, now_ms)  # usage counters
 
     def _rate(
         self,
@@ -1421,11 +1427,77 @@ class ChargingCore:
         before = self.usage.get(account_id, 0)
         after = min(before + amount, MAX_BALANCE)  # saturates: thresholds are below it
         self.usage[account_id] = after
-        if any(before < t <= after for t in self.catalog.account.usage_thresholds):
-            for sid in self._account_sessions(account_id):
-                session = self._peek(sid)
-                assert session is not None
-                self._act(ActionKind.RAR, session, tuple(session.grants), "usage threshold")
+        thresholds = self.catalog.account.usage_thresholds
+        crossed = [t for t in thresholds if before < t <= after]
+        if crossed:  # the legacy counter "account" (docs/charging.md, *Usage counters*)
+            self._counters_crossed(account_id, [legacy_counter(after, thresholds, crossed[-1])])
+
+    # --- usage counters (ocs/core/counters.py; docs/charging.md *Usage counters*) --------------
+
+    def _count_usage(
+        self, account_id: str, rg: RatingGroup, units: int, charge: int, now_ms: int
+    ) -> None:
+        """Count usage of `rg` charged to the account (a session's report, a direct debit) in
+        the catalog's usage counters; a threshold crossed re-authorises the account's
+        sessions."""
+        counters = self.catalog.counters
+        if not counters:
+            return
+        crossed = self.counters.add(
+            counters, self.catalog.timezone, account_id, rg.id, rg.unit.value, units, charge, now_ms
+        )
+        if crossed:
+            self._counters_crossed(account_id, crossed)
+
+    def _counters_crossed(self, account_id: str, crossed: list[UsageCounter]) -> None:
+        """RAR to every open session of the account, listing the counters whose thresholds
+        were crossed (`Usage-Counter`): one RAR per session per input, a crossing later in the
+        same input joining the RAR queued for it."""
+        queued = {
+            a.session_id: i
+            for i, a in enumerate(self._actions)
+            if a.kind is ActionKind.RAR and a.usage_counters
+        }
+        names = {c.counter_name for c in crossed}
+        for sid in self._account_sessions(account_id):
+            session = self._peek(sid)
+            assert session is not None
+            at = queued.get(sid)
+            if at is not None:
+                earlier = self._actions[at]
+                kept = tuple(c for c in earlier.usage_counters if c.counter_name not in names)
+                self._actions[at] = Action(
+                    kind=earlier.kind,
+                    session_id=earlier.session_id,
+                    origin_host=earlier.origin_host,
+                    rating_groups=earlier.rating_groups,
+                    reason=earlier.reason,
+                    usage_counters=(*kept, *crossed),
+                )
+                continue
+            self._actions.append(
+                Action(
+                    kind=ActionKind.RAR,
+                    session_id=sid,
+                    origin_host=session.origin_host,
+                    rating_groups=tuple(session.grants),
+                    reason="usage threshold",
+                    usage_counters=tuple(crossed),
+                )
+            )
+
+    def _counter_views(self, account_id: str, now_ms: int) -> tuple[UsageCounter, ...] | None:
+        """The account's usage counters at `now_ms` for GET (`Account`'s `Usage-Counter`):
+        the legacy "account" counter when the catalog has `[account] usage_thresholds`, then
+        every `[[counters]]` entry in catalog order; None when the catalog has neither."""
+        catalog = self.catalog
+        views: list[UsageCounter] = []
+        if catalog.account.usage_thresholds:
+            views.append(
+                legacy_counter(self.usage.get(account_id, 0), catalog.account.usage_thresholds)
+            )
+        views += self.counters.views(catalog.counters, catalog.timezone, account_id, now_ms)
+        return tuple(views) or None
 
     def _is_estimate(self, session: Session) -> bool:
         return session.session_id in self._estimates
@@ -1549,6 +1621,9 @@ class ChargingCore:
             for _, rg, units, charge in priced:
                 if rg is not None and not rg.zero_rated and units:
                     self._record_debit(account_id, rg.id, units, charge, now_ms)
+            for _, rg, units, charge in priced:  # usage counters
+                if rg is not None:
+                    self._count_usage(account_id, rg, units, charge, now_ms)
             sign = 1
         else:  # REFUND_ACCOUNT
             plan = self._plan_refund(account_id, priced, now_ms)
@@ -1927,6 +2002,7 @@ class ChargingCore:
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
             if not outcome.ok:  # reserved without a session (not expected): not settled
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            self.counters.forget(account_id)  # usage counters go with the account
             return _ADMIN_OK
         if amr.account_status is None and amr.credit_limit is None and subs is None:
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
@@ -2005,7 +2081,7 @@ class ChargingCore:
             result_code=result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
-            account=self._account_map(view) if view is not None else None,
+            account=self._account_map(view, now_ms) if view is not None else None,
             error_message=error_message(outcome, detail),
             failed_avp=failed,
         )
@@ -2043,7 +2119,7 @@ class ChargingCore:
             if session.starved:
                 self._act(ActionKind.RAR, session, tuple(session.starved), "top-up")
 
-    def _account_map(self, view: AccountView) -> Account:
+    def _account_map(self, view: AccountView, now_ms: int) -> Account:
         return Account(
             account_id=view.account_id,
             account_status=WireAccountStatus(int(view.status)),
@@ -2058,6 +2134,7 @@ class ChargingCore:
                 for s in view.subscriptions
             ),
             session_count=len(self._account_sessions(view.account_id)),
+            usage_counter=self._counter_views(view.account_id, now_ms),  # usage counters
         )
 
     def _act(
@@ -2194,6 +2271,7 @@ class ChargingCore:
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
+                counters=self.counters.snapshot(),  # usage counters
             )
         )
 
@@ -2261,6 +2339,7 @@ class ChargingCore:
             tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
+        self.counters.restore(state.counters)  # usage counters (none before layout 5)
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
         """The session's id and account id as the ledger holds them (as reservation owner, as

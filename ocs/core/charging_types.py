@@ -18,7 +18,7 @@ import msgspec
 
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
-from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
+from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit, UsageCounter
 
 # --- inputs (what is journaled) ---------------------------------------------------------------
 
@@ -128,6 +128,8 @@ class Action:
     origin_host: str
     rating_groups: tuple[int, ...] = ()
     reason: str = ""
+    # RAR for usage thresholds: the counters crossed (docs/protocol.md, usage counters)
+    usage_counters: tuple[UsageCounter, ...] = ()
 
 
 # --- session state ----------------------------------------------------------------------------
@@ -209,8 +211,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
-#: estimate session for a real one, so it must refuse the snapshot).
-CORE_LAYOUT: Final = 4
+#: estimate session for a real one, so it must refuse the snapshot). 5: this build (`counters`:
+#: the values of the catalog's usage counters).
+CORE_LAYOUT: Final = 5
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -243,6 +246,10 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # The values of the usage counters (`ocs.core.counters`, layout 5): (account id, counter
+    # name, anchor ms, period start ms, period end ms or None, value). The money of
+    # `[account] usage_thresholds` stays in `usage`.
+    counters: list[tuple[str, str, int, int, int | None, int]] = []
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

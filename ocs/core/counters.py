@@ -1,0 +1,207 @@
+"""Usage counters across sessions: each account's values of the catalog's `[[counters]]`.
+
+Deterministic, like the rest of the core: every call carries the time of its input (int ms).
+A value belongs to one period of its counter (`rating.periods`, in the catalog's time zone):
+usage reported at an instant of a later period starts that period from zero. The reset is
+lazy (on the next use, or computed when the value is read) but dated at the boundary: the
+new period starts at the boundary itself, whenever the next use comes, so replay, a GET and
+a live run agree without any TICK (docs/charging.md, *Usage counters*).
+
+A threshold `t` is crossed by the report that takes the value from below `t` to `t` or more.
+Within a period a value only grows (refunds and administrative debits are not usage), so each
+threshold is crossed at most once per period; every open session of the account is then
+re-authorised (RAR), the RAR listing the counters crossed (`Usage-Counter`).
+
+State: per account, per counter name, a `CounterValue` (kept in snapshots as plain tuples,
+`CoreState.counters`). Accounts that never used a counter hold nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from protocol.codes import CounterUnit as WireCounterUnit
+from protocol.messages import UsageCounter
+from rating.counters import LEGACY_COUNTER, MAX_COUNTER_VALUE, CounterDef, CounterUnit
+from rating.periods import period_bounds
+
+__all__ = [
+    "CounterValue",
+    "UsageCounters",
+    "counter_entry",
+    "legacy_counter",
+]
+
+_MS: Final = 1000
+_WIRE_UNIT: Final = {
+    CounterUnit.MONEY: WireCounterUnit.MONEY,
+    CounterUnit.OCTETS: WireCounterUnit.OCTETS,
+    CounterUnit.SECONDS: WireCounterUnit.SECONDS,
+    CounterUnit.UNITS: WireCounterUnit.UNITS,
+}
+
+#: A snapshot's entry: (account id, counter name, anchor ms, period start ms, period end ms
+#: or None, value).
+SnapshotEntry = tuple[str, str, int, int, int | None, int]
+
+
+@dataclass(slots=True)
+class CounterValue:
+    """One account's value of one counter: over [start_ms, end_ms) (end None: never reset)."""
+
+    anchor_ms: int  # the anchor of its periods: the catalog's, or the account's first use
+    start_ms: int
+    end_ms: int | None
+    value: int
+
+
+def _period(counter: CounterDef, anchor_ms: int, at_ms: int, tz: str) -> tuple[int, int | None]:
+    """The period of `counter` holding `at_ms` (ONCE: from the anchor, for ever)."""
+    return period_bounds(counter.period, anchor_ms, at_ms, tz)
+
+
+def counter_entry(
+    counter: CounterDef, value: CounterValue | None, threshold: int | None = None
+) -> UsageCounter:
+    """The `Usage-Counter` of a value (None: not used yet). Times in whole seconds (a
+    boundary is a local midnight; a first period starts at the first use, rounded down)."""
+    if threshold is None and value is not None:
+        crossed = [t for t in counter.thresholds if t <= value.value]
+        threshold = crossed[-1] if crossed else None
+    return UsageCounter(
+        counter_name=counter.name,
+        counter_unit=_WIRE_UNIT[counter.unit],
+        counter_value=value.value if value is not None else 0,
+        start_time=value.start_ms // _MS if value is not None else None,
+        stop_time=value.end_ms // _MS if value is not None and value.end_ms is not None else None,
+        counter_threshold=threshold,
+    )
+
+
+def legacy_counter(
+    charged: int, thresholds: tuple[int, ...], crossed: int | None = None
+) -> UsageCounter:
+    """`[account] usage_thresholds` as a `Usage-Counter` named `account`: money charged to
+    the account since it was made (never reset), the highest threshold it reached."""
+    if crossed is None:
+        reached = [t for t in thresholds if t <= charged]
+        crossed = reached[-1] if reached else None
+    return UsageCounter(
+        counter_name=LEGACY_COUNTER,
+        counter_unit=WireCounterUnit.MONEY,
+        counter_value=charged,
+        counter_threshold=crossed,
+    )
+
+
+class UsageCounters:
+    """The values of every account's usage counters."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        # account id -> counter name -> its value in its current (or last used) period
+        self._values: dict[str, dict[str, CounterValue]] = {}
+
+    def __len__(self) -> int:
+        """How many (account, counter) values are held."""
+        return sum(len(v) for v in self._values.values())
+
+    def add(
+        self,
+        counters: tuple[CounterDef, ...],
+        tz: str,
+        account_id: str,
+        rating_group: int,
+        unit: str,
+        units: int,
+        charge: int,
+        now_ms: int,
+    ) -> list[UsageCounter]:
+        """Count `units` of `rating_group` (whose unit is `unit`) charged `charge`
+        micro-units, used by the account at `now_ms`; the counters whose thresholds this
+        crossed, each with the highest threshold it crossed."""
+        crossed: list[UsageCounter] = []
+        mine: dict[str, CounterValue] | None = None
+        for counter in counters:
+            if not counter.counts(rating_group, unit):
+                continue
+            amount = charge if counter.unit is CounterUnit.MONEY else units
+            if amount <= 0:
+                continue
+            if mine is None:
+                mine = self._values.get(account_id)
+                if mine is None:
+                    mine = self._values[account_id] = {}
+            value = mine.get(counter.name)
+            if value is None:
+                anchor = counter.anchor_ms if counter.anchor_ms is not None else now_ms
+                start, end = _period(counter, anchor, now_ms, tz)
+                value = mine[counter.name] = CounterValue(anchor, start, end, 0)
+            elif value.end_ms is not None and now_ms >= value.end_ms:
+                # a later period: it starts from zero, at its boundary
+                value.start_ms, value.end_ms = _period(counter, value.anchor_ms, now_ms, tz)
+                value.value = 0
+            before = value.value
+            after = value.value = min(before + amount, MAX_COUNTER_VALUE)
+            hit = [t for t in counter.thresholds if before < t <= after]
+            if hit:
+                crossed.append(counter_entry(counter, value, hit[-1]))
+        return crossed
+
+    def current(
+        self, counter: CounterDef, tz: str, account_id: str, now_ms: int
+    ) -> CounterValue | None:
+        """The account's value of `counter` in the period holding `now_ms` (a copy: zero in a
+        period after the one it last counted); None if the account never used it."""
+        value = self._values.get(account_id, {}).get(counter.name)
+        if value is None:
+            return None
+        if value.end_ms is not None and now_ms >= value.end_ms:
+            start, end = _period(counter, value.anchor_ms, now_ms, tz)
+            return CounterValue(value.anchor_ms, start, end, 0)
+        return CounterValue(value.anchor_ms, value.start_ms, value.end_ms, value.value)
+
+    def views(
+        self, counters: tuple[CounterDef, ...], tz: str, account_id: str, now_ms: int
+    ) -> list[UsageCounter]:
+        """Every counter of the catalog for the account at `now_ms`, in catalog order."""
+        return [
+            counter_entry(counter, self.current(counter, tz, account_id, now_ms))
+            for counter in counters
+        ]
+
+    def catalog_changed(self, old: tuple[CounterDef, ...], new: tuple[CounterDef, ...]) -> None:
+        """A new catalog: the values of counters it removes, or redefines (unit, rating
+        groups, period, anchor), are dropped; a counter whose thresholds alone change keeps
+        its value (a threshold already passed is not crossed again)."""
+        kept = {c.name: c.identity for c in new}
+        gone = {c.name for c in old if kept.get(c.name) != c.identity}
+        if not gone:
+            return
+        for account_id in list(self._values):
+            mine = self._values[account_id]
+            for name in gone & mine.keys():
+                del mine[name]
+            if not mine:
+                del self._values[account_id]
+
+    def forget(self, account_id: str) -> None:
+        """The account is closed: its values go with it."""
+        self._values.pop(account_id, None)
+
+    def snapshot(self) -> list[SnapshotEntry]:
+        return [
+            (account_id, name, v.anchor_ms, v.start_ms, v.end_ms, v.value)
+            for account_id, mine in self._values.items()
+            for name, v in mine.items()
+        ]
+
+    def restore(self, entries: list[SnapshotEntry]) -> None:
+        values: dict[str, dict[str, CounterValue]] = {}
+        for account_id, name, anchor_ms, start_ms, end_ms, value in entries:
+            values.setdefault(account_id, {})[name] = CounterValue(
+                anchor_ms, start_ms, end_ms, value
+            )
+        self._values = values
