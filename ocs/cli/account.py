@@ -46,6 +46,7 @@ import ssl
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import msgspec
@@ -55,8 +56,14 @@ from ocs.cli.config import ClientSettings
 from ocs.edge.client import Client, ClientError
 from ocs.edge.logs import result_code_name
 from ocs.edge.tls import TlsConfigError, client_context
-from protocol.codes import AccountOperation, AccountStatus, ApplicationId, SubscriptionIdType
-from protocol.messages import AMA, AMR, Answer, SubscriptionId
+from protocol.codes import (
+    AccountOperation,
+    AccountStatus,
+    ApplicationId,
+    CounterUnit,
+    SubscriptionIdType,
+)
+from protocol.messages import AMA, AMR, Answer, SubscriptionId, UsageCounter
 from rating import format_exact, parse_money
 
 DEFAULT_SERVER: Final = "127.0.0.1:3868"
@@ -593,7 +600,29 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         f"balance {money(account.balance)} reserved {money(account.reserved)} "
         f"credit-limit {money(account.credit_limit)} currency {account.currency_code} "
         f"sessions {account.session_count} subscriptions {subs or '-'}"
-    )
+    ) + "".join(f"\n  {_counter_line(c)}" for c in account.usage_counter or ())
+
+
+def _counter_line(counter: UsageCounter) -> str:
+    """One usage counter of GET (docs/protocol.md, *Extension: usage counters*): its value
+    (money in currency units), its period in UTC, the highest threshold crossed in it."""
+    unit = counter.counter_unit
+
+    def amount(value: int) -> str:
+        return money(value) if unit is CounterUnit.MONEY else f"{value} {unit.name.lower()}"
+
+    text = f"counter {counter.counter_name} {amount(counter.counter_value)}"
+    if counter.start_time is not None:
+        text += f" since {_utc(counter.start_time)}"
+    if counter.stop_time is not None:
+        text += f" until {_utc(counter.stop_time)}"
+    if counter.counter_threshold is not None:
+        text += f" threshold {amount(counter.counter_threshold)} crossed"
+    return text
+
+
+def _utc(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT)

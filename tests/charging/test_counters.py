@@ -60,7 +60,9 @@ rating_groups = [30]
 period = "weekly"
 thresholds = [3]
 """
-CATALOG = DEMO + COUNTERS
+# the demo catalog without its own counters (docs/catalog.md), with these
+BASE = DEMO[: DEMO.index("# --- usage counters across sessions")]
+CATALOG = BASE + COUNTERS
 # PEAK is Monday 2026-01-05 14:00 Paris; "data-daily" is anchored at its first use, so its
 # first period ends at the next local midnight, 2026-01-06 00:00 Paris (23:00 UTC)
 MIDNIGHT = epoch_ms("2026-01-06T00:00:00+01:00")
@@ -209,7 +211,7 @@ def test_several_counters_crossed_by_one_report_go_in_one_rar_per_session() -> N
 def test_the_legacy_money_threshold_is_the_counter_account() -> None:
     """`[account] usage_thresholds` works as before (money charged, never reset), and its RAR
     now names it: `Usage-Counter` "account" with the threshold crossed."""
-    catalog = DEMO.replace('["5.00", "10.00", "20.00"]', '["0.10", "0.20"]')
+    catalog = BASE.replace('["5.00", "10.00", "20.00"]', '["0.10", "0.20"]')
     h = Harness(catalog=catalog)
     h.account("a", SUB, 10 * EUR)
     h.cca(ccr("a1", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB), PEAK)
@@ -301,7 +303,7 @@ def test_counters_survive_a_snapshot_and_an_old_snapshot_loads() -> None:
 )
 def test_catalog_errors_name_the_key(section: str, path: str, words: str) -> None:
     with pytest.raises(CatalogError) as info:
-        parse_catalog(DEMO + "\n[[counters]]\n" + section + "\n")
+        parse_catalog(BASE + "\n[[counters]]\n" + section + "\n")
     assert path in str(info.value) and words in str(info.value)
 
 

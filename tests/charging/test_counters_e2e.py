@@ -24,6 +24,7 @@ import pytest
 
 import ocs.edge.server
 import ocs.node
+from ocs.cli.main import main
 from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
 from ocs.node import Node, NodeConfig
@@ -92,7 +93,9 @@ async def counters(client: Client, account_id: str) -> dict[str, UsageCounter]:
     return {c.counter_name: c for c in answer.account.usage_counter or ()}
 
 
-async def test_counters_over_the_wire(node: tuple[Node, Clock, int], tmp_path: Path) -> None:
+async def test_counters_over_the_wire(
+    node: tuple[Node, Clock, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     app, clock, midnight = node
     t0 = clock.now_ms
     p = Peer()
@@ -156,6 +159,16 @@ async def test_counters_over_the_wire(node: tuple[Node, Clock, int], tmp_path: P
     first = datetime.fromtimestamp(midnight // 1000, tz=ZoneInfo("Europe/Paris")).day == 1
     assert shown["money-monthly"].counter_value == (20_000 if first else 105_000)
     assert len(p.requests) == 2  # no RAR since the crossing
+
+    # `ocs account get` prints a line per counter (money in currency units, times in UTC)
+    capsys.readouterr()
+    argv = ["account", "get", "c1", "--server", f"127.0.0.1:{app.server.port}"]
+    assert await asyncio.to_thread(main, [*argv, "--origin-host", "admin.test.local"]) == 0
+    out = capsys.readouterr().out.splitlines()  # (the in-process server logs there too)
+    lines = [x for x in out if x.startswith(("account: c1", "  counter "))]
+    utc = datetime.fromtimestamp(midnight // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert lines[1] == "  counter account 0.105"
+    assert lines[2].startswith(f"  counter data-daily {2 * MiB} octets since {utc} until ")
 
     # a crash image of the data directory now: recovery replays the journal to the same state
     image = tmp_path / "image"
