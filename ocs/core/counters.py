@@ -154,10 +154,14 @@ class UsageCounters:
         self, counter: CounterDef, tz: str, account_id: str, now_ms: int
     ) -> CounterValue | None:
         """The account's value of `counter` in the period holding `now_ms` (a copy: zero in a
-        period after the one it last counted); None if the account never used it."""
+        period after the one it last counted, or never used); None if the account never used
+        a counter anchored at first use (it has no period yet)."""
         value = self._values.get(account_id, {}).get(counter.name)
         if value is None:
-            return None
+            if counter.anchor_ms is None:  # its periods start at the first use
+                return None
+            start, end = _period(counter, counter.anchor_ms, now_ms, tz)
+            return CounterValue(counter.anchor_ms, start, end, 0)
         if value.end_ms is not None and now_ms >= value.end_ms:
             start, end = _period(counter, value.anchor_ms, now_ms, tz)
             return CounterValue(value.anchor_ms, start, end, 0)

@@ -157,7 +157,13 @@ def test_get_shows_every_counter_in_units_and_money() -> None:
     assert other["data-daily"] == UsageCounter(
         counter_name="data-daily", counter_unit=CounterUnit.OCTETS, counter_value=0
     )
-    assert other["money-monthly"].counter_value == 0
+    assert other["money-monthly"] == UsageCounter(
+        counter_name="money-monthly",
+        counter_unit=CounterUnit.MONEY,
+        counter_value=0,
+        start_time=epoch_s("2026-01-01T00:00:00+01:00"),
+        stop_time=epoch_s("2026-02-01T00:00:00+01:00"),
+    )
     h.assert_replays()
 
 
