@@ -1444,7 +1444,7 @@ class ChargingCore:
         if not counters:
             return
         crossed = self.counters.add(
-            counters, self.catalog.timezone, account_id, rg.id, rg.unit.value, units, charge, now_ms
+            counters, self.catalog.timezone, account_id, rg, units, charge, now_ms
         )
         if crossed:
             self._counters_crossed(account_id, crossed)

@@ -18,13 +18,15 @@ State: per account, per counter name, a `CounterValue` (kept in snapshots as pla
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Final
 
 from protocol.codes import CounterUnit as WireCounterUnit
 from protocol.messages import UsageCounter
+from rating import RatingGroup
 from rating.counters import LEGACY_COUNTER, MAX_COUNTER_VALUE, CounterDef, CounterUnit
-from rating.periods import period_bounds
+from rating.periods import PeriodKind, boundary, next_boundary, period_bounds
 
 __all__ = [
     "CounterValue",
@@ -56,9 +58,45 @@ class CounterValue:
     value: int
 
 
-def _period(counter: CounterDef, anchor_ms: int, at_ms: int, tz: str) -> tuple[int, int | None]:
-    """The period of `counter` holding `at_ms` (ONCE: from the anchor, for ever)."""
-    return period_bounds(counter.period, anchor_ms, at_ms, tz)
+class PeriodCache:
+    """`rating.periods.period_bounds` for counters, with what many accounts share computed
+    once: the local day holding an instant (a daily counter's period is that day, from its
+    anchor if later), and the current period of a counter anchored in the catalog (the same
+    for every account). Zone arithmetic costs tens of µs; a period's bounds are needed at
+    every first use and every reset. Returns exactly what `period_bounds` returns
+    (tests/charging/test_counters.py checks it)."""
+
+    __slots__ = ("_days", "_shared")
+
+    def __init__(self) -> None:
+        self._days: dict[str, tuple[int, int]] = {}  # zone -> [start, end) of a local day
+        self._shared: dict[CounterDef, tuple[int, int]] = {}
+
+    def bounds(
+        self, counter: CounterDef, anchor_ms: int, at_ms: int, tz: str
+    ) -> tuple[int, int | None]:
+        """The period of `counter` anchored at `anchor_ms` holding `at_ms` (ONCE: from the
+        anchor, for ever)."""
+        kind = counter.period
+        if kind is PeriodKind.ONCE or at_ms < anchor_ms:
+            return period_bounds(kind, anchor_ms, at_ms, tz)
+        if kind is PeriodKind.DAILY:
+            day = self._days.get(tz)
+            if day is None or not day[0] <= at_ms < day[1]:
+                midnight = boundary(PeriodKind.DAILY, at_ms, 0, tz)
+                end = next_boundary(PeriodKind.DAILY, at_ms, at_ms, tz)
+                assert midnight is not None and end is not None
+                day = self._days[tz] = (midnight, end)
+            return max(anchor_ms, day[0]), day[1]
+        if anchor_ms == counter.anchor_ms:
+            shared = self._shared.get(counter)
+            if shared is not None and shared[0] <= at_ms < shared[1]:
+                return shared
+            start, end = period_bounds(kind, anchor_ms, at_ms, tz)
+            if end is not None:
+                self._shared[counter] = (start, end)
+            return start, end
+        return period_bounds(kind, anchor_ms, at_ms, tz)
 
 
 def counter_entry(
@@ -98,36 +136,52 @@ def legacy_counter(
 class UsageCounters:
     """The values of every account's usage counters."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_by_group", "_for", "_periods", "_values")
 
     def __init__(self) -> None:
         # account id -> counter name -> its value in its current (or last used) period
         self._values: dict[str, dict[str, CounterValue]] = {}
+        # per rating group, the counters that count it and whether each counts money: for the
+        # catalog's counters `_for` (the same tuple object while that catalog is in force)
+        self._by_group: dict[int, tuple[tuple[CounterDef, bool], ...]] = {}
+        self._for: tuple[CounterDef, ...] | None = None
+        self._periods = PeriodCache()
 
     def __len__(self) -> int:
         """How many (account, counter) values are held."""
         return sum(len(v) for v in self._values.values())
+
+    def _counting(
+        self, counters: tuple[CounterDef, ...], rg: RatingGroup
+    ) -> tuple[tuple[CounterDef, bool], ...]:
+        if self._for is not counters:
+            self._for = counters
+            self._by_group = {}
+        found = self._by_group.get(rg.id)
+        if found is None:
+            unit = rg.unit.value
+            found = self._by_group[rg.id] = tuple(
+                (c, c.unit is CounterUnit.MONEY) for c in counters if c.counts(rg.id, unit)
+            )
+        return found
 
     def add(
         self,
         counters: tuple[CounterDef, ...],
         tz: str,
         account_id: str,
-        rating_group: int,
-        unit: str,
+        rg: RatingGroup,
         units: int,
         charge: int,
         now_ms: int,
     ) -> list[UsageCounter]:
-        """Count `units` of `rating_group` (whose unit is `unit`) charged `charge`
-        micro-units, used by the account at `now_ms`; the counters whose thresholds this
-        crossed, each with the highest threshold it crossed."""
+        """Count `units` of `rg` charged `charge` micro-units, used by the account at
+        `now_ms`, in the catalog's `counters`; the counters whose thresholds this crossed,
+        each with the highest threshold it crossed."""
         crossed: list[UsageCounter] = []
         mine: dict[str, CounterValue] | None = None
-        for counter in counters:
-            if not counter.counts(rating_group, unit):
-                continue
-            amount = charge if counter.unit is CounterUnit.MONEY else units
+        for counter, money in self._counting(counters, rg):
+            amount = charge if money else units
             if amount <= 0:
                 continue
             if mine is None:
@@ -137,17 +191,25 @@ class UsageCounters:
             value = mine.get(counter.name)
             if value is None:
                 anchor = counter.anchor_ms if counter.anchor_ms is not None else now_ms
-                start, end = _period(counter, anchor, now_ms, tz)
+                start, end = self._periods.bounds(counter, anchor, now_ms, tz)
                 value = mine[counter.name] = CounterValue(anchor, start, end, 0)
             elif value.end_ms is not None and now_ms >= value.end_ms:
                 # a later period: it starts from zero, at its boundary
-                value.start_ms, value.end_ms = _period(counter, value.anchor_ms, now_ms, tz)
+                value.start_ms, value.end_ms = self._periods.bounds(
+                    counter, value.anchor_ms, now_ms, tz
+                )
                 value.value = 0
             before = value.value
-            after = value.value = min(before + amount, MAX_COUNTER_VALUE)
-            hit = [t for t in counter.thresholds if before < t <= after]
-            if hit:
-                crossed.append(counter_entry(counter, value, hit[-1]))
+            after = before + amount
+            if after > MAX_COUNTER_VALUE:
+                after = MAX_COUNTER_VALUE
+            value.value = after
+            thresholds = counter.thresholds
+            # the thresholds t with before < t <= after: those from bisect(before) on, up to
+            # bisect(after) excluded
+            reached = bisect_right(thresholds, after)
+            if reached > bisect_right(thresholds, before):
+                crossed.append(counter_entry(counter, value, thresholds[reached - 1]))
         return crossed
 
     def current(
@@ -160,10 +222,10 @@ class UsageCounters:
         if value is None:
             if counter.anchor_ms is None:  # its periods start at the first use
                 return None
-            start, end = _period(counter, counter.anchor_ms, now_ms, tz)
+            start, end = self._periods.bounds(counter, counter.anchor_ms, now_ms, tz)
             return CounterValue(counter.anchor_ms, start, end, 0)
         if value.end_ms is not None and now_ms >= value.end_ms:
-            start, end = _period(counter, value.anchor_ms, now_ms, tz)
+            start, end = self._periods.bounds(counter, value.anchor_ms, now_ms, tz)
             return CounterValue(value.anchor_ms, start, end, 0)
         return CounterValue(value.anchor_ms, value.start_ms, value.end_ms, value.value)
 

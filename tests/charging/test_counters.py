@@ -5,14 +5,20 @@ hand-computed values; every test ends with the replay check of the `h`-like harn
 
 from __future__ import annotations
 
+import random
+
 import msgspec
 import pytest
 
 from ocs.core.charging import ActionKind
 from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER
+from ocs.core.counters import PeriodCache
 from protocol.codes import AccountOperation, CounterUnit, RequestedAction
 from protocol.messages import MsccRequest, UsageCounter
 from rating import CatalogError, parse_catalog
+from rating.counters import CounterDef
+from rating.counters import CounterUnit as CatalogUnit
+from rating.periods import PeriodKind, period_bounds
 from tests.charging.conftest import (
     DEMO,
     EUR,
@@ -319,3 +325,32 @@ def test_the_catalog_reads_quantities_money_and_anchors() -> None:
     assert data.thresholds == (10 * MiB, 50 * MiB) and data.anchor_ms is None
     assert money.thresholds == (EUR,) and money.anchor_ms == epoch_ms("2026-01-01T00:00:00+01:00")
     assert sms.thresholds == (3,) and sms.rating_groups == (30,)
+
+
+def test_the_period_cache_gives_what_period_bounds_gives() -> None:
+    """`PeriodCache` shares the zone arithmetic between accounts: over instants around DST
+    changes and month ends, in several zones, in any order, it answers exactly
+    `rating.periods.period_bounds`."""
+    rnd = random.Random(5)
+    first = epoch_ms("2026-01-01T00:00:00+00:00")
+    span = 400 * 86_400_000
+    for tz in ("Europe/Paris", "America/Santiago", "Australia/Lord_Howe", "UTC"):
+        cache = PeriodCache()
+        for kind in PeriodKind:
+            for anchored in (True, False):
+                anchor = first + rnd.randrange(span)
+                counter = CounterDef(
+                    name="c",
+                    unit=CatalogUnit.OCTETS,
+                    rating_groups=(),
+                    period=kind,
+                    anchor_ms=anchor if anchored else None,
+                    thresholds=(),
+                )
+                at = anchor - 86_400_000
+                for _ in range(300):
+                    at += rnd.choice((1, 1000, 3_600_000, 86_400_000, 7 * 86_400_000))
+                    if rnd.random() < 0.1:
+                        at -= rnd.randrange(3 * 86_400_000)  # the clock goes back
+                    expected = period_bounds(kind, anchor, at, tz)
+                    assert cache.bounds(counter, anchor, at, tz) == expected, (tz, kind, at)
