@@ -50,6 +50,7 @@ from rating import (
     parse_catalog,
     price,
 )
+from rating.counters import CounterUnit
 
 EXIT_OK: Final = 0
 EXIT_DIFFERENT: Final = 1  # diff: the file is not the catalog in force; show: refused
@@ -404,6 +405,19 @@ def catalog_facts(catalog: Catalog) -> dict[str, str]:
         facts["cdr volume limit"] = _quantity(cdr.volume_limit, Unit.OCTETS)
     if cdr.time_limit is not None:
         facts["cdr time limit"] = _quantity(cdr.time_limit, Unit.SECONDS)
+    for counter in catalog.counters:  # usage counters (docs/catalog.md)
+        money_counter = counter.unit is CounterUnit.MONEY
+
+        def amount(value: int, unit: CounterUnit = counter.unit) -> str:
+            return money(value) if unit is CounterUnit.MONEY else _quantity(value, Unit(unit.value))
+
+        groups = ", ".join(str(rg) for rg in counter.rating_groups) or "all"
+        anchor = "first use" if counter.anchor_ms is None else _iso(counter.anchor_ms // 1000)
+        facts[f"counter {counter.name}"] = (
+            f"{'money' if money_counter else counter.unit.value} of rating groups {groups}, "
+            f"{counter.period.value} from {anchor}, thresholds "
+            + (", ".join(amount(t) for t in counter.thresholds) or "none")
+        )
     return facts
 
 

@@ -10,6 +10,7 @@ import random
 import msgspec
 import pytest
 
+from ocs.cli.catalog import catalog_changes, catalog_facts
 from ocs.core.charging import ActionKind
 from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER
 from ocs.core.counters import PeriodCache
@@ -354,3 +355,25 @@ def test_the_period_cache_gives_what_period_bounds_gives() -> None:
                         at -= rnd.randrange(3 * 86_400_000)  # the clock goes back
                     expected = period_bounds(kind, anchor, at, tz)
                     assert cache.bounds(counter, anchor, at, tz) == expected, (tz, kind, at)
+
+
+def test_catalog_show_and_diff_name_the_counters() -> None:
+    """`ocs catalog show|diff` (docs/operations.md): one fact per counter."""
+    facts = catalog_facts(parse_catalog(CATALOG))
+    assert facts["counter data-daily"] == (
+        "octets of rating groups 10, 20, daily from first use, thresholds 10 MiB, 50 MiB"
+    )
+    assert facts["counter money-monthly"] == (
+        "money of rating groups all, monthly from 2025-12-31T23:00:00Z, thresholds 1.00 EUR"
+    )
+    assert facts["counter sms-weekly"] == (
+        "units of rating groups 30, weekly from first use, thresholds 3 units"
+    )
+    changed = CATALOG.replace("thresholds = [3]", "thresholds = [5]")
+    assert list(catalog_changes(parse_catalog(CATALOG), parse_catalog(changed))) == [
+        (
+            "counter sms-weekly",
+            "units of rating groups 30, weekly from first use, thresholds 3 units",
+            "units of rating groups 30, weekly from first use, thresholds 5 units",
+        )
+    ]
