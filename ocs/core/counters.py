@@ -52,10 +52,18 @@ SnapshotEntry = tuple[str, str, int, int, int | None, int]
 class CounterValue:
     """One account's value of one counter: over [start_ms, end_ms) (end None: never reset)."""
 
+    name: str  # the counter's (the catalog's string object: shared by every account)
     anchor_ms: int  # the anchor of its periods: the catalog's, or the account's first use
     start_ms: int
     end_ms: int | None
     value: int
+
+
+def _find(values: list[CounterValue], name: str) -> CounterValue | None:
+    for value in values:
+        if value.name == name:
+            return value
+    return None
 
 
 class PeriodCache:
@@ -140,7 +148,8 @@ class UsageCounters:
 
     def __init__(self) -> None:
         # account id -> counter name -> its value in its current (or last used) period
-        self._values: dict[str, dict[str, CounterValue]] = {}
+        # (a list, not a dict: an account holds a few values, and a list costs ~150 B less)
+        self._values: dict[str, list[CounterValue]] = {}
         # per rating group, the counters that count it and whether each counts money: for the
         # catalog's counters `_for` (the same tuple object while that catalog is in force)
         self._by_group: dict[int, tuple[tuple[CounterDef, bool], ...]] = {}
@@ -179,7 +188,7 @@ class UsageCounters:
         `now_ms`, in the catalog's `counters`; the counters whose thresholds this crossed,
         each with the highest threshold it crossed."""
         crossed: list[UsageCounter] = []
-        mine: dict[str, CounterValue] | None = None
+        mine: list[CounterValue] | None = None
         for counter, money in self._counting(counters, rg):
             amount = charge if money else units
             if amount <= 0:
@@ -187,12 +196,13 @@ class UsageCounters:
             if mine is None:
                 mine = self._values.get(account_id)
                 if mine is None:
-                    mine = self._values[account_id] = {}
-            value = mine.get(counter.name)
+                    mine = self._values[account_id] = []
+            value = _find(mine, counter.name)
             if value is None:
                 anchor = counter.anchor_ms if counter.anchor_ms is not None else now_ms
                 start, end = self._periods.bounds(counter, anchor, now_ms, tz)
-                value = mine[counter.name] = CounterValue(anchor, start, end, 0)
+                value = CounterValue(counter.name, anchor, start, end, 0)
+                mine.append(value)
             elif value.end_ms is not None and now_ms >= value.end_ms:
                 # a later period: it starts from zero, at its boundary
                 value.start_ms, value.end_ms = self._periods.bounds(
@@ -218,16 +228,19 @@ class UsageCounters:
         """The account's value of `counter` in the period holding `now_ms` (a copy: zero in a
         period after the one it last counted, or never used); None if the account never used
         a counter anchored at first use (it has no period yet)."""
-        value = self._values.get(account_id, {}).get(counter.name)
+        mine = self._values.get(account_id)
+        value = _find(mine, counter.name) if mine is not None else None
         if value is None:
             if counter.anchor_ms is None:  # its periods start at the first use
                 return None
             start, end = self._periods.bounds(counter, counter.anchor_ms, now_ms, tz)
-            return CounterValue(counter.anchor_ms, start, end, 0)
+            return CounterValue(counter.name, counter.anchor_ms, start, end, 0)
         if value.end_ms is not None and now_ms >= value.end_ms:
             start, end = self._periods.bounds(counter, value.anchor_ms, now_ms, tz)
-            return CounterValue(value.anchor_ms, start, end, 0)
-        return CounterValue(value.anchor_ms, value.start_ms, value.end_ms, value.value)
+            return CounterValue(counter.name, value.anchor_ms, start, end, 0)
+        return CounterValue(
+            counter.name, value.anchor_ms, value.start_ms, value.end_ms, value.value
+        )
 
     def views(
         self, counters: tuple[CounterDef, ...], tz: str, account_id: str, now_ms: int
@@ -247,10 +260,10 @@ class UsageCounters:
         if not gone:
             return
         for account_id in list(self._values):
-            mine = self._values[account_id]
-            for name in gone & mine.keys():
-                del mine[name]
-            if not mine:
+            mine = [v for v in self._values[account_id] if v.name not in gone]
+            if mine:
+                self._values[account_id] = mine
+            else:
                 del self._values[account_id]
 
     def forget(self, account_id: str) -> None:
@@ -259,15 +272,17 @@ class UsageCounters:
 
     def snapshot(self) -> list[SnapshotEntry]:
         return [
-            (account_id, name, v.anchor_ms, v.start_ms, v.end_ms, v.value)
+            (account_id, v.name, v.anchor_ms, v.start_ms, v.end_ms, v.value)
             for account_id, mine in self._values.items()
-            for name, v in mine.items()
+            for v in mine
         ]
 
     def restore(self, entries: list[SnapshotEntry]) -> None:
-        values: dict[str, dict[str, CounterValue]] = {}
+        values: dict[str, list[CounterValue]] = {}
+        names: dict[str, str] = {}  # one string object per counter name, as live
         for account_id, name, anchor_ms, start_ms, end_ms, value in entries:
-            values.setdefault(account_id, {})[name] = CounterValue(
-                anchor_ms, start_ms, end_ms, value
+            name = names.setdefault(name, name)
+            values.setdefault(account_id, []).append(
+                CounterValue(name, anchor_ms, start_ms, end_ms, value)
             )
         self._values = values
