@@ -643,7 +643,9 @@ class ChargingCore:
         new = parse_catalog(text)
         old = self.catalog
         self.catalog = new
-        self.counters.catalog_changed(old.counters, new.counters)  # usage counters
+        self.counters.catalog_changed(  # usage counters
+            old.counters, new.counters, zone_changed=old.timezone != new.timezone
+        )
         self._links_cache = {}
         self._dearest = {}
         self.catalog_text = text

@@ -78,7 +78,7 @@ class PeriodCache:
 
     def __init__(self) -> None:
         self._days: dict[str, tuple[int, int]] = {}  # zone -> [start, end) of a local day
-        self._shared: dict[CounterDef, tuple[int, int]] = {}
+        self._shared: dict[tuple[CounterDef, str], tuple[int, int]] = {}  # by (counter, zone)
 
     def bounds(
         self, counter: CounterDef, anchor_ms: int, at_ms: int, tz: str
@@ -97,12 +97,12 @@ class PeriodCache:
                 day = self._days[tz] = (midnight, end)
             return max(anchor_ms, day[0]), day[1]
         if anchor_ms == counter.anchor_ms:
-            shared = self._shared.get(counter)
+            shared = self._shared.get((counter, tz))
             if shared is not None and shared[0] <= at_ms < shared[1]:
                 return shared
             start, end = period_bounds(kind, anchor_ms, at_ms, tz)
             if end is not None:
-                self._shared[counter] = (start, end)
+                self._shared[counter, tz] = (start, end)
             return start, end
         return period_bounds(kind, anchor_ms, at_ms, tz)
 
@@ -251,12 +251,15 @@ class UsageCounters:
             for counter in counters
         ]
 
-    def catalog_changed(self, old: tuple[CounterDef, ...], new: tuple[CounterDef, ...]) -> None:
+    def catalog_changed(
+        self, old: tuple[CounterDef, ...], new: tuple[CounterDef, ...], *, zone_changed: bool
+    ) -> None:
         """A new catalog: the values of counters it removes, or redefines (unit, rating
-        groups, period, anchor), are dropped; a counter whose thresholds alone change keeps
-        its value (a threshold already passed is not crossed again)."""
+        groups, period, anchor; every counter if the catalog's time zone changes), are
+        dropped; a counter whose thresholds alone change keeps its value (a threshold already
+        passed is not crossed again)."""
         kept = {c.name: c.identity for c in new}
-        gone = {c.name for c in old if kept.get(c.name) != c.identity}
+        gone = {c.name for c in old if zone_changed or kept.get(c.name) != c.identity}
         if not gone:
             return
         for account_id in list(self._values):

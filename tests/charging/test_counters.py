@@ -377,3 +377,20 @@ def test_catalog_show_and_diff_name_the_counters() -> None:
             "units of rating groups 30, weekly from first use, thresholds 5 units",
         )
     ]
+
+
+def test_a_new_time_zone_starts_every_counter_again() -> None:
+    h = harness()
+    h.cca(ccr("a1", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB), PEAK)
+    h.cca(ccr("a1", UPDATE, 1, data_report(6 * MiB)), PEAK + MIN)
+    tokyo = CATALOG.replace('timezone = "Europe/Paris"', 'timezone = "Asia/Tokyo"', 1)
+    assert tokyo != CATALOG
+    h.load_catalog(tokyo, PEAK + 2 * MIN)
+    shown = counters(h, "a", PEAK + 3 * MIN)
+    assert shown["data-daily"].counter_value == 0
+    # the monthly counter's months are Tokyo's now: its anchor (Jan 1, 00:00 Paris) is Jan 1,
+    # 08:00 in Tokyo, the first period runs from it to Feb 1, 00:00 Tokyo time
+    assert shown["money-monthly"].counter_value == 0
+    assert shown["money-monthly"].start_time == epoch_s("2026-01-01T00:00:00+01:00")
+    assert shown["money-monthly"].stop_time == epoch_s("2026-02-01T00:00:00+09:00")
+    h.assert_replays()
