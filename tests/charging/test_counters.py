@@ -394,3 +394,41 @@ def test_a_new_time_zone_starts_every_counter_again() -> None:
     assert shown["money-monthly"].start_time == epoch_s("2026-01-01T00:00:00+01:00")
     assert shown["money-monthly"].stop_time == epoch_s("2026-02-01T00:00:00+09:00")
     h.assert_replays()
+
+
+def test_direct_debits_cross_thresholds_too() -> None:
+    """An SMS event (DIRECT_DEBITING) counts toward sms-weekly (threshold 3): the third one
+    re-authorises the account's open data session."""
+    h = harness()
+    h.cca(ccr("a1", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB), PEAK)
+    for n in range(3):
+        sms = ccr(f"e{n}", EVENT, 0, mscc(30, ask=rsu(units=1)), subscriber=SUB, service=SMS)
+        debit = msgspec.structs.replace(sms, requested_action=RequestedAction.DIRECT_DEBITING)
+        assert h.cca(debit, PEAK + (n + 1) * MIN).result_code == 2001
+        if n < 2:
+            assert h.take_actions() == []
+    (rar,) = h.take_actions()
+    assert rar.session_id == sid("a1") and rar.rating_groups == (10,)
+    assert [(c.counter_name, c.counter_value, c.counter_threshold) for c in rar.usage_counters] == [
+        ("sms-weekly", 3, 3)
+    ]
+    h.assert_replays()
+
+
+def test_a_counter_of_every_group_counts_zero_rated_units() -> None:
+    """Without `rating_groups`, an octets counter counts every octets group, the zero-rated
+    portal (RG 50, answered 4011, charged nothing) included; a money counter gains nothing
+    from it."""
+    catalog = BASE + '[[counters]]\nname = "octets"\nunit = "octets"\nperiod = "once"\n'
+    catalog += '[[counters]]\nname = "spend"\nunit = "money"\nperiod = "once"\n'
+    h = Harness(catalog=catalog)
+    h.account("a", SUB, 10 * EUR)
+    h.cca(ccr("p1", INITIAL, 0, mscc(50, ask=rsu()), subscriber=SUB), PEAK)
+    h.cca(ccr("p1", UPDATE, 1, mscc(50, used=(usu(octets=3 * MiB),))), PEAK + MIN)
+    h.cca(ccr("p1", UPDATE, 2, mscc(20, used=(usu(octets=MiB),))), PEAK + 2 * MIN)
+    shown = counters(h, "a", PEAK + 3 * MIN)
+    assert shown["octets"].counter_value == 4 * MiB  # 3 MiB of RG 50 + 1 MiB of RG 20
+    # "once": from the first use, for ever
+    assert shown["octets"].start_time == (PEAK + MIN) // 1000 and shown["octets"].stop_time is None
+    assert shown["spend"].counter_value == 5_000  # 1 MiB of RG 20 x 0.005 EUR
+    h.assert_replays()
