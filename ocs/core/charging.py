@@ -60,7 +60,7 @@ from ocs.core.charging_types import (
     settings_input,
     unpack_session,
 )
-from ocs.core.counters import UsageCounters, legacy_counter
+from ocs.core.counters import UsageCounters, counter_views, legacy_counter, notify
 from ocs.core.due import DueSet
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
@@ -1452,54 +1452,10 @@ class ChargingCore:
             self._counters_crossed(account_id, crossed)
 
     def _counters_crossed(self, account_id: str, crossed: list[UsageCounter]) -> None:
-        """RAR to every open session of the account, listing the counters whose thresholds
-        were crossed (`Usage-Counter`): one RAR per session per input, a crossing later in the
-        same input joining the RAR queued for it."""
-        queued = {
-            a.session_id: i
-            for i, a in enumerate(self._actions)
-            if a.kind is ActionKind.RAR and a.usage_counters
-        }
-        names = {c.counter_name for c in crossed}
-        for sid in self._account_sessions(account_id):
-            session = self._peek(sid)
-            assert session is not None
-            at = queued.get(sid)
-            if at is not None:
-                earlier = self._actions[at]
-                kept = tuple(c for c in earlier.usage_counters if c.counter_name not in names)
-                self._actions[at] = Action(
-                    kind=earlier.kind,
-                    session_id=earlier.session_id,
-                    origin_host=earlier.origin_host,
-                    rating_groups=earlier.rating_groups,
-                    reason=earlier.reason,
-                    usage_counters=(*kept, *crossed),
-                )
-                continue
-            self._actions.append(
-                Action(
-                    kind=ActionKind.RAR,
-                    session_id=sid,
-                    origin_host=session.origin_host,
-                    rating_groups=tuple(session.grants),
-                    reason="usage threshold",
-                    usage_counters=tuple(crossed),
-                )
-            )
-
-    def _counter_views(self, account_id: str, now_ms: int) -> tuple[UsageCounter, ...] | None:
-        """The account's usage counters at `now_ms` for GET (`Account`'s `Usage-Counter`):
-        the legacy "account" counter when the catalog has `[account] usage_thresholds`, then
-        every `[[counters]]` entry in catalog order; None when the catalog has neither."""
-        catalog = self.catalog
-        views: list[UsageCounter] = []
-        if catalog.account.usage_thresholds:
-            views.append(
-                legacy_counter(self.usage.get(account_id, 0), catalog.account.usage_thresholds)
-            )
-        views += self.counters.views(catalog.counters, catalog.timezone, account_id, now_ms)
-        return tuple(views) or None
+        """RAR to every open session of the account naming the counters crossed
+        (`ocs.core.counters.notify`)."""
+        sessions = [self._peek(sid) for sid in self._account_sessions(account_id)]
+        notify(self._actions, [s for s in sessions if s is not None], crossed)
 
     def _is_estimate(self, session: Session) -> bool:
         return session.session_id in self._estimates
@@ -2136,7 +2092,9 @@ class ChargingCore:
                 for s in view.subscriptions
             ),
             session_count=len(self._account_sessions(view.account_id)),
-            usage_counter=self._counter_views(view.account_id, now_ms),  # usage counters
+            usage_counter=counter_views(  # usage counters
+                self.counters, self.catalog, self.usage, view.account_id, now_ms
+            ),
         )
 
     def _act(

@@ -19,20 +19,24 @@ State: per account, per counter name, a `CounterValue` (kept in snapshots as pla
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
+from ocs.core.charging_types import Action, ActionKind, Session
 from protocol.codes import CounterUnit as WireCounterUnit
 from protocol.messages import UsageCounter
-from rating import RatingGroup
+from rating import Catalog, RatingGroup
 from rating.counters import LEGACY_COUNTER, MAX_COUNTER_VALUE, CounterDef, CounterUnit
 from rating.periods import PeriodKind, boundary, next_boundary, period_bounds
 
 __all__ = [
     "CounterValue",
+    "PeriodCache",
     "UsageCounters",
     "counter_entry",
+    "counter_views",
     "legacy_counter",
+    "notify",
 ]
 
 _MS: Final = 1000
@@ -289,3 +293,48 @@ class UsageCounters:
                 CounterValue(name, anchor_ms, start_ms, end_ms, value)
             )
         self._values = values
+
+
+def notify(actions: list[Action], sessions: list[Session], crossed: list[UsageCounter]) -> None:
+    """Queue a RAR (reason "usage threshold") to each of `sessions` (an account's open
+    sessions) naming the counters `crossed`: one RAR per session per input, a crossing later
+    in the same input joining the RAR queued for that session (`actions`: the core's, drained
+    after each input)."""
+    queued = {
+        a.session_id: i
+        for i, a in enumerate(actions)
+        if a.kind is ActionKind.RAR and a.usage_counters
+    }
+    names = {c.counter_name for c in crossed}
+    for session in sessions:
+        at = queued.get(session.session_id)
+        if at is not None:
+            earlier = actions[at]
+            kept = tuple(c for c in earlier.usage_counters if c.counter_name not in names)
+            actions[at] = replace(earlier, usage_counters=(*kept, *crossed))
+            continue
+        actions.append(
+            Action(
+                kind=ActionKind.RAR,
+                session_id=session.session_id,
+                origin_host=session.origin_host,
+                rating_groups=tuple(session.grants),
+                reason="usage threshold",
+                usage_counters=tuple(crossed),
+            )
+        )
+
+
+def counter_views(
+    counters: UsageCounters, catalog: Catalog, usage: dict[str, int], account_id: str, now_ms: int
+) -> tuple[UsageCounter, ...] | None:
+    """The account's `Usage-Counter`s at `now_ms` for GET: the legacy "account" counter
+    (`usage`, the money charged per account) when the catalog has `[account]
+    usage_thresholds`, then every `[[counters]]` entry in catalog order; None when the
+    catalog has neither."""
+    views: list[UsageCounter] = []
+    thresholds = catalog.account.usage_thresholds
+    if thresholds:
+        views.append(legacy_counter(usage.get(account_id, 0), thresholds))
+    views += counters.views(catalog.counters, catalog.timezone, account_id, now_ms)
+    return tuple(views) or None
