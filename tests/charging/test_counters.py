@@ -13,7 +13,7 @@ import pytest
 from ocs.cli.catalog import catalog_changes, catalog_facts
 from ocs.core.charging import ActionKind
 from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER
-from ocs.core.counters import PeriodCache
+from ocs.core.counters import PeriodCache, UsageCounters
 from protocol.codes import AccountOperation, CounterUnit, RequestedAction
 from protocol.messages import MsccRequest, UsageCounter
 from rating import CatalogError, parse_catalog
@@ -432,3 +432,53 @@ def test_a_counter_of_every_group_counts_zero_rated_units() -> None:
     assert shown["octets"].start_time == (PEAK + MIN) // 1000 and shown["octets"].stop_time is None
     assert shown["spend"].counter_value == 5_000  # 1 MiB of RG 20 x 0.005 EUR
     h.assert_replays()
+
+
+def test_values_and_crossings_follow_an_oracle_over_many_periods() -> None:
+    """Random reports over months, against an oracle written from `rating.periods` alone: a
+    counter's value is the sum of the amounts of the reports in the period of the last one,
+    and each report crosses the thresholds between its period's sum before and after it."""
+    rnd = random.Random(15)
+    catalog = parse_catalog(CATALOG)
+    rg = catalog.rating_groups[10]
+    for trial in range(40):
+        tz = rnd.choice(("Europe/Paris", "America/New_York", "UTC"))
+        kind = rnd.choice(list(PeriodKind))
+        anchor = epoch_ms("2026-01-31T10:00:00+00:00") if rnd.random() < 0.5 else None
+        thresholds = tuple(sorted(rnd.sample(range(1, 400), rnd.randrange(0, 5))))
+        counter = CounterDef(
+            name="c",
+            unit=CatalogUnit.OCTETS,
+            rating_groups=(),
+            period=kind,
+            anchor_ms=anchor,
+            thresholds=thresholds,
+        )
+        values = UsageCounters()
+        at = epoch_ms("2026-01-20T00:00:00+00:00") + rnd.randrange(86_400_000)
+        first = None
+        sums: dict[int, int] = {}
+        last_index = last_at = 0
+        for _ in range(60):
+            at += rnd.choice((0, 60_000, 3_600_000, 20 * 3_600_000, 9 * 86_400_000))
+            amount = rnd.randrange(0, 60)
+            crossed = values.add((counter,), tz, "a", rg, amount, 0, at)
+            if amount and first is None:
+                first = at
+            if not amount:
+                assert crossed == []
+                continue
+            origin = anchor if anchor is not None else first
+            assert origin is not None
+            index = (
+                period_bounds(kind, origin, at, tz)[0] if at >= origin else origin
+            )  # the period's start names it
+            before = sums.get(index, 0)
+            after = sums[index] = before + amount
+            last_index, last_at = index, at
+            hit = [t for t in thresholds if before < t <= after]
+            assert [c.counter_threshold for c in crossed] == ([hit[-1]] if hit else []), trial
+        shown = values.views((counter,), tz, "a", last_at)[0]
+        if first is not None:
+            assert shown.counter_value == sums[last_index], trial
+            assert shown.start_time == last_index // 1000
