@@ -10,7 +10,8 @@ from msgspec.structs import replace
 
 from protocol.codes import AccountOperation
 from tests.charging.conftest import EUR, INITIAL, SUB, UPDATE, MiB, amr, ccr, mscc, rsu, usu
-from tests.charging.test_atomic import UPF, replayed_state, running
+from tests.charging.peer import UPF
+from tests.charging.test_atomic import replayed_state, running
 
 
 async def test_offers_replay_through_the_node(tmp_path: Path) -> None:
