@@ -68,12 +68,13 @@ class Subscription(msgspec.Struct, kw_only=True, array_like=True):
     suspended: bool
     balances: list[UnitBalance]
     fees_paid: int = 0  # micro-units, over the subscription's life
+    serial: int = 0  # numbers the subscriptions of the book: ids unique whatever the clock
 
 
 class HoldPart(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     offer: str
     allowance: str
-    anchor_ms: int  # the subscription it was held on (a subscription again later is another)
+    serial: int  # the subscription it was held on (a subscription again later is another)
     period: int  # the period it was held in (given back later, it expires)
     units: int
 
@@ -90,6 +91,7 @@ class OffersState(msgspec.Struct, kw_only=True, array_like=True):
     subscriptions: list[tuple[str, list[Subscription]]] = []
     holds: list[tuple[str, Hold]] = []
     operations: dict[str, str] = {}
+    serial: int = 0  # subscriptions made so far
 
 
 class Renewal(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,9 +118,9 @@ class BalanceView(msgspec.Struct, frozen=True, kw_only=True):
     suspended: bool
 
 
-def fee_operation_id(account_id: str, offer: str, anchor_ms: int, period: int) -> str:
-    """The ledger id of the fee of `period` of a subscription: applied once."""
-    return f"offer|{account_id}|{offer}|{anchor_ms}|{period}"
+def fee_operation_id(account_id: str, offer: str, serial: int, period: int) -> str:
+    """The ledger id of the fee of `period` of subscription number `serial`: applied once."""
+    return f"offer|{account_id}|{offer}|{serial}|{period}"
 
 
 class OfferBook:
@@ -131,6 +133,7 @@ class OfferBook:
         self._renew_due: DueSet[tuple[str, str]] = DueSet()
         #: Operation-Id of SUBSCRIBE/UNSUBSCRIBE -> what it named (applied once)
         self.operations: dict[str, str] = {}
+        self.serial = 0  # subscriptions made so far (the last one's number)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -178,13 +181,15 @@ class OfferBook:
     ) -> Renewal | None:
         """Take the first fee and give the first allowances, dated `now_ms`; None if the money
         balance cannot pay the fee (nothing changes)."""
-        op_id = fee_operation_id(account_id, offer.name, now_ms, 0)
+        serial = self.serial + 1
+        op_id = fee_operation_id(account_id, offer.name, serial, 0)
         if offer.fee:
             outcome = ledger.apply(
                 Debit(id=op_id, now_ms=now_ms, account_id=account_id, amount=offer.fee)
             )
             if outcome.code is not Code.OK:
                 return None
+        self.serial = serial
         nxt = boundary(offer.period, now_ms, 1, tz)
         sub = Subscription(
             offer=offer.name,
@@ -197,6 +202,7 @@ class OfferBook:
                 for a in offer.allowances
             ],
             fees_paid=offer.fee,
+            serial=serial,
         )
         self._subs.setdefault(account_id, []).append(sub)
         if nxt is not None:
@@ -262,7 +268,7 @@ class OfferBook:
             sub.suspended = True
             sub.next_ms = None
             return []
-        op_id = fee_operation_id(account_id, offer.name, sub.anchor_ms, sub.period)
+        op_id = fee_operation_id(account_id, offer.name, sub.serial, sub.period)
         paid = True
         if offer.fee:
             outcome = ledger.apply(
@@ -371,7 +377,7 @@ class OfferBook:
                 HoldPart(
                     offer=sub.offer,
                     allowance=bal.allowance,
-                    anchor_ms=sub.anchor_ms,
+                    serial=sub.serial,
                     period=sub.period,
                     units=take,
                 )
@@ -440,7 +446,7 @@ class OfferBook:
         """The balance a hold part was taken from (None if its subscription is gone), and
         whether it is still in the period the part was held in."""
         for sub in self._subs.get(account_id, ()):
-            if sub.offer == part.offer and sub.anchor_ms == part.anchor_ms:
+            if sub.serial == part.serial:
                 for bal in sub.balances:
                     if bal.allowance == part.allowance:
                         return bal, sub.period == part.period and not sub.suspended
@@ -473,7 +479,7 @@ class OfferBook:
         held: dict[tuple[str, str, int, str], int] = {}
         for hold in self._holds.values():
             for p in hold.parts:
-                k = (hold.account_id, p.offer, p.anchor_ms, p.allowance)
+                k = (hold.account_id, p.offer, p.serial, p.allowance)
                 held[k] = held.get(k, 0) + p.units
         for account_id, subs in self._subs.items():
             for sub in subs:
@@ -488,7 +494,7 @@ class OfferBook:
                             f"{where}: granted {b.granted} != used {b.used} + returned "
                             f"{b.returned} + held {b.reserved}"
                         )
-                    if held.get((account_id, sub.offer, sub.anchor_ms, b.allowance), 0) != (
+                    if held.get((account_id, sub.offer, sub.serial, b.allowance), 0) != (
                         b.reserved
                     ):
                         raise AssertionError(f"{where}: reserved != its open holds")
@@ -500,12 +506,14 @@ class OfferBook:
             subscriptions=[(a, subs) for a, subs in self._subs.items()],
             holds=list(self._holds.items()),
             operations=self.operations,
+            serial=self.serial,
         )
 
     def restore(self, state: OffersState) -> None:
         self._subs = {a: list(subs) for a, subs in state.subscriptions}
         self._holds = dict(state.holds)
         self.operations = dict(state.operations)
+        self.serial = state.serial
         self._hold_due = DueSet()
         for key, hold in self._holds.items():
             self._hold_due.add(hold.expires_ms, key)

@@ -440,3 +440,15 @@ def test_units_granted_are_used_or_returned(steps: list[tuple[str, int, int, int
         h.cca(ccr(f"s{which}", TERMINATION, number + 1, mscc(10, used=(usu(octets=0),))), now)
     check(h)
     h.assert_replays()
+
+
+def test_subscribing_again_in_the_same_millisecond_pays_again(h: Harness) -> None:
+    """Requests of one batch share their `now_ms`: the fee's ledger id is made of the
+    subscription's number, not its instant, or the second fee would be taken for a repeat of
+    the first (regression: it was the instant)."""
+    h.account("a", SUB, 40 * EUR)
+    subscribe(h, "bundle-15", PEAK)
+    subscribe(h, "bundle-15", PEAK, op=AccountOperation.UNSUBSCRIBE)
+    assert subscribe(h, "bundle-15", PEAK).result_code == 2001
+    assert h.balance("a") == 10 * EUR  # 40 - 15 - 15
+    check(h)
