@@ -65,6 +65,7 @@ from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.offers import (  # offers (docs/charging.md, Allowances)
     MAX_SUBSCRIPTIONS_PER_ACCOUNT,
+    HoldPart,
     OfferBook,
     Renewal,
 )
@@ -1575,6 +1576,11 @@ class ChargingCore:
         if found is None:
             return self._cca(ccr, Outcome.USER_UNKNOWN)
         account_id, status, headroom = found
+        # offers: units the allowances pay, per MSCC; only the rest is priced in money
+        free: list[int] = [0] * len(priced)
+        if not refund and self.offers.has_offers(account_id):
+            priced, free = self._event_allowances(account_id, priced, at_s)
+            total = sum(charge for _, _, _, charge in priced)
         if action is RequestedAction.CHECK_BALANCE:
             enough = total <= headroom
             return self._cca(
@@ -1604,9 +1610,19 @@ class ChargingCore:
                 if outcome.code is not Code.OK:
                     return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
                 self._account_usage(account_id, total)
-            for _, rg, units, charge in priced:
-                if rg is not None and not rg.zero_rated and units:
-                    self._record_debit(account_id, rg.id, units, charge, now_ms)
+            drawn: list[list[HoldPart]] = []
+            for (_, rg, units, charge), units_free in zip(priced, free, strict=True):
+                parts: list[HoldPart] = []
+                if rg is not None and units_free:  # offers: drawn now, refundable as units
+                    parts = self.offers.draw_parts(account_id, rg.id, units_free, self.catalog)
+                    assert sum(p.units for p in parts) == units_free
+                drawn.append(parts)
+                if rg is not None and not rg.zero_rated and units - units_free:
+                    self._record_debit(account_id, rg.id, units - units_free, charge, now_ms)
+                if parts:
+                    assert rg is not None
+                    self._record_debit(account_id, rg.id, units_free, 0, now_ms, parts)
+            event_drawn = [[(p.offer, p.allowance, p.units) for p in ps] for ps in drawn]
             sign = 1
         else:  # REFUND_ACCOUNT
             plan = self._plan_refund(account_id, priced, now_ms)
@@ -1636,11 +1652,37 @@ class ChargingCore:
                 )
                 if outcome.code is not Code.OK:  # cannot happen: checked above
                     raise BookingRefused(f"credit of {total} refund: {outcome.code.name}")
-            self._draw(draws)
+            event_drawn = self._draw(draws, priced)
             sign = -1
-        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
+        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s, event_drawn)
         extra = self._aoc(ccr, total, account_id)
         return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
+
+    def _event_allowances(
+        self,
+        account_id: str,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+        at_s: int,
+    ) -> tuple[list[tuple[MsccRequest, RatingGroup | None, int, int]], list[int]]:
+        """An event priced with the account's allowances (offers): per MSCC, the units they
+        pay, in MSCC order, each taking what the earlier ones left whatever balances they
+        share (so drawing them in that order later gets them all), and the money price of the
+        rest. Changes nothing."""
+        out: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
+        free: list[int] = []
+        planned = 0
+        for mscc, rg, units, charge in priced:
+            if rg is None or rg.zero_rated or not units:
+                out.append((mscc, rg, units, charge))
+                free.append(0)
+                continue
+            have = self.offers.available(account_id, rg.id, self.catalog) - planned
+            paid = min(units, max(have, 0))
+            planned += paid
+            rest = units - paid
+            out.append((mscc, rg, units, price_event(rg, rest, at_s).total if rest else 0))
+            free.append(paid)
+        return out, free
 
     def _event_msccs(
         self, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
@@ -1724,14 +1766,20 @@ class ChargingCore:
             self._prune_refundable(key, now_ms)
 
     def _record_debit(
-        self, account_id: str, rg_id: int, units: int, charge: int, now_ms: int
+        self,
+        account_id: str,
+        rg_id: int,
+        units: int,
+        charge: int,
+        now_ms: int,
+        drawn: list[HoldPart] | None = None,
     ) -> None:
         """Remember what a DIRECT_DEBITING took, for refunds. Beyond `MAX_REFUNDABLE_PER_GROUP`
         entries for the pair, the two oldest become one (their units and charges summed, the
         older time): a refund then prices them at their mean, and they leave the window
         together, early. Money is never created."""
         key = (account_id, rg_id)
-        entry = RefundableDebit(at_ms=now_ms, units=units, charge=charge)
+        entry = RefundableDebit(at_ms=now_ms, units=units, charge=charge, drawn=drawn or [])
         if key in self._refundable:
             self._prune_refundable(key, now_ms)
         entries = self._refundable.get(key)
@@ -1747,6 +1795,7 @@ class ChargingCore:
                 at_ms=min(first.at_ms, second.at_ms),
                 units=first.units + second.units,
                 charge=first.charge + second.charge,
+                drawn=[*first.drawn, *second.drawn],
             )
             entries[0:2] = [merged]
             self._refund_due.move(before, self._refund_expiry_s(merged), key)
@@ -1804,22 +1853,35 @@ class ChargingCore:
             credits.append(credit)
         return credits, left
 
-    def _draw(self, left: dict[tuple[str, int], dict[int, tuple[int, int]]]) -> None:
-        """Apply a refund's plan: the entries it drew on keep what `_plan_refund` left them."""
+    def _draw(
+        self,
+        left: dict[tuple[str, int], dict[int, tuple[int, int]]],
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+    ) -> list[list[tuple[str, str, int]]]:
+        """Apply a refund's plan: the entries it drew on keep what `_plan_refund` left them.
+        Units an allowance paid go back to it (offers): per MSCC, the (offer, allowance,
+        units) given back."""
+        index_of = {rg.id: n for n, (_, rg, _, _) in enumerate(priced) if rg is not None}
+        returned: list[list[tuple[str, str, int]]] = [[] for _ in priced]
         for key, changes in left.items():
             if not changes:
                 continue
             entries = self._refundable[key]
             before = self._refund_expiry_s(entries[0])
             for index, (units, charge) in changes.items():
-                entries[index].units = units
-                entries[index].charge = charge
+                entry = entries[index]
+                if entry.drawn:  # offers: the units it takes back from the debit, LIFO
+                    back = self.offers.give_back(key[0], entry.drawn, entry.units - units)
+                    returned[index_of[key[1]]].extend(back)
+                entry.units = units
+                entry.charge = charge
             entries[:] = [e for e in entries if e.units]
             if entries:
                 self._refund_due.move(before, self._refund_expiry_s(entries[0]), key)
             else:
                 del self._refundable[key]
                 self._refund_due.discard(before, key)
+        return returned
 
     def _refund_refused(self, ccr: CCR, mscc: MsccRequest, reason: str = "") -> CCA:
         """5004: the refund asks for more than DIRECT_DEBITING charged within the window and
@@ -2290,21 +2352,28 @@ class ChargingCore:
         sign: int,
         now_ms: int,
         at_s: int,
+        drawn: list[list[tuple[str, str, int]]] | None = None,
     ) -> None:
         action = ccr.requested_action
         assert action is not None
         trigger = action.name
         usage = []
-        for _, rg, units, charge in priced:
+        for n, (_, rg, units, charge) in enumerate(priced):
             if rg is None:
                 continue
-            container = {
+            container: dict[str, Any] = {
                 "time": units if rg.unit is Unit.SECONDS else None,
                 "totalVolume": units if rg.unit is Unit.OCTETS else None,
                 "serviceSpecificUnits": units if rg.unit is Unit.UNITS else None,
                 "triggers": [trigger],
                 "charge": sign * charge,
             }
+            parts = drawn[n] if drawn is not None else []
+            if parts:  # offers: the balances that paid (a refund: what went back, negative)
+                container["balanceUsage"] = [
+                    {"offerName": o, "allowanceName": a, "units": sign * u} for o, a, u in parts
+                ]
+                container["moneyUnits"] = sign * (units - sum(u for _, _, u in parts))
             usage.append(
                 {
                     "ratingGroup": rg.id,

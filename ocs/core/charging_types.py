@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
-from ocs.core.offers import OffersState
+from ocs.core.offers import HoldPart, OffersState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
 from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
@@ -206,6 +206,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     at_ms: int  # when it was debited (the time of its input)
     units: int
     charge: int  # micro-units
+    # offers: the allowance units among `units` (charge 0), by balance, oldest first; a refund
+    # gives them back to their balances, newest first
+    drawn: list[HoldPart] = []
 
 
 #: The layout of `CoreState`, written into every snapshot. 1: before refunds were bounded by

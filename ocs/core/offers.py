@@ -425,9 +425,19 @@ class OfferBook:
     ) -> list[tuple[str, str, int]]:
         """Use up to `units` at once, without a hold (usage beyond or without a grant): the
         (offer, allowance, units) drawn."""
+        return [
+            (p.offer, p.allowance, p.units)
+            for p in self.draw_parts(account_id, rg_id, units, catalog)
+        ]
+
+    def draw_parts(
+        self, account_id: str, rg_id: int, units: int, catalog: Catalog
+    ) -> list[HoldPart]:
+        """`draw`, telling each balance's subscription and period (so that a refund can give
+        the units back, `give_back`)."""
         if account_id not in self._subs or units <= 0:
             return []
-        out: list[tuple[str, str, int]] = []
+        out: list[HoldPart] = []
         need = units
         for sub, bal in self._candidates(account_id, rg_id, catalog):
             take = min(need, bal.available)
@@ -436,10 +446,49 @@ class OfferBook:
             bal.available -= take
             bal.granted += take
             bal.used += take
-            out.append((sub.offer, bal.allowance, take))
+            out.append(
+                HoldPart(
+                    offer=sub.offer,
+                    allowance=bal.allowance,
+                    serial=sub.serial,
+                    period=sub.period,
+                    units=take,
+                )
+            )
             need -= take
             if not need:
                 break
+        return out
+
+    def give_back(
+        self, account_id: str, parts: list[HoldPart], units: int
+    ) -> list[tuple[str, str, int]]:
+        """A refund of `units` drawn as `parts`: taken from the last part backwards (`parts`
+        is trimmed), credited back to their balances (units of a period that has ended, or of a
+        subscription gone, expire at once). The (offer, allowance, units) given back."""
+        out: list[tuple[str, str, int]] = []
+        while units > 0 and parts:
+            part = parts[-1]
+            take = min(units, part.units)
+            units -= take
+            if take == part.units:
+                parts.pop()
+            else:
+                parts[-1] = HoldPart(
+                    offer=part.offer,
+                    allowance=part.allowance,
+                    serial=part.serial,
+                    period=part.period,
+                    units=part.units - take,
+                )
+            bal, current = self._balance_of(account_id, part)
+            if bal is not None:
+                bal.credited += take
+                if current:
+                    bal.available += take
+                else:
+                    bal.expired += take
+            out.append((part.offer, part.allowance, take))
         return out
 
     def _balance_of(self, account_id: str, part: HoldPart) -> tuple[UnitBalance | None, bool]:

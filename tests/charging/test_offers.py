@@ -11,9 +11,16 @@ from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from ocs.core.charging_types import STATE_DECODER
-from protocol.codes import AccountOperation, Estimate, OfferStatus
+from protocol.codes import (
+    AccountOperation,
+    CheckBalanceResult,
+    Estimate,
+    OfferStatus,
+    RequestedAction,
+)
 from protocol.messages import AMA
 from tests.charging.conftest import (
+    DATA,
     DEMO,
     EUR,
     INITIAL,
@@ -33,6 +40,7 @@ from tests.charging.conftest import (
     rsu,
     usu,
 )
+from tests.charging.test_events import event
 
 GiB = 1 << 30
 # A daily offer of 1 MiB of data for 1 EUR, and one with rollover, beside the demo's bundle.
@@ -97,12 +105,14 @@ def balances(h: Harness, account: str = "a") -> dict[tuple[str, str], tuple[int,
     }
 
 
-def check(h: Harness) -> None:
-    """Both books balance, and the records reconcile with the money the accounts lost."""
+def check(h: Harness, top_ups: int = 0) -> None:
+    """Both books balance, and the records reconcile with the money the accounts lost: every
+    debit is charging (no administrative DEBIT in these tests), every credit a refund (a
+    negative record) or one of the `top_ups`."""
     h.ledger.check_invariants()
     h.core.offers.check_invariants()
     totals = h.ledger.totals()
-    assert h.cdr_total() == totals.debits  # no administrative DEBIT in these tests
+    assert h.cdr_total() == totals.debits - (totals.credits - top_ups)
 
 
 def test_subscribe_takes_the_fee_and_gives_the_allowances(h: Harness) -> None:
@@ -278,7 +288,7 @@ def test_an_unpaid_renewal_suspends_the_offer_until_one_is_paid() -> None:
     h.tick(WEDNESDAY)  # paid at the next boundary: active again, 1 MiB
     assert balances(h)[("tiny", "data")][:2] == (MiB, 0)
     assert h.balance("a") == 500_000 - 5_000 + EUR - EUR
-    check(h)
+    check(h, top_ups=EUR)
     h.assert_replays()
 
 
@@ -385,14 +395,16 @@ def test_offers_survive_a_restart() -> None:
 # --- the units identity under any sequence of operations (hypothesis) --------------------------
 
 _STEP = st.tuples(
-    st.sampled_from(["open", "report", "close", "tick", "top-up", "subscribe", "unsubscribe"]),
+    st.sampled_from(
+        ["open", "report", "close", "tick", "top-up", "subscribe", "unsubscribe", "debit", "refund"]
+    ),
     st.integers(min_value=0, max_value=2),  # which session / offer
     st.integers(min_value=0, max_value=3 * MiB),  # units
     st.integers(min_value=1, max_value=40 * 3600),  # seconds later
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(_STEP, min_size=1, max_size=30))
 def test_units_granted_are_used_or_returned(steps: list[tuple[str, int, int, int]]) -> None:
     """Whatever happens, every balance's units add up (granted = used + returned + held),
@@ -402,6 +414,7 @@ def test_units_granted_are_used_or_returned(steps: list[tuple[str, int, int, int
     subscribe(h, "tiny", PEAK)
     now = PEAK
     numbers: dict[int, int] = {}
+    top_ups = 0
     offers = ["tiny", "roll", "bundle-15"]
     for kind, which, units, later in steps:
         now += later * 1000
@@ -430,6 +443,14 @@ def test_units_granted_are_used_or_returned(steps: list[tuple[str, int, int, int
             }
         elif kind == "top-up":
             h.ama(amr(AccountOperation.CREDIT, "a", amount=EUR + units), now)
+            top_ups += EUR + units
+        elif kind in ("debit", "refund"):  # video events draw on the bundle's data
+            action = (
+                RequestedAction.DIRECT_DEBITING
+                if kind == "debit"
+                else (RequestedAction.REFUND_ACCOUNT)
+            )
+            h.cca(event(f"ev{now}", action, octets=units // 4 or 1, rg=20, service=DATA), now)
         elif kind == "subscribe":
             subscribe(h, offers[which], now)
         else:
@@ -438,7 +459,7 @@ def test_units_granted_are_used_or_returned(steps: list[tuple[str, int, int, int
         h.ledger.check_invariants()
     for which, number in numbers.items():  # closed, so that every charge is in a record
         h.cca(ccr(f"s{which}", TERMINATION, number + 1, mscc(10, used=(usu(octets=0),))), now)
-    check(h)
+    check(h, top_ups)
     h.assert_replays()
 
 
@@ -451,4 +472,72 @@ def test_subscribing_again_in_the_same_millisecond_pays_again(h: Harness) -> Non
     subscribe(h, "bundle-15", PEAK, op=AccountOperation.UNSUBSCRIBE)
     assert subscribe(h, "bundle-15", PEAK).result_code == 2001
     assert h.balance("a") == 10 * EUR  # 40 - 15 - 15
+    check(h)
+
+
+# --- events: DIRECT_DEBITING draws on the allowances, a refund gives the units back ----------
+
+
+def _event_containers(h: Harness) -> list[dict[str, object]]:
+    return [
+        c
+        for r in h.cdrs()
+        if r["recordType"] == "event"
+        for u in r["listOfMultipleUnitUsage"]
+        for c in u["usedUnitContainers"]
+    ]
+
+
+def test_an_sms_event_is_paid_by_the_allowance_and_its_refund_gives_it_back(h: Harness) -> None:
+    h.account("a", SUB, 20 * EUR)
+    subscribe(h, "bundle-15", PEAK)
+    debit = h.cca(event("e1", RequestedAction.DIRECT_DEBITING, units=1), PEAK)
+    assert debit.result_code == 2001
+    assert balances(h)[("bundle-15", "sms")][0] == 99 and h.balance("a") == 5 * EUR
+    refund = h.cca(event("e2", RequestedAction.REFUND_ACCOUNT, units=1), PEAK + 1000)
+    assert refund.result_code == 2001
+    assert balances(h)[("bundle-15", "sms")][0] == 100 and h.balance("a") == 5 * EUR
+    paid, back = _event_containers(h)
+    assert paid["charge"] == 0 and paid["moneyUnits"] == 0
+    assert paid["balanceUsage"] == [{"offerName": "bundle-15", "allowanceName": "sms", "units": 1}]
+    assert back["charge"] == 0 and back["balanceUsage"] == [
+        {"offerName": "bundle-15", "allowanceName": "sms", "units": -1}
+    ]
+    check(h)
+
+
+def test_an_event_beyond_the_allowance_pays_the_rest_in_money(h: Harness) -> None:
+    h.account("a", SUB, 20 * EUR)
+    subscribe(h, "bundle-15", PEAK)
+    # 102 messages: 100 on the allowance, 2 x 0.10 EUR in money
+    assert h.cca(event("e1", RequestedAction.DIRECT_DEBITING, units=102), PEAK).result_code == 2001
+    assert h.balance("a") == 5 * EUR - 200_000
+    assert balances(h)[("bundle-15", "sms")][0] == 0
+    (paid,) = _event_containers(h)
+    assert paid["charge"] == 200_000 and paid["moneyUnits"] == 2
+    # a refund of 101 gives back the newest first: the 100 allowance units, then 1 in money
+    assert h.cca(event("e2", RequestedAction.REFUND_ACCOUNT, units=101), PEAK + 1).result_code == (
+        2001
+    )
+    assert balances(h)[("bundle-15", "sms")][0] == 100
+    assert h.balance("a") == 5 * EUR - 100_000
+    check(h)
+    h.assert_replays()
+
+
+def test_check_balance_and_estimates_count_the_allowance_on_paper(h: Harness) -> None:
+    h.account("a", SUB, 15 * EUR)
+    subscribe(h, "bundle-15", PEAK)  # no money left
+    check_balance = h.cca(event("c1", RequestedAction.CHECK_BALANCE, units=3), PEAK)
+    assert check_balance.check_balance_result is CheckBalanceResult.ENOUGH_CREDIT
+    estimate = msgspec.structs.replace(
+        event("c2", RequestedAction.DIRECT_DEBITING, units=3), estimate=Estimate.ESTIMATE
+    )
+    answer = h.cca(estimate, PEAK)
+    assert answer.result_code == 2001 and answer.cost_information is not None
+    assert answer.cost_information.unit_value.value_digits == 0
+    assert balances(h)[("bundle-15", "sms")][0] == 100
+    too_many = h.cca(event("c3", RequestedAction.DIRECT_DEBITING, units=101), PEAK)
+    assert too_many.result_code == 4012  # the 101st message cannot be paid: nothing drawn
+    assert balances(h)[("bundle-15", "sms")][0] == 100
     check(h)
