@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, time
 from fractions import Fraction
 from types import MappingProxyType
@@ -761,3 +762,18 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         cdr=cdr,
         offers=offers,
     )
+
+
+def with_promotions(rg: RatingGroup, extra: tuple[Promotion, ...]) -> RatingGroup:
+    """`rg` with `extra` promotions on its timeline besides its own (offers: the price
+    modifiers of an account's offers, rating/offers.py). `extra` must not overlap them."""
+    promotions = tuple(sorted((*rg.promotions, *extra), key=lambda promo: promo.start))
+    tariff = _compile(
+        price=rg.price,
+        block=rg.block,
+        tz=rg.timezone,
+        periods=rg.periods,
+        tiers=rg.tiers,
+        promotions=promotions,
+    )
+    return replace(rg, promotions=promotions, tariff=tariff)

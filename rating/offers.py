@@ -11,21 +11,35 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Final
 
 from rating.errors import CatalogError
-from rating.model import RatingGroup, Unit
-from rating.money import parse_money
+from rating.model import Modifier, Promotion, RatingGroup, Unit
+from rating.money import parse_money, parse_ratio
 from rating.periods import PeriodKind
+from rating.tariff import MAX_TIME, MIN_TIME, epoch_seconds
 
-__all__ = ["Allowance", "Offer", "Unpaid", "parse_offers"]
+__all__ = ["Allowance", "Offer", "OfferModifier", "Unpaid", "parse_offers"]
 
 _MAX_U32: Final = 2**32 - 1
 #: The most units an allowance (or its rollover cap) may hold: 2^53, far above any bundle
 #: (8 PiB of data), so that sums of balances stay small ints.
 MAX_ALLOWANCE_UNITS: Final = 2**53
-_OFFER_KEYS: Final = ("name", "fee", "period", "priority", "on_unpaid", "allowances")
+#: The largest surcharge factor of an offer's modifier (the core bounds charges from it).
+MAX_FACTOR: Final = 100
+_OFFER_KEYS: Final = (
+    "name",
+    "fee",
+    "period",
+    "priority",
+    "on_unpaid",
+    "allowances",
+    "modifiers",
+)
+_MODIFIER_KEYS: Final = ("name", "rating_groups", "start", "end", "price", "factor")
 _ALLOWANCE_KEYS: Final = ("name", "rating_groups", "units", "rollover_cap")
 
 
@@ -49,6 +63,16 @@ class Allowance:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OfferModifier:
+    """A discount or surcharge of the offer's holders on some rating groups over [start, end)
+    (epoch seconds): a promotion of theirs alone, honoured as the catalog's promotions are."""
+
+    name: str
+    rating_groups: tuple[int, ...]
+    promotion: Promotion
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Offer:
     name: str
     fee: int
@@ -58,6 +82,7 @@ class Offer:
     """Allowances of offers with a lower priority are drawn first."""
     on_unpaid: Unpaid
     allowances: tuple[Allowance, ...]
+    modifiers: tuple[OfferModifier, ...] = ()
 
     def allowance(self, name: str) -> Allowance | None:
         for allowance in self.allowances:
@@ -112,6 +137,18 @@ def _offer(value: object, path: str, groups: Mapping[int, RatingGroup]) -> Offer
         if any(a.name == allowance.name for a in allowances):
             raise CatalogError(f"{ap}[{j}].name", f"duplicate allowance {allowance.name!r}")
         allowances.append(allowance)
+    modifiers: list[OfferModifier] = []
+    mp = _at(path, "modifiers")
+    for j, raw in enumerate(_list(table.get("modifiers", []), mp)):
+        modifier = _offer_modifier(raw, f"{mp}[{j}]", groups)
+        for k, other in enumerate(modifiers):
+            shared = set(other.rating_groups) & set(modifier.rating_groups)
+            a, b = other.promotion, modifier.promotion
+            if shared and a.start < b.end and b.start < a.end:
+                raise CatalogError(
+                    f"{mp}[{j}]", f"overlaps {mp}[{k}] on rating group {min(shared)}"
+                )
+        modifiers.append(modifier)
     return Offer(
         name=name,
         fee=fee,
@@ -119,7 +156,46 @@ def _offer(value: object, path: str, groups: Mapping[int, RatingGroup]) -> Offer
         priority=priority,
         on_unpaid=on_unpaid,
         allowances=tuple(allowances),
+        modifiers=tuple(modifiers),
     )
+
+
+def _offer_modifier(value: object, path: str, groups: Mapping[int, RatingGroup]) -> OfferModifier:
+    table = _table(value, path)
+    _check_keys(table, path, _MODIFIER_KEYS)
+    for key in ("name", "rating_groups", "start", "end"):
+        if key not in table:
+            raise CatalogError(_at(path, key), "missing")
+    name = _str(table["name"], _at(path, "name"))
+    start = _instant(table["start"], _at(path, "start"))
+    end = _instant(table["end"], _at(path, "end"))
+    if end <= start:
+        raise CatalogError(_at(path, "end"), "must be after start")
+    has_price, has_factor = "price" in table, "factor" in table
+    if has_price == has_factor:
+        raise CatalogError(path, 'needs exactly one of "price" or "factor"')
+    if has_price:
+        modifier = Modifier(price=_money(table["price"], _at(path, "price")))
+    else:
+        modifier = Modifier(factor=_factor(table["factor"], _at(path, "factor")))
+    rp = _at(path, "rating_groups")
+    ids: list[int] = []
+    for j, item in enumerate(_list(table["rating_groups"], rp)):
+        rg_id = _int(item, f"{rp}[{j}]", lo=0, hi=_MAX_U32)
+        group = groups.get(rg_id)
+        if group is None or group.zero_rated:
+            raise CatalogError(f"{rp}[{j}]", f"unknown or zero-rated rating group {rg_id}")
+        for promo in group.promotions:  # one promotion at a time on a group's timeline
+            if start < promo.end and promo.start < end:
+                raise CatalogError(
+                    path, f"overlaps promotion {promo.name!r} of rating group {rg_id}"
+                )
+        if rg_id not in ids:
+            ids.append(rg_id)
+    if not ids:
+        raise CatalogError(rp, "must list at least one rating group")
+    promotion = Promotion(name=f"offer {name}", start=start, end=end, modifier=modifier)
+    return OfferModifier(name=name, rating_groups=tuple(ids), promotion=promotion)
 
 
 def _allowance(value: object, path: str, groups: Mapping[int, RatingGroup]) -> Allowance:
@@ -244,3 +320,33 @@ def _quantity(value: object, path: str, unit: Unit, *, lo: int) -> int:
         known = ", ".join(s for s in suffixes if s) or "none"
         raise CatalogError(path, f"unknown suffix {match.group(2)!r} for {unit.value} ({known})")
     return _int(int(match.group(1)) * factor, path, lo=lo, hi=MAX_ALLOWANCE_UNITS)
+
+
+def _factor(value: object, path: str) -> Fraction:
+    text = _str(value, path)  # an exact ratio ("0.5", "3/2"), never a float
+    if text.startswith("-"):
+        raise CatalogError(path, f"must not be negative, got {text!r}")
+    try:
+        factor = parse_ratio(text)
+    except ValueError as exc:
+        raise CatalogError(path, str(exc)) from None
+    if factor > MAX_FACTOR:
+        raise CatalogError(path, f"must be at most {MAX_FACTOR}")
+    return factor
+
+
+def _instant(value: object, path: str) -> int:
+    """An instant: a TOML offset date-time, an ISO 8601 string with offset, or epoch seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(value, path, lo=MIN_TIME, hi=MAX_TIME - 1)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise CatalogError(path, f"not an ISO 8601 date-time: {value!r}") from None
+    if not isinstance(value, datetime) or value.utcoffset() is None or value.microsecond:
+        raise CatalogError(path, "expected a date-time with a UTC offset, in whole seconds")
+    instant = epoch_seconds(value)
+    if not MIN_TIME <= instant < MAX_TIME:
+        raise CatalogError(path, "date-time out of range")
+    return instant

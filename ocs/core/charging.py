@@ -121,6 +121,7 @@ from protocol.messages import Catalog as CatalogInForce
 from protocol.messages import SubscriptionId as WireSubscriptionId
 from rating import (
     Catalog,
+    Promotion,
     RatingGroup,
     Unit,
     affordable,
@@ -133,6 +134,8 @@ from rating import (
     price_event,
     unit_value,
 )
+from rating.catalog import with_promotions  # offers: price modifiers
+from rating.tariff import Tariff
 
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW_MS",
@@ -344,8 +347,10 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
-        # offers: subscriptions, unit balances and unit holds (ocs/core/offers.py)
+        # offers: subscriptions, unit balances and unit holds (ocs/core/offers.py); rating
+        # groups with the price modifiers of offers, by (id, modifiers), per catalog
         self.offers = OfferBook()
+        self._variants: dict[tuple[int, tuple[Promotion, ...]], RatingGroup] = {}
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -655,6 +660,7 @@ class ChargingCore:
         self.catalog = new
         self._links_cache = {}
         self._dearest = {}
+        self._variants = {}
         self.catalog_text = text
         for sid in self._sessions:
             session = self._peek(sid)
@@ -887,10 +893,12 @@ class ChargingCore:
         rate = self._dearest.get(rg.id)
         if rate is None:
             num, den = 0, 1
-            for rates in rg.tariff.class_rates:
-                for r in rates:
-                    if r.num * den > num * r.den:
-                        num, den = r.num, r.den
+            # offers: a price modifier of an offer may make the group dearer for its holders
+            for tariff in (rg.tariff, *self._modifier_tariffs(rg)):
+                for rates in tariff.class_rates:
+                    for r in rates:
+                        if r.num * den > num * r.den:
+                            num, den = r.num, r.den
             rate = self._dearest[rg.id] = (num, den)
         billed = units + rg.billing.first + rg.billing.increment
         return div_ceil(rate[0] * billed, rate[1]) + billed + rg.setup_fee
@@ -1115,6 +1123,7 @@ class ChargingCore:
         rg = self.catalog.rating_group(session.service_context_id, rg_id)
         if rg is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_RATING_FAILED)
+        rg = self._priced_rg(session.account_id, rg)  # offers: the account's price modifiers
         if mscc.used_service_unit is not None:
             self._charge_usage(session, rg, mscc, now_ms)
         else:
@@ -1680,7 +1689,8 @@ class ChargingCore:
             paid = min(units, max(have, 0))
             planned += paid
             rest = units - paid
-            out.append((mscc, rg, units, price_event(rg, rest, at_s).total if rest else 0))
+            priced_rg = self._priced_rg(account_id, rg)  # the account's price modifiers
+            out.append((mscc, rg, units, price_event(priced_rg, rest, at_s).total if rest else 0))
             free.append(paid)
         return out, free
 
@@ -2263,6 +2273,30 @@ class ChargingCore:
             self.offers.operations[amr.operation_id] = what
         return _ADMIN_OK
 
+    def _priced_rg(self, account_id: str, rg: RatingGroup) -> RatingGroup:
+        """The rating group as the account's offers change its price: their modifiers on it
+        are promotions of this account alone, on its timeline beside the catalog's (so one
+        that starts inside a grant's validity is its Tariff-Time-Change)."""
+        if rg.zero_rated or not self.offers.has_offers(account_id):
+            return rg
+        extra = self.offers.modifiers(account_id, rg.id, self.catalog)
+        if not extra:
+            return rg
+        key = (rg.id, extra)
+        variant = self._variants.get(key)
+        if variant is None:
+            variant = self._variants[key] = with_promotions(rg, extra)
+        return variant
+
+    def _modifier_tariffs(self, rg: RatingGroup) -> list[Tariff]:
+        """The tariffs of `rg` with each price modifier of the catalog's offers on it."""
+        return [
+            with_promotions(rg, (m.promotion,)).tariff
+            for offer in self.catalog.offers.values()
+            for m in offer.modifiers
+            if rg.id in m.rating_groups
+        ]
+
     def _offer_balances(self, account_id: str) -> tuple[OfferBalance, ...] | None:
         """GET's `Offer-Balance` list: every unit balance with its expiry (None: no offers)."""
         if not self.offers.has_offers(account_id):
@@ -2450,6 +2484,7 @@ class ChargingCore:
         self.catalog = parse_catalog(state.catalog_text)
         self._links_cache = {}
         self._dearest = {}
+        self._variants = {}
         self.cdr_seq = state.cdr_seq
         self._reservation_seq = state.reservation_seq
         self._estimates = set(state.estimates)

@@ -26,7 +26,7 @@ import msgspec
 
 from ocs.core.due import DueSet
 from ocs.core.ledger import Code, Debit, Ledger
-from rating.model import Catalog
+from rating.model import Catalog, Promotion
 from rating.offers import Offer, Unpaid
 from rating.periods import PeriodKind, boundary
 
@@ -343,6 +343,37 @@ class OfferBook:
         ranked.sort(key=lambda r: (r[0], r[1], r[2]))
         for _, _, _, sub, bal in ranked:
             yield sub, bal
+
+    def modifiers(self, account_id: str, rg_id: int, catalog: Catalog) -> tuple[Promotion, ...]:
+        """The price modifiers of the account's offers on `rg_id` (offers not suspended), in
+        the draw order of the offers; one that overlaps a modifier already taken is left out,
+        so at most one applies at any instant. Sorted by start."""
+        taken: list[Promotion] = []
+        seen: set[str] = set()
+        for sub, _ in self._ranked(account_id, catalog):
+            if sub.offer in seen:
+                continue
+            seen.add(sub.offer)
+            offer = catalog.offers[sub.offer]
+            for modifier in offer.modifiers:
+                promo = modifier.promotion
+                if rg_id in modifier.rating_groups and not any(
+                    promo.start < t.end and t.start < promo.end for t in taken
+                ):
+                    taken.append(promo)
+        return tuple(sorted(taken, key=lambda p: p.start))
+
+    def _ranked(self, account_id: str, catalog: Catalog) -> list[tuple[Subscription, int]]:
+        """The account's usable subscriptions in draw order (priority, expiry, subscription)."""
+        ranked: list[tuple[int, int, int, Subscription]] = []
+        for n, sub in enumerate(self._subs.get(account_id, ())):
+            offer = catalog.offers.get(sub.offer)
+            if offer is None or sub.suspended:
+                continue
+            expiry = sub.next_ms if sub.next_ms is not None else 2**63
+            ranked.append((offer.priority, expiry, n, sub))
+        ranked.sort(key=lambda r: (r[0], r[1], r[2]))
+        return [(sub, n) for _, _, n, sub in ranked]
 
     def available(self, account_id: str, rg_id: int, catalog: Catalog) -> int:
         """Units of `rg_id` the account's allowances could pay now (estimates: on paper)."""

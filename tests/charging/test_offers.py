@@ -6,6 +6,7 @@ on paper, GET, replay and restart. Expectations are worked by hand in the commen
 from __future__ import annotations
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
@@ -17,14 +18,18 @@ from protocol.codes import (
     Estimate,
     OfferStatus,
     RequestedAction,
+    TariffChangeUsage,
 )
 from protocol.messages import AMA
+from rating import CatalogError, parse_catalog
 from tests.charging.conftest import (
     DATA,
     DEMO,
     EUR,
+    EVENING,
     INITIAL,
     PEAK,
+    PEAK_END_S,
     SMS,
     SUB,
     TERMINATION,
@@ -35,6 +40,7 @@ from tests.charging.conftest import (
     amr,
     ccr,
     epoch_ms,
+    epoch_s,
     mscc,
     only,
     rsu,
@@ -541,3 +547,58 @@ def test_check_balance_and_estimates_count_the_allowance_on_paper(h: Harness) ->
     assert too_many.result_code == 4012  # the 101st message cannot be paid: nothing drawn
     assert balances(h)[("bundle-15", "sms")][0] == 100
     check(h)
+
+
+# --- price modifiers of an offer: promotions of its holders alone -----------------------------
+
+HALF = (
+    DEMO
+    + """
+[[offers]]
+name = "evening-half"
+period = "monthly"
+
+[[offers.allowances]]
+name = "none"
+rating_groups = [30]
+units = 1
+
+[[offers.modifiers]]
+name = "half"
+rating_groups = [10]
+start = 2026-01-05T19:45:00+01:00
+end = 2026-01-06T00:00:00+01:00
+factor = "0.5"
+"""
+)
+
+
+def test_a_modifier_starting_inside_a_grant_is_its_tariff_change() -> None:
+    h = Harness(catalog=HALF)
+    h.account("a", SUB, 10 * EUR)
+    h.account("b", "491700000002", 10 * EUR)
+    assert subscribe(h, "evening-half", EVENING).result_code == 2001  # no fee
+    mine = only(h.cca(ccr("s", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB), EVENING))
+    theirs = only(
+        h.cca(ccr("t", INITIAL, 0, mscc(10, ask=rsu()), subscriber="491700000002"), EVENING)
+    )
+    # the grant from 19:30 for an hour: a's price halves at 19:45 (its offer), b's at 20:00
+    assert mine.tariff_time_change == epoch_s("2026-01-05T19:45:00+01:00")
+    assert theirs.tariff_time_change == PEAK_END_S
+    used = (
+        usu(octets=4 * MiB, tcu=TariffChangeUsage.UNIT_BEFORE_TARIFF_CHANGE),
+        usu(octets=6 * MiB, tcu=TariffChangeUsage.UNIT_AFTER_TARIFF_CHANGE),
+    )
+    h.cca(ccr("s", TERMINATION, 1, mscc(10, used=used)), EVENING + 1_800_000)
+    # 4 MiB x 0.02 (peak) + 6 MiB x 0.02 x 0.5 (peak, halved from 19:45) = 80,000 + 60,000
+    assert h.balance("a") == 10 * EUR - 140_000
+    check(h)
+    h.assert_replays()
+
+
+def test_a_modifier_may_not_overlap_a_promotion_of_its_rating_group() -> None:
+    bad = HALF.replace("2026-01-05T19:45:00+01:00", "2026-11-27T10:00:00+01:00").replace(
+        "2026-01-06T00:00:00+01:00", "2026-11-28T00:00:00+01:00"
+    )
+    with pytest.raises(CatalogError, match="overlaps promotion 'black-friday'"):
+        parse_catalog(bad)
