@@ -1163,7 +1163,11 @@ class ChargingCore:
         # (one ledger operation); only a cut by the account's headroom is final
         units = min(asked if asked else policy.quantum, MAX_UNITS)
         # offers: units the allowances pay first; only the rest is priced in money
-        free = min(units, self.offers.available(session.account_id, rg_id, self.catalog))
+        free = (
+            min(units, self.offers.available(session.account_id, rg_id, self.catalog))
+            if self.offers.has_offers(session.account_id)
+            else 0
+        )
         units -= free
         prior = session.rated.get(rg_id, 0)
         fee = rg.setup_fee if rg_id not in session.fee_charged and units else 0
@@ -1331,8 +1335,10 @@ class ChargingCore:
         # offers: usage is paid by the units held for the grant, then by the allowances that
         # apply (drawn at once), and only the rest in money (docs/charging.md, Allowances)
         estimate = self._is_estimate(session)
-        hold_key = _hold_key(session.session_id, rg_id)
-        hold_left = self.offers.held(hold_key)
+        # (an account without offers skips all of it: most accounts, on the hot path)
+        with_offers = self.offers.has_offers(session.account_id)
+        hold_key = _hold_key(session.session_id, rg_id) if with_offers else ""
+        hold_left = self.offers.held(hold_key) if with_offers else 0
         from_hold: list[int] = []  # per USU, the units its container takes from the hold
         first_container = len(session.containers)
         for usu in mscc.used_service_unit or ():
@@ -1340,8 +1346,10 @@ class ChargingCore:
             held = min(units, hold_left)
             hold_left -= held
             from_hold.append(held)
-            if estimate:  # on paper: the allowances as they are, nothing drawn
-                drawn: list[tuple[str, str, int]] = []
+            drawn: list[tuple[str, str, int]] = []
+            if not with_offers:
+                money_units = units
+            elif estimate:  # on paper: the allowances as they are, nothing drawn
                 paper = min(
                     units - held,
                     self.offers.available(session.account_id, rg_id, self.catalog),
@@ -1384,7 +1392,7 @@ class ChargingCore:
                 )
             )
             total += charge + fee
-        if not estimate:  # offers: post the hold; each container names the balances it used
+        if with_offers and not estimate:  # offers: post the hold; containers name balances
             used = self.offers.settle(hold_key, sum(from_hold))
             _attribute(session.containers[first_container:], from_hold, used)
         if self._is_estimate(session):  # booked nowhere, recorded in no CDR: only its cost counts
@@ -1469,7 +1477,8 @@ class ChargingCore:
         grant = session.grants.pop(rg_id, None)
         if grant is not None:
             self._void(grant.reservation_id, now_ms)
-            self.offers.release(_hold_key(session.session_id, rg_id))  # offers: units back
+            if self.offers.holds:  # offers: held units go back
+                self.offers.release(_hold_key(session.session_id, rg_id))
 
     def _void(self, reservation_id: str, now_ms: int) -> None:
         if not reservation_id:  # an estimate's grant: nothing was reserved

@@ -422,6 +422,11 @@ class OfferBook:
         self._hold_due.add(expires_ms, key)
         return units - need
 
+    @property
+    def holds(self) -> int:
+        """How many unit holds are open."""
+        return len(self._holds)
+
     def held(self, key: str) -> int:
         hold = self._holds.get(key)
         return sum(p.units for p in hold.parts) if hold is not None else 0
