@@ -306,6 +306,13 @@ class OfferBook:
             bal.credited += allowance.units
             bal.expired += left + allowance.units - after
             bal.available = after
+        if paid:  # allowances the offer gained since (a new catalog): given from now on
+            held_names = {bal.allowance for bal in sub.balances}
+            sub.balances.extend(
+                UnitBalance(allowance=a.name, available=a.units, credited=a.units)
+                for a in offer.allowances
+                if a.name not in held_names
+            )
         sub.suspended = not paid
         sub.next_ms = (
             boundary(offer.period, sub.anchor_ms, sub.period + 1, catalog.timezone)

@@ -602,3 +602,21 @@ def test_a_modifier_may_not_overlap_a_promotion_of_its_rating_group() -> None:
     )
     with pytest.raises(CatalogError, match="overlaps promotion 'black-friday'"):
         parse_catalog(bad)
+
+
+def test_a_renewal_under_a_new_catalog_gives_the_allowances_it_added() -> None:
+    h = Harness(catalog=OFFERS)
+    h.account("a", SUB, 10 * EUR)
+    subscribe(h, "tiny", PEAK)
+    more = OFFERS.replace(
+        'units = "1 MiB"\n\n[[offers]]',
+        'units = "1 MiB"\n\n[[offers.allowances]]\nname = "sms"\nrating_groups = [30]\n'
+        "units = 5\n\n[[offers]]",
+        1,
+    )
+    h.load_catalog(more, PEAK + 1000)
+    assert ("tiny", "sms") not in balances(h)  # until the renewal
+    h.tick(TUESDAY)
+    assert balances(h)[("tiny", "sms")][0] == 5 and balances(h)[("tiny", "data")][0] == MiB
+    check(h)
+    h.assert_replays()
