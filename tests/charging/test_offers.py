@@ -402,7 +402,18 @@ def test_offers_survive_a_restart() -> None:
 
 _STEP = st.tuples(
     st.sampled_from(
-        ["open", "report", "close", "tick", "top-up", "subscribe", "unsubscribe", "debit", "refund"]
+        [
+            "open",
+            "report",
+            "close",
+            "tick",
+            "top-up",
+            "subscribe",
+            "unsubscribe",
+            "debit",
+            "refund",
+            "restart",
+        ]
     ),
     st.integers(min_value=0, max_value=2),  # which session / offer
     st.integers(min_value=0, max_value=3 * MiB),  # units
@@ -414,7 +425,8 @@ _STEP = st.tuples(
 @given(st.lists(_STEP, min_size=1, max_size=30))
 def test_units_granted_are_used_or_returned(steps: list[tuple[str, int, int, int]]) -> None:
     """Whatever happens, every balance's units add up (granted = used + returned + held),
-    the money books balance, the records reconcile, and replay rebuilds the same state."""
+    the money books balance, the records reconcile, and replay rebuilds the same state, also
+    after restarts from snapshots on the way."""
     h = Harness(catalog=OFFERS)
     h.account("a", SUB, 5 * EUR)
     subscribe(h, "tiny", PEAK)
@@ -457,6 +469,8 @@ def test_units_granted_are_used_or_returned(steps: list[tuple[str, int, int, int
                 else (RequestedAction.REFUND_ACCOUNT)
             )
             h.cca(event(f"ev{now}", action, octets=units // 4 or 1, rg=20, service=DATA), now)
+        elif kind == "restart":  # a checkpoint and a restart: restored from the snapshots
+            h.restart()
         elif kind == "subscribe":
             subscribe(h, offers[which], now)
         else:
