@@ -1998,6 +1998,7 @@ class ChargingCore:
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
                 if outcome.ok:
+                    self._offers_credited(now_ms, account_id)  # offers: suspended ones retried
                     self._topped_up(account_id)
             else:
                 outcome = self.ledger.debit(
@@ -2235,6 +2236,14 @@ class ChargingCore:
         for renewal in self.offers.renew_due(self.ledger, self.catalog, now_ms):
             if renewal.paid and renewal.fee:
                 self._write_fee_cdr(renewal)
+
+    def _offers_credited(self, now_ms: int, account_id: str) -> None:
+        """A top-up retries the fees of the account's suspended offers at once: paid, an
+        offer resumes for the rest of its period (docs/charging.md, *Allowances*)."""
+        if not self.offers.has_offers(account_id):
+            return
+        for renewal in self.offers.retry(self.ledger, self.catalog, account_id, now_ms):
+            self._write_fee_cdr(renewal)
 
     def _offer_operation(
         self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR

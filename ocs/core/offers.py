@@ -323,6 +323,52 @@ class OfferBook:
             self._renew_due.add(sub.next_ms, (account_id, sub.offer))
         return [renewal]
 
+    def retry(
+        self, ledger: Ledger, catalog: Catalog, account_id: str, now_ms: int
+    ) -> list[Renewal]:
+        """Try again the fee of each suspended subscription of the account (after a top-up):
+        paid, it resumes at `now_ms` with its allowances' `units` for the rest of the current
+        period; the period's fee is taken once (the subscription is no longer suspended)."""
+        done: list[Renewal] = []
+        for sub in list(self._subs.get(account_id, ())):
+            offer = catalog.offers.get(sub.offer)
+            if not sub.suspended or offer is None or sub.next_ms is None:
+                continue
+            op_id = f"{fee_operation_id(account_id, offer.name, sub.serial, sub.period)}|retry"
+            if offer.fee:
+                outcome = ledger.apply(
+                    Debit(id=op_id, now_ms=now_ms, account_id=account_id, amount=offer.fee),
+                    internal=True,  # applied once: only a suspended subscription retries
+                )
+                if outcome.code is not Code.OK:
+                    continue
+            sub.fees_paid += offer.fee
+            sub.suspended = False
+            held_names = {bal.allowance for bal in sub.balances}
+            sub.balances.extend(
+                UnitBalance(allowance=a.name, available=0)
+                for a in offer.allowances
+                if a.name not in held_names
+            )
+            by_name = {a.name: a for a in offer.allowances}
+            for bal in sub.balances:
+                allowance = by_name.get(bal.allowance)
+                if allowance is not None:
+                    bal.credited += allowance.units - bal.available
+                    bal.available = allowance.units
+            done.append(
+                Renewal(
+                    account_id=account_id,
+                    offer=offer.name,
+                    period=sub.period,
+                    at_ms=now_ms,
+                    fee=offer.fee,
+                    paid=True,
+                    operation_id=op_id,
+                )
+            )
+        return done
+
     @staticmethod
     def _expire_all(sub: Subscription) -> None:
         for bal in sub.balances:

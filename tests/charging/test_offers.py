@@ -274,7 +274,7 @@ def test_renewals_missed_by_ticks_are_made_each_at_its_instant() -> None:
     check(h)
 
 
-def test_an_unpaid_renewal_suspends_the_offer_until_one_is_paid() -> None:
+def test_an_unpaid_renewal_suspends_the_offer_until_a_top_up_pays_it() -> None:
     h = Harness(catalog=OFFERS)
     h.account("a", SUB, EUR + 500_000)  # 1.50 EUR
     subscribe(h, "tiny", PEAK)  # 0.50 EUR left
@@ -291,10 +291,17 @@ def test_an_unpaid_renewal_suspends_the_offer_until_one_is_paid() -> None:
     assert grant.result_code == 2001 and h.reserved("a") == 5_000
     h.cca(ccr("s", TERMINATION, 1, mscc(10, used=(usu(octets=MiB // 2),))), TUESDAY + 1000)
     h.ama(amr(AccountOperation.CREDIT, "a", amount=EUR, operation_id="top-up"), TUESDAY + 2000)
-    h.tick(WEDNESDAY)  # paid at the next boundary: active again, 1 MiB
+    # the top-up retries the fee at once: paid (0.495 + 1 - 1 EUR), active again with 1 MiB
     assert balances(h)[("tiny", "data")][:2] == (MiB, 0)
     assert h.balance("a") == 500_000 - 5_000 + EUR - EUR
-    check(h, top_ups=EUR)
+    fees = [(r["offerPeriod"], r["recordOpeningTime"]) for r in h.cdrs() if "offerName" in r]
+    assert fees == [(0, "2026-01-05T13:00:00.000Z"), (1, "2026-01-05T23:00:02.000Z")]
+    h.ama(amr(AccountOperation.CREDIT, "a", amount=EUR, operation_id="again"), TUESDAY + 3000)
+    assert h.balance("a") == 500_000 - 5_000 + EUR  # a second top-up pays nothing more
+    h.tick(WEDNESDAY)  # the next renewal as usual
+    assert balances(h)[("tiny", "data")][:2] == (MiB, 0)
+    assert h.balance("a") == 500_000 - 5_000 + EUR - EUR
+    check(h, top_ups=2 * EUR)
     h.assert_replays()
 
 
