@@ -218,8 +218,8 @@ class OfferBalance(Avps, frozen=True, kw_only=True):
     allowance_rating_group: tuple[Unsigned32, ...]
     allowance_units: Unsigned64
     allowance_reserved: Unsigned64
+    offer_status: OfferStatus
     balance_expiry: Time | None = None  # absent: never (an offer of period "once")
-    offer_status: OfferStatus = OfferStatus.ACTIVE
 
 
 class Account(Avps, frozen=True, kw_only=True):
