@@ -2288,7 +2288,7 @@ class ChargingCore:
                 self._write_fee_cdr(renewal)
             self._topped_up(account_id)  # sessions held at their final units may go on
         if amr.operation_id is not None:
-            self.offers.operations[amr.operation_id] = what
+            self.offers.name_operation(amr.operation_id, what)
         return _ADMIN_OK
 
     def _priced_rg(self, account_id: str, rg: RatingGroup) -> RatingGroup:

@@ -44,6 +44,9 @@ __all__ = [
 
 #: The most subscriptions one account holds (bounds GET and the draw order's work).
 MAX_SUBSCRIPTIONS_PER_ACCOUNT: Final = 16
+#: The Operation-Ids of SUBSCRIBE/UNSUBSCRIBE remembered (the newest; a retry of an older one is
+#: processed again: refused as the offer is held already, or not held).
+MAX_OPERATIONS: Final = 1 << 16
 
 
 class UnitBalance(msgspec.Struct, kw_only=True, array_like=True, gc=False):
@@ -145,6 +148,12 @@ class OfferBook:
             if sub.offer == offer:
                 return sub
         return None
+
+    def name_operation(self, operation_id: str, what: str) -> None:
+        """Remember what an Operation-Id named; beyond `MAX_OPERATIONS`, the oldest goes."""
+        self.operations[operation_id] = what
+        if len(self.operations) > MAX_OPERATIONS:
+            del self.operations[next(iter(self.operations))]
 
     def has_offers(self, account_id: str) -> bool:
         return account_id in self._subs
