@@ -641,3 +641,45 @@ def test_a_renewal_under_a_new_catalog_gives_the_allowances_it_added() -> None:
     assert balances(h)[("tiny", "sms")][0] == 5 and balances(h)[("tiny", "data")][0] == MiB
     check(h)
     h.assert_replays()
+
+
+MARCH_5 = epoch_ms("2026-03-05T00:00:00+01:00")
+
+
+def test_the_worked_example_of_docs_catalog(h: Harness) -> None:
+    """docs/catalog.md, *Offers*: the demo bundle, monthly from 2026-01-05 14:00 Paris."""
+    h.account("a", SUB, 20 * EUR)
+    h.account("b", "491700000002", 35 * EUR)
+    subscribe(h, "bundle-15", PEAK)
+    subscribe(h, "bundle-15", PEAK, account="b")
+    assert h.balance("a") == 5 * EUR and h.balance("b") == 20 * EUR
+    # b uses 6 GiB of data (4 GiB left) and 90 s of a call
+    h.cca(ccr("d", INITIAL, 0, mscc(10, ask=rsu(octets=6 * GiB)), subscriber="491700000002"), PEAK)
+    h.cca(ccr("d", TERMINATION, 1, mscc(10, used=(usu(octets=6 * GiB),))), PEAK + 60_000)
+    h.cca(ccr("v", INITIAL, 0, mscc(40, ask=rsu()), subscriber="491700000002", service=VOICE), PEAK)
+    h.cca(ccr("v", TERMINATION, 1, mscc(40, used=(usu(seconds=90),)), service=VOICE), PEAK + 90)
+    assert balances(h, "b")[("bundle-15", "voice")][0] == 18_000 - 90
+    assert h.balance("b") == 20 * EUR  # no setup fee: the allowance paid every second
+    h.tick(FEBRUARY_5)
+    # a: 15 EUR from 5 EUR: suspended, its units gone
+    assert {k: v[0] for k, v in balances(h, "a").items()} == {
+        ("bundle-15", "data"): 0,
+        ("bundle-15", "voice"): 0,
+        ("bundle-15", "sms"): 0,
+    }
+    # b: paid; min(4 + 10, 20) = 14 GiB of data, the unused minutes expired: 18,000 s again
+    assert h.balance("b") == 5 * EUR
+    assert balances(h, "b") == {
+        ("bundle-15", "data"): (14 * GiB, 0, MARCH_5 // 1000),
+        ("bundle-15", "voice"): (18_000, 0, MARCH_5 // 1000),
+        ("bundle-15", "sms"): (100, 0, MARCH_5 // 1000),
+    }
+    # a tops up 10 EUR: the fee is paid at once, the bundle back until 5 March
+    h.ama(amr(AccountOperation.CREDIT, "a", amount=10 * EUR, operation_id="t"), FEBRUARY_5 + 1)
+    assert h.balance("a") == 0
+    assert balances(h, "a") == {
+        ("bundle-15", "data"): (10 * GiB, 0, MARCH_5 // 1000),
+        ("bundle-15", "voice"): (18_000, 0, MARCH_5 // 1000),
+        ("bundle-15", "sms"): (100, 0, MARCH_5 // 1000),
+    }
+    check(h, top_ups=10 * EUR)
