@@ -1,5 +1,5 @@
-"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``:
-account administration for operators.
+"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``,
+``subscribe|unsubscribe``: account administration for operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
 ``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
