@@ -2233,9 +2233,14 @@ class ChargingCore:
                 del session.grants[int(rg)]
                 if not isinstance(self._sessions[sid], Session):  # packed: it stays packed
                     self._sessions[sid] = pack_session(session)
+        renewed: dict[str, None] = {}  # accounts with fresh allowances, in renewal order
         for renewal in self.offers.renew_due(self.ledger, self.catalog, now_ms):
             if renewal.paid and renewal.fee:
                 self._write_fee_cdr(renewal)
+            if renewal.paid:
+                renewed[renewal.account_id] = None
+        for account_id in renewed:  # sessions held at their final units may go on (RAR)
+            self._topped_up(account_id)
 
     def _offers_credited(self, now_ms: int, account_id: str) -> None:
         """A top-up retries the fees of the account's suspended offers at once: paid, an

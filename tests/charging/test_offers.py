@@ -683,3 +683,26 @@ def test_the_worked_example_of_docs_catalog(h: Harness) -> None:
         ("bundle-15", "sms"): (100, 0, MARCH_5 // 1000),
     }
     check(h, top_ups=10 * EUR)
+
+
+def test_a_renewal_reauthorises_a_session_held_at_its_final_units() -> None:
+    h = Harness(catalog=OFFERS.replace('fee = "1.00"', 'fee = "0"'))  # tiny, free
+    h.account("a", SUB, 0)
+    subscribe(h, "tiny", PEAK)  # no money: the 1 MiB allowance only
+    grant = only(
+        h.cca(ccr("s", INITIAL, 0, mscc(10, ask=rsu(octets=2 * MiB)), subscriber=SUB), PEAK)
+    )
+    assert grant.granted_service_unit is not None
+    assert grant.granted_service_unit.cc_total_octets == MiB  # the allowance; money: none
+    assert grant.final_unit_indication is not None
+    again = h.cca(
+        ccr("s", UPDATE, 1, mscc(10, ask=rsu(octets=2 * MiB), used=(usu(octets=MiB),))),
+        TUESDAY - 60_000,
+    )
+    assert only(again).result_code == 4012  # the allowance is used up
+    h.take_actions()
+    h.tick(TUESDAY)  # renewed: 1 MiB more, so the session is asked to re-authorise
+    (rar,) = h.take_actions()
+    assert rar.session_id == "upf1.test.local;s" and rar.rating_groups == (10,)
+    check(h)
+    h.assert_replays()
