@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
 
+from ocs.cli.catalog import catalog_facts
 from ocs.core.charging_types import STATE_DECODER
 from protocol.codes import (
     AccountOperation,
@@ -706,3 +707,19 @@ def test_a_renewal_reauthorises_a_session_held_at_its_final_units() -> None:
     assert rar.session_id == "upf1.test.local;s" and rar.rating_groups == (10,)
     check(h)
     h.assert_replays()
+
+
+def test_catalog_facts_show_the_offers_so_a_diff_shows_their_changes() -> None:
+    before = catalog_facts(parse_catalog(OFFERS))
+    after = catalog_facts(parse_catalog(OFFERS.replace('rollover_cap = "2 MiB"', "")))
+    assert before["offer tiny"] == "fee 1.00 EUR, daily, priority 1, unpaid: suspend"
+    assert before["offer roll allowance data"] == (
+        "1 MiB of rating groups 10, rolls over up to 2 MiB"
+    )
+    changed = {k for k in before if before[k] != after.get(k)}
+    assert changed == {"offer roll allowance data"}
+    assert after["offer roll allowance data"] == (
+        "1 MiB of rating groups 10, expires at the period's end"
+    )
+    half = catalog_facts(parse_catalog(HALF))["offer evening-half modifier half"]
+    assert half.startswith("rating groups 10, 2026-01-05T18:45:00Z .. ") and half.endswith("x 1/2")
