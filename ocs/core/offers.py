@@ -189,8 +189,10 @@ class OfferBook:
         self, ledger: Ledger, account_id: str, offer: Offer, now_ms: int, tz: str
     ) -> Renewal | None:
         """Take the first fee and give the first allowances, dated `now_ms`; None if the money
-        balance cannot pay the fee (nothing changes)."""
-        serial = self.serial + 1
+        balance cannot pay the fee (nothing changes but the subscription count)."""
+        # numbered before the fee is tried: the ledger remembers a refused fee under its id, so
+        # a later attempt must have another
+        self.serial = serial = self.serial + 1
         op_id = fee_operation_id(account_id, offer.name, serial, 0)
         if offer.fee:
             outcome = ledger.apply(
@@ -198,7 +200,6 @@ class OfferBook:
             )
             if outcome.code is not Code.OK:
                 return None
-        self.serial = serial
         nxt = boundary(offer.period, now_ms, 1, tz)
         sub = Subscription(
             offer=offer.name,

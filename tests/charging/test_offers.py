@@ -723,3 +723,14 @@ def test_catalog_facts_show_the_offers_so_a_diff_shows_their_changes() -> None:
     )
     half = catalog_facts(parse_catalog(HALF))["offer evening-half modifier half"]
     assert half.startswith("rating groups 10, 2026-01-05T18:45:00Z .. ") and half.endswith("x 1/2")
+
+
+def test_a_subscription_refused_for_its_fee_is_paid_after_a_top_up(h: Harness) -> None:
+    """The ledger remembers a refused fee under its id: the next SUBSCRIBE must not reuse it
+    (regression: it did, and was refused again whatever the balance)."""
+    h.account("a", SUB, 10 * EUR)
+    assert subscribe(h, "bundle-15", PEAK).result_code == 4012
+    h.ama(amr(AccountOperation.CREDIT, "a", amount=10 * EUR, operation_id="t"), PEAK + 1)
+    assert subscribe(h, "bundle-15", PEAK + 2).result_code == 2001
+    assert h.balance("a") == 5 * EUR
+    check(h, top_ups=10 * EUR)
