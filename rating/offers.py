@@ -28,6 +28,8 @@ _MAX_U32: Final = 2**32 - 1
 #: The most units an allowance (or its rollover cap) may hold: 2^53, far above any bundle
 #: (8 PiB of data), so that sums of balances stay small ints.
 MAX_ALLOWANCE_UNITS: Final = 2**53
+#: The largest fee, micro-units: one ledger operation (protocol.limits.MAX_AMOUNT, 10^9 units).
+MAX_FEE: Final = 10**15
 #: The largest surcharge factor of an offer's modifier (the core bounds charges from it).
 MAX_FACTOR: Final = 100
 _OFFER_KEYS: Final = (
@@ -114,6 +116,8 @@ def _offer(value: object, path: str, groups: Mapping[int, RatingGroup]) -> Offer
     if not name or len(name) > 64:
         raise CatalogError(_at(path, "name"), "must be 1 to 64 characters")
     fee = _money(table.get("fee", "0"), _at(path, "fee"))
+    if fee > MAX_FEE:
+        raise CatalogError(_at(path, "fee"), "must be at most 1000000000 (one ledger operation)")
     period_name = _str(table["period"], _at(path, "period"))
     try:
         period = PeriodKind(period_name)

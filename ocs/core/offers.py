@@ -189,17 +189,20 @@ class OfferBook:
         self, ledger: Ledger, account_id: str, offer: Offer, now_ms: int, tz: str
     ) -> Renewal | None:
         """Take the first fee and give the first allowances, dated `now_ms`; None if the money
-        balance cannot pay the fee (nothing changes but the subscription count)."""
-        # numbered before the fee is tried: the ledger remembers a refused fee under its id, so
-        # a later attempt must have another
-        self.serial = serial = self.serial + 1
+        balance cannot pay the fee (nothing changes)."""
+        serial = self.serial + 1
         op_id = fee_operation_id(account_id, offer.name, serial, 0)
         if offer.fee:
+            # internal: not remembered by the ledger, whose memory of a refusal under this id
+            # would refuse the next attempt whatever the balance. Applied once all the same:
+            # the SUBSCRIBE is (duplicates, Operation-Id), and an offer held is not taken again.
             outcome = ledger.apply(
-                Debit(id=op_id, now_ms=now_ms, account_id=account_id, amount=offer.fee)
+                Debit(id=op_id, now_ms=now_ms, account_id=account_id, amount=offer.fee),
+                internal=True,
             )
             if outcome.code is not Code.OK:
                 return None
+        self.serial = serial
         nxt = boundary(offer.period, now_ms, 1, tz)
         sub = Subscription(
             offer=offer.name,
