@@ -482,3 +482,22 @@ def test_values_and_crossings_follow_an_oracle_over_many_periods() -> None:
         if first is not None:
             assert shown.counter_value == sums[last_index], trial
             assert shown.start_time == last_index // 1000
+
+
+def test_units_paid_by_an_offer_count_and_cost_no_money() -> None:
+    """The demo catalog as shipped (offers and counters): with bundle-15's 10 GiB of data,
+    6 MiB of RG 10 are drawn from the allowance; `data-daily` counts them, `spend-monthly`
+    and the legacy "account" counter (money) count nothing, the offer's fee is not usage."""
+    h = Harness(catalog=DEMO)
+    h.account("a", SUB, 20 * EUR)
+    subscribe = msgspec.structs.replace(
+        amr(AccountOperation.SUBSCRIBE, "a"), offer_name="bundle-15"
+    )
+    assert h.ama(subscribe, PEAK).result_code == 2001
+    h.cca(ccr("a1", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB), PEAK)
+    h.cca(ccr("a1", UPDATE, 1, data_report(6 * MiB)), PEAK + MIN)
+    shown = counters(h, "a", PEAK + 2 * MIN)
+    assert shown["data-daily"].counter_value == 6 * MiB
+    assert shown["spend-monthly"].counter_value == 0
+    assert shown["account"].counter_value == 0
+    h.assert_replays()
