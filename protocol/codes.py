@@ -221,6 +221,7 @@ class AccountOperation(enum.IntEnum):
     CLOSE = 11  # extension (docs/protocol.md): remove a settled account without sessions
     LIST = 12  # extension (docs/protocol.md): Account-Ids in order, a page at a time
     SEARCH = 13  # extension (docs/protocol.md): the account holding a Subscription-Id
+    LOAN = 20  # extension (docs/protocol.md, LOAN): take an airtime loan (ocs/core/loans.py)
 
 
 class AccountStatus(enum.IntEnum):

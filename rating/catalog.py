@@ -22,6 +22,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.errors import CatalogError
+from rating.loans import parse_loan_policy
 from rating.model import (
     AccountPolicy,
     Billing,
@@ -103,6 +104,7 @@ _TOP_KEYS = (
     "rating_groups",
     "account",
     "cdr",
+    "loan_policy",  # rating/loans.py
 )
 _RG_KEYS = (
     "id",
@@ -747,6 +749,8 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         services[service.context_id] = service
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    # loans: rating/loans.py
+    loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
     return Catalog(
         version=version,
         name=name,
@@ -756,4 +760,5 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         rating_groups=MappingProxyType(groups),
         account=account,
         cdr=cdr,
+        loan_policy=loan_policy,
     )

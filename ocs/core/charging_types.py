@@ -210,7 +210,8 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
 #: estimate session for a real one, so it must refuse the snapshot).
-CORE_LAYOUT: Final = 4
+# 5: loans (`loans`, ocs/core/loans.py), and the other features of the same round.
+CORE_LAYOUT: Final = 5
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -243,6 +244,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # Loans (layout 5): the loan book's snapshot (`ocs.core.loans.LoanState`, msgpack); b""
+    # in a snapshot of an earlier layout (no loans).
+    loans: bytes = b""
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

@@ -39,6 +39,11 @@ class Outcome(enum.Enum):
     ACCOUNT_IN_USE = "account-in-use"  # CLOSE of an account with open sessions
     NOT_SETTLED = "not-settled"  # CLOSE of an account whose balance is not zero
     NO_HOLDER = "no-holder"  # SEARCH for a Subscription-Id no account holds
+    # loans (ocs/core/loans.py, docs/protocol.md LOAN)
+    LOAN_NOT_OFFERED = "loan-not-offered"  # LOAN while the catalog has no loan policy
+    LOAN_AMOUNT = "loan-amount"  # LOAN of an Amount the loan policy does not offer
+    LOAN_REFUSED = "loan-refused"  # LOAN the policy's eligibility refuses (detail says why)
+    LOAN_OUTSTANDING = "loan-outstanding"  # CLOSE of an account that owes a loan
 
 
 class Wire(NamedTuple):
@@ -94,6 +99,12 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
     Outcome.ACCOUNT_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "the account has open sessions"),
     Outcome.NOT_SETTLED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account's balance is not zero"),
     Outcome.NO_HOLDER: Wire(ResultCode.USER_UNKNOWN, "no account holds this Subscription-Id"),
+    Outcome.LOAN_NOT_OFFERED: Wire(ResultCode.UNABLE_TO_COMPLY, "the catalog offers no loans"),
+    Outcome.LOAN_AMOUNT: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the Amount is not one the loan policy offers"
+    ),
+    Outcome.LOAN_REFUSED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account may not take this loan"),
+    Outcome.LOAN_OUTSTANDING: Wire(ResultCode.UNABLE_TO_COMPLY, "the account owes a loan"),
 }
 
 # the Result-Codes alone (read once by the core for its per-MSCC answers)
