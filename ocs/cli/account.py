@@ -1,4 +1,4 @@
-"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``:
+"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search|loan``:
 account administration for operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
@@ -16,6 +16,11 @@ sure it is applied once.
 and that holds no session (both carry an ``Operation-Id`` like CREDIT and DEBIT). ``list`` prints
 the Account-Ids in order (from ``--from``), one a line, a page of the server's at a time over one
 connection; ``search TYPE:DATA`` shows the account holding an identity.
+
+``loan ACCOUNT_ID AMOUNT`` takes an airtime loan (the USSD or IVR request of a subscriber):
+an amount the catalog's loan policy offers, while the balance is at or below its threshold;
+it carries an ``Operation-Id`` like CREDIT. ``get`` then shows the loan balance and the loans
+outstanding (principal + fee owed); the next top-ups repay them first.
 
 ``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
 intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
@@ -276,6 +281,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     terminate.set_defaults(settings=ClientSettings(terminate, CLIENT_KEYS))
     terminate.set_defaults(func=run, operation=AccountOperation.TERMINATE_SESSION)
 
+    # loans (docs/protocol.md LOAN; docs/accounts.md "A loan")
+    loan = sub.add_parser(
+        "loan",
+        parents=[common],
+        help="take an airtime loan of an amount the catalog's loan policy offers (the USSD/IVR "
+        "request); the next top-ups repay it",
+    )
+    loan.add_argument("account_id", metavar="ACCOUNT_ID")
+    loan.add_argument("amount", metavar="AMOUNT")
+    loan.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
+    loan.set_defaults(settings=ClientSettings(loan, CLIENT_KEYS))
+    loan.set_defaults(func=run, operation=AccountOperation.LOAN)
+
 
 def _identity_arguments(parser: argparse.ArgumentParser, how: str) -> None:
     parser.add_argument(
@@ -330,7 +348,7 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
         fields["amount"] = parse_amount(args.balance, micro=args.micro, signed=True)
         fields["credit_limit"] = parse_amount(args.credit_limit, micro=args.micro)
         fields["currency_code"] = args.currency
-    elif op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
+    elif op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
         if amount <= 0:
             raise ValueError(f"the amount must be positive, not {args.amount!r}")
@@ -582,21 +600,30 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         AccountOperation.TERMINATE_SESSION: "session terminated",
         AccountOperation.UPDATE: "updated",
         AccountOperation.SEARCH: "account",
+        AccountOperation.LOAN: "loan taken",
     }[op]
     if op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
         head = f"{head} {money(amount)}"
     elif op is AccountOperation.TERMINATE_SESSION:
         head = f"{head} {args.session_id}"
+    loans = ""
+    if account.loan_balance is not None:  # an account that borrowed (docs/protocol.md LOAN)
+        owed = [
+            f"{item.loan_id} {money(item.loan_amount)} fee {money(item.loan_fee)} owes "
+            f"{money(item.loan_principal_due)}+{money(item.loan_fee_due)}"
+            for item in account.loan or ()
+        ]
+        loans = f" loan-balance {money(account.loan_balance)} loans {'; '.join(owed) or '-'}"
     return (
         f"{head}: {account.account_id} {account.account_status.name.lower()} "
         f"balance {money(account.balance)} reserved {money(account.reserved)} "
         f"credit-limit {money(account.credit_limit)} currency {account.currency_code} "
-        f"sessions {account.session_count} subscriptions {subs or '-'}"
+        f"sessions {account.session_count} subscriptions {subs or '-'}{loans}"
     )
 
 
-_MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT)
+_MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT, AccountOperation.LOAN)
 # carry an Operation-Id (given, or a fresh UUID printed so that the command can be retried)
 _ONCE_OPS: Final = (*_MONEY_OPS, AccountOperation.UPDATE, AccountOperation.CLOSE)
 _ONCE_HELP: Final = (
