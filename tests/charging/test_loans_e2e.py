@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ocs.cli.main import main
 from ocs.edge.cdr_files import iter_records, read_sequence_numbers
 from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
-from ocs.node import Node, NodeConfig
+from ocs.node import Node, NodeConfig, recover
 from protocol.codes import VERSION_DIAMETER, AccountOperation, ApplicationId, CCRequestType
 from protocol.messages import AMA, AMR, CCA, Account
 from tests.charging.conftest import DEMO, EUR, VOICE, amr, ccr, mscc, only, rsu, usu
@@ -132,6 +133,23 @@ async def test_the_loan_of_docs_accounts_end_to_end(tmp_path: Path) -> None:
             # retried (same Operation-Id): nothing more is repaid or credited
             assert (await admin(operator, topup)).result_code == 2001
             assert (await account(operator)).balance == 8_000_000
+            # a crash now: the journal, durable, copied as a crash would leave it and replayed
+            # from the start by `recover` (what `Node.open` does) gives the same state
+            await app.drain()
+            image = tmp_path / "crash-image"
+            shutil.copytree(data_dir / "journal", image / "journal")
+            recovered = recover(
+                NodeConfig(data_dir=image), origin_host=app.core.origin_host,
+                origin_realm=app.core.origin_realm,
+            )  # fmt: skip
+            try:
+                assert recovered.core.snapshot(duplicates=False) == app.core.snapshot(
+                    duplicates=False
+                )
+                assert recovered.core.ledger.snapshot() == app.core.ledger.snapshot()
+            finally:
+                recovered.cdrs.close()
+                recovered.store.close()
         finally:
             await operator.close()
             await ne.close()
