@@ -412,3 +412,42 @@ def test_the_loan_pays_only_what_money_above_the_threshold_cannot(
         assert part == min(loan, charge)
     else:  # above: only what the money above the threshold does not cover
         assert part == min(loan, max(0, charge - (money - threshold)))
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=40), st.integers(1, 20_000_000)),
+        max_size=30,
+    ),
+    st.integers(min_value=1, max_value=20_000_000),
+    st.integers(min_value=1, max_value=30),
+)
+def test_the_top_up_condition_is_decided_as_on_the_whole_history(
+    topups: list[tuple[int, int]], min_topup: int, window_days: int
+) -> None:
+    """The book keeps only the top-ups no later one is at least as large as (at most 8): for
+    the policy's amount and window it decides as the whole history would (when the dominance
+    leaves at most 8)."""
+    from ocs.core.loans import LoanBook
+    from rating.loans import LoanPolicy
+
+    policy = LoanPolicy(
+        amounts=(EUR,), threshold=10**15, min_topup=min_topup, topup_window_days=window_days
+    )
+    book = LoanBook()
+    history: list[tuple[int, int]] = []
+    at = PEAK
+    for days, amount in sorted(topups):
+        at = max(at, PEAK + days * DAY_MS)
+        book.topped_up("a", amount, at, policy)
+        history.append((at, amount))
+    now = at + DAY_MS // 2
+    horizon = now - window_days * DAY_MS
+    window = [a for t, a in history if t >= horizon]
+    # the top-ups no later one is at least as large as: what the book keeps, 8 at most
+    kept = [a for i, a in enumerate(window) if all(b < a for b in window[i + 1 :])]
+    if len(kept) > 8:
+        return  # the documented bound: the oldest (largest) are forgotten
+    expected = any(a >= min_topup for a in window)
+    why = book.refusal("a", EUR, 0, now, policy, 0)
+    assert (why is None) == expected, (why, window)
