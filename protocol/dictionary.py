@@ -256,6 +256,15 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Allowance-Reserved", 25, T.UNSIGNED64, False, "docs/protocol.md, offers"),
     ("Balance-Expiry", 26, T.TIME, False, "docs/protocol.md, offers"),
     ("Offer-Status", 27, T.ENUMERATED, False, "docs/protocol.md, offers"),
+    # loans: codes 40-49 (docs/protocol.md, LOAN)
+    ("Loan", 40, T.GROUPED, False, "docs/protocol.md, LOAN"),
+    ("Loan-Id", 41, T.UTF8_STRING, False, "docs/protocol.md, LOAN"),
+    ("Loan-Amount", 42, T.INTEGER64, False, "docs/protocol.md, LOAN"),
+    ("Loan-Fee", 43, T.INTEGER64, False, "docs/protocol.md, LOAN"),
+    ("Loan-Time", 44, T.TIME, False, "docs/protocol.md, LOAN"),
+    ("Loan-Principal-Due", 45, T.INTEGER64, False, "docs/protocol.md, LOAN"),
+    ("Loan-Fee-Due", 46, T.INTEGER64, False, "docs/protocol.md, LOAN"),
+    ("Loan-Balance", 47, T.INTEGER64, False, "docs/protocol.md, LOAN"),
 )
 
 

@@ -23,6 +23,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.errors import CatalogError
+from rating.loans import parse_loan_policy
 from rating.model import (
     AccountPolicy,
     Billing,
@@ -106,6 +107,7 @@ _TOP_KEYS = (
     "account",
     "cdr",
     "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
+    "loan_policy",  # rating/loans.py
 )
 _RG_KEYS = (
     "id",
@@ -751,6 +753,8 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
     offers = parse_offers(top.get("offers"), groups)  # offers: rating/offers.py
+    # loans: rating/loans.py
+    loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
     return Catalog(
         version=version,
         name=name,
@@ -761,6 +765,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         account=account,
         cdr=cdr,
         offers=offers,
+        loan_policy=loan_policy,
     )
 
 

@@ -9,6 +9,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
 
@@ -221,6 +222,8 @@ class Catalog:
     cdr: CdrPolicy
     offers: Mapping[str, Offer] = field(default_factory=lambda: MappingProxyType({}))
     """Offers by name (rating/offers.py, docs/catalog.md *Offers*)."""
+    # loans (rating/loans.py, `[loan_policy]`): None when the catalog offers no loans
+    loan_policy: LoanPolicy | None = None
 
     def service(self, service_context_id: str) -> Service | None:
         """The service for a Service-Context-Id. An exact match wins; otherwise the 3GPP
