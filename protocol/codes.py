@@ -230,6 +230,7 @@ class AccountOperation(enum.IntEnum):
     SEARCH = 13  # extension (docs/protocol.md): the account holding a Subscription-Id
     SUBSCRIBE = 14  # extension (docs/protocol.md, offers): take an offer of the catalog
     UNSUBSCRIBE = 15  # extension (docs/protocol.md, offers): give an offer up
+    LOAN = 20  # extension (docs/protocol.md, LOAN): take an airtime loan (ocs/core/loans.py)
 
 
 class AccountStatus(enum.IntEnum):

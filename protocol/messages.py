@@ -223,6 +223,18 @@ class OfferBalance(Avps, frozen=True, kw_only=True):
     balance_expiry: Time | None = None  # absent: never (an offer of period "once")
 
 
+class Loan(Avps, frozen=True, kw_only=True):
+    """One loan outstanding, in the `Account` map of an account that borrowed (docs/protocol.md,
+    LOAN). Money in micro-units."""
+
+    loan_id: str
+    loan_amount: Integer64
+    loan_fee: Integer64
+    loan_time: Time
+    loan_principal_due: Integer64
+    loan_fee_due: Integer64
+
+
 class UsageCounter(Avps, frozen=True, kw_only=True):
     """A usage counter of an account (docs/protocol.md, *Extension: usage counters*): in an
     AMA's `Account` (GET), and in a RAR sent because the counter crossed a threshold. Its
@@ -249,6 +261,10 @@ class Account(Avps, frozen=True, kw_only=True):
     subscription_id: tuple[SubscriptionId, ...]
     session_count: Unsigned32
     offer_balance: tuple[OfferBalance, ...] | None = None  # offers (docs/protocol.md)
+    # loans (docs/protocol.md, LOAN): present only for an account that borrowed; `balance` is
+    # then the money alone, `loan_balance` the loan money available
+    loan_balance: Integer64 | None = None
+    loan: tuple[Loan, ...] | None = None
     usage_counter: tuple[UsageCounter, ...] | None = None  # docs/protocol.md, usage counters
 
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.counters import parse_counters
 from rating.errors import CatalogError
+from rating.loans import parse_loan_policy
 from rating.model import (
     AccountPolicy,
     Billing,
@@ -107,6 +108,7 @@ _TOP_KEYS = (
     "account",
     "cdr",
     "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
+    "loan_policy",  # rating/loans.py
     "counters",
 )
 _RG_KEYS = (
@@ -753,6 +755,8 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
     offers = parse_offers(top.get("offers"), groups)  # offers: rating/offers.py
+    # loans: rating/loans.py
+    loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
     # usage counters (rating/counters.py), read with this module's readers of values
     counters = parse_counters(
         top.get("counters", []),
@@ -772,6 +776,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         account=account,
         cdr=cdr,
         offers=offers,
+        loan_policy=loan_policy,
         counters=counters,
     )
 

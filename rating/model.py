@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from rating.counters import CounterDef
+from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
 
@@ -222,6 +223,8 @@ class Catalog:
     cdr: CdrPolicy
     offers: Mapping[str, Offer] = field(default_factory=lambda: MappingProxyType({}))
     """Offers by name (rating/offers.py, docs/catalog.md *Offers*)."""
+    # loans (rating/loans.py, `[loan_policy]`): None when the catalog offers no loans
+    loan_policy: LoanPolicy | None = None
     # usage counters (`[[counters]]`, rating/counters.py; docs/catalog.md *Usage counters*)
     counters: tuple[CounterDef, ...] = ()
 

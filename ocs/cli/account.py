@@ -1,5 +1,5 @@
 """``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``,
-``subscribe|unsubscribe``: account administration for operators.
+``subscribe|unsubscribe|loan``: account administration for operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
 ``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
@@ -20,6 +20,10 @@ connection; ``search TYPE:DATA`` shows the account holding an identity.
 ``subscribe ACCOUNT_ID OFFER`` takes an offer of the catalog (its first fee is paid from the
 money balance, its allowances given at once) and ``unsubscribe`` gives it up (both carry an
 ``Operation-Id``); ``get`` lists every unit balance with what is left, held and when it expires.
+``loan ACCOUNT_ID AMOUNT`` takes an airtime loan (the USSD or IVR request of a subscriber):
+an amount the catalog's loan policy offers, while the balance is at or below its threshold;
+it carries an ``Operation-Id`` like CREDIT. ``get`` then shows the loan balance and the loans
+outstanding (principal + fee owed); the next top-ups repay them first.
 
 ``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
 intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
@@ -299,6 +303,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     terminate.set_defaults(settings=ClientSettings(terminate, CLIENT_KEYS))
     terminate.set_defaults(func=run, operation=AccountOperation.TERMINATE_SESSION)
 
+    # loans (docs/protocol.md LOAN; docs/accounts.md "A loan")
+    loan = sub.add_parser(
+        "loan",
+        parents=[common],
+        help="take an airtime loan of an amount the catalog's loan policy offers (the USSD/IVR "
+        "request); the next top-ups repay it",
+    )
+    loan.add_argument("account_id", metavar="ACCOUNT_ID")
+    loan.add_argument("amount", metavar="AMOUNT")
+    loan.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
+    loan.set_defaults(settings=ClientSettings(loan, CLIENT_KEYS))
+    loan.set_defaults(func=run, operation=AccountOperation.LOAN)
+
 
 def _identity_arguments(parser: argparse.ArgumentParser, how: str) -> None:
     parser.add_argument(
@@ -353,7 +370,7 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
         fields["amount"] = parse_amount(args.balance, micro=args.micro, signed=True)
         fields["credit_limit"] = parse_amount(args.credit_limit, micro=args.micro)
         fields["currency_code"] = args.currency
-    elif op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
+    elif op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
         if amount <= 0:
             raise ValueError(f"the amount must be positive, not {args.amount!r}")
@@ -610,6 +627,7 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         AccountOperation.SEARCH: "account",
         AccountOperation.SUBSCRIBE: "subscribed",
         AccountOperation.UNSUBSCRIBE: "unsubscribed",
+        AccountOperation.LOAN: "loan taken",
     }[op]
     if op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
@@ -618,11 +636,19 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         head = f"{head} {args.session_id}"
     elif op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):
         head = f"{head} {args.offer_name}"
+    loans = ""
+    if account.loan_balance is not None:  # an account that borrowed (docs/protocol.md LOAN)
+        owed = [
+            f"{item.loan_id} {money(item.loan_amount)} fee {money(item.loan_fee)} owes "
+            f"{money(item.loan_principal_due)}+{money(item.loan_fee_due)}"
+            for item in account.loan or ()
+        ]
+        loans = f" loan-balance {money(account.loan_balance)} loans {'; '.join(owed) or '-'}"
     return (
         f"{head}: {account.account_id} {account.account_status.name.lower()} "
         f"balance {money(account.balance)} reserved {money(account.reserved)} "
         f"credit-limit {money(account.credit_limit)} currency {account.currency_code} "
-        f"sessions {account.session_count} subscriptions {subs or '-'}"
+        f"sessions {account.session_count} subscriptions {subs or '-'}{loans}"
         + "".join(
             f"\n  offer {b.offer_name} {b.allowance_name}: {b.allowance_units} units left, "
             f"{b.allowance_reserved} held, rating groups "
@@ -664,7 +690,7 @@ def _expiry(at_s: int | None) -> str:
     return datetime.fromtimestamp(at_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT)
+_MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT, AccountOperation.LOAN)
 # carry an Operation-Id (given, or a fresh UUID printed so that the command can be retried)
 _ONCE_OPS: Final = (
     *_MONEY_OPS,

@@ -64,6 +64,13 @@ from ocs.core.counters import UsageCounters, counter_views, legacy_counter, noti
 from ocs.core.due import DueSet
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.loans import (  # loans (ocs/core/loans.py)
+    LoanBook,
+    money_available,
+    repay_from_topup,
+    split_available,
+    take_loan,
+)
 from ocs.core.offers import (  # offers (docs/charging.md, Allowances)
     MAX_SUBSCRIPTIONS_PER_ACCOUNT,
     HoldPart,
@@ -120,6 +127,7 @@ from protocol.messages import (
     UsedServiceUnit,
 )
 from protocol.messages import Catalog as CatalogInForce
+from protocol.messages import Loan as WireLoan
 from protocol.messages import SubscriptionId as WireSubscriptionId
 from rating import (
     Catalog,
@@ -353,6 +361,8 @@ class ChargingCore:
         # groups with the price modifiers of offers, by (id, modifiers), per catalog
         self.offers = OfferBook()
         self._variants: dict[tuple[int, tuple[Promotion, ...]], RatingGroup] = {}
+        # loans: loan balances, loans outstanding, eligibility data (ocs/core/loans.py)
+        self.loans = LoanBook()
         # usage counters across sessions, per account (ocs/core/counters.py)
         self.counters = UsageCounters()
 
@@ -1431,6 +1441,7 @@ class ChargingCore:
         if total:
             session.charge_total += total
             self._account_usage(session.account_id, total)
+            self._loan_spent(session.account_id, total)  # loans
         self._count_usage(session.account_id, rg, used_total, total, now_ms)  # usage counters
 
     def _rate(
@@ -1658,6 +1669,7 @@ class ChargingCore:
                 if outcome.code is not Code.OK:
                     return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
                 self._account_usage(account_id, total)
+                self._loan_spent(account_id, total)  # loans
             drawn: list[list[HoldPart]] = []
             for (_, rg, units, charge), units_free in zip(priced, free, strict=True):
                 parts: list[HoldPart] = []
@@ -1994,6 +2006,7 @@ class ChargingCore:
                 balance=amr.amount or 0,
             )
             if outcome.ok:
+                self.loans.created(account_id, now_ms)  # loans: the account's age
                 return _ADMIN_OK
             # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
             return Outcome.INVALID, _create_failed_avp(amr, outcome.detail), outcome.detail
@@ -2005,6 +2018,8 @@ class ChargingCore:
             return self._offer_operation(now_ms, origin_host, end_to_end, amr)
         if op is AccountOperation.TERMINATE_SESSION:
             return self._terminate_session(now_ms, account_id, amr.session_id)
+        if op is AccountOperation.LOAN:  # loans (ocs/core/loans.py)
+            return self._loan(now_ms, origin_host, end_to_end, amr)
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
             amount = amr.amount
             if amount is None:
@@ -2027,13 +2042,21 @@ class ChargingCore:
                     return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
                 self._name_operation(amr.operation_id, what, op_id)
             if op is AccountOperation.CREDIT:
+                retry = self.ledger.recall(op_id) is not None  # loans: repaid the first time only
                 outcome = self.ledger.credit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
+                if outcome.ok and not retry:
+                    self._loan_topup(now_ms, origin_host, account_id, amount, op_id)  # loans
                 if outcome.ok:
                     self._offers_credited(now_ms, account_id)  # offers: suspended ones retried
                     self._topped_up(account_id)
             else:
+                # loans: money pays a DEBIT, never the loan balance (a retry: the first outcome)
+                if self.ledger.recall(op_id) is None and self._loan_debit_refused(
+                    account_id, amount
+                ):
+                    return Outcome.INSUFFICIENT_FUNDS, failed_amount, "the loan pays usage only"
                 outcome = self.ledger.debit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
@@ -2097,12 +2120,15 @@ class ChargingCore:
             assert view is not None
             if view.balance != 0:
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            if self.loans.owed(account_id):  # loans
+                return Outcome.LOAN_OUTSTANDING, {"Account-Id": account_id}, ""
             if amr.operation_id is not None:
                 self._name_operation(amr.operation_id, what, op_id)
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
             if not outcome.ok:  # reserved without a session (not expected): not settled
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
             self.offers.forget_account(account_id)  # offers: a closed account holds none
+            self.loans.closed(account_id)  # loans
             self.counters.forget(account_id)  # usage counters go with the account
             return _ADMIN_OK
         if amr.account_status is None and amr.credit_limit is None and subs is None:
@@ -2221,10 +2247,11 @@ class ChargingCore:
                 self._act(ActionKind.RAR, session, tuple(session.starved), "top-up")
 
     def _account_map(self, view: AccountView, now_ms: int) -> Account:
+        loan_fields = self._loan_fields(view)  # loans: {} for an account that never borrowed
         return Account(
             account_id=view.account_id,
             account_status=WireAccountStatus(int(view.status)),
-            balance=view.available,
+            balance=loan_fields.pop("balance", view.available),
             reserved=view.reserved,
             credit_limit=view.credit_limit,
             currency_code=view.currency,
@@ -2236,6 +2263,7 @@ class ChargingCore:
             ),
             session_count=len(self._account_sessions(view.account_id)),
             offer_balance=self._offer_balances(view.account_id),
+            **loan_fields,
             usage_counter=counter_views(  # usage counters
                 self.counters, self.catalog, self.usage, view.account_id, now_ms
             ),
@@ -2528,6 +2556,7 @@ class ChargingCore:
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
                 offers=self.offers.state(),
+                loans=self.loans.snapshot(),
                 counters=self.counters.snapshot(),  # usage counters
             )
         )
@@ -2600,6 +2629,7 @@ class ChargingCore:
         self.offers = OfferBook()  # offers (layout 5; none before)
         if state.offers is not None:
             self.offers.restore(state.offers)
+        self.loans.restore(state.loans)  # loans (b"" before layout 5: none)
         self.counters.restore(state.counters)  # usage counters (none before layout 5)
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
@@ -2613,6 +2643,114 @@ class ChargingCore:
                 break
         view = self.ledger.account(account_id)
         return sid, view.account_id if view is not None else account_id
+
+    # --- loans (ocs/core/loans.py; docs/protocol.md LOAN, docs/accounts.md "A loan") ----------
+
+    def _loan_threshold(self) -> int:
+        policy = self.catalog.loan_policy
+        return policy.threshold if policy is not None else 0
+
+    def _emit_record(self, record: dict[str, Any]) -> None:
+        """A loan or repayment record, numbered in the CDR stream."""
+        seq = self._next_seq()
+        self._cdrs.append((seq, CDR_ENCODER.encode({"recordSequenceNumber": seq, **record})))
+
+    def _loan(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
+        """LOAN: applied once under its Operation-Id (a retry answers the first outcome)."""
+        account_id = amr.account_id
+        op_id = (
+            f"op|{amr.operation_id}"
+            if amr.operation_id is not None
+            else f"amr|{origin_host}|{end_to_end}|{now_ms}"
+        )
+        if amr.operation_id is not None:
+            what = f"LOAN|{account_id}|{amr.amount}"
+            named = self._operations.get(amr.operation_id)
+            prior = self.ledger.recall(op_id)
+            if named is not None and prior is not None:
+                if named != what:
+                    return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
+                if prior.ok:
+                    return _ADMIN_OK
+            self._name_operation(amr.operation_id, what, op_id)
+        outcome, failed, detail = take_loan(
+            self.loans,
+            self.ledger,
+            self.catalog.loan_policy,
+            now_ms=now_ms,
+            account_id=account_id,
+            amount=amr.amount,
+            op_id=op_id,
+            node_id=origin_host,
+            currency=self.catalog.currency.code,
+            when=iso_ms(now_ms),
+            emit=self._emit_record,
+        )
+        if outcome is Outcome.OK:
+            self._topped_up(account_id)  # loan money for sessions held at their final units
+        return outcome, failed, detail
+
+    def _loan_topup(
+        self, now_ms: int, origin_host: str, account_id: str, amount: int, op_id: str
+    ) -> None:
+        """A top-up: remembered for the loan policy, and repays the account's loans first."""
+        self.loans.topped_up(account_id, amount, now_ms, self.catalog.loan_policy)
+        if not self.loans.owed(account_id):
+            return
+        repay_from_topup(
+            self.loans,
+            self.ledger,
+            now_ms=now_ms,
+            account_id=account_id,
+            amount=amount,
+            op_id=op_id,
+            node_id=origin_host,
+            currency=self.catalog.currency.code,
+            when=iso_ms(now_ms),
+            emit=self._emit_record,
+        )
+
+    def _loan_spent(self, account_id: str, charge: int) -> None:
+        """A usage charge was posted: its loan part leaves the loan balance."""
+        if not self.loans.loan_balance(account_id):
+            return
+        view = self.ledger.account(account_id)
+        if view is not None:
+            self.loans.spent(account_id, charge, view.balance, self._loan_threshold())
+
+    def _loan_debit_refused(self, account_id: str, amount: int) -> bool:
+        """An administrative DEBIT is paid by money alone, never by the loan balance."""
+        if not self.loans.loan_balance(account_id):
+            return False
+        view = self.ledger.account(account_id)
+        assert view is not None
+        money = money_available(self.loans, self.ledger, account_id, self._loan_threshold())
+        return money - amount < -view.credit_limit
+
+    def _loan_fields(self, view: AccountView) -> dict[str, Any]:
+        """The `Account` keys of an account that borrowed: `Balance` is its money alone,
+        `Loan-Balance` the loan money available, `Loan` its loans outstanding."""
+        account = self.loans.account(view.account_id)
+        if account is None:
+            return {}
+        money, loan = split_available(
+            view.balance, view.reserved, account.balance, self._loan_threshold()
+        )
+        return {
+            "balance": money,
+            "loan_balance": loan,
+            "loan": tuple(
+                WireLoan(
+                    loan_id=item.loan_id,
+                    loan_amount=item.amount,
+                    loan_fee=item.fee,
+                    loan_time=item.at_ms // MS,
+                    loan_principal_due=item.principal_due,
+                    loan_fee_due=item.fee_due,
+                )
+                for item in account.loans
+            ),
+        }
 
 
 def _event_session_id(cached: CachedAnswer) -> str:

@@ -218,8 +218,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
-#: estimate session for a real one, so it must refuse the snapshot). 5: this build (offers,
-#: `CoreState.offers`; the values of the catalog's usage counters, `CoreState.counters`).
+#: estimate session for a real one, so it must refuse the snapshot).
+#: 5: the features of issues 14 and 15 (offers, loans, groups, policies, IoT, load bands,
+#: counters: the `CoreState` fields after `estimates`).
 CORE_LAYOUT: Final = 5
 
 
@@ -256,6 +257,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # Offers: subscriptions, unit balances, unit holds (ocs/core/offers.py; layout 5). None in
     # a snapshot of an earlier layout: no account held an offer.
     offers: OffersState | None = None
+    # Loans (layout 5): the loan book's snapshot (`ocs.core.loans.LoanState`, msgpack); b""
+    # in a snapshot of an earlier layout (no loans).
+    loans: bytes = b""
     # The values of the usage counters (`ocs.core.counters`, layout 5): (account id, counter
     # name, anchor ms, period start ms, period end ms or None, value). The money of
     # `[account] usage_thresholds` stays in `usage`.

@@ -44,6 +44,11 @@ class Outcome(enum.Enum):
     OFFER_HELD = "offer-held"  # SUBSCRIBE to an offer the account holds already
     OFFER_NOT_HELD = "offer-not-held"  # UNSUBSCRIBE from an offer the account does not hold
     OFFER_IN_USE = "offer-in-use"  # UNSUBSCRIBE while open grants hold units of the offer
+    # loans (ocs/core/loans.py, docs/protocol.md LOAN)
+    LOAN_NOT_OFFERED = "loan-not-offered"  # LOAN while the catalog has no loan policy
+    LOAN_AMOUNT = "loan-amount"  # LOAN of an Amount the loan policy does not offer
+    LOAN_REFUSED = "loan-refused"  # LOAN the policy's eligibility refuses (detail says why)
+    LOAN_OUTSTANDING = "loan-outstanding"  # CLOSE of an account that owes a loan
 
 
 class Wire(NamedTuple):
@@ -105,6 +110,12 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
         ResultCode.INVALID_AVP_VALUE, "the account does not hold this offer"
     ),
     Outcome.OFFER_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "open grants hold units of this offer"),
+    Outcome.LOAN_NOT_OFFERED: Wire(ResultCode.UNABLE_TO_COMPLY, "the catalog offers no loans"),
+    Outcome.LOAN_AMOUNT: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the Amount is not one the loan policy offers"
+    ),
+    Outcome.LOAN_REFUSED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account may not take this loan"),
+    Outcome.LOAN_OUTSTANDING: Wire(ResultCode.UNABLE_TO_COMPLY, "the account owes a loan"),
 }
 
 # the Result-Codes alone (read once by the core for its per-MSCC answers)
