@@ -221,6 +221,9 @@ class AccountOperation(enum.IntEnum):
     CLOSE = 11  # extension (docs/protocol.md): remove a settled account without sessions
     LIST = 12  # extension (docs/protocol.md): Account-Ids in order, a page at a time
     SEARCH = 13  # extension (docs/protocol.md): the account holding a Subscription-Id
+    GROUP_JOIN = 17  # extension (docs/protocol.md): a member joins a group account's package
+    GROUP_LEAVE = 18  # extension (docs/protocol.md): a member leaves its group
+    STATEMENT = 19  # extension (docs/protocol.md): a member's statement of a period
 
 
 class AccountStatus(enum.IntEnum):

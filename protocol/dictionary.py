@@ -247,6 +247,17 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Estimate", 18, T.ENUMERATED, False, "docs/protocol.md, Estimate"),
     ("Listed-Account-Id", 19, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
+    # groups: docs/protocol.md, "Extension: shared group packages" (codes 30-39)
+    ("Group-Account-Id", 30, T.UTF8_STRING, False, "docs/protocol.md, GROUP_JOIN"),
+    ("Package-Name", 31, T.UTF8_STRING, False, "docs/protocol.md, GROUP_JOIN"),
+    ("Statement", 32, T.GROUPED, False, "docs/protocol.md, STATEMENT"),
+    ("Statement-Service", 33, T.GROUPED, False, "docs/protocol.md, STATEMENT"),
+    ("Service-Name", 34, T.UTF8_STRING, False, "docs/protocol.md, STATEMENT"),
+    ("Used-Units", 35, T.UNSIGNED64, False, "docs/protocol.md, STATEMENT"),
+    ("Usage-Charge", 36, T.INTEGER64, False, "docs/protocol.md, STATEMENT"),
+    ("Share", 37, T.INTEGER64, False, "docs/protocol.md, STATEMENT"),
+    ("Period-Start", 38, T.TIME, False, "docs/protocol.md, STATEMENT"),
+    ("Period-End", 39, T.TIME, False, "docs/protocol.md, STATEMENT"),
 )
 
 

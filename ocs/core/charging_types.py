@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
+from ocs.core.groups import GroupsState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
 from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
@@ -210,7 +211,7 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
 #: estimate session for a real one, so it must refuse the snapshot).
-CORE_LAYOUT: Final = 4
+CORE_LAYOUT: Final = 5  # 5: this round's state (groups: `CoreState.groups`)
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -243,6 +244,8 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # groups (layout 5): shared group packages, members, usage, statements (ocs/core/groups.py)
+    groups: GroupsState | None = None
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

@@ -39,6 +39,14 @@ class Outcome(enum.Enum):
     ACCOUNT_IN_USE = "account-in-use"  # CLOSE of an account with open sessions
     NOT_SETTLED = "not-settled"  # CLOSE of an account whose balance is not zero
     NO_HOLDER = "no-holder"  # SEARCH for a Subscription-Id no account holds
+    # groups (docs/protocol.md, "Extension: shared group packages")
+    UNKNOWN_GROUP = "unknown-group"  # GROUP_JOIN naming a Group-Account-Id no account has
+    UNKNOWN_PACKAGE = "unknown-package"  # GROUP_JOIN with a Package-Name not in the catalog
+    PACKAGE_MISMATCH = "package-mismatch"  # GROUP_JOIN naming another package than the group's
+    IN_ANOTHER_GROUP = "in-another-group"  # GROUP_JOIN of a member of another group
+    GROUP_NESTED = "group-nested"  # a group joining a group, a member owning one, or itself
+    NOT_A_MEMBER = "not-a-member"  # GROUP_LEAVE of an account in no group
+    NO_STATEMENT = "no-statement"  # STATEMENT of a period the account has none for
 
 
 class Wire(NamedTuple):
@@ -94,6 +102,24 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
     Outcome.ACCOUNT_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "the account has open sessions"),
     Outcome.NOT_SETTLED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account's balance is not zero"),
     Outcome.NO_HOLDER: Wire(ResultCode.USER_UNKNOWN, "no account holds this Subscription-Id"),
+    # groups
+    Outcome.UNKNOWN_GROUP: Wire(ResultCode.USER_UNKNOWN, "no account has this Group-Account-Id"),
+    Outcome.UNKNOWN_PACKAGE: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the catalog has no package of this Package-Name"
+    ),
+    Outcome.PACKAGE_MISMATCH: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the group account owns another package"
+    ),
+    Outcome.IN_ANOTHER_GROUP: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the account is a member of another group"
+    ),
+    Outcome.GROUP_NESTED: Wire(
+        ResultCode.INVALID_AVP_VALUE, "groups do not nest: a member is not a group account"
+    ),
+    Outcome.NOT_A_MEMBER: Wire(ResultCode.INVALID_AVP_VALUE, "the account is in no group"),
+    Outcome.NO_STATEMENT: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the account has no statement for this period"
+    ),
 }
 
 # the Result-Codes alone (read once by the core for its per-MSCC answers)

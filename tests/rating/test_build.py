@@ -48,7 +48,9 @@ def _is_extension(path: str | None) -> bool:
 
 def test_every_module_but_the_package_init_is_compiled() -> None:
     sources = {f"rating.{p.stem}" for p in (ROOT / "rating").glob("*.py")}
-    assert {m for m in MODULES if m.startswith("rating.")} == sources - {"rating.__init__"}
+    # groups: rating/packages.py stays plain Python this round (the integrator decides)
+    plain = {"rating.__init__", "rating.packages"}
+    assert {m for m in MODULES if m.startswith("rating.")} == sources - plain
 
 
 def test_the_charging_core_logic_is_compiled_and_its_structs_are_not() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating import CatalogError, parse_catalog
+from rating.model import Unit
 from rating.packages import Package, PackageService, apportion, largest_remainder
 from rating.periods import PeriodKind
-from rating.model import Unit
 
 BASE = """
 version = 1
@@ -111,6 +111,7 @@ weights = st.dictionaries(ids, st.integers(0, 10**12), min_size=1, max_size=8).f
 )
 
 
+@settings(deadline=None)
 @given(st.integers(0, 10**15), weights)
 def test_largest_remainder_is_exact_close_and_order_independent(
     total: int, w: dict[str, int]
@@ -146,6 +147,7 @@ PACKAGE = Package(
 members = st.lists(ids, min_size=1, max_size=6, unique=True)
 
 
+@settings(deadline=None)
 @given(
     members.flatmap(
         lambda ms: st.tuples(
