@@ -7,9 +7,10 @@ import msgspec
 import pytest
 
 from protocol.avp import decode_avps, encode_avps
-from protocol.codec import ProtocolError, decode_body, encode_body
+from protocol.codec import decode_body, encode_body
 from protocol.codes import AccountOperation, CommandCode
 from protocol.dictionary import BY_NAME, VENDOR_OCS
+from protocol.errors import ProtocolError
 from protocol.messages import AMA, AMR, Statement, StatementService
 
 JOIN = AMR(
