@@ -1,4 +1,4 @@
-"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``:
+"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search|...``:
 account administration for operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
@@ -16,6 +16,9 @@ sure it is applied once.
 and that holds no session (both carry an ``Operation-Id`` like CREDIT and DEBIT). ``list`` prints
 the Account-Ids in order (from ``--from``), one a line, a page of the server's at a time over one
 connection; ``search TYPE:DATA`` shows the account holding an identity.
+
+``group-join``, ``group-leave`` and ``statement`` administer shared group packages
+(`ocs.cli.account_groups`, docs/accounts.md).
 
 ``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
 intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
@@ -264,6 +267,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from ocs.cli import account_import  # here: it imports this module
 
     account_import.register(sub, common, CLIENT_KEYS)
+
+    from ocs.cli import account_groups  # groups: group-join, group-leave, statement
+
+    account_groups.register(sub, common, CLIENT_KEYS)
 
     terminate = sub.add_parser(
         "terminate-session",
