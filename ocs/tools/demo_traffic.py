@@ -24,6 +24,7 @@ from typing import Any
 
 from ocs.edge.cdr_files import iter_records
 from ocs.edge.client import Client
+from ocs.tools import demo_groups
 from protocol.codes import (
     AccountOperation,
     ApplicationId,
@@ -430,6 +431,11 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
         f"demo: {SUBSCRIBERS} subscribers with {format_money(INITIAL_BALANCE)} EUR each",
         flush=True,
     )
+    # groups: demo-0 and demo-1 share the package "family" of a group account
+    members = accounts[:2]
+    if not await demo_groups.make_group(demo.amr, members, INITIAL_BALANCE):
+        return False
+    accounts.append(demo_groups.GROUP)
 
     async def traffic() -> None:
         deadline = time.monotonic() + seconds
@@ -461,12 +467,15 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
         flush=True,
     )
     spent = await total_spent(demo, accounts)
+    group_ok = await demo_groups.check_statements(
+        demo.amr, members, (await total_spent(demo, [demo_groups.GROUP]))
+    )
     await client.close()
     await asyncio.sleep(0.3)  # CDRs follow the journal by one group commit
     records = list(iter_records(data_dir / "cdr"))
     cdr_total = sum(int(r["charge"]) for r in records)
     seqs = [int(r["recordSequenceNumber"]) for r in records]
-    ok = cdr_total == spent and seqs == list(range(1, len(seqs) + 1))
+    ok = cdr_total == spent and seqs == list(range(1, len(seqs) + 1)) and group_ok
     print(
         f"demo: accounts lost {format_money(spent)} EUR; {len(records)} CDRs charge "
         f"{format_money(cdr_total)} EUR; sequence 1..{len(seqs)} gap-free: "
