@@ -1943,6 +1943,8 @@ class ChargingCore:
         if op is AccountOperation.CLOSE:
             if self._account_sessions(account_id):
                 return Outcome.ACCOUNT_IN_USE, {"Account-Id": account_id}, ""
+            if self.groups.in_group(account_id):  # groups: a member leaves first
+                return Outcome.GROUP_IN_USE, {"Account-Id": account_id}, ""
             view = self.ledger.account(account_id)
             assert view is not None
             if view.balance != 0:

@@ -30,6 +30,7 @@ for the last `MAX_STATEMENTS` periods of each member. Snapshots hold `GroupsStat
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -105,6 +106,9 @@ class Groups:
         self.groups: dict[str, Group] = {}
         self.member_of: dict[str, str] = {}  # current member -> its group
         self.statements: dict[str, list[Statement]] = {}  # member -> oldest first
+        # (period end ms, group id) of every group, lazily: an entry whose group is gone or
+        # has another end is stale and skipped (`due_ms`, `close_due`)
+        self._ends: list[tuple[int, str]] = []
 
     # --- queries --------------------------------------------------------------------------
 
@@ -115,9 +119,21 @@ class Groups:
     def is_group(self, account_id: str) -> bool:
         return account_id in self.groups
 
+    def in_group(self, account_id: str) -> bool:
+        """Whether the account is a member now, or a group account (until its last period is
+        over): CLOSE waits."""
+        return account_id in self.member_of or account_id in self.groups
+
     def due_ms(self) -> int | None:
         """The earliest period end (ms), if any group exists."""
-        return min((g.end_ms for g in self.groups.values()), default=None)
+        ends = self._ends
+        while ends:
+            end, group_id = ends[0]
+            group = self.groups.get(group_id)
+            if group is not None and group.end_ms == end:
+                return end
+            heapq.heappop(ends)  # stale
+        return None
 
     def cap_left(self, catalog: Catalog, group_id: str, member_id: str) -> int | None:
         """What the member may still be charged this period under the package's cap (None:
@@ -186,6 +202,7 @@ class Groups:
                 usage={},
             )
             self.groups[group_id] = group
+            heapq.heappush(self._ends, (end, group_id))
         else:
             refused = self._package_mismatch(group_id, package_name)
             if refused is not None:
@@ -255,10 +272,10 @@ class Groups:
         """Close every period that ended at or before `now_ms`, in order of (end, group id),
         each dated at its end."""
         while True:
-            due = [(g.end_ms, g.group_id) for g in self.groups.values() if g.end_ms <= now_ms]
-            if not due:
+            end = self.due_ms()
+            if end is None or end > now_ms:
                 return
-            _, group_id = min(due)
+            _, group_id = heapq.heappop(self._ends)
             self._close_period(self.groups[group_id], catalog, ledger, write)
 
     def _close_period(
@@ -280,6 +297,7 @@ class Groups:
         nxt = next_boundary(package.period, group.anchor_ms, end, catalog.timezone)
         assert nxt is not None
         group.start_ms, group.end_ms = end, nxt
+        heapq.heappush(self._ends, (nxt, group.group_id))
         group.presence_ms = {}
         group.usage = {}
 
@@ -428,10 +446,12 @@ class Groups:
         self.groups = {}
         self.member_of = {}
         self.statements = {}
+        self._ends = []
         if state is None:
             return
         for group in state.groups:
             self.groups[group.group_id] = group
             for member in group.members:
                 self.member_of[member] = group.group_id
+        self._ends = sorted((g.end_ms, g.group_id) for g in state.groups)
         self.statements = dict(state.statements)

@@ -47,6 +47,7 @@ class Outcome(enum.Enum):
     GROUP_NESTED = "group-nested"  # a group joining a group, a member owning one, or itself
     NOT_A_MEMBER = "not-a-member"  # GROUP_LEAVE of an account in no group
     NO_STATEMENT = "no-statement"  # STATEMENT of a period the account has none for
+    GROUP_IN_USE = "group-in-use"  # CLOSE of a group member or of a group account
 
 
 class Wire(NamedTuple):
@@ -119,6 +120,11 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
     Outcome.NOT_A_MEMBER: Wire(ResultCode.INVALID_AVP_VALUE, "the account is in no group"),
     Outcome.NO_STATEMENT: Wire(
         ResultCode.INVALID_AVP_VALUE, "the account has no statement for this period"
+    ),
+    Outcome.GROUP_IN_USE: Wire(
+        ResultCode.UNABLE_TO_COMPLY,
+        "the account is a group member or a group account (members leave first; a group "
+        "account closes after its last period)",
     ),
 }
 

@@ -348,3 +348,25 @@ def test_a_snapshot_of_layout_4_loads_without_groups() -> None:
     old[layout] = 4
     h.core.restore(msgspec.msgpack.encode(old))
     assert h.core.groups.groups == {} and h.core.groups.payer("alice") == "alice"
+
+
+def test_close_waits_for_the_group(h: Harness) -> None:
+    family(h)
+    h.ama(amr(AccountOperation.DEBIT, "carol", amount=5 * EUR), NOV_15)
+    close = amr(AccountOperation.CLOSE, "carol")
+    refused = h.ama(close, NOV_15 + 1)
+    assert refused.result_code == 5012 and refused.failed_avp == {"Account-Id": "carol"}
+    assert h.ama(group_amr(AccountOperation.GROUP_LEAVE, "carol"), NOV_15 + 2).result_code == 2001
+    assert h.ama(close, NOV_15 + 3).result_code == 2001
+    # the group account waits for the end of the period its last member left in
+    for member in ("alice", "bob"):
+        assert (
+            h.ama(group_amr(AccountOperation.GROUP_LEAVE, member), NOV_15 + 4).result_code == 2001
+        )
+    h.ama(amr(AccountOperation.DEBIT, "family", amount=GROUP_START), NOV_15 + 5)
+    assert h.ama(amr(AccountOperation.CLOSE, "family"), NOV_15 + 6).result_code == 5012
+    assert h.tick(DEC_1)  # charged for November (its members were members), then ended
+    assert h.cdrs()[-1]["charge"] == 50 * EUR
+    assert not h.core.groups.is_group("family") and not h.tick(JAN_1)
+    h.ama(amr(AccountOperation.CREDIT, "family", amount=50 * EUR), DEC_1 + 1)
+    assert h.ama(amr(AccountOperation.CLOSE, "family"), DEC_1 + 2).result_code == 2001
