@@ -843,7 +843,8 @@ class ChargingCore:
         it was."""
         if self._is_estimate(session):
             return {"cost_information": self._cost(session.charge_total)}
-        return self._aoc(ccr, session.charge_total, session.account_id)
+        # groups: a member's Remaining-Balance is that of the account that pays, its group's
+        return self._aoc(ccr, session.charge_total, self.groups.payer(session.account_id))
 
     def _cost(self, charge: int) -> CostInformation:
         digits, exponent = unit_value(charge)

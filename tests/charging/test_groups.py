@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from ocs.core.charging_types import CORE_LAYOUT, CoreState
-from protocol.codes import AccountOperation, FinalUnitAction
+from protocol.codes import AccountOperation, AoCRequestType, FinalUnitAction
 from protocol.messages import AMA, AMR, Statement
 from tests.charging.conftest import (
     DATA,
@@ -370,3 +370,23 @@ def test_close_waits_for_the_group(h: Harness) -> None:
     assert not h.core.groups.is_group("family") and not h.tick(JAN_1)
     h.ama(amr(AccountOperation.CREDIT, "family", amount=50 * EUR), DEC_1 + 1)
     assert h.ama(amr(AccountOperation.CLOSE, "family"), DEC_1 + 2).result_code == 2001
+
+
+def test_advice_of_charge_shows_the_group_balance(h: Harness) -> None:
+    family(h)
+    asked = h.cca(
+        ccr(
+            "aoc",
+            INITIAL,
+            0,
+            mscc(10, ask=rsu(octets=MiB)),
+            subscriber="491700000103",
+            aoc=AoCRequestType.FULL,
+        ),
+        NOV_15,
+    )
+    remaining = asked.remaining_balance
+    assert remaining is not None
+    # 100 EUR less the 1 MiB grant reserved (0.001 EUR): 99.999 EUR = 99999 x 10^-3
+    assert (remaining.unit_value.value_digits, remaining.unit_value.exponent) == (99_999, -3)
+    h.cca(ccr("aoc", TERMINATION, 1, mscc(10, used=(usu(octets=MiB),))), NOV_15 + 1)
