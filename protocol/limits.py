@@ -125,3 +125,8 @@ MAX_CONTAINERS: Final = 256
 MAX_LOG_STRING: Final = 256
 #: Longest rendered exception (traceback) in a log line (characters).
 MAX_LOG_EXCEPTION: Final = 8192
+
+# --- groups (docs/protocol.md, "Extension: shared group packages") ------------------------------
+
+#: Package-Name of GROUP_JOIN, characters (a catalog package's name has the same bound).
+MAX_PACKAGE_NAME_LENGTH: Final = 64

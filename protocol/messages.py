@@ -49,6 +49,7 @@ from protocol.limits import (
     MAX_LIST_LENGTH,
     MAX_MSCC,
     MAX_OPERATION_ID_LENGTH,
+    MAX_PACKAGE_NAME_LENGTH,
     MAX_REQUEST_NUMBER,
     MAX_SESSION_ID_LENGTH,
     MAX_SUBSCRIPTION_DATA_LENGTH,
@@ -82,7 +83,9 @@ Amount = Annotated[int, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 CreditLimit = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
 CurrencyCode = Annotated[int, msgspec.Meta(ge=0, le=MAX_CURRENCY_CODE)]
 EventTime = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_S)]  # Event-Timestamp
-PackageNameText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]  # groups
+PackageNameText = Annotated[  # groups
+    str, msgspec.Meta(min_length=1, max_length=MAX_PACKAGE_NAME_LENGTH)
+]
 
 _ACRONYMS = {"cc": "CC", "ip": "IP", "avp": "AVP", "aoc": "AoC"}
 

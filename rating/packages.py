@@ -33,6 +33,7 @@ from rating.money import parse_money
 from rating.periods import PeriodKind
 
 __all__ = [
+    "MAX_NAME_LENGTH",
     "Package",
     "PackageService",
     "apportion",
@@ -42,7 +43,8 @@ __all__ = [
 
 _PACKAGE_KEYS: Final = ("name", "fee", "period", "member_cap", "services")
 _SERVICE_KEYS: Final = ("name", "rating_groups", "share")
-_MAX_NAME: Final = 64
+#: The longest package or service name (protocol/limits.py MAX_PACKAGE_NAME_LENGTH).
+MAX_NAME_LENGTH: Final = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +91,8 @@ def _table(value: object, path: str, allowed: Iterable[str]) -> Mapping[str, obj
 
 
 def _name(value: object, path: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
-        raise CatalogError(path, f"expected a name of 1 to {_MAX_NAME} characters")
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+        raise CatalogError(path, f"expected a name of 1 to {MAX_NAME_LENGTH} characters")
     return value
 
 

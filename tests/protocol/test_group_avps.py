@@ -77,3 +77,13 @@ def test_a_package_name_out_of_its_domain_is_5004() -> None:
     with pytest.raises(ProtocolError) as refused:
         decode_body(CommandCode.ACCOUNT_MANAGEMENT, True, encode_body(long))
     assert refused.value.result_code == 5004
+
+
+def test_the_bounds_agree() -> None:
+    from ocs.core.ledger_types import MAX_ID_LENGTH
+    from protocol.limits import MAX_ACCOUNT_ID_LENGTH, MAX_PACKAGE_NAME_LENGTH
+    from rating.packages import MAX_NAME_LENGTH
+
+    assert MAX_NAME_LENGTH == MAX_PACKAGE_NAME_LENGTH
+    # the fee's ledger operation id: group-fee|<group>|<period start ms>
+    assert len("group-fee||") + MAX_ACCOUNT_ID_LENGTH + len(str(2**62)) <= MAX_ID_LENGTH
