@@ -1,9 +1,9 @@
 """Shared group packages under random programs (hypothesis): joins, leaves, calls and data
-sessions of members and non-members, top-ups, statements and ticks over a few months. After
-each program: the books balance, every CDR and apportionment record together charge exactly
-what the accounts lost, each record's shares add up to its fee and to the catalog's service
-shares, every member's kept statement agrees with its record, and replaying the journaled
-inputs rebuilds the same state and records."""
+sessions of members and non-members, top-ups, statements, ticks and restarts from snapshots
+over a few months. After each program: the books balance, every CDR and apportionment record
+together charge exactly what the accounts lost, each record's shares add up to its fee and to
+the catalog's service shares, every member's kept statement agrees with its record, and
+replaying the journaled inputs rebuilds the same state and records."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ step = st.one_of(
     st.tuples(st.just("credit"), st.sampled_from(GROUPS), st.integers(1, 80)),
     st.tuples(st.just("statement"), st.sampled_from(MEMBERS)),
     st.tuples(st.just("wait"), st.integers(1, 24 * 12)),  # hours
+    st.tuples(st.just("restart")),  # a checkpoint and a restart from the snapshots
 )
 
 
@@ -84,6 +85,8 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> int:
             given_money += item[2] * EUR
         elif kind == "statement":
             h.ama(amr(AccountOperation.STATEMENT, item[1]), now)
+        elif kind == "restart":
+            h.restart()
         else:
             now += item[1] * HOUR
             h.tick(now)
