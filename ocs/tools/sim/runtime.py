@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocs.edge.tls import TlsClientConfig, client_context
 from ocs.tools.sim.clock import SimClock
+from ocs.tools.sim.groups import share  # groups
 from ocs.tools.sim.link import Delivery, Link
 from ocs.tools.sim.usage_log import UsageLog
 from protocol.codes import (
@@ -67,6 +68,9 @@ class SimConfig:
     drain_timeout: float = 60.0  # real seconds to close every session at the end
     tls: TlsClientConfig | None = None  # connect over TLS (RFC 6733 section 13)
     encoding: int = VERSION  # the body encoding: VERSION (MessagePack) or VERSION_DIAMETER
+    # groups: the first `group_members` subscribers share a group account's package
+    group_members: int = 0
+    group_package: str = "family"
 
 
 @dataclass(slots=True)
@@ -241,6 +245,8 @@ class SimRuntime:
 
         await asyncio.gather(*(create(s) for s in subscribers))
         self.stats.subscribers = len(subscribers)
+        if self.config.group_members:  # groups (ocs/tools/sim/groups.py)
+            await share(self, subscribers[: self.config.group_members])
 
     # --- lifetime ------------------------------------------------------------------------------
 
