@@ -2331,15 +2331,22 @@ class ChargingCore:
     def _group_usage(
         self, group_id: str, member_id: str, rg_id: int, units: int, charge: int, now_ms: int
     ) -> None:
-        self._close_group_periods(now_ms)  # a period that ended before the tick came
+        self._close_group_period(group_id, now_ms)  # one that ended before the tick came
         self.groups.record_usage(self.catalog, group_id, member_id, rg_id, units, charge)
 
     def _close_group_periods(self, now_ms: int) -> None:
-        """Close the group periods that ended by `now_ms` (fee, apportionment record,
-        statements), each dated at its end."""
+        """At a tick: close group periods that ended by `now_ms` (fee, apportionment record,
+        statements), each dated at its end, at most `MAX_CLOSES_PER_TICK` of them."""
         due = self.groups.due_ms()
         if due is not None and due <= now_ms:
             self.groups.close_due(now_ms, self.catalog, self.ledger, self._write_group_record)
+
+    def _close_group_period(self, group_id: str | None, now_ms: int) -> None:
+        """Before a request that concerns the group: close its periods that ended by then."""
+        if group_id is not None:
+            self.groups.close_group(
+                group_id, now_ms, self.catalog, self.ledger, self._write_group_record
+            )
 
     def _write_group_record(self, record: dict[str, Any], start_ms: int, end_ms: int) -> int:
         """Number an apportionment record and write it in the CDR stream with the fields every
@@ -2376,7 +2383,8 @@ class ChargingCore:
                 return _ADMIN_OK
             if named is not None:
                 return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
-        self._close_group_periods(now_ms)
+        self._close_group_period(self.groups.member_of.get(member_id), now_ms)
+        self._close_group_period(amr.group_account_id, now_ms)
         if op is AccountOperation.GROUP_JOIN:
             group_id = amr.group_account_id
             if group_id is None:
@@ -2397,7 +2405,7 @@ class ChargingCore:
     def _group_statement(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
         """STATEMENT (docs/protocol.md): a member's statement of the period holding
         `Period-Start` (absent: its latest closed period, else its open one)."""
-        self._close_group_periods(now_ms)
+        self._close_group_period(self.groups.member_of.get(amr.account_id), now_ms)
         at_ms = amr.period_start * MS if amr.period_start is not None else None
         found = self.groups.statement(self.catalog, amr.account_id, at_ms)
         shown: WireStatement | None = None

@@ -390,3 +390,40 @@ def test_advice_of_charge_shows_the_group_balance(h: Harness) -> None:
     # 100 EUR less the 1 MiB grant reserved (0.001 EUR): 99.999 EUR = 99999 x 10^-3
     assert (remaining.unit_value.value_digits, remaining.unit_value.exponent) == (99_999, -3)
     h.cca(ccr("aoc", TERMINATION, 1, mscc(10, used=(usu(octets=MiB),))), NOV_15 + 1)
+
+
+def test_a_busy_midnight_is_closed_over_several_ticks(
+    monkeypatch: pytest.MonkeyPatch, h: Harness
+) -> None:
+    monkeypatch.setattr("ocs.core.groups.MAX_CLOSES_PER_TICK", 2)
+    for g in ("g1", "g2", "g3"):
+        h.account(g, f"4917000002{g[1]}0", GROUP_START, now_ms=NOV_1)
+        h.account(f"{g}m", f"4917000002{g[1]}1", EUR, now_ms=NOV_1)
+        joined = h.ama(
+            group_amr(AccountOperation.GROUP_JOIN, f"{g}m", group=g, package="family"), NOV_1
+        )
+        assert joined.result_code == 2001
+    assert h.tick(DEC_1)  # two of the three
+    assert [r["accountId"] for r in h.cdrs()] == ["g1", "g2"]
+    assert h.core.due(DEC_1 + 1000)  # the third is still due: the next tick closes it
+    assert h.tick(DEC_1 + 1000)
+    assert [r["accountId"] for r in h.cdrs()] == ["g1", "g2", "g3"]
+    # dated at the instant all the same
+    assert {r["recordClosingTime"] for r in h.cdrs()} == {"2026-11-30T23:00:00.000Z"}
+    assert not h.core.due(DEC_1 + 2000)
+
+
+def test_a_members_report_after_the_end_closes_its_group_first(h: Harness) -> None:
+    family(h)
+    # before any tick, a report of alice after the end: November is closed first (with what
+    # was reported in November), then the report counts for December
+    session(h, "late", "491700000101", DATA, 10, usu(octets=GiB), DEC_1 + 60_000)
+    first = h.cdrs()
+    # the apportionment record comes first: the report closed November before it was recorded
+    assert [r["recordType"] for r in first][-2:] == ["apportionment", "session"]
+    record = next(r for r in first if r["recordType"] == "apportionment")
+    alice = next(m for m in record["apportionment"] if m["accountId"] == "alice")
+    assert {s["service"]: s["units"] for s in alice["services"]}["data"] == 0
+    december = shown(statement(h, "alice", DEC_1 + 120_000, DEC_1 // 1000 + 60))
+    assert december["share"] is None  # the open period: December
+    assert december["services"]["data"][0] == GiB
