@@ -5,8 +5,9 @@ is an ordinary account that owns a package of the catalog (`rating.packages.Pack
 accounts join it (GROUP_JOIN) and leave it (GROUP_LEAVE) at the time of their request. While an
 account is a member, the usage of its subscribers' sessions is reserved on and charged to the
 group account's money (the charging core asks `payer`), limited by the package's per-member
-cap; each charge is recorded here per member, service and period. When a period ends (a TICK,
-or any group operation, at or after its end instant; dated at the instant), the package fee is
+cap; each charge is recorded here per member, service and period. When a period ends (a TICK at
+or after its end instant, `MAX_CLOSES_PER_TICK` groups at most; or a request concerning the
+group after it; dated at the instant), the package fee is
 debited from the group account through the ledger (operation id
 ``group-fee|<group>|<period start ms>``: applied once), apportioned between the members
 (`rating.packages.apportion`), written as an ``apportionment`` record in the CDR stream, and
