@@ -231,6 +231,9 @@ class AccountOperation(enum.IntEnum):
     SUBSCRIBE = 14  # extension (docs/protocol.md, offers): take an offer of the catalog
     UNSUBSCRIBE = 15  # extension (docs/protocol.md, offers): give an offer up
     LOAN = 20  # extension (docs/protocol.md, LOAN): take an airtime loan (ocs/core/loans.py)
+    GROUP_JOIN = 17  # extension (docs/protocol.md): a member joins a group account's package
+    GROUP_LEAVE = 18  # extension (docs/protocol.md): a member leaves its group
+    STATEMENT = 19  # extension (docs/protocol.md): a member's statement of a period
 
 
 class AccountStatus(enum.IntEnum):

@@ -265,6 +265,17 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Loan-Principal-Due", 45, T.INTEGER64, False, "docs/protocol.md, LOAN"),
     ("Loan-Fee-Due", 46, T.INTEGER64, False, "docs/protocol.md, LOAN"),
     ("Loan-Balance", 47, T.INTEGER64, False, "docs/protocol.md, LOAN"),
+    # groups: docs/protocol.md, "Extension: shared group packages" (codes 30-39)
+    ("Group-Account-Id", 30, T.UTF8_STRING, False, "docs/protocol.md, GROUP_JOIN"),
+    ("Package-Name", 31, T.UTF8_STRING, False, "docs/protocol.md, GROUP_JOIN"),
+    ("Statement", 32, T.GROUPED, False, "docs/protocol.md, STATEMENT"),
+    ("Statement-Service", 33, T.GROUPED, False, "docs/protocol.md, STATEMENT"),
+    ("Service-Name", 34, T.UTF8_STRING, False, "docs/protocol.md, STATEMENT"),
+    ("Used-Units", 35, T.UNSIGNED64, False, "docs/protocol.md, STATEMENT"),
+    ("Usage-Charge", 36, T.INTEGER64, False, "docs/protocol.md, STATEMENT"),
+    ("Share", 37, T.INTEGER64, False, "docs/protocol.md, STATEMENT"),
+    ("Period-Start", 38, T.TIME, False, "docs/protocol.md, STATEMENT"),
+    ("Period-End", 39, T.TIME, False, "docs/protocol.md, STATEMENT"),
 )
 
 

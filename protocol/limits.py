@@ -130,3 +130,7 @@ MAX_LOG_EXCEPTION: Final = 8192
 
 #: Longest `Offer-Name` (characters); the catalog's offer names are 1 to 64 characters.
 MAX_OFFER_NAME_LENGTH: Final = 64
+# --- groups (docs/protocol.md, "Extension: shared group packages") ------------------------------
+
+#: Package-Name of GROUP_JOIN, characters (a catalog package's name has the same bound).
+MAX_PACKAGE_NAME_LENGTH: Final = 64

@@ -51,6 +51,7 @@ from protocol.limits import (
     MAX_MSCC,
     MAX_OFFER_NAME_LENGTH,
     MAX_OPERATION_ID_LENGTH,
+    MAX_PACKAGE_NAME_LENGTH,
     MAX_REQUEST_NUMBER,
     MAX_SESSION_ID_LENGTH,
     MAX_SUBSCRIPTION_DATA_LENGTH,
@@ -85,6 +86,9 @@ Amount = Annotated[int, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 CreditLimit = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
 CurrencyCode = Annotated[int, msgspec.Meta(ge=0, le=MAX_CURRENCY_CODE)]
 EventTime = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_S)]  # Event-Timestamp
+PackageNameText = Annotated[  # groups
+    str, msgspec.Meta(min_length=1, max_length=MAX_PACKAGE_NAME_LENGTH)
+]
 
 _ACRONYMS = {"cc": "CC", "ip": "IP", "avp": "AVP", "aoc": "AoC"}
 
@@ -263,6 +267,29 @@ class Catalog(Avps, frozen=True, kw_only=True):
     catalog_source: str | None = None
 
 
+class StatementService(Avps, frozen=True, kw_only=True):
+    """One service of a `Statement` (groups; docs/protocol.md, STATEMENT): units used,
+    money charged for them, the member's share of the service's part of the fee."""
+
+    service_name: str
+    used_units: Unsigned64
+    usage_charge: Integer64
+    share: Integer64 | None = None
+
+
+class Statement(Avps, frozen=True, kw_only=True):
+    """The `Statement` map of an AMA answering STATEMENT (groups; docs/protocol.md): a
+    member's period of a group package. `Share` is absent while the period is open."""
+
+    group_account_id: str
+    package_name: str
+    period_start: Time
+    period_end: Time
+    statement_service: tuple[StatementService, ...]
+    usage_charge: Integer64
+    share: Integer64 | None = None
+
+
 # --- base protocol (application 0) ------------------------------------------------------------
 
 
@@ -393,6 +420,10 @@ class AMR(Request, frozen=True, kw_only=True):
     operation_id: OperationIdText | None = None
     session_id: SessionIdText | None = None  # TERMINATE_SESSION (docs/protocol.md)
     offer_name: OfferNameText | None = None  # SUBSCRIBE, UNSUBSCRIBE (docs/protocol.md)
+    # groups: GROUP_JOIN, STATEMENT (docs/protocol.md, "Extension: shared group packages")
+    group_account_id: AccountIdText | None = None
+    package_name: PackageNameText | None = None
+    period_start: EventTime | None = None
 
 
 class AMA(Answer, frozen=True, kw_only=True):
@@ -401,6 +432,7 @@ class AMA(Answer, frozen=True, kw_only=True):
     cdr_file: str | None = None  # CDR_ROTATE: the name of the file it completed (docs/protocol.md)
     catalog: Catalog | None = None  # CATALOG_SHOW (docs/protocol.md)
     listed_account_id: tuple[str, ...] | None = None  # LIST (docs/protocol.md)
+    statement: Statement | None = None  # STATEMENT (docs/protocol.md; groups)
 
 
 class ErrorAnswer(Answer, frozen=True, kw_only=True):

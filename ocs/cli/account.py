@@ -1,5 +1,6 @@
 """``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``,
-``subscribe|unsubscribe|loan``: account administration for operators.
+``subscribe|unsubscribe|loan|group-join|group-leave|statement``: account administration for
+operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
 ``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
@@ -24,6 +25,8 @@ money balance, its allowances given at once) and ``unsubscribe`` gives it up (bo
 an amount the catalog's loan policy offers, while the balance is at or below its threshold;
 it carries an ``Operation-Id`` like CREDIT. ``get`` then shows the loan balance and the loans
 outstanding (principal + fee owed); the next top-ups repay them first.
+``group-join``, ``group-leave`` and ``statement`` administer shared group packages
+(`ocs.cli.account_groups`, docs/accounts.md).
 
 ``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
 intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
@@ -290,6 +293,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("offer_name", metavar="OFFER")
         p.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
         p.set_defaults(func=run, operation=op, settings=ClientSettings(p, CLIENT_KEYS))
+    from ocs.cli import account_groups  # groups: group-join, group-leave, statement
+
+    account_groups.register(sub, common, CLIENT_KEYS)
 
     terminate = sub.add_parser(
         "terminate-session",

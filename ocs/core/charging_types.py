@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
+from ocs.core.groups import GroupsState
 from ocs.core.offers import HoldPart, OffersState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
@@ -258,6 +259,8 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # Loans (layout 5): the loan book's snapshot (`ocs.core.loans.LoanState`, msgpack); b""
     # in a snapshot of an earlier layout (no loans).
     loans: bytes = b""
+    # groups (layout 5): shared group packages, members, usage, statements (ocs/core/groups.py)
+    groups: GroupsState | None = None
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()
