@@ -49,6 +49,7 @@ from ocs.core.charging import (
     iso_ms,
     settings_input,
 )
+from ocs.core.history import DEFAULT_HISTORY_LIMIT
 from ocs.core.ledger import Ledger
 from ocs.edge.catalog_files import catalog_text
 from ocs.edge.cdr_files import CdrError, CdrWriter, read_lines
@@ -112,6 +113,8 @@ class NodeConfig:
     min_tcc_s: int = 120
     # how far back a refund may draw on DIRECT_DEBITING (WIRE.md 5.4); journaled when changed
     refund_window_s: int = DEFAULT_REFUND_WINDOW_S
+    # movements kept per account (ocs/core/history.py); journaled when changed
+    history_limit: int = DEFAULT_HISTORY_LIMIT
     # capture checkpoints in a forked child (the loop keeps serving) rather than on the loop
     fork_checkpoints: bool = True
     # HOST:PORT of the HTTP listener for metrics, readiness and status (None: no metrics)
@@ -442,8 +445,12 @@ class Node:
             _startup_failed(config, failed)
             await node.close()
             raise failed
-        if core.refund_window_s != config.refund_window_s and not node._put_settings(
-            Settings(refund_window_s=config.refund_window_s)
+        settings = Settings(
+            refund_window_s=config.refund_window_s, history_limit=config.history_limit
+        )
+        in_force = (core.refund_window_s, core.history.limit)
+        if in_force != (settings.refund_window_s, settings.history_limit) and not (
+            node._put_settings(settings)
         ):
             failed = RecoveryError("the settings could not be put in force (input.failed says why)")
             _startup_failed(config, failed)

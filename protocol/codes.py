@@ -221,6 +221,24 @@ class AccountOperation(enum.IntEnum):
     CLOSE = 11  # extension (docs/protocol.md): remove a settled account without sessions
     LIST = 12  # extension (docs/protocol.md): Account-Ids in order, a page at a time
     SEARCH = 13  # extension (docs/protocol.md): the account holding a Subscription-Id
+    HISTORY = 22  # extension (docs/protocol.md): the account's last movements of money and units
+
+
+class MovementKind(enum.IntEnum):
+    """`Movement-Kind` of a HISTORY answer (docs/protocol.md, *Extension: history*)."""
+
+    OPENING = 1  # CREATE's initial balance
+    CHARGE = 2  # usage charged (a CDR: session or DIRECT_DEBITING event)
+    REFUND = 3  # REFUND_ACCOUNT event (a CDR with a negative charge)
+    CREDIT = 4  # administrative CREDIT (a top-up)
+    DEBIT = 5  # administrative DEBIT
+    FEE = 6  # an offer's fee at its renewal
+    RENEWAL = 7  # an offer's allowances renewed (units)
+    LOAN = 8  # a loan's principal credited
+    LOAN_FEE = 9  # a loan's fee
+    REPAYMENT = 10  # a top-up's part that repaid a loan
+    APPORTIONMENT = 11  # a member's share of a group package's fee
+    UNIT_DRAW = 12  # units drawn from an allowance
 
 
 class AccountStatus(enum.IntEnum):

@@ -247,6 +247,14 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Estimate", 18, T.ENUMERATED, False, "docs/protocol.md, Estimate"),
     ("Listed-Account-Id", 19, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
+    ("History-Limit", 50, T.UNSIGNED32, False, "docs/protocol.md, HISTORY"),
+    ("History-Before", 51, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Movement", 52, T.GROUPED, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Sequence", 53, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Kind", 54, T.ENUMERATED, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Units", 55, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Record", 56, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Count", 57, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
 )
 
 

@@ -34,6 +34,7 @@ from protocol.codes import (
     DisconnectCause,
     Estimate,
     FinalUnitAction,
+    MovementKind,
     ReAuthRequestType,
     RedirectAddressType,
     ReportingReason,
@@ -45,6 +46,7 @@ from protocol.limits import (
     MAX_ACCOUNT_ID_LENGTH,
     MAX_AMOUNT,
     MAX_CURRENCY_CODE,
+    MAX_HISTORY_PAGE,
     MAX_IDENTITY_LENGTH,
     MAX_LIST_LENGTH,
     MAX_MSCC,
@@ -230,6 +232,22 @@ class Catalog(Avps, frozen=True, kw_only=True):
     catalog_source: str | None = None
 
 
+class Movement(Avps, frozen=True, kw_only=True):
+    """One `Movement` of an AMA answering HISTORY (docs/protocol.md, *Extension: history*):
+    its number for the account, when (`Event-Timestamp`), what, the change of the money
+    balance (`Amount`, micro-units, negative for a charge), and as the case needs the units and
+    their rating group, the CDR's `recordSequenceNumber` and the Operation-Id."""
+
+    movement_sequence: Unsigned64
+    event_timestamp: Time
+    movement_kind: MovementKind
+    amount: Integer64
+    movement_units: Unsigned64 | None = None
+    rating_group: Unsigned32 | None = None
+    movement_record: Unsigned64 | None = None
+    operation_id: str | None = None
+
+
 # --- base protocol (application 0) ------------------------------------------------------------
 
 
@@ -359,6 +377,9 @@ class AMR(Request, frozen=True, kw_only=True):
     account_status: AccountStatus | None = None
     operation_id: OperationIdText | None = None
     session_id: SessionIdText | None = None  # TERMINATE_SESSION (docs/protocol.md)
+    # HISTORY (docs/protocol.md): how many movements at most, and below which number
+    history_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_PAGE)] | None = None
+    history_before: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
 
 
 class AMA(Answer, frozen=True, kw_only=True):
@@ -367,6 +388,9 @@ class AMA(Answer, frozen=True, kw_only=True):
     cdr_file: str | None = None  # CDR_ROTATE: the name of the file it completed (docs/protocol.md)
     catalog: Catalog | None = None  # CATALOG_SHOW (docs/protocol.md)
     listed_account_id: tuple[str, ...] | None = None  # LIST (docs/protocol.md)
+    # HISTORY (docs/protocol.md): how many movements the account ever had; the page, newest first
+    movement_count: Unsigned64 | None = None
+    movement: tuple[Movement, ...] | None = None
 
 
 class ErrorAnswer(Answer, frozen=True, kw_only=True):

@@ -61,6 +61,7 @@ from ocs.core.charging_types import (
     unpack_session,
 )
 from ocs.core.due import DueSet
+from ocs.core.history import History, history_page, record_cdr
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.outcomes import Outcome, error_message, result_code
@@ -74,6 +75,7 @@ from protocol.codes import (
     CheckBalanceResult,
     CommandCode,
     Estimate,
+    MovementKind,
     RedirectAddressType,
     RequestedAction,
     SubscriptionIdType,
@@ -336,6 +338,8 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
+        # --- history (ocs/core/history.py): every account's last movements of money and units
+        self.history = History()
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -548,6 +552,8 @@ class ChargingCore:
             return self._list(now_ms, origin_host, end_to_end, amr.account_id)
         if amr.account_operation is AccountOperation.SEARCH:
             return self._search(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.HISTORY:  # history (ocs/core/history.py)
+            return self._history(now_ms, origin_host, end_to_end, amr)
         outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr, identity_rules)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         answer = AMA(
@@ -1623,6 +1629,7 @@ class ChargingCore:
 
     def _apply_settings(self, settings: Settings) -> None:
         self.refund_window_s = settings.refund_window_s
+        self.history.set_limit(settings.history_limit)
         self._reschedule_refunds()
 
     def _refund_expiry_s(self, entry: RefundableDebit) -> int:
@@ -1822,6 +1829,11 @@ class ChargingCore:
                 balance=amr.amount or 0,
             )
             if outcome.ok:
+                if amr.amount:  # history: the opening balance
+                    self.history.record(
+                        account_id, now_ms, MovementKind.OPENING, amr.amount,
+                        operation_id=amr.operation_id,
+                    )  # fmt: skip
                 return _ADMIN_OK
             # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
             return Outcome.INVALID, _create_failed_avp(amr, outcome.detail), outcome.detail
@@ -1852,6 +1864,7 @@ class ChargingCore:
                 if named is not None and named != what and self.ledger.recall(op_id):
                     return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
                 self._name_operation(amr.operation_id, what, op_id)
+            applied_before = self.ledger.recall(op_id) is not None  # history: a retry
             if op is AccountOperation.CREDIT:
                 outcome = self.ledger.credit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
@@ -1863,6 +1876,14 @@ class ChargingCore:
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
             if outcome.ok:
+                if not applied_before:  # history: the credit or debit
+                    credit = op is AccountOperation.CREDIT
+                    self.history.record(
+                        account_id, now_ms,
+                        MovementKind.CREDIT if credit else MovementKind.DEBIT,
+                        amount if credit else -amount,
+                        operation_id=amr.operation_id,
+                    )  # fmt: skip
                 return _ADMIN_OK
             if outcome.code is Code.INSUFFICIENT_FUNDS:
                 return Outcome.INSUFFICIENT_FUNDS, failed_amount, ""
@@ -1927,6 +1948,7 @@ class ChargingCore:
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
             if not outcome.ok:  # reserved without a session (not expected): not settled
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            self.history.forget(account_id)  # history: dropped with the account
             return _ADMIN_OK
         if amr.account_status is None and amr.credit_limit is None and subs is None:
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
@@ -2008,6 +2030,26 @@ class ChargingCore:
             account=self._account_map(view) if view is not None else None,
             error_message=error_message(outcome, detail),
             failed_avp=failed,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    def _history(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        """HISTORY (docs/protocol.md, *Extension: history*): the account's movements kept in
+        memory, newest first, at most `History-Limit`, numbered below `History-Before`."""
+        known = self.ledger.standing(amr.account_id) is not None
+        outcome = Outcome.OK if known else Outcome.UNKNOWN_ACCOUNT
+        count, movements = history_page(self.history, amr)
+        ok = outcome is Outcome.OK
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            error_message=error_message(outcome),
+            failed_avp=None if ok else {"Account-Id": amr.account_id},
+            movement_count=count if ok else None,
+            movement=movements if ok else None,
         )
         body = encode_body(answer)
         self._remember(now_ms, origin_host, end_to_end, answer, body)
@@ -2108,6 +2150,10 @@ class ChargingCore:
         if session.service_information is not None:
             record["serviceInformation"] = session.service_information
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        record_cdr(  # history: the charge, per rating group, under the CDR's number
+            self.history, session.account_id, now_ms, seq,
+            [(c.rating_group, c.units, c.charge) for c in containers], refund=False,
+        )  # fmt: skip
         session.containers = []
         session.record_opened_ms = now_ms
 
@@ -2162,6 +2208,11 @@ class ChargingCore:
         if ccr.service_information is not None:
             record["serviceInformation"] = ccr.service_information
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        record_cdr(  # history: the debit or refund, per rating group, under the CDR's number
+            self.history, account_id, now_ms, seq,
+            [(rg.id, units, charge) for _, rg, units, charge in priced if rg is not None],
+            refund=sign < 0,
+        )  # fmt: skip
 
     # --- snapshot ------------------------------------------------------------------------------
 
@@ -2194,6 +2245,8 @@ class ChargingCore:
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
+                history=self.history.state(),
+                history_limit=self.history.limit,
             )
         )
 
@@ -2261,6 +2314,8 @@ class ChargingCore:
             tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
+        self.history = History(state.history_limit)  # history: empty before layout 5
+        self.history.restore(state.history)
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
         """The session's id and account id as the ledger holds them (as reservation owner, as

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
+from ocs.core.history import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
 from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
@@ -88,6 +89,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refund_window_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_REFUND_WINDOW_S)] = (
         DEFAULT_REFUND_WINDOW_S
     )
+    # movements kept per account (ocs/core/history.py; docs/protocol.md "Extension: history")
+    history_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_LIMIT)] = DEFAULT_HISTORY_LIMIT
 
 
 _SETTINGS_ENCODER: Final = msgspec.msgpack.Encoder()
@@ -209,8 +212,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
-#: estimate session for a real one, so it must refuse the snapshot).
-CORE_LAYOUT: Final = 4
+#: estimate session for a real one, so it must refuse the snapshot). 5: this build (`history`,
+#: `history_limit`: the last movements of every account, ocs/core/history.py).
+CORE_LAYOUT: Final = 5
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -243,6 +247,10 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # The last movements of every account (layout 5, ocs/core/history.py: account id -> its
+    # packed history) and how many are kept per account (`Settings.history_limit`).
+    history: dict[str, bytes] = {}
+    history_limit: int = DEFAULT_HISTORY_LIMIT
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()
