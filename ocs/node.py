@@ -51,6 +51,7 @@ from ocs.core.charging import (
 )
 from ocs.core.history import DEFAULT_HISTORY_LIMIT
 from ocs.core.ledger import Ledger
+from ocs.edge.audit import log_admin
 from ocs.edge.catalog_files import catalog_text
 from ocs.edge.cdr_files import CdrError, CdrWriter, read_lines
 from ocs.edge.group_commit import DurabilityError, GroupCommit
@@ -673,12 +674,24 @@ class Node:
     def _amr(self, ctx: RequestContext, message: AMR) -> bytes | Callable[[], AMA]:
         origin = _peer_identity(ctx)
         if message.account_operation is AccountOperation.CDR_ROTATE:
-            return partial(self._rotation_answer, message, origin)
+            return partial(self._rotation_answer, message, origin, ctx.header.end_to_end)
         try:
             result = self.core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         except Exception as exc:
             raise self._request_failed(exc, ctx, origin, None) from None
         self._record(ctx, origin, result, CommandCode.ACCOUNT_MANAGEMENT)
+        # audit (ocs/edge/audit.py): logged once the journal holds the request
+        with contextlib.suppress(DurabilityError):
+            self.commit.defer(
+                partial(
+                    log_admin,
+                    message,
+                    peer=origin,
+                    end_to_end=ctx.header.end_to_end,
+                    result_code=result.answer.result_code,
+                    duplicate=result.duplicate,
+                )
+            )
         return result.body
 
     def _request_failed(
@@ -794,19 +807,24 @@ class Node:
             with contextlib.suppress(DurabilityError):
                 self.commit.defer(partial(self._rotate_cdrs, "signal"))
 
-    def _rotation_answer(self, message: AMR, origin: str) -> AMA:
+    def _rotation_answer(self, message: AMR, origin: str, end_to_end: int) -> AMA:
         """The answer to a CDR_ROTATE (docs/protocol.md), made when group commit sends it: the
         journal is durable through every request before it, and their CDRs are written."""
         cfg = self.server.config
         try:
             complete = self._rotate_cdrs("request", peer=origin)
         except CdrError:
+            log_admin(  # audit
+                message, peer=origin, end_to_end=end_to_end,
+                result_code=ResultCode.UNABLE_TO_COMPLY,
+            )  # fmt: skip
             return AMA(
                 result_code=ResultCode.UNABLE_TO_COMPLY,
                 origin_host=cfg.origin_host,
                 origin_realm=cfg.origin_realm,
                 error_message="the CDR files failed; the server stops",
             )
+        log_admin(message, peer=origin, end_to_end=end_to_end, result_code=ResultCode.SUCCESS)
         return AMA(
             result_code=ResultCode.SUCCESS,
             origin_host=cfg.origin_host,
