@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 from structlog.testing import capture_logs
 
-from protocol.codes import AccountOperation, AccountStatus
+from protocol.codes import AccountOperation, AccountStatus, SubscriptionIdType
 from protocol.messages import AMA, AMR, SubscriptionId
 from tests.charging.conftest import EUR, amr
 from tests.charging.peer import UPF, Peer
@@ -22,7 +22,9 @@ OP = AccountOperation
 
 def _requests() -> list[tuple[AMR, int]]:
     """One request of every operation, with the Result-Code it gets in this order."""
-    sub = SubscriptionId(subscription_id_type=0, subscription_id_data="491700000077")
+    sub = SubscriptionId(
+        subscription_id_type=SubscriptionIdType.END_USER_E164, subscription_id_data="491700000077"
+    )
     create = msgspec.structs.replace(
         amr(OP.CREATE, "aud", amount=3 * EUR, operation_id="c-1"), subscription_id=(sub,)
     )
