@@ -688,7 +688,7 @@ class Node:
                     message,
                     peer=origin,
                     end_to_end=ctx.header.end_to_end,
-                    result_code=result.answer.result_code,
+                    answer=result.answer,
                     duplicate=result.duplicate,
                 )
             )
@@ -814,23 +814,22 @@ class Node:
         try:
             complete = self._rotate_cdrs("request", peer=origin)
         except CdrError:
-            log_admin(  # audit
-                message, peer=origin, end_to_end=end_to_end,
-                result_code=ResultCode.UNABLE_TO_COMPLY,
-            )  # fmt: skip
-            return AMA(
+            failed = AMA(
                 result_code=ResultCode.UNABLE_TO_COMPLY,
                 origin_host=cfg.origin_host,
                 origin_realm=cfg.origin_realm,
                 error_message="the CDR files failed; the server stops",
             )
-        log_admin(message, peer=origin, end_to_end=end_to_end, result_code=ResultCode.SUCCESS)
-        return AMA(
+            log_admin(message, peer=origin, end_to_end=end_to_end, answer=failed)  # audit
+            return failed
+        answer = AMA(
             result_code=ResultCode.SUCCESS,
             origin_host=cfg.origin_host,
             origin_realm=cfg.origin_realm,
             cdr_file=None if complete is None else complete.name,
         )
+        log_admin(message, peer=origin, end_to_end=end_to_end, answer=answer)  # audit
+        return answer
 
     def _rotate_cdrs(self, reason: str, **fields: object) -> Path | None:
         """Close the current CDR file with every CDR whose journal record is durable (in

@@ -222,6 +222,7 @@ class AccountOperation(enum.IntEnum):
     LIST = 12  # extension (docs/protocol.md): Account-Ids in order, a page at a time
     SEARCH = 13  # extension (docs/protocol.md): the account holding a Subscription-Id
     HISTORY = 22  # extension (docs/protocol.md): the account's last movements of money and units
+    CREATE_BULK = 23  # extension (docs/protocol.md): up to 128 CREATEs in one request
 
 
 class MovementKind(enum.IntEnum):

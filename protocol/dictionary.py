@@ -255,6 +255,8 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Movement-Units", 55, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
     ("Movement-Record", 56, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
     ("Movement-Count", 57, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Bulk-Account", 58, T.GROUPED, False, "docs/protocol.md, CREATE_BULK"),
+    ("Bulk-Result", 59, T.GROUPED, False, "docs/protocol.md, CREATE_BULK"),
 )
 
 

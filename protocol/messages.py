@@ -45,6 +45,7 @@ from protocol.codes import (
 from protocol.limits import (
     MAX_ACCOUNT_ID_LENGTH,
     MAX_AMOUNT,
+    MAX_BULK_ACCOUNTS,
     MAX_CURRENCY_CODE,
     MAX_HISTORY_PAGE,
     MAX_IDENTITY_LENGTH,
@@ -248,6 +249,28 @@ class Movement(Avps, frozen=True, kw_only=True):
     operation_id: str | None = None
 
 
+class BulkAccount(Avps, frozen=True, kw_only=True):
+    """One account of a CREATE_BULK (docs/protocol.md, *Extension: bulk create*): the keys
+    of a CREATE."""
+
+    account_id: AccountIdText
+    subscription_id: (
+        Annotated[tuple[SubscriptionId, ...], msgspec.Meta(max_length=MAX_SUBSCRIPTION_IDS)] | None
+    ) = None
+    amount: Amount | None = None
+    credit_limit: CreditLimit | None = None
+    currency_code: CurrencyCode | None = None
+
+
+class BulkResult(Avps, frozen=True, kw_only=True):
+    """A refused account of a CREATE_BULK: its Account-Id, the Result-Code and Error-Message
+    (the fixed text) a CREATE of it would have been answered."""
+
+    account_id: str
+    result_code: Unsigned32
+    error_message: str | None = None
+
+
 # --- base protocol (application 0) ------------------------------------------------------------
 
 
@@ -380,6 +403,11 @@ class AMR(Request, frozen=True, kw_only=True):
     # HISTORY (docs/protocol.md): how many movements at most, and below which number
     history_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_PAGE)] | None = None
     history_before: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
+    # CREATE_BULK (docs/protocol.md): the accounts to create, each as a CREATE
+    bulk_account: (
+        Annotated[tuple[BulkAccount, ...], msgspec.Meta(min_length=1, max_length=MAX_BULK_ACCOUNTS)]
+        | None
+    ) = None
 
 
 class AMA(Answer, frozen=True, kw_only=True):
@@ -391,6 +419,8 @@ class AMA(Answer, frozen=True, kw_only=True):
     # HISTORY (docs/protocol.md): how many movements the account ever had; the page, newest first
     movement_count: Unsigned64 | None = None
     movement: tuple[Movement, ...] | None = None
+    # CREATE_BULK (docs/protocol.md): the accounts refused, in the request's order
+    bulk_result: tuple[BulkResult, ...] | None = None
 
 
 class ErrorAnswer(Answer, frozen=True, kw_only=True):

@@ -31,6 +31,7 @@ from typing import Any, Final
 import msgspec
 
 from ocs.core.accounts import AccountStatus, AccountView, SubscriberIdentity, SubscriptionType
+from ocs.core.bulk import create_bulk
 from ocs.core.charging_types import (
     CDR_ENCODER,
     CORE_LAYOUT,
@@ -554,6 +555,8 @@ class ChargingCore:
             return self._search(now_ms, origin_host, end_to_end, amr)
         if amr.account_operation is AccountOperation.HISTORY:  # history (ocs/core/history.py)
             return self._history(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.CREATE_BULK:  # bulk (ocs/core/bulk.py)
+            return self._create_bulk(now_ms, origin_host, end_to_end, amr, identity_rules)
         outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr, identity_rules)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         answer = AMA(
@@ -2050,6 +2053,31 @@ class ChargingCore:
             failed_avp=None if ok else {"Account-Id": amr.account_id},
             movement_count=count if ok else None,
             movement=movements if ok else None,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    def _create_bulk(
+        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR, identity_rules: bool
+    ) -> Result:
+        """CREATE_BULK (docs/protocol.md, *Extension: bulk create*): each `Bulk-Account` as
+        a CREATE; the answer lists the refused ones."""
+        if amr.bulk_account is None:
+            outcome, failed = Outcome.MISSING_AVP, {"Bulk-Account": None}
+            refused = None
+        else:
+            outcome, failed = Outcome.OK, None
+            refused = create_bulk(
+                amr, lambda one: self._admin(now_ms, origin_host, end_to_end, one, identity_rules)
+            )
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            error_message=error_message(outcome, "Bulk-Account" if failed else ""),
+            failed_avp=failed,
+            bulk_result=refused,
         )
         body = encode_body(answer)
         self._remember(now_ms, origin_host, end_to_end, answer, body)

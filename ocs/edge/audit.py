@@ -6,8 +6,11 @@ account, the amount and the other values it set) and the answer (Result-Code).
 The node logs it once the journal holds the request durably (a group-commit callback), so a
 line never tells of a request a crash then undid; a duplicate answered from the cache is
 logged too, marked ``duplicate=True``. A CDR_ROTATE, which is not journaled, is logged when it
-is answered. Values come from the decoded request: they are within the protocol's domains
-(strings at most 256 characters, cut by the log processor otherwise).
+is answered. A CREATE_BULK is one line for its batch: `accounts` (how many),
+`first_account`, `last_account`, `amount` (their opening balances together) and `refused`
+(how many were refused); each account is in the journal (`ocs journal show`). Values come
+from the decoded request: they are within the protocol's domains (strings longer than 256
+characters are cut by the log processor).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from protocol.messages import AMR
+from protocol.messages import AMA, AMR, Answer
 
 log = structlog.get_logger("ocs.audit")
 
@@ -45,18 +48,27 @@ def audit_fields(message: AMR) -> dict[str, Any]:
         ]
     if message.session_id is not None:
         fields["session"] = message.session_id
+    if message.bulk_account:  # CREATE_BULK: one line for the batch
+        batch = message.bulk_account
+        fields["accounts"] = len(batch)
+        fields["first_account"] = batch[0].account_id
+        fields["last_account"] = batch[-1].account_id
+        fields["amount"] = sum(a.amount or 0 for a in batch)
     return fields
 
 
 def log_admin(
-    message: AMR, *, peer: str, end_to_end: int, result_code: int, duplicate: bool = False
+    message: AMR, *, peer: str, end_to_end: int, answer: Answer, duplicate: bool = False
 ) -> None:
     """Log one administrative request and its answer (`admin.operation`)."""
+    fields = audit_fields(message)
+    if isinstance(answer, AMA) and answer.bulk_result is not None:
+        fields["refused"] = len(answer.bulk_result)
     log.info(
         "admin.operation",
         peer=peer,
         end_to_end=end_to_end,
-        **audit_fields(message),
-        result_code=result_code,
+        **fields,
+        result_code=answer.result_code,
         duplicate=duplicate,
     )

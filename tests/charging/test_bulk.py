@@ -1,0 +1,111 @@
+"""CREATE_BULK (docs/protocol.md, *Extension: bulk create*; ocs/core/bulk.py): each account of
+the batch created or refused as its CREATE would be, on its own; the answer lists the refused
+ones; one journaled input that replays to the same accounts; the batch's bound; the audit line
+of a batch over 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from structlog.testing import capture_logs
+
+from protocol.codec import ProtocolError, decode_body, encode_body
+from protocol.codes import AccountOperation, CommandCode, MovementKind, SubscriptionIdType
+from protocol.limits import MAX_BULK_ACCOUNTS
+from protocol.messages import AMA, AMR, BulkAccount, SubscriptionId
+from tests.charging.conftest import EUR, PEAK, Harness, amr
+from tests.charging.peer import UPF, Peer
+from tests.charging.test_server_e2e import running
+
+E164 = SubscriptionIdType.END_USER_E164
+
+
+def entry(account_id: str, msisdn: str | None, amount: int = EUR) -> BulkAccount:
+    subs = (
+        None
+        if msisdn is None
+        else (SubscriptionId(subscription_id_type=E164, subscription_id_data=msisdn),)
+    )
+    return BulkAccount(account_id=account_id, subscription_id=subs, amount=amount)
+
+
+def bulk(*entries: BulkAccount) -> AMR:
+    return msgspec.structs.replace(
+        amr(AccountOperation.CREATE_BULK, "-"), bulk_account=tuple(entries)
+    )
+
+
+def test_each_account_on_its_own_and_the_refused_listed(h: Harness) -> None:
+    h.account("old", "491700000000", EUR)
+    answer = h.ama(
+        bulk(
+            entry("b-1", "+491700000001"),
+            entry("old", "491700000009"),  # exists: refused, the next ones created all the same
+            entry("b-2", "12x"),  # not an E.164 number
+            entry("b-3", "491700000000"),  # "old"'s number
+            entry("b-4", None, 2 * EUR),
+            entry("b-1", "491700000005"),  # twice in one batch: the second exists
+        ),
+        PEAK + 1,
+    )
+    assert answer.result_code == 2001 and answer.account is None
+    assert [(r.account_id, r.result_code, r.error_message) for r in answer.bulk_result or ()] == [
+        ("old", 5004, "an account with this Account-Id exists already"),
+        ("b-2", 5004, "an E.164 Subscription-Id must be 1 to 15 digits (a leading + is removed)"),
+        ("b-3", 5004, "the Subscription-Id belongs to another account"),
+        ("b-1", 5004, "an account with this Account-Id exists already"),
+    ]
+    created = {v.account_id: v for v in h.ledger.accounts()}
+    assert sorted(created) == ["b-1", "b-4", "old"]
+    assert created["b-1"].subscriptions[0].data == "491700000001"  # normalised as at CREATE
+    assert created["b-4"].balance == 2 * EUR and created["old"].balance == EUR
+    # the opening balances are movements, as a CREATE's
+    hist = h.ama(msgspec.structs.replace(amr(AccountOperation.HISTORY, "b-4")), PEAK + 2)
+    assert [(m.movement_kind, m.amount) for m in hist.movement or ()] == [
+        (MovementKind.OPENING, 2 * EUR)
+    ]
+    # (the fixture then replays the journaled inputs: the same accounts, byte for byte)
+
+
+def test_a_bulk_without_accounts_is_refused(h: Harness) -> None:
+    answer = h.ama(amr(AccountOperation.CREATE_BULK, "-"), PEAK)
+    assert answer.result_code == 5005 and answer.failed_avp == {"Bulk-Account": None}
+    assert h.ledger.account_count == 0
+
+
+def test_the_batch_is_bounded() -> None:
+    """More than MAX_BULK_ACCOUNTS (or none) is refused by the codec: 5004, nothing applied."""
+    for count in (0, MAX_BULK_ACCOUNTS + 1):
+        entries = tuple(entry(f"x{i}", None) for i in range(count))
+        body = encode_body(bulk(*entries))
+        with pytest.raises(ProtocolError) as refused:
+            decode_body(CommandCode.ACCOUNT_MANAGEMENT, True, body)
+        assert refused.value.result_code == 5004
+    full = tuple(entry(f"x{i}", None) for i in range(MAX_BULK_ACCOUNTS))
+    assert decode_body(CommandCode.ACCOUNT_MANAGEMENT, True, encode_body(bulk(*full)))
+
+
+async def test_a_batch_over_127_0_0_1_is_one_audit_line(tmp_path: Path) -> None:
+    with capture_logs() as logs:
+        async with running(tmp_path / "data") as app:
+            client = await Peer().connect(app.server.port)
+            try:
+                batch = msgspec.structs.replace(
+                    bulk(entry("n-1", "4930001", 3 * EUR), entry("n-2", "4930001", EUR)),
+                    origin_host=UPF,
+                )
+                answer = await client.request(batch)
+                assert isinstance(answer, AMA) and answer.result_code == 2001
+                assert [r.account_id for r in answer.bulk_result or ()] == ["n-2"]
+                got = await client.request(
+                    msgspec.structs.replace(amr(AccountOperation.GET, "n-1"), origin_host=UPF)
+                )
+                assert isinstance(got, AMA) and got.account and got.account.balance == 3 * EUR
+            finally:
+                await client.close()
+    (line,) = [e for e in logs if e.get("operation") == "CREATE_BULK"]
+    assert line["event"] == "admin.operation" and line["peer"] == UPF
+    assert (line["accounts"], line["first_account"], line["last_account"]) == (2, "n-1", "n-2")
+    assert line["amount"] == 4 * EUR and line["refused"] == 1 and line["result_code"] == 2001
