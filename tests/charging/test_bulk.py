@@ -11,8 +11,9 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from protocol.codec import ProtocolError, decode_body, encode_body
+from protocol.codec import decode_body, encode_body
 from protocol.codes import AccountOperation, CommandCode, MovementKind, SubscriptionIdType
+from protocol.errors import ProtocolError
 from protocol.limits import MAX_BULK_ACCOUNTS
 from protocol.messages import AMA, AMR, BulkAccount, SubscriptionId
 from tests.charging.conftest import EUR, PEAK, Harness, amr
