@@ -110,43 +110,59 @@ class Row(msgspec.Struct, frozen=True):
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value.strip()
     if value is None:
         return ""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a string or an integer, got {value!r}")
-    return str(value).strip()
+    return str(value)
 
 
-def _row(line: int, values: dict[str, Any], micro: bool) -> Row:
-    from ocs.cli.account import parse_amount  # here: account imports this module
+_E164: Final = SubscriptionIdType.END_USER_E164
+_IMSI: Final = SubscriptionIdType.END_USER_IMSI
 
-    account_id = _text(values.get("account_id"))
-    if not account_id:
-        raise ValueError("account_id is empty")
-    msisdn = _text(values.get("msisdn"))
-    imsi = _text(values.get("imsi"))
-    subs = []
-    if msisdn:
-        subs.append(
-            SubscriptionId(
-                subscription_id_type=SubscriptionIdType.END_USER_E164, subscription_id_data=msisdn
+
+class _Rows:
+    """Rows from values, with the amounts of a file parsed once per distinct text (a file
+    repeats a few balances: parsing each again is most of the cost of a row)."""
+
+    def __init__(self, micro: bool) -> None:
+        from ocs.cli.account import parse_amount  # here: account imports this module
+
+        self.micro = micro
+        self.parse = parse_amount
+        self.amounts: dict[tuple[str, bool], int] = {}
+
+    def amount(self, text: str, signed: bool) -> int:
+        key = (text, signed)
+        value = self.amounts.get(key)
+        if value is None:
+            value = self.parse(text, micro=self.micro, signed=signed)
+            if len(self.amounts) < 1024:
+                self.amounts[key] = value
+        return value
+
+    def row(self, line: int, values: dict[str, Any]) -> Row:
+        account_id = _text(values.get("account_id"))
+        if not account_id:
+            raise ValueError("account_id is empty")
+        msisdn = _text(values.get("msisdn"))
+        imsi = _text(values.get("imsi"))
+        subs: tuple[SubscriptionId, ...] | None = None
+        if msisdn or imsi:
+            subs = tuple(
+                SubscriptionId(subscription_id_type=kind, subscription_id_data=data)
+                for kind, data in ((_E164, msisdn), (_IMSI, imsi))
+                if data
             )
+        account = BulkAccount(
+            account_id=account_id,
+            subscription_id=subs,
+            amount=self.amount(_text(values.get("balance")) or "0", True),
+            credit_limit=self.amount(_text(values.get("credit_limit")) or "0", False),
         )
-    if imsi:
-        subs.append(
-            SubscriptionId(
-                subscription_id_type=SubscriptionIdType.END_USER_IMSI, subscription_id_data=imsi
-            )
-        )
-    balance = _text(values.get("balance")) or "0"
-    limit = _text(values.get("credit_limit")) or "0"
-    account = BulkAccount(
-        account_id=account_id,
-        subscription_id=tuple(subs) or None,
-        amount=parse_amount(balance, micro=micro, signed=True),
-        credit_limit=parse_amount(limit, micro=micro),
-    )
-    return Row(line, account, len(account_id) + len(msisdn) + len(imsi) + _ENTRY_OVERHEAD)
+        return Row(line, account, len(account_id) + len(msisdn) + len(imsi) + _ENTRY_OVERHEAD)
 
 
 def read_rows(path: Path, *, micro: bool, jsonl: bool | None = None) -> Iterator[Row]:
@@ -154,6 +170,7 @@ def read_rows(path: Path, *, micro: bool, jsonl: bool | None = None) -> Iterator
     `ValueError` naming the line of a bad row."""
     if jsonl is None:
         jsonl = path.suffix.lower() in _JSONL_SUFFIXES
+    rows = _Rows(micro)
     with path.open(newline="" if not jsonl else None, encoding="utf-8") as f:
         if jsonl:
             decoder = msgspec.json.Decoder(dict[str, Any])
@@ -165,7 +182,7 @@ def read_rows(path: Path, *, micro: bool, jsonl: bool | None = None) -> Iterator
                     unknown = [k for k in values if k not in COLUMNS]
                     if unknown:
                         raise ValueError(f"unknown keys {', '.join(unknown)}")
-                    yield _row(line, values, micro)
+                    yield rows.row(line, values)
                 except (ValueError, TypeError, msgspec.DecodeError) as exc:
                     raise ValueError(f"{path}:{line}: {exc}") from None
             return
@@ -184,7 +201,7 @@ def read_rows(path: Path, *, micro: bool, jsonl: bool | None = None) -> Iterator
             try:
                 if len(cells) > len(names):
                     raise ValueError(f"{len(cells)} cells, the header names {len(names)}")
-                yield _row(line, dict(zip(names, cells, strict=False)), micro)
+                yield rows.row(line, dict(zip(names, cells, strict=False)))
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"{path}:{line}: {exc}") from None
 
