@@ -249,7 +249,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_DEFAULTS.history_limit,
         metavar="N",
         help="movements of money and units kept per account for `ocs account history` "
-        "(default 16; older ones are in the CDR files and the journal; docs/protocol.md)",
+        "(default 10; older ones are in the CDR files and the journal; docs/protocol.md)",
     )
     p.add_argument(
         "--refund-window-s",

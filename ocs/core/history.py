@@ -21,15 +21,17 @@ place. A draw of units from an allowance is ``amount=0, units=N, rating_group=RG
 a movement of both units and money gives both. Apportionments, fees and loans give their
 own kinds. `forget(account_id)` when an account is closed.
 
-Bound. Each account keeps its last `limit` movements (`Settings.history_limit`, 16 unless
-configured; ``ocs serve --history-limit``), packed as one msgpack `bytes` per account (~20-40
-bytes a movement: ~0.5 KiB for an account with a full history, nothing for an account that
-never moved). Movements are numbered per account from 1 (`Movement.seq`), and the count
-survives the trimming, so a reader sees how many older ones are no longer held. Older
-movements live in the CDR files (every charge and refund, under its `recordSequenceNumber`)
-and in the journal (every operation, until compaction; `ocs journal show`). The kept movements
-are part of the core's snapshot (`CoreState.history`) and are recorded again by replay, so
-they survive a restart. A closed account's history is dropped with it.
+Bound. Each account keeps its last `limit` movements (`Settings.history_limit`, 10 unless
+configured; ``ocs serve --history-limit``), packed as one msgpack `bytes` per account (~25
+bytes a movement). Measured with tracemalloc (docs/benchmarks.md, *Memory*): ~100 B for an
+account with one movement, ~350 B with 10, ~610 B with 16; nothing for an account that never
+moved. So 1,000,000 accounts with full histories hold ~0.35 GB at the default. Movements are
+numbered per account from 1 (`Movement.seq`), and the count survives the trimming, so a
+reader sees how many older ones are no longer held. Older movements live in the CDR files
+(every charge and refund, under its `recordSequenceNumber`) and in the journal (every
+operation, until compaction; `ocs journal show`). The kept movements are part of the core's
+snapshot (`CoreState.history`) and are recorded again by replay, so they survive a restart.
+A closed account's history is dropped with it.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 #: Movements kept per account unless configured (`Settings.history_limit`).
-DEFAULT_HISTORY_LIMIT: Final = 16
+DEFAULT_HISTORY_LIMIT: Final = 10
 #: The most movements kept per account that can be configured.
 MAX_HISTORY_LIMIT: Final = 1024
 #: Movements a HISTORY answer lists when the request has no `History-Limit`.

@@ -12,7 +12,7 @@ import msgspec
 from structlog.testing import capture_logs
 
 from protocol.codes import AccountOperation, AccountStatus, SubscriptionIdType
-from protocol.messages import AMA, AMR, SubscriptionId
+from protocol.messages import AMA, AMR, BulkAccount, SubscriptionId
 from tests.charging.conftest import EUR, amr
 from tests.charging.peer import UPF, Peer
 from tests.charging.test_server_e2e import running
@@ -28,8 +28,12 @@ def _requests() -> list[tuple[AMR, int]]:
     create = msgspec.structs.replace(
         amr(OP.CREATE, "aud", amount=3 * EUR, operation_id="c-1"), subscription_id=(sub,)
     )
+    bulk = msgspec.structs.replace(
+        amr(OP.CREATE_BULK, "-"), bulk_account=(BulkAccount(account_id="aud-2", amount=EUR),)
+    )
     return [
         (create, 2001),
+        (bulk, 2001),
         (amr(OP.GET, "aud"), 2001),
         (amr(OP.CREDIT, "aud", amount=EUR, operation_id="t-1"), 2001),
         (amr(OP.DEBIT, "aud", amount=50 * EUR, operation_id="d-1"), 4012),  # refused: logged
@@ -59,7 +63,7 @@ async def test_every_administrative_operation_is_an_audit_event(tmp_path: Path) 
                     assert isinstance(answer, AMA) and answer.result_code == code, answer
                 # the same request again (same End-to-End-Id): the cached answer, logged
                 again = await client.request(
-                    msgspec.structs.replace(requests[1][0], origin_host=UPF), end_to_end=101
+                    msgspec.structs.replace(requests[2][0], origin_host=UPF), end_to_end=102
                 )
                 assert again.result_code == 2001
             finally:
@@ -69,10 +73,11 @@ async def test_every_administrative_operation_is_an_audit_event(tmp_path: Path) 
         *((r.account_operation.name, code) for r, code in requests),
         ("GET", 2001),
     ]
+    assert events[1]["accounts"] == 1 and events[1]["first_account"] == "aud-2"
     assert all(e["peer"] == UPF and e["log_level"] == "info" for e in events)
-    assert [e["end_to_end"] for e in events] == [*range(100, 100 + len(requests)), 101]
+    assert [e["end_to_end"] for e in events] == [*range(100, 100 + len(requests)), 102]
     assert [e["duplicate"] for e in events] == [False] * len(requests) + [True]
-    create, _, credit, refused = events[:4]
+    create, _, _, credit, refused = events[:5]
     assert create["account"] == "aud" and create["amount"] == 3 * EUR
     assert create["operation_id"] == "c-1" and create["identities"] == ["0:491700000077"]
     assert (credit["operation_id"], credit["amount"]) == ("t-1", EUR)
