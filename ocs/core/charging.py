@@ -65,6 +65,7 @@ from ocs.core.due import DueSet
 from ocs.core.history import History, history_page, record_cdr
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.ledger_types import CreateAccount, LedgerOutcome, command_problem
 from ocs.core.outcomes import Outcome, error_message, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
@@ -1822,14 +1823,23 @@ class ChargingCore:
                     taken = {"Subscription-Id-Type": sub.type, "Subscription-Id-Data": sub.data}
                     held = f"{sub.type}:{sub.data} is held by account {owner[0]}"
                     return Outcome.IDENTITY_TAKEN, {"Subscription-Id": [taken]}, held
-            outcome = self.ledger.create_account(
-                f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
+            # Checked as the ledger would, then applied as an internal command: a CREATE is
+            # applied once by its Account-Id (above), so its id is not remembered among the
+            # operators' Operation-Ids, whose bounded memory an import would flush (care).
+            create = CreateAccount(
+                id=f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now_ms=now_ms,
                 account_id=account_id,
                 currency=currency,
                 subscriptions=subs,
                 credit_limit=amr.credit_limit or 0,
                 balance=amr.amount or 0,
+            )
+            problem = command_problem(create)
+            outcome = (
+                self.ledger.apply(create, internal=True)
+                if problem is None
+                else LedgerOutcome(code=Code.INVALID, detail=problem)
             )
             if outcome.ok:
                 if amr.amount:  # history: the opening balance

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
+from ocs.core.ledger import Ledger
 from protocol.codec import decode_body, encode_body
 from protocol.codes import AccountOperation, CommandCode, MovementKind, SubscriptionIdType
 from protocol.errors import ProtocolError
@@ -110,3 +111,22 @@ async def test_a_batch_over_127_0_0_1_is_one_audit_line(tmp_path: Path) -> None:
     assert line["event"] == "admin.operation" and line["peer"] == UPF
     assert (line["accounts"], line["first_account"], line["last_account"]) == (2, "n-1", "n-2")
     assert line["amount"] == 4 * EUR and line["refused"] == 1 and line["result_code"] == 2001
+
+
+def test_a_large_import_does_not_push_operation_ids_out_of_memory() -> None:
+    """Regression: every CREATE was remembered under an operation id of its own in the ledger's
+    bounded memory of Operation-Ids (`max_remembered`, 1,000,000 by default), though a CREATE
+    is applied once by its Account-Id, never by that id: an import of a million accounts
+    pushed out the Operation-Ids of the day's top-ups, and a retried top-up was credited
+    twice."""
+    h = Harness(ledger=Ledger(max_remembered=4))
+    h.account("payer", "491700000000", EUR)
+    top_up = amr(AccountOperation.CREDIT, "payer", amount=EUR, operation_id="top-1")
+    assert h.ama(top_up, PEAK + 1).result_code == 2001
+    # an import larger than the memory of Operation-Ids, in a batch and one by one
+    assert h.ama(bulk(*(entry(f"i-{n}", None) for n in range(8))), PEAK + 2).result_code == 2001
+    for n in range(8, 12):
+        assert h.ama(amr(AccountOperation.CREATE, f"i-{n}"), PEAK + 3).result_code == 2001
+    # the top-up retried (its answer no longer in the duplicate cache: a new End-to-End-Id)
+    assert h.ama(top_up, PEAK + 4).result_code == 2001
+    assert h.balance("payer") == 2 * EUR  # 1 + 1, credited once
