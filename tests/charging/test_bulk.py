@@ -130,3 +130,29 @@ def test_a_large_import_does_not_push_operation_ids_out_of_memory() -> None:
     # the top-up retried (its answer no longer in the duplicate cache: a new End-to-End-Id)
     assert h.ama(top_up, PEAK + 4).result_code == 2001
     assert h.balance("payer") == 2 * EUR  # 1 + 1, credited once
+
+
+def test_the_answer_of_a_full_batch_of_refusals_fits_a_message() -> None:
+    """The bound of `MAX_BULK_ACCOUNTS`: 128 refusals with 128-character Account-Ids and the
+    longest fixed Error-Message fit the default message length in both encodings."""
+    from ocs.core.outcomes import OUTCOMES
+    from protocol.avp import encode_avps
+    from protocol.limits import MAX_ACCOUNT_ID_LENGTH
+    from protocol.messages import BulkResult
+
+    longest = max((w.error_message or "" for w in OUTCOMES.values()), key=len)
+    answer = AMA(
+        result_code=2001,
+        origin_host="o" * 64,
+        origin_realm="r" * 64,
+        bulk_result=tuple(
+            BulkResult(
+                account_id=f"{n:03d}".ljust(MAX_ACCOUNT_ID_LENGTH, "x"),
+                result_code=5004,
+                error_message=longest,
+            )
+            for n in range(MAX_BULK_ACCOUNTS)
+        ),
+    )
+    for body in (encode_body(answer), encode_avps(answer)):
+        assert 20 + len(body) <= 65_536, len(body)
