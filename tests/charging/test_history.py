@@ -15,6 +15,7 @@ import pytest
 from ocs.cli.main import main
 from ocs.core.charging import Settings, settings_input
 from ocs.core.history import History
+from ocs.edge.client import Client
 from protocol.codes import AccountOperation, MovementKind, RequestedAction
 from protocol.messages import AMA, AMR, Movement
 from tests.charging.conftest import (
@@ -174,8 +175,8 @@ async def test_history_end_to_end_across_a_restart(
     after a restart (snapshot at stop, or replay) the same movements."""
     data = tmp_path / "data"
 
-    async def ask(client: object, message: AMR) -> AMA:
-        answer = await client.request(msgspec.structs.replace(message, origin_host=UPF))  # type: ignore[attr-defined]
+    async def ask(client: Client, message: AMR) -> AMA:
+        answer = await client.request(msgspec.structs.replace(message, origin_host=UPF))
         assert isinstance(answer, AMA), answer
         return answer
 
