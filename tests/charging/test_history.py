@@ -11,6 +11,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocs.cli.main import main
 from ocs.core.charging import Settings, settings_input
@@ -235,3 +237,27 @@ def test_the_wire_movement_type_round_trips() -> None:
     assert decode_avps(CommandCode.ACCOUNT_MANAGEMENT, False, encode_avps(answer)) == answer
     request = history(limit=5, before=9)
     assert decode_avps(CommandCode.ACCOUNT_MANAGEMENT, True, encode_avps(request)) == request
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(1, 8),
+    amounts=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(-(10**15), 10**15))),
+    page=st.integers(1, 10),
+    before=st.none() | st.integers(1, 40),
+)
+def test_history_keeps_the_last_of_each_account_in_order(
+    limit: int, amounts: list[tuple[str, int]], page: int, before: int | None
+) -> None:
+    kept = History(limit)
+    made: dict[str, list[int]] = {"a": [], "b": []}
+    for i, (account, amount) in enumerate(amounts):
+        seq = kept.record(account, PEAK + i, MovementKind.CREDIT, amount)
+        made[account].append(amount)
+        assert seq == len(made[account])
+    for account, history in made.items():
+        count, found = kept.page(account, limit=page, before=before)
+        assert count == len(history)
+        numbered = list(enumerate(history, start=1))[-limit:]  # the last `limit`, kept
+        expected = [(n, a) for n, a in reversed(numbered) if before is None or n < before][:page]
+        assert [(m.seq, m.amount) for m in found] == expected
