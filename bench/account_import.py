@@ -4,7 +4,7 @@ CREATE per row pipelined (`ocs account import --batch 1`), and in CREATE_BULK ba
 
     .venv/bin/python -m bench.account_import [--accounts 1000000] [--single 50000]
                                             [--one-by-one 200] [--processes 20]
-                                            [--batch 128] [--window 8]
+                                            [--batch 128] [--window 32]
 
 Starts `ocs serve` (a subprocess, its own data directory: journal, fsync and group commit as in
 production; its log to a file), then creates:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one-by-one", type=int, default=200)
     parser.add_argument("--processes", type=int, default=20)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--window", type=int, default=32)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ocs-import-") as tmp:
         work = Path(tmp)
