@@ -1848,7 +1848,8 @@ class ChargingCore:
                         operation_id=amr.operation_id,
                     )  # fmt: skip
                 return _ADMIN_OK
-            # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
+            # a static refusal (Code.INVALID) leaves the ledger untouched, as would any other
+            # (not expected: the checks above come first)
             return Outcome.INVALID, _create_failed_avp(amr, outcome.detail), outcome.detail
         if op in (AccountOperation.UPDATE, AccountOperation.CLOSE):
             return self._lifecycle(now_ms, origin_host, end_to_end, amr)
