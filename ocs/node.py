@@ -381,6 +381,9 @@ class Node:
         self._tick_retry_ms = TICK_RETRY_MS
         # a rebuild happened: checkpoint at the next tick, so that the next one replays little
         self._checkpoint_soon = False
+        # bulk (ocs/core/bulk.py): journal records since the last checkpoint count as many
+        # records as the accounts of their CREATE_BULKs, which replay as that many CREATEs
+        self._bulk_extra_records = 0
         self._failed = False  # `_fatal` ran: the process is stopping so that a restart recovers
         self.stats = {
             "requests": 0,
@@ -680,6 +683,8 @@ class Node:
         except Exception as exc:
             raise self._request_failed(exc, ctx, origin, None) from None
         self._record(ctx, origin, result, CommandCode.ACCOUNT_MANAGEMENT)
+        if message.bulk_account and not result.duplicate:  # bulk: its weight for checkpoints
+            self._bulk_extra_records += len(message.bulk_account) - 1
         # audit (ocs/edge/audit.py): logged once the journal holds the request
         with contextlib.suppress(DurabilityError):
             self.commit.defer(
@@ -954,10 +959,12 @@ class Node:
                 last_sync = loop.time()
                 await self._offload(cdrs.sync)
             since = store.records_since_checkpoint
+            weighted = since + self._bulk_extra_records  # bulk: a batch replays as its CREATEs
             if (
-                since >= self.config.checkpoint_records or (self._checkpoint_soon and since > 0)
+                weighted >= self.config.checkpoint_records or (self._checkpoint_soon and since > 0)
             ) and not self._checkpointing:
                 self._checkpoint_soon = False
+                self._bulk_extra_records = 0
                 await self._checkpoint()
 
     async def _checkpoint(self) -> None:
