@@ -189,3 +189,34 @@ async def test_a_batch_counts_as_its_accounts_toward_a_checkpoint(tmp_path: Path
     finally:
         await app.stop()
         await app.close()
+
+
+async def test_bulk_and_history_over_binary_avps(tmp_path: Path) -> None:
+    """A standard Diameter peer (binary AVP bodies, version 0x01) sends CREATE_BULK and
+    HISTORY and reads their answers: the AVPs of codes 50-59 on the wire."""
+    from ocs.edge.client import Client
+    from protocol.codes import ApplicationId
+
+    async with running(tmp_path / "data") as app:
+        client = await Client.connect(
+            port=app.server.port,
+            origin_host=UPF,
+            applications=(ApplicationId.ADMINISTRATION,),
+            encoding=0x01,
+        )
+        try:
+            batch = bulk(entry("d-1", "4931", 5 * EUR), entry("d-1", "4932"))
+            answer = await client.request(msgspec.structs.replace(batch, origin_host=UPF))
+            assert isinstance(answer, AMA) and answer.result_code == 2001
+            assert [(r.account_id, r.result_code) for r in answer.bulk_result or ()] == [
+                ("d-1", 5004)
+            ]
+            history = msgspec.structs.replace(
+                amr(AccountOperation.HISTORY, "d-1"), origin_host=UPF, history_limit=5
+            )
+            read = await client.request(history)
+            assert isinstance(read, AMA) and read.movement_count == 1
+            (opening,) = read.movement or ()
+            assert (opening.movement_kind, opening.amount) == (MovementKind.OPENING, 5 * EUR)
+        finally:
+            await client.close()
