@@ -257,6 +257,15 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Movement-Count", 57, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
     ("Bulk-Account", 58, T.GROUPED, False, "docs/protocol.md, CREATE_BULK"),
     ("Bulk-Result", 59, T.GROUPED, False, "docs/protocol.md, CREATE_BULK"),
+    # offers (docs/protocol.md, Extension: offers): codes 20-29
+    ("Offer-Name", 20, T.UTF8_STRING, False, "docs/protocol.md, offers"),
+    ("Offer-Balance", 21, T.GROUPED, False, "docs/protocol.md, offers"),
+    ("Allowance-Name", 22, T.UTF8_STRING, False, "docs/protocol.md, offers"),
+    ("Allowance-Rating-Group", 23, T.UNSIGNED32, False, "docs/protocol.md, offers"),
+    ("Allowance-Units", 24, T.UNSIGNED64, False, "docs/protocol.md, offers"),
+    ("Allowance-Reserved", 25, T.UNSIGNED64, False, "docs/protocol.md, offers"),
+    ("Balance-Expiry", 26, T.TIME, False, "docs/protocol.md, offers"),
+    ("Offer-Status", 27, T.ENUMERATED, False, "docs/protocol.md, offers"),
 )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, time
 from fractions import Fraction
 from types import MappingProxyType
@@ -42,6 +43,7 @@ from rating.model import (
     Weekday,
 )
 from rating.money import parse_money, parse_ratio
+from rating.offers import parse_offers
 from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
 _MAX_U32: Final = 2**32 - 1
@@ -103,6 +105,7 @@ _TOP_KEYS = (
     "rating_groups",
     "account",
     "cdr",
+    "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
 )
 _RG_KEYS = (
     "id",
@@ -747,6 +750,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         services[service.context_id] = service
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    offers = parse_offers(top.get("offers"), groups)  # offers: rating/offers.py
     return Catalog(
         version=version,
         name=name,
@@ -756,4 +760,20 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         rating_groups=MappingProxyType(groups),
         account=account,
         cdr=cdr,
+        offers=offers,
     )
+
+
+def with_promotions(rg: RatingGroup, extra: tuple[Promotion, ...]) -> RatingGroup:
+    """`rg` with `extra` promotions on its timeline besides its own (offers: the price
+    modifiers of an account's offers, rating/offers.py). `extra` must not overlap them."""
+    promotions = tuple(sorted((*rg.promotions, *extra), key=lambda promo: promo.start))
+    tariff = _compile(
+        price=rg.price,
+        block=rg.block,
+        tz=rg.timezone,
+        periods=rg.periods,
+        tiers=rg.tiers,
+        promotions=promotions,
+    )
+    return replace(rg, promotions=promotions, tariff=tariff)

@@ -1,5 +1,5 @@
-"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``
-and ``history``: account administration for operators.
+"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``,
+``subscribe|unsubscribe`` and ``history``: account administration for operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
 ``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
@@ -19,6 +19,10 @@ connection; ``search TYPE:DATA`` shows the account holding an identity. ``histor
 prints the account's last movements of money and units, newest first (``--limit N``, at most
 100; ``--before SEQ`` for the page before movement SEQ): charges and refunds with the number of
 their CDR, credits, debits, the opening balance (docs/protocol.md, *Extension: history*).
+
+``subscribe ACCOUNT_ID OFFER`` takes an offer of the catalog (its first fee is paid from the
+money balance, its allowances given at once) and ``unsubscribe`` gives it up (both carry an
+``Operation-Id``); ``get`` lists every unit balance with what is left, held and when it expires.
 
 ``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
 intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
@@ -59,7 +63,13 @@ from ocs.cli.config import ClientSettings
 from ocs.edge.client import Client, ClientError
 from ocs.edge.logs import result_code_name
 from ocs.edge.tls import TlsConfigError, client_context
-from protocol.codes import AccountOperation, AccountStatus, ApplicationId, SubscriptionIdType
+from protocol.codes import (
+    AccountOperation,
+    AccountStatus,
+    ApplicationId,
+    OfferStatus,
+    SubscriptionIdType,
+)
 from protocol.limits import MAX_HISTORY_PAGE
 from protocol.messages import AMA, AMR, Answer, SubscriptionId
 from rating import format_exact, parse_money
@@ -283,6 +293,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     account_import.register(sub, common, CLIENT_KEYS)
 
+    # offers (docs/protocol.md, *Extension: offers*)
+    for name, op, what in (
+        ("subscribe", AccountOperation.SUBSCRIBE, "take an offer of the catalog (pays its fee)"),
+        ("unsubscribe", AccountOperation.UNSUBSCRIBE, "give an offer up (its units are lost)"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=what)
+        p.add_argument("account_id", metavar="ACCOUNT_ID")
+        p.add_argument("offer_name", metavar="OFFER")
+        p.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
+        p.set_defaults(func=run, operation=op, settings=ClientSettings(p, CLIENT_KEYS))
+
     terminate = sub.add_parser(
         "terminate-session",
         parents=[common],
@@ -378,6 +399,9 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
             raise ValueError(f"--before must be positive, not {args.before}")
         fields["history_limit"] = args.limit
         fields["history_before"] = args.before
+    elif op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):  # offers
+        fields["offer_name"] = args.offer_name
+        fields["operation_id"] = args.operation_id
     return AMR(
         origin_host=origin_host,
         origin_realm=args.origin_realm,
@@ -613,23 +637,48 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         AccountOperation.TERMINATE_SESSION: "session terminated",
         AccountOperation.UPDATE: "updated",
         AccountOperation.SEARCH: "account",
+        AccountOperation.SUBSCRIBE: "subscribed",
+        AccountOperation.UNSUBSCRIBE: "unsubscribed",
     }[op]
     if op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
         head = f"{head} {money(amount)}"
     elif op is AccountOperation.TERMINATE_SESSION:
         head = f"{head} {args.session_id}"
+    elif op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):
+        head = f"{head} {args.offer_name}"
     return (
         f"{head}: {account.account_id} {account.account_status.name.lower()} "
         f"balance {money(account.balance)} reserved {money(account.reserved)} "
         f"credit-limit {money(account.credit_limit)} currency {account.currency_code} "
         f"sessions {account.session_count} subscriptions {subs or '-'}"
+        + "".join(
+            f"\n  offer {b.offer_name} {b.allowance_name}: {b.allowance_units} units left, "
+            f"{b.allowance_reserved} held, rating groups "
+            f"{','.join(str(rg) for rg in b.allowance_rating_group)}, "
+            f"expires {_expiry(b.balance_expiry)}"
+            + (" (suspended)" if b.offer_status is OfferStatus.SUSPENDED else "")
+            for b in account.offer_balance or ()
+        )
     )
+
+
+def _expiry(at_s: int | None) -> str:
+    """An offer balance's expiry, ISO 8601 UTC ("never" for an offer of period "once")."""
+    if at_s is None:
+        return "never"
+    return datetime.fromtimestamp(at_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT)
 # carry an Operation-Id (given, or a fresh UUID printed so that the command can be retried)
-_ONCE_OPS: Final = (*_MONEY_OPS, AccountOperation.UPDATE, AccountOperation.CLOSE)
+_ONCE_OPS: Final = (
+    *_MONEY_OPS,
+    AccountOperation.UPDATE,
+    AccountOperation.CLOSE,
+    AccountOperation.SUBSCRIBE,  # offers
+    AccountOperation.UNSUBSCRIBE,
+)
 _ONCE_HELP: Final = (
     "applied once however often sent (default: a new UUID, printed so that the command can be "
     "retried with it)"

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final, NamedTuple
 import msgspec
 
 from ocs.core.history import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+from ocs.core.offers import HoldPart, OffersState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
 from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
@@ -164,6 +165,9 @@ class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     setup_fee: int
     beyond_grant: int
     at_ms: int
+    # offers: the units allowances paid, as (offer, allowance, units); `charge` is the money
+    # paid for the rest (`units` less these)
+    drawn: tuple[tuple[str, str, int], ...] = ()
 
 
 class Session(msgspec.Struct, kw_only=True, array_like=True):
@@ -205,6 +209,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     at_ms: int  # when it was debited (the time of its input)
     units: int
     charge: int  # micro-units
+    # offers: the allowance units among `units` (charge 0), by balance, oldest first; a refund
+    # gives them back to their balances, newest first
+    drawn: list[HoldPart] = []
 
 
 #: The layout of `CoreState`, written into every snapshot. 1: before refunds were bounded by
@@ -212,8 +219,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
-#: estimate session for a real one, so it must refuse the snapshot). 5: this build (`history`,
-#: `history_limit`: the last movements of every account, ocs/core/history.py).
+#: estimate session for a real one, so it must refuse the snapshot). 5: this build: offers
+#: (`offers`) and the history (`history`, `history_limit`: the last movements of every
+#: account, ocs/core/history.py).
 CORE_LAYOUT: Final = 5
 
 
@@ -251,6 +259,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # packed history) and how many are kept per account (`Settings.history_limit`).
     history: dict[str, bytes] = {}
     history_limit: int = DEFAULT_HISTORY_LIMIT
+    # Offers: subscriptions, unit balances, unit holds (ocs/core/offers.py; layout 5). None in
+    # a snapshot of an earlier layout: no account held an offer.
+    offers: OffersState | None = None
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

@@ -48,6 +48,8 @@ def audit_fields(message: AMR) -> dict[str, Any]:
         ]
     if message.session_id is not None:
         fields["session"] = message.session_id
+    if message.offer_name is not None:  # SUBSCRIBE, UNSUBSCRIBE (offers)
+        fields["offer"] = message.offer_name
     if message.bulk_account:  # CREATE_BULK: one line for the batch
         batch = message.bulk_account
         fields["accounts"] = len(batch)

@@ -46,6 +46,9 @@ def _requests() -> list[tuple[AMR, int]]:
         (msgspec.structs.replace(amr(OP.SEARCH, "-"), subscription_id=(sub,)), 2001),
         (amr(OP.HISTORY, "aud"), 2001),
         (amr(OP.CDR_ROTATE, "cdr"), 2001),
+        # offers: the balance (3 + 1 - 4 = 0 EUR) cannot pay bundle-15's 15.00 EUR fee: 4012
+        (msgspec.structs.replace(amr(OP.SUBSCRIBE, "aud"), offer_name="bundle-15"), 4012),
+        (msgspec.structs.replace(amr(OP.UNSUBSCRIBE, "aud"), offer_name="bundle-15"), 5004),
         (amr(OP.CLOSE, "aud", operation_id="x-1"), 2001),
     ]
 
@@ -85,3 +88,4 @@ async def test_every_administrative_operation_is_an_audit_event(tmp_path: Path) 
     by_op = {e["operation"]: e for e in events}
     assert by_op["UPDATE"]["status"] == "ACTIVE" and by_op["UPDATE"]["credit_limit"] == EUR
     assert by_op["TERMINATE_SESSION"]["session"] == f"{UPF};none"
+    assert by_op["SUBSCRIBE"]["offer"] == "bundle-15"

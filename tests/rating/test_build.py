@@ -46,9 +46,14 @@ def _is_extension(path: str | None) -> bool:
     return path is not None and path.endswith(tuple(EXTENSION_SUFFIXES))
 
 
+# New modules of this round stay plain Python until the integrator compiles them (offers:
+# the catalog's [[offers]] section, parsed once per catalog, never on the charging path).
+PLAIN: frozenset[str] = frozenset({"rating.__init__", "rating.offers"})
+
+
 def test_every_module_but_the_package_init_is_compiled() -> None:
     sources = {f"rating.{p.stem}" for p in (ROOT / "rating").glob("*.py")}
-    assert {m for m in MODULES if m.startswith("rating.")} == sources - {"rating.__init__"}
+    assert {m for m in MODULES if m.startswith("rating.")} == sources - PLAIN
 
 
 def test_the_charging_core_logic_is_compiled_and_its_structs_are_not() -> None:
