@@ -31,6 +31,7 @@ from typing import Any, Final
 import msgspec
 
 from ocs.core.accounts import AccountStatus, AccountView, SubscriberIdentity, SubscriptionType
+from ocs.core.bulk import create_bulk
 from ocs.core.charging_types import (
     CDR_ENCODER,
     CORE_LAYOUT,
@@ -62,8 +63,10 @@ from ocs.core.charging_types import (
 )
 from ocs.core.due import DueSet
 from ocs.core.groups import Groups
+from ocs.core.history import History, history_page, record_cdr
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.ledger_types import CreateAccount, LedgerOutcome, command_problem
 from ocs.core.loans import (  # loans (ocs/core/loans.py)
     LoanBook,
     money_available,
@@ -88,6 +91,7 @@ from protocol.codes import (
     CheckBalanceResult,
     CommandCode,
     Estimate,
+    MovementKind,
     OfferStatus,
     RedirectAddressType,
     RequestedAction,
@@ -358,6 +362,8 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
+        # --- history (ocs/core/history.py): every account's last movements of money and units
+        self.history = History()
         # offers: subscriptions, unit balances and unit holds (ocs/core/offers.py); rating
         # groups with the price modifiers of offers, by (id, modifiers), per catalog
         self.offers = OfferBook()
@@ -580,6 +586,10 @@ class ChargingCore:
             return self._search(now_ms, origin_host, end_to_end, amr)
         if amr.account_operation is AccountOperation.STATEMENT:  # groups
             return self._group_statement(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.HISTORY:  # history (ocs/core/history.py)
+            return self._history(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.CREATE_BULK:  # bulk (ocs/core/bulk.py)
+            return self._create_bulk(now_ms, origin_host, end_to_end, amr, identity_rules)
         outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr, identity_rules)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         answer = AMA(
@@ -1778,6 +1788,7 @@ class ChargingCore:
 
     def _apply_settings(self, settings: Settings) -> None:
         self.refund_window_s = settings.refund_window_s
+        self.history.set_limit(settings.history_limit)
         self._reschedule_refunds()
 
     def _refund_expiry_s(self, entry: RefundableDebit) -> int:
@@ -1987,8 +1998,11 @@ class ChargingCore:
                     taken = {"Subscription-Id-Type": sub.type, "Subscription-Id-Data": sub.data}
                     held = f"{sub.type}:{sub.data} is held by account {owner[0]}"
                     return Outcome.IDENTITY_TAKEN, {"Subscription-Id": [taken]}, held
-            outcome = self.ledger.create_account(
-                f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
+            # Checked as the ledger would, then applied as an internal command: a CREATE is
+            # applied once by its Account-Id (above), so its id is not remembered among the
+            # operators' Operation-Ids, whose bounded memory an import would flush (care).
+            create = CreateAccount(
+                id=f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now_ms=now_ms,
                 account_id=account_id,
                 currency=currency,
@@ -1996,10 +2010,22 @@ class ChargingCore:
                 credit_limit=amr.credit_limit or 0,
                 balance=amr.amount or 0,
             )
+            problem = command_problem(create)
+            outcome = (
+                self.ledger.apply(create, internal=True)
+                if problem is None
+                else LedgerOutcome(code=Code.INVALID, detail=problem)
+            )
             if outcome.ok:
                 self.loans.created(account_id, now_ms)  # loans: the account's age
+                if amr.amount:  # history: the opening balance
+                    self.history.record(
+                        account_id, now_ms, MovementKind.OPENING, amr.amount,
+                        operation_id=amr.operation_id,
+                    )  # fmt: skip
                 return _ADMIN_OK
-            # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
+            # a static refusal (Code.INVALID) leaves the ledger untouched, as would any other
+            # (not expected: the checks above come first)
             return Outcome.INVALID, _create_failed_avp(amr, outcome.detail), outcome.detail
         if op in (AccountOperation.UPDATE, AccountOperation.CLOSE):
             return self._lifecycle(now_ms, origin_host, end_to_end, amr)
@@ -2034,6 +2060,7 @@ class ChargingCore:
                 if named is not None and named != what and self.ledger.recall(op_id):
                     return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
                 self._name_operation(amr.operation_id, what, op_id)
+            applied_before = self.ledger.recall(op_id) is not None  # history: a retry
             if op is AccountOperation.CREDIT:
                 retry = self.ledger.recall(op_id) is not None  # loans: repaid the first time only
                 outcome = self.ledger.credit(
@@ -2054,6 +2081,14 @@ class ChargingCore:
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
             if outcome.ok:
+                if not applied_before:  # history: the credit or debit
+                    credit = op is AccountOperation.CREDIT
+                    self.history.record(
+                        account_id, now_ms,
+                        MovementKind.CREDIT if credit else MovementKind.DEBIT,
+                        amount if credit else -amount,
+                        operation_id=amr.operation_id,
+                    )  # fmt: skip
                 return _ADMIN_OK
             if outcome.code is Code.INSUFFICIENT_FUNDS:
                 return Outcome.INSUFFICIENT_FUNDS, failed_amount, ""
@@ -2122,6 +2157,7 @@ class ChargingCore:
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
             if not outcome.ok:  # reserved without a session (not expected): not settled
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            self.history.forget(account_id)  # history: dropped with the account
             self.offers.forget_account(account_id)  # offers: a closed account holds none
             self.loans.closed(account_id)  # loans
             return _ADMIN_OK
@@ -2205,6 +2241,51 @@ class ChargingCore:
             account=self._account_map(view) if view is not None else None,
             error_message=error_message(outcome, detail),
             failed_avp=failed,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    def _history(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        """HISTORY (docs/protocol.md, *Extension: history*): the account's movements kept in
+        memory, newest first, at most `History-Limit`, numbered below `History-Before`."""
+        known = self.ledger.standing(amr.account_id) is not None
+        outcome = Outcome.OK if known else Outcome.UNKNOWN_ACCOUNT
+        count, movements = history_page(self.history, amr)
+        ok = outcome is Outcome.OK
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            error_message=error_message(outcome),
+            failed_avp=None if ok else {"Account-Id": amr.account_id},
+            movement_count=count if ok else None,
+            movement=movements if ok else None,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    def _create_bulk(
+        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR, identity_rules: bool
+    ) -> Result:
+        """CREATE_BULK (docs/protocol.md, *Extension: bulk create*): each `Bulk-Account` as
+        a CREATE; the answer lists the refused ones."""
+        if amr.bulk_account is None:
+            outcome, failed = Outcome.MISSING_AVP, {"Bulk-Account": None}
+            refused = None
+        else:
+            outcome, failed = Outcome.OK, None
+            refused = create_bulk(
+                amr, lambda one: self._admin(now_ms, origin_host, end_to_end, one, identity_rules)
+            )
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            error_message=error_message(outcome, "Bulk-Account" if failed else ""),
+            failed_avp=failed,
+            bulk_result=refused,
         )
         body = encode_body(answer)
         self._remember(now_ms, origin_host, end_to_end, answer, body)
@@ -2453,6 +2534,10 @@ class ChargingCore:
         if session.service_information is not None:
             record["serviceInformation"] = session.service_information
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        record_cdr(  # history: the charge, per rating group, under the CDR's number
+            self.history, session.account_id, now_ms, seq,
+            [(c.rating_group, c.units, c.charge) for c in containers], refund=False,
+        )  # fmt: skip
         session.containers = []
         session.record_opened_ms = now_ms
 
@@ -2514,6 +2599,11 @@ class ChargingCore:
         if ccr.service_information is not None:
             record["serviceInformation"] = ccr.service_information
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        record_cdr(  # history: the debit or refund, per rating group, under the CDR's number
+            self.history, account_id, now_ms, seq,
+            [(rg.id, units, charge) for _, rg, units, charge in priced if rg is not None],
+            refund=sign < 0,
+        )  # fmt: skip
 
     # --- snapshot ------------------------------------------------------------------------------
 
@@ -2546,6 +2636,8 @@ class ChargingCore:
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
+                history=self.history.state(),
+                history_limit=self.history.limit,
                 offers=self.offers.state(),
                 loans=self.loans.snapshot(),
                 groups=self.groups.state(),
@@ -2617,6 +2709,8 @@ class ChargingCore:
             tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
+        self.history = History(state.history_limit)  # history: empty before layout 5
+        self.history.restore(state.history)
         self.offers = OfferBook()  # offers (layout 5; none before)
         if state.offers is not None:
             self.offers.restore(state.offers)
