@@ -46,6 +46,7 @@ from rating.model import (
 )
 from rating.money import parse_money, parse_ratio
 from rating.offers import parse_offers
+from rating.packages import parse_packages
 from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
 _MAX_U32: Final = 2**32 - 1
@@ -109,6 +110,7 @@ _TOP_KEYS = (
     "cdr",
     "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
     "loan_policy",  # rating/loans.py
+    "packages",  # groups (rating/packages.py)
     "counters",
 )
 _RG_KEYS = (
@@ -757,6 +759,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     offers = parse_offers(top.get("offers"), groups)  # offers: rating/offers.py
     # loans: rating/loans.py
     loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
+    packages = parse_packages(top.get("packages", []), groups)  # groups
     # usage counters (rating/counters.py), read with this module's readers of values
     counters = parse_counters(
         top.get("counters", []),
@@ -777,6 +780,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         cdr=cdr,
         offers=offers,
         loan_policy=loan_policy,
+        packages=packages,
         counters=counters,
     )
 

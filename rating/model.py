@@ -16,6 +16,7 @@ from rating.tariff import Tariff
 
 if TYPE_CHECKING:
     from rating.offers import Offer
+    from rating.packages import Package
 
 
 class Unit(Enum):
@@ -225,6 +226,8 @@ class Catalog:
     """Offers by name (rating/offers.py, docs/catalog.md *Offers*)."""
     # loans (rating/loans.py, `[loan_policy]`): None when the catalog offers no loans
     loan_policy: LoanPolicy | None = None
+    # groups: the `[[packages]]` by name (rating/packages.py)
+    packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
     # usage counters (`[[counters]]`, rating/counters.py; docs/catalog.md *Usage counters*)
     counters: tuple[CounterDef, ...] = ()
 
