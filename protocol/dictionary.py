@@ -247,6 +247,9 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Estimate", 18, T.ENUMERATED, False, "docs/protocol.md, Estimate"),
     ("Listed-Account-Id", 19, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
+    # load-modulated prices (codes 80-84 reserved for them)
+    ("Load-Band", 80, T.UTF8_STRING, False, "docs/protocol.md, Load-modulated prices"),
+    ("Load-Factor", 81, T.UTF8_STRING, False, "docs/protocol.md, Load-modulated prices"),
 )
 
 

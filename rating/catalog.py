@@ -22,6 +22,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.errors import CatalogError
+from rating.load import parse_load
 from rating.model import (
     AccountPolicy,
     Billing,
@@ -103,6 +104,7 @@ _TOP_KEYS = (
     "rating_groups",
     "account",
     "cdr",
+    "load",  # load-modulated prices (rating/load.py)
 )
 _RG_KEYS = (
     "id",
@@ -747,6 +749,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         services[service.context_id] = service
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    load = parse_load(top["load"], "load", groups) if "load" in top else None  # rating/load.py
     return Catalog(
         version=version,
         name=name,
@@ -756,4 +759,5 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         rating_groups=MappingProxyType(groups),
         account=account,
         cdr=cdr,
+        load=load,
     )

@@ -26,6 +26,7 @@ import hashlib
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any, Final
 
 import msgspec
@@ -63,6 +64,7 @@ from ocs.core.charging_types import (
 from ocs.core.due import DueSet
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.load import LoadDecision, LoadPricing, factor_text
 from ocs.core.outcomes import Outcome, error_message, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
@@ -336,6 +338,8 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
+        # load-modulated prices (ocs/core/load.py): the band in force, recent grants
+        self.load_pricing = LoadPricing()
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -642,6 +646,7 @@ class ChargingCore:
         self._links_cache = {}
         self._dearest = {}
         self.catalog_text = text
+        self.load_pricing.catalog_changed(new)  # load-modulated prices
         for sid in self._sessions:
             session = self._peek(sid)
             assert session is not None
@@ -877,6 +882,9 @@ class ChargingCore:
                 for r in rates:
                     if r.num * den > num * r.den:
                         num, den = r.num, r.den
+            # load-modulated prices: at the catalog's dearest band (ocs/core/load.py)
+            scale = LoadPricing.bound_factor(self.catalog, rg.id)
+            num, den = num * scale.numerator, den * scale.denominator
             rate = self._dearest[rg.id] = (num, den)
         billed = units + rg.billing.first + rg.billing.increment
         return div_ceil(rate[0] * billed, rate[1]) + billed + rg.setup_fee
@@ -1141,6 +1149,10 @@ class ChargingCore:
         units = min(asked if asked else policy.quantum, MAX_UNITS)
         prior = session.rated.get(rg_id, 0)
         fee = rg.setup_fee if rg_id not in session.fee_charged else 0
+        # load-modulated prices (ocs/core/load.py): the band this grant is decided in
+        band = self._load_decision(rg, now_s, session)
+        if band is not None:
+            rg = self.load_pricing.priced(rg, band.factor, band.name)
         cost = price_dearest(rg, units, now_s, end_s, prior).total + fee
         final = False
         limit = min(headroom, MAX_AMOUNT)
@@ -1165,7 +1177,9 @@ class ChargingCore:
         # clients do with Session-Ids, and short: the session is the reservation's owner.
         session.grants_made += 1
         if self._is_estimate(session):  # reserves nothing: no ledger operation, no reservation id
-            return self._granted(session, rg, units, cost, validity, final, fee, "", now_s)
+            return self._granted(
+                session, rg, units, cost, validity, final, fee, "", now_s, band=band
+            )
         self._reservation_seq += 1
         reservation_id = f"r{self._reservation_seq}"
         outcome = self.ledger.apply(
@@ -1183,7 +1197,9 @@ class ChargingCore:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
             return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
-        return self._granted(session, rg, units, cost, validity, final, fee, reservation_id, now_s)
+        return self._granted(
+            session, rg, units, cost, validity, final, fee, reservation_id, now_s, band=band
+        )
 
     def _granted(
         self,
@@ -1196,6 +1212,8 @@ class ChargingCore:
         fee: int,
         reservation_id: str,
         now_s: int,
+        *,
+        band: LoadDecision | None = None,
     ) -> MsccAnswer:
         """Record the grant (reserved as `reservation_id`, or \"\" for an estimate) and answer
         it."""
@@ -1214,6 +1232,12 @@ class ChargingCore:
             final=final,
             fee=fee,
         )
+        if band is not None:  # load-modulated prices: the grant keeps its band
+            grant = session.grants[rg_id]
+            grant.load_band = band.name
+            grant.load_factor = (band.factor.numerator, band.factor.denominator)
+            if reservation_id:  # a real grant (an estimate moves nothing)
+                self.load_pricing.commit(self.catalog, band, now_s)
         if final:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
@@ -1233,6 +1257,8 @@ class ChargingCore:
             final_unit_indication=self._fui(rg) if final else None,
             tariff_time_change=change,
             linked_rating_group=self._links(session, rg_id) or None,
+            load_band=band.name if band is not None else None,
+            load_factor=factor_text(band.factor) if band is not None else None,
         )
 
     def _links(self, session: Session, rg_id: int) -> tuple[int, ...]:
@@ -1283,12 +1309,15 @@ class ChargingCore:
         grant = session.grants.pop(rg_id, None)
         now_s = now_ms // MS
         start_s = grant.granted_s if grant is not None else session.last_ms // MS
+        # load-modulated prices (ocs/core/load.py): the grant's band, else the band now
+        band_name, factor = self._usage_band(rg, grant, now_s)
+        rated = self.load_pricing.priced(rg, factor, band_name) if band_name else rg
         total = 0
         used_total = 0
         for usu in mscc.used_service_unit or ():
             units = units_of(usu, rg.unit) or 0
             prior = session.rated.get(rg_id, 0)
-            charge = self._rate(rg, usu, units, prior, grant, start_s, now_s)
+            charge = self._rate(rated, usu, units, prior, grant, start_s, now_s)
             session.rated[rg_id] = prior + units
             fee = 0
             if units > 0 and rg.setup_fee and rg_id not in session.fee_charged:
@@ -1317,6 +1346,8 @@ class ChargingCore:
                     setup_fee=fee,
                     beyond_grant=beyond,
                     at_ms=now_ms,
+                    load_band=band_name,
+                    load_factor=factor_text(factor) if band_name else "",
                 )
             )
             total += charge + fee
@@ -1349,6 +1380,31 @@ class ChargingCore:
         if total:
             session.charge_total += total
             self._account_usage(session.account_id, total)
+
+    def _load_decision(
+        self, rg: RatingGroup, now_s: int, session: Session | None = None
+    ) -> LoadDecision | None:
+        """The load band a grant of `rg` decided now (for `session`) is in (None: not
+        load-priced, or zero-rated). The "sessions" measure counts the open sessions that are
+        not estimates, and an estimate `session` itself (it is quoted as if it were real)."""
+        if rg.zero_rated:
+            return None
+        sessions = len(self._sessions) - len(self._estimates)
+        if session is not None and self._is_estimate(session):
+            sessions += 1
+        return self.load_pricing.decide(self.catalog, rg.id, sessions, now_s)
+
+    def _usage_band(self, rg: RatingGroup, grant: Grant | None, now_s: int) -> tuple[str, Fraction]:
+        """The band and factor usage of `rg_id` is charged in: its grant's (at most the
+        catalog's dearest, `LoadPricing.grant_factor`); without a grant, the band now; ("", 1)
+        for a group not load-priced."""
+        if grant is not None:
+            if not grant.load_band:
+                return "", Fraction(1)
+            num, den = grant.load_factor
+            return grant.load_band, self.load_pricing.grant_factor(self.catalog, rg.id, num, den)
+        band = self._load_decision(rg, now_s)
+        return ("", Fraction(1)) if band is None else (band.name, band.factor)
 
     def _rate(
         self,
@@ -1496,14 +1552,23 @@ class ChargingCore:
         enquiry = action is RequestedAction.PRICE_ENQUIRY
         fee_charged: set[int] = set()
         priced: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
+        # load-modulated prices (ocs/core/load.py): each MSCC's band (None: not load-priced)
+        bands: list[LoadDecision | None] = []
         for mscc in ccr.multiple_services_credit_control or ():
             rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
             units = 0
             charge = 0
+            band = None
+            if rg is not None and not refund:
+                band = self._load_decision(rg, now_ms // MS)
+            bands.append(band)
             if rg is not None and mscc.requested_service_unit is not None:
                 units = units_of(mscc.requested_service_unit, rg.unit) or 0
+                banded = (
+                    rg if band is None else self.load_pricing.priced(rg, band.factor, band.name)
+                )
                 # a refund is priced by the debits it gives back (`_plan_refund`)
-                charge = price_event(rg, units, at_s).total if units and not refund else 0
+                charge = price_event(banded, units, at_s).total if units and not refund else 0
                 if enquiry and units and rg.setup_fee and rg.id not in fee_charged:
                     fee_charged.add(rg.id)
                     charge += rg.setup_fee
@@ -1511,7 +1576,10 @@ class ChargingCore:
         total = sum(charge for _, _, _, charge in priced)
         if enquiry:
             return self._cca(
-                ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
+                ccr,
+                Outcome.OK,
+                self._event_msccs(priced, bands),
+                cost_information=self._cost(total),
             )
         found = self._resolve(ccr)
         if found is None:
@@ -1522,7 +1590,7 @@ class ChargingCore:
             return self._cca(
                 ccr,
                 Outcome.OK,
-                self._event_msccs(priced),
+                self._event_msccs(priced, bands),
                 check_balance_result=CheckBalanceResult.ENOUGH_CREDIT
                 if enough
                 else CheckBalanceResult.NO_CREDIT,
@@ -1536,7 +1604,10 @@ class ChargingCore:
                 return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
             if estimate:  # what it would have cost: nothing debited, recorded or written
                 return self._cca(
-                    ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
+                    ccr,
+                    Outcome.OK,
+                    self._event_msccs(priced, bands),
+                    cost_information=self._cost(total),
                 )
             if total:
                 outcome = self.ledger.apply(
@@ -1549,6 +1620,9 @@ class ChargingCore:
             for _, rg, units, charge in priced:
                 if rg is not None and not rg.zero_rated and units:
                     self._record_debit(account_id, rg.id, units, charge, now_ms)
+            for band in bands:  # load-modulated prices: a debit is a grant made
+                if band is not None:
+                    self.load_pricing.commit(self.catalog, band, now_ms // MS)
             sign = 1
         else:  # REFUND_ACCOUNT
             plan = self._plan_refund(account_id, priced, now_ms)
@@ -1580,15 +1654,18 @@ class ChargingCore:
                     raise BookingRefused(f"credit of {total} refund: {outcome.code.name}")
             self._draw(draws)
             sign = -1
-        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
+        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s, bands)
         extra = self._aoc(ccr, total, account_id)
-        return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
+        return self._cca(ccr, Outcome.OK, self._event_msccs(priced, bands), **extra)
 
     def _event_msccs(
-        self, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
+        self,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+        bands: list[LoadDecision | None] | None = None,
     ) -> list[MsccAnswer]:
         out = []
-        for mscc, rg, units, _ in priced:
+        for n, (mscc, rg, units, _) in enumerate(priced):
+            band = bands[n] if bands else None  # load-modulated prices
             if rg is None:
                 out.append(
                     MsccAnswer(
@@ -1604,6 +1681,8 @@ class ChargingCore:
                         rating_group=rg.id,
                         result_code=_RC_OK,
                         granted_service_unit=unit_map(rg.unit, units),
+                        load_band=band.name if band is not None else None,
+                        load_factor=factor_text(band.factor) if band is not None else None,
                     )
                 )
         return out
@@ -2120,20 +2199,24 @@ class ChargingCore:
         sign: int,
         now_ms: int,
         at_s: int,
+        bands: list[LoadDecision | None] | None = None,
     ) -> None:
         action = ccr.requested_action
         assert action is not None
         trigger = action.name
         usage = []
-        for _, rg, units, charge in priced:
+        for n, (_, rg, units, charge) in enumerate(priced):
             if rg is None:
                 continue
+            band = bands[n] if bands else None  # load-modulated prices
             container = {
                 "time": units if rg.unit is Unit.SECONDS else None,
                 "totalVolume": units if rg.unit is Unit.OCTETS else None,
                 "serviceSpecificUnits": units if rg.unit is Unit.UNITS else None,
                 "triggers": [trigger],
                 "charge": sign * charge,
+                "loadBand": band.name if band is not None else None,
+                "loadFactor": factor_text(band.factor) if band is not None else None,
             }
             usage.append(
                 {
@@ -2194,6 +2277,7 @@ class ChargingCore:
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
+                load_pricing=self.load_pricing.state(),
             )
         )
 
@@ -2261,6 +2345,7 @@ class ChargingCore:
             tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
+        self.load_pricing.restore(state.load_pricing, self.catalog)  # load-modulated prices
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
         """The session's id and account id as the ledger holds them (as reservation owner, as
@@ -2315,6 +2400,9 @@ def _container_json(c: Container) -> dict[str, Any]:
         item["setupFee"] = c.setup_fee
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
+    if c.load_band:  # load-modulated prices (docs/cdr-files.md)
+        item["loadBand"] = c.load_band
+        item["loadFactor"] = c.load_factor
     return {k: v for k, v in item.items() if v is not None}
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
+from ocs.core.load import LoadState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
 from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
@@ -134,7 +135,8 @@ class Action:
 
 
 class Grant(msgspec.Struct, kw_only=True, array_like=True, gc=False):
-    """Quota granted for one rating group, held by one ledger reservation."""
+    """Quota granted for one rating group, held by one ledger reservation. (Fields added after
+    the first eight are left out of the packing dictionary: see `_DICT_GRANT_FIELDS`.)"""
 
     reservation_id: str
     amount: int  # micro-units reserved
@@ -144,6 +146,10 @@ class Grant(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     tariff_change_s: int | None
     final: bool  # carried Final-Unit-Indication
     fee: int  # setup fee included in `amount` (0 if already charged)
+    # load-modulated prices (ocs/core/load.py): the band the grant was decided in ("" for a
+    # group whose price ignores load) and its exact factor (num, den); its usage is charged so
+    load_band: str = ""
+    load_factor: tuple[int, int] = (1, 1)
 
 
 class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
@@ -161,6 +167,9 @@ class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     setup_fee: int
     beyond_grant: int
     at_ms: int
+    # load-modulated prices: the band and factor ("3/2") the usage was charged in ("": none)
+    load_band: str = ""
+    load_factor: str = ""
 
 
 class Session(msgspec.Struct, kw_only=True, array_like=True):
@@ -209,8 +218,10 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
-#: estimate session for a real one, so it must refuse the snapshot).
-CORE_LAYOUT: Final = 4
+#: estimate session for a real one, so it must refuse the snapshot). 5: this build
+#: (`load_pricing`, and grants with a load band: a build of layout 4 would charge them at the
+#: base price).
+CORE_LAYOUT: Final = 5
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -243,6 +254,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # Load-modulated prices (layout 5, ocs/core/load.py): the band in force and the recent
+    # grants; None in older snapshots (the base band, no recent grants).
+    load_pricing: LoadState | None = None
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()
@@ -324,7 +338,23 @@ def _typical_session() -> Session:
     )
 
 
-PACK_DICT: Final = _SESSION_ENCODER.encode(_typical_session())
+#: The fields a `Grant` had when the dictionary was made (`PACK_TAG` 1): fields added later
+#: (at their defaults in the typical session) are left out of it, so the dictionary stays the
+#: same bytes and packed sessions of older snapshots still unpack.
+_DICT_GRANT_FIELDS: Final = 8
+
+
+def _dictionary(session: Session) -> bytes:
+    """The preset dictionary made of `session`: its msgpack encoding, with its grants encoded
+    with their first `_DICT_GRANT_FIELDS` fields only."""
+    raw = msgspec.to_builtins(session, builtin_types=(bytes,))
+    grants = raw[Session.__struct_fields__.index("grants")]
+    for rg, grant in grants.items():
+        grants[rg] = grant[:_DICT_GRANT_FIELDS]
+    return _SESSION_ENCODER.encode(raw)
+
+
+PACK_DICT: Final = _dictionary(_typical_session())
 
 
 def pack_session(session: Session) -> bytes:

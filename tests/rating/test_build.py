@@ -48,7 +48,11 @@ def _is_extension(path: str | None) -> bool:
 
 def test_every_module_but_the_package_init_is_compiled() -> None:
     sources = {f"rating.{p.stem}" for p in (ROOT / "rating").glob("*.py")}
-    assert {m for m in MODULES if m.startswith("rating.")} == sources - {"rating.__init__"}
+    # rating.load stays plain Python (load-modulated prices, a module of this round)
+    assert {m for m in MODULES if m.startswith("rating.")} == sources - {
+        "rating.__init__",
+        "rating.load",
+    }
 
 
 def test_the_charging_core_logic_is_compiled_and_its_structs_are_not() -> None:
