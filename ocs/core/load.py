@@ -1,4 +1,4 @@
-"""Load-modulated prices in the charging core (docs/charging.md section 3f).
+"""Load-modulated prices in the charging core (docs/charging.md "Load-modulated prices").
 
 The catalog's ``[load]`` section (``rating.load.LoadPolicy``) names a measure of load and bands
 with exact factors and hysteresis. This module holds what the core needs to apply it:

@@ -1,7 +1,7 @@
-"""Load-modulated prices (issue 15 item 4; docs/charging.md 3f, docs/catalog.md "Load bands"):
-bands with exact factors and hysteresis, decided when a grant is made and kept by it, measured
-on the core's state only, so replay gives the same prices. In the core, with hand-computed
-prices (every figure commented)."""
+"""Load-modulated prices (issue 15 item 4; docs/charging.md "Load-modulated prices",
+docs/catalog.md "Load bands"): bands with exact factors and hysteresis, decided when a grant is
+made and kept by it, measured on the core's state only, so replay gives the same prices. In the
+core, with hand-computed prices (every figure commented)."""
 
 from __future__ import annotations
 
