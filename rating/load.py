@@ -84,11 +84,7 @@ class LoadPolicy:
     @property
     def max_factor(self) -> Fraction:
         """The largest factor a load-priced group is charged at (at least 1: the base)."""
-        return (
-            max((b.factor for b in self.bands), default=Fraction(1))
-            if any(b.factor > 1 for b in self.bands)
-            else Fraction(1)
-        )
+        return max((b.factor for b in self.bands if b.factor > 1), default=Fraction(1))
 
 
 def next_band(bands: tuple[LoadBand, ...], current: int, load: int) -> int:

@@ -64,7 +64,7 @@ from ocs.core.charging_types import (
 from ocs.core.due import DueSet
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
-from ocs.core.load import LoadDecision, LoadPricing, factor_text
+from ocs.core.load import LoadDecision, LoadPricing
 from ocs.core.outcomes import Outcome, error_message, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
@@ -163,6 +163,7 @@ __all__ = [
 ]
 
 MS: Final = 1000
+_ONE: Final = Fraction(1)  # the factor of a price that ignores load
 
 
 def catalog_digest(text: str) -> str:
@@ -339,7 +340,7 @@ class ChargingCore:
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
         # load-modulated prices (ocs/core/load.py): the band in force, recent grants
-        self.load_pricing = LoadPricing()
+        self.load_pricing = LoadPricing(self.catalog)
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -883,7 +884,7 @@ class ChargingCore:
                     if r.num * den > num * r.den:
                         num, den = r.num, r.den
             # load-modulated prices: at the catalog's dearest band (ocs/core/load.py)
-            scale = LoadPricing.bound_factor(self.catalog, rg.id)
+            scale = self.load_pricing.bound_factor(rg.id)
             num, den = num * scale.numerator, den * scale.denominator
             rate = self._dearest[rg.id] = (num, den)
         billed = units + rg.billing.first + rg.billing.increment
@@ -1237,7 +1238,7 @@ class ChargingCore:
             grant.load_band = band.name
             grant.load_factor = (band.factor.numerator, band.factor.denominator)
             if reservation_id:  # a real grant (an estimate moves nothing)
-                self.load_pricing.commit(self.catalog, band, now_s)
+                self.load_pricing.commit(band, now_s)
         if final:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
@@ -1258,7 +1259,7 @@ class ChargingCore:
             tariff_time_change=change,
             linked_rating_group=self._links(session, rg_id) or None,
             load_band=band.name if band is not None else None,
-            load_factor=factor_text(band.factor) if band is not None else None,
+            load_factor=band.factor_text if band is not None else None,
         )
 
     def _links(self, session: Session, rg_id: int) -> tuple[int, ...]:
@@ -1310,7 +1311,7 @@ class ChargingCore:
         now_s = now_ms // MS
         start_s = grant.granted_s if grant is not None else session.last_ms // MS
         # load-modulated prices (ocs/core/load.py): the grant's band, else the band now
-        band_name, factor = self._usage_band(rg, grant, now_s)
+        band_name, factor, factor_text = self._usage_band(rg, grant, now_s)
         rated = self.load_pricing.priced(rg, factor, band_name) if band_name else rg
         total = 0
         used_total = 0
@@ -1347,7 +1348,7 @@ class ChargingCore:
                     beyond_grant=beyond,
                     at_ms=now_ms,
                     load_band=band_name,
-                    load_factor=factor_text(factor) if band_name else "",
+                    load_factor=factor_text,
                 )
             )
             total += charge + fee
@@ -1392,19 +1393,22 @@ class ChargingCore:
         sessions = len(self._sessions) - len(self._estimates)
         if session is not None and self._is_estimate(session):
             sessions += 1
-        return self.load_pricing.decide(self.catalog, rg.id, sessions, now_s)
+        return self.load_pricing.decide(rg.id, sessions, now_s)
 
-    def _usage_band(self, rg: RatingGroup, grant: Grant | None, now_s: int) -> tuple[str, Fraction]:
-        """The band and factor usage of `rg_id` is charged in: its grant's (at most the
-        catalog's dearest, `LoadPricing.grant_factor`); without a grant, the band now; ("", 1)
-        for a group not load-priced."""
+    def _usage_band(
+        self, rg: RatingGroup, grant: Grant | None, now_s: int
+    ) -> tuple[str, Fraction, str]:
+        """The band, factor and factor text usage of `rg` is charged in: its grant's (at most
+        the catalog's dearest, `LoadPricing.grant_factor`); without a grant, the band now;
+        ("", 1, "") for a group not load-priced."""
         if grant is not None:
             if not grant.load_band:
-                return "", Fraction(1)
+                return "", _ONE, ""
             num, den = grant.load_factor
-            return grant.load_band, self.load_pricing.grant_factor(self.catalog, rg.id, num, den)
+            factor, text = self.load_pricing.grant_factor(rg.id, num, den)
+            return grant.load_band, factor, text
         band = self._load_decision(rg, now_s)
-        return ("", Fraction(1)) if band is None else (band.name, band.factor)
+        return ("", _ONE, "") if band is None else (band.name, band.factor, band.factor_text)
 
     def _rate(
         self,
@@ -1622,7 +1626,7 @@ class ChargingCore:
                     self._record_debit(account_id, rg.id, units, charge, now_ms)
             for band in bands:  # load-modulated prices: a debit is a grant made
                 if band is not None:
-                    self.load_pricing.commit(self.catalog, band, now_ms // MS)
+                    self.load_pricing.commit(band, now_ms // MS)
             sign = 1
         else:  # REFUND_ACCOUNT
             plan = self._plan_refund(account_id, priced, now_ms)
@@ -1682,7 +1686,7 @@ class ChargingCore:
                         result_code=_RC_OK,
                         granted_service_unit=unit_map(rg.unit, units),
                         load_band=band.name if band is not None else None,
-                        load_factor=factor_text(band.factor) if band is not None else None,
+                        load_factor=band.factor_text if band is not None else None,
                     )
                 )
         return out
@@ -2216,7 +2220,7 @@ class ChargingCore:
                 "triggers": [trigger],
                 "charge": sign * charge,
                 "loadBand": band.name if band is not None else None,
-                "loadFactor": factor_text(band.factor) if band is not None else None,
+                "loadFactor": band.factor_text if band is not None else None,
             }
             usage.append(
                 {

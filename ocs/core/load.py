@@ -43,12 +43,15 @@ class LoadState(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoadDecision:
-    """The band a grant or debit decided now is priced in."""
+    """A band a grant or debit is priced in (one per band of the catalog, built once)."""
 
     index: int  # 0: the base band
     name: str
     factor: Fraction
-    load: int  # the load measured
+    factor_text: str  # as the catalog writes it: "1", "3/2" (`Load-Factor`, `loadFactor`)
+
+
+_ONE: Final = Fraction(1)
 
 
 def factor_text(factor: Fraction) -> str:
@@ -57,25 +60,33 @@ def factor_text(factor: Fraction) -> str:
 
 
 class LoadPricing:
-    """The band in force, the recent grants, and banded rating groups (see the module)."""
+    """The band in force, the recent grants, and banded rating groups (see the module). Holds
+    the load policy of the catalog in force (`catalog_changed`)."""
 
-    __slots__ = ("_grants", "_priced", "_total", "band")
+    __slots__ = (
+        "_decisions",
+        "_factors",
+        "_grants",
+        "_max_factor",
+        "_policy",
+        "_priced",
+        "_total",
+        "band",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: Catalog) -> None:
         self.band = 0
         self._grants: deque[list[int]] = deque()  # [second, count]
         self._total = 0
         self._priced: dict[tuple[int, int, int], RatingGroup] = {}
+        # (rating group, num, den) of a grant -> the factor it is charged at and its text
+        self._factors: dict[tuple[int, int, int], tuple[Fraction, str]] = {}
+        self._policy: LoadPolicy | None = None
+        self._decisions: tuple[LoadDecision, ...] = ()
+        self._max_factor = _ONE
+        self.catalog_changed(catalog)
 
     # -- deciding -------------------------------------------------------------------------------
-
-    @staticmethod
-    def policy(catalog: Catalog, rating_group: int) -> LoadPolicy | None:
-        """The load policy pricing `rating_group`, or None if its price ignores load."""
-        policy = catalog.load
-        if policy is None or not policy.applies(rating_group):
-            return None
-        return policy
 
     def measure(self, policy: LoadPolicy, open_sessions: int, now_s: int) -> int:
         """The load now: the open sessions, or the grants of the window (the one being
@@ -90,24 +101,20 @@ class LoadPricing:
             total -= count
         return total
 
-    def decide(
-        self, catalog: Catalog, rating_group: int, open_sessions: int, now_s: int
-    ) -> LoadDecision | None:
+    def decide(self, rating_group: int, open_sessions: int, now_s: int) -> LoadDecision | None:
         """The band a grant of `rating_group` decided now would be priced in (nothing moves:
         `commit` does, once the grant is made). None: the group is not load-priced."""
-        policy = self.policy(catalog, rating_group)
-        if policy is None:
+        policy = self._policy
+        if policy is None or not policy.applies(rating_group):
             return None
         load = self.measure(policy, open_sessions, now_s)
-        index = next_band(policy.bands, self.band, load)
-        name, factor = policy.band(index)
-        return LoadDecision(index=index, name=name, factor=factor, load=load)
+        return self._decisions[next_band(policy.bands, self.band, load)]
 
-    def commit(self, catalog: Catalog, decision: LoadDecision, now_s: int) -> None:
+    def commit(self, decision: LoadDecision, now_s: int) -> None:
         """A grant (or debit) priced in `decision` was made at `now_s`: the band is in force,
         and the grant counts toward the "grants" measure."""
         self.band = decision.index
-        policy = catalog.load
+        policy = self._policy
         if policy is None or policy.measure is not LoadMeasure.GRANTS:
             return
         grants = self._grants
@@ -159,28 +166,49 @@ class LoadPricing:
         self._priced[key] = banded
         return banded
 
-    @staticmethod
-    def bound_factor(catalog: Catalog, rating_group: int) -> Fraction:
+    def bound_factor(self, rating_group: int) -> Fraction:
         """The most any usage of `rating_group` is charged at, relative to its rates: the
         largest factor of the catalog's bands (at least 1), or 1 if it is not load-priced."""
-        policy = catalog.load
+        policy = self._policy
         if policy is None or not policy.applies(rating_group):
-            return Fraction(1)
-        return policy.max_factor
+            return _ONE
+        return self._max_factor
 
-    def grant_factor(self, catalog: Catalog, rating_group: int, num: int, den: int) -> Fraction:
-        """The factor a grant recorded as `num/den` is charged at: its own, but never more than
-        the catalog in force allows for the group (`bound_factor`, after a catalog change)."""
-        recorded = Fraction(num, den)
-        bound = self.bound_factor(catalog, rating_group)
-        return recorded if recorded <= bound else bound
+    def grant_factor(self, rating_group: int, num: int, den: int) -> tuple[Fraction, str]:
+        """The factor (and its text) a grant recorded as `num/den` is charged at: its own, but
+        never more than the catalog in force allows for the group (`bound_factor`, after a
+        catalog change)."""
+        key = (rating_group, num, den)
+        found = self._factors.get(key)
+        if found is None:
+            recorded = Fraction(num, den)
+            bound = self.bound_factor(rating_group)
+            factor = recorded if recorded <= bound else bound
+            if len(self._factors) >= _PRICED_CACHE_LIMIT:
+                self._factors.clear()
+            found = self._factors[key] = (factor, factor_text(factor))
+        return found
 
     def catalog_changed(self, catalog: Catalog) -> None:
-        """A new catalog: banded groups are built again; the band in force stays (clamped to
-        the bands the catalog has); the window's counts stay."""
+        """A new catalog: its policy and bands; banded groups are built again; the band in
+        force stays (clamped to the bands the catalog has); the window's counts stay."""
         self._priced.clear()
-        bands = len(catalog.load.bands) if catalog.load is not None else 0
-        self.band = min(self.band, bands)
+        self._factors.clear()
+        policy = self._policy = catalog.load
+        if policy is None:
+            self._decisions = ()
+            self._max_factor = _ONE
+            self.band = 0
+            return
+        decisions = []
+        for index in range(len(policy.bands) + 1):
+            name, factor = policy.band(index)
+            decisions.append(
+                LoadDecision(index=index, name=name, factor=factor, factor_text=factor_text(factor))
+            )
+        self._decisions = tuple(decisions)
+        self._max_factor = policy.max_factor
+        self.band = min(self.band, len(policy.bands))
 
     # -- snapshots ------------------------------------------------------------------------------
 
