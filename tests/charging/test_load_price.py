@@ -5,6 +5,8 @@ core, with hand-computed prices (every figure commented)."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from msgspec.structs import replace
 
@@ -342,3 +344,75 @@ def test_bad_load_sections_are_refused_with_their_path(section: str, path: str) 
     with pytest.raises(CatalogError) as err:
         parse_catalog(base + "[load]\n" + section + "\n")
     assert err.value.path == path
+
+
+def test_a_catalog_change_caps_open_grants_at_its_largest_factor(lh: Harness) -> None:
+    h = lh
+    for n in range(3):
+        _open(h, f"s{n}", PEAK + n)  # s2's grant: busy, x 3/2
+    # the operator lowers busy to x 5/4: s2's grant keeps its band, at most the new factor
+    h.load_catalog(LOAD.replace('factor = "3/2"', 'factor = "5/4"'), PEAK + 10)
+    assert h.take_actions() == []  # no price change of a rating group: no RAR
+    _used(h, "s2", 1, 2, PEAK + MIN, again=False)
+    record = h.cdrs()[-1]
+    # 2 MiB x 10,000 x 5/4 = 25,000
+    assert record["charge"] == 25_000
+    container = record["listOfMultipleUnitUsage"][0]["usedUnitContainers"][0]
+    assert (container["loadBand"], container["loadFactor"]) == ("busy", "5/4")
+    # without a [load] section, RG 10 ignores load: no band in answers, the base price, and an
+    # open busy grant is charged at factor 1 at most
+    h.load_catalog(LOAD.split("[load]")[0], PEAK + 2 * MIN)
+    assert h.core.load_pricing.band == 0
+    g = only(_open(h, "plain", PEAK + 2 * MIN + 1))
+    assert g.load_band is None
+    _used(h, "s1", 1, 1, PEAK + 3 * MIN, again=False)  # its grant was normal anyway
+    assert h.cdrs()[-1]["charge"] == NORMAL_MIB
+    h.ledger.check_invariants()
+    h.assert_replays()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_traffic_replays_to_the_same_prices_and_books(seed: int) -> None:
+    """Sessions opened, reported, re-granted and closed at random, with enquiries and debits,
+    on both measures: replaying the journal gives the same state, CDRs and balances, and the
+    money identity holds."""
+    rnd = random.Random(seed)
+    h = Harness(catalog=GRANTS if seed % 2 else LOAD)
+    h.account("a", SUB, 1000 * EUR)
+    open_: dict[str, int] = {}  # session -> last CC-Request-Number
+    now = PEAK
+    opened = 0
+    bands: set[str | None] = set()
+    for _ in range(120):
+        now += rnd.choice((1, 500, 5_000, 30_000))
+        roll = rnd.random()
+        if roll < 0.35 or not open_:
+            name = f"s{opened}"
+            opened += 1
+            bands.add(only(_open(h, name, now)).load_band)
+            open_[name] = 0
+        elif roll < 0.75:
+            name = rnd.choice(sorted(open_))
+            again = rnd.random() < 0.6
+            answer = _used(h, name, open_[name] + 1, rnd.randrange(0, 12), now, again=again)
+            bands.add(only(answer).load_band)
+            if again:
+                open_[name] += 1
+            else:
+                del open_[name]
+        elif roll < 0.85:
+            bands.add(only(_enquiry(h, now, rnd.randrange(1, 5))).load_band)
+        else:
+            units = rnd.randrange(1, 5) * MiB
+            debit = event(
+                f"d{now}", RequestedAction.DIRECT_DEBITING, octets=units, rg=10, service=DATA_CTX
+            )
+            assert h.cca(debit, now).result_code == 2001
+        h.tick(now)
+    for name, number in sorted(open_.items()):
+        _used(h, name, number + 1, 1, now + 1, again=False)
+    assert "busy" in bands  # the traffic entered a band
+    h.ledger.check_invariants()
+    assert h.reserved("a") == 0
+    assert h.balance("a") == 1000 * EUR - h.cdr_total("a")
+    h.assert_replays()
