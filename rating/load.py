@@ -101,6 +101,26 @@ def next_band(bands: tuple[LoadBand, ...], current: int, load: int) -> int:
     return index
 
 
+def load_facts(policy: LoadPolicy | None) -> dict[str, str]:
+    """The ``[load]`` section as ``ocs catalog diff`` lists a catalog (one line per fact)."""
+    if policy is None:
+        return {}
+    groups = policy.rating_groups
+    measure = policy.measure.value
+    if policy.measure is LoadMeasure.GRANTS:
+        measure += f" in the last {policy.window_s} s"
+    facts = {
+        "load measure": measure,
+        "load rating groups": "all" if groups is None else ", ".join(str(g) for g in groups),
+        "load base band": policy.base,
+    }
+    for band in policy.bands:
+        facts[f"load band {band.name}"] = (
+            f"enter at {band.enter}, leave below {band.leave}: x {band.factor}"
+        )
+    return facts
+
+
 # -- parsing (called by rating.catalog.parse_catalog for the [load] table) ---------------------
 
 

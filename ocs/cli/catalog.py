@@ -50,6 +50,7 @@ from rating import (
     parse_catalog,
     price,
 )
+from rating.load import load_facts
 
 EXIT_OK: Final = 0
 EXIT_DIFFERENT: Final = 1  # diff: the file is not the catalog in force; show: refused
@@ -404,6 +405,7 @@ def catalog_facts(catalog: Catalog) -> dict[str, str]:
         facts["cdr volume limit"] = _quantity(cdr.volume_limit, Unit.OCTETS)
     if cdr.time_limit is not None:
         facts["cdr time limit"] = _quantity(cdr.time_limit, Unit.SECONDS)
+    facts.update(load_facts(catalog.load))  # load-modulated prices (rating/load.py)
     return facts
 
 

@@ -10,6 +10,7 @@ import random
 import pytest
 from msgspec.structs import replace
 
+from ocs.cli.catalog import catalog_changes, catalog_facts
 from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER, CoreState
 from protocol.codes import Estimate, RequestedAction
 from protocol.messages import CCA
@@ -416,3 +417,16 @@ def test_random_traffic_replays_to_the_same_prices_and_books(seed: int) -> None:
     assert h.reserved("a") == 0
     assert h.balance("a") == 1000 * EUR - h.cdr_total("a")
     h.assert_replays()
+
+
+def test_catalog_diff_lists_the_load_section() -> None:
+    old = parse_catalog(LOAD)
+    new = parse_catalog(LOAD.replace('factor = "3/2"', 'factor = "5/4"').replace("leave = 2", ""))
+    assert list(catalog_changes(old, new)) == [
+        ("load band busy", "enter at 3, leave below 2: x 3/2", "enter at 3, leave below 3: x 5/4")
+    ]
+    without = parse_catalog(LOAD.split("[load]")[0])
+    assert ("load measure", "sessions", None) in list(catalog_changes(old, without))
+    grants = catalog_facts(parse_catalog(GRANTS))
+    assert grants["load measure"] == "grants in the last 60 s"
+    assert grants["load rating groups"] == "10" and grants["load base band"] == "normal"
