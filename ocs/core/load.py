@@ -127,6 +127,10 @@ class LoadPricing:
             grants.append([now_s, 1])
         self._total += 1
 
+    def band_name(self) -> str | None:
+        """The name of the band in force; None if the catalog has no load bands."""
+        return self._decisions[self.band].name if self._decisions else None
+
     # -- pricing --------------------------------------------------------------------------------
 
     def priced(self, rg: RatingGroup, factor: Fraction, band: str) -> RatingGroup:

@@ -9,6 +9,7 @@ The credit-control client speaks standard binary AVP bodies (WIRE.md 1.1 section
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ocs.edge.cdr_files import iter_records
@@ -146,7 +147,7 @@ async def test_prices_in_two_bands_survive_a_crash_with_the_band_in_force(tmp_pa
     catalog = tmp_path / "load.toml"
     catalog.write_text(LOAD)
     data = tmp_path / "data"
-    server = ServerProcess(data, "--catalog", str(catalog)).start()
+    server = ServerProcess(data, "--catalog", str(catalog), "--log-json").start()
     try:
         await _admin(
             server.port,
@@ -192,6 +193,14 @@ async def test_prices_in_two_bands_survive_a_crash_with_the_band_in_force(tmp_pa
         assert server.terminate() == 0
     finally:
         server.kill()
+    # the operators' log: busy entered before the crash, normal again after it (the restart
+    # itself logs nothing: the recovered band is the one in force)
+    changes = [
+        (e["band"], e["previous"])
+        for e in (json.loads(line) for line in server.log_text().splitlines() if line[:1] == "{")
+        if e.get("event") == "load.band"
+    ]
+    assert changes == [("busy", "normal"), ("normal", "busy")]
     records = list(iter_records(data / "cdr"))
     assert [r["recordSequenceNumber"] for r in records] == [1, 2, 3]
     charges = {r["sessionId"].split(";")[1]: r["charge"] for r in records}
