@@ -33,6 +33,7 @@ from protocol.messages import (
     UsedServiceUnit,
 )
 from tests.charging.test_load_price import LOAD
+from tests.observability.test_metrics import get, http_port, running, scrape
 from tests.server.process import ServerProcess
 
 HOST = "pgw.load.test.local"
@@ -218,3 +219,13 @@ async def test_prices_in_two_bands_survive_a_crash_with_the_band_in_force(tmp_pa
         ("busy", "3/2", 30_000),
         ("normal", "1", 10_000),
     ]
+
+
+async def test_the_band_in_force_is_a_metric_and_in_status(tmp_path: Path) -> None:
+    """The demo catalog prices RG 20 by load: a node on it shows its base band."""
+    async with running(tmp_path / "data") as node:
+        port = http_port(node)
+        samples = await scrape(port)
+        assert samples["ocs_load_band_info", (("band", "normal"),)] == 1
+        status, _, body = await get(port, "/status")
+        assert status == 200 and json.loads(body)["load_band"] == "normal"
