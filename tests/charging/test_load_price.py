@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from ocs.cli.catalog import catalog_changes, catalog_facts
@@ -430,3 +432,27 @@ def test_catalog_diff_lists_the_load_section() -> None:
     grants = catalog_facts(parse_catalog(GRANTS))
     assert grants["load measure"] == "grants in the last 60 s"
     assert grants["load rating groups"] == "10" and grants["load base band"] == "normal"
+
+
+@st.composite
+def _bands(draw: st.DrawFn) -> tuple[LoadBand, ...]:
+    enters = sorted(set(draw(st.lists(st.integers(1, 500), min_size=1, max_size=5))))
+    bands: list[LoadBand] = []
+    for i, enter in enumerate(enters):
+        low = bands[-1].leave if bands else 1
+        leave = draw(st.integers(min(low, enter), enter))
+        bands.append(LoadBand(name=f"b{i}", enter=enter, leave=leave, factor=parse_ratio("2")))
+    return tuple(bands)
+
+
+@given(bands=_bands(), current=st.integers(0, 5), load=st.integers(0, 600))
+def test_next_band_is_stable_and_respects_enter_and_leave(
+    bands: tuple[LoadBand, ...], current: int, load: int
+) -> None:
+    band = next_band(bands, current, load)
+    assert 0 <= band <= len(bands)
+    assert next_band(bands, band, load) == band  # the same load moves it no further
+    if band > 0:
+        assert load >= bands[band - 1].leave  # not below the leave of the band it is in
+    if band < len(bands):
+        assert load < bands[band].enter  # and not at the enter of the next one
