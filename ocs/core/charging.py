@@ -2404,7 +2404,7 @@ def _container_json(c: Container) -> dict[str, Any]:
         item["setupFee"] = c.setup_fee
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
-    if c.load_band:  # load-modulated prices (docs/cdr-files.md)
+    if c.load_band:  # load-modulated prices (docs/charging.md section 6)
         item["loadBand"] = c.load_band
         item["loadFactor"] = c.load_factor
     return {k: v for k, v in item.items() if v is not None}
