@@ -5,6 +5,7 @@ core, with hand-computed prices (every figure commented)."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from ocs.cli.catalog import catalog_changes, catalog_facts
+from ocs.cli.main import main as ocs_main
 from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER, CoreState
 from protocol.codes import Estimate, RequestedAction
 from protocol.messages import CCA
@@ -456,3 +458,23 @@ def test_next_band_is_stable_and_respects_enter_and_leave(
         assert load >= bands[band - 1].leave  # not below the leave of the band it is in
     if band < len(bands):
         assert load < bands[band].enter  # and not at the enter of the next one
+
+
+def test_ocs_catalog_price_in_a_load_band(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/catalog.md "Load bands": 10 MiB of the demo's video (RG 20) at 0.005 EUR per MiB
+    costs 50,000 in the base band, 62,500 busy (x 5/4) and 75,000 at peak (x 3/2)."""
+    at = "2026-01-05T14:00:00+01:00"
+    charges = {}
+    for band in (None, "normal", "busy", "peak"):
+        args = ["catalog", "price", "--rating-group", "20", "--octets", str(10 * MiB)]
+        args += ["--at", at, "--json"] + (["--load-band", band] if band else [])
+        assert ocs_main(args) == 0
+        charges[band] = json.loads(capsys.readouterr().out)["charge"]
+    assert charges == {None: 50_000, "normal": 50_000, "busy": 62_500, "peak": 75_000}
+    rush = ["catalog", "price", "--rating-group", "20", "--octets", "1", "--load-band", "rush"]
+    assert ocs_main(rush) == 1
+    err = capsys.readouterr().err
+    assert "unknown load band 'rush' (the catalog has: normal, busy, peak)" in err
+    data = ["catalog", "price", "--rating-group", "10", "--octets", "1", "--load-band", "busy"]
+    assert ocs_main(data) == 1
+    assert "not priced by load" in capsys.readouterr().err
