@@ -1234,9 +1234,8 @@ class ChargingCore:
             fee=fee,
         )
         if band is not None:  # load-modulated prices: the grant keeps its band
-            grant = session.grants[rg_id]
-            grant.load_band = band.name
-            grant.load_factor = (band.factor.numerator, band.factor.denominator)
+            factor = band.factor
+            session.grants[rg_id].load = (band.name, factor.numerator, factor.denominator)
             if reservation_id:  # a real grant (an estimate moves nothing)
                 self.load_pricing.commit(band, now_s)
         if final:
@@ -1347,8 +1346,7 @@ class ChargingCore:
                     setup_fee=fee,
                     beyond_grant=beyond,
                     at_ms=now_ms,
-                    load_band=band_name,
-                    load_factor=factor_text,
+                    load=(band_name, factor_text) if band_name else None,
                 )
             )
             total += charge + fee
@@ -1402,11 +1400,11 @@ class ChargingCore:
         the catalog's dearest, `LoadPricing.grant_factor`); without a grant, the band now;
         ("", 1, "") for a group not load-priced."""
         if grant is not None:
-            if not grant.load_band:
+            if grant.load is None:
                 return "", _ONE, ""
-            num, den = grant.load_factor
+            name, num, den = grant.load
             factor, text = self.load_pricing.grant_factor(rg.id, num, den)
-            return grant.load_band, factor, text
+            return name, factor, text
         band = self._load_decision(rg, now_s)
         return ("", _ONE, "") if band is None else (band.name, band.factor, band.factor_text)
 
@@ -2404,9 +2402,8 @@ def _container_json(c: Container) -> dict[str, Any]:
         item["setupFee"] = c.setup_fee
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
-    if c.load_band:  # load-modulated prices (docs/charging.md section 6)
-        item["loadBand"] = c.load_band
-        item["loadFactor"] = c.load_factor
+    if c.load is not None:  # load-modulated prices (docs/charging.md section 6)
+        item["loadBand"], item["loadFactor"] = c.load
     return {k: v for k, v in item.items() if v is not None}
 
 

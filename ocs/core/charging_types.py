@@ -146,10 +146,10 @@ class Grant(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     tariff_change_s: int | None
     final: bool  # carried Final-Unit-Indication
     fee: int  # setup fee included in `amount` (0 if already charged)
-    # load-modulated prices (ocs/core/load.py): the band the grant was decided in ("" for a
-    # group whose price ignores load) and its exact factor (num, den); its usage is charged so
-    load_band: str = ""
-    load_factor: tuple[int, int] = (1, 1)
+    # load-modulated prices (ocs/core/load.py): the band the grant was decided in and its exact
+    # factor, (name, num, den); its usage is charged so. None for a group whose price ignores
+    # load (one byte in a packed session).
+    load: tuple[str, int, int] | None = None
 
 
 class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
@@ -167,9 +167,8 @@ class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     setup_fee: int
     beyond_grant: int
     at_ms: int
-    # load-modulated prices: the band and factor ("3/2") the usage was charged in ("": none)
-    load_band: str = ""
-    load_factor: str = ""
+    # load-modulated prices: the band and factor ("3/2") the usage was charged in (None: none)
+    load: tuple[str, str] | None = None
 
 
 class Session(msgspec.Struct, kw_only=True, array_like=True):
