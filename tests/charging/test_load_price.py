@@ -27,6 +27,7 @@ from tests.charging.conftest import (
     PEAK,
     TERMINATION,
     UPDATE,
+    WINDOW,
     Harness,
     MiB,
     ccr,
@@ -478,3 +479,19 @@ def test_ocs_catalog_price_in_a_load_band(capsys: pytest.CaptureFixture[str]) ->
     data = ["catalog", "price", "--rating-group", "10", "--octets", "1", "--load-band", "busy"]
     assert ocs_main(data) == 1
     assert "not priced by load" in capsys.readouterr().err
+
+
+def test_a_packed_idle_session_keeps_its_grants_band(lh: Harness) -> None:
+    h = lh
+    for n in range(3):
+        _open(h, f"s{n}", PEAK + n)  # s2's grant: busy
+    # past the duplicate window, any request packs the idle sessions (docs/charging.md 4b)
+    h.account("b", "491700000002", EUR, now_ms=PEAK + WINDOW + 10)
+    assert h.core.sessions.packed() == 3
+    # s0 and s1 end (1 session left: a grant now would be normal), then s2 reports on its
+    # packed busy grant: 3 MiB x 15,000
+    _used(h, "s0", 1, 1, PEAK + WINDOW + 20, again=False)
+    _used(h, "s1", 1, 1, PEAK + WINDOW + 30, again=False)
+    _used(h, "s2", 1, 3, PEAK + WINDOW + 40, again=False)
+    assert h.cdrs()[-1]["charge"] == 3 * BUSY_MIB
+    h.assert_replays()
