@@ -16,7 +16,7 @@ from msgspec.structs import replace
 from ocs.cli.catalog import catalog_changes, catalog_facts
 from ocs.cli.main import main as ocs_main
 from ocs.core.charging_types import STATE_DECODER, STATE_ENCODER, CoreState
-from protocol.codes import Estimate, RequestedAction
+from protocol.codes import CheckBalanceResult, Estimate, RequestedAction
 from protocol.messages import CCA
 from rating import CatalogError, parse_catalog
 from rating.load import LoadBand, next_band
@@ -494,4 +494,31 @@ def test_a_packed_idle_session_keeps_its_grants_band(lh: Harness) -> None:
     _used(h, "s1", 1, 1, PEAK + WINDOW + 30, again=False)
     _used(h, "s2", 1, 3, PEAK + WINDOW + 40, again=False)
     assert h.cdrs()[-1]["charge"] == 3 * BUSY_MIB
+    h.assert_replays()
+
+
+def test_check_balance_and_refund_in_a_band(lh: Harness) -> None:
+    h = lh
+    for n in range(3):
+        _open(h, f"s{n}", PEAK + n)  # busy: 3 open sessions
+    # available: 10 EUR - 450,000 reserved. CHECK_BALANCE quotes the band: 2 MiB x 15,000
+    check = h.cca(
+        event("c1", RequestedAction.CHECK_BALANCE, octets=2 * MiB, rg=10, service=DATA_CTX),
+        PEAK + 10,
+    )
+    assert check.check_balance_result == CheckBalanceResult.ENOUGH_CREDIT
+    assert only(check).load_band == "busy"
+    assert h.core.load_pricing.band == 1  # (already busy; a check moves nothing)
+    # a busy debit of 2 MiB takes 30,000; its refund gives back exactly that, whatever the
+    # band is by then (the refund answer names no band)
+    debit = event("d1", RequestedAction.DIRECT_DEBITING, octets=2 * MiB, rg=10, service=DATA_CTX)
+    assert h.cca(debit, PEAK + 20).result_code == 2001
+    for n in range(3):
+        _used(h, f"s{n}", 1, 0, PEAK + 30 + n, again=False)  # all closed: base next time
+    before = h.balance("a")
+    refund = event("r1", RequestedAction.REFUND_ACCOUNT, octets=2 * MiB, rg=10, service=DATA_CTX)
+    answer = h.cca(refund, PEAK + 40)
+    assert answer.result_code == 2001 and only(answer).load_band is None
+    assert h.balance("a") - before == 30_000
+    assert h.cdrs()[-1]["charge"] == -30_000
     h.assert_replays()
