@@ -138,7 +138,8 @@ class LoadPricing:
         itself for factor 1."""
         if factor == 1:
             return rg
-        key = (rg.id, factor.numerator, factor.denominator)
+        # by tariff: a group's variants (the price modifiers of an account's offers) differ
+        key = (id(rg.tariff), factor.numerator, factor.denominator)
         found = self._priced.get(key)
         if found is not None and found.tariff.timeline is rg.tariff.timeline:
             return found
