@@ -38,6 +38,7 @@ from tests.charging.conftest import (
     usu,
 )
 from tests.charging.test_events import event
+from tests.charging.test_offers import subscribe
 
 SUB = "491700000001"
 MIN = 60_000
@@ -522,3 +523,16 @@ def test_check_balance_and_refund_in_a_band(lh: Harness) -> None:
     assert h.balance("a") - before == 30_000
     assert h.cdrs()[-1]["charge"] == -30_000
     h.assert_replays()
+
+
+def test_a_grant_the_allowances_pay_whole_is_in_its_band_and_counted(h: Harness) -> None:
+    """The demo catalog: RG 20 priced by its granted rate, and the offer bundle-15 whose data
+    allowance pays RG 20. A grant its allowance pays whole reserves no money (no reservation
+    id) but is a grant made: it carries its band and counts toward the "grants" measure."""
+    h.account("a", SUB, 100 * EUR)
+    assert subscribe(h, "bundle-15", PEAK).result_code == 2001
+    g = only(_open(h, "v1", PEAK + 1, rg=20))
+    assert g.result_code == 2001 and g.load_band == "normal"
+    policy = h.core.catalog.load
+    assert policy is not None
+    assert h.core.load_pricing.measure(policy, 0, PEAK // 1000 + 2) == 1
