@@ -247,6 +247,16 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Estimate", 18, T.ENUMERATED, False, "docs/protocol.md, Estimate"),
     ("Listed-Account-Id", 19, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
+    ("History-Limit", 50, T.UNSIGNED32, False, "docs/protocol.md, HISTORY"),
+    ("History-Before", 51, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Movement", 52, T.GROUPED, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Sequence", 53, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Kind", 54, T.ENUMERATED, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Units", 55, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Record", 56, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Movement-Count", 57, T.UNSIGNED64, False, "docs/protocol.md, HISTORY"),
+    ("Bulk-Account", 58, T.GROUPED, False, "docs/protocol.md, CREATE_BULK"),
+    ("Bulk-Result", 59, T.GROUPED, False, "docs/protocol.md, CREATE_BULK"),
     # offers (docs/protocol.md, Extension: offers): codes 20-29
     ("Offer-Name", 20, T.UTF8_STRING, False, "docs/protocol.md, offers"),
     ("Offer-Balance", 21, T.GROUPED, False, "docs/protocol.md, offers"),
@@ -265,6 +275,17 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Loan-Principal-Due", 45, T.INTEGER64, False, "docs/protocol.md, LOAN"),
     ("Loan-Fee-Due", 46, T.INTEGER64, False, "docs/protocol.md, LOAN"),
     ("Loan-Balance", 47, T.INTEGER64, False, "docs/protocol.md, LOAN"),
+    # groups: docs/protocol.md, "Extension: shared group packages" (codes 30-39)
+    ("Group-Account-Id", 30, T.UTF8_STRING, False, "docs/protocol.md, GROUP_JOIN"),
+    ("Package-Name", 31, T.UTF8_STRING, False, "docs/protocol.md, GROUP_JOIN"),
+    ("Statement", 32, T.GROUPED, False, "docs/protocol.md, STATEMENT"),
+    ("Statement-Service", 33, T.GROUPED, False, "docs/protocol.md, STATEMENT"),
+    ("Service-Name", 34, T.UTF8_STRING, False, "docs/protocol.md, STATEMENT"),
+    ("Used-Units", 35, T.UNSIGNED64, False, "docs/protocol.md, STATEMENT"),
+    ("Usage-Charge", 36, T.INTEGER64, False, "docs/protocol.md, STATEMENT"),
+    ("Share", 37, T.INTEGER64, False, "docs/protocol.md, STATEMENT"),
+    ("Period-Start", 38, T.TIME, False, "docs/protocol.md, STATEMENT"),
+    ("Period-End", 39, T.TIME, False, "docs/protocol.md, STATEMENT"),
 )
 
 

@@ -45,6 +45,7 @@ from rating.model import (
 )
 from rating.money import parse_money, parse_ratio
 from rating.offers import parse_offers
+from rating.packages import parse_packages
 from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
 _MAX_U32: Final = 2**32 - 1
@@ -108,6 +109,7 @@ _TOP_KEYS = (
     "cdr",
     "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
     "loan_policy",  # rating/loans.py
+    "packages",  # groups (rating/packages.py)
 )
 _RG_KEYS = (
     "id",
@@ -755,6 +757,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     offers = parse_offers(top.get("offers"), groups)  # offers: rating/offers.py
     # loans: rating/loans.py
     loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
+    packages = parse_packages(top.get("packages", []), groups)  # groups
     return Catalog(
         version=version,
         name=name,
@@ -766,6 +769,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         cdr=cdr,
         offers=offers,
         loan_policy=loan_policy,
+        packages=packages,
     )
 
 

@@ -15,6 +15,7 @@ from rating.tariff import Tariff
 
 if TYPE_CHECKING:
     from rating.offers import Offer
+    from rating.packages import Package
 
 
 class Unit(Enum):
@@ -224,6 +225,8 @@ class Catalog:
     """Offers by name (rating/offers.py, docs/catalog.md *Offers*)."""
     # loans (rating/loans.py, `[loan_policy]`): None when the catalog offers no loans
     loan_policy: LoanPolicy | None = None
+    # groups: the `[[packages]]` by name (rating/packages.py)
+    packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
 
     def service(self, service_context_id: str) -> Service | None:
         """The service for a Service-Context-Id. An exact match wins; otherwise the 3GPP

@@ -26,6 +26,7 @@ from typing import Any
 
 from ocs.edge.cdr_files import iter_records
 from ocs.edge.client import Client
+from ocs.tools import demo_groups
 from protocol.codes import (
     AccountOperation,
     ApplicationId,
@@ -447,6 +448,13 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
     funded = {account: INITIAL_BALANCE for account in accounts}
     if not await loan_story(demo, funded):
         return False
+    # groups: demo-1 and demo-2 share the package "family" of a group account (demo-0 holds
+    # the bundle: its own allowances, its own money)
+    members = accounts[1:3]
+    if not await demo_groups.make_group(demo.amr, members, INITIAL_BALANCE):
+        return False
+    accounts.append(demo_groups.GROUP)
+    funded[demo_groups.GROUP] = INITIAL_BALANCE
 
     async def traffic() -> None:
         deadline = time.monotonic() + seconds
@@ -480,12 +488,15 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
     spent = await total_spent(demo, funded)
     bundle = await demo.amr(AccountOperation.GET, accounts[0])
     print(f"demo: {accounts[0]} after the traffic: {_bundle(bundle)}", flush=True)
+    group_ok = await demo_groups.check_statements(
+        demo.amr, members, await total_spent(demo, {demo_groups.GROUP: INITIAL_BALANCE})
+    )
     await client.close()
     await asyncio.sleep(0.3)  # CDRs follow the journal by one group commit
     records = list(iter_records(data_dir / "cdr"))
     cdr_total = sum(int(r["charge"]) for r in records)
     seqs = [int(r["recordSequenceNumber"]) for r in records]
-    ok = cdr_total == spent and seqs == list(range(1, len(seqs) + 1))
+    ok = cdr_total == spent and seqs == list(range(1, len(seqs) + 1)) and group_ok
     print(
         f"demo: accounts lost {format_money(spent)} EUR; {len(records)} CDRs charge "
         f"{format_money(cdr_total)} EUR; sequence 1..{len(seqs)} gap-free: "
