@@ -23,6 +23,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.errors import CatalogError
+from rating.load import parse_load
 from rating.loans import parse_loan_policy
 from rating.model import (
     AccountPolicy,
@@ -110,6 +111,7 @@ _TOP_KEYS = (
     "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
     "loan_policy",  # rating/loans.py
     "packages",  # groups (rating/packages.py)
+    "load",  # load-modulated prices (rating/load.py)
 )
 _RG_KEYS = (
     "id",
@@ -758,6 +760,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     # loans: rating/loans.py
     loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
     packages = parse_packages(top.get("packages", []), groups)  # groups
+    load = parse_load(top["load"], "load", groups) if "load" in top else None  # rating/load.py
     return Catalog(
         version=version,
         name=name,
@@ -770,6 +773,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         offers=offers,
         loan_policy=loan_policy,
         packages=packages,
+        load=load,
     )
 
 

@@ -9,6 +9,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from rating.load import LoadPolicy
 from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
@@ -227,6 +228,8 @@ class Catalog:
     loan_policy: LoanPolicy | None = None
     # groups: the `[[packages]]` by name (rating/packages.py)
     packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
+    load: LoadPolicy | None = None
+    """Load-modulated prices (``[load]``, rating/load.py); None: prices ignore load."""
 
     def service(self, service_context_id: str) -> Service | None:
         """The service for a Service-Context-Id. An exact match wins; otherwise the 3GPP

@@ -49,7 +49,13 @@ def _is_extension(path: str | None) -> bool:
 
 # Plain Python on purpose: the catalog sections of the features of issues 14 and 15 (parsed once
 # per catalog, nothing on the rating path).
-PLAIN_RATING: Final = {"rating.__init__", "rating.offers", "rating.loans", "rating.packages"}
+PLAIN_RATING: Final = {
+    "rating.__init__",
+    "rating.offers",
+    "rating.loans",
+    "rating.packages",
+    "rating.load",
+}
 
 
 def test_every_module_but_the_package_init_is_compiled() -> None:
