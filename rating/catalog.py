@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.counters import parse_counters
 from rating.errors import CatalogError
+from rating.load import parse_load
 from rating.loans import parse_loan_policy
 from rating.model import (
     AccountPolicy,
@@ -111,6 +112,7 @@ _TOP_KEYS = (
     "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
     "loan_policy",  # rating/loans.py
     "packages",  # groups (rating/packages.py)
+    "load",  # load-modulated prices (rating/load.py)
     "counters",
 )
 _RG_KEYS = (
@@ -760,6 +762,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     # loans: rating/loans.py
     loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
     packages = parse_packages(top.get("packages", []), groups)  # groups
+    load = parse_load(top["load"], "load", groups) if "load" in top else None  # rating/load.py
     # usage counters (rating/counters.py), read with this module's readers of values
     counters = parse_counters(
         top.get("counters", []),
@@ -781,6 +784,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         offers=offers,
         loan_policy=loan_policy,
         packages=packages,
+        load=load,
         counters=counters,
     )
 
