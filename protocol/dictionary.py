@@ -247,6 +247,11 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Estimate", 18, T.ENUMERATED, False, "docs/protocol.md, Estimate"),
     ("Listed-Account-Id", 19, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
+    # status-policy (docs/protocol.md, *Extension: service control by account state*): 60-69
+    ("Account-State", 60, T.UTF8_STRING, False, "docs/protocol.md, account state"),
+    ("Inhibit-Threshold", 61, T.INTEGER64, False, "docs/protocol.md, account state"),
+    ("Notify-Threshold", 62, T.INTEGER64, False, "docs/protocol.md, account state"),
+    ("Low-Balance-Indication", 63, T.ENUMERATED, False, "docs/protocol.md, account state"),
 )
 
 

@@ -34,6 +34,7 @@ from protocol.codes import (
     DisconnectCause,
     Estimate,
     FinalUnitAction,
+    LowBalanceIndication,
     ReAuthRequestType,
     RedirectAddressType,
     ReportingReason,
@@ -51,6 +52,7 @@ from protocol.limits import (
     MAX_OPERATION_ID_LENGTH,
     MAX_REQUEST_NUMBER,
     MAX_SESSION_ID_LENGTH,
+    MAX_STATE_NAME_LENGTH,
     MAX_SUBSCRIPTION_DATA_LENGTH,
     MAX_SUBSCRIPTION_IDS,
     MAX_TEXT_LENGTH,
@@ -82,6 +84,9 @@ Amount = Annotated[int, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 CreditLimit = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
 CurrencyCode = Annotated[int, msgspec.Meta(ge=0, le=MAX_CURRENCY_CODE)]
 EventTime = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_S)]  # Event-Timestamp
+# status-policy: Account-State and the thresholds of an AMR (-1: back to the catalog's)
+StateName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STATE_NAME_LENGTH)]
+Threshold = Annotated[int, msgspec.Meta(ge=-1, le=MAX_AMOUNT)]
 
 _ACRONYMS = {"cc": "CC", "ip": "IP", "avp": "AVP", "aoc": "AoC"}
 
@@ -188,6 +193,7 @@ class MsccAnswer(Avps, frozen=True, kw_only=True):
     tariff_time_change: Time | None = None
     linked_rating_group: tuple[Unsigned32, ...] | None = None
     service_identifier: Unsigned32 | None = None
+    low_balance_indication: LowBalanceIndication | None = None  # status-policy extension
 
 
 class UnitValue(Avps, frozen=True, kw_only=True):
@@ -217,6 +223,10 @@ class Account(Avps, frozen=True, kw_only=True):
     currency_code: Unsigned32
     subscription_id: tuple[SubscriptionId, ...]
     session_count: Unsigned32
+    # status-policy (docs/protocol.md, *Extension: service control by account state*)
+    account_state: str | None = None
+    inhibit_threshold: Integer64 | None = None
+    notify_threshold: Integer64 | None = None
 
 
 class Catalog(Avps, frozen=True, kw_only=True):
@@ -359,6 +369,11 @@ class AMR(Request, frozen=True, kw_only=True):
     account_status: AccountStatus | None = None
     operation_id: OperationIdText | None = None
     session_id: SessionIdText | None = None  # TERMINATE_SESSION (docs/protocol.md)
+    # status-policy: SET_STATUS, UPDATE (docs/protocol.md, *Extension: service control by
+    # account state*)
+    account_state: StateName | None = None
+    inhibit_threshold: Threshold | None = None
+    notify_threshold: Threshold | None = None
 
 
 class AMA(Answer, frozen=True, kw_only=True):

@@ -42,6 +42,7 @@ from rating.model import (
     Weekday,
 )
 from rating.money import parse_money, parse_ratio
+from rating.policies import parse_status
 from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
 _MAX_U32: Final = 2**32 - 1
@@ -103,6 +104,7 @@ _TOP_KEYS = (
     "rating_groups",
     "account",
     "cdr",
+    "status",  # status-policy: rating/policies.py
 )
 _RG_KEYS = (
     "id",
@@ -747,6 +749,8 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         services[service.context_id] = service
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    # status-policy: service control by account state (rating/policies.py)
+    status = parse_status(top["status"], "status", groups, services) if "status" in top else None
     return Catalog(
         version=version,
         name=name,
@@ -756,4 +760,5 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         rating_groups=MappingProxyType(groups),
         account=account,
         cdr=cdr,
+        status=status,
     )

@@ -214,6 +214,10 @@ class Catalog:
     rating_groups: Mapping[int, RatingGroup]
     account: AccountPolicy
     cdr: CdrPolicy
+    # status-policy: the `[status]` section, a `rating.policies.StatusPolicies` (typed `object`
+    # here so that this compiled module does not import it; read it with
+    # `rating.policies.status_policies(catalog)`). None: the catalog has none.
+    status: object = None
 
     def service(self, service_context_id: str) -> Service | None:
         """The service for a Service-Context-Id. An exact match wins; otherwise the 3GPP

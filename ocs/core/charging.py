@@ -64,6 +64,7 @@ from ocs.core.due import DueSet
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.outcomes import Outcome, error_message, result_code
+from ocs.core.policy import Mark, PolicyBook, zero_grant  # status-policy
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
     HEADER_LENGTH,
@@ -74,6 +75,7 @@ from protocol.codes import (
     CheckBalanceResult,
     CommandCode,
     Estimate,
+    LowBalanceIndication,  # status-policy
     RedirectAddressType,
     RequestedAction,
     SubscriptionIdType,
@@ -124,6 +126,13 @@ from rating import (
     price_dearest,
     price_event,
     unit_value,
+)
+from rating.policies import (  # status-policy
+    BARRED,
+    LOW_BALANCE,
+    SUSPENDED,
+    PolicyAction,
+    status_policies,
 )
 
 __all__ = [
@@ -336,6 +345,8 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
+        # status-policy: service control by account state, thresholds (ocs/core/policy.py)
+        self.policy = PolicyBook()
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -978,8 +989,20 @@ class ChargingCore:
         found = self._resolve(ccr)
         if found is None:
             return self._cca(ccr, Outcome.USER_UNKNOWN), None
-        account_id, status, _ = found
-        if status is not AccountStatus.ACTIVE:
+        account_id, status, headroom = found
+        policies = status_policies(self.catalog)
+        mark = None
+        if self.policy.in_force(policies):  # status-policy: deny only what the state denies
+            mark = self.policy.mark(policies, account_id, status, headroom)
+            service = self.catalog.service(ccr.service_context_id)
+            groups = tuple(
+                self.catalog.rating_groups[g] for g in (service.rating_groups if service else ())
+            )
+            if mark.state != LOW_BALANCE and self.policy.denies_all(
+                policies, mark.state, ccr.service_context_id, groups
+            ):
+                return self._cca(ccr, Outcome.SERVICE_DENIED), None
+        elif status is not AccountStatus.ACTIVE:
             return self._cca(ccr, Outcome.SERVICE_DENIED), None
         refused = self._usage_refused(ccr, account_id, 0)
         if refused is not None:
@@ -1008,11 +1031,15 @@ class ChargingCore:
             self._estimates.add(sid)
         self._peer_sessions[origin_host] = self._peer_sessions.get(origin_host, 0) + 1
         self._link_account(account_id, sid)
-        msccs = [
+        msccs: list[MsccAnswer] = [
             self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
         ]
         self._deadlines.add(self._deadline(session), sid)
-        answer = self._cca(ccr, Outcome.OK, msccs, **self._session_aoc(ccr, session))
+        extra = self._session_aoc(ccr, session)
+        if mark is not None:  # status-policy
+            self._policy_push(account_id, mark, exclude=sid)
+            msccs = self._policy_indication(account_id, msccs, extra)
+        answer = self._cca(ccr, Outcome.OK, msccs, **extra)
         return answer, session
 
     def _owned(self, session: Session | None, sid: str, owner: str) -> bool:
@@ -1073,10 +1100,11 @@ class ChargingCore:
         if refused is not None:
             return refused, None
         deadline = self._deadline(session)
+        mark = self._policy_mark(session.account_id, hot=True)  # status-policy
         session.number = ccr.cc_request_number
         session.last_ms = now_ms
         terminating = ccr.cc_request_type is CCRequestType.TERMINATION
-        msccs = [
+        msccs: list[MsccAnswer] = [
             self._mscc(session, m, now_ms, ccr, terminating=terminating)
             for m in ccr.multiple_services_credit_control or ()
         ]
@@ -1085,7 +1113,11 @@ class ChargingCore:
         elif not self._is_estimate(session):
             self._maybe_partial(session, now_ms)
         self._deadlines.move(deadline, self._deadline(session), sid)
-        answer = self._cca(ccr, Outcome.OK, msccs, **self._session_aoc(ccr, session))
+        extra = self._session_aoc(ccr, session)
+        if mark is not None:  # status-policy
+            self._policy_push(session.account_id, mark, exclude=sid)
+            msccs = self._policy_indication(session.account_id, msccs, extra)
+        answer = self._cca(ccr, Outcome.OK, msccs, **extra)
         return answer, session
 
     def _mscc(
@@ -1110,13 +1142,19 @@ class ChargingCore:
         if terminating or mscc.requested_service_unit is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_OK)
         standing = self.ledger.standing(session.account_id)
-        if standing is None or standing[0] is not AccountStatus.ACTIVE:
+        if standing is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
         headroom = standing[1]
         if self._is_estimate(session):
             # the headroom the session would see had it been real: less what it would have
             # charged and what its other grants would hold (the account as it is otherwise)
             headroom -= session.charge_total + sum(g.amount for g in session.grants.values())
+        policies = status_policies(self.catalog)
+        if self.policy.in_force(policies):  # status-policy (ocs/core/policy.py)
+            requested = mscc.requested_service_unit
+            return self._policy_grant(session, rg, requested, standing[0], headroom, now_ms)
+        if standing[0] is not AccountStatus.ACTIVE:
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
         return self._grant(session, rg, mscc.requested_service_unit, headroom, now_ms)
 
     def _grant(
@@ -1126,9 +1164,12 @@ class ChargingCore:
         requested: ServiceUnit,
         headroom: int,
         now_ms: int,
+        final_fui: FinalUnitIndication | None = None,
     ) -> MsccAnswer:
         """Reserve and answer quota (WIRE.md 5.3, 5.5): the amount asked, or the default
-        quantum, cut to what the account can pay at the dearest tariff of the validity window."""
+        quantum, cut to what the account can pay at the dearest tariff of the validity window.
+        `final_fui`: the indication of a cut grant instead of the rating group's own
+        (status-policy: a grant cut at the inhibit threshold)."""
         policy = rg.grant
         assert policy is not None  # only zero-rated groups have none
         rg_id = rg.id
@@ -1165,7 +1206,9 @@ class ChargingCore:
         # clients do with Session-Ids, and short: the session is the reservation's owner.
         session.grants_made += 1
         if self._is_estimate(session):  # reserves nothing: no ledger operation, no reservation id
-            return self._granted(session, rg, units, cost, validity, final, fee, "", now_s)
+            return self._granted(
+                session, rg, units, cost, validity, final, fee, "", now_s, final_fui
+            )
         self._reservation_seq += 1
         reservation_id = f"r{self._reservation_seq}"
         outcome = self.ledger.apply(
@@ -1183,7 +1226,9 @@ class ChargingCore:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
             return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
-        return self._granted(session, rg, units, cost, validity, final, fee, reservation_id, now_s)
+        return self._granted(
+            session, rg, units, cost, validity, final, fee, reservation_id, now_s, final_fui
+        )
 
     def _granted(
         self,
@@ -1196,6 +1241,7 @@ class ChargingCore:
         fee: int,
         reservation_id: str,
         now_s: int,
+        final_fui: FinalUnitIndication | None = None,
     ) -> MsccAnswer:
         """Record the grant (reserved as `reservation_id`, or \"\" for an estimate) and answer
         it."""
@@ -1230,7 +1276,7 @@ class ChargingCore:
             time_quota_threshold=threshold if unit is Unit.SECONDS else None,
             unit_quota_threshold=threshold if unit is Unit.UNITS else None,
             quota_holding_time=policy.quota_holding_time or None,
-            final_unit_indication=self._fui(rg) if final else None,
+            final_unit_indication=(final_fui or self._fui(rg)) if final else None,
             tariff_time_change=change,
             linked_rating_group=self._links(session, rg_id) or None,
         )
@@ -1529,6 +1575,13 @@ class ChargingCore:
             )
         if status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
             return self._cca(ccr, Outcome.SERVICE_DENIED)
+        mark = self._policy_mark(account_id, hot=True)  # status-policy
+        if (
+            mark is not None
+            and action is RequestedAction.DIRECT_DEBITING
+            and self._policy_denies_event(ccr, mark, priced)
+        ):
+            return self._cca(ccr, Outcome.SERVICE_DENIED)
         op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
         estimate = ccr.estimate is Estimate.ESTIMATE
         if not refund:  # DIRECT_DEBITING
@@ -1582,6 +1635,8 @@ class ChargingCore:
             sign = -1
         self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
         extra = self._aoc(ccr, total, account_id)
+        if mark is not None:  # status-policy
+            self._policy_push(account_id, mark)
         return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
 
     def _event_msccs(
@@ -1852,6 +1907,7 @@ class ChargingCore:
                 if named is not None and named != what and self.ledger.recall(op_id):
                     return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
                 self._name_operation(amr.operation_id, what, op_id)
+            mark = self._policy_mark(account_id, hot=True)  # status-policy
             if op is AccountOperation.CREDIT:
                 outcome = self.ledger.credit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
@@ -1862,6 +1918,7 @@ class ChargingCore:
                 outcome = self.ledger.debit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
+            self._policy_push(account_id, mark)  # status-policy: a threshold crossed
             if outcome.ok:
                 return _ADMIN_OK
             if outcome.code is Code.INSUFFICIENT_FUNDS:
@@ -1869,24 +1926,38 @@ class ChargingCore:
             if outcome.code is Code.LIMIT_EXCEEDED:
                 return Outcome.BALANCE_BOUND, failed_amount, ""
             return Outcome.INVALID, failed_amount, outcome.detail
-        # SET_STATUS
-        if amr.account_status is None:
+        # SET_STATUS (status-policy: or an operator-defined Account-State, or thresholds)
+        if amr.account_status is None and not _policy_keys(amr):
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
+        refused = self._policy_refused(amr)
+        if refused is not None:
+            return refused
         self._set_status(
-            f"status|{origin_host}|{end_to_end}|{now_ms}", now_ms, account_id, amr.account_status
+            f"status|{origin_host}|{end_to_end}|{now_ms}",
+            now_ms,
+            account_id,
+            amr.account_status,
+            amr,
         )
         return _ADMIN_OK
 
-    def _set_status(self, op_id: str, now_ms: int, account_id: str, status: int) -> None:
-        """Set an account's status; sessions of an account no longer active get ASR."""
-        self.ledger.set_status(
-            op_id, now_ms=now_ms, account_id=account_id, status=AccountStatus(int(status))
-        )
-        if int(status) != int(AccountStatus.ACTIVE):
-            for sid in self._account_sessions(account_id):
-                session = self._peek(sid)
-                assert session is not None
-                self._act(ActionKind.ASR, session, (), "account not active")
+    def _set_status(
+        self, op_id: str, now_ms: int, account_id: str, status: int | None, amr: AMR
+    ) -> None:
+        """Set an account's status (None: unchanged) and what else of the account's state the
+        AMR carries (status-policy: `Account-State`, thresholds); the account's sessions are
+        told its new state (`_policy_push`): ASR where it denies them everything (a status
+        other than ACTIVE, by default), else RAR if the state changed."""
+        mark = self._policy_mark(account_id)
+        if status is not None:
+            self.ledger.set_status(
+                op_id, now_ms=now_ms, account_id=account_id, status=AccountStatus(int(status))
+            )
+        if _policy_keys(amr):
+            self.policy.apply(
+                account_id, amr.account_state, amr.inhibit_threshold, amr.notify_threshold
+            )
+        self._policy_push(account_id, mark, forced=True)
 
     def _lifecycle(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
         """UPDATE and CLOSE (docs/protocol.md, *Extension: account lifecycle*): each applied
@@ -1902,6 +1973,8 @@ class ChargingCore:
         if op is AccountOperation.UPDATE:
             subs = None if amr.subscription_id is None else _normalised_identities(amr)
             what = f"{op.name}|{account_id}|{amr.account_status}|{amr.credit_limit}|{subs}"
+            if _policy_keys(amr):  # status-policy
+                what += f"|{amr.account_state}|{amr.inhibit_threshold}|{amr.notify_threshold}"
         else:
             subs = None
             what = f"{op.name}|{account_id}"
@@ -1927,9 +2000,18 @@ class ChargingCore:
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
             if not outcome.ok:  # reserved without a session (not expected): not settled
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            self.policy.forget(account_id)  # status-policy
             return _ADMIN_OK
-        if amr.account_status is None and amr.credit_limit is None and subs is None:
+        if (
+            amr.account_status is None
+            and amr.credit_limit is None
+            and subs is None
+            and not _policy_keys(amr)
+        ):
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
+        refused_state = self._policy_refused(amr)  # status-policy
+        if refused_state is not None:
+            return refused_state
         identities: tuple[SubscriberIdentity, ...] | None = None
         if subs is not None:
             identities, refused = subs
@@ -1944,6 +2026,7 @@ class ChargingCore:
                 return Outcome.IDENTITY_TAKEN, {"Subscription-Id": [taken]}, held
         if amr.operation_id is not None:
             self._name_operation(amr.operation_id, what, op_id)
+        mark = self._policy_mark(account_id, hot=True)  # status-policy: a new credit limit
         outcome = self.ledger.update_account(
             op_id,
             now_ms=now_ms,
@@ -1957,8 +2040,10 @@ class ChargingCore:
                 {"Subscription-Id": msgspec.to_builtins(amr.subscription_id)},
                 outcome.detail,
             )
-        if amr.account_status is not None:
-            self._set_status(f"{op_id}|status", now_ms, account_id, amr.account_status)
+        if amr.account_status is not None or _policy_keys(amr):
+            self._set_status(f"{op_id}|status", now_ms, account_id, amr.account_status, amr)
+        else:
+            self._policy_push(account_id, mark)
         return _ADMIN_OK
 
     def _list(self, now_ms: int, origin_host: str, end_to_end: int, start: str) -> Result:
@@ -2058,6 +2143,7 @@ class ChargingCore:
                 for s in view.subscriptions
             ),
             session_count=len(self._account_sessions(view.account_id)),
+            **self._policy_account(view),  # status-policy
         )
 
     def _act(
@@ -2071,6 +2157,170 @@ class ChargingCore:
                 rating_groups=rating_groups,
                 reason=reason,
             )
+        )
+
+    # --- status-policy: service control by account state (ocs/core/policy.py) -----------------
+
+    def _policy_grant(
+        self,
+        session: Session,
+        rg: RatingGroup,
+        requested: ServiceUnit,
+        status: AccountStatus,
+        headroom: int,
+        now_ms: int,
+    ) -> MsccAnswer:
+        """A grant as the account's state has it: denied (4010, or 4012 in ``low_balance``),
+        restricted or redirected (zero units with Final-Unit-Indication, nothing reserved), or
+        granted, cut at the inhibit threshold with the low-balance policy's indication."""
+        decision = self.policy.decide(
+            status_policies(self.catalog),
+            session.account_id,
+            status,
+            headroom,
+            session.service_context_id,
+            rg,
+        )
+        rg_id = rg.id
+        if decision.action is PolicyAction.ALLOW:
+            answer = self._grant(
+                session, rg, requested, headroom - decision.floor, now_ms, decision.fui
+            )
+            if decision.fallback is None or answer.result_code != _RC_CREDIT_LIMIT_REACHED:
+                return answer
+            fui = decision.fallback  # nothing above the threshold: inhibited at once
+        elif decision.action is PolicyAction.DENY:
+            if rg_id not in session.starved:
+                session.starved.append(rg_id)
+            return MsccAnswer(rating_group=rg_id, result_code=decision.result_code)
+        else:
+            assert decision.fui is not None
+            fui = decision.fui
+        if rg_id not in session.starved:  # a top-up or a change of state re-authorises it
+            session.starved.append(rg_id)
+        return zero_grant(rg, fui)
+
+    def _policy_mark(self, account_id: str, *, hot: bool = False) -> Mark | None:
+        """The account's state and notification level now; None for an unknown account, or
+        (`hot`: on the charging path) when no policy is in force."""
+        policies = status_policies(self.catalog)
+        if hot and not self.policy.in_force(policies):
+            return None
+        standing = self.ledger.standing(account_id)
+        if standing is None:
+            return None
+        return self.policy.mark(policies, account_id, standing[0], standing[1])
+
+    def _policy_push(
+        self, account_id: str, before: Mark | None, *, exclude: str = "", forced: bool = False
+    ) -> None:
+        """Tell the account's open sessions (but `exclude`, which has its answer) what changed
+        since `before`: a new state is RAR (the groups each session holds), or ASR where the
+        state denies the session everything; a headroom newly at or below the notification
+        threshold is RAR. `forced` (a status set by an operator): ASR even if the state is the
+        same. A session already sent a RAR by this input (a top-up) gets no second one."""
+        if before is None:
+            return
+        after = self._policy_mark(account_id)
+        if after is None:
+            return
+        changed = after.state != before.state
+        notify = after.notified and not before.notified
+        if not (changed or notify or forced):
+            return
+        policies = status_policies(self.catalog)
+        queued = {a.session_id for a in self._actions}
+        for sid in self._account_sessions(account_id):
+            if sid == exclude or sid in queued:
+                continue
+            session = self._peek(sid)
+            assert session is not None
+            held = tuple(sorted({*session.grants, *session.starved}))
+            if changed or forced:
+                context = session.service_context_id
+                service = self.catalog.service(context)
+                ids = held or (service.rating_groups if service is not None else ())
+                groups = tuple(
+                    rg for g in ids if (rg := self.catalog.rating_group(context, g)) is not None
+                )
+                if after.state != LOW_BALANCE and self.policy.denies_all(
+                    policies, after.state, context, groups
+                ):
+                    not_active = after.state in (SUSPENDED, BARRED)
+                    why = "account not active" if not_active else f"account {after.state}"
+                    self._act(ActionKind.ASR, session, (), why)
+                    continue
+                if not changed:
+                    continue
+            reason = f"account {after.state}" if changed else "low balance"
+            self._act(ActionKind.RAR, session, held, reason)
+
+    def _policy_indication(
+        self, account_id: str, msccs: list[MsccAnswer], extra: dict[str, Any]
+    ) -> list[MsccAnswer]:
+        """In a CCA of an account at or below a threshold, each MSCC answered 2001 carries
+        `Low-Balance-Indication`, and the CCA `Remaining-Balance` (the available balance)."""
+        standing = self.ledger.standing(account_id)
+        view = self.ledger.account(account_id)
+        if standing is None or view is None:
+            return msccs
+        headroom = standing[1]
+        inhibit, notify = self.policy.thresholds(status_policies(self.catalog), account_id)
+        if inhibit is not None and headroom <= inhibit:
+            level = LowBalanceIndication.INHIBIT_THRESHOLD_REACHED
+        elif notify is not None and headroom <= notify:
+            level = LowBalanceIndication.NOTIFY_THRESHOLD_REACHED
+        else:
+            return msccs
+        msccs = [
+            msgspec.structs.replace(m, low_balance_indication=level)
+            if m.result_code == _RC_OK
+            else m
+            for m in msccs
+        ]
+        if "remaining_balance" not in extra:
+            digits, exponent = unit_value(view.available)
+            extra["remaining_balance"] = RemainingBalance(
+                unit_value=UnitValue(value_digits=digits, exponent=exponent),
+                currency_code=self.catalog.currency.code,
+            )
+        return msccs
+
+    def _policy_refused(self, amr: AMR) -> AdminResult | None:
+        """An `Account-State` the catalog does not define: 5004 naming it."""
+        why = self.policy.refused(status_policies(self.catalog), amr.account_state)
+        if why is None:
+            return None
+        return Outcome.INVALID, {"Account-State": amr.account_state}, why
+
+    def _policy_account(self, view: AccountView) -> dict[str, Any]:
+        """The `Account` keys of the state (when a policy is in force): `Account-State`, and
+        the thresholds in force for the account."""
+        policies = status_policies(self.catalog)
+        if not self.policy.in_force(policies):
+            return {}
+        inhibit, notify = self.policy.thresholds(policies, view.account_id)
+        return {
+            "account_state": self.policy.state(
+                policies, view.account_id, view.status, view.headroom
+            ),
+            "inhibit_threshold": inhibit,
+            "notify_threshold": notify,
+        }
+
+    def _policy_denies_event(
+        self, ccr: CCR, mark: Mark, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
+    ) -> bool:
+        """A DIRECT_DEBITING of a rating group the account's state denies (but for
+        ``low_balance``, where the money decides, as without a threshold)."""
+        if mark.state == LOW_BALANCE:
+            return False
+        policies = status_policies(self.catalog)
+        context = ccr.service_context_id
+        return any(
+            rg is not None
+            and self.policy.policy(policies, mark.state, context, rg).action is PolicyAction.DENY
+            for _, rg, _, _ in priced
         )
 
     # --- CDRs (section 9) ----------------------------------------------------------------------
@@ -2194,6 +2444,7 @@ class ChargingCore:
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
+                policies=self.policy.snapshot(),  # status-policy
             )
         )
 
@@ -2261,6 +2512,7 @@ class ChargingCore:
             tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
+        self.policy.restore(state.policies)  # status-policy
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
         """The session's id and account id as the ledger holds them (as reservation owner, as
@@ -2273,6 +2525,15 @@ class ChargingCore:
                 break
         view = self.ledger.account(account_id)
         return sid, view.account_id if view is not None else account_id
+
+
+def _policy_keys(amr: AMR) -> bool:
+    """Whether an AMR carries a key of the state (status-policy)."""
+    return (
+        amr.account_state is not None
+        or amr.inhibit_threshold is not None
+        or amr.notify_threshold is not None
+    )
 
 
 def _event_session_id(cached: CachedAnswer) -> str:

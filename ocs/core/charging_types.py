@@ -209,8 +209,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
-#: estimate session for a real one, so it must refuse the snapshot).
-CORE_LAYOUT: Final = 4
+#: estimate session for a real one, so it must refuse the snapshot). 5: `policies` (the accounts'
+#: operator-defined states and thresholds, `ocs.core.policy`).
+CORE_LAYOUT: Final = 5
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -243,6 +244,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # status-policy (layout 5): per account with any, (account id, operator-defined state or "",
+    # inhibit threshold, notify threshold) (`ocs.core.policy.PolicyBook.snapshot`)
+    policies: list[tuple[str, str, int | None, int | None]] = []
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()
