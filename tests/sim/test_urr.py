@@ -213,7 +213,7 @@ def test_zero_units_with_redirect_are_final_at_once_until_reauthorised() -> None
     (again,) = engine.reauthorise(None, T0 + 3 * S)  # after a top-up's RAR
     assert again.request_quota and again.used == ()
     engine.apply([again], [grant(10, 2000)], T0 + 3 * S)
-    assert rule.state is RuleState.ACTIVE
+    assert engine.rule(10).state is RuleState.ACTIVE
     assert engine.consume(10, 100, T0 + 3 * S, T0 + 4 * S) == 100
 
 
