@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
 
 from ocs.edge.client import Client
 from ocs.edge.server import ServerConfig
@@ -18,6 +23,7 @@ from protocol.messages import AMA, AMR, ASR, CCA, CCR, RAR, ServiceUnit
 from tests.charging.conftest import EUR, MiB, amr, by_rg, ccr, mscc, only, rsu, sid, usu
 from tests.charging.peer import APPS, UPF, Peer
 from tests.charging.test_status_policy import CARE, INHIBIT, POLICY_CATALOG, TOPUP, ZERO
+from tests.durability.test_account_cli import Cli
 
 INITIAL, UPDATE, TERMINATION = (
     CCRequestType.INITIAL,
@@ -159,3 +165,38 @@ async def test_inhibit_threshold_top_up_and_status_push_then_replay(tmp_path: Pa
             assert await ama(client, admin(AccountOperation.GET, "ap")) == before
         finally:
             await client.close()
+
+
+async def test_the_account_commands_set_the_state_and_thresholds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ocs account state` and `ocs account update --state/--inhibit-threshold/
+    --notify-threshold`, over 127.0.0.1 against a node on the policy catalog."""
+    catalog = tmp_path / "policy.toml"
+    catalog.write_text(POLICY_CATALOG)
+    async with running(tmp_path / "data", catalog) as app:
+        cli = Cli(SimpleNamespace(port=app.server.port), capsys)  # type: ignore[arg-type]
+
+        async def as_json(*args: str) -> tuple[int, dict[str, Any]]:
+            """The command's JSON line (the in-process server logs to the same stdout)."""
+            code, out, _ = await cli.run(*args, "--json")
+            obj: dict[str, Any] = json.loads(out.splitlines()[-1])
+            return code, obj
+
+        assert (await cli.run("create", "c-1", "--msisdn", "4930", "--balance", "5"))[0] == 0
+        code, obj = await as_json("state", "c-1", "in_arrears")
+        assert code == 0 and obj["Account"]["Account-State"] == "in_arrears"
+        code, out, err = await cli.run("state", "c-1", "vip")
+        assert code == 1 and "not one the catalog defines: 'vip'" in err
+        code, obj = await as_json(
+            "update", "c-1", "--state", "active", "--inhibit-threshold", "4.5",
+            "--notify-threshold", "4.8", "--operation-id", "u-1",
+        )  # fmt: skip
+        account = obj["Account"]
+        assert code == 0 and account["Account-State"] == "active"
+        assert (account["Inhibit-Threshold"], account["Notify-Threshold"]) == (4_500_000, 4_800_000)
+        code, out, _ = await cli.run(
+            "update", "c-1", "--inhibit-threshold", "catalog", "--operation-id", "u-2"
+        )
+        assert code == 0
+        assert "state active inhibit-threshold 1.00 notify-threshold 4.80" in out
