@@ -76,22 +76,16 @@ class StatusPolicies:
         default_factory=lambda: MappingProxyType({})
     )
     by_state: Mapping[str, ServicePolicy] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def defined(self) -> bool:
-        """Whether the catalog has a `[status]` section with anything in it."""
-        return bool(
-            self.states
-            or self.inhibit_threshold is not None
-            or self.notify_threshold is not None
-            or self.by_group
-            or self.by_service
-            or self.by_state
-        )
+    named: frozenset[str] = frozenset()
+    """The states some entry names (the others take the defaults without a look-up)."""
+    defined: bool = False
+    """Whether the catalog has a `[status]` section with anything in it."""
 
     def policy(self, state: str, context_id: str, rating_group: int) -> ServicePolicy | None:
         """The catalog's policy for a state and a rating group of a service, the most specific
         entry first; None: the built-in default applies."""
+        if state not in self.named:
+            return None
         found = self.by_group.get((state, rating_group))
         if found is None:
             found = self.by_service.get((state, context_id))
@@ -281,6 +275,7 @@ def parse_status(
             if state in by_state:
                 raise CatalogError(at, f"a second policy for every service in {state!r}")
             by_state[state] = policy
+    named = frozenset([s for s, _ in by_group] + [s for s, _ in by_service] + list(by_state))
     return StatusPolicies(
         states=tuple(states),
         inhibit_threshold=inhibit,
@@ -288,6 +283,8 @@ def parse_status(
         by_group=MappingProxyType(by_group),
         by_service=MappingProxyType(by_service),
         by_state=MappingProxyType(by_state),
+        named=named,
+        defined=bool(states or inhibit is not None or notify is not None or named),
     )
 
 

@@ -128,6 +128,7 @@ from rating import (
     unit_value,
 )
 from rating.policies import (  # status-policy
+    ACTIVE,
     BARRED,
     LOW_BALANCE,
     SUSPENDED,
@@ -991,15 +992,15 @@ class ChargingCore:
             return self._cca(ccr, Outcome.USER_UNKNOWN), None
         account_id, status, headroom = found
         policies = status_policies(self.catalog)
-        mark = None
+        mark = self._policy_mark(account_id, hot=True)
         if self.policy.in_force(policies):  # status-policy: deny only what the state denies
-            mark = self.policy.mark(policies, account_id, status, headroom)
+            state = self.policy.state(policies, account_id, status, headroom)
             service = self.catalog.service(ccr.service_context_id)
             groups = tuple(
                 self.catalog.rating_groups[g] for g in (service.rating_groups if service else ())
             )
-            if mark.state != LOW_BALANCE and self.policy.denies_all(
-                policies, mark.state, ccr.service_context_id, groups
+            if state != LOW_BALANCE and self.policy.denies_all(
+                policies, state, ccr.service_context_id, groups
             ):
                 return self._cca(ccr, Outcome.SERVICE_DENIED), None
         elif status is not AccountStatus.ACTIVE:
@@ -1942,13 +1943,21 @@ class ChargingCore:
         return _ADMIN_OK
 
     def _set_status(
-        self, op_id: str, now_ms: int, account_id: str, status: int | None, amr: AMR
+        self,
+        op_id: str,
+        now_ms: int,
+        account_id: str,
+        status: int | None,
+        amr: AMR,
+        mark: Mark | None = None,
     ) -> None:
         """Set an account's status (None: unchanged) and what else of the account's state the
         AMR carries (status-policy: `Account-State`, thresholds); the account's sessions are
         told its new state (`_policy_push`): ASR where it denies them everything (a status
-        other than ACTIVE, by default), else RAR if the state changed."""
-        mark = self._policy_mark(account_id)
+        other than ACTIVE, by default), else RAR if the state changed. `mark`: the state before
+        the operation, if it changed something already (UPDATE's credit limit)."""
+        if mark is None:
+            mark = self._policy_mark(account_id)
         if status is not None:
             self.ledger.set_status(
                 op_id, now_ms=now_ms, account_id=account_id, status=AccountStatus(int(status))
@@ -2041,7 +2050,7 @@ class ChargingCore:
                 outcome.detail,
             )
         if amr.account_status is not None or _policy_keys(amr):
-            self._set_status(f"{op_id}|status", now_ms, account_id, amr.account_status, amr)
+            self._set_status(f"{op_id}|status", now_ms, account_id, amr.account_status, amr, mark)
         else:
             self._policy_push(account_id, mark)
         return _ADMIN_OK
@@ -2202,9 +2211,11 @@ class ChargingCore:
 
     def _policy_mark(self, account_id: str, *, hot: bool = False) -> Mark | None:
         """The account's state and notification level now; None for an unknown account, or
-        (`hot`: on the charging path) when no policy is in force."""
+        (`hot`: a request that only moves money) when money cannot change them."""
         policies = status_policies(self.catalog)
-        if hot and not self.policy.in_force(policies):
+        if hot and not (
+            self.policy.in_force(policies) and self.policy.may_change(policies, account_id)
+        ):
             return None
         standing = self.ledger.standing(account_id)
         if standing is None:
@@ -2260,18 +2271,21 @@ class ChargingCore:
     ) -> list[MsccAnswer]:
         """In a CCA of an account at or below a threshold, each MSCC answered 2001 carries
         `Low-Balance-Indication`, and the CCA `Remaining-Balance` (the available balance)."""
+        inhibit, notify = self.policy.thresholds(status_policies(self.catalog), account_id)
+        if inhibit is None and notify is None:
+            return msccs
         standing = self.ledger.standing(account_id)
-        view = self.ledger.account(account_id)
-        if standing is None or view is None:
+        if standing is None:
             return msccs
         headroom = standing[1]
-        inhibit, notify = self.policy.thresholds(status_policies(self.catalog), account_id)
         if inhibit is not None and headroom <= inhibit:
             level = LowBalanceIndication.INHIBIT_THRESHOLD_REACHED
         elif notify is not None and headroom <= notify:
             level = LowBalanceIndication.NOTIFY_THRESHOLD_REACHED
         else:
             return msccs
+        view = self.ledger.account(account_id)
+        assert view is not None
         msccs = [
             msgspec.structs.replace(m, low_balance_indication=level)
             if m.result_code == _RC_OK
@@ -2295,18 +2309,16 @@ class ChargingCore:
 
     def _policy_account(self, view: AccountView) -> dict[str, Any]:
         """The `Account` keys of the state (when a policy is in force): `Account-State`, and
-        the thresholds in force for the account."""
+        the thresholds in force for the account; none for an `active` account without
+        thresholds."""
         policies = status_policies(self.catalog)
         if not self.policy.in_force(policies):
             return {}
         inhibit, notify = self.policy.thresholds(policies, view.account_id)
-        return {
-            "account_state": self.policy.state(
-                policies, view.account_id, view.status, view.headroom
-            ),
-            "inhibit_threshold": inhibit,
-            "notify_threshold": notify,
-        }
+        state = self.policy.state(policies, view.account_id, view.status, view.headroom, inhibit)
+        if state == ACTIVE and inhibit is None and notify is None:
+            return {}  # an ordinary account: its map as without policies
+        return {"account_state": state, "inhibit_threshold": inhibit, "notify_threshold": notify}
 
     def _policy_denies_event(
         self, ccr: CCR, mark: Mark, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]

@@ -19,6 +19,7 @@ Nothing here reads a clock; the charging core calls in with the state of the led
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -88,8 +89,13 @@ class Decision(NamedTuple):
     result_code: int = ResultCode.END_USER_SERVICE_DENIED
 
 
+_ALLOWED = Decision(PolicyAction.ALLOW)
+
+
+@functools.cache
 def policy_fui(policy: ServicePolicy) -> FinalUnitIndication:
-    """The Final-Unit-Indication of a restrict, redirect or deny policy."""
+    """The Final-Unit-Indication of a restrict, redirect or deny policy (made once per policy:
+    the values are immutable)."""
     if policy.action is PolicyAction.RESTRICT:
         return FinalUnitIndication(
             final_unit_action=WireFinalUnitAction.RESTRICT_ACCESS, filter_id=policy.filter_ids
@@ -174,9 +180,15 @@ class PolicyBook:
         return inhibit, notify
 
     def state(
-        self, policies: StatusPolicies, account_id: str, status: AccountStatus, headroom: int
+        self,
+        policies: StatusPolicies,
+        account_id: str,
+        status: AccountStatus,
+        headroom: int,
+        inhibit: int | None = None,
     ) -> str:
-        """The account's state (module doc: status, operator, derived, low balance, active)."""
+        """The account's state (module doc: status, operator, derived, low balance, active).
+        `inhibit`: its inhibit threshold, if the caller has it (else looked up)."""
         if status is AccountStatus.BARRED:
             return BARRED
         if status is AccountStatus.SUSPENDED:
@@ -188,17 +200,29 @@ class PolicyBook:
             name = derive(account_id)
             if name:
                 return name
-        inhibit, _ = self.thresholds(policies, account_id)
+        if inhibit is None:
+            inhibit = self.thresholds(policies, account_id)[0]
         if inhibit is not None and headroom <= inhibit:
             return LOW_BALANCE
         return ACTIVE
 
+    def may_change(self, policies: StatusPolicies, account_id: str) -> bool:
+        """Whether money can change the account's state or notification level (it has a
+        threshold, or a derived state may depend on it): else a request that only moves money
+        needs no look before and after."""
+        if self.derived:
+            return True
+        if policies.inhibit_threshold is not None or policies.notify_threshold is not None:
+            return True
+        own = self.accounts.get(account_id)
+        return own is not None and (own.inhibit is not None or own.notify is not None)
+
     def mark(
         self, policies: StatusPolicies, account_id: str, status: AccountStatus, headroom: int
     ) -> Mark:
-        _, notify = self.thresholds(policies, account_id)
+        inhibit, notify = self.thresholds(policies, account_id)
         return Mark(
-            self.state(policies, account_id, status, headroom),
+            self.state(policies, account_id, status, headroom, inhibit),
             notify is not None and headroom <= notify,
         )
 
@@ -250,7 +274,8 @@ class PolicyBook:
         rg: RatingGroup,
     ) -> Decision:
         """What the account's state does to a grant of `rg` (for a headroom of `headroom`)."""
-        state = self.state(policies, account_id, status, headroom)
+        inhibit = self.thresholds(policies, account_id)[0]
+        state = self.state(policies, account_id, status, headroom, inhibit)
         policy = self.policy(policies, state, context_id, rg)
         action = policy.action
         if action is PolicyAction.DENY:
@@ -262,12 +287,11 @@ class PolicyBook:
             return Decision(action, result_code=code)
         if action is not PolicyAction.ALLOW:
             return Decision(action, fui=policy_fui(policy))
-        inhibit, _ = self.thresholds(policies, account_id)
-        if state == LOW_BALANCE or inhibit is None:
-            return Decision(action)
+        if inhibit is None or state == LOW_BALANCE:
+            return _ALLOWED
         low = self.policy(policies, LOW_BALANCE, context_id, rg)
         if low.action is PolicyAction.ALLOW:
-            return Decision(action)
+            return _ALLOWED
         fallback = policy_fui(low) if low.action is not PolicyAction.DENY else None
         return Decision(action, fui=policy_fui(low), floor=inhibit, fallback=fallback)
 

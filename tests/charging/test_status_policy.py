@@ -29,6 +29,7 @@ from protocol.messages import AMR, FinalUnitIndication, RedirectServer, ServiceU
 from rating import CatalogError, parse_catalog
 from rating.policies import PolicyAction, status_policies
 from tests.charging.conftest import (
+    DEMO,
     EUR,
     INITIAL,
     PEAK,
@@ -353,6 +354,7 @@ def test_an_operator_defined_state_restricts_and_denies(p: Harness) -> None:
     )
     account = p.ama(amr(AccountOperation.GET, "o"), PEAK + MIN).account
     assert account is not None and account.account_state == "in_arrears"
+    assert account.inhibit_threshold == 1_000_000  # the catalog's
     assert account.account_status == AccountStatus.ACTIVE  # the two layers: status, state
     # "active" clears the operator-defined state: the sessions come back
     assert p.ama(state_amr("o", account_state="active"), PEAK + 2 * MIN).result_code == 2001
@@ -417,8 +419,12 @@ def test_the_state_survives_a_restart_from_snapshots(p: Harness) -> None:
 
 
 def test_without_a_status_section_answers_are_as_before() -> None:
-    """The demo catalog's accounts carry no state keys; nothing is indicated."""
-    h = Harness()
+    """A catalog without `[status]` (the demo's, without it): accounts carry no state keys,
+    nothing is indicated, grants are as they always were."""
+    head, rest = DEMO.split("# --- service control by account state", 1)
+    plain = head + "# --- account-wide" + rest.split("# --- account-wide", 1)[1]
+    assert "[status]" not in plain
+    h = Harness(catalog=plain)
     h.account("a", SUB, 500_000)
     g = only(h.cca(ccr("s", INITIAL, 0, mscc(10, ask=rsu(octets=200 * MiB)), subscriber=SUB), PEAK))
     assert g.final_unit_indication is not None and g.low_balance_indication is None
