@@ -665,6 +665,8 @@ class ChargingCore:
             )
             if changed:
                 self._act(ActionKind.RAR, session, changed, "price change")
+        if status_policies(old) != status_policies(new):  # status-policy
+            self._policy_reloaded(old)
 
     # --- duplicates (section 6) ----------------------------------------------------------------
 
@@ -2265,6 +2267,43 @@ class ChargingCore:
                     continue
             reason = f"account {after.state}" if changed else "low balance"
             self._act(ActionKind.RAR, session, held, reason)
+
+    def _policy_reloaded(self, old: Catalog) -> None:
+        """A catalog with other status policies is in force: each open session (not told
+        already by this input) one of whose groups gets another policy is told, as by a change
+        of state: ASR if the new policies deny it everything, else RAR for those groups."""
+        before, after = status_policies(old), status_policies(self.catalog)
+        queued = {a.session_id for a in self._actions}
+        book = self.policy
+        for sid in sorted(self._sessions):
+            if sid in queued:
+                continue
+            session = self._peek(sid)
+            assert session is not None
+            standing = self.ledger.standing(session.account_id)
+            if standing is None:
+                continue
+            status, headroom = standing
+            context = session.service_context_id
+            was = book.state(before, session.account_id, status, headroom)
+            now = book.state(after, session.account_id, status, headroom)
+            moved: list[int] = []
+            groups: list[RatingGroup] = []
+            for g in sorted({*session.grants, *session.starved}):
+                rg, old_rg = self.catalog.rating_group(context, g), old.rating_group(context, g)
+                if rg is None or old_rg is None:
+                    continue
+                groups.append(rg)
+                if book.policy(after, now, context, rg) != book.policy(
+                    before, was, context, old_rg
+                ):
+                    moved.append(g)
+            if not moved:
+                continue
+            if now != LOW_BALANCE and book.denies_all(after, now, context, tuple(groups)):
+                self._act(ActionKind.ASR, session, (), f"account {now}: policy change")
+            else:
+                self._act(ActionKind.RAR, session, tuple(moved), "policy change")
 
     def _policy_indication(
         self, account_id: str, msccs: list[MsccAnswer], extra: dict[str, Any]

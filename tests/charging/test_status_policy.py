@@ -475,3 +475,27 @@ def test_a_builtin_state_cannot_be_redefined() -> None:
     with pytest.raises(CatalogError) as caught:
         parse_catalog(f'{base}[status]\nstates = ["barred"]\n')
     assert caught.value.path == "status.states[0]"
+
+
+def test_a_catalog_with_other_policies_re_authorises_the_sessions_it_changes(p: Harness) -> None:
+    p.account("c", SUB, 10 * EUR)
+    p.account("d", "491700000002", 10 * EUR)
+    p.cca(ccr("x", INITIAL, 0, mscc(10, ask=rsu()), mscc(20, ask=rsu()), subscriber=SUB), PEAK)
+    p.cca(ccr("y", INITIAL, 0, mscc(10, ask=rsu()), subscriber="491700000002"), PEAK)
+    p.ama(state_amr("c", account_state="in_arrears"), PEAK)
+    p.take_actions()
+    p.load_catalog(POLICY_CATALOG, PEAK + MIN)  # the same policies: nothing to tell
+    assert p.take_actions() == []
+    # in arrears, data is now redirected to care instead of the walled garden: only x, whose
+    # account is in that state, and only for RG 10 (RG 20 stays denied)
+    redirected = POLICY_CATALOG.replace(
+        'action = "restrict"\nfilter_ids = ["walled-garden"]',
+        'action = "redirect"\nredirect_server = "http://care.example.com/"',
+    )
+    assert redirected != POLICY_CATALOG
+    p.load_catalog(redirected, PEAK + 2 * MIN)
+    assert p.take_actions() == [rar("x", (10,), "policy change")]
+    g = by_rg(p.cca(ccr("x", UPDATE, 1, mscc(10, ask=rsu(), reason=REAUTH)), PEAK + 2 * MIN))[10]
+    assert g.granted_service_unit == ZERO and g.final_unit_indication == CARE
+    p.cca(ccr("x", TERMINATION, 2, mscc(10, used=(usu(octets=MiB),))), PEAK + 3 * MIN)
+    p.cca(ccr("y", TERMINATION, 1, mscc(10, used=(usu(octets=MiB),))), PEAK + 3 * MIN)
