@@ -11,15 +11,24 @@ demo catalog, in three variants measured in one run, interleaved, best of `--rep
 * **thresholds**: the same with every account given an inhibit and a notification threshold
   (UPDATE), none of them reached (the indication is looked up on every answer).
 
-CPU time per request, and each variant as a ratio of **none** (the figure to compare: the
-machine is shared, absolute times vary by tens of percent between runs).
+CPU time per request, and each variant as a ratio of **none** (the machine is shared: timings
+vary by tens of percent between runs). `--instructions` counts instructions per request with
+valgrind's callgrind instead (two flow counts per variant, the difference divided by the extra
+requests, as `bench.instructions`): those do not depend on the load of the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 from ocs.core.charging import ChargingCore
 from ocs.core.ledger import Ledger
@@ -155,18 +164,68 @@ def run(core: ChargingCore, flows: int, accounts: int, base: int) -> float:
     return time.process_time() - started
 
 
+def variant(name: str, accounts: int) -> ChargingCore:
+    demo = demo_catalog_text()
+    if name == "none":
+        return build(without_status(demo), accounts, False)
+    return build(demo, accounts, name == "thresholds")
+
+
+VARIANTS = ("none", "states", "thresholds")
+
+
+def instructions(name: str, flows: int, accounts: int, workdir: Path) -> int:
+    out = workdir / f"callgrind.{name}.{flows}"
+    worker = (sys.executable, "-m", "bench.status_policy", "--worker", name)
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            *worker,
+            "--flows",
+            str(flows),
+            "--accounts",
+            str(accounts),
+        ],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.status_policy", description=__doc__)
     parser.add_argument("--flows", type=int, default=3_000)
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    demo = demo_catalog_text()
-    variants = {
-        "none": build(without_status(demo), args.accounts, False),
-        "states": build(demo, args.accounts, False),
-        "thresholds": build(demo, args.accounts, True),
-    }
+    if args.worker is not None:  # one variant, once (under callgrind)
+        run(variant(args.worker, args.accounts), args.flows, args.accounts, base=1)
+        return 0
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print("valgrind is not installed: skipped")
+            return 0
+        low, high = 100, 300
+        print(f"instructions per request (callgrind, {high} - {low} sessions x 3 requests)\n")
+        print("| variant | instructions per request | ratio to none |")
+        print("|---|---:|---:|")
+        per: dict[str, float] = {}
+        with tempfile.TemporaryDirectory(prefix="bench-status-") as tmp:
+            for name in VARIANTS:
+                counts = [instructions(name, n, 100, Path(tmp)) for n in (low, high)]
+                per[name] = (counts[1] - counts[0]) / ((high - low) * 3)
+                print(f"| {name} | {per[name]:,.0f} | {per[name] / per['none']:.3f} |")
+        return 0
+    variants = {name: variant(name, args.accounts) for name in VARIANTS}
     best = dict.fromkeys(variants, float("inf"))
     for r in range(args.repeats):
         for name, core in variants.items():
