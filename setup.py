@@ -31,6 +31,7 @@ COMPILED = [
     "rating/errors.py",
     "rating/model.py",
     "rating/money.py",
+    "rating/periods.py",
     "rating/tariff.py",
     "ocs/core/charging.py",
     "ocs/core/due.py",
