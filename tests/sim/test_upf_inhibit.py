@@ -83,6 +83,7 @@ async def test_upf_is_inhibited_at_the_threshold_and_restored_by_a_top_up(tmp_pa
         rt = await run
     stats = rt.stats
     assert stats.protocol_errors == 0 and stats.unanswered == 0
-    assert stats.rar >= 1 and stats.uncounted[DATA_RG] > 0
+    assert stats.rar >= 1 and stats.uncounted[DATA_RG] > 0 and stats.inhibited[DATA_RG] >= 1
+    assert "inhibited       zero grants with redirect/restrict RG 10" in rt.summary()
     result = reconcile([log], tmp_path / "data" / "cdr")
     assert result.ok, result.render()

@@ -81,6 +81,7 @@ class Stats:
     reasons: Counter[str] = field(default_factory=Counter)
     units: Counter[int] = field(default_factory=Counter)  # per rating group, reported and ok
     uncounted: Counter[int] = field(default_factory=Counter)
+    inhibited: Counter[int] = field(default_factory=Counter)  # zero grants with a final action
     dropped: Counter[int] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     protocol_errors: int = 0
@@ -298,6 +299,9 @@ class SimRuntime:
             unc = ", ".join(f"RG {rg} {v}" for rg, v in sorted((+s.uncounted).items())) or "none"
             drp = ", ".join(f"RG {rg} {v}" for rg, v in sorted((+s.dropped).items())) or "none"
             lines.append(f"  not charged     passed uncounted {unc}; refused (no quota) {drp}")
+        if +s.inhibited:
+            inh = ", ".join(f"RG {rg} {v}" for rg, v in sorted((+s.inhibited).items()))
+            lines.append(f"  inhibited       zero grants with redirect/restrict {inh}")
         lines += [
             f"  RAR handled {s.rar}, ASR handled {s.asr}, retransmissions {s.retransmissions} "
             f"(reconnects {s.reconnects}, timeouts {s.timeouts}, too busy {s.busy})",
