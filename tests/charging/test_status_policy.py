@@ -13,8 +13,11 @@ walled garden.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ocs.core.charging import Action, ActionKind
 from protocol.codes import (
@@ -499,3 +502,84 @@ def test_a_catalog_with_other_policies_re_authorises_the_sessions_it_changes(p: 
     assert g.granted_service_unit == ZERO and g.final_unit_indication == CARE
     p.cca(ccr("x", TERMINATION, 2, mscc(10, used=(usu(octets=MiB),))), PEAK + 3 * MIN)
     p.cca(ccr("y", TERMINATION, 1, mscc(10, used=(usu(octets=MiB),))), PEAK + 3 * MIN)
+
+
+# --- any sequence: the books balance, replay agrees, zero grants hold nothing -----------------
+
+_STEP = st.one_of(
+    st.tuples(st.just("state"), st.sampled_from(["in_arrears", "active"])),
+    st.tuples(st.just("status"), st.sampled_from([AccountStatus.ACTIVE, AccountStatus.SUSPENDED])),
+    st.tuples(
+        st.just("thresholds"),
+        st.sampled_from([None, -1, 0, 500_000, 1_000_000, 3 * EUR]),
+        st.sampled_from([None, -1, 0, 2 * EUR, 4 * EUR]),
+    ),
+    st.tuples(st.just("credit"), st.integers(1, 3 * EUR)),
+    st.tuples(st.just("open"), st.integers(0, 2), st.sampled_from([(10,), (20,), (10, 20)])),
+    st.tuples(st.just("report"), st.integers(0, 2), st.integers(0, 30), st.booleans()),
+    st.tuples(st.just("close"), st.integers(0, 2)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(_STEP, max_size=30), balance=st.integers(0, 4 * EUR))
+def test_any_sequence_keeps_the_books_and_replays(
+    steps: list[tuple[Any, ...]], balance: int
+) -> None:
+    p = Harness(catalog=POLICY_CATALOG)
+    p.account("z", SUB, balance)
+    numbers: dict[int, int] = {}  # open sessions: the next CC-Request-Number
+    groups: dict[int, tuple[int, ...]] = {}
+    now = PEAK
+    for step in steps:
+        now += 1_000
+        kind = step[0]
+        if kind == "state":
+            p.ama(state_amr("z", account_state=step[1]), now)
+        elif kind == "status":
+            p.ama(amr(AccountOperation.SET_STATUS, "z", status=step[1]), now)
+        elif kind == "thresholds":
+            keys = {"inhibit_threshold": step[1], "notify_threshold": step[2]}
+            if step[1] is not None or step[2] is not None:
+                p.ama(state_amr("z", **{k: v for k, v in keys.items() if v is not None}), now)
+        elif kind == "credit":
+            p.ama(amr(AccountOperation.CREDIT, "z", amount=step[1]), now)
+        elif kind == "open" and step[1] not in numbers:
+            asks = [mscc(rg, ask=rsu()) for rg in step[2]]
+            answer = p.cca(ccr(f"q{step[1]}", INITIAL, 0, *asks, subscriber=SUB), now)
+            if answer.result_code == 2001:
+                numbers[step[1]], groups[step[1]] = 1, step[2]
+        elif kind == "report" and step[1] in numbers:
+            n = step[1]
+            used = (usu(octets=step[2] * MiB),)
+            reports = [mscc(rg, ask=rsu() if step[3] else None, used=used) for rg in groups[n]]
+            answer = p.cca(ccr(f"q{n}", UPDATE, numbers[n], *reports), now)
+            numbers[n] += 1
+            for m in answer.multiple_services_credit_control or ():
+                if m.granted_service_unit == ZERO:  # inhibited: an action, nothing held
+                    assert m.final_unit_indication is not None
+                    assert m.final_unit_indication.final_unit_action != FinalUnitAction.TERMINATE
+        elif kind == "close" and step[1] in numbers:
+            n = step[1]
+            p.cca(
+                ccr(
+                    f"q{n}",
+                    TERMINATION,
+                    numbers.pop(n),
+                    mscc(groups[n][0], used=(usu(octets=MiB),)),
+                ),
+                now,
+            )
+        p.take_actions()
+    for n, number in sorted(numbers.items()):
+        p.cca(ccr(f"q{n}", TERMINATION, number), now + 1_000)
+    p.ledger.check_invariants()
+    assert p.reserved("z") == 0
+    # every micro-unit the account lost to charging is in a CDR
+    view = p.ledger.account("z")
+    assert view is not None
+    credits = sum(
+        step[1] for step in steps if step[0] == "credit"
+    )  # (every CREDIT of a positive amount is applied)
+    assert balance + credits - view.balance == p.cdr_total("z")
+    p.assert_replays()
