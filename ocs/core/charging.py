@@ -625,12 +625,17 @@ class ChargingCore:
             silent.append(session)
         # close in an order that depends on the state alone, so that CDR numbers replay exactly
         silent.sort(key=lambda s: (self._deadline(s), s.session_id))
+        marks = {  # status-policy: the states before the money this tick gives back
+            a: m for a in {s.account_id for s in silent} if (m := self._policy_mark(a, hot=True))
+        }
         for session in silent:
             self._release_all(session, now_ms)
             self._close(session, now_ms, "abnormalRelease")
         expired = self.ledger.expire_due(now_ms)
+        released = self._policy_released(expired.expired, expired.expired_owners)
         for reservation_id, sid in zip(expired.expired, expired.expired_owners, strict=True):
             self._drop_expired_grant(reservation_id, sid)
+        self._policy_ticked(marks, released)
         self._evict(now_ms)
 
     def _drop_expired_grant(self, reservation_id: str, sid: str) -> None:
@@ -2267,6 +2272,40 @@ class ChargingCore:
                     continue
             reason = f"account {after.state}" if changed else "low balance"
             self._act(ActionKind.RAR, session, held, reason)
+
+    def _policy_released(
+        self, reservations: tuple[str, ...], owners: tuple[str, ...]
+    ) -> dict[str, int]:
+        """What the expired reservations held, per account (read before their grants are
+        dropped), when a policy is in force."""
+        released: dict[str, int] = {}
+        if not reservations or not self.policy.in_force(status_policies(self.catalog)):
+            return released
+        for reservation_id, sid in zip(reservations, owners, strict=True):
+            session = self._peek(sid)
+            if session is None:
+                continue
+            for grant in session.grants.values():
+                if grant.reservation_id == reservation_id:
+                    account = session.account_id
+                    released[account] = released.get(account, 0) + grant.amount
+        return released
+
+    def _policy_ticked(self, marks: dict[str, Mark], released: dict[str, int]) -> None:
+        """A tick gave money back (sessions closed by supervision, reservations expired): tell
+        the accounts' other sessions if their state changed. The state before an expiry is the
+        state at the headroom less what the expired reservations held."""
+        policies = status_policies(self.catalog)
+        for account_id, amount in released.items():
+            if account_id in marks or not self.policy.may_change(policies, account_id):
+                continue
+            standing = self.ledger.standing(account_id)
+            if standing is not None:
+                marks[account_id] = self.policy.mark(
+                    policies, account_id, standing[0], standing[1] - amount
+                )
+        for account_id in sorted(marks):
+            self._policy_push(account_id, marks[account_id])
 
     def _policy_reloaded(self, old: Catalog) -> None:
         """A catalog with other status policies is in force: each open session (not told

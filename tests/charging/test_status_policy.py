@@ -583,3 +583,43 @@ def test_any_sequence_keeps_the_books_and_replays(
     )  # (every CREDIT of a positive amount is applied)
     assert balance + credits - view.balance == p.cdr_total("z")
     p.assert_replays()
+
+
+def test_money_given_back_by_supervision_lifts_the_inhibition_of_the_other_sessions(
+    p: Harness,
+) -> None:
+    p.account("e", SUB, 1_500_000)
+    # a: 1.50 - 1.00 = 0.50 EUR above the threshold: 50 MiB of the 100 asked, then redirected
+    g = only(p.cca(ccr("a", INITIAL, 0, mscc(10, ask=rsu(octets=100 * MiB)), subscriber=SUB), PEAK))
+    assert g.granted_service_unit == ServiceUnit(cc_total_octets=50 * MiB)
+    # b: nothing left above it: inhibited at once
+    g = only(p.cca(ccr("b", INITIAL, 0, mscc(10, ask=rsu()), subscriber=SUB), PEAK))
+    assert g.granted_service_unit == ZERO and g.final_unit_indication == TOPUP
+    assert p.take_actions() == []
+    # b keeps talking (its Tcc is 120 s); a stays silent past its Tcc, 2 x 3600 s
+    p.cca(ccr("b", UPDATE, 1, mscc(10, ask=rsu())), PEAK + 7_190_000)
+    assert p.tick(PEAK + 7_201_000)
+    # a is closed, its 0.50 given back: 1.50 > 1.00, active: b is told
+    assert p.take_actions() == [rar("b", (10,), "account active")]
+    g = only(p.cca(ccr("b", UPDATE, 2, mscc(10, ask=rsu(), reason=REAUTH)), PEAK + 7_202_000))
+    assert g.granted_service_unit == ServiceUnit(cc_total_octets=10 * MiB)
+    p.cca(ccr("b", TERMINATION, 3, mscc(10, used=(usu(octets=MiB),))), PEAK + 7_203_000)
+    assert p.balance("e") == 1_500_000 - 10_000
+
+
+def test_a_reservation_expired_lifts_the_inhibition(p: Harness) -> None:
+    p.account("x", SUB, 1_500_000)
+    asks = (mscc(10, ask=rsu(octets=100 * MiB)), mscc(20, ask=rsu()))
+    answer = p.cca(ccr("a", INITIAL, 0, *asks, subscriber=SUB), PEAK)
+    # RG 10 holds the 0.50 above the threshold; RG 20 is then restricted
+    assert by_rg(answer)[10].granted_service_unit == ServiceUnit(cc_total_octets=50 * MiB)
+    assert by_rg(answer)[20].final_unit_indication == VIDEO_BLOCKED
+    # the session talks about RG 20 only; RG 10's reservation expires at 7,200 + 60 s
+    for n, at_s in enumerate((3_000, 6_000, 7_250), start=1):
+        p.cca(ccr("a", UPDATE, n, mscc(20, ask=rsu())), PEAK + at_s * 1000)
+    assert p.take_actions() == []
+    assert p.tick(PEAK + 7_261_000)
+    assert p.reserved("x") == 0
+    # 1.50 again: active; the session is told, for both groups
+    assert p.take_actions() == [rar("a", (10, 20), "account active")]
+    p.cca(ccr("a", TERMINATION, 4), PEAK + 7_262_000)
