@@ -20,15 +20,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocs.core.charging import Action, ActionKind
+from protocol.avp import decode_avps, encode_avps
 from protocol.codes import (
     AccountOperation,
     AccountStatus,
+    CommandCode,
     FinalUnitAction,
     LowBalanceIndication,
     RedirectAddressType,
     ReportingReason,
 )
-from protocol.messages import AMR, FinalUnitIndication, RedirectServer, ServiceUnit, UnitValue
+from protocol.dictionary import BY_NAME, VENDOR_OCS
+from protocol.messages import (
+    AMR,
+    CCA,
+    FinalUnitIndication,
+    MsccAnswer,
+    RedirectServer,
+    ServiceUnit,
+    UnitValue,
+)
 from rating import CatalogError, parse_catalog
 from rating.policies import PolicyAction, status_policies
 from tests.charging.conftest import (
@@ -623,3 +634,28 @@ def test_a_reservation_expired_lifts_the_inhibition(p: Harness) -> None:
     # 1.50 again: active; the session is told, for both groups
     assert p.take_actions() == [rar("a", (10, 20), "account active")]
     p.cca(ccr("a", TERMINATION, 4), PEAK + 7_262_000)
+
+
+def test_the_new_avps_go_through_binary_bodies() -> None:
+    """Account-State, the thresholds (-1 included) and Low-Balance-Indication as vendor AVPs of
+    `VENDOR_OCS` (codes 60-63) in a standard Diameter body, and back."""
+    request = state_amr("b", account_state="in_arrears", inhibit_threshold=-1, notify_threshold=0)
+    assert decode_avps(CommandCode.ACCOUNT_MANAGEMENT, True, encode_avps(request)) == request
+    answer = CCA(
+        result_code=2001,
+        origin_host="ocs",
+        origin_realm="r",
+        multiple_services_credit_control=(
+            MsccAnswer(
+                rating_group=10,
+                result_code=2001,
+                granted_service_unit=ZERO,
+                final_unit_indication=WALLED,
+                low_balance_indication=INHIBIT,
+            ),
+        ),
+    )
+    assert decode_avps(CommandCode.CREDIT_CONTROL, False, encode_avps(answer)) == answer
+    assert {BY_NAME[n].code for n in ("Account-State", "Inhibit-Threshold")} == {60, 61}
+    assert {BY_NAME[n].code for n in ("Notify-Threshold", "Low-Balance-Indication")} == {62, 63}
+    assert BY_NAME["Account-State"].vendor_id == VENDOR_OCS
