@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ocs.cli.catalog import catalog_facts
 from ocs.core.charging import Action, ActionKind
 from protocol.avp import decode_avps, encode_avps
 from protocol.codes import (
@@ -659,3 +660,13 @@ def test_the_new_avps_go_through_binary_bodies() -> None:
     assert {BY_NAME[n].code for n in ("Account-State", "Inhibit-Threshold")} == {60, 61}
     assert {BY_NAME[n].code for n in ("Notify-Threshold", "Low-Balance-Indication")} == {62, 63}
     assert BY_NAME["Account-State"].vendor_id == VENDOR_OCS
+
+
+def test_catalog_facts_show_the_status_section() -> None:
+    """`ocs catalog show|diff` list the `[status]` section, so a change of policy is a diff."""
+    facts = catalog_facts(parse_catalog(POLICY_CATALOG))
+    assert facts["status states"] == "in_arrears"
+    assert facts["status inhibit threshold"] == "1.00 978"
+    assert facts["status in_arrears rating group 10"] == "restrict walled-garden"
+    assert facts["status suspended service 32251@3gpp.org"] == "redirect http://care.example.com/"
+    assert facts["status in_arrears every service"] == "deny"
