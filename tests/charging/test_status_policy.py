@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocs.cli.catalog import catalog_facts
-from ocs.core.charging import Action, ActionKind
+from ocs.core.charging import Action, ActionKind, ChargingCore
+from ocs.core.charging_types import CORE_LAYOUT, CoreState
 from protocol.avp import decode_avps, encode_avps
 from protocol.codes import (
     AccountOperation,
@@ -33,6 +35,7 @@ from protocol.codes import (
 )
 from protocol.dictionary import BY_NAME, VENDOR_OCS
 from protocol.messages import (
+    AMA,
     AMR,
     CCA,
     FinalUnitIndication,
@@ -670,3 +673,20 @@ def test_catalog_facts_show_the_status_section() -> None:
     assert facts["status in_arrears rating group 10"] == "restrict walled-garden"
     assert facts["status suspended service 32251@3gpp.org"] == "redirect http://care.example.com/"
     assert facts["status in_arrears every service"] == "deny"
+
+
+def test_a_snapshot_of_layout_4_is_restored_without_states(p: Harness) -> None:
+    """A snapshot of the build before the policies (layout 4: no `policies`) still loads."""
+    p.account("l", SUB, 10 * EUR)
+    p.ama(state_amr("l", account_state="in_arrears"), PEAK)
+    raw = msgspec.msgpack.decode(p.core.snapshot())
+    fields = CoreState.__struct_fields__
+    assert raw[fields.index("layout")] == CORE_LAYOUT == 5
+    old = raw[: fields.index("policies")]
+    old[fields.index("layout")] = 4
+    core = ChargingCore(p.ledger, POLICY_CATALOG)
+    core.restore(msgspec.msgpack.encode(old))
+    assert core.policy.accounts == {}
+    got = core.handle_amr(PEAK, "admin", 1, amr(AccountOperation.GET, "l")).answer
+    assert isinstance(got, AMA) and got.account is not None
+    assert got.account.account_state is None  # active, no threshold: the plain map
