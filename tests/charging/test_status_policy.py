@@ -689,4 +689,4 @@ def test_a_snapshot_of_layout_4_is_restored_without_states(p: Harness) -> None:
     assert core.policy.accounts == {}
     got = core.handle_amr(PEAK, "admin", 1, amr(AccountOperation.GET, "l")).answer
     assert isinstance(got, AMA) and got.account is not None
-    assert got.account.account_state is None  # active, no threshold: the plain map
+    assert got.account.account_state == "active"  # no operator-defined state any more
