@@ -625,9 +625,7 @@ class ChargingCore:
             silent.append(session)
         # close in an order that depends on the state alone, so that CDR numbers replay exactly
         silent.sort(key=lambda s: (self._deadline(s), s.session_id))
-        marks = {  # status-policy: the states before the money this tick gives back
-            a: m for a in {s.account_id for s in silent} if (m := self._policy_mark(a, hot=True))
-        }
+        marks = self._policy_marks(s.account_id for s in silent)  # status-policy: before
         for session in silent:
             self._release_all(session, now_ms)
             self._close(session, now_ms, "abnormalRelease")
@@ -2258,9 +2256,7 @@ class ChargingCore:
                 context = session.service_context_id
                 service = self.catalog.service(context)
                 ids = held or (service.rating_groups if service is not None else ())
-                groups = tuple(
-                    rg for g in ids if (rg := self.catalog.rating_group(context, g)) is not None
-                )
+                groups = self._policy_groups(context, ids)
                 if after.state != LOW_BALANCE and self.policy.denies_all(
                     policies, after.state, context, groups
                 ):
@@ -2272,6 +2268,23 @@ class ChargingCore:
                     continue
             reason = f"account {after.state}" if changed else "low balance"
             self._act(ActionKind.RAR, session, held, reason)
+
+    def _policy_marks(self, account_ids: Iterable[str]) -> dict[str, Mark]:
+        """The marks of the accounts whose state money can change (before a tick's releases)."""
+        marks: dict[str, Mark] = {}
+        for account_id in account_ids:
+            mark = self._policy_mark(account_id, hot=True)
+            if mark is not None:
+                marks[account_id] = mark
+        return marks
+
+    def _policy_groups(self, context: str, ids: Iterable[int]) -> tuple[RatingGroup, ...]:
+        groups: list[RatingGroup] = []
+        for g in ids:
+            rg = self.catalog.rating_group(context, g)
+            if rg is not None:
+                groups.append(rg)
+        return tuple(groups)
 
     def _policy_released(
         self, reservations: tuple[str, ...], owners: tuple[str, ...]

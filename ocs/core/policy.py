@@ -92,22 +92,32 @@ class Decision(NamedTuple):
 _ALLOWED = Decision(PolicyAction.ALLOW)
 
 
-@functools.cache
 def policy_fui(policy: ServicePolicy) -> FinalUnitIndication:
-    """The Final-Unit-Indication of a restrict, redirect or deny policy (made once per policy:
-    the values are immutable)."""
-    if policy.action is PolicyAction.RESTRICT:
+    """The Final-Unit-Indication of a restrict, redirect or deny policy (made once per distinct
+    policy: the values are immutable; keyed by plain values, hashable in any build)."""
+    server = policy.redirect_server
+    return _fui(
+        policy.action.value,
+        policy.filter_ids,
+        None if server is None else (int(server.address_type), server.address),
+    )
+
+
+@functools.cache
+def _fui(
+    action: str, filter_ids: tuple[str, ...], server: tuple[int, str] | None
+) -> FinalUnitIndication:
+    if action == PolicyAction.RESTRICT.value:
         return FinalUnitIndication(
-            final_unit_action=WireFinalUnitAction.RESTRICT_ACCESS, filter_id=policy.filter_ids
+            final_unit_action=WireFinalUnitAction.RESTRICT_ACCESS, filter_id=filter_ids
         )
-    if policy.action is PolicyAction.REDIRECT:
-        server = policy.redirect_server
+    if action == PolicyAction.REDIRECT.value:
         assert server is not None
         return FinalUnitIndication(
             final_unit_action=WireFinalUnitAction.REDIRECT,
             redirect_server=RedirectServer(
-                redirect_address_type=WireRedirectAddressType(int(server.address_type)),
-                redirect_server_address=server.address,
+                redirect_address_type=WireRedirectAddressType(server[0]),
+                redirect_server_address=server[1],
             ),
         )
     return FinalUnitIndication(final_unit_action=WireFinalUnitAction.TERMINATE)
