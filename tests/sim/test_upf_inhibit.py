@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from ocs.tools.sim.reconcile import reconcile
 from ocs.tools.sim.runtime import SimConfig
 from ocs.tools.sim.traffic import DATA_RG, DataProfile
@@ -30,9 +32,18 @@ def state(sim: UpfSimulator) -> RuleState | None:
     return rule.state if rule is not None else None
 
 
-async def test_upf_is_inhibited_at_the_threshold_and_restored_by_a_top_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("own", [False, True], ids=["catalog-threshold", "account-threshold"])
+async def test_upf_is_inhibited_at_the_threshold_and_restored_by_a_top_up(
+    tmp_path: Path, own: bool
+) -> None:
+    """The threshold (1.00 EUR) from the catalog, or given to each account by the simulator
+    (`--inhibit-threshold`, an UPDATE) on a catalog without one."""
     catalog = tmp_path / "policy.toml"
-    catalog.write_text(POLICY_CATALOG)  # flat 0.01 EUR/MiB, inhibit threshold 1.00 EUR
+    text = POLICY_CATALOG  # flat 0.01 EUR/MiB, inhibit threshold 1.00 EUR
+    if own:
+        text = text.replace('inhibit_threshold = "1.00"\n', "")
+        assert "inhibit_threshold" not in text
+    catalog.write_text(text)
     log = tmp_path / "upf.jsonl"
     async with running_app(tmp_path / "data", catalog) as app:
         sim = UpfSimulator(
@@ -45,6 +56,7 @@ async def test_upf_is_inhibited_at_the_threshold_and_restored_by_a_top_up(tmp_pa
                     seed=5,
                     usage_log=log,
                     balance=1_500_000,  # 1.50 EUR: 0.50 EUR of data above the threshold
+                    inhibit_threshold=1_000_000 if own else None,
                     origin_host="upf.test.local",
                 ),
                 # one long data session, always sending (~20 MB/s of simulated time)
