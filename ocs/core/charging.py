@@ -1000,14 +1000,13 @@ class ChargingCore:
         mark = self._policy_mark(account_id, hot=True)
         if self.policy.in_force(policies):  # status-policy: deny only what the state denies
             state = self.policy.state(policies, account_id, status, headroom)
-            service = self.catalog.service(ccr.service_context_id)
-            groups = tuple(
-                self.catalog.rating_groups[g] for g in (service.rating_groups if service else ())
-            )
-            if state != LOW_BALANCE and self.policy.denies_all(
-                policies, state, ccr.service_context_id, groups
-            ):
-                return self._cca(ccr, Outcome.SERVICE_DENIED), None
+            # (a state no policy names denies nothing, but suspended and barred: no look-up)
+            if state != LOW_BALANCE and (state in policies.named or state in (SUSPENDED, BARRED)):
+                service = self.catalog.service(ccr.service_context_id)
+                ids = service.rating_groups if service is not None else ()
+                groups = tuple(self.catalog.rating_groups[g] for g in ids)
+                if self.policy.denies_all(policies, state, ccr.service_context_id, groups):
+                    return self._cca(ccr, Outcome.SERVICE_DENIED), None
         elif status is not AccountStatus.ACTIVE:
             return self._cca(ccr, Outcome.SERVICE_DENIED), None
         refused = self._usage_refused(ccr, account_id, 0)
