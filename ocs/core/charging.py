@@ -1581,10 +1581,8 @@ class ChargingCore:
         if status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
             return self._cca(ccr, Outcome.SERVICE_DENIED)
         mark = self._policy_mark(account_id, hot=True)  # status-policy
-        if (
-            mark is not None
-            and action is RequestedAction.DIRECT_DEBITING
-            and self._policy_denies_event(ccr, mark, priced)
+        if action is RequestedAction.DIRECT_DEBITING and self._policy_denies_event(
+            ccr, account_id, status, headroom, priced
         ):
             return self._cca(ccr, Outcome.SERVICE_DENIED)
         op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
@@ -2411,17 +2409,25 @@ class ChargingCore:
         return {"account_state": state, "inhibit_threshold": inhibit, "notify_threshold": notify}
 
     def _policy_denies_event(
-        self, ccr: CCR, mark: Mark, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
+        self,
+        ccr: CCR,
+        account_id: str,
+        status: AccountStatus,
+        headroom: int,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
     ) -> bool:
         """A DIRECT_DEBITING of a rating group the account's state denies (but for
         ``low_balance``, where the money decides, as without a threshold)."""
-        if mark.state == LOW_BALANCE:
-            return False
         policies = status_policies(self.catalog)
+        if not self.policy.in_force(policies):
+            return False
+        state = self.policy.state(policies, account_id, status, headroom)
+        if state == LOW_BALANCE or state not in policies.named:
+            return False  # (suspended and barred are refused before, by their status)
         context = ccr.service_context_id
         return any(
             rg is not None
-            and self.policy.policy(policies, mark.state, context, rg).action is PolicyAction.DENY
+            and self.policy.policy(policies, state, context, rg).action is PolicyAction.DENY
             for _, rg, _, _ in priced
         )
 

@@ -32,6 +32,7 @@ from protocol.codes import (
     LowBalanceIndication,
     RedirectAddressType,
     ReportingReason,
+    RequestedAction,
 )
 from protocol.dictionary import BY_NAME, VENDOR_OCS
 from protocol.messages import (
@@ -49,6 +50,7 @@ from rating.policies import PolicyAction, status_policies
 from tests.charging.conftest import (
     DEMO,
     EUR,
+    EVENT,
     INITIAL,
     PEAK,
     SMS,
@@ -690,3 +692,21 @@ def test_a_snapshot_of_layout_4_is_restored_without_states(p: Harness) -> None:
     got = core.handle_amr(PEAK, "admin", 1, amr(AccountOperation.GET, "l")).answer
     assert isinstance(got, AMA) and got.account is not None
     assert got.account.account_state == "active"  # no operator-defined state any more
+
+
+def test_an_event_in_a_denying_state_is_refused_without_any_threshold() -> None:
+    """Regression: the state of an account without thresholds was not looked at for a
+    DIRECT_DEBITING (the check hung on the money marks, taken only with a threshold)."""
+    catalog = POLICY_CATALOG.replace('inhibit_threshold = "1.00"\n', "").replace(
+        'notify_threshold = "2.00"\n', ""
+    )
+    h = Harness(catalog=catalog)
+    h.account("v", SUB, 10 * EUR)
+    h.ama(state_amr("v", account_state="in_arrears"), PEAK)
+    sms = ccr("e1", EVENT, 0, mscc(30, ask=rsu(units=1)), subscriber=SUB, service=SMS)
+    sms = msgspec.structs.replace(sms, requested_action=RequestedAction.DIRECT_DEBITING)
+    assert h.cca(sms, PEAK).result_code == 4010 and h.balance("v") == 10 * EUR
+    h.ama(state_amr("v", account_state="active"), PEAK)
+    again = msgspec.structs.replace(sms, session_id=sid("e2"))
+    assert h.cca(again, PEAK).result_code == 2001 and h.balance("v") == 10 * EUR - 100_000
+    h.assert_replays()
