@@ -153,6 +153,10 @@ action = "restrict"
 filter_ids = ["walled-garden"]
 """
 
+#: The same without the catalog's thresholds (accounts may have their own)
+NO_THRESHOLDS = POLICY_CATALOG.replace('inhibit_threshold = "1.00"\n', "").replace(
+    'notify_threshold = "2.00"\n', ""
+)
 MIN = 60_000
 TOPUP = FinalUnitIndication(
     final_unit_action=FinalUnitAction.REDIRECT,
@@ -535,15 +539,20 @@ _STEP = st.one_of(
     st.tuples(st.just("open"), st.integers(0, 2), st.sampled_from([(10,), (20,), (10, 20)])),
     st.tuples(st.just("report"), st.integers(0, 2), st.integers(0, 30), st.booleans()),
     st.tuples(st.just("close"), st.integers(0, 2)),
+    st.tuples(st.just("event"), st.integers(1, 3)),
 )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(_STEP, max_size=30), balance=st.integers(0, 4 * EUR))
+@given(
+    steps=st.lists(_STEP, max_size=30),
+    balance=st.integers(0, 4 * EUR),
+    catalog=st.sampled_from([POLICY_CATALOG, NO_THRESHOLDS]),
+)
 def test_any_sequence_keeps_the_books_and_replays(
-    steps: list[tuple[Any, ...]], balance: int
+    steps: list[tuple[Any, ...]], balance: int, catalog: str
 ) -> None:
-    p = Harness(catalog=POLICY_CATALOG)
+    p = Harness(catalog=catalog)
     p.account("z", SUB, balance)
     numbers: dict[int, int] = {}  # open sessions: the next CC-Request-Number
     groups: dict[int, tuple[int, ...]] = {}
@@ -576,6 +585,12 @@ def test_any_sequence_keeps_the_books_and_replays(
                 if m.granted_service_unit == ZERO:  # inhibited: an action, nothing held
                     assert m.final_unit_indication is not None
                     assert m.final_unit_indication.final_unit_action != FinalUnitAction.TERMINATE
+        elif kind == "event":
+            sms = ccr(f"ev{now}", EVENT, 0, mscc(30, ask=rsu(units=step[1])), subscriber=SUB)
+            sms = msgspec.structs.replace(
+                sms, service_context_id=SMS, requested_action=RequestedAction.DIRECT_DEBITING
+            )
+            assert p.cca(sms, now).result_code in (2001, 4010, 4012)
         elif kind == "close" and step[1] in numbers:
             n = step[1]
             p.cca(
@@ -697,10 +712,7 @@ def test_a_snapshot_of_layout_4_is_restored_without_states(p: Harness) -> None:
 def test_an_event_in_a_denying_state_is_refused_without_any_threshold() -> None:
     """Regression: the state of an account without thresholds was not looked at for a
     DIRECT_DEBITING (the check hung on the money marks, taken only with a threshold)."""
-    catalog = POLICY_CATALOG.replace('inhibit_threshold = "1.00"\n', "").replace(
-        'notify_threshold = "2.00"\n', ""
-    )
-    h = Harness(catalog=catalog)
+    h = Harness(catalog=NO_THRESHOLDS)
     h.account("v", SUB, 10 * EUR)
     h.ama(state_amr("v", account_state="in_arrears"), PEAK)
     sms = ccr("e1", EVENT, 0, mscc(30, ask=rsu(units=1)), subscriber=SUB, service=SMS)
