@@ -174,6 +174,13 @@ class Estimate(enum.IntEnum):
     ESTIMATE = 1
 
 
+class OfferStatus(enum.IntEnum):
+    """`Offer-Status` of an `Offer-Balance` (docs/protocol.md, *Extension: offers*)."""
+
+    ACTIVE = 0
+    SUSPENDED = 1  # its renewal fee was not paid (or the catalog dropped the offer)
+
+
 class CheckBalanceResult(enum.IntEnum):
     ENOUGH_CREDIT = 0
     NO_CREDIT = 1
@@ -221,6 +228,8 @@ class AccountOperation(enum.IntEnum):
     CLOSE = 11  # extension (docs/protocol.md): remove a settled account without sessions
     LIST = 12  # extension (docs/protocol.md): Account-Ids in order, a page at a time
     SEARCH = 13  # extension (docs/protocol.md): the account holding a Subscription-Id
+    SUBSCRIBE = 14  # extension (docs/protocol.md, offers): take an offer of the catalog
+    UNSUBSCRIBE = 15  # extension (docs/protocol.md, offers): give an offer up
 
 
 class AccountStatus(enum.IntEnum):

@@ -247,6 +247,15 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Catalog-Source", 17, T.UTF8_STRING, False, "docs/protocol.md, CATALOG_SHOW"),
     ("Estimate", 18, T.ENUMERATED, False, "docs/protocol.md, Estimate"),
     ("Listed-Account-Id", 19, T.UTF8_STRING, False, "docs/protocol.md, LIST"),
+    # offers (docs/protocol.md, Extension: offers): codes 20-29
+    ("Offer-Name", 20, T.UTF8_STRING, False, "docs/protocol.md, offers"),
+    ("Offer-Balance", 21, T.GROUPED, False, "docs/protocol.md, offers"),
+    ("Allowance-Name", 22, T.UTF8_STRING, False, "docs/protocol.md, offers"),
+    ("Allowance-Rating-Group", 23, T.UNSIGNED32, False, "docs/protocol.md, offers"),
+    ("Allowance-Units", 24, T.UNSIGNED64, False, "docs/protocol.md, offers"),
+    ("Allowance-Reserved", 25, T.UNSIGNED64, False, "docs/protocol.md, offers"),
+    ("Balance-Expiry", 26, T.TIME, False, "docs/protocol.md, offers"),
+    ("Offer-Status", 27, T.ENUMERATED, False, "docs/protocol.md, offers"),
     # status-policy (docs/protocol.md, *Extension: service control by account state*): 60-69
     ("Account-State", 60, T.UTF8_STRING, False, "docs/protocol.md, account state"),
     ("Inhibit-Threshold", 61, T.INTEGER64, False, "docs/protocol.md, account state"),

@@ -127,3 +127,8 @@ MAX_CONTAINERS: Final = 256
 MAX_LOG_STRING: Final = 256
 #: Longest rendered exception (traceback) in a log line (characters).
 MAX_LOG_EXCEPTION: Final = 8192
+
+# --- offers (docs/protocol.md, *Extension: offers*) ----------------------------------------------
+
+#: Longest `Offer-Name` (characters); the catalog's offer names are 1 to 64 characters.
+MAX_OFFER_NAME_LENGTH: Final = 64

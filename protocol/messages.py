@@ -35,6 +35,7 @@ from protocol.codes import (
     Estimate,
     FinalUnitAction,
     LowBalanceIndication,
+    OfferStatus,
     ReAuthRequestType,
     RedirectAddressType,
     ReportingReason,
@@ -49,6 +50,7 @@ from protocol.limits import (
     MAX_IDENTITY_LENGTH,
     MAX_LIST_LENGTH,
     MAX_MSCC,
+    MAX_OFFER_NAME_LENGTH,
     MAX_OPERATION_ID_LENGTH,
     MAX_REQUEST_NUMBER,
     MAX_SESSION_ID_LENGTH,
@@ -77,6 +79,7 @@ SubscriptionData = Annotated[
     str, msgspec.Meta(min_length=1, max_length=MAX_SUBSCRIPTION_DATA_LENGTH)
 ]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
+OfferNameText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_OFFER_NAME_LENGTH)]
 Units = Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)]  # a unit AVP of a unit map
 TimeUnits = Annotated[int, msgspec.Meta(ge=0, le=min(MAX_UNITS, 0xFFFF_FFFF))]  # CC-Time
 RequestNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_REQUEST_NUMBER)]
@@ -212,6 +215,19 @@ class RemainingBalance(Avps, frozen=True, kw_only=True):
     currency_code: Unsigned32
 
 
+class OfferBalance(Avps, frozen=True, kw_only=True):
+    """One unit balance of an offer the account holds (docs/protocol.md, *Extension: offers*):
+    the units left and held, in the unit of its rating groups, and when they expire."""
+
+    offer_name: str
+    allowance_name: str
+    allowance_rating_group: tuple[Unsigned32, ...]
+    allowance_units: Unsigned64
+    allowance_reserved: Unsigned64
+    offer_status: OfferStatus
+    balance_expiry: Time | None = None  # absent: never (an offer of period "once")
+
+
 class Account(Avps, frozen=True, kw_only=True):
     """The `Account` map of an AMA (WIRE.md section 8). Money in micro-units."""
 
@@ -223,6 +239,7 @@ class Account(Avps, frozen=True, kw_only=True):
     currency_code: Unsigned32
     subscription_id: tuple[SubscriptionId, ...]
     session_count: Unsigned32
+    offer_balance: tuple[OfferBalance, ...] | None = None  # offers (docs/protocol.md)
     # status-policy (docs/protocol.md, *Extension: service control by account state*)
     account_state: str | None = None
     inhibit_threshold: Integer64 | None = None
@@ -369,6 +386,7 @@ class AMR(Request, frozen=True, kw_only=True):
     account_status: AccountStatus | None = None
     operation_id: OperationIdText | None = None
     session_id: SessionIdText | None = None  # TERMINATE_SESSION (docs/protocol.md)
+    offer_name: OfferNameText | None = None  # SUBSCRIBE, UNSUBSCRIBE (docs/protocol.md)
     # status-policy: SET_STATUS, UPDATE (docs/protocol.md, *Extension: service control by
     # account state*)
     account_state: StateName | None = None

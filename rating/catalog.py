@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, time
 from fractions import Fraction
 from types import MappingProxyType
@@ -42,6 +43,7 @@ from rating.model import (
     Weekday,
 )
 from rating.money import parse_money, parse_ratio
+from rating.offers import parse_offers
 from rating.policies import parse_status
 from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
@@ -104,6 +106,7 @@ _TOP_KEYS = (
     "rating_groups",
     "account",
     "cdr",
+    "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
     "status",  # status-policy: rating/policies.py
 )
 _RG_KEYS = (
@@ -749,6 +752,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         services[service.context_id] = service
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    offers = parse_offers(top.get("offers"), groups)  # offers: rating/offers.py
     # status-policy: service control by account state (rating/policies.py)
     status = parse_status(top["status"], "status", groups, services) if "status" in top else None
     return Catalog(
@@ -760,5 +764,21 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         rating_groups=MappingProxyType(groups),
         account=account,
         cdr=cdr,
+        offers=offers,
         status=status,
     )
+
+
+def with_promotions(rg: RatingGroup, extra: tuple[Promotion, ...]) -> RatingGroup:
+    """`rg` with `extra` promotions on its timeline besides its own (offers: the price
+    modifiers of an account's offers, rating/offers.py). `extra` must not overlap them."""
+    promotions = tuple(sorted((*rg.promotions, *extra), key=lambda promo: promo.start))
+    tariff = _compile(
+        price=rg.price,
+        block=rg.block,
+        tz=rg.timezone,
+        periods=rg.periods,
+        tiers=rg.tiers,
+        promotions=promotions,
+    )
+    return replace(rg, promotions=promotions, tariff=tariff)

@@ -6,9 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from fractions import Fraction
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
+
+if TYPE_CHECKING:
+    from rating.offers import Offer
 
 
 class Unit(Enum):
@@ -214,6 +219,8 @@ class Catalog:
     rating_groups: Mapping[int, RatingGroup]
     account: AccountPolicy
     cdr: CdrPolicy
+    offers: Mapping[str, Offer] = field(default_factory=lambda: MappingProxyType({}))
+    """Offers by name (rating/offers.py, docs/catalog.md *Offers*)."""
     # status-policy: the `[status]` section, a `rating.policies.StatusPolicies` (typed `object`
     # here so that this compiled module does not import it; read it with
     # `rating.policies.status_policies(catalog)`). None: the catalog has none.

@@ -1,5 +1,5 @@
-"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``:
-account administration for operators.
+"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``,
+``subscribe|unsubscribe``: account administration for operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
 ``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
@@ -16,6 +16,10 @@ sure it is applied once.
 and that holds no session (both carry an ``Operation-Id`` like CREDIT and DEBIT). ``list`` prints
 the Account-Ids in order (from ``--from``), one a line, a page of the server's at a time over one
 connection; ``search TYPE:DATA`` shows the account holding an identity.
+
+``subscribe ACCOUNT_ID OFFER`` takes an offer of the catalog (its first fee is paid from the
+money balance, its allowances given at once) and ``unsubscribe`` gives it up (both carry an
+``Operation-Id``); ``get`` lists every unit balance with what is left, held and when it expires.
 
 ``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
 intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
@@ -46,6 +50,7 @@ import ssl
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import msgspec
@@ -55,7 +60,13 @@ from ocs.cli.config import ClientSettings
 from ocs.edge.client import Client, ClientError
 from ocs.edge.logs import result_code_name
 from ocs.edge.tls import TlsConfigError, client_context
-from protocol.codes import AccountOperation, AccountStatus, ApplicationId, SubscriptionIdType
+from protocol.codes import (
+    AccountOperation,
+    AccountStatus,
+    ApplicationId,
+    OfferStatus,
+    SubscriptionIdType,
+)
 from protocol.messages import AMA, AMR, Answer, SubscriptionId
 from rating import format_exact, parse_money
 
@@ -278,6 +289,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     account_import.register(sub, common, CLIENT_KEYS)
 
+    # offers (docs/protocol.md, *Extension: offers*)
+    for name, op, what in (
+        ("subscribe", AccountOperation.SUBSCRIBE, "take an offer of the catalog (pays its fee)"),
+        ("unsubscribe", AccountOperation.UNSUBSCRIBE, "give an offer up (its units are lost)"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=what)
+        p.add_argument("account_id", metavar="ACCOUNT_ID")
+        p.add_argument("offer_name", metavar="OFFER")
+        p.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
+        p.set_defaults(func=run, operation=op, settings=ClientSettings(p, CLIENT_KEYS))
+
     terminate = sub.add_parser(
         "terminate-session",
         parents=[common],
@@ -409,6 +431,9 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
         fields["operation_id"] = args.operation_id
     elif op is AccountOperation.SEARCH:
         fields["subscription_id"] = (args.identity,)
+    elif op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):  # offers
+        fields["offer_name"] = args.offer_name
+        fields["operation_id"] = args.operation_id
     return AMR(
         origin_host=origin_host,
         origin_realm=args.origin_realm,
@@ -638,12 +663,16 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         AccountOperation.TERMINATE_SESSION: "session terminated",
         AccountOperation.UPDATE: "updated",
         AccountOperation.SEARCH: "account",
+        AccountOperation.SUBSCRIBE: "subscribed",
+        AccountOperation.UNSUBSCRIBE: "unsubscribed",
     }[op]
     if op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
         head = f"{head} {money(amount)}"
     elif op is AccountOperation.TERMINATE_SESSION:
         head = f"{head} {args.session_id}"
+    elif op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):
+        head = f"{head} {args.offer_name}"
     state = ""  # status-policy: the state, when the server has policies in force
     if account.account_state is not None:
         state = f" state {account.account_state}"
@@ -658,12 +687,33 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         f"balance {money(account.balance)} reserved {money(account.reserved)} "
         f"credit-limit {money(account.credit_limit)} currency {account.currency_code} "
         f"sessions {account.session_count} subscriptions {subs or '-'}{state}"
+        + "".join(
+            f"\n  offer {b.offer_name} {b.allowance_name}: {b.allowance_units} units left, "
+            f"{b.allowance_reserved} held, rating groups "
+            f"{','.join(str(rg) for rg in b.allowance_rating_group)}, "
+            f"expires {_expiry(b.balance_expiry)}"
+            + (" (suspended)" if b.offer_status is OfferStatus.SUSPENDED else "")
+            for b in account.offer_balance or ()
+        )
     )
+
+
+def _expiry(at_s: int | None) -> str:
+    """An offer balance's expiry, ISO 8601 UTC ("never" for an offer of period "once")."""
+    if at_s is None:
+        return "never"
+    return datetime.fromtimestamp(at_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT)
 # carry an Operation-Id (given, or a fresh UUID printed so that the command can be retried)
-_ONCE_OPS: Final = (*_MONEY_OPS, AccountOperation.UPDATE, AccountOperation.CLOSE)
+_ONCE_OPS: Final = (
+    *_MONEY_OPS,
+    AccountOperation.UPDATE,
+    AccountOperation.CLOSE,
+    AccountOperation.SUBSCRIBE,  # offers
+    AccountOperation.UNSUBSCRIBE,
+)
 _ONCE_HELP: Final = (
     "applied once however often sent (default: a new UUID, printed so that the command can be "
     "retried with it)"

@@ -105,6 +105,13 @@ def _common(p: argparse.ArgumentParser, *, name: str, first_msisdn: int) -> None
         help='initial balance of each subscriber in currency units (default "10")',
     )
     p.add_argument(
+        "--offer",
+        default=None,
+        metavar="NAME",
+        help="the first subscriber takes this offer of the catalog (its fee paid from the "
+        "balance), so its usage draws on the offer's allowances",
+    )
+    p.add_argument(
         "--inhibit-threshold",
         type=parse_amount,
         default=None,
@@ -223,6 +230,7 @@ def _sim_config(args: argparse.Namespace) -> SimConfig:
         connect_timeout=args.connect_timeout,
         tls=tls_client_config(args),
         encoding=ENCODING_BY_NAME[args.encoding],
+        offer=args.offer,
     )
 
 

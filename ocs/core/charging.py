@@ -63,6 +63,12 @@ from ocs.core.charging_types import (
 from ocs.core.due import DueSet
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.offers import (  # offers (docs/charging.md, Allowances)
+    MAX_SUBSCRIPTIONS_PER_ACCOUNT,
+    HoldPart,
+    OfferBook,
+    Renewal,
+)
 from ocs.core.outcomes import Outcome, error_message, result_code
 from ocs.core.policy import Mark, PolicyBook, zero_grant  # status-policy
 from protocol.codec import decode_body, encode_body
@@ -76,6 +82,7 @@ from protocol.codes import (
     CommandCode,
     Estimate,
     LowBalanceIndication,  # status-policy
+    OfferStatus,
     RedirectAddressType,
     RequestedAction,
     SubscriptionIdType,
@@ -105,6 +112,7 @@ from protocol.messages import (
     FinalUnitIndication,
     MsccAnswer,
     MsccRequest,
+    OfferBalance,
     RedirectServer,
     RemainingBalance,
     ServiceUnit,
@@ -115,6 +123,7 @@ from protocol.messages import Catalog as CatalogInForce
 from protocol.messages import SubscriptionId as WireSubscriptionId
 from rating import (
     Catalog,
+    Promotion,
     RatingGroup,
     Unit,
     affordable,
@@ -127,6 +136,7 @@ from rating import (
     price_event,
     unit_value,
 )
+from rating.catalog import with_promotions  # offers: price modifiers
 from rating.policies import (  # status-policy
     ACTIVE,
     BARRED,
@@ -135,6 +145,7 @@ from rating.policies import (  # status-policy
     PolicyAction,
     status_policies,
 )
+from rating.tariff import Tariff
 
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW_MS",
@@ -346,6 +357,10 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
+        # offers: subscriptions, unit balances and unit holds (ocs/core/offers.py); rating
+        # groups with the price modifiers of offers, by (id, modifiers), per catalog
+        self.offers = OfferBook()
+        self._variants: dict[tuple[int, tuple[Promotion, ...]], RatingGroup] = {}
         # status-policy: service control by account state, thresholds (ocs/core/policy.py)
         self.policy = PolicyBook()
 
@@ -609,7 +624,10 @@ class ChargingCore:
         if deadline is not None and deadline <= now_ms // MS:
             return True
         expiry = self.ledger.next_expiry()
-        return expiry is not None and expiry <= now_ms
+        if expiry is not None and expiry <= now_ms:
+            return True
+        offers_due = self.offers.next_due()  # offers: renewals and unit holds' expiry
+        return offers_due is not None and offers_due <= now_ms
 
     @staticmethod
     def _deadline(session: Session) -> int:
@@ -633,6 +651,7 @@ class ChargingCore:
         released = self._policy_released(expired.expired, expired.expired_owners)
         for reservation_id, sid in zip(expired.expired, expired.expired_owners, strict=True):
             self._drop_expired_grant(reservation_id, sid)
+        self._offers_tick(now_ms)  # offers: unit holds expire, renewals at their instants
         self._policy_ticked(marks, released)
         self._evict(now_ms)
 
@@ -656,6 +675,7 @@ class ChargingCore:
         self.catalog = new
         self._links_cache = {}
         self._dearest = {}
+        self._variants = {}
         self.catalog_text = text
         for sid in self._sessions:
             session = self._peek(sid)
@@ -890,10 +910,12 @@ class ChargingCore:
         rate = self._dearest.get(rg.id)
         if rate is None:
             num, den = 0, 1
-            for rates in rg.tariff.class_rates:
-                for r in rates:
-                    if r.num * den > num * r.den:
-                        num, den = r.num, r.den
+            # offers: a price modifier of an offer may make the group dearer for its holders
+            for tariff in (rg.tariff, *self._modifier_tariffs(rg)):
+                for rates in tariff.class_rates:
+                    for r in rates:
+                        if r.num * den > num * r.den:
+                            num, den = r.num, r.den
             rate = self._dearest[rg.id] = (num, den)
         billed = units + rg.billing.first + rg.billing.increment
         return div_ceil(rate[0] * billed, rate[1]) + billed + rg.setup_fee
@@ -1138,6 +1160,7 @@ class ChargingCore:
         rg = self.catalog.rating_group(session.service_context_id, rg_id)
         if rg is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_RATING_FAILED)
+        rg = self._priced_rg(session.account_id, rg)  # offers: the account's price modifiers
         if mscc.used_service_unit is not None:
             self._charge_usage(session, rg, mscc, now_ms)
         else:
@@ -1185,8 +1208,15 @@ class ChargingCore:
         # a grant is at most MAX_UNITS (a unit AVP's domain) and reserves at most MAX_AMOUNT
         # (one ledger operation); only a cut by the account's headroom is final
         units = min(asked if asked else policy.quantum, MAX_UNITS)
+        # offers: units the allowances pay first; only the rest is priced in money
+        free = (
+            min(units, self.offers.available(session.account_id, rg_id, self.catalog))
+            if self.offers.has_offers(session.account_id)
+            else 0
+        )
+        units -= free
         prior = session.rated.get(rg_id, 0)
-        fee = rg.setup_fee if rg_id not in session.fee_charged else 0
+        fee = rg.setup_fee if rg_id not in session.fee_charged and units else 0
         cost = price_dearest(rg, units, now_s, end_s, prior).total + fee
         final = False
         limit = min(headroom, MAX_AMOUNT)
@@ -1196,7 +1226,11 @@ class ChargingCore:
             if fits is not None and fits < units:
                 units = fits
                 final = headroom <= MAX_AMOUNT
+            if not units:
+                fee = 0
             cost = price_dearest(rg, units, now_s, end_s, prior).total + fee if units else 0
+        money_units = units
+        units += free
         if units <= 0:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
@@ -1214,23 +1248,36 @@ class ChargingCore:
             return self._granted(
                 session, rg, units, cost, validity, final, fee, "", now_s, final_fui
             )
-        self._reservation_seq += 1
-        reservation_id = f"r{self._reservation_seq}"
-        outcome = self.ledger.apply(
-            Reserve(
-                id=reservation_id,
-                now_ms=now_ms,
-                account_id=session.account_id,
-                amount=cost,
-                expires_at_ms=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
-                owner=session.session_id,
-            ),
-            internal=True,
-        )
-        if outcome.code is not Code.OK:
-            if rg_id not in session.starved:
-                session.starved.append(rg_id)
-            return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
+        expires_at_ms = (now_s + session.tcc_s + RESERVATION_SLACK_S) * MS
+        reservation_id = ""  # offers: a grant the allowances pay whole reserves no money
+        if money_units:
+            self._reservation_seq += 1
+            reservation_id = f"r{self._reservation_seq}"
+            outcome = self.ledger.apply(
+                Reserve(
+                    id=reservation_id,
+                    now_ms=now_ms,
+                    account_id=session.account_id,
+                    amount=cost,
+                    expires_at_ms=expires_at_ms,
+                    owner=session.session_id,
+                ),
+                internal=True,
+            )
+            if outcome.code is not Code.OK:
+                if rg_id not in session.starved:
+                    session.starved.append(rg_id)
+                return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
+        if free:  # offers: the units on the allowances, held as the money is reserved
+            held = self.offers.hold(
+                _hold_key(session.session_id, rg_id),
+                session.account_id,
+                rg_id,
+                free,
+                expires_at_ms,
+                self.catalog,
+            )
+            assert held == free
         return self._granted(
             session, rg, units, cost, validity, final, fee, reservation_id, now_s, final_fui
         )
@@ -1336,13 +1383,37 @@ class ChargingCore:
         start_s = grant.granted_s if grant is not None else session.last_ms // MS
         total = 0
         used_total = 0
+        # offers: usage is paid by the units held for the grant, then by the allowances that
+        # apply (drawn at once), and only the rest in money (docs/charging.md, Allowances)
+        estimate = self._is_estimate(session)
+        # (an account without offers skips all of it: most accounts, on the hot path)
+        with_offers = self.offers.has_offers(session.account_id)
+        hold_key = _hold_key(session.session_id, rg_id) if with_offers else ""
+        hold_left = self.offers.held(hold_key) if with_offers else 0
+        from_hold: list[int] = []  # per USU, the units its container takes from the hold
+        first_container = len(session.containers)
         for usu in mscc.used_service_unit or ():
             units = units_of(usu, rg.unit) or 0
+            held = min(units, hold_left)
+            hold_left -= held
+            from_hold.append(held)
+            drawn: list[tuple[str, str, int]] = []
+            if not with_offers:
+                money_units = units
+            elif estimate:  # on paper: the allowances as they are, nothing drawn
+                paper = min(
+                    units - held,
+                    self.offers.available(session.account_id, rg_id, self.catalog),
+                )
+                money_units = units - held - paper
+            else:
+                drawn = self.offers.draw(session.account_id, rg_id, units - held, self.catalog)
+                money_units = units - held - sum(n for _, _, n in drawn)
             prior = session.rated.get(rg_id, 0)
-            charge = self._rate(rg, usu, units, prior, grant, start_s, now_s)
-            session.rated[rg_id] = prior + units
+            charge = self._rate(rg, usu, money_units, prior, grant, start_s, now_s)
+            session.rated[rg_id] = prior + money_units
             fee = 0
-            if units > 0 and rg.setup_fee and rg_id not in session.fee_charged:
+            if money_units > 0 and rg.setup_fee and rg_id not in session.fee_charged:
                 fee = rg.setup_fee
                 session.fee_charged.append(rg_id)
             reason = (
@@ -1368,14 +1439,18 @@ class ChargingCore:
                     setup_fee=fee,
                     beyond_grant=beyond,
                     at_ms=now_ms,
+                    drawn=tuple(drawn),
                 )
             )
             total += charge + fee
+        if with_offers and not estimate:  # offers: post the hold; containers name balances
+            used = self.offers.settle(hold_key, sum(from_hold))
+            _attribute(session.containers[first_container:], from_hold, used)
         if self._is_estimate(session):  # booked nowhere, recorded in no CDR: only its cost counts
             session.containers.clear()
             session.charge_total += total
             return
-        if grant is not None:
+        if grant is not None and grant.reservation_id:  # ("": offers paid the grant whole)
             posted = self.ledger.apply(
                 Post(
                     id=f"{grant.reservation_id}|post",
@@ -1453,6 +1528,8 @@ class ChargingCore:
         grant = session.grants.pop(rg_id, None)
         if grant is not None:
             self._void(grant.reservation_id, now_ms)
+            if self.offers.holds:  # offers: held units go back
+                self.offers.release(_hold_key(session.session_id, rg_id))
 
     def _void(self, reservation_id: str, now_ms: int) -> None:
         if not reservation_id:  # an estimate's grant: nothing was reserved
@@ -1568,6 +1645,11 @@ class ChargingCore:
         if found is None:
             return self._cca(ccr, Outcome.USER_UNKNOWN)
         account_id, status, headroom = found
+        # offers: units the allowances pay, per MSCC; only the rest is priced in money
+        free: list[int] = [0] * len(priced)
+        if not refund and self.offers.has_offers(account_id):
+            priced, free = self._event_allowances(account_id, priced, at_s)
+            total = sum(charge for _, _, _, charge in priced)
         if action is RequestedAction.CHECK_BALANCE:
             enough = total <= headroom
             return self._cca(
@@ -1602,9 +1684,19 @@ class ChargingCore:
                 if outcome.code is not Code.OK:
                     return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
                 self._account_usage(account_id, total)
-            for _, rg, units, charge in priced:
-                if rg is not None and not rg.zero_rated and units:
-                    self._record_debit(account_id, rg.id, units, charge, now_ms)
+            drawn: list[list[HoldPart]] = []
+            for (_, rg, units, charge), units_free in zip(priced, free, strict=True):
+                parts: list[HoldPart] = []
+                if rg is not None and units_free:  # offers: drawn now, refundable as units
+                    parts = self.offers.draw_parts(account_id, rg.id, units_free, self.catalog)
+                    assert sum(p.units for p in parts) == units_free
+                drawn.append(parts)
+                if rg is not None and not rg.zero_rated and units - units_free:
+                    self._record_debit(account_id, rg.id, units - units_free, charge, now_ms)
+                if parts:
+                    assert rg is not None
+                    self._record_debit(account_id, rg.id, units_free, 0, now_ms, parts)
+            event_drawn = [[(p.offer, p.allowance, p.units) for p in ps] for ps in drawn]
             sign = 1
         else:  # REFUND_ACCOUNT
             plan = self._plan_refund(account_id, priced, now_ms)
@@ -1634,13 +1726,40 @@ class ChargingCore:
                 )
                 if outcome.code is not Code.OK:  # cannot happen: checked above
                     raise BookingRefused(f"credit of {total} refund: {outcome.code.name}")
-            self._draw(draws)
+            event_drawn = self._draw(draws, priced)
             sign = -1
-        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
+        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s, event_drawn)
         extra = self._aoc(ccr, total, account_id)
         if mark is not None:  # status-policy
             self._policy_push(account_id, mark)
         return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
+
+    def _event_allowances(
+        self,
+        account_id: str,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+        at_s: int,
+    ) -> tuple[list[tuple[MsccRequest, RatingGroup | None, int, int]], list[int]]:
+        """An event priced with the account's allowances (offers): per MSCC, the units they
+        pay, in MSCC order, each taking what the earlier ones left whatever balances they
+        share (so drawing them in that order later gets them all), and the money price of the
+        rest. Changes nothing."""
+        out: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
+        free: list[int] = []
+        planned = 0
+        for mscc, rg, units, charge in priced:
+            if rg is None or rg.zero_rated or not units:
+                out.append((mscc, rg, units, charge))
+                free.append(0)
+                continue
+            have = self.offers.available(account_id, rg.id, self.catalog) - planned
+            paid = min(units, max(have, 0))
+            planned += paid
+            rest = units - paid
+            priced_rg = self._priced_rg(account_id, rg)  # the account's price modifiers
+            out.append((mscc, rg, units, price_event(priced_rg, rest, at_s).total if rest else 0))
+            free.append(paid)
+        return out, free
 
     def _event_msccs(
         self, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
@@ -1724,14 +1843,20 @@ class ChargingCore:
             self._prune_refundable(key, now_ms)
 
     def _record_debit(
-        self, account_id: str, rg_id: int, units: int, charge: int, now_ms: int
+        self,
+        account_id: str,
+        rg_id: int,
+        units: int,
+        charge: int,
+        now_ms: int,
+        drawn: list[HoldPart] | None = None,
     ) -> None:
         """Remember what a DIRECT_DEBITING took, for refunds. Beyond `MAX_REFUNDABLE_PER_GROUP`
         entries for the pair, the two oldest become one (their units and charges summed, the
         older time): a refund then prices them at their mean, and they leave the window
         together, early. Money is never created."""
         key = (account_id, rg_id)
-        entry = RefundableDebit(at_ms=now_ms, units=units, charge=charge)
+        entry = RefundableDebit(at_ms=now_ms, units=units, charge=charge, drawn=drawn or [])
         if key in self._refundable:
             self._prune_refundable(key, now_ms)
         entries = self._refundable.get(key)
@@ -1747,6 +1872,7 @@ class ChargingCore:
                 at_ms=min(first.at_ms, second.at_ms),
                 units=first.units + second.units,
                 charge=first.charge + second.charge,
+                drawn=[*first.drawn, *second.drawn],
             )
             entries[0:2] = [merged]
             self._refund_due.move(before, self._refund_expiry_s(merged), key)
@@ -1804,22 +1930,35 @@ class ChargingCore:
             credits.append(credit)
         return credits, left
 
-    def _draw(self, left: dict[tuple[str, int], dict[int, tuple[int, int]]]) -> None:
-        """Apply a refund's plan: the entries it drew on keep what `_plan_refund` left them."""
+    def _draw(
+        self,
+        left: dict[tuple[str, int], dict[int, tuple[int, int]]],
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+    ) -> list[list[tuple[str, str, int]]]:
+        """Apply a refund's plan: the entries it drew on keep what `_plan_refund` left them.
+        Units an allowance paid go back to it (offers): per MSCC, the (offer, allowance,
+        units) given back."""
+        index_of = {rg.id: n for n, (_, rg, _, _) in enumerate(priced) if rg is not None}
+        returned: list[list[tuple[str, str, int]]] = [[] for _ in priced]
         for key, changes in left.items():
             if not changes:
                 continue
             entries = self._refundable[key]
             before = self._refund_expiry_s(entries[0])
             for index, (units, charge) in changes.items():
-                entries[index].units = units
-                entries[index].charge = charge
+                entry = entries[index]
+                if entry.drawn:  # offers: the units it takes back from the debit, LIFO
+                    back = self.offers.give_back(key[0], entry.drawn, entry.units - units)
+                    returned[index_of[key[1]]].extend(back)
+                entry.units = units
+                entry.charge = charge
             entries[:] = [e for e in entries if e.units]
             if entries:
                 self._refund_due.move(before, self._refund_expiry_s(entries[0]), key)
             else:
                 del self._refundable[key]
                 self._refund_due.discard(before, key)
+        return returned
 
     def _refund_refused(self, ccr: CCR, mscc: MsccRequest, reason: str = "") -> CCA:
         """5004: the refund asks for more than DIRECT_DEBITING charged within the window and
@@ -1887,6 +2026,8 @@ class ChargingCore:
             return self._lifecycle(now_ms, origin_host, end_to_end, amr)
         if self.ledger.standing(account_id) is None:
             return unknown
+        if op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):  # offers
+            return self._offer_operation(now_ms, origin_host, end_to_end, amr)
         if op is AccountOperation.TERMINATE_SESSION:
             return self._terminate_session(now_ms, account_id, amr.session_id)
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
@@ -1916,6 +2057,7 @@ class ChargingCore:
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
                 if outcome.ok:
+                    self._offers_credited(now_ms, account_id)  # offers: suspended ones retried
                     self._topped_up(account_id)
             else:
                 outcome = self.ledger.debit(
@@ -2011,6 +2153,7 @@ class ChargingCore:
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
             if not outcome.ok:  # reserved without a session (not expected): not settled
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            self.offers.forget_account(account_id)  # offers: a closed account holds none
             self.policy.forget(account_id)  # status-policy
             return _ADMIN_OK
         if (
@@ -2154,6 +2297,7 @@ class ChargingCore:
                 for s in view.subscriptions
             ),
             session_count=len(self._account_sessions(view.account_id)),
+            offer_balance=self._offer_balances(view.account_id),
             **self._policy_account(view),  # status-policy
         )
 
@@ -2169,6 +2313,151 @@ class ChargingCore:
                 reason=reason,
             )
         )
+
+    # --- offers (ocs/core/offers.py; docs/protocol.md, Extension: offers) ------------------------
+
+    def _offers_tick(self, now_ms: int) -> None:
+        """Unit holds that expired give their units back (a grant the allowances paid whole
+        goes with its hold, as a grant goes with its expired reservation); renewals due are
+        made, each at its own instant, and their fees recorded."""
+        for key in self.offers.expire_due(now_ms):
+            sid, _, rg = key.rpartition("|")
+            session = self._peek(sid)
+            if session is None:
+                continue
+            grant = session.grants.get(int(rg))
+            if grant is not None and not grant.reservation_id:
+                del session.grants[int(rg)]
+                if not isinstance(self._sessions[sid], Session):  # packed: it stays packed
+                    self._sessions[sid] = pack_session(session)
+        renewed: dict[str, None] = {}  # accounts with fresh allowances, in renewal order
+        for renewal in self.offers.renew_due(self.ledger, self.catalog, now_ms):
+            if renewal.paid and renewal.fee:
+                self._write_fee_cdr(renewal)
+            if renewal.paid:
+                renewed[renewal.account_id] = None
+        for account_id in renewed:  # sessions held at their final units may go on (RAR)
+            self._topped_up(account_id)
+
+    def _offers_credited(self, now_ms: int, account_id: str) -> None:
+        """A top-up retries the fees of the account's suspended offers at once: paid, an
+        offer resumes for the rest of its period (docs/charging.md, *Allowances*)."""
+        if not self.offers.has_offers(account_id):
+            return
+        for renewal in self.offers.retry(self.ledger, self.catalog, account_id, now_ms):
+            self._write_fee_cdr(renewal)
+
+    def _offer_operation(
+        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR
+    ) -> AdminResult:
+        """SUBSCRIBE and UNSUBSCRIBE (docs/protocol.md, *Extension: offers*): applied once
+        under their Operation-Id, atomic (a refusal changes nothing)."""
+        op = amr.account_operation
+        account_id = amr.account_id
+        name = amr.offer_name
+        if name is None:
+            return Outcome.MISSING_AVP, {"Offer-Name": None}, "Offer-Name"
+        what = f"{op.name}|{account_id}|{name}"
+        if amr.operation_id is not None:
+            named = self.offers.operations.get(amr.operation_id)
+            if named is not None:
+                if named != what:
+                    return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
+                return _ADMIN_OK  # a retry of an operation applied: its first outcome
+        failed = {"Offer-Name": name}
+        held = self.offers.find(account_id, name)
+        if op is AccountOperation.UNSUBSCRIBE:
+            if held is None:
+                return Outcome.OFFER_NOT_HELD, failed, ""
+            if self.offers.holds_on(account_id, name):
+                return Outcome.OFFER_IN_USE, failed, ""
+            self.offers.unsubscribe(account_id, name)
+        else:
+            offer = self.catalog.offers.get(name)
+            if offer is None:
+                return Outcome.UNKNOWN_OFFER, failed, ""
+            if held is not None:
+                return Outcome.OFFER_HELD, failed, ""
+            if len(self.offers.subscriptions(account_id)) >= MAX_SUBSCRIPTIONS_PER_ACCOUNT:
+                detail = f"at most {MAX_SUBSCRIPTIONS_PER_ACCOUNT} offers per account"
+                return Outcome.INVALID, failed, detail
+            renewal = self.offers.subscribe(
+                self.ledger, account_id, offer, now_ms, self.catalog.timezone
+            )
+            if renewal is None:
+                return Outcome.INSUFFICIENT_FUNDS, failed, f"the fee is {offer.fee} micro-units"
+            if renewal.fee:
+                self._write_fee_cdr(renewal)
+            self._topped_up(account_id)  # sessions held at their final units may go on
+        if amr.operation_id is not None:
+            self.offers.name_operation(amr.operation_id, what)
+        return _ADMIN_OK
+
+    def _priced_rg(self, account_id: str, rg: RatingGroup) -> RatingGroup:
+        """The rating group as the account's offers change its price: their modifiers on it
+        are promotions of this account alone, on its timeline beside the catalog's (so one
+        that starts inside a grant's validity is its Tariff-Time-Change)."""
+        if rg.zero_rated or not self.offers.has_offers(account_id):
+            return rg
+        extra = self.offers.modifiers(account_id, rg.id, self.catalog)
+        if not extra:
+            return rg
+        key = (rg.id, extra)
+        variant = self._variants.get(key)
+        if variant is None:
+            variant = self._variants[key] = with_promotions(rg, extra)
+        return variant
+
+    def _modifier_tariffs(self, rg: RatingGroup) -> list[Tariff]:
+        """The tariffs of `rg` with each price modifier of the catalog's offers on it."""
+        return [
+            with_promotions(rg, (m.promotion,)).tariff
+            for offer in self.catalog.offers.values()
+            for m in offer.modifiers
+            if rg.id in m.rating_groups
+        ]
+
+    def _offer_balances(self, account_id: str) -> tuple[OfferBalance, ...] | None:
+        """GET's `Offer-Balance` list: every unit balance with its expiry (None: no offers)."""
+        if not self.offers.has_offers(account_id):
+            return None
+        return tuple(
+            OfferBalance(
+                offer_name=v.offer,
+                allowance_name=v.allowance,
+                allowance_rating_group=v.rating_groups,
+                allowance_units=v.available,
+                allowance_reserved=v.reserved,
+                balance_expiry=None if v.expires_ms is None else v.expires_ms // MS,
+                offer_status=OfferStatus.SUSPENDED if v.suspended else OfferStatus.ACTIVE,
+            )
+            for v in self.offers.views(account_id, self.catalog)
+        )
+
+    def _write_fee_cdr(self, renewal: Renewal) -> None:
+        """The record of an offer's fee (recordType "offerFee"): a charge like usage, so the
+        sum of `charge` over all records is still what the accounts lost to charging."""
+        view = self.ledger.account(renewal.account_id)
+        served = view.subscriptions[0].data if view is not None and view.subscriptions else ""
+        seq = self._next_seq()
+        record: dict[str, Any] = {
+            "recordSequenceNumber": seq,
+            "recordType": "offerFee",
+            "sessionId": renewal.operation_id,
+            "accountId": renewal.account_id,
+            "servedSubscriber": served,
+            "nodeId": self.origin_host,
+            "localSequenceNumber": 1,
+            "recordOpeningTime": iso_ms(renewal.at_ms),
+            "recordClosingTime": iso_ms(renewal.at_ms),
+            "causeForRecordClosing": "normalRelease",
+            "offerName": renewal.offer,
+            "offerPeriod": renewal.period,
+            "listOfMultipleUnitUsage": [],
+            "charge": renewal.fee,
+            "currencyCode": self.catalog.currency.code,
+        }
+        self._cdrs.append((seq, CDR_ENCODER.encode(record)))
 
     # --- status-policy: service control by account state (ocs/core/policy.py) -----------------
 
@@ -2478,21 +2767,28 @@ class ChargingCore:
         sign: int,
         now_ms: int,
         at_s: int,
+        drawn: list[list[tuple[str, str, int]]] | None = None,
     ) -> None:
         action = ccr.requested_action
         assert action is not None
         trigger = action.name
         usage = []
-        for _, rg, units, charge in priced:
+        for n, (_, rg, units, charge) in enumerate(priced):
             if rg is None:
                 continue
-            container = {
+            container: dict[str, Any] = {
                 "time": units if rg.unit is Unit.SECONDS else None,
                 "totalVolume": units if rg.unit is Unit.OCTETS else None,
                 "serviceSpecificUnits": units if rg.unit is Unit.UNITS else None,
                 "triggers": [trigger],
                 "charge": sign * charge,
             }
+            parts = drawn[n] if drawn is not None else []
+            if parts:  # offers: the balances that paid (a refund: what went back, negative)
+                container["balanceUsage"] = [
+                    {"offerName": o, "allowanceName": a, "units": sign * u} for o, a, u in parts
+                ]
+                container["moneyUnits"] = sign * (units - sum(u for _, _, u in parts))
             usage.append(
                 {
                     "ratingGroup": rg.id,
@@ -2552,6 +2848,7 @@ class ChargingCore:
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
+                offers=self.offers.state(),
                 policies=self.policy.snapshot(),  # status-policy
             )
         )
@@ -2569,6 +2866,7 @@ class ChargingCore:
         self.catalog = parse_catalog(state.catalog_text)
         self._links_cache = {}
         self._dearest = {}
+        self._variants = {}
         self.cdr_seq = state.cdr_seq
         self._reservation_seq = state.reservation_seq
         self._estimates = set(state.estimates)
@@ -2620,6 +2918,9 @@ class ChargingCore:
             tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
+        self.offers = OfferBook()  # offers (layout 5; none before)
+        if state.offers is not None:
+            self.offers.restore(state.offers)
         self.policy.restore(state.policies)  # status-policy
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
@@ -2684,6 +2985,12 @@ def _container_json(c: Container) -> dict[str, Any]:
         item["setupFee"] = c.setup_fee
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
+    if c.drawn:  # offers: which balance paid what (docs/protocol.md, CDR extension fields)
+        item["balanceUsage"] = [
+            {"offerName": offer, "allowanceName": allowance, "units": units}
+            for offer, allowance, units in c.drawn
+        ]
+        item["moneyUnits"] = c.units - sum(units for _, _, units in c.drawn)
     return {k: v for k, v in item.items() if v is not None}
 
 
@@ -2720,3 +3027,32 @@ def _create_failed_avp(amr: AMR, detail: str) -> dict[str, Any] | None:
         if word in detail:
             return {key: values[key]}
     return None
+
+
+# --- offers (ocs/core/offers.py; docs/charging.md, Allowances) ---------------------------------
+
+
+def _hold_key(session_id: str, rg_id: int) -> str:
+    """The key of the unit hold of a session's grant for a rating group."""
+    return f"{session_id}|{rg_id}"
+
+
+def _attribute(
+    containers: list[Container], from_hold: list[int], used: list[tuple[str, str, int]]
+) -> None:
+    """Give each container the held units it used, balance by balance, in the order the hold
+    took them (`used`), before the units it drew at once (already in `Container.drawn`)."""
+    queue = list(used)
+    for container, need in zip(containers, from_hold, strict=True):
+        parts: list[tuple[str, str, int]] = []
+        while need and queue:
+            offer, allowance, units = queue[0]
+            take = min(need, units)
+            parts.append((offer, allowance, take))
+            need -= take
+            if take == units:
+                queue.pop(0)
+            else:
+                queue[0] = (offer, allowance, units - take)
+        if parts:
+            container.drawn = (*parts, *container.drawn)

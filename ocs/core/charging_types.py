@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
+from ocs.core.offers import HoldPart, OffersState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
 from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
@@ -161,6 +162,9 @@ class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     setup_fee: int
     beyond_grant: int
     at_ms: int
+    # offers: the units allowances paid, as (offer, allowance, units); `charge` is the money
+    # paid for the rest (`units` less these)
+    drawn: tuple[tuple[str, str, int], ...] = ()
 
 
 class Session(msgspec.Struct, kw_only=True, array_like=True):
@@ -202,6 +206,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     at_ms: int  # when it was debited (the time of its input)
     units: int
     charge: int  # micro-units
+    # offers: the allowance units among `units` (charge 0), by balance, oldest first; a refund
+    # gives them back to their balances, newest first
+    drawn: list[HoldPart] = []
 
 
 #: The layout of `CoreState`, written into every snapshot. 1: before refunds were bounded by
@@ -209,8 +216,8 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: such a snapshot is still restored (docs/operations.md, "Upgrades"). 2: closed sessions without
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
-#: estimate session for a real one, so it must refuse the snapshot). 5: `policies` (the accounts'
-#: operator-defined states and thresholds, `ocs.core.policy`).
+#: estimate session for a real one, so it must refuse the snapshot). 5: `offers` (offers),
+#: `policies` (the accounts' operator-defined states and thresholds, `ocs.core.policy`).
 CORE_LAYOUT: Final = 5
 
 
@@ -244,6 +251,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # Offers: subscriptions, unit balances, unit holds (ocs/core/offers.py; layout 5). None in
+    # a snapshot of an earlier layout: no account held an offer.
+    offers: OffersState | None = None
     # status-policy (layout 5): per account with any, (account id, operator-defined state or "",
     # inhibit threshold, notify threshold) (`ocs.core.policy.PolicyBook.snapshot`)
     policies: list[tuple[str, str, int | None, int | None]] = []

@@ -39,6 +39,11 @@ class Outcome(enum.Enum):
     ACCOUNT_IN_USE = "account-in-use"  # CLOSE of an account with open sessions
     NOT_SETTLED = "not-settled"  # CLOSE of an account whose balance is not zero
     NO_HOLDER = "no-holder"  # SEARCH for a Subscription-Id no account holds
+    # offers (docs/protocol.md, Extension: offers)
+    UNKNOWN_OFFER = "unknown-offer"  # SUBSCRIBE to an Offer-Name the catalog does not have
+    OFFER_HELD = "offer-held"  # SUBSCRIBE to an offer the account holds already
+    OFFER_NOT_HELD = "offer-not-held"  # UNSUBSCRIBE from an offer the account does not hold
+    OFFER_IN_USE = "offer-in-use"  # UNSUBSCRIBE while open grants hold units of the offer
 
 
 class Wire(NamedTuple):
@@ -94,6 +99,12 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
     Outcome.ACCOUNT_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "the account has open sessions"),
     Outcome.NOT_SETTLED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account's balance is not zero"),
     Outcome.NO_HOLDER: Wire(ResultCode.USER_UNKNOWN, "no account holds this Subscription-Id"),
+    Outcome.UNKNOWN_OFFER: Wire(ResultCode.INVALID_AVP_VALUE, "the catalog has no such offer"),
+    Outcome.OFFER_HELD: Wire(ResultCode.INVALID_AVP_VALUE, "the account holds this offer already"),
+    Outcome.OFFER_NOT_HELD: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the account does not hold this offer"
+    ),
+    Outcome.OFFER_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "open grants hold units of this offer"),
 }
 
 # the Result-Codes alone (read once by the core for its per-MSCC answers)

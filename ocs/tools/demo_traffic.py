@@ -58,6 +58,7 @@ HOST = "demo-ne.test.local"
 REALM = "test.local"
 DATA, SMS, VOICE = "32251@3gpp.org", "32274@3gpp.org", "32260@3gpp.org"
 SUBSCRIBERS = 5
+BUNDLE = "bundle-15"  # the demo catalog's offer (docs/catalog.md, *Offers*)
 INITIAL_BALANCE = 20_000_000  # 20 EUR each
 MIB = 1 << 20
 
@@ -430,6 +431,15 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
         f"demo: {SUBSCRIBERS} subscribers with {format_money(INITIAL_BALANCE)} EUR each",
         flush=True,
     )
+    # offers: demo-0 takes the catalog's bundle (its fee is a charge with a record), and its
+    # data, SMS and calls draw on the bundle's allowances before money
+    answer = await demo.amr(
+        AccountOperation.SUBSCRIBE, accounts[0], offer_name=BUNDLE, operation_id="demo-bundle"
+    )
+    if answer.result_code != 2001:
+        print(f"demo: SUBSCRIBE {accounts[0]} {BUNDLE} answered {answer.result_code}", flush=True)
+        return False
+    print(f"demo: {accounts[0]} subscribed to {BUNDLE}: {_bundle(answer)}", flush=True)
 
     async def traffic() -> None:
         deadline = time.monotonic() + seconds
@@ -461,6 +471,8 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
         flush=True,
     )
     spent = await total_spent(demo, accounts)
+    bundle = await demo.amr(AccountOperation.GET, accounts[0])
+    print(f"demo: {accounts[0]} after the traffic: {_bundle(bundle)}", flush=True)
     await client.close()
     await asyncio.sleep(0.3)  # CDRs follow the journal by one group commit
     records = list(iter_records(data_dir / "cdr"))
@@ -474,6 +486,15 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
         flush=True,
     )
     return ok
+
+
+def _bundle(answer: AMA) -> str:
+    """The unit balances of an account's offers, for the demo's output."""
+    balances = answer.account.offer_balance if answer.account is not None else None
+    return ", ".join(
+        f"{b.allowance_name} {b.allowance_units} left ({b.allowance_reserved} held)"
+        for b in balances or ()
+    )
 
 
 async def total_spent(demo: Demo, accounts: list[str]) -> int:
