@@ -70,7 +70,7 @@ from ocs.core.offers import (  # offers (docs/charging.md, Allowances)
     Renewal,
 )
 from ocs.core.outcomes import Outcome, error_message, result_code
-from ocs.core.policy import Mark, PolicyBook, zero_grant  # status-policy
+from ocs.core.policy import Mark, PolicyBook, policy_fui, zero_grant  # status-policy
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
     HEADER_LENGTH,
@@ -143,6 +143,7 @@ from rating.policies import (  # status-policy
     LOW_BALANCE,
     SUSPENDED,
     PolicyAction,
+    ServicePolicy,
     status_policies,
 )
 from rating.tariff import Tariff
@@ -2489,11 +2490,18 @@ class ChargingCore:
             if decision.fallback is None or answer.result_code != _RC_CREDIT_LIMIT_REACHED:
                 return answer
             fui = decision.fallback  # nothing above the threshold: inhibited at once
-        elif decision.action is PolicyAction.DENY:
-            if rg_id not in session.starved:
-                session.starved.append(rg_id)
-            return MsccAnswer(rating_group=rg_id, result_code=decision.result_code)
         else:
+            if decision.low and self.offers.has_offers(session.account_id):
+                # the money is at the threshold, not the allowances: what they pay is granted
+                # (no money above the threshold), with the indication for when they run out
+                fui = decision.fui or policy_fui(ServicePolicy(action=PolicyAction.DENY))
+                answer = self._grant(session, rg, requested, 0, now_ms, fui)
+                if answer.result_code != _RC_CREDIT_LIMIT_REACHED:
+                    return answer
+            if decision.action is PolicyAction.DENY:
+                if rg_id not in session.starved:
+                    session.starved.append(rg_id)
+                return MsccAnswer(rating_group=rg_id, result_code=decision.result_code)
             assert decision.fui is not None
             fui = decision.fui
         if rg_id not in session.starved:  # a top-up or a change of state re-authorises it

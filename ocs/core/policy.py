@@ -87,6 +87,9 @@ class Decision(NamedTuple):
     fallback: FinalUnitIndication | None = None
     # DENY: the MSCC's Result-Code
     result_code: int = ResultCode.END_USER_SERVICE_DENIED
+    # RESTRICT / REDIRECT / DENY decided by ``low_balance``: what allowances (offers) pay may
+    # still be granted, money is not
+    low: bool = False
 
 
 _ALLOWED = Decision(PolicyAction.ALLOW)
@@ -294,9 +297,9 @@ class PolicyBook:
                 if state == LOW_BALANCE
                 else ResultCode.END_USER_SERVICE_DENIED
             )
-            return Decision(action, result_code=code)
+            return Decision(action, result_code=code, low=state == LOW_BALANCE)
         if action is not PolicyAction.ALLOW:
-            return Decision(action, fui=policy_fui(policy))
+            return Decision(action, fui=policy_fui(policy), low=state == LOW_BALANCE)
         if inhibit is None or state == LOW_BALANCE:
             return _ALLOWED
         low = self.policy(policies, LOW_BALANCE, context_id, rg)

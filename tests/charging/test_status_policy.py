@@ -722,3 +722,33 @@ def test_an_event_in_a_denying_state_is_refused_without_any_threshold() -> None:
     again = msgspec.structs.replace(sms, session_id=sid("e2"))
     assert h.cca(again, PEAK).result_code == 2001 and h.balance("v") == 10 * EUR - 100_000
     h.assert_replays()
+
+
+def test_allowances_still_serve_an_account_at_its_money_threshold() -> None:
+    """The inhibit threshold is about money: an offer's allowance keeps paying data while the
+    money is at the threshold; once it is used, the top-up page."""
+    catalog = POLICY_CATALOG.replace(
+        "[status]",
+        '[[offers]]\nname = "small"\nfee = "0.20"\nperiod = "daily"\n\n'
+        '[[offers.allowances]]\nname = "data"\nrating_groups = [10]\nunits = "5 MiB"\n\n'
+        "[status]",
+    )
+    h = Harness(catalog=catalog)
+    h.account("o", SUB, 1_200_000)
+    subscribe = msgspec.structs.replace(
+        amr(AccountOperation.SUBSCRIBE, "o", operation_id="s1"), offer_name="small"
+    )
+    assert h.ama(subscribe, PEAK).result_code == 2001
+    assert h.balance("o") == 1_000_000  # 1.20 - the fee 0.20: at the threshold, low_balance
+    # 10 MiB asked: the allowance's 5 MiB (no money above the threshold), final, redirect after
+    g = only(h.cca(ccr("s", INITIAL, 0, mscc(10, ask=rsu(octets=10 * MiB)), subscriber=SUB), PEAK))
+    assert g.granted_service_unit == ServiceUnit(cc_total_octets=5 * MiB)
+    assert g.final_unit_indication == TOPUP and h.reserved("o") == 0
+    # used: the allowance is empty, the money still at the threshold: zero units, redirected
+    used = (usu(octets=5 * MiB),)
+    g = only(h.cca(ccr("s", UPDATE, 1, mscc(10, ask=rsu(), used=used)), PEAK + MIN))
+    assert g.granted_service_unit == ZERO and g.final_unit_indication == TOPUP
+    h.cca(ccr("s", TERMINATION, 2), PEAK + 2 * MIN)
+    assert h.balance("o") == 1_000_000  # the data was the allowance's
+    h.ledger.check_invariants()
+    h.assert_replays()
