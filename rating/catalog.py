@@ -23,6 +23,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.errors import CatalogError
+from rating.loans import parse_loan_policy
 from rating.model import (
     AccountPolicy,
     Billing,
@@ -44,6 +45,7 @@ from rating.model import (
 )
 from rating.money import parse_money, parse_ratio
 from rating.offers import parse_offers
+from rating.packages import parse_packages
 from rating.policies import parse_status
 from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
@@ -107,6 +109,8 @@ _TOP_KEYS = (
     "account",
     "cdr",
     "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
+    "loan_policy",  # rating/loans.py
+    "packages",  # groups (rating/packages.py)
     "status",  # status-policy: rating/policies.py
 )
 _RG_KEYS = (
@@ -753,6 +757,9 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
     offers = parse_offers(top.get("offers"), groups)  # offers: rating/offers.py
+    # loans: rating/loans.py
+    loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
+    packages = parse_packages(top.get("packages", []), groups)  # groups
     # status-policy: service control by account state (rating/policies.py)
     status = parse_status(top["status"], "status", groups, services) if "status" in top else None
     return Catalog(
@@ -765,6 +772,8 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         account=account,
         cdr=cdr,
         offers=offers,
+        loan_policy=loan_policy,
+        packages=packages,
         status=status,
     )
 

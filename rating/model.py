@@ -9,11 +9,13 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
 
 if TYPE_CHECKING:
     from rating.offers import Offer
+    from rating.packages import Package
 
 
 class Unit(Enum):
@@ -221,6 +223,10 @@ class Catalog:
     cdr: CdrPolicy
     offers: Mapping[str, Offer] = field(default_factory=lambda: MappingProxyType({}))
     """Offers by name (rating/offers.py, docs/catalog.md *Offers*)."""
+    # loans (rating/loans.py, `[loan_policy]`): None when the catalog offers no loans
+    loan_policy: LoanPolicy | None = None
+    # groups: the `[[packages]]` by name (rating/packages.py)
+    packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
     # status-policy: the `[status]` section, a `rating.policies.StatusPolicies` (typed `object`
     # here so that this compiled module does not import it; read it with
     # `rating.policies.status_policies(catalog)`). None: the catalog has none.

@@ -112,6 +112,19 @@ def _common(p: argparse.ArgumentParser, *, name: str, first_msisdn: int) -> None
         "balance), so its usage draws on the offer's allowances",
     )
     p.add_argument(
+        "--group-members",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the first N subscribers share a group account's package (docs/accounts.md)",
+    )
+    p.add_argument(
+        "--group-package",
+        default="family",
+        metavar="NAME",
+        help='the catalog package of that group (default "family", the demo catalog\'s)',
+    )
+    p.add_argument(
         "--inhibit-threshold",
         type=parse_amount,
         default=None,
@@ -231,6 +244,8 @@ def _sim_config(args: argparse.Namespace) -> SimConfig:
         tls=tls_client_config(args),
         encoding=ENCODING_BY_NAME[args.encoding],
         offer=args.offer,
+        group_members=args.group_members,
+        group_package=args.group_package,
     )
 
 

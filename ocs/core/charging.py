@@ -31,6 +31,7 @@ from typing import Any, Final
 import msgspec
 
 from ocs.core.accounts import AccountStatus, AccountView, SubscriberIdentity, SubscriptionType
+from ocs.core.bulk import create_bulk
 from ocs.core.charging_types import (
     CDR_ENCODER,
     CORE_LAYOUT,
@@ -61,8 +62,18 @@ from ocs.core.charging_types import (
     unpack_session,
 )
 from ocs.core.due import DueSet
+from ocs.core.groups import Groups
+from ocs.core.history import History, history_page, record_cdr
 from ocs.core.identities import normalise_identity
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.ledger_types import CreateAccount, LedgerOutcome, command_problem
+from ocs.core.loans import (  # loans (ocs/core/loans.py)
+    LoanBook,
+    money_available,
+    repay_from_topup,
+    split_available,
+    take_loan,
+)
 from ocs.core.offers import (  # offers (docs/charging.md, Allowances)
     MAX_SUBSCRIPTIONS_PER_ACCOUNT,
     HoldPart,
@@ -82,6 +93,7 @@ from protocol.codes import (
     CommandCode,
     Estimate,
     LowBalanceIndication,  # status-policy
+    MovementKind,
     OfferStatus,
     RedirectAddressType,
     RequestedAction,
@@ -116,10 +128,13 @@ from protocol.messages import (
     RedirectServer,
     RemainingBalance,
     ServiceUnit,
+    StatementService,
     UnitValue,
     UsedServiceUnit,
 )
 from protocol.messages import Catalog as CatalogInForce
+from protocol.messages import Loan as WireLoan
+from protocol.messages import Statement as WireStatement
 from protocol.messages import SubscriptionId as WireSubscriptionId
 from rating import (
     Catalog,
@@ -141,6 +156,7 @@ from rating.policies import (  # status-policy
     ACTIVE,
     BARRED,
     LOW_BALANCE,
+    ON_LOAN,
     SUSPENDED,
     PolicyAction,
     ServicePolicy,
@@ -358,12 +374,19 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
+        # --- history (ocs/core/history.py): every account's last movements of money and units
+        self.history = History()
         # offers: subscriptions, unit balances and unit holds (ocs/core/offers.py); rating
         # groups with the price modifiers of offers, by (id, modifiers), per catalog
         self.offers = OfferBook()
         self._variants: dict[tuple[int, tuple[Promotion, ...]], RatingGroup] = {}
+        # loans: loan balances, loans outstanding, eligibility data (ocs/core/loans.py)
+        self.loans = LoanBook()
+        # groups: shared group packages (ocs/core/groups.py)
+        self.groups = Groups()
         # status-policy: service control by account state, thresholds (ocs/core/policy.py)
         self.policy = PolicyBook()
+        self.policy.derived.append((ON_LOAN, self._on_loan))  # a loan owed: `on_loan`
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -576,6 +599,12 @@ class ChargingCore:
             return self._list(now_ms, origin_host, end_to_end, amr.account_id)
         if amr.account_operation is AccountOperation.SEARCH:
             return self._search(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.STATEMENT:  # groups
+            return self._group_statement(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.HISTORY:  # history (ocs/core/history.py)
+            return self._history(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.CREATE_BULK:  # bulk (ocs/core/bulk.py)
+            return self._create_bulk(now_ms, origin_host, end_to_end, amr, identity_rules)
         outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr, identity_rules)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         answer = AMA(
@@ -628,7 +657,10 @@ class ChargingCore:
         if expiry is not None and expiry <= now_ms:
             return True
         offers_due = self.offers.next_due()  # offers: renewals and unit holds' expiry
-        return offers_due is not None and offers_due <= now_ms
+        if offers_due is not None and offers_due <= now_ms:
+            return True
+        period_end = self.groups.due_ms()  # groups: a package period ends
+        return period_end is not None and period_end <= now_ms
 
     @staticmethod
     def _deadline(session: Session) -> int:
@@ -653,6 +685,7 @@ class ChargingCore:
         for reservation_id, sid in zip(expired.expired, expired.expired_owners, strict=True):
             self._drop_expired_grant(reservation_id, sid)
         self._offers_tick(now_ms)  # offers: unit holds expire, renewals at their instants
+        self._close_group_periods(now_ms)  # groups
         self._policy_ticked(marks, released)
         self._evict(now_ms)
 
@@ -870,7 +903,8 @@ class ChargingCore:
         it was."""
         if self._is_estimate(session):
             return {"cost_information": self._cost(session.charge_total)}
-        return self._aoc(ccr, session.charge_total, session.account_id)
+        # groups: a member's Remaining-Balance is that of the account that pays, its group's
+        return self._aoc(ccr, session.charge_total, self.groups.payer(session.account_id))
 
     def _cost(self, charge: int) -> CostInformation:
         digits, exponent = unit_value(charge)
@@ -1174,6 +1208,12 @@ class ChargingCore:
         if standing is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
         headroom = standing[1]
+        payer = self.groups.payer(session.account_id)  # groups: a member's group pays
+        if payer != session.account_id:
+            group_headroom = self._group_headroom(session.account_id, payer)
+            if group_headroom is None:
+                return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
+            headroom = group_headroom
         if self._is_estimate(session):
             # the headroom the session would see had it been real: less what it would have
             # charged and what its other grants would hold (the account as it is otherwise)
@@ -1258,7 +1298,7 @@ class ChargingCore:
                 Reserve(
                     id=reservation_id,
                     now_ms=now_ms,
-                    account_id=session.account_id,
+                    account_id=self.groups.payer(session.account_id),  # groups: or its group
                     amount=cost,
                     expires_at_ms=expires_at_ms,
                     owner=session.session_id,
@@ -1451,6 +1491,7 @@ class ChargingCore:
             session.containers.clear()
             session.charge_total += total
             return
+        paid_by = self._paid_by(session, grant)  # groups: the account the usage is charged to
         if grant is not None and grant.reservation_id:  # ("": offers paid the grant whole)
             posted = self.ledger.apply(
                 Post(
@@ -1463,7 +1504,7 @@ class ChargingCore:
             )
             if posted.code is Code.UNKNOWN_RESERVATION:
                 if total:  # expired meanwhile
-                    self._debit_anyway(session, total, now_ms)
+                    self._debit_anyway(session, total, now_ms, paid_by)
             elif posted.code is not Code.OK:
                 # refused (the balance would leave +-MAX_TOTAL): the containers above hold a
                 # charge the ledger did not book, so the whole input fails (the edge rolls it
@@ -1472,10 +1513,13 @@ class ChargingCore:
                     f"post of {total} against {grant.reservation_id}: {posted.code.name}"
                 )
         elif total:
-            self._debit_anyway(session, total, now_ms)
+            self._debit_anyway(session, total, now_ms, paid_by)
         if total:
             session.charge_total += total
             self._account_usage(session.account_id, total)
+            self._loan_spent(paid_by, total)  # loans
+        if paid_by != session.account_id:  # groups: a member's usage, per service and period
+            self._group_usage(paid_by, session.account_id, rg_id, used_total, total, now_ms)
 
     def _rate(
         self,
@@ -1508,15 +1552,18 @@ class ChargingCore:
             return price_at(rg, units, now_s, prior).total
         return price(rg, units, start_s, now_s, prior).total
 
-    def _debit_anyway(self, session: Session, amount: int, now_ms: int) -> None:
+    def _debit_anyway(
+        self, session: Session, amount: int, now_ms: int, account_id: str | None = None
+    ) -> None:
         """Usage with no reservation left to post against: charged in full all the same (or,
-        if the ledger refuses, the whole input fails: see `BookingRefused`)."""
+        if the ledger refuses, the whole input fails: see `BookingRefused`), to `account_id`
+        (groups: the member's group) or the session's account."""
         outcome = self.ledger.apply(
             Debit(
                 id=f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
                 f"{len(session.containers)}",
                 now_ms=now_ms,
-                account_id=session.account_id,
+                account_id=account_id or session.account_id,
                 amount=amount,
                 allow_overdraft=True,
             ),
@@ -1685,6 +1732,7 @@ class ChargingCore:
                 if outcome.code is not Code.OK:
                     return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
                 self._account_usage(account_id, total)
+                self._loan_spent(account_id, total)  # loans
             drawn: list[list[HoldPart]] = []
             for (_, rg, units, charge), units_free in zip(priced, free, strict=True):
                 parts: list[HoldPart] = []
@@ -1801,6 +1849,7 @@ class ChargingCore:
 
     def _apply_settings(self, settings: Settings) -> None:
         self.refund_window_s = settings.refund_window_s
+        self.history.set_limit(settings.history_limit)
         self._reschedule_refunds()
 
     def _refund_expiry_s(self, entry: RefundableDebit) -> int:
@@ -2010,8 +2059,11 @@ class ChargingCore:
                     taken = {"Subscription-Id-Type": sub.type, "Subscription-Id-Data": sub.data}
                     held = f"{sub.type}:{sub.data} is held by account {owner[0]}"
                     return Outcome.IDENTITY_TAKEN, {"Subscription-Id": [taken]}, held
-            outcome = self.ledger.create_account(
-                f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
+            # Checked as the ledger would, then applied as an internal command: a CREATE is
+            # applied once by its Account-Id (above), so its id is not remembered among the
+            # operators' Operation-Ids, whose bounded memory an import would flush (care).
+            create = CreateAccount(
+                id=f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now_ms=now_ms,
                 account_id=account_id,
                 currency=currency,
@@ -2019,18 +2071,35 @@ class ChargingCore:
                 credit_limit=amr.credit_limit or 0,
                 balance=amr.amount or 0,
             )
+            problem = command_problem(create)
+            outcome = (
+                self.ledger.apply(create, internal=True)
+                if problem is None
+                else LedgerOutcome(code=Code.INVALID, detail=problem)
+            )
             if outcome.ok:
+                self.loans.created(account_id, now_ms)  # loans: the account's age
+                if amr.amount:  # history: the opening balance
+                    self.history.record(
+                        account_id, now_ms, MovementKind.OPENING, amr.amount,
+                        operation_id=amr.operation_id,
+                    )  # fmt: skip
                 return _ADMIN_OK
-            # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
+            # a static refusal (Code.INVALID) leaves the ledger untouched, as would any other
+            # (not expected: the checks above come first)
             return Outcome.INVALID, _create_failed_avp(amr, outcome.detail), outcome.detail
         if op in (AccountOperation.UPDATE, AccountOperation.CLOSE):
             return self._lifecycle(now_ms, origin_host, end_to_end, amr)
+        if op in (AccountOperation.GROUP_JOIN, AccountOperation.GROUP_LEAVE):  # groups
+            return self._group_membership(now_ms, amr)
         if self.ledger.standing(account_id) is None:
             return unknown
         if op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):  # offers
             return self._offer_operation(now_ms, origin_host, end_to_end, amr)
         if op is AccountOperation.TERMINATE_SESSION:
             return self._terminate_session(now_ms, account_id, amr.session_id)
+        if op is AccountOperation.LOAN:  # loans (ocs/core/loans.py)
+            return self._loan(now_ms, origin_host, end_to_end, amr)
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
             amount = amr.amount
             if amount is None:
@@ -2052,20 +2121,37 @@ class ChargingCore:
                 if named is not None and named != what and self.ledger.recall(op_id):
                     return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
                 self._name_operation(amr.operation_id, what, op_id)
+            applied_before = self.ledger.recall(op_id) is not None  # history: a retry
             mark = self._policy_mark(account_id, hot=True)  # status-policy
             if op is AccountOperation.CREDIT:
+                retry = self.ledger.recall(op_id) is not None  # loans: repaid the first time only
                 outcome = self.ledger.credit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
+                if outcome.ok and not retry:
+                    self._loan_topup(now_ms, origin_host, account_id, amount, op_id)  # loans
                 if outcome.ok:
                     self._offers_credited(now_ms, account_id)  # offers: suspended ones retried
                     self._topped_up(account_id)
             else:
+                # loans: money pays a DEBIT, never the loan balance (a retry: the first outcome)
+                if self.ledger.recall(op_id) is None and self._loan_debit_refused(
+                    account_id, amount
+                ):
+                    return Outcome.INSUFFICIENT_FUNDS, failed_amount, "the loan pays usage only"
                 outcome = self.ledger.debit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
             self._policy_push(account_id, mark)  # status-policy: a threshold crossed
             if outcome.ok:
+                if not applied_before:  # history: the credit or debit
+                    credit = op is AccountOperation.CREDIT
+                    self.history.record(
+                        account_id, now_ms,
+                        MovementKind.CREDIT if credit else MovementKind.DEBIT,
+                        amount if credit else -amount,
+                        operation_id=amr.operation_id,
+                    )  # fmt: skip
                 return _ADMIN_OK
             if outcome.code is Code.INSUFFICIENT_FUNDS:
                 return Outcome.INSUFFICIENT_FUNDS, failed_amount, ""
@@ -2145,16 +2231,22 @@ class ChargingCore:
         if op is AccountOperation.CLOSE:
             if self._account_sessions(account_id):
                 return Outcome.ACCOUNT_IN_USE, {"Account-Id": account_id}, ""
+            if self.groups.in_group(account_id):  # groups: a member leaves first
+                return Outcome.GROUP_IN_USE, {"Account-Id": account_id}, ""
             view = self.ledger.account(account_id)
             assert view is not None
             if view.balance != 0:
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            if self.loans.owed(account_id):  # loans
+                return Outcome.LOAN_OUTSTANDING, {"Account-Id": account_id}, ""
             if amr.operation_id is not None:
                 self._name_operation(amr.operation_id, what, op_id)
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
             if not outcome.ok:  # reserved without a session (not expected): not settled
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            self.history.forget(account_id)  # history: dropped with the account
             self.offers.forget_account(account_id)  # offers: a closed account holds none
+            self.loans.closed(account_id)  # loans
             self.policy.forget(account_id)  # status-policy
             return _ADMIN_OK
         if (
@@ -2253,6 +2345,51 @@ class ChargingCore:
         self._remember(now_ms, origin_host, end_to_end, answer, body)
         return Result(answer, body, False)
 
+    def _history(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        """HISTORY (docs/protocol.md, *Extension: history*): the account's movements kept in
+        memory, newest first, at most `History-Limit`, numbered below `History-Before`."""
+        known = self.ledger.standing(amr.account_id) is not None
+        outcome = Outcome.OK if known else Outcome.UNKNOWN_ACCOUNT
+        count, movements = history_page(self.history, amr)
+        ok = outcome is Outcome.OK
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            error_message=error_message(outcome),
+            failed_avp=None if ok else {"Account-Id": amr.account_id},
+            movement_count=count if ok else None,
+            movement=movements if ok else None,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    def _create_bulk(
+        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR, identity_rules: bool
+    ) -> Result:
+        """CREATE_BULK (docs/protocol.md, *Extension: bulk create*): each `Bulk-Account` as
+        a CREATE; the answer lists the refused ones."""
+        if amr.bulk_account is None:
+            outcome, failed = Outcome.MISSING_AVP, {"Bulk-Account": None}
+            refused = None
+        else:
+            outcome, failed = Outcome.OK, None
+            refused = create_bulk(
+                amr, lambda one: self._admin(now_ms, origin_host, end_to_end, one, identity_rules)
+            )
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            error_message=error_message(outcome, "Bulk-Account" if failed else ""),
+            failed_avp=failed,
+            bulk_result=refused,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
     def _terminate_session(self, now_ms: int, account_id: str, sid: str | None) -> AdminResult:
         """Management intervention (docs/protocol.md, TERMINATE_SESSION): close any peer's
         session of the account as supervision does (reservations released, the CDR closed
@@ -2284,10 +2421,11 @@ class ChargingCore:
                 self._act(ActionKind.RAR, session, tuple(session.starved), "top-up")
 
     def _account_map(self, view: AccountView) -> Account:
+        loan_fields = self._loan_fields(view)  # loans: {} for an account that never borrowed
         return Account(
             account_id=view.account_id,
             account_status=WireAccountStatus(int(view.status)),
-            balance=view.available,
+            balance=loan_fields.pop("balance", view.available),
             reserved=view.reserved,
             credit_limit=view.credit_limit,
             currency_code=view.currency,
@@ -2299,6 +2437,7 @@ class ChargingCore:
             ),
             session_count=len(self._account_sessions(view.account_id)),
             offer_balance=self._offer_balances(view.account_id),
+            **loan_fields,
             **self._policy_account(view),  # status-policy
         )
 
@@ -2459,6 +2598,9 @@ class ChargingCore:
             "currencyCode": self.catalog.currency.code,
         }
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        self.history.record(  # history: the fee, under its record's number
+            renewal.account_id, renewal.at_ms, MovementKind.FEE, -renewal.fee, cdr_seq=seq
+        )
 
     # --- status-policy: service control by account state (ocs/core/policy.py) -----------------
 
@@ -2562,6 +2704,10 @@ class ChargingCore:
                     continue
             reason = f"account {after.state}" if changed else "low balance"
             self._act(ActionKind.RAR, session, held, reason)
+
+    def _on_loan(self, account_id: str) -> str | None:
+        """The derived state `on_loan`: the account owes a loan (ocs/core/loans.py)."""
+        return ON_LOAN if self.loans.owed(account_id) else None
 
     def _policy_marks(self, account_ids: Iterable[str]) -> dict[str, Mark]:
         """The marks of the accounts whose state money can change (before a tick's releases)."""
@@ -2763,6 +2909,10 @@ class ChargingCore:
         if session.service_information is not None:
             record["serviceInformation"] = session.service_information
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        record_cdr(  # history: the charge, per rating group, under the CDR's number
+            self.history, session.account_id, now_ms, seq,
+            [(c.rating_group, c.units, c.charge) for c in containers], refund=False,
+        )  # fmt: skip
         session.containers = []
         session.record_opened_ms = now_ms
 
@@ -2824,6 +2974,11 @@ class ChargingCore:
         if ccr.service_information is not None:
             record["serviceInformation"] = ccr.service_information
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        record_cdr(  # history: the debit or refund, per rating group, under the CDR's number
+            self.history, account_id, now_ms, seq,
+            [(rg.id, units, charge) for _, rg, units, charge in priced if rg is not None],
+            refund=sign < 0,
+        )  # fmt: skip
 
     # --- snapshot ------------------------------------------------------------------------------
 
@@ -2856,7 +3011,11 @@ class ChargingCore:
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
+                history=self.history.state(),
+                history_limit=self.history.limit,
                 offers=self.offers.state(),
+                loans=self.loans.snapshot(),
+                groups=self.groups.state(),
                 policies=self.policy.snapshot(),  # status-policy
             )
         )
@@ -2926,10 +3085,178 @@ class ChargingCore:
             tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
+        self.history = History(state.history_limit)  # history: empty before layout 5
+        self.history.restore(state.history)
         self.offers = OfferBook()  # offers (layout 5; none before)
         if state.offers is not None:
             self.offers.restore(state.offers)
         self.policy.restore(state.policies)  # status-policy
+        self.loans.restore(state.loans)  # loans (b"" before layout 5: none)
+        self.groups.restore(state.groups)  # groups (None before layout 5)
+
+    # --- groups: shared group packages (ocs/core/groups.py; docs/accounts.md) -------------------
+
+    def _group_headroom(self, member_id: str, group_id: str) -> int | None:
+        """What a member's grant may reserve on its group account: the group's headroom, cut
+        to what the package's member cap leaves (less what the member's open grants on the
+        group hold); None if the group account is missing or not active (4010)."""
+        standing = self.ledger.standing(group_id)
+        if standing is None or standing[0] is not AccountStatus.ACTIVE:
+            return None
+        headroom = standing[1]
+        cap = self.groups.cap_left(self.catalog, group_id, member_id)
+        if cap is not None:
+            held = 0
+            for sid in self._account_sessions(member_id):
+                session = self._peek(sid)
+                assert session is not None
+                for grant in session.grants.values():
+                    reservation = (
+                        self.ledger.reservation(grant.reservation_id)
+                        if grant.reservation_id
+                        else None
+                    )
+                    if reservation is not None and reservation.account_id == group_id:
+                        held += grant.amount
+            headroom = min(headroom, cap - held)
+        return headroom
+
+    def _paid_by(self, session: Session, grant: Grant | None) -> str:
+        """The account a report's usage is charged to: the account of the grant's reservation
+        if it is still open, else whoever pays for the session's account now (its group)."""
+        if grant is not None and grant.reservation_id:
+            reservation = self.ledger.reservation(grant.reservation_id)
+            if reservation is not None:
+                return reservation.account_id
+        return self.groups.payer(session.account_id)
+
+    def _group_usage(
+        self, group_id: str, member_id: str, rg_id: int, units: int, charge: int, now_ms: int
+    ) -> None:
+        self._close_group_period(group_id, now_ms)  # one that ended before the tick came
+        self.groups.record_usage(self.catalog, group_id, member_id, rg_id, units, charge)
+
+    def _close_group_periods(self, now_ms: int) -> None:
+        """At a tick: close group periods that ended by `now_ms` (fee, apportionment record,
+        statements), each dated at its end, at most `MAX_CLOSES_PER_TICK` of them."""
+        due = self.groups.due_ms()
+        if due is not None and due <= now_ms:
+            self.groups.close_due(now_ms, self.catalog, self.ledger, self._write_group_record)
+
+    def _close_group_period(self, group_id: str | None, now_ms: int) -> None:
+        """Before a request that concerns the group: close its periods that ended by then."""
+        if group_id is not None:
+            self.groups.close_group(
+                group_id, now_ms, self.catalog, self.ledger, self._write_group_record
+            )
+
+    def _write_group_record(self, record: dict[str, Any], start_ms: int, end_ms: int) -> int:
+        """Number an apportionment record and write it in the CDR stream with the fields every
+        record has (docs/protocol.md, *Extension: shared group packages*)."""
+        seq = self._next_seq()
+        full: dict[str, Any] = {
+            "recordSequenceNumber": seq,
+            "recordType": record["recordType"],
+            "sessionId": f"{self.origin_host};group;{record['accountId']};{start_ms // MS}",
+            "accountId": record["accountId"],
+            "servedSubscriber": "",
+            "nodeId": self.origin_host,
+            "localSequenceNumber": 1,
+            "recordOpeningTime": iso_ms(start_ms),
+            "recordClosingTime": iso_ms(end_ms),
+            "causeForRecordClosing": "periodEnd",
+            "listOfMultipleUnitUsage": [],
+        }
+        for key, value in record.items():
+            full.setdefault(key, value)
+        self._cdrs.append((seq, CDR_ENCODER.encode(full)))
+        if record["recordType"] == "apportionment" and record["charge"]:
+            # history: the package fee the group account paid, apportioned by this record
+            self.history.record(
+                record["accountId"], end_ms, MovementKind.APPORTIONMENT, -record["charge"],
+                cdr_seq=seq,
+            )  # fmt: skip
+        return seq
+
+    def _group_membership(self, now_ms: int, amr: AMR) -> AdminResult:
+        """GROUP_JOIN and GROUP_LEAVE (docs/protocol.md): at the time of the request."""
+        member_id = amr.account_id
+        if self.ledger.standing(member_id) is None:
+            return Outcome.UNKNOWN_ACCOUNT, {"Account-Id": member_id}, ""
+        op = amr.account_operation
+        what = f"{op.name}|{member_id}|{amr.group_account_id}|{amr.package_name}"
+        if amr.operation_id is not None:
+            named = self._operations.get(amr.operation_id)
+            if named == what:  # a retry of an operation applied: its first outcome
+                return _ADMIN_OK
+            if named is not None:
+                return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
+        self._close_group_period(self.groups.member_of.get(member_id), now_ms)
+        self._close_group_period(amr.group_account_id, now_ms)
+        if op is AccountOperation.GROUP_JOIN:
+            group_id = amr.group_account_id
+            if group_id is None:
+                return Outcome.MISSING_AVP, {"Group-Account-Id": None}, "Group-Account-Id"
+            if self.ledger.standing(group_id) is None:
+                return Outcome.UNKNOWN_GROUP, {"Group-Account-Id": group_id}, ""
+            refused = self.groups.join(now_ms, self.catalog, member_id, group_id, amr.package_name)
+        else:
+            refused = self.groups.leave(now_ms, member_id)
+        if refused is not None:
+            outcome = Outcome[refused.outcome]
+            detail = refused.key if outcome is Outcome.MISSING_AVP else refused.detail
+            return outcome, {refused.key: refused.value}, detail
+        if amr.operation_id is not None:
+            self._operations[amr.operation_id] = what
+        return _ADMIN_OK
+
+    def _group_statement(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        """STATEMENT (docs/protocol.md): a member's statement of the period holding
+        `Period-Start` (absent: its latest closed period, else its open one)."""
+        self._close_group_period(self.groups.member_of.get(amr.account_id), now_ms)
+        at_ms = amr.period_start * MS if amr.period_start is not None else None
+        found = self.groups.statement(self.catalog, amr.account_id, at_ms)
+        shown: WireStatement | None = None
+        if found is None:
+            outcome = Outcome.NO_STATEMENT
+            failed: dict[str, Any] | None = (
+                {"Period-Start": amr.period_start}
+                if amr.period_start is not None
+                else {"Account-Id": amr.account_id}
+            )
+        else:
+            outcome, failed = Outcome.OK, None
+            open_period = found.share is None
+            shown = WireStatement(
+                group_account_id=found.group_id,
+                package_name=found.package,
+                period_start=found.start_ms // MS,
+                period_end=found.end_ms // MS,
+                statement_service=tuple(
+                    StatementService(
+                        service_name=line.service,
+                        used_units=line.units,
+                        usage_charge=line.charge,
+                        share=None if open_period else line.share,
+                    )
+                    for line in found.lines
+                ),
+                usage_charge=sum(line.charge for line in found.lines),
+                share=found.share,
+            )
+        view = self.ledger.account(amr.account_id) if shown is not None else None
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            account=self._account_map(view) if view is not None else None,
+            statement=shown,
+            error_message=error_message(outcome),
+            failed_avp=failed,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
         """The session's id and account id as the ledger holds them (as reservation owner, as
@@ -2942,6 +3269,126 @@ class ChargingCore:
                 break
         view = self.ledger.account(account_id)
         return sid, view.account_id if view is not None else account_id
+
+    # --- loans (ocs/core/loans.py; docs/protocol.md LOAN, docs/accounts.md "A loan") ----------
+
+    def _loan_threshold(self) -> int:
+        policy = self.catalog.loan_policy
+        return policy.threshold if policy is not None else 0
+
+    def _emit_record(self, record: dict[str, Any], now_ms: int) -> None:
+        """A loan or repayment record, numbered in the CDR stream, and its movement in the
+        account's history (a loan: its principal credited; a repayment: principal and fee
+        taken from the top-up)."""
+        seq = self._next_seq()
+        self._cdrs.append((seq, CDR_ENCODER.encode({"recordSequenceNumber": seq, **record})))
+        account_id: str = record["accountId"]
+        if record["recordType"] == "loan":
+            self.history.record(
+                account_id, now_ms, MovementKind.LOAN, record["loanAmount"], cdr_seq=seq
+            )
+        else:
+            repaid: int = record["principalRepaid"] + record["feeRepaid"]
+            self.history.record(account_id, now_ms, MovementKind.REPAYMENT, -repaid, cdr_seq=seq)
+
+    def _loan(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
+        """LOAN: applied once under its Operation-Id (a retry answers the first outcome)."""
+        account_id = amr.account_id
+        op_id = (
+            f"op|{amr.operation_id}"
+            if amr.operation_id is not None
+            else f"amr|{origin_host}|{end_to_end}|{now_ms}"
+        )
+        if amr.operation_id is not None:
+            what = f"LOAN|{account_id}|{amr.amount}"
+            named = self._operations.get(amr.operation_id)
+            prior = self.ledger.recall(op_id)
+            if named is not None and prior is not None:
+                if named != what:
+                    return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
+                if prior.ok:
+                    return _ADMIN_OK
+            self._name_operation(amr.operation_id, what, op_id)
+        mark = self._policy_mark(account_id, hot=True)  # status-policy
+        outcome, failed, detail = take_loan(
+            self.loans,
+            self.ledger,
+            self.catalog.loan_policy,
+            now_ms=now_ms,
+            account_id=account_id,
+            amount=amr.amount,
+            op_id=op_id,
+            node_id=origin_host,
+            currency=self.catalog.currency.code,
+            when=iso_ms(now_ms),
+            emit=lambda record: self._emit_record(record, now_ms),
+        )
+        if outcome is Outcome.OK:
+            self._topped_up(account_id)  # loan money for sessions held at their final units
+            self._policy_push(account_id, mark)  # status-policy: now `on_loan`
+        return outcome, failed, detail
+
+    def _loan_topup(
+        self, now_ms: int, origin_host: str, account_id: str, amount: int, op_id: str
+    ) -> None:
+        """A top-up: remembered for the loan policy, and repays the account's loans first."""
+        self.loans.topped_up(account_id, amount, now_ms, self.catalog.loan_policy)
+        if not self.loans.owed(account_id):
+            return
+        repay_from_topup(
+            self.loans,
+            self.ledger,
+            now_ms=now_ms,
+            account_id=account_id,
+            amount=amount,
+            op_id=op_id,
+            node_id=origin_host,
+            currency=self.catalog.currency.code,
+            when=iso_ms(now_ms),
+            emit=lambda record: self._emit_record(record, now_ms),
+        )
+
+    def _loan_spent(self, account_id: str, charge: int) -> None:
+        """A usage charge was posted: its loan part leaves the loan balance."""
+        if not self.loans.loan_balance(account_id):
+            return
+        view = self.ledger.account(account_id)
+        if view is not None:
+            self.loans.spent(account_id, charge, view.balance, self._loan_threshold())
+
+    def _loan_debit_refused(self, account_id: str, amount: int) -> bool:
+        """An administrative DEBIT is paid by money alone, never by the loan balance."""
+        if not self.loans.loan_balance(account_id):
+            return False
+        view = self.ledger.account(account_id)
+        assert view is not None
+        money = money_available(self.loans, self.ledger, account_id, self._loan_threshold())
+        return money - amount < -view.credit_limit
+
+    def _loan_fields(self, view: AccountView) -> dict[str, Any]:
+        """The `Account` keys of an account that borrowed: `Balance` is its money alone,
+        `Loan-Balance` the loan money available, `Loan` its loans outstanding."""
+        account = self.loans.account(view.account_id)
+        if account is None:
+            return {}
+        money, loan = split_available(
+            view.balance, view.reserved, account.balance, self._loan_threshold()
+        )
+        return {
+            "balance": money,
+            "loan_balance": loan,
+            "loan": tuple(
+                WireLoan(
+                    loan_id=item.loan_id,
+                    loan_amount=item.amount,
+                    loan_fee=item.fee,
+                    loan_time=item.at_ms // MS,
+                    loan_principal_due=item.principal_due,
+                    loan_fee_due=item.fee_due,
+                )
+                for item in account.loans
+            ),
+        }
 
 
 def _policy_keys(amr: AMR) -> bool:

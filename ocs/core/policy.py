@@ -169,13 +169,17 @@ class PolicyBook:
 
     def __init__(self) -> None:
         self.accounts: dict[str, AccountSettings] = {}
-        # Derived states, tried in order after the operator-defined state (see the module doc):
-        # the loans engine appends its `on_loan` here.
-        self.derived: list[DerivedState] = []
+        # Derived states, (name, function), tried in order after the operator-defined state
+        # (see the module doc): the charging core adds `on_loan` (a loan owed, ocs/core/loans.py).
+        self.derived: list[tuple[str, DerivedState]] = []
 
     def in_force(self, policies: StatusPolicies) -> bool:
         """Whether anything of this module can change an answer (else the core skips it)."""
-        return policies.defined or bool(self.accounts) or bool(self.derived)
+        return policies.defined or bool(self.accounts)
+
+    def _derives(self, policies: StatusPolicies) -> bool:
+        """Whether a derived state matters: the catalog names one in a policy."""
+        return any(name in policies.named for name, _ in self.derived)
 
     # --- per account -----------------------------------------------------------------------
 
@@ -209,7 +213,7 @@ class PolicyBook:
         own = self.accounts.get(account_id)
         if own is not None and own.state and own.state in policies.states:
             return own.state  # (a state the catalog no longer defines is ignored)
-        for derive in self.derived:
+        for _, derive in self.derived:
             name = derive(account_id)
             if name:
                 return name
@@ -223,7 +227,7 @@ class PolicyBook:
         """Whether money can change the account's state or notification level (it has a
         threshold, or a derived state may depend on it): else a request that only moves money
         needs no look before and after."""
-        if self.derived:
+        if self._derives(policies):
             return True
         if policies.inhibit_threshold is not None or policies.notify_threshold is not None:
             return True

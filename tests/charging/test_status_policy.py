@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from ocs.cli.catalog import catalog_facts
 from ocs.core.charging import Action, ActionKind, ChargingCore
 from ocs.core.charging_types import CORE_LAYOUT, CoreState
+from ocs.edge.audit import audit_fields
 from protocol.avp import decode_avps, encode_avps
 from protocol.codes import (
     AccountOperation,
@@ -750,5 +751,40 @@ def test_allowances_still_serve_an_account_at_its_money_threshold() -> None:
     assert g.granted_service_unit == ZERO and g.final_unit_indication == TOPUP
     h.cca(ccr("s", TERMINATION, 2), PEAK + 2 * MIN)
     assert h.balance("o") == 1_000_000  # the data was the allowance's
+    h.ledger.check_invariants()
+    h.assert_replays()
+
+
+def test_the_audit_line_names_the_state_and_thresholds() -> None:
+    fields = audit_fields(state_amr("a", account_state="in_arrears", inhibit_threshold=-1))
+    assert fields["operation"] == "SET_STATUS" and fields["state"] == "in_arrears"
+    assert fields["inhibit_threshold"] == -1 and "notify_threshold" not in fields
+
+
+def test_on_loan_is_a_derived_state_with_its_policy() -> None:
+    """`on_loan` (a loan owed, ocs/core/loans.py) through the derived-state hook: video is
+    restricted while the loan is owed; the LOAN pushes it to the open session."""
+    catalog = NO_THRESHOLDS.replace(
+        "[status]",
+        '[loan_policy]\namounts = ["1.00"]\nthreshold = "0.50"\n\n[status]',
+    ) + (
+        '\n[[status.policies]]\nstate = "on_loan"\nrating_groups = [20]\naction = "restrict"\n'
+        'filter_ids = ["loan-video"]\n'
+    )
+    h = Harness(catalog=catalog)
+    h.account("l", SUB, 400_000)  # 0.40 EUR: at or below the loan threshold
+    answer = h.cca(ccr("s", INITIAL, 0, mscc(20, ask=rsu(octets=MiB)), subscriber=SUB), PEAK)
+    assert by_rg(answer)[20].granted_service_unit == ServiceUnit(cc_total_octets=MiB)
+    loan = amr(AccountOperation.LOAN, "l", amount=EUR, operation_id="loan-1")
+    assert h.ama(loan, PEAK + MIN).result_code == 2001
+    assert h.take_actions() == [rar("s", (20,), "account on_loan")]
+    account = h.ama(amr(AccountOperation.GET, "l"), PEAK + MIN).account
+    assert account is not None and account.account_state == "on_loan"
+    g = only(h.cca(ccr("s", UPDATE, 1, mscc(20, ask=rsu(), reason=REAUTH)), PEAK + 2 * MIN))
+    assert g.granted_service_unit == ZERO
+    assert g.final_unit_indication == FinalUnitIndication(
+        final_unit_action=FinalUnitAction.RESTRICT_ACCESS, filter_id=("loan-video",)
+    )
+    h.cca(ccr("s", TERMINATION, 2), PEAK + 3 * MIN)
     h.ledger.check_invariants()
     h.assert_replays()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocs.edge.tls import TlsClientConfig, client_context
 from ocs.tools.sim.clock import SimClock
+from ocs.tools.sim.groups import share  # groups
 from ocs.tools.sim.link import Delivery, Link
 from ocs.tools.sim.usage_log import UsageLog
 from protocol.codes import (
@@ -70,6 +71,9 @@ class SimConfig:
     tls: TlsClientConfig | None = None  # connect over TLS (RFC 6733 section 13)
     encoding: int = VERSION  # the body encoding: VERSION (MessagePack) or VERSION_DIAMETER
     offer: str | None = None  # offers: the first subscriber takes this offer of the catalog
+    # groups: the first `group_members` subscribers share a group account's package
+    group_members: int = 0
+    group_package: str = "family"
 
 
 @dataclass(slots=True)
@@ -249,6 +253,8 @@ class SimRuntime:
         self.stats.subscribers = len(subscribers)
         if self.config.offer is not None and subscribers:
             await self._subscribe(subscribers[0], self.config.offer)
+        if self.config.group_members:  # groups (ocs/tools/sim/groups.py)
+            await share(self, subscribers[: self.config.group_members])
 
     async def _subscribe(self, sub: Subscriber, offer: str) -> None:
         """Offers: the subscriber takes `offer` (its usage then draws on the allowances); once
