@@ -9,6 +9,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from rating.load import LoadPolicy
 from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
@@ -227,6 +228,8 @@ class Catalog:
     loan_policy: LoanPolicy | None = None
     # groups: the `[[packages]]` by name (rating/packages.py)
     packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
+    load: LoadPolicy | None = None
+    """Load-modulated prices (``[load]``, rating/load.py); None: prices ignore load."""
     # status-policy: the `[status]` section, a `rating.policies.StatusPolicies` (typed `object`
     # here so that this compiled module does not import it; read it with
     # `rating.policies.status_policies(catalog)`). None: the catalog has none.

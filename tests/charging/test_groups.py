@@ -342,8 +342,8 @@ def test_a_snapshot_of_layout_4_loads_without_groups() -> None:
     h = Harness(catalog=CATALOG)
     family(h)
     layout = CoreState.__struct_fields__.index("layout")
+    groups = CoreState.__struct_fields__.index("groups")
     raw = msgspec.msgpack.decode(h.core.snapshot())
-    groups = CoreState.__struct_fields__.index("groups")  # (status-policy's `policies` follow)
     assert raw[groups] is not None and raw[layout] == CORE_LAYOUT == 5
     old = raw[:groups]  # as a build of layout 4 wrote it: no `groups` (nor what follows it)
     old[layout] = 4
