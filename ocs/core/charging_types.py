@@ -283,6 +283,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # Load-modulated prices (layout 5, ocs/core/load.py): the band in force and the recent
     # grants; None in older snapshots (the base band, no recent grants).
     load_pricing: LoadState | None = None
+    # status-policy (layout 5): per account with any, (account id, operator-defined state or "",
+    # inhibit threshold, notify threshold) (`ocs.core.policy.PolicyBook.snapshot`)
+    policies: list[tuple[str, str, int | None, int | None]] = []
     # The values of the usage counters (`ocs.core.counters`, layout 5): (account id, counter
     # name, anchor ms, period start ms, period end ms or None, value). The money of
     # `[account] usage_thresholds` stays in `usage`.
