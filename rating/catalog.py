@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rating.devices import parse_device_classes
 from rating.errors import CatalogError
 from rating.model import (
     AccountPolicy,
@@ -103,6 +104,7 @@ _TOP_KEYS = (
     "rating_groups",
     "account",
     "cdr",
+    "device_classes",  # IoT profile: rating/devices.py
 )
 _RG_KEYS = (
     "id",
@@ -747,6 +749,11 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         services[service.context_id] = service
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    # IoT profile (issue 15): parsed by rating/devices.py
+    devices = top.get("device_classes")
+    device_classes = (
+        () if devices is None else parse_device_classes(devices, "device_classes", groups)
+    )
     return Catalog(
         version=version,
         name=name,
@@ -756,4 +763,5 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         rating_groups=MappingProxyType(groups),
         account=account,
         cdr=cdr,
+        device_classes=device_classes,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from fractions import Fraction
 
+from rating.devices import DeviceClass  # IoT profile (issue 15): the catalog's device classes
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
 
@@ -214,6 +215,8 @@ class Catalog:
     rating_groups: Mapping[int, RatingGroup]
     account: AccountPolicy
     cdr: CdrPolicy
+    # IoT low-signalling profile (rating/devices.py, docs/catalog.md *Device classes*)
+    device_classes: tuple[DeviceClass, ...] = ()
 
     def service(self, service_context_id: str) -> Service | None:
         """The service for a Service-Context-Id. An exact match wins; otherwise the 3GPP

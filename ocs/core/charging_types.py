@@ -210,7 +210,8 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
 #: estimate session for a real one, so it must refuse the snapshot).
-CORE_LAYOUT: Final = 4
+#: 5: `iot` (the IoT profile's state, ocs/core/iot.py; issue 15's round uses 5 throughout).
+CORE_LAYOUT: Final = 5
 
 
 class CoreState(msgspec.Struct, kw_only=True, array_like=True):
@@ -243,6 +244,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # The IoT low-signalling profile's state (`ocs.core.iot.IotProfile.snapshot`, msgpack;
+    # b"": none; layout 5).
+    iot: bytes = b""
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

@@ -494,7 +494,7 @@ def test_a_snapshot_without_session_owners_still_restores(layout: int) -> None:
     assert core.handle_ccr(PEAK + 2_000, OTHER, 99, theirs).answer.result_code == 5002
     # written again, its owner stays unknown (and the Session-Id decides) until it expires
     written = STATE_DECODER.decode(core.snapshot())
-    assert written.tombstones[0][4] == "" and written.layout == CORE_LAYOUT == 4
+    assert written.tombstones[0][4] == "" and written.layout == CORE_LAYOUT == 5
 
 
 # --- what one peer holds: open sessions and tombstones, bounded per peer -----------------------
