@@ -2160,13 +2160,19 @@ class ChargingCore:
         rg_id = rg.id
         now_s = now_ms // MS
         units = min(iot.units, MAX_UNITS)
+        validity = iot.validity_s
+        # A grant carries one Tariff-Time-Change (WIRE.md 5.5): the validity ends at the second
+        # change of price before the period's end, if any, so that usage is rated right.
+        first = next_tariff_change(rg, now_s, now_s + validity)
+        second = next_tariff_change(rg, first, now_s + validity) if first is not None else None
+        if second is not None:
+            validity = second - now_s
         prior = session.rated.get(rg_id, 0)
         fee = rg.setup_fee if rg_id not in session.fee_charged else 0
-        cost = price_dearest(rg, units, now_s, now_s + iot.validity_s, prior).total + fee
+        cost = price_dearest(rg, units, now_s, now_s + validity, prior).total + fee
         reserve = min(cost, iot.reserve + fee, MAX_AMOUNT)
         if reserve > headroom:
             return None
-        validity = iot.validity_s
         session.tcc_s = (
             2 * validity if session.grants_made == 0 else max(session.tcc_s, 2 * validity)
         )

@@ -85,7 +85,10 @@ def test_within_the_set_large_grant_one_record_per_period(h: Harness) -> None:
     b = only(h.cca(ccr("d", UPDATE, 2, mscc(10, ask=rsu(), used=(late,), reason=reason)), t2))
     assert b.granted_service_unit is not None
     assert b.granted_service_unit.cc_total_octets == MiB
-    assert b.validity_time == 86_395
+    # valid until the second change of price (one Tariff-Time-Change per grant): peak begins
+    # at 07:00 UTC and ends at 19:00 UTC, so 19 h less the 5 s = 68,395 s, not until 00:00
+    assert b.validity_time == 68_395
+    assert b.tariff_time_change == epoch_s("2026-01-06T07:00:00+00:00")
     state = h.core.iot.devices["m1"]
     assert (state.octets, state.reports, state.fallback) == (0, 1, "")
 
@@ -147,7 +150,7 @@ def test_too_many_reports_fall_back_and_the_other_sessions_get_rar(h: Harness) -
     # the next day the device is within its set again
     tuesday = TUESDAY_UTC + 60_000
     m = only(h.cca(ccr("b", UPDATE, 1, mscc(10, ask=rsu(), used=(usu(octets=0),))), tuesday))
-    assert m.quota_holding_time == 86_400 and m.validity_time == 86_340
+    assert m.quota_holding_time == 86_400 and m.validity_time == 68_340  # to 19:00 UTC
 
 
 def test_other_subscribers_and_estimates_are_charged_as_usual(h: Harness) -> None:
