@@ -27,6 +27,7 @@ from tests.charging.conftest import (
     rsu,
     usu,
 )
+from tests.charging.conftest import sid as sid_of
 
 IMSI = "999010000000001"
 IMSI_2 = "999010000000002"
@@ -193,3 +194,37 @@ def test_device_classes_are_checked() -> None:
         assert "device_classes[1].rating_groups[0]" in str(exc)
     else:
         raise AssertionError("a voice group accepted in a device class")
+
+
+def test_an_idle_device_session_stays_packed_through_its_period_record(h: Harness) -> None:
+    device(h)
+    h.cca(initial("d", PEAK), PEAK)
+    h.cca(ccr("d", UPDATE, 1, mscc(10, ask=rsu(), used=(usu(octets=512 * KiB),))), PEAK + 60_000)
+    # another account's request 5 minutes later: the device's last answer leaves the duplicate
+    # window, its session is packed (section 4b)
+    h.account("p", PHONE, EUR)
+    h.cca(ccr("p", INITIAL, 0, mscc(10, ask=rsu()), subscriber=PHONE), PEAK + 6 * 60_000)
+    assert h.core.sessions.packed() == 1
+    assert h.tick(TUESDAY_UTC)
+    (record,) = [r for r in h.cdrs() if r["accountId"] == "m1"]
+    assert record["charge"] == 10_000 and record["localSequenceNumber"] == 1
+    # "d" was written from a copy and stays packed ("p", silent for its Tcc of 2 h, was closed
+    # by the same tick)
+    assert list(h.core.sessions) == [sid_of("d")] and h.core.sessions.packed() == 1
+    # its next record starts after this one
+    h.cca(ccr("d", TERMINATION, 2, mscc(10, used=(usu(octets=0),))), TUESDAY_UTC + 1_000)
+    last = [r for r in h.cdrs() if r["accountId"] == "m1"][-1]
+    assert last["localSequenceNumber"] == 2 and last["charge"] == 0
+    assert last["recordOpeningTime"] == "2026-01-06T00:00:00.000Z"
+
+
+def test_a_record_holds_at_most_max_containers_within_the_set() -> None:
+    h = Harness(catalog=DEMO.replace("max_reports = 8", "max_reports = 1000"))
+    device(h)
+    h.cca(initial("d", PEAK), PEAK)
+    for n in range(1, 257):  # 256 reports of one octet each: the 256th cuts a record
+        used = mscc(10, ask=rsu(), used=(usu(octets=1),))
+        h.cca(ccr("d", UPDATE, n, used), PEAK + n * 1_000)
+    (record,) = h.cdrs()
+    assert len(record["listOfMultipleUnitUsage"][0]["usedUnitContainers"]) == 256
+    h.assert_replays()
