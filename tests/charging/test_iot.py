@@ -4,6 +4,9 @@ grants reserve at most 0.005 EUR, Quota-Holding-Time 1 d."""
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from ocs.core.charging import ActionKind
 from protocol.codes import AccountOperation, ReportingReason, SubscriptionIdType, TariffChangeUsage
 from rating import CatalogError, parse_catalog
@@ -227,4 +230,48 @@ def test_a_record_holds_at_most_max_containers_within_the_set() -> None:
         h.cca(ccr("d", UPDATE, n, used), PEAK + n * 1_000)
     (record,) = h.cdrs()
     assert len(record["listOfMultipleUnitUsage"][0]["usedUnitContainers"]) == 256
+    h.assert_replays()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.integers(min_value=1, max_value=6 * 3_600),  # seconds since the last step
+            st.integers(min_value=0, max_value=700 * KiB),  # octets used
+            st.booleans(),  # with a quota request
+        ),
+        max_size=25,
+    )
+)
+def test_any_device_traffic_keeps_the_books_and_replays(
+    steps: list[tuple[str, int, int, bool]],
+) -> None:
+    """Two sessions of one device across days, within and beyond the set, ticks between: the
+    records hold every charge exactly once, nothing stays reserved, replay is exact."""
+    h = Harness()
+    device(h)
+    now = PEAK
+    numbers = {"a": 0, "b": 0}
+    for name in numbers:
+        h.cca(initial(name, now), now)
+    for name, dt_s, octets, ask in steps:
+        now += dt_s * 1_000
+        while h.tick(now):
+            pass
+        if name not in {s.rsplit(";", 1)[1] for s in h.core.sessions}:
+            continue  # closed by supervision (Tcc) meanwhile
+        numbers[name] += 1
+        used = mscc(10, ask=rsu() if ask else None, used=(usu(octets=octets),))
+        assert h.cca(ccr(name, UPDATE, numbers[name], used), now).result_code == 2001
+    now += 1_000
+    for name in numbers:
+        if name in {s.rsplit(";", 1)[1] for s in h.core.sessions}:
+            h.cca(ccr(name, TERMINATION, numbers[name] + 1), now)
+    assert h.reserved("m1") == 0
+    assert h.balance("m1") == EUR - h.cdr_total("m1")
+    seqs = [r["recordSequenceNumber"] for r in h.cdrs()]
+    assert seqs == list(range(1, len(seqs) + 1))
+    h.ledger.check_invariants()
     h.assert_replays()
