@@ -50,6 +50,7 @@ from rating import (
     parse_catalog,
     price,
 )
+from rating.devices import DeviceClass
 
 EXIT_OK: Final = 0
 EXIT_DIFFERENT: Final = 1  # diff: the file is not the catalog in force; show: refused
@@ -404,7 +405,24 @@ def catalog_facts(catalog: Catalog) -> dict[str, str]:
         facts["cdr volume limit"] = _quantity(cdr.volume_limit, Unit.OCTETS)
     if cdr.time_limit is not None:
         facts["cdr time limit"] = _quantity(cdr.time_limit, Unit.SECONDS)
+    for device_class in catalog.device_classes:  # IoT profile (rating/devices.py)
+        facts.update(_device_class_facts(device_class, money(device_class.reserve)))
     return facts
+
+
+def _device_class_facts(device_class: DeviceClass, reserve: str) -> dict[str, str]:
+    key = f"device class {device_class.name}"
+    return {
+        f"{key} imsi prefixes": ", ".join(device_class.imsi_prefixes),
+        f"{key} rating groups": ", ".join(str(rg) for rg in device_class.rating_groups),
+        f"{key} threshold set": (
+            f"at most {_quantity(device_class.max_octets, Unit.OCTETS)} and "
+            f"{device_class.max_reports} reports per "
+            f"{_quantity(device_class.period_s, Unit.SECONDS)}"
+        ),
+        f"{key} reserve": reserve,
+        f"{key} quota holding time": _quantity(device_class.quota_holding_time_s, Unit.SECONDS),
+    }
 
 
 _SIZES: Final = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ocs.cli.catalog import catalog_changes
 from ocs.core.charging import ActionKind
 from protocol.codes import AccountOperation, ReportingReason, SubscriptionIdType, TariffChangeUsage
 from rating import CatalogError, parse_catalog
@@ -275,3 +276,19 @@ def test_any_device_traffic_keeps_the_books_and_replays(
     assert seqs == list(range(1, len(seqs) + 1))
     h.ledger.check_invariants()
     h.assert_replays()
+
+
+def test_catalog_diff_names_device_class_changes() -> None:
+    """`ocs catalog diff` sees a change of a device class (a fact of its own per key)."""
+    new = DEMO.replace("max_reports = 8", "max_reports = 12").replace(
+        'reserve = "0.005"', 'reserve = "0.01"'
+    )
+    changes = list(catalog_changes(parse_catalog(DEMO), parse_catalog(new)))
+    assert changes == [
+        (
+            "device class meter threshold set",
+            "at most 1 MiB and 8 reports per 24 h",
+            "at most 1 MiB and 12 reports per 24 h",
+        ),
+        ("device class meter reserve", "0.005 EUR", "0.01 EUR"),
+    ]
