@@ -2116,7 +2116,8 @@ class ChargingCore:
         }
         for other_id in self._account_sessions(session.account_id):
             other = session if other_id == sid else self._peek(other_id)
-            if other is None or other_id not in self.iot.sessions:
+            device_class = self.iot.device_class(self.catalog, other_id)
+            if other is None or device_class is None:
                 continue
             packed = not isinstance(self._sessions[other_id], Session)
             if other.containers:
@@ -2125,7 +2126,11 @@ class ChargingCore:
                 self._sessions[other_id] = pack_session(other)
             if other_id == sid and ccr.cc_request_type is CCRequestType.TERMINATION:
                 continue  # it closes now
-            held = tuple(rg for rg in other.grants if other_id != sid or rg not in renewed)
+            held = tuple(
+                rg
+                for rg in other.grants
+                if rg in device_class.rating_groups and (other_id != sid or rg not in renewed)
+            )
             if held:
                 self._act(ActionKind.RAR, other, held, f"iot threshold {reason}")
 

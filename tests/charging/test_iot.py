@@ -132,7 +132,9 @@ def test_within_the_set_large_grant_one_record_per_period(h: Harness) -> None:
 def test_too_many_reports_fall_back_and_the_other_sessions_get_rar(h: Harness) -> None:
     device(h)
     h.cca(initial("a", PEAK), PEAK)  # report 1 of the day
-    h.cca(initial("b", PEAK), PEAK + 1_000)  # report 2
+    # report 2: "b" holds video (RG 20, not the class's) as well
+    both = (mscc(10, ask=rsu()), mscc(20, ask=rsu()))
+    h.cca(ccr("b", INITIAL, 0, *both, subscriber=IMSI, subscriber_type=IMSI_TYPE), PEAK + 1_000)
     # six updates of "a" (reports 3 to 8) stay within the set: each answered by the profile
     for n in range(1, 7):
         at = PEAK + n * 60_000
@@ -146,6 +148,7 @@ def test_too_many_reports_fall_back_and_the_other_sessions_get_rar(h: Harness) -
     assert m.quota_holding_time == 300
     (rar,) = h.take_actions()
     assert rar.kind is ActionKind.RAR and rar.session_id.endswith(";b")
+    # (only the class's groups: RG 20 was never granted by the profile)
     assert rar.rating_groups == (10,) and rar.reason == "iot threshold maxReports"
     # "a"'s aggregate (six reports of 1 KiB at peak: 6 x ceil(20,000 / 1024) ... as rated) is
     # written at the fall back with the reason; from now on "a" is cut by the normal triggers
