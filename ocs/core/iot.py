@@ -46,6 +46,7 @@ class DeviceUsage(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     octets: int = 0
     reports: int = 0
     fallback: str = ""  # "" within the set; else why it fell back for the rest of the period
+    period_end_s: int = 0  # when the count is over (then forgotten: a new period starts at 0)
 
 
 class IotState(msgspec.Struct, kw_only=True, array_like=True):
@@ -86,6 +87,10 @@ class IotProfile:
         self.devices: dict[str, DeviceUsage] = {}
         self._pending: DueSet[str] = DueSet()
         self._pending_at: dict[str, int] = {}
+        # account ids under the end of their count's period: a count whose period is over is
+        # the same as none, so it is forgotten then (memory stays with the devices of the
+        # current period)
+        self._expiring: DueSet[str] = DueSet()
 
     # --- membership --------------------------------------------------------------------------
 
@@ -134,9 +139,13 @@ class IotProfile:
             or usage.period_start_s != start
             or usage.device_class != device_class.name
         ):
+            if usage is not None:
+                self._expiring.discard(usage.period_end_s, account_id)
+            end = start + device_class.period_s
             usage = self.devices[account_id] = DeviceUsage(
-                device_class=device_class.name, period_start_s=start
+                device_class=device_class.name, period_start_s=start, period_end_s=end
             )
+            self._expiring.add(end, account_id)
         return usage
 
     def request(
@@ -218,11 +227,14 @@ class IotProfile:
         self._pending.add(end_s, sid)
 
     def earliest_s(self) -> int | None:
-        return self._pending.earliest()
+        times = [t for t in (self._pending.earliest(), self._expiring.earliest()) if t is not None]
+        return min(times) if times else None
 
     def pop_due(self, now_s: int) -> list[str]:
         """The sessions whose aggregate record is due at `now_s`, sorted (replay: same CDR
-        numbers)."""
+        numbers); the counts whose period is over by then are forgotten."""
+        for account_id in self._expiring.pop_due(now_s):
+            del self.devices[account_id]
         due = self._pending.pop_due(now_s)
         for sid in due:
             del self._pending_at[sid]
@@ -247,6 +259,9 @@ class IotProfile:
         self.devices = dict(state.devices)
         self._pending = DueSet()
         self._pending_at = {}
+        self._expiring = DueSet()
+        for account_id, usage in self.devices.items():
+            self._expiring.add(usage.period_end_s, account_id)
         for sid, at in state.pending:
             self._pending_at[sid] = at
             self._pending.add(at, sid)

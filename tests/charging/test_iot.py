@@ -76,6 +76,7 @@ def test_within_the_set_large_grant_one_record_per_period(h: Harness) -> None:
     # nothing due before the period's end; at 00:00 UTC the period's one record
     assert not h.tick(TUESDAY_UTC - 1_000)
     assert h.tick(TUESDAY_UTC)
+    assert h.core.iot.devices == {}  # Monday's count is over: forgotten (memory)
     (record,) = h.cdrs()
     assert record["causeForRecordClosing"] == "partialRecord"
     assert record["iotDeviceClass"] == "meter"
