@@ -27,7 +27,6 @@ HERE = Path(__file__).resolve().parent
 
 COMPILED = [
     "rating/catalog.py",
-    "rating/devices.py",
     "rating/engine.py",
     "rating/errors.py",
     "rating/model.py",

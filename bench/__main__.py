@@ -15,6 +15,7 @@ BENCHMARKS = [
     "bench.rollback",
     "bench.metrics",
     "bench.account_import",
+    "bench.groups",
     "bench.iot",
 ]
 

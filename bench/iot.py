@@ -1,5 +1,5 @@
 """Messages and CDRs per IoT device per day, with and without the IoT low-signalling profile
-(docs/charging.md section 9, docs/benchmarks.md *IoT profile*).
+(docs/charging.md *IoT low-signalling profile*, docs/benchmarks.md *IoT profile*).
 
     .venv/bin/python -m bench.iot [--devices 20] [--days 3] [--seed 1] [--json]
 

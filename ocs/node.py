@@ -49,7 +49,9 @@ from ocs.core.charging import (
     iso_ms,
     settings_input,
 )
+from ocs.core.history import DEFAULT_HISTORY_LIMIT
 from ocs.core.ledger import Ledger
+from ocs.edge.audit import log_admin
 from ocs.edge.catalog_files import catalog_text
 from ocs.edge.cdr_files import CdrError, CdrWriter, read_lines
 from ocs.edge.group_commit import DurabilityError, GroupCommit
@@ -112,6 +114,8 @@ class NodeConfig:
     min_tcc_s: int = 120
     # how far back a refund may draw on DIRECT_DEBITING (WIRE.md 5.4); journaled when changed
     refund_window_s: int = DEFAULT_REFUND_WINDOW_S
+    # movements kept per account (ocs/core/history.py); journaled when changed
+    history_limit: int = DEFAULT_HISTORY_LIMIT
     # capture checkpoints in a forked child (the loop keeps serving) rather than on the loop
     fork_checkpoints: bool = True
     # HOST:PORT of the HTTP listener for metrics, readiness and status (None: no metrics)
@@ -377,6 +381,9 @@ class Node:
         self._tick_retry_ms = TICK_RETRY_MS
         # a rebuild happened: checkpoint at the next tick, so that the next one replays little
         self._checkpoint_soon = False
+        # bulk (ocs/core/bulk.py): journal records since the last checkpoint count as many
+        # records as the accounts of their CREATE_BULKs, which replay as that many CREATEs
+        self._bulk_extra_records = 0
         self._failed = False  # `_fatal` ran: the process is stopping so that a restart recovers
         self.stats = {
             "requests": 0,
@@ -442,8 +449,12 @@ class Node:
             _startup_failed(config, failed)
             await node.close()
             raise failed
-        if core.refund_window_s != config.refund_window_s and not node._put_settings(
-            Settings(refund_window_s=config.refund_window_s)
+        settings = Settings(
+            refund_window_s=config.refund_window_s, history_limit=config.history_limit
+        )
+        in_force = (core.refund_window_s, core.history.limit)
+        if in_force != (settings.refund_window_s, settings.history_limit) and not (
+            node._put_settings(settings)
         ):
             failed = RecoveryError("the settings could not be put in force (input.failed says why)")
             _startup_failed(config, failed)
@@ -666,12 +677,26 @@ class Node:
     def _amr(self, ctx: RequestContext, message: AMR) -> bytes | Callable[[], AMA]:
         origin = _peer_identity(ctx)
         if message.account_operation is AccountOperation.CDR_ROTATE:
-            return partial(self._rotation_answer, message, origin)
+            return partial(self._rotation_answer, message, origin, ctx.header.end_to_end)
         try:
             result = self.core.handle_amr(ctx.now_ms, origin, ctx.header.end_to_end, message)
         except Exception as exc:
             raise self._request_failed(exc, ctx, origin, None) from None
         self._record(ctx, origin, result, CommandCode.ACCOUNT_MANAGEMENT)
+        if message.bulk_account and not result.duplicate:  # bulk: its weight for checkpoints
+            self._bulk_extra_records += len(message.bulk_account) - 1
+        # audit (ocs/edge/audit.py): logged once the journal holds the request
+        with contextlib.suppress(DurabilityError):
+            self.commit.defer(
+                partial(
+                    log_admin,
+                    message,
+                    peer=origin,
+                    end_to_end=ctx.header.end_to_end,
+                    answer=result.answer,
+                    duplicate=result.duplicate,
+                )
+            )
         return result.body
 
     def _request_failed(
@@ -787,25 +812,29 @@ class Node:
             with contextlib.suppress(DurabilityError):
                 self.commit.defer(partial(self._rotate_cdrs, "signal"))
 
-    def _rotation_answer(self, message: AMR, origin: str) -> AMA:
+    def _rotation_answer(self, message: AMR, origin: str, end_to_end: int) -> AMA:
         """The answer to a CDR_ROTATE (docs/protocol.md), made when group commit sends it: the
         journal is durable through every request before it, and their CDRs are written."""
         cfg = self.server.config
         try:
             complete = self._rotate_cdrs("request", peer=origin)
         except CdrError:
-            return AMA(
+            failed = AMA(
                 result_code=ResultCode.UNABLE_TO_COMPLY,
                 origin_host=cfg.origin_host,
                 origin_realm=cfg.origin_realm,
                 error_message="the CDR files failed; the server stops",
             )
-        return AMA(
+            log_admin(message, peer=origin, end_to_end=end_to_end, answer=failed)  # audit
+            return failed
+        answer = AMA(
             result_code=ResultCode.SUCCESS,
             origin_host=cfg.origin_host,
             origin_realm=cfg.origin_realm,
             cdr_file=None if complete is None else complete.name,
         )
+        log_admin(message, peer=origin, end_to_end=end_to_end, answer=answer)  # audit
+        return answer
 
     def _rotate_cdrs(self, reason: str, **fields: object) -> Path | None:
         """Close the current CDR file with every CDR whose journal record is durable (in
@@ -930,10 +959,12 @@ class Node:
                 last_sync = loop.time()
                 await self._offload(cdrs.sync)
             since = store.records_since_checkpoint
+            weighted = since + self._bulk_extra_records  # bulk: a batch replays as its CREATEs
             if (
-                since >= self.config.checkpoint_records or (self._checkpoint_soon and since > 0)
+                weighted >= self.config.checkpoint_records or (self._checkpoint_soon and since > 0)
             ) and not self._checkpointing:
                 self._checkpoint_soon = False
+                self._bulk_extra_records = 0
                 await self._checkpoint()
 
     async def _checkpoint(self) -> None:

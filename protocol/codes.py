@@ -174,6 +174,13 @@ class Estimate(enum.IntEnum):
     ESTIMATE = 1
 
 
+class OfferStatus(enum.IntEnum):
+    """`Offer-Status` of an `Offer-Balance` (docs/protocol.md, *Extension: offers*)."""
+
+    ACTIVE = 0
+    SUSPENDED = 1  # its renewal fee was not paid (or the catalog dropped the offer)
+
+
 class CheckBalanceResult(enum.IntEnum):
     ENOUGH_CREDIT = 0
     NO_CREDIT = 1
@@ -221,6 +228,31 @@ class AccountOperation(enum.IntEnum):
     CLOSE = 11  # extension (docs/protocol.md): remove a settled account without sessions
     LIST = 12  # extension (docs/protocol.md): Account-Ids in order, a page at a time
     SEARCH = 13  # extension (docs/protocol.md): the account holding a Subscription-Id
+    SUBSCRIBE = 14  # extension (docs/protocol.md, offers): take an offer of the catalog
+    UNSUBSCRIBE = 15  # extension (docs/protocol.md, offers): give an offer up
+    LOAN = 20  # extension (docs/protocol.md, LOAN): take an airtime loan (ocs/core/loans.py)
+    GROUP_JOIN = 17  # extension (docs/protocol.md): a member joins a group account's package
+    GROUP_LEAVE = 18  # extension (docs/protocol.md): a member leaves its group
+    STATEMENT = 19  # extension (docs/protocol.md): a member's statement of a period
+    HISTORY = 22  # extension (docs/protocol.md): the account's last movements of money and units
+    CREATE_BULK = 23  # extension (docs/protocol.md): up to 128 CREATEs in one request
+
+
+class MovementKind(enum.IntEnum):
+    """`Movement-Kind` of a HISTORY answer (docs/protocol.md, *Extension: history*)."""
+
+    OPENING = 1  # CREATE's initial balance
+    CHARGE = 2  # usage charged (a CDR: session or DIRECT_DEBITING event)
+    REFUND = 3  # REFUND_ACCOUNT event (a CDR with a negative charge)
+    CREDIT = 4  # administrative CREDIT (a top-up)
+    DEBIT = 5  # administrative DEBIT
+    FEE = 6  # an offer's fee at its renewal
+    RENEWAL = 7  # an offer's allowances renewed (units)
+    LOAN = 8  # a loan's principal credited
+    LOAN_FEE = 9  # a loan's fee
+    REPAYMENT = 10  # a top-up's part that repaid a loan
+    APPORTIONMENT = 11  # a member's share of a group package's fee
+    UNIT_DRAW = 12  # units drawn from an allowance
 
 
 class AccountStatus(enum.IntEnum):

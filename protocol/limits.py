@@ -63,6 +63,16 @@ MAX_REQUEST_NUMBER: Final = 2**19 - 1
 #: Units one session reports for one rating group, at most: every request a full report.
 MAX_SESSION_UNITS: Final = (MAX_REQUEST_NUMBER + 1) * MAX_REPORT_UNITS
 
+#: Movements one HISTORY answer lists at most (`History-Limit`; docs/protocol.md, *Extension:
+#: history*): 100 movements of ~80-330 bytes (an Operation-Id at most 128 characters) fit a
+#: message in either encoding.
+MAX_HISTORY_PAGE: Final = 100
+
+#: Accounts one CREATE_BULK carries at most (`Bulk-Account`; docs/protocol.md, *Extension:
+#: bulk create*). Its answer lists each refused entry with a fixed `Error-Message` (at most
+#: ~260 bytes with a 128-character Account-Id): 128 of them fit a message.
+MAX_BULK_ACCOUNTS: Final = 128
+
 # --- money (int micro-units) -------------------------------------------------------------------
 
 #: Largest amount of one operation: an AMR Amount (CREATE's initial balance, CREDIT, DEBIT), a
@@ -125,3 +135,12 @@ MAX_CONTAINERS: Final = 256
 MAX_LOG_STRING: Final = 256
 #: Longest rendered exception (traceback) in a log line (characters).
 MAX_LOG_EXCEPTION: Final = 8192
+
+# --- offers (docs/protocol.md, *Extension: offers*) ----------------------------------------------
+
+#: Longest `Offer-Name` (characters); the catalog's offer names are 1 to 64 characters.
+MAX_OFFER_NAME_LENGTH: Final = 64
+# --- groups (docs/protocol.md, "Extension: shared group packages") ------------------------------
+
+#: Package-Name of GROUP_JOIN, characters (a catalog package's name has the same bound).
+MAX_PACKAGE_NAME_LENGTH: Final = 64

@@ -34,6 +34,8 @@ from protocol.codes import (
     DisconnectCause,
     Estimate,
     FinalUnitAction,
+    MovementKind,
+    OfferStatus,
     ReAuthRequestType,
     RedirectAddressType,
     ReportingReason,
@@ -44,11 +46,15 @@ from protocol.codes import (
 from protocol.limits import (
     MAX_ACCOUNT_ID_LENGTH,
     MAX_AMOUNT,
+    MAX_BULK_ACCOUNTS,
     MAX_CURRENCY_CODE,
+    MAX_HISTORY_PAGE,
     MAX_IDENTITY_LENGTH,
     MAX_LIST_LENGTH,
     MAX_MSCC,
+    MAX_OFFER_NAME_LENGTH,
     MAX_OPERATION_ID_LENGTH,
+    MAX_PACKAGE_NAME_LENGTH,
     MAX_REQUEST_NUMBER,
     MAX_SESSION_ID_LENGTH,
     MAX_SUBSCRIPTION_DATA_LENGTH,
@@ -75,6 +81,7 @@ SubscriptionData = Annotated[
     str, msgspec.Meta(min_length=1, max_length=MAX_SUBSCRIPTION_DATA_LENGTH)
 ]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
+OfferNameText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_OFFER_NAME_LENGTH)]
 Units = Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)]  # a unit AVP of a unit map
 TimeUnits = Annotated[int, msgspec.Meta(ge=0, le=min(MAX_UNITS, 0xFFFF_FFFF))]  # CC-Time
 RequestNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_REQUEST_NUMBER)]
@@ -82,6 +89,9 @@ Amount = Annotated[int, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 CreditLimit = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
 CurrencyCode = Annotated[int, msgspec.Meta(ge=0, le=MAX_CURRENCY_CODE)]
 EventTime = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_S)]  # Event-Timestamp
+PackageNameText = Annotated[  # groups
+    str, msgspec.Meta(min_length=1, max_length=MAX_PACKAGE_NAME_LENGTH)
+]
 
 _ACRONYMS = {"cc": "CC", "ip": "IP", "avp": "AVP", "aoc": "AoC"}
 
@@ -206,6 +216,31 @@ class RemainingBalance(Avps, frozen=True, kw_only=True):
     currency_code: Unsigned32
 
 
+class OfferBalance(Avps, frozen=True, kw_only=True):
+    """One unit balance of an offer the account holds (docs/protocol.md, *Extension: offers*):
+    the units left and held, in the unit of its rating groups, and when they expire."""
+
+    offer_name: str
+    allowance_name: str
+    allowance_rating_group: tuple[Unsigned32, ...]
+    allowance_units: Unsigned64
+    allowance_reserved: Unsigned64
+    offer_status: OfferStatus
+    balance_expiry: Time | None = None  # absent: never (an offer of period "once")
+
+
+class Loan(Avps, frozen=True, kw_only=True):
+    """One loan outstanding, in the `Account` map of an account that borrowed (docs/protocol.md,
+    LOAN). Money in micro-units."""
+
+    loan_id: str
+    loan_amount: Integer64
+    loan_fee: Integer64
+    loan_time: Time
+    loan_principal_due: Integer64
+    loan_fee_due: Integer64
+
+
 class Account(Avps, frozen=True, kw_only=True):
     """The `Account` map of an AMA (WIRE.md section 8). Money in micro-units."""
 
@@ -217,6 +252,11 @@ class Account(Avps, frozen=True, kw_only=True):
     currency_code: Unsigned32
     subscription_id: tuple[SubscriptionId, ...]
     session_count: Unsigned32
+    offer_balance: tuple[OfferBalance, ...] | None = None  # offers (docs/protocol.md)
+    # loans (docs/protocol.md, LOAN): present only for an account that borrowed; `balance` is
+    # then the money alone, `loan_balance` the loan money available
+    loan_balance: Integer64 | None = None
+    loan: tuple[Loan, ...] | None = None
 
 
 class Catalog(Avps, frozen=True, kw_only=True):
@@ -228,6 +268,67 @@ class Catalog(Avps, frozen=True, kw_only=True):
     catalog_digest: str
     catalog_since: Time | None = None
     catalog_source: str | None = None
+
+
+class StatementService(Avps, frozen=True, kw_only=True):
+    """One service of a `Statement` (groups; docs/protocol.md, STATEMENT): units used,
+    money charged for them, the member's share of the service's part of the fee."""
+
+    service_name: str
+    used_units: Unsigned64
+    usage_charge: Integer64
+    share: Integer64 | None = None
+
+
+class Statement(Avps, frozen=True, kw_only=True):
+    """The `Statement` map of an AMA answering STATEMENT (groups; docs/protocol.md): a
+    member's period of a group package. `Share` is absent while the period is open."""
+
+    group_account_id: str
+    package_name: str
+    period_start: Time
+    period_end: Time
+    statement_service: tuple[StatementService, ...]
+    usage_charge: Integer64
+    share: Integer64 | None = None
+
+
+class Movement(Avps, frozen=True, kw_only=True):
+    """One `Movement` of an AMA answering HISTORY (docs/protocol.md, *Extension: history*):
+    its number for the account, when (`Event-Timestamp`), what, the change of the money
+    balance (`Amount`, micro-units, negative for a charge), and as the case needs the units and
+    their rating group, the CDR's `recordSequenceNumber` and the Operation-Id."""
+
+    movement_sequence: Unsigned64
+    event_timestamp: Time
+    movement_kind: MovementKind
+    amount: Integer64
+    movement_units: Unsigned64 | None = None
+    rating_group: Unsigned32 | None = None
+    movement_record: Unsigned64 | None = None
+    operation_id: str | None = None
+
+
+class BulkAccount(Avps, frozen=True, kw_only=True):
+    """One account of a CREATE_BULK (docs/protocol.md, *Extension: bulk create*): the keys
+    of a CREATE."""
+
+    account_id: AccountIdText
+    subscription_id: (
+        Annotated[tuple[SubscriptionId, ...], msgspec.Meta(max_length=MAX_SUBSCRIPTION_IDS)] | None
+    ) = None
+    amount: Amount | None = None
+    credit_limit: CreditLimit | None = None
+    currency_code: CurrencyCode | None = None
+
+
+class BulkResult(Avps, frozen=True, kw_only=True):
+    """A refused account of a CREATE_BULK: its Account-Id, the Result-Code and Error-Message
+    (the fixed text) a CREATE of it would have been answered."""
+
+    account_id: str
+    result_code: Unsigned32
+    error_message: str | None = None
 
 
 # --- base protocol (application 0) ------------------------------------------------------------
@@ -359,6 +460,19 @@ class AMR(Request, frozen=True, kw_only=True):
     account_status: AccountStatus | None = None
     operation_id: OperationIdText | None = None
     session_id: SessionIdText | None = None  # TERMINATE_SESSION (docs/protocol.md)
+    # HISTORY (docs/protocol.md): how many movements at most, and below which number
+    history_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_PAGE)] | None = None
+    history_before: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
+    # CREATE_BULK (docs/protocol.md): the accounts to create, each as a CREATE
+    bulk_account: (
+        Annotated[tuple[BulkAccount, ...], msgspec.Meta(min_length=1, max_length=MAX_BULK_ACCOUNTS)]
+        | None
+    ) = None
+    offer_name: OfferNameText | None = None  # SUBSCRIBE, UNSUBSCRIBE (docs/protocol.md)
+    # groups: GROUP_JOIN, STATEMENT (docs/protocol.md, "Extension: shared group packages")
+    group_account_id: AccountIdText | None = None
+    package_name: PackageNameText | None = None
+    period_start: EventTime | None = None
 
 
 class AMA(Answer, frozen=True, kw_only=True):
@@ -367,6 +481,12 @@ class AMA(Answer, frozen=True, kw_only=True):
     cdr_file: str | None = None  # CDR_ROTATE: the name of the file it completed (docs/protocol.md)
     catalog: Catalog | None = None  # CATALOG_SHOW (docs/protocol.md)
     listed_account_id: tuple[str, ...] | None = None  # LIST (docs/protocol.md)
+    statement: Statement | None = None  # STATEMENT (docs/protocol.md; groups)
+    # HISTORY (docs/protocol.md): how many movements the account ever had; the page, newest first
+    movement_count: Unsigned64 | None = None
+    movement: tuple[Movement, ...] | None = None
+    # CREATE_BULK (docs/protocol.md): the accounts refused, in the request's order
+    bulk_result: tuple[BulkResult, ...] | None = None
 
 
 class ErrorAnswer(Answer, frozen=True, kw_only=True):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, time
 from fractions import Fraction
 from types import MappingProxyType
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.devices import parse_device_classes
 from rating.errors import CatalogError
+from rating.loans import parse_loan_policy
 from rating.model import (
     AccountPolicy,
     Billing,
@@ -43,6 +45,8 @@ from rating.model import (
     Weekday,
 )
 from rating.money import parse_money, parse_ratio
+from rating.offers import parse_offers
+from rating.packages import parse_packages
 from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
 _MAX_U32: Final = 2**32 - 1
@@ -104,6 +108,9 @@ _TOP_KEYS = (
     "rating_groups",
     "account",
     "cdr",
+    "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
+    "loan_policy",  # rating/loans.py
+    "packages",  # groups (rating/packages.py)
     "device_classes",  # IoT profile: rating/devices.py
 )
 _RG_KEYS = (
@@ -749,6 +756,10 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         services[service.context_id] = service
     account = _account(top["account"], "account") if "account" in top else AccountPolicy()
     cdr = _cdr(top["cdr"], "cdr") if "cdr" in top else CdrPolicy()
+    offers = parse_offers(top.get("offers"), groups)  # offers: rating/offers.py
+    # loans: rating/loans.py
+    loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
+    packages = parse_packages(top.get("packages", []), groups)  # groups
     # IoT profile (issue 15): parsed by rating/devices.py
     devices = top.get("device_classes")
     device_classes = (
@@ -763,5 +774,23 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         rating_groups=MappingProxyType(groups),
         account=account,
         cdr=cdr,
+        offers=offers,
+        loan_policy=loan_policy,
+        packages=packages,
         device_classes=device_classes,
     )
+
+
+def with_promotions(rg: RatingGroup, extra: tuple[Promotion, ...]) -> RatingGroup:
+    """`rg` with `extra` promotions on its timeline besides its own (offers: the price
+    modifiers of an account's offers, rating/offers.py). `extra` must not overlap them."""
+    promotions = tuple(sorted((*rg.promotions, *extra), key=lambda promo: promo.start))
+    tariff = _compile(
+        price=rg.price,
+        block=rg.block,
+        tz=rg.timezone,
+        periods=rg.periods,
+        tiers=rg.tiers,
+        promotions=promotions,
+    )
+    return replace(rg, promotions=promotions, tariff=tariff)

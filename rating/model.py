@@ -6,10 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from fractions import Fraction
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from rating.devices import DeviceClass  # IoT profile (issue 15): the catalog's device classes
+from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
+
+if TYPE_CHECKING:
+    from rating.offers import Offer
+    from rating.packages import Package
 
 
 class Unit(Enum):
@@ -215,6 +222,12 @@ class Catalog:
     rating_groups: Mapping[int, RatingGroup]
     account: AccountPolicy
     cdr: CdrPolicy
+    offers: Mapping[str, Offer] = field(default_factory=lambda: MappingProxyType({}))
+    """Offers by name (rating/offers.py, docs/catalog.md *Offers*)."""
+    # loans (rating/loans.py, `[loan_policy]`): None when the catalog offers no loans
+    loan_policy: LoanPolicy | None = None
+    # groups: the `[[packages]]` by name (rating/packages.py)
+    packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
     # IoT low-signalling profile (rating/devices.py, docs/catalog.md *Device classes*)
     device_classes: tuple[DeviceClass, ...] = ()
 

@@ -22,7 +22,6 @@ The rule, one for every user:
 
 from __future__ import annotations
 
-import calendar
 import enum
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -41,6 +40,7 @@ class PeriodKind(enum.Enum):
 
 
 _MS: Final = 1000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # Boundaries beyond this many periods are not computed (100 years of days): an anchor and an
 # instant further apart are outside the domain of time the core accepts anyway.
 _MAX_INDEX: Final = 36_600
@@ -51,13 +51,13 @@ def _zone(tz: str) -> ZoneInfo:
 
 
 def _local_day(anchor_ms: int, tz: str) -> tuple[int, int, int]:
-    local = datetime.fromtimestamp(anchor_ms // _MS, tz=UTC).astimezone(_zone(tz))
+    local = (_EPOCH + timedelta(milliseconds=anchor_ms)).astimezone(_zone(tz))
     return local.year, local.month, local.day
 
 
 def _midnight_ms(year: int, month: int, day: int, tz: str) -> int:
     local = datetime(year, month, day, tzinfo=_zone(tz))
-    return int(local.timestamp()) * _MS
+    return (local - _EPOCH) // timedelta(milliseconds=1)
 
 
 def boundary(kind: PeriodKind, anchor_ms: int, index: int, tz: str) -> int | None:
@@ -74,7 +74,8 @@ def boundary(kind: PeriodKind, anchor_ms: int, index: int, tz: str) -> int | Non
     if kind is PeriodKind.MONTHLY:
         months = year * 12 + (month - 1) + index
         y, m = divmod(months, 12)
-        last = calendar.monthrange(y, m + 1)[1]
+        following = datetime(y + (m + 1) // 12, (m + 1) % 12 + 1, 1)
+        last = (following - timedelta(days=1)).day
         return _midnight_ms(y, m + 1, min(day, last), tz)
     step = 1 if kind is PeriodKind.DAILY else 7
     d = datetime(year, month, day) + timedelta(days=step * index)

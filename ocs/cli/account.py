@@ -1,5 +1,6 @@
-"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``:
-account administration for operators.
+"""``ocs account create|get|credit|debit|status|terminate-session|update|close|list|search``,
+``subscribe|unsubscribe|loan|group-join|group-leave|statement|history``: account administration
+for operators.
 
 Talks to a running server over the wire (WIRE.md section 8: Account-Management, application
 ``0x4F435341``) with `ocs.edge.client.Client`. Amounts are exact decimal currency units (``12.34``),
@@ -15,7 +16,20 @@ sure it is applied once.
 ``--imsi``, ``--sub`` replace the whole set); ``close`` removes an account whose balance is zero
 and that holds no session (both carry an ``Operation-Id`` like CREDIT and DEBIT). ``list`` prints
 the Account-Ids in order (from ``--from``), one a line, a page of the server's at a time over one
-connection; ``search TYPE:DATA`` shows the account holding an identity.
+connection; ``search TYPE:DATA`` shows the account holding an identity. ``history ACCOUNT_ID``
+prints the account's last movements of money and units, newest first (``--limit N``, at most
+100; ``--before SEQ`` for the page before movement SEQ): charges and refunds with the number of
+their CDR, credits, debits, the opening balance (docs/protocol.md, *Extension: history*).
+
+``subscribe ACCOUNT_ID OFFER`` takes an offer of the catalog (its first fee is paid from the
+money balance, its allowances given at once) and ``unsubscribe`` gives it up (both carry an
+``Operation-Id``); ``get`` lists every unit balance with what is left, held and when it expires.
+``loan ACCOUNT_ID AMOUNT`` takes an airtime loan (the USSD or IVR request of a subscriber):
+an amount the catalog's loan policy offers, while the balance is at or below its threshold;
+it carries an ``Operation-Id`` like CREDIT. ``get`` then shows the loan balance and the loans
+outstanding (principal + fee owed); the next top-ups repay them first.
+``group-join``, ``group-leave`` and ``statement`` administer shared group packages
+(`ocs.cli.account_groups`, docs/accounts.md).
 
 ``terminate-session`` ends one of the account's sessions, whichever peer opened it (management
 intervention, docs/protocol.md): its reservations are released, its CDR is closed with cause
@@ -46,6 +60,7 @@ import ssl
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import msgspec
@@ -55,7 +70,14 @@ from ocs.cli.config import ClientSettings
 from ocs.edge.client import Client, ClientError
 from ocs.edge.logs import result_code_name
 from ocs.edge.tls import TlsConfigError, client_context
-from protocol.codes import AccountOperation, AccountStatus, ApplicationId, SubscriptionIdType
+from protocol.codes import (
+    AccountOperation,
+    AccountStatus,
+    ApplicationId,
+    OfferStatus,
+    SubscriptionIdType,
+)
+from protocol.limits import MAX_HISTORY_PAGE
 from protocol.messages import AMA, AMR, Answer, SubscriptionId
 from rating import format_exact, parse_money
 
@@ -261,9 +283,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     search.set_defaults(settings=ClientSettings(search, CLIENT_KEYS), account_id="-")
     search.set_defaults(func=run, operation=AccountOperation.SEARCH)
 
+    history = sub.add_parser(
+        "history", parents=[common], help="the account's last movements of money and units"
+    )
+    history.add_argument("account_id", metavar="ACCOUNT_ID")
+    history.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="at most N movements (1..100)"
+    )
+    history.add_argument(
+        "--before", type=int, default=None, metavar="SEQ", help="movements numbered below SEQ"
+    )
+    history.set_defaults(settings=ClientSettings(history, CLIENT_KEYS))
+    history.set_defaults(func=run, operation=AccountOperation.HISTORY)
+
     from ocs.cli import account_import  # here: it imports this module
 
     account_import.register(sub, common, CLIENT_KEYS)
+
+    # offers (docs/protocol.md, *Extension: offers*)
+    for name, op, what in (
+        ("subscribe", AccountOperation.SUBSCRIBE, "take an offer of the catalog (pays its fee)"),
+        ("unsubscribe", AccountOperation.UNSUBSCRIBE, "give an offer up (its units are lost)"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=what)
+        p.add_argument("account_id", metavar="ACCOUNT_ID")
+        p.add_argument("offer_name", metavar="OFFER")
+        p.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
+        p.set_defaults(func=run, operation=op, settings=ClientSettings(p, CLIENT_KEYS))
+    from ocs.cli import account_groups  # groups: group-join, group-leave, statement
+
+    account_groups.register(sub, common, CLIENT_KEYS)
 
     terminate = sub.add_parser(
         "terminate-session",
@@ -275,6 +324,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     terminate.add_argument("session_id", metavar="SESSION_ID")
     terminate.set_defaults(settings=ClientSettings(terminate, CLIENT_KEYS))
     terminate.set_defaults(func=run, operation=AccountOperation.TERMINATE_SESSION)
+
+    # loans (docs/protocol.md LOAN; docs/accounts.md "A loan")
+    loan = sub.add_parser(
+        "loan",
+        parents=[common],
+        help="take an airtime loan of an amount the catalog's loan policy offers (the USSD/IVR "
+        "request); the next top-ups repay it",
+    )
+    loan.add_argument("account_id", metavar="ACCOUNT_ID")
+    loan.add_argument("amount", metavar="AMOUNT")
+    loan.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
+    loan.set_defaults(settings=ClientSettings(loan, CLIENT_KEYS))
+    loan.set_defaults(func=run, operation=AccountOperation.LOAN)
 
 
 def _identity_arguments(parser: argparse.ArgumentParser, how: str) -> None:
@@ -330,7 +392,7 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
         fields["amount"] = parse_amount(args.balance, micro=args.micro, signed=True)
         fields["credit_limit"] = parse_amount(args.credit_limit, micro=args.micro)
         fields["currency_code"] = args.currency
-    elif op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
+    elif op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
         if amount <= 0:
             raise ValueError(f"the amount must be positive, not {args.amount!r}")
@@ -353,6 +415,16 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
         fields["operation_id"] = args.operation_id
     elif op is AccountOperation.SEARCH:
         fields["subscription_id"] = (args.identity,)
+    elif op is AccountOperation.HISTORY:
+        if args.limit is not None and not 1 <= args.limit <= MAX_HISTORY_PAGE:
+            raise ValueError(f"--limit must be 1 to {MAX_HISTORY_PAGE}, not {args.limit}")
+        if args.before is not None and args.before < 1:
+            raise ValueError(f"--before must be positive, not {args.before}")
+        fields["history_limit"] = args.limit
+        fields["history_before"] = args.before
+    elif op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):  # offers
+        fields["offer_name"] = args.offer_name
+        fields["operation_id"] = args.operation_id
     return AMR(
         origin_host=origin_host,
         origin_realm=args.origin_realm,
@@ -545,6 +617,10 @@ def _json(args: argparse.Namespace, outcome: _Outcome) -> dict[str, Any]:
     account = _account(outcome.answer)
     if account is not None:
         obj["Account"] = account
+    answer = outcome.answer
+    if isinstance(answer, AMA) and answer.movement_count is not None:
+        obj["Movement-Count"] = answer.movement_count
+        obj["Movement"] = msgspec.to_builtins(answer.movement or ())
     return obj
 
 
@@ -566,6 +642,8 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
             f"{op.name.lower()} {args.account_id}: Result-Code {outcome.result_code} "
             f"{what}{detail}{failed}{suffix}"
         )
+    if op is AccountOperation.HISTORY and isinstance(answer, AMA):
+        return _history_lines(args.account_id, answer)
     account = answer.account if isinstance(answer, AMA) else None
     if account is None:
         return f"{op.name.lower()} {args.account_id}: ok"
@@ -582,29 +660,87 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
         AccountOperation.TERMINATE_SESSION: "session terminated",
         AccountOperation.UPDATE: "updated",
         AccountOperation.SEARCH: "account",
+        AccountOperation.SUBSCRIBE: "subscribed",
+        AccountOperation.UNSUBSCRIBE: "unsubscribed",
+        AccountOperation.LOAN: "loan taken",
     }[op]
     if op in _MONEY_OPS:
         amount = parse_amount(args.amount, micro=args.micro)
         head = f"{head} {money(amount)}"
     elif op is AccountOperation.TERMINATE_SESSION:
         head = f"{head} {args.session_id}"
+    elif op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):
+        head = f"{head} {args.offer_name}"
+    loans = ""
+    if account.loan_balance is not None:  # an account that borrowed (docs/protocol.md LOAN)
+        owed = [
+            f"{item.loan_id} {money(item.loan_amount)} fee {money(item.loan_fee)} owes "
+            f"{money(item.loan_principal_due)}+{money(item.loan_fee_due)}"
+            for item in account.loan or ()
+        ]
+        loans = f" loan-balance {money(account.loan_balance)} loans {'; '.join(owed) or '-'}"
     return (
         f"{head}: {account.account_id} {account.account_status.name.lower()} "
         f"balance {money(account.balance)} reserved {money(account.reserved)} "
         f"credit-limit {money(account.credit_limit)} currency {account.currency_code} "
-        f"sessions {account.session_count} subscriptions {subs or '-'}"
+        f"sessions {account.session_count} subscriptions {subs or '-'}{loans}"
+        + "".join(
+            f"\n  offer {b.offer_name} {b.allowance_name}: {b.allowance_units} units left, "
+            f"{b.allowance_reserved} held, rating groups "
+            f"{','.join(str(rg) for rg in b.allowance_rating_group)}, "
+            f"expires {_expiry(b.balance_expiry)}"
+            + (" (suspended)" if b.offer_status is OfferStatus.SUSPENDED else "")
+            for b in account.offer_balance or ()
+        )
     )
 
 
-_MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT)
+def _expiry(at_s: int | None) -> str:
+    """An offer balance's expiry, ISO 8601 UTC ("never" for an offer of period "once")."""
+    if at_s is None:
+        return "never"
+    return datetime.fromtimestamp(at_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_MONEY_OPS: Final = (AccountOperation.CREDIT, AccountOperation.DEBIT, AccountOperation.LOAN)
 # carry an Operation-Id (given, or a fresh UUID printed so that the command can be retried)
-_ONCE_OPS: Final = (*_MONEY_OPS, AccountOperation.UPDATE, AccountOperation.CLOSE)
+_ONCE_OPS: Final = (
+    *_MONEY_OPS,
+    AccountOperation.UPDATE,
+    AccountOperation.CLOSE,
+    AccountOperation.SUBSCRIBE,  # offers
+    AccountOperation.UNSUBSCRIBE,
+)
 _ONCE_HELP: Final = (
     "applied once however often sent (default: a new UUID, printed so that the command can be "
     "retried with it)"
 )
 # LIST from the first Account-Id there can be (ids are compared by code point)
 LIST_START: Final = "\x00"
+
+
+def _history_lines(account_id: str, answer: AMA) -> str:
+    """A HISTORY answer, one movement a line, newest first."""
+    movements = answer.movement or ()
+    count = answer.movement_count or 0
+    lines = [f"history {account_id}: {count} movements, {len(movements)} shown (newest first)"]
+    for m in movements:
+        at = datetime.fromtimestamp(m.event_timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        sign = "+" if m.amount > 0 else "-" if m.amount < 0 else " "
+        parts = [f"#{m.movement_sequence}", at, f"{m.movement_kind.name.lower():<13}"]
+        parts.append(f"{sign}{money(abs(m.amount))}")
+        if m.rating_group is not None:
+            parts.append(f"rating-group {m.rating_group}")
+        if m.movement_units is not None:
+            parts.append(f"units {m.movement_units}")
+        if m.movement_record is not None:
+            parts.append(f"cdr {m.movement_record}")
+        if m.operation_id is not None:
+            parts.append(f"operation {m.operation_id}")
+        lines.append("  " + " ".join(parts))
+    if movements and movements[-1].movement_sequence > 1:
+        lines.append(f"  (older: --before {movements[-1].movement_sequence})")
+    return "\n".join(lines)
 
 
 def _sub_name(kind: int) -> str:

@@ -21,7 +21,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Final
@@ -405,6 +405,7 @@ def catalog_facts(catalog: Catalog) -> dict[str, str]:
         facts["cdr volume limit"] = _quantity(cdr.volume_limit, Unit.OCTETS)
     if cdr.time_limit is not None:
         facts["cdr time limit"] = _quantity(cdr.time_limit, Unit.SECONDS)
+    _offer_facts(catalog, facts, money)  # offers (docs/catalog.md, *Offers*)
     for device_class in catalog.device_classes:  # IoT profile (rating/devices.py)
         facts.update(_device_class_facts(device_class, money(device_class.reserve)))
     return facts
@@ -604,3 +605,34 @@ def _print_text(
     print(
         f"charge: {total} micro-units ({format_exact(total, catalog.currency.exponent)} {currency})"
     )
+
+
+def _offer_facts(catalog: Catalog, facts: dict[str, str], money: Callable[[int], str]) -> None:
+    """The catalog's offers as facts (so that `ocs catalog diff` shows what changed)."""
+    for offer in catalog.offers.values():
+        key = f"offer {offer.name}"
+        facts[key] = (
+            f"fee {money(offer.fee)}, {offer.period.value}, priority {offer.priority}, "
+            f"unpaid: {offer.on_unpaid.value}"
+        )
+        for a in offer.allowances:
+            groups = ", ".join(str(rg) for rg in a.rating_groups)
+            end = (
+                f"rolls over up to {_quantity(a.rollover_cap, a.unit)}"
+                if a.rollover_cap is not None
+                else "expires at the period's end"
+            )
+            facts[f"{key} allowance {a.name}"] = (
+                f"{_quantity(a.units, a.unit)} of rating groups {groups}, {end}"
+            )
+        for m in offer.modifiers:
+            groups = ", ".join(str(rg) for rg in m.rating_groups)
+            promo = m.promotion
+            change = (
+                f"{money(promo.modifier.price)} per block"
+                if promo.modifier.price is not None
+                else f"x {_fraction_text(promo.modifier.factor or Fraction(1))}"
+            )
+            facts[f"{key} modifier {m.name}"] = (
+                f"rating groups {groups}, {_iso(promo.start)} .. {_iso(promo.end)}: {change}"
+            )

@@ -20,6 +20,7 @@ import uvloop
 from ocs.cli.args import DEFAULT_METRICS_PORT, host_port, metrics_address
 from ocs.cli.config import ServeSettings
 from ocs.core.charging import MAX_REFUND_WINDOW_S
+from ocs.core.history import MAX_HISTORY_LIMIT
 from ocs.edge.logs import configure_logging
 from ocs.edge.server import (
     DEFAULT_MAX_CONNECTIONS_PER_PEER,
@@ -103,6 +104,17 @@ def refund_window(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
     if not 1 <= value <= MAX_REFUND_WINDOW_S:
         raise argparse.ArgumentTypeError(f"must be 1 .. {MAX_REFUND_WINDOW_S} seconds")
+    return value
+
+
+def history_limit(text: str) -> int:
+    """Movements kept per account, 1 .. MAX_HISTORY_LIMIT."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= MAX_HISTORY_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be 1 .. {MAX_HISTORY_LIMIT}")
     return value
 
 
@@ -230,6 +242,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--tls-require-client-cert",
         action="store_true",
         help="refuse a TLS handshake without a client certificate (needs --tls-client-ca)",
+    )
+    p.add_argument(
+        "--history-limit",
+        type=history_limit,
+        default=_DEFAULTS.history_limit,
+        metavar="N",
+        help="movements of money and units kept per account for `ocs account history` "
+        "(default 10; older ones are in the CDR files and the journal; docs/protocol.md)",
     )
     p.add_argument(
         "--refund-window-s",
@@ -374,6 +394,7 @@ def run(args: argparse.Namespace) -> int:
         cdr_rotate_bytes=args.cdr_rotate_bytes,
         cdr_rotate_seconds=args.cdr_rotate_seconds,
         refund_window_s=args.refund_window_s,
+        history_limit=args.history_limit,
         metrics_listen=args.metrics,
     )
     ready_file: Path | None = args.ready_file

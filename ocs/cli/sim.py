@@ -105,6 +105,26 @@ def _common(p: argparse.ArgumentParser, *, name: str, first_msisdn: int) -> None
         metavar="AMOUNT",
         help='initial balance of each subscriber in currency units (default "10")',
     )
+    p.add_argument(
+        "--offer",
+        default=None,
+        metavar="NAME",
+        help="the first subscriber takes this offer of the catalog (its fee paid from the "
+        "balance), so its usage draws on the offer's allowances",
+    )
+    p.add_argument(
+        "--group-members",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the first N subscribers share a group account's package (docs/accounts.md)",
+    )
+    p.add_argument(
+        "--group-package",
+        default="family",
+        metavar="NAME",
+        help='the catalog package of that group (default "family", the demo catalog\'s)',
+    )
     p.add_argument("--origin-host", default=f"{name}.sim.test.local")
     p.add_argument("--origin-realm", default="test.local")
     p.add_argument(
@@ -237,6 +257,9 @@ def _sim_config(args: argparse.Namespace) -> SimConfig:
         connect_timeout=args.connect_timeout,
         tls=tls_client_config(args),
         encoding=ENCODING_BY_NAME[args.encoding],
+        offer=args.offer,
+        group_members=args.group_members,
+        group_package=args.group_package,
     )
 
 

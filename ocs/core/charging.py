@@ -31,6 +31,7 @@ from typing import Any, Final
 import msgspec
 
 from ocs.core.accounts import AccountStatus, AccountView, SubscriberIdentity, SubscriptionType
+from ocs.core.bulk import create_bulk
 from ocs.core.charging_types import (
     CDR_ENCODER,
     CORE_LAYOUT,
@@ -61,9 +62,25 @@ from ocs.core.charging_types import (
     unpack_session,
 )
 from ocs.core.due import DueSet
+from ocs.core.groups import Groups
+from ocs.core.history import History, history_page, record_cdr
 from ocs.core.identities import normalise_identity
 from ocs.core.iot import IotGrant, IotProfile
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
+from ocs.core.ledger_types import CreateAccount, LedgerOutcome, command_problem
+from ocs.core.loans import (  # loans (ocs/core/loans.py)
+    LoanBook,
+    money_available,
+    repay_from_topup,
+    split_available,
+    take_loan,
+)
+from ocs.core.offers import (  # offers (docs/charging.md, Allowances)
+    MAX_SUBSCRIPTIONS_PER_ACCOUNT,
+    HoldPart,
+    OfferBook,
+    Renewal,
+)
 from ocs.core.outcomes import Outcome, error_message, result_code
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
@@ -75,6 +92,8 @@ from protocol.codes import (
     CheckBalanceResult,
     CommandCode,
     Estimate,
+    MovementKind,
+    OfferStatus,
     RedirectAddressType,
     RequestedAction,
     SubscriptionIdType,
@@ -104,16 +123,21 @@ from protocol.messages import (
     FinalUnitIndication,
     MsccAnswer,
     MsccRequest,
+    OfferBalance,
     RedirectServer,
     RemainingBalance,
     ServiceUnit,
+    StatementService,
     UnitValue,
     UsedServiceUnit,
 )
 from protocol.messages import Catalog as CatalogInForce
+from protocol.messages import Loan as WireLoan
+from protocol.messages import Statement as WireStatement
 from protocol.messages import SubscriptionId as WireSubscriptionId
 from rating import (
     Catalog,
+    Promotion,
     RatingGroup,
     Unit,
     affordable,
@@ -126,6 +150,8 @@ from rating import (
     price_event,
     unit_value,
 )
+from rating.catalog import with_promotions  # offers: price modifiers
+from rating.tariff import Tariff
 
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW_MS",
@@ -337,6 +363,16 @@ class ChargingCore:
         # when the catalog in force was put in force (its CATALOG input); None while it is
         # the one the core was built with, or when a snapshot of an older build did not say
         self.catalog_since_ms: int | None = None
+        # --- history (ocs/core/history.py): every account's last movements of money and units
+        self.history = History()
+        # offers: subscriptions, unit balances and unit holds (ocs/core/offers.py); rating
+        # groups with the price modifiers of offers, by (id, modifiers), per catalog
+        self.offers = OfferBook()
+        self._variants: dict[tuple[int, tuple[Promotion, ...]], RatingGroup] = {}
+        # loans: loan balances, loans outstanding, eligibility data (ocs/core/loans.py)
+        self.loans = LoanBook()
+        # groups: shared group packages (ocs/core/groups.py)
+        self.groups = Groups()
         # IoT low-signalling profile (ocs/core/iot.py): device classes of sessions, counts
         self.iot = IotProfile()
 
@@ -551,6 +587,12 @@ class ChargingCore:
             return self._list(now_ms, origin_host, end_to_end, amr.account_id)
         if amr.account_operation is AccountOperation.SEARCH:
             return self._search(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.STATEMENT:  # groups
+            return self._group_statement(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.HISTORY:  # history (ocs/core/history.py)
+            return self._history(now_ms, origin_host, end_to_end, amr)
+        if amr.account_operation is AccountOperation.CREATE_BULK:  # bulk (ocs/core/bulk.py)
+            return self._create_bulk(now_ms, origin_host, end_to_end, amr, identity_rules)
         outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr, identity_rules)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
         answer = AMA(
@@ -603,7 +645,13 @@ class ChargingCore:
         if iot is not None and iot <= now_ms // MS:
             return True
         expiry = self.ledger.next_expiry()
-        return expiry is not None and expiry <= now_ms
+        if expiry is not None and expiry <= now_ms:
+            return True
+        offers_due = self.offers.next_due()  # offers: renewals and unit holds' expiry
+        if offers_due is not None and offers_due <= now_ms:
+            return True
+        period_end = self.groups.due_ms()  # groups: a package period ends
+        return period_end is not None and period_end <= now_ms
 
     @staticmethod
     def _deadline(session: Session) -> int:
@@ -626,6 +674,8 @@ class ChargingCore:
         expired = self.ledger.expire_due(now_ms)
         for reservation_id, sid in zip(expired.expired, expired.expired_owners, strict=True):
             self._drop_expired_grant(reservation_id, sid)
+        self._offers_tick(now_ms)  # offers: unit holds expire, renewals at their instants
+        self._close_group_periods(now_ms)  # groups
         self._evict(now_ms)
 
     def _drop_expired_grant(self, reservation_id: str, sid: str) -> None:
@@ -648,6 +698,7 @@ class ChargingCore:
         self.catalog = new
         self._links_cache = {}
         self._dearest = {}
+        self._variants = {}
         self.catalog_text = text
         for sid in self._sessions:
             session = self._peek(sid)
@@ -839,7 +890,8 @@ class ChargingCore:
         it was."""
         if self._is_estimate(session):
             return {"cost_information": self._cost(session.charge_total)}
-        return self._aoc(ccr, session.charge_total, session.account_id)
+        # groups: a member's Remaining-Balance is that of the account that pays, its group's
+        return self._aoc(ccr, session.charge_total, self.groups.payer(session.account_id))
 
     def _cost(self, charge: int) -> CostInformation:
         digits, exponent = unit_value(charge)
@@ -880,10 +932,12 @@ class ChargingCore:
         rate = self._dearest.get(rg.id)
         if rate is None:
             num, den = 0, 1
-            for rates in rg.tariff.class_rates:
-                for r in rates:
-                    if r.num * den > num * r.den:
-                        num, den = r.num, r.den
+            # offers: a price modifier of an offer may make the group dearer for its holders
+            for tariff in (rg.tariff, *self._modifier_tariffs(rg)):
+                for rates in tariff.class_rates:
+                    for r in rates:
+                        if r.num * den > num * r.den:
+                            num, den = r.num, r.den
             rate = self._dearest[rg.id] = (num, den)
         billed = units + rg.billing.first + rg.billing.increment
         return div_ceil(rate[0] * billed, rate[1]) + billed + rg.setup_fee
@@ -1112,6 +1166,7 @@ class ChargingCore:
         rg = self.catalog.rating_group(session.service_context_id, rg_id)
         if rg is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_RATING_FAILED)
+        rg = self._priced_rg(session.account_id, rg)  # offers: the account's price modifiers
         if mscc.used_service_unit is not None:
             self._charge_usage(session, rg, mscc, now_ms)
         else:
@@ -1124,6 +1179,12 @@ class ChargingCore:
         if standing is None or standing[0] is not AccountStatus.ACTIVE:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
         headroom = standing[1]
+        payer = self.groups.payer(session.account_id)  # groups: a member's group pays
+        if payer != session.account_id:
+            group_headroom = self._group_headroom(session.account_id, payer)
+            if group_headroom is None:
+                return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
+            headroom = group_headroom
         if self._is_estimate(session):
             # the headroom the session would see had it been real: less what it would have
             # charged and what its other grants would hold (the account as it is otherwise)
@@ -1155,8 +1216,15 @@ class ChargingCore:
         # a grant is at most MAX_UNITS (a unit AVP's domain) and reserves at most MAX_AMOUNT
         # (one ledger operation); only a cut by the account's headroom is final
         units = min(asked if asked else policy.quantum, MAX_UNITS)
+        # offers: units the allowances pay first; only the rest is priced in money
+        free = (
+            min(units, self.offers.available(session.account_id, rg_id, self.catalog))
+            if self.offers.has_offers(session.account_id)
+            else 0
+        )
+        units -= free
         prior = session.rated.get(rg_id, 0)
-        fee = rg.setup_fee if rg_id not in session.fee_charged else 0
+        fee = rg.setup_fee if rg_id not in session.fee_charged and units else 0
         cost = price_dearest(rg, units, now_s, end_s, prior).total + fee
         final = False
         limit = min(headroom, MAX_AMOUNT)
@@ -1166,7 +1234,11 @@ class ChargingCore:
             if fits is not None and fits < units:
                 units = fits
                 final = headroom <= MAX_AMOUNT
+            if not units:
+                fee = 0
             cost = price_dearest(rg, units, now_s, end_s, prior).total + fee if units else 0
+        money_units = units
+        units += free
         if units <= 0:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
@@ -1182,23 +1254,36 @@ class ChargingCore:
         session.grants_made += 1
         if self._is_estimate(session):  # reserves nothing: no ledger operation, no reservation id
             return self._granted(session, rg, units, cost, validity, final, fee, "", now_s)
-        self._reservation_seq += 1
-        reservation_id = f"r{self._reservation_seq}"
-        outcome = self.ledger.apply(
-            Reserve(
-                id=reservation_id,
-                now_ms=now_ms,
-                account_id=session.account_id,
-                amount=cost,
-                expires_at_ms=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
-                owner=session.session_id,
-            ),
-            internal=True,
-        )
-        if outcome.code is not Code.OK:
-            if rg_id not in session.starved:
-                session.starved.append(rg_id)
-            return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
+        expires_at_ms = (now_s + session.tcc_s + RESERVATION_SLACK_S) * MS
+        reservation_id = ""  # offers: a grant the allowances pay whole reserves no money
+        if money_units:
+            self._reservation_seq += 1
+            reservation_id = f"r{self._reservation_seq}"
+            outcome = self.ledger.apply(
+                Reserve(
+                    id=reservation_id,
+                    now_ms=now_ms,
+                    account_id=self.groups.payer(session.account_id),  # groups: or its group
+                    amount=cost,
+                    expires_at_ms=expires_at_ms,
+                    owner=session.session_id,
+                ),
+                internal=True,
+            )
+            if outcome.code is not Code.OK:
+                if rg_id not in session.starved:
+                    session.starved.append(rg_id)
+                return MsccAnswer(rating_group=rg_id, result_code=_RC_CREDIT_LIMIT_REACHED)
+        if free:  # offers: the units on the allowances, held as the money is reserved
+            held = self.offers.hold(
+                _hold_key(session.session_id, rg_id),
+                session.account_id,
+                rg_id,
+                free,
+                expires_at_ms,
+                self.catalog,
+            )
+            assert held == free
         return self._granted(session, rg, units, cost, validity, final, fee, reservation_id, now_s)
 
     def _granted(
@@ -1301,13 +1386,37 @@ class ChargingCore:
         start_s = grant.granted_s if grant is not None else session.last_ms // MS
         total = 0
         used_total = 0
+        # offers: usage is paid by the units held for the grant, then by the allowances that
+        # apply (drawn at once), and only the rest in money (docs/charging.md, Allowances)
+        estimate = self._is_estimate(session)
+        # (an account without offers skips all of it: most accounts, on the hot path)
+        with_offers = self.offers.has_offers(session.account_id)
+        hold_key = _hold_key(session.session_id, rg_id) if with_offers else ""
+        hold_left = self.offers.held(hold_key) if with_offers else 0
+        from_hold: list[int] = []  # per USU, the units its container takes from the hold
+        first_container = len(session.containers)
         for usu in mscc.used_service_unit or ():
             units = units_of(usu, rg.unit) or 0
+            held = min(units, hold_left)
+            hold_left -= held
+            from_hold.append(held)
+            drawn: list[tuple[str, str, int]] = []
+            if not with_offers:
+                money_units = units
+            elif estimate:  # on paper: the allowances as they are, nothing drawn
+                paper = min(
+                    units - held,
+                    self.offers.available(session.account_id, rg_id, self.catalog),
+                )
+                money_units = units - held - paper
+            else:
+                drawn = self.offers.draw(session.account_id, rg_id, units - held, self.catalog)
+                money_units = units - held - sum(n for _, _, n in drawn)
             prior = session.rated.get(rg_id, 0)
-            charge = self._rate(rg, usu, units, prior, grant, start_s, now_s)
-            session.rated[rg_id] = prior + units
+            charge = self._rate(rg, usu, money_units, prior, grant, start_s, now_s)
+            session.rated[rg_id] = prior + money_units
             fee = 0
-            if units > 0 and rg.setup_fee and rg_id not in session.fee_charged:
+            if money_units > 0 and rg.setup_fee and rg_id not in session.fee_charged:
                 fee = rg.setup_fee
                 session.fee_charged.append(rg_id)
             reason = (
@@ -1333,14 +1442,19 @@ class ChargingCore:
                     setup_fee=fee,
                     beyond_grant=beyond,
                     at_ms=now_ms,
+                    drawn=tuple(drawn),
                 )
             )
             total += charge + fee
+        if with_offers and not estimate:  # offers: post the hold; containers name balances
+            used = self.offers.settle(hold_key, sum(from_hold))
+            _attribute(session.containers[first_container:], from_hold, used)
         if self._is_estimate(session):  # booked nowhere, recorded in no CDR: only its cost counts
             session.containers.clear()
             session.charge_total += total
             return
-        if grant is not None:
+        paid_by = self._paid_by(session, grant)  # groups: the account the usage is charged to
+        if grant is not None and grant.reservation_id:  # ("": offers paid the grant whole)
             posted = self.ledger.apply(
                 Post(
                     id=f"{grant.reservation_id}|post",
@@ -1352,7 +1466,7 @@ class ChargingCore:
             )
             if posted.code is Code.UNKNOWN_RESERVATION:
                 if total:  # expired meanwhile
-                    self._debit_anyway(session, total, now_ms)
+                    self._debit_anyway(session, total, now_ms, paid_by)
             elif posted.code is not Code.OK:
                 # refused (the balance would leave +-MAX_TOTAL): the containers above hold a
                 # charge the ledger did not book, so the whole input fails (the edge rolls it
@@ -1361,10 +1475,13 @@ class ChargingCore:
                     f"post of {total} against {grant.reservation_id}: {posted.code.name}"
                 )
         elif total:
-            self._debit_anyway(session, total, now_ms)
+            self._debit_anyway(session, total, now_ms, paid_by)
         if total:
             session.charge_total += total
             self._account_usage(session.account_id, total)
+            self._loan_spent(paid_by, total)  # loans
+        if paid_by != session.account_id:  # groups: a member's usage, per service and period
+            self._group_usage(paid_by, session.account_id, rg_id, used_total, total, now_ms)
 
     def _rate(
         self,
@@ -1397,15 +1514,18 @@ class ChargingCore:
             return price_at(rg, units, now_s, prior).total
         return price(rg, units, start_s, now_s, prior).total
 
-    def _debit_anyway(self, session: Session, amount: int, now_ms: int) -> None:
+    def _debit_anyway(
+        self, session: Session, amount: int, now_ms: int, account_id: str | None = None
+    ) -> None:
         """Usage with no reservation left to post against: charged in full all the same (or,
-        if the ledger refuses, the whole input fails: see `BookingRefused`)."""
+        if the ledger refuses, the whole input fails: see `BookingRefused`), to `account_id`
+        (groups: the member's group) or the session's account."""
         outcome = self.ledger.apply(
             Debit(
                 id=f"{session.session_id}|{session.opened_ms}|{session.number}|debit|"
                 f"{len(session.containers)}",
                 now_ms=now_ms,
-                account_id=session.account_id,
+                account_id=account_id or session.account_id,
                 amount=amount,
                 allow_overdraft=True,
             ),
@@ -1418,6 +1538,8 @@ class ChargingCore:
         grant = session.grants.pop(rg_id, None)
         if grant is not None:
             self._void(grant.reservation_id, now_ms)
+            if self.offers.holds:  # offers: held units go back
+                self.offers.release(_hold_key(session.session_id, rg_id))
 
     def _void(self, reservation_id: str, now_ms: int) -> None:
         if not reservation_id:  # an estimate's grant: nothing was reserved
@@ -1534,6 +1656,11 @@ class ChargingCore:
         if found is None:
             return self._cca(ccr, Outcome.USER_UNKNOWN)
         account_id, status, headroom = found
+        # offers: units the allowances pay, per MSCC; only the rest is priced in money
+        free: list[int] = [0] * len(priced)
+        if not refund and self.offers.has_offers(account_id):
+            priced, free = self._event_allowances(account_id, priced, at_s)
+            total = sum(charge for _, _, _, charge in priced)
         if action is RequestedAction.CHECK_BALANCE:
             enough = total <= headroom
             return self._cca(
@@ -1563,9 +1690,20 @@ class ChargingCore:
                 if outcome.code is not Code.OK:
                     return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
                 self._account_usage(account_id, total)
-            for _, rg, units, charge in priced:
-                if rg is not None and not rg.zero_rated and units:
-                    self._record_debit(account_id, rg.id, units, charge, now_ms)
+                self._loan_spent(account_id, total)  # loans
+            drawn: list[list[HoldPart]] = []
+            for (_, rg, units, charge), units_free in zip(priced, free, strict=True):
+                parts: list[HoldPart] = []
+                if rg is not None and units_free:  # offers: drawn now, refundable as units
+                    parts = self.offers.draw_parts(account_id, rg.id, units_free, self.catalog)
+                    assert sum(p.units for p in parts) == units_free
+                drawn.append(parts)
+                if rg is not None and not rg.zero_rated and units - units_free:
+                    self._record_debit(account_id, rg.id, units - units_free, charge, now_ms)
+                if parts:
+                    assert rg is not None
+                    self._record_debit(account_id, rg.id, units_free, 0, now_ms, parts)
+            event_drawn = [[(p.offer, p.allowance, p.units) for p in ps] for ps in drawn]
             sign = 1
         else:  # REFUND_ACCOUNT
             plan = self._plan_refund(account_id, priced, now_ms)
@@ -1595,11 +1733,38 @@ class ChargingCore:
                 )
                 if outcome.code is not Code.OK:  # cannot happen: checked above
                     raise BookingRefused(f"credit of {total} refund: {outcome.code.name}")
-            self._draw(draws)
+            event_drawn = self._draw(draws, priced)
             sign = -1
-        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s)
+        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s, event_drawn)
         extra = self._aoc(ccr, total, account_id)
         return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
+
+    def _event_allowances(
+        self,
+        account_id: str,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+        at_s: int,
+    ) -> tuple[list[tuple[MsccRequest, RatingGroup | None, int, int]], list[int]]:
+        """An event priced with the account's allowances (offers): per MSCC, the units they
+        pay, in MSCC order, each taking what the earlier ones left whatever balances they
+        share (so drawing them in that order later gets them all), and the money price of the
+        rest. Changes nothing."""
+        out: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
+        free: list[int] = []
+        planned = 0
+        for mscc, rg, units, charge in priced:
+            if rg is None or rg.zero_rated or not units:
+                out.append((mscc, rg, units, charge))
+                free.append(0)
+                continue
+            have = self.offers.available(account_id, rg.id, self.catalog) - planned
+            paid = min(units, max(have, 0))
+            planned += paid
+            rest = units - paid
+            priced_rg = self._priced_rg(account_id, rg)  # the account's price modifiers
+            out.append((mscc, rg, units, price_event(priced_rg, rest, at_s).total if rest else 0))
+            free.append(paid)
+        return out, free
 
     def _event_msccs(
         self, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
@@ -1640,6 +1805,7 @@ class ChargingCore:
 
     def _apply_settings(self, settings: Settings) -> None:
         self.refund_window_s = settings.refund_window_s
+        self.history.set_limit(settings.history_limit)
         self._reschedule_refunds()
 
     def _refund_expiry_s(self, entry: RefundableDebit) -> int:
@@ -1683,14 +1849,20 @@ class ChargingCore:
             self._prune_refundable(key, now_ms)
 
     def _record_debit(
-        self, account_id: str, rg_id: int, units: int, charge: int, now_ms: int
+        self,
+        account_id: str,
+        rg_id: int,
+        units: int,
+        charge: int,
+        now_ms: int,
+        drawn: list[HoldPart] | None = None,
     ) -> None:
         """Remember what a DIRECT_DEBITING took, for refunds. Beyond `MAX_REFUNDABLE_PER_GROUP`
         entries for the pair, the two oldest become one (their units and charges summed, the
         older time): a refund then prices them at their mean, and they leave the window
         together, early. Money is never created."""
         key = (account_id, rg_id)
-        entry = RefundableDebit(at_ms=now_ms, units=units, charge=charge)
+        entry = RefundableDebit(at_ms=now_ms, units=units, charge=charge, drawn=drawn or [])
         if key in self._refundable:
             self._prune_refundable(key, now_ms)
         entries = self._refundable.get(key)
@@ -1706,6 +1878,7 @@ class ChargingCore:
                 at_ms=min(first.at_ms, second.at_ms),
                 units=first.units + second.units,
                 charge=first.charge + second.charge,
+                drawn=[*first.drawn, *second.drawn],
             )
             entries[0:2] = [merged]
             self._refund_due.move(before, self._refund_expiry_s(merged), key)
@@ -1763,22 +1936,35 @@ class ChargingCore:
             credits.append(credit)
         return credits, left
 
-    def _draw(self, left: dict[tuple[str, int], dict[int, tuple[int, int]]]) -> None:
-        """Apply a refund's plan: the entries it drew on keep what `_plan_refund` left them."""
+    def _draw(
+        self,
+        left: dict[tuple[str, int], dict[int, tuple[int, int]]],
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+    ) -> list[list[tuple[str, str, int]]]:
+        """Apply a refund's plan: the entries it drew on keep what `_plan_refund` left them.
+        Units an allowance paid go back to it (offers): per MSCC, the (offer, allowance,
+        units) given back."""
+        index_of = {rg.id: n for n, (_, rg, _, _) in enumerate(priced) if rg is not None}
+        returned: list[list[tuple[str, str, int]]] = [[] for _ in priced]
         for key, changes in left.items():
             if not changes:
                 continue
             entries = self._refundable[key]
             before = self._refund_expiry_s(entries[0])
             for index, (units, charge) in changes.items():
-                entries[index].units = units
-                entries[index].charge = charge
+                entry = entries[index]
+                if entry.drawn:  # offers: the units it takes back from the debit, LIFO
+                    back = self.offers.give_back(key[0], entry.drawn, entry.units - units)
+                    returned[index_of[key[1]]].extend(back)
+                entry.units = units
+                entry.charge = charge
             entries[:] = [e for e in entries if e.units]
             if entries:
                 self._refund_due.move(before, self._refund_expiry_s(entries[0]), key)
             else:
                 del self._refundable[key]
                 self._refund_due.discard(before, key)
+        return returned
 
     def _refund_refused(self, ccr: CCR, mscc: MsccRequest, reason: str = "") -> CCA:
         """5004: the refund asks for more than DIRECT_DEBITING charged within the window and
@@ -1829,8 +2015,11 @@ class ChargingCore:
                     taken = {"Subscription-Id-Type": sub.type, "Subscription-Id-Data": sub.data}
                     held = f"{sub.type}:{sub.data} is held by account {owner[0]}"
                     return Outcome.IDENTITY_TAKEN, {"Subscription-Id": [taken]}, held
-            outcome = self.ledger.create_account(
-                f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
+            # Checked as the ledger would, then applied as an internal command: a CREATE is
+            # applied once by its Account-Id (above), so its id is not remembered among the
+            # operators' Operation-Ids, whose bounded memory an import would flush (care).
+            create = CreateAccount(
+                id=f"create|{account_id}|{origin_host}|{end_to_end}|{now_ms}",
                 now_ms=now_ms,
                 account_id=account_id,
                 currency=currency,
@@ -1838,16 +2027,35 @@ class ChargingCore:
                 credit_limit=amr.credit_limit or 0,
                 balance=amr.amount or 0,
             )
+            problem = command_problem(create)
+            outcome = (
+                self.ledger.apply(create, internal=True)
+                if problem is None
+                else LedgerOutcome(code=Code.INVALID, detail=problem)
+            )
             if outcome.ok:
+                self.loans.created(account_id, now_ms)  # loans: the account's age
+                if amr.amount:  # history: the opening balance
+                    self.history.record(
+                        account_id, now_ms, MovementKind.OPENING, amr.amount,
+                        operation_id=amr.operation_id,
+                    )  # fmt: skip
                 return _ADMIN_OK
-            # a static refusal (Code.INVALID) leaves the ledger untouched; any other is remembered
+            # a static refusal (Code.INVALID) leaves the ledger untouched, as would any other
+            # (not expected: the checks above come first)
             return Outcome.INVALID, _create_failed_avp(amr, outcome.detail), outcome.detail
         if op in (AccountOperation.UPDATE, AccountOperation.CLOSE):
             return self._lifecycle(now_ms, origin_host, end_to_end, amr)
+        if op in (AccountOperation.GROUP_JOIN, AccountOperation.GROUP_LEAVE):  # groups
+            return self._group_membership(now_ms, amr)
         if self.ledger.standing(account_id) is None:
             return unknown
+        if op in (AccountOperation.SUBSCRIBE, AccountOperation.UNSUBSCRIBE):  # offers
+            return self._offer_operation(now_ms, origin_host, end_to_end, amr)
         if op is AccountOperation.TERMINATE_SESSION:
             return self._terminate_session(now_ms, account_id, amr.session_id)
+        if op is AccountOperation.LOAN:  # loans (ocs/core/loans.py)
+            return self._loan(now_ms, origin_host, end_to_end, amr)
         if op in (AccountOperation.CREDIT, AccountOperation.DEBIT):
             amount = amr.amount
             if amount is None:
@@ -1869,17 +2077,35 @@ class ChargingCore:
                 if named is not None and named != what and self.ledger.recall(op_id):
                     return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
                 self._name_operation(amr.operation_id, what, op_id)
+            applied_before = self.ledger.recall(op_id) is not None  # history: a retry
             if op is AccountOperation.CREDIT:
+                retry = self.ledger.recall(op_id) is not None  # loans: repaid the first time only
                 outcome = self.ledger.credit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
+                if outcome.ok and not retry:
+                    self._loan_topup(now_ms, origin_host, account_id, amount, op_id)  # loans
                 if outcome.ok:
+                    self._offers_credited(now_ms, account_id)  # offers: suspended ones retried
                     self._topped_up(account_id)
             else:
+                # loans: money pays a DEBIT, never the loan balance (a retry: the first outcome)
+                if self.ledger.recall(op_id) is None and self._loan_debit_refused(
+                    account_id, amount
+                ):
+                    return Outcome.INSUFFICIENT_FUNDS, failed_amount, "the loan pays usage only"
                 outcome = self.ledger.debit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
             if outcome.ok:
+                if not applied_before:  # history: the credit or debit
+                    credit = op is AccountOperation.CREDIT
+                    self.history.record(
+                        account_id, now_ms,
+                        MovementKind.CREDIT if credit else MovementKind.DEBIT,
+                        amount if credit else -amount,
+                        operation_id=amr.operation_id,
+                    )  # fmt: skip
                 return _ADMIN_OK
             if outcome.code is Code.INSUFFICIENT_FUNDS:
                 return Outcome.INSUFFICIENT_FUNDS, failed_amount, ""
@@ -1935,15 +2161,22 @@ class ChargingCore:
         if op is AccountOperation.CLOSE:
             if self._account_sessions(account_id):
                 return Outcome.ACCOUNT_IN_USE, {"Account-Id": account_id}, ""
+            if self.groups.in_group(account_id):  # groups: a member leaves first
+                return Outcome.GROUP_IN_USE, {"Account-Id": account_id}, ""
             view = self.ledger.account(account_id)
             assert view is not None
             if view.balance != 0:
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            if self.loans.owed(account_id):  # loans
+                return Outcome.LOAN_OUTSTANDING, {"Account-Id": account_id}, ""
             if amr.operation_id is not None:
                 self._name_operation(amr.operation_id, what, op_id)
             outcome = self.ledger.close_account(op_id, now_ms=now_ms, account_id=account_id)
             if not outcome.ok:  # reserved without a session (not expected): not settled
                 return Outcome.NOT_SETTLED, {"Account-Id": account_id}, str(view.balance)
+            self.history.forget(account_id)  # history: dropped with the account
+            self.offers.forget_account(account_id)  # offers: a closed account holds none
+            self.loans.closed(account_id)  # loans
             return _ADMIN_OK
         if amr.account_status is None and amr.credit_limit is None and subs is None:
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
@@ -2030,6 +2263,51 @@ class ChargingCore:
         self._remember(now_ms, origin_host, end_to_end, answer, body)
         return Result(answer, body, False)
 
+    def _history(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        """HISTORY (docs/protocol.md, *Extension: history*): the account's movements kept in
+        memory, newest first, at most `History-Limit`, numbered below `History-Before`."""
+        known = self.ledger.standing(amr.account_id) is not None
+        outcome = Outcome.OK if known else Outcome.UNKNOWN_ACCOUNT
+        count, movements = history_page(self.history, amr)
+        ok = outcome is Outcome.OK
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            error_message=error_message(outcome),
+            failed_avp=None if ok else {"Account-Id": amr.account_id},
+            movement_count=count if ok else None,
+            movement=movements if ok else None,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
+    def _create_bulk(
+        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR, identity_rules: bool
+    ) -> Result:
+        """CREATE_BULK (docs/protocol.md, *Extension: bulk create*): each `Bulk-Account` as
+        a CREATE; the answer lists the refused ones."""
+        if amr.bulk_account is None:
+            outcome, failed = Outcome.MISSING_AVP, {"Bulk-Account": None}
+            refused = None
+        else:
+            outcome, failed = Outcome.OK, None
+            refused = create_bulk(
+                amr, lambda one: self._admin(now_ms, origin_host, end_to_end, one, identity_rules)
+            )
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            error_message=error_message(outcome, "Bulk-Account" if failed else ""),
+            failed_avp=failed,
+            bulk_result=refused,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
+
     def _terminate_session(self, now_ms: int, account_id: str, sid: str | None) -> AdminResult:
         """Management intervention (docs/protocol.md, TERMINATE_SESSION): close any peer's
         session of the account as supervision does (reservations released, the CDR closed
@@ -2061,10 +2339,11 @@ class ChargingCore:
                 self._act(ActionKind.RAR, session, tuple(session.starved), "top-up")
 
     def _account_map(self, view: AccountView) -> Account:
+        loan_fields = self._loan_fields(view)  # loans: {} for an account that never borrowed
         return Account(
             account_id=view.account_id,
             account_status=WireAccountStatus(int(view.status)),
-            balance=view.available,
+            balance=loan_fields.pop("balance", view.available),
             reserved=view.reserved,
             credit_limit=view.credit_limit,
             currency_code=view.currency,
@@ -2075,6 +2354,8 @@ class ChargingCore:
                 for s in view.subscriptions
             ),
             session_count=len(self._account_sessions(view.account_id)),
+            offer_balance=self._offer_balances(view.account_id),
+            **loan_fields,
         )
 
     def _act(
@@ -2090,7 +2371,152 @@ class ChargingCore:
             )
         )
 
-    # --- IoT low-signalling profile (ocs/core/iot.py, docs/charging.md section 9) -------------
+    # --- offers (ocs/core/offers.py; docs/protocol.md, Extension: offers) ------------------------
+
+    def _offers_tick(self, now_ms: int) -> None:
+        """Unit holds that expired give their units back (a grant the allowances paid whole
+        goes with its hold, as a grant goes with its expired reservation); renewals due are
+        made, each at its own instant, and their fees recorded."""
+        for key in self.offers.expire_due(now_ms):
+            sid, _, rg = key.rpartition("|")
+            session = self._peek(sid)
+            if session is None:
+                continue
+            grant = session.grants.get(int(rg))
+            if grant is not None and not grant.reservation_id:
+                del session.grants[int(rg)]
+                if not isinstance(self._sessions[sid], Session):  # packed: it stays packed
+                    self._sessions[sid] = pack_session(session)
+        renewed: dict[str, None] = {}  # accounts with fresh allowances, in renewal order
+        for renewal in self.offers.renew_due(self.ledger, self.catalog, now_ms):
+            if renewal.paid and renewal.fee:
+                self._write_fee_cdr(renewal)
+            if renewal.paid:
+                renewed[renewal.account_id] = None
+        for account_id in renewed:  # sessions held at their final units may go on (RAR)
+            self._topped_up(account_id)
+
+    def _offers_credited(self, now_ms: int, account_id: str) -> None:
+        """A top-up retries the fees of the account's suspended offers at once: paid, an
+        offer resumes for the rest of its period (docs/charging.md, *Allowances*)."""
+        if not self.offers.has_offers(account_id):
+            return
+        for renewal in self.offers.retry(self.ledger, self.catalog, account_id, now_ms):
+            self._write_fee_cdr(renewal)
+
+    def _offer_operation(
+        self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR
+    ) -> AdminResult:
+        """SUBSCRIBE and UNSUBSCRIBE (docs/protocol.md, *Extension: offers*): applied once
+        under their Operation-Id, atomic (a refusal changes nothing)."""
+        op = amr.account_operation
+        account_id = amr.account_id
+        name = amr.offer_name
+        if name is None:
+            return Outcome.MISSING_AVP, {"Offer-Name": None}, "Offer-Name"
+        what = f"{op.name}|{account_id}|{name}"
+        if amr.operation_id is not None:
+            named = self.offers.operations.get(amr.operation_id)
+            if named is not None:
+                if named != what:
+                    return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
+                return _ADMIN_OK  # a retry of an operation applied: its first outcome
+        failed = {"Offer-Name": name}
+        held = self.offers.find(account_id, name)
+        if op is AccountOperation.UNSUBSCRIBE:
+            if held is None:
+                return Outcome.OFFER_NOT_HELD, failed, ""
+            if self.offers.holds_on(account_id, name):
+                return Outcome.OFFER_IN_USE, failed, ""
+            self.offers.unsubscribe(account_id, name)
+        else:
+            offer = self.catalog.offers.get(name)
+            if offer is None:
+                return Outcome.UNKNOWN_OFFER, failed, ""
+            if held is not None:
+                return Outcome.OFFER_HELD, failed, ""
+            if len(self.offers.subscriptions(account_id)) >= MAX_SUBSCRIPTIONS_PER_ACCOUNT:
+                detail = f"at most {MAX_SUBSCRIPTIONS_PER_ACCOUNT} offers per account"
+                return Outcome.INVALID, failed, detail
+            renewal = self.offers.subscribe(
+                self.ledger, account_id, offer, now_ms, self.catalog.timezone
+            )
+            if renewal is None:
+                return Outcome.INSUFFICIENT_FUNDS, failed, f"the fee is {offer.fee} micro-units"
+            if renewal.fee:
+                self._write_fee_cdr(renewal)
+            self._topped_up(account_id)  # sessions held at their final units may go on
+        if amr.operation_id is not None:
+            self.offers.name_operation(amr.operation_id, what)
+        return _ADMIN_OK
+
+    def _priced_rg(self, account_id: str, rg: RatingGroup) -> RatingGroup:
+        """The rating group as the account's offers change its price: their modifiers on it
+        are promotions of this account alone, on its timeline beside the catalog's (so one
+        that starts inside a grant's validity is its Tariff-Time-Change)."""
+        if rg.zero_rated or not self.offers.has_offers(account_id):
+            return rg
+        extra = self.offers.modifiers(account_id, rg.id, self.catalog)
+        if not extra:
+            return rg
+        key = (rg.id, extra)
+        variant = self._variants.get(key)
+        if variant is None:
+            variant = self._variants[key] = with_promotions(rg, extra)
+        return variant
+
+    def _modifier_tariffs(self, rg: RatingGroup) -> list[Tariff]:
+        """The tariffs of `rg` with each price modifier of the catalog's offers on it."""
+        return [
+            with_promotions(rg, (m.promotion,)).tariff
+            for offer in self.catalog.offers.values()
+            for m in offer.modifiers
+            if rg.id in m.rating_groups
+        ]
+
+    def _offer_balances(self, account_id: str) -> tuple[OfferBalance, ...] | None:
+        """GET's `Offer-Balance` list: every unit balance with its expiry (None: no offers)."""
+        if not self.offers.has_offers(account_id):
+            return None
+        return tuple(
+            OfferBalance(
+                offer_name=v.offer,
+                allowance_name=v.allowance,
+                allowance_rating_group=v.rating_groups,
+                allowance_units=v.available,
+                allowance_reserved=v.reserved,
+                balance_expiry=None if v.expires_ms is None else v.expires_ms // MS,
+                offer_status=OfferStatus.SUSPENDED if v.suspended else OfferStatus.ACTIVE,
+            )
+            for v in self.offers.views(account_id, self.catalog)
+        )
+
+    def _write_fee_cdr(self, renewal: Renewal) -> None:
+        """The record of an offer's fee (recordType "offerFee"): a charge like usage, so the
+        sum of `charge` over all records is still what the accounts lost to charging."""
+        view = self.ledger.account(renewal.account_id)
+        served = view.subscriptions[0].data if view is not None and view.subscriptions else ""
+        seq = self._next_seq()
+        record: dict[str, Any] = {
+            "recordSequenceNumber": seq,
+            "recordType": "offerFee",
+            "sessionId": renewal.operation_id,
+            "accountId": renewal.account_id,
+            "servedSubscriber": served,
+            "nodeId": self.origin_host,
+            "localSequenceNumber": 1,
+            "recordOpeningTime": iso_ms(renewal.at_ms),
+            "recordClosingTime": iso_ms(renewal.at_ms),
+            "causeForRecordClosing": "normalRelease",
+            "offerName": renewal.offer,
+            "offerPeriod": renewal.period,
+            "listOfMultipleUnitUsage": [],
+            "charge": renewal.fee,
+            "currencyCode": self.catalog.currency.code,
+        }
+        self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+
+    # --- IoT low-signalling profile (ocs/core/iot.py; docs/charging.md) -----------------------
 
     def _iot_request(
         self, session: Session, ccr: CCR, now_ms: int, *, opening: bool = False
@@ -2248,6 +2674,10 @@ class ChargingCore:
         if extra:
             record.update(extra)
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        record_cdr(  # history: the charge, per rating group, under the CDR's number
+            self.history, session.account_id, now_ms, seq,
+            [(c.rating_group, c.units, c.charge) for c in containers], refund=False,
+        )  # fmt: skip
         session.containers = []
         session.record_opened_ms = now_ms
 
@@ -2260,21 +2690,28 @@ class ChargingCore:
         sign: int,
         now_ms: int,
         at_s: int,
+        drawn: list[list[tuple[str, str, int]]] | None = None,
     ) -> None:
         action = ccr.requested_action
         assert action is not None
         trigger = action.name
         usage = []
-        for _, rg, units, charge in priced:
+        for n, (_, rg, units, charge) in enumerate(priced):
             if rg is None:
                 continue
-            container = {
+            container: dict[str, Any] = {
                 "time": units if rg.unit is Unit.SECONDS else None,
                 "totalVolume": units if rg.unit is Unit.OCTETS else None,
                 "serviceSpecificUnits": units if rg.unit is Unit.UNITS else None,
                 "triggers": [trigger],
                 "charge": sign * charge,
             }
+            parts = drawn[n] if drawn is not None else []
+            if parts:  # offers: the balances that paid (a refund: what went back, negative)
+                container["balanceUsage"] = [
+                    {"offerName": o, "allowanceName": a, "units": sign * u} for o, a, u in parts
+                ]
+                container["moneyUnits"] = sign * (units - sum(u for _, _, u in parts))
             usage.append(
                 {
                     "ratingGroup": rg.id,
@@ -2302,6 +2739,11 @@ class ChargingCore:
         if ccr.service_information is not None:
             record["serviceInformation"] = ccr.service_information
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        record_cdr(  # history: the debit or refund, per rating group, under the CDR's number
+            self.history, account_id, now_ms, seq,
+            [(rg.id, units, charge) for _, rg, units, charge in priced if rg is not None],
+            refund=sign < 0,
+        )  # fmt: skip
 
     # --- snapshot ------------------------------------------------------------------------------
 
@@ -2334,6 +2776,11 @@ class ChargingCore:
                 layout=CORE_LAYOUT,
                 catalog_since_ms=self.catalog_since_ms,
                 estimates=sorted(self._estimates),
+                history=self.history.state(),
+                history_limit=self.history.limit,
+                offers=self.offers.state(),
+                loans=self.loans.snapshot(),
+                groups=self.groups.state(),
                 iot=self.iot.snapshot(),
             )
         )
@@ -2351,6 +2798,7 @@ class ChargingCore:
         self.catalog = parse_catalog(state.catalog_text)
         self._links_cache = {}
         self._dearest = {}
+        self._variants = {}
         self.cdr_seq = state.cdr_seq
         self._reservation_seq = state.reservation_seq
         self._estimates = set(state.estimates)
@@ -2402,7 +2850,172 @@ class ChargingCore:
             tombs.append(sid)
         self.usage = dict(state.usage)
         self._operations = dict(state.operations)
-        self.iot.restore(state.iot)
+        self.history = History(state.history_limit)  # history: empty before layout 5
+        self.history.restore(state.history)
+        self.offers = OfferBook()  # offers (layout 5; none before)
+        if state.offers is not None:
+            self.offers.restore(state.offers)
+        self.loans.restore(state.loans)  # loans (b"" before layout 5: none)
+        self.groups.restore(state.groups)  # groups (None before layout 5)
+        self.iot.restore(state.iot)  # IoT profile (b"" before layout 5: none)
+
+    # --- groups: shared group packages (ocs/core/groups.py; docs/accounts.md) -------------------
+
+    def _group_headroom(self, member_id: str, group_id: str) -> int | None:
+        """What a member's grant may reserve on its group account: the group's headroom, cut
+        to what the package's member cap leaves (less what the member's open grants on the
+        group hold); None if the group account is missing or not active (4010)."""
+        standing = self.ledger.standing(group_id)
+        if standing is None or standing[0] is not AccountStatus.ACTIVE:
+            return None
+        headroom = standing[1]
+        cap = self.groups.cap_left(self.catalog, group_id, member_id)
+        if cap is not None:
+            held = 0
+            for sid in self._account_sessions(member_id):
+                session = self._peek(sid)
+                assert session is not None
+                for grant in session.grants.values():
+                    reservation = (
+                        self.ledger.reservation(grant.reservation_id)
+                        if grant.reservation_id
+                        else None
+                    )
+                    if reservation is not None and reservation.account_id == group_id:
+                        held += grant.amount
+            headroom = min(headroom, cap - held)
+        return headroom
+
+    def _paid_by(self, session: Session, grant: Grant | None) -> str:
+        """The account a report's usage is charged to: the account of the grant's reservation
+        if it is still open, else whoever pays for the session's account now (its group)."""
+        if grant is not None and grant.reservation_id:
+            reservation = self.ledger.reservation(grant.reservation_id)
+            if reservation is not None:
+                return reservation.account_id
+        return self.groups.payer(session.account_id)
+
+    def _group_usage(
+        self, group_id: str, member_id: str, rg_id: int, units: int, charge: int, now_ms: int
+    ) -> None:
+        self._close_group_period(group_id, now_ms)  # one that ended before the tick came
+        self.groups.record_usage(self.catalog, group_id, member_id, rg_id, units, charge)
+
+    def _close_group_periods(self, now_ms: int) -> None:
+        """At a tick: close group periods that ended by `now_ms` (fee, apportionment record,
+        statements), each dated at its end, at most `MAX_CLOSES_PER_TICK` of them."""
+        due = self.groups.due_ms()
+        if due is not None and due <= now_ms:
+            self.groups.close_due(now_ms, self.catalog, self.ledger, self._write_group_record)
+
+    def _close_group_period(self, group_id: str | None, now_ms: int) -> None:
+        """Before a request that concerns the group: close its periods that ended by then."""
+        if group_id is not None:
+            self.groups.close_group(
+                group_id, now_ms, self.catalog, self.ledger, self._write_group_record
+            )
+
+    def _write_group_record(self, record: dict[str, Any], start_ms: int, end_ms: int) -> int:
+        """Number an apportionment record and write it in the CDR stream with the fields every
+        record has (docs/protocol.md, *Extension: shared group packages*)."""
+        seq = self._next_seq()
+        full: dict[str, Any] = {
+            "recordSequenceNumber": seq,
+            "recordType": record["recordType"],
+            "sessionId": f"{self.origin_host};group;{record['accountId']};{start_ms // MS}",
+            "accountId": record["accountId"],
+            "servedSubscriber": "",
+            "nodeId": self.origin_host,
+            "localSequenceNumber": 1,
+            "recordOpeningTime": iso_ms(start_ms),
+            "recordClosingTime": iso_ms(end_ms),
+            "causeForRecordClosing": "periodEnd",
+            "listOfMultipleUnitUsage": [],
+        }
+        for key, value in record.items():
+            full.setdefault(key, value)
+        self._cdrs.append((seq, CDR_ENCODER.encode(full)))
+        return seq
+
+    def _group_membership(self, now_ms: int, amr: AMR) -> AdminResult:
+        """GROUP_JOIN and GROUP_LEAVE (docs/protocol.md): at the time of the request."""
+        member_id = amr.account_id
+        if self.ledger.standing(member_id) is None:
+            return Outcome.UNKNOWN_ACCOUNT, {"Account-Id": member_id}, ""
+        op = amr.account_operation
+        what = f"{op.name}|{member_id}|{amr.group_account_id}|{amr.package_name}"
+        if amr.operation_id is not None:
+            named = self._operations.get(amr.operation_id)
+            if named == what:  # a retry of an operation applied: its first outcome
+                return _ADMIN_OK
+            if named is not None:
+                return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
+        self._close_group_period(self.groups.member_of.get(member_id), now_ms)
+        self._close_group_period(amr.group_account_id, now_ms)
+        if op is AccountOperation.GROUP_JOIN:
+            group_id = amr.group_account_id
+            if group_id is None:
+                return Outcome.MISSING_AVP, {"Group-Account-Id": None}, "Group-Account-Id"
+            if self.ledger.standing(group_id) is None:
+                return Outcome.UNKNOWN_GROUP, {"Group-Account-Id": group_id}, ""
+            refused = self.groups.join(now_ms, self.catalog, member_id, group_id, amr.package_name)
+        else:
+            refused = self.groups.leave(now_ms, member_id)
+        if refused is not None:
+            outcome = Outcome[refused.outcome]
+            detail = refused.key if outcome is Outcome.MISSING_AVP else refused.detail
+            return outcome, {refused.key: refused.value}, detail
+        if amr.operation_id is not None:
+            self._operations[amr.operation_id] = what
+        return _ADMIN_OK
+
+    def _group_statement(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
+        """STATEMENT (docs/protocol.md): a member's statement of the period holding
+        `Period-Start` (absent: its latest closed period, else its open one)."""
+        self._close_group_period(self.groups.member_of.get(amr.account_id), now_ms)
+        at_ms = amr.period_start * MS if amr.period_start is not None else None
+        found = self.groups.statement(self.catalog, amr.account_id, at_ms)
+        shown: WireStatement | None = None
+        if found is None:
+            outcome = Outcome.NO_STATEMENT
+            failed: dict[str, Any] | None = (
+                {"Period-Start": amr.period_start}
+                if amr.period_start is not None
+                else {"Account-Id": amr.account_id}
+            )
+        else:
+            outcome, failed = Outcome.OK, None
+            open_period = found.share is None
+            shown = WireStatement(
+                group_account_id=found.group_id,
+                package_name=found.package,
+                period_start=found.start_ms // MS,
+                period_end=found.end_ms // MS,
+                statement_service=tuple(
+                    StatementService(
+                        service_name=line.service,
+                        used_units=line.units,
+                        usage_charge=line.charge,
+                        share=None if open_period else line.share,
+                    )
+                    for line in found.lines
+                ),
+                usage_charge=sum(line.charge for line in found.lines),
+                share=found.share,
+            )
+        view = self.ledger.account(amr.account_id) if shown is not None else None
+        answer = AMA(
+            result_code=result_code(outcome),
+            origin_host=self.origin_host,
+            origin_realm=self.origin_realm,
+            account=self._account_map(view) if view is not None else None,
+            statement=shown,
+            error_message=error_message(outcome),
+            failed_avp=failed,
+        )
+        body = encode_body(answer)
+        self._remember(now_ms, origin_host, end_to_end, answer, body)
+        return Result(answer, body, False)
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
         """The session's id and account id as the ledger holds them (as reservation owner, as
@@ -2415,6 +3028,114 @@ class ChargingCore:
                 break
         view = self.ledger.account(account_id)
         return sid, view.account_id if view is not None else account_id
+
+    # --- loans (ocs/core/loans.py; docs/protocol.md LOAN, docs/accounts.md "A loan") ----------
+
+    def _loan_threshold(self) -> int:
+        policy = self.catalog.loan_policy
+        return policy.threshold if policy is not None else 0
+
+    def _emit_record(self, record: dict[str, Any]) -> None:
+        """A loan or repayment record, numbered in the CDR stream."""
+        seq = self._next_seq()
+        self._cdrs.append((seq, CDR_ENCODER.encode({"recordSequenceNumber": seq, **record})))
+
+    def _loan(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
+        """LOAN: applied once under its Operation-Id (a retry answers the first outcome)."""
+        account_id = amr.account_id
+        op_id = (
+            f"op|{amr.operation_id}"
+            if amr.operation_id is not None
+            else f"amr|{origin_host}|{end_to_end}|{now_ms}"
+        )
+        if amr.operation_id is not None:
+            what = f"LOAN|{account_id}|{amr.amount}"
+            named = self._operations.get(amr.operation_id)
+            prior = self.ledger.recall(op_id)
+            if named is not None and prior is not None:
+                if named != what:
+                    return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
+                if prior.ok:
+                    return _ADMIN_OK
+            self._name_operation(amr.operation_id, what, op_id)
+        outcome, failed, detail = take_loan(
+            self.loans,
+            self.ledger,
+            self.catalog.loan_policy,
+            now_ms=now_ms,
+            account_id=account_id,
+            amount=amr.amount,
+            op_id=op_id,
+            node_id=origin_host,
+            currency=self.catalog.currency.code,
+            when=iso_ms(now_ms),
+            emit=self._emit_record,
+        )
+        if outcome is Outcome.OK:
+            self._topped_up(account_id)  # loan money for sessions held at their final units
+        return outcome, failed, detail
+
+    def _loan_topup(
+        self, now_ms: int, origin_host: str, account_id: str, amount: int, op_id: str
+    ) -> None:
+        """A top-up: remembered for the loan policy, and repays the account's loans first."""
+        self.loans.topped_up(account_id, amount, now_ms, self.catalog.loan_policy)
+        if not self.loans.owed(account_id):
+            return
+        repay_from_topup(
+            self.loans,
+            self.ledger,
+            now_ms=now_ms,
+            account_id=account_id,
+            amount=amount,
+            op_id=op_id,
+            node_id=origin_host,
+            currency=self.catalog.currency.code,
+            when=iso_ms(now_ms),
+            emit=self._emit_record,
+        )
+
+    def _loan_spent(self, account_id: str, charge: int) -> None:
+        """A usage charge was posted: its loan part leaves the loan balance."""
+        if not self.loans.loan_balance(account_id):
+            return
+        view = self.ledger.account(account_id)
+        if view is not None:
+            self.loans.spent(account_id, charge, view.balance, self._loan_threshold())
+
+    def _loan_debit_refused(self, account_id: str, amount: int) -> bool:
+        """An administrative DEBIT is paid by money alone, never by the loan balance."""
+        if not self.loans.loan_balance(account_id):
+            return False
+        view = self.ledger.account(account_id)
+        assert view is not None
+        money = money_available(self.loans, self.ledger, account_id, self._loan_threshold())
+        return money - amount < -view.credit_limit
+
+    def _loan_fields(self, view: AccountView) -> dict[str, Any]:
+        """The `Account` keys of an account that borrowed: `Balance` is its money alone,
+        `Loan-Balance` the loan money available, `Loan` its loans outstanding."""
+        account = self.loans.account(view.account_id)
+        if account is None:
+            return {}
+        money, loan = split_available(
+            view.balance, view.reserved, account.balance, self._loan_threshold()
+        )
+        return {
+            "balance": money,
+            "loan_balance": loan,
+            "loan": tuple(
+                WireLoan(
+                    loan_id=item.loan_id,
+                    loan_amount=item.amount,
+                    loan_fee=item.fee,
+                    loan_time=item.at_ms // MS,
+                    loan_principal_due=item.principal_due,
+                    loan_fee_due=item.fee_due,
+                )
+                for item in account.loans
+            ),
+        }
 
 
 def _event_session_id(cached: CachedAnswer) -> str:
@@ -2457,6 +3178,12 @@ def _container_json(c: Container) -> dict[str, Any]:
         item["setupFee"] = c.setup_fee
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
+    if c.drawn:  # offers: which balance paid what (docs/protocol.md, CDR extension fields)
+        item["balanceUsage"] = [
+            {"offerName": offer, "allowanceName": allowance, "units": units}
+            for offer, allowance, units in c.drawn
+        ]
+        item["moneyUnits"] = c.units - sum(units for _, _, units in c.drawn)
     return {k: v for k, v in item.items() if v is not None}
 
 
@@ -2493,3 +3220,32 @@ def _create_failed_avp(amr: AMR, detail: str) -> dict[str, Any] | None:
         if word in detail:
             return {key: values[key]}
     return None
+
+
+# --- offers (ocs/core/offers.py; docs/charging.md, Allowances) ---------------------------------
+
+
+def _hold_key(session_id: str, rg_id: int) -> str:
+    """The key of the unit hold of a session's grant for a rating group."""
+    return f"{session_id}|{rg_id}"
+
+
+def _attribute(
+    containers: list[Container], from_hold: list[int], used: list[tuple[str, str, int]]
+) -> None:
+    """Give each container the held units it used, balance by balance, in the order the hold
+    took them (`used`), before the units it drew at once (already in `Container.drawn`)."""
+    queue = list(used)
+    for container, need in zip(containers, from_hold, strict=True):
+        parts: list[tuple[str, str, int]] = []
+        while need and queue:
+            offer, allowance, units = queue[0]
+            take = min(need, units)
+            parts.append((offer, allowance, take))
+            need -= take
+            if take == units:
+                queue.pop(0)
+            else:
+                queue[0] = (offer, allowance, units - take)
+        if parts:
+            container.drawn = (*parts, *container.drawn)

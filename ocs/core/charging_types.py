@@ -16,6 +16,9 @@ from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
+from ocs.core.groups import GroupsState
+from ocs.core.history import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+from ocs.core.offers import HoldPart, OffersState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
 from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
@@ -88,6 +91,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refund_window_s: Annotated[int, msgspec.Meta(ge=1, le=MAX_REFUND_WINDOW_S)] = (
         DEFAULT_REFUND_WINDOW_S
     )
+    # movements kept per account (ocs/core/history.py; docs/protocol.md "Extension: history")
+    history_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_LIMIT)] = DEFAULT_HISTORY_LIMIT
 
 
 _SETTINGS_ENCODER: Final = msgspec.msgpack.Encoder()
@@ -161,6 +166,9 @@ class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     setup_fee: int
     beyond_grant: int
     at_ms: int
+    # offers: the units allowances paid, as (offer, allowance, units); `charge` is the money
+    # paid for the rest (`units` less these)
+    drawn: tuple[tuple[str, str, int], ...] = ()
 
 
 class Session(msgspec.Struct, kw_only=True, array_like=True):
@@ -202,6 +210,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     at_ms: int  # when it was debited (the time of its input)
     units: int
     charge: int  # micro-units
+    # offers: the allowance units among `units` (charge 0), by balance, oldest first; a refund
+    # gives them back to their balances, newest first
+    drawn: list[HoldPart] = []
 
 
 #: The layout of `CoreState`, written into every snapshot. 1: before refunds were bounded by
@@ -210,7 +221,9 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: their owner (`closed`), restored with the owner unknown. 3: this build (`tombstones`, closed
 #: sessions with their owner). 4: this build (`estimates`: a build of layout 3 would take an
 #: estimate session for a real one, so it must refuse the snapshot).
-#: 5: `iot` (the IoT profile's state, ocs/core/iot.py; issue 15's round uses 5 throughout).
+#: 5: the features of issues 14 and 15 (the `CoreState` fields after `estimates`: offers,
+#: loans, groups, the history of movements (`history`, `history_limit`), policies, IoT, load
+#: bands, counters).
 CORE_LAYOUT: Final = 5
 
 
@@ -244,6 +257,18 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # session, but their grants reserve nothing (`Grant.reservation_id` ""), their usage is
     # booked nowhere and they write no CDR.
     estimates: list[str] = []
+    # The last movements of every account (layout 5, ocs/core/history.py: account id -> its
+    # packed history) and how many are kept per account (`Settings.history_limit`).
+    history: dict[str, bytes] = {}
+    history_limit: int = DEFAULT_HISTORY_LIMIT
+    # Offers: subscriptions, unit balances, unit holds (ocs/core/offers.py; layout 5). None in
+    # a snapshot of an earlier layout: no account held an offer.
+    offers: OffersState | None = None
+    # Loans (layout 5): the loan book's snapshot (`ocs.core.loans.LoanState`, msgpack); b""
+    # in a snapshot of an earlier layout (no loans).
+    loans: bytes = b""
+    # groups (layout 5): shared group packages, members, usage, statements (ocs/core/groups.py)
+    groups: GroupsState | None = None
     # The IoT low-signalling profile's state (`ocs.core.iot.IotProfile.snapshot`, msgpack;
     # b"": none; layout 5).
     iot: bytes = b""

@@ -1,4 +1,4 @@
-"""The IoT low-signalling profile (issue 15 item 3; docs/charging.md section 9).
+"""The IoT low-signalling profile (issue 15 item 3; docs/charging.md, *IoT low-signalling profile*).
 
 Deterministic state of the charging core, owned by `ChargingCore` (its `iot` attribute) and in
 its snapshots (`CoreState.iot`); no clock: time is passed in.

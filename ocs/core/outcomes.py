@@ -39,6 +39,25 @@ class Outcome(enum.Enum):
     ACCOUNT_IN_USE = "account-in-use"  # CLOSE of an account with open sessions
     NOT_SETTLED = "not-settled"  # CLOSE of an account whose balance is not zero
     NO_HOLDER = "no-holder"  # SEARCH for a Subscription-Id no account holds
+    # offers (docs/protocol.md, Extension: offers)
+    UNKNOWN_OFFER = "unknown-offer"  # SUBSCRIBE to an Offer-Name the catalog does not have
+    OFFER_HELD = "offer-held"  # SUBSCRIBE to an offer the account holds already
+    OFFER_NOT_HELD = "offer-not-held"  # UNSUBSCRIBE from an offer the account does not hold
+    OFFER_IN_USE = "offer-in-use"  # UNSUBSCRIBE while open grants hold units of the offer
+    # loans (ocs/core/loans.py, docs/protocol.md LOAN)
+    LOAN_NOT_OFFERED = "loan-not-offered"  # LOAN while the catalog has no loan policy
+    LOAN_AMOUNT = "loan-amount"  # LOAN of an Amount the loan policy does not offer
+    LOAN_REFUSED = "loan-refused"  # LOAN the policy's eligibility refuses (detail says why)
+    LOAN_OUTSTANDING = "loan-outstanding"  # CLOSE of an account that owes a loan
+    # groups (docs/protocol.md, "Extension: shared group packages")
+    UNKNOWN_GROUP = "unknown-group"  # GROUP_JOIN naming a Group-Account-Id no account has
+    UNKNOWN_PACKAGE = "unknown-package"  # GROUP_JOIN with a Package-Name not in the catalog
+    PACKAGE_MISMATCH = "package-mismatch"  # GROUP_JOIN naming another package than the group's
+    IN_ANOTHER_GROUP = "in-another-group"  # GROUP_JOIN of a member of another group
+    GROUP_NESTED = "group-nested"  # a group joining a group, a member owning one, or itself
+    NOT_A_MEMBER = "not-a-member"  # GROUP_LEAVE of an account in no group
+    NO_STATEMENT = "no-statement"  # STATEMENT of a period the account has none for
+    GROUP_IN_USE = "group-in-use"  # CLOSE of a group member or of a group account
 
 
 class Wire(NamedTuple):
@@ -94,6 +113,41 @@ OUTCOMES: Final[dict[Outcome, Wire]] = {
     Outcome.ACCOUNT_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "the account has open sessions"),
     Outcome.NOT_SETTLED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account's balance is not zero"),
     Outcome.NO_HOLDER: Wire(ResultCode.USER_UNKNOWN, "no account holds this Subscription-Id"),
+    Outcome.UNKNOWN_OFFER: Wire(ResultCode.INVALID_AVP_VALUE, "the catalog has no such offer"),
+    Outcome.OFFER_HELD: Wire(ResultCode.INVALID_AVP_VALUE, "the account holds this offer already"),
+    Outcome.OFFER_NOT_HELD: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the account does not hold this offer"
+    ),
+    Outcome.OFFER_IN_USE: Wire(ResultCode.UNABLE_TO_COMPLY, "open grants hold units of this offer"),
+    Outcome.LOAN_NOT_OFFERED: Wire(ResultCode.UNABLE_TO_COMPLY, "the catalog offers no loans"),
+    Outcome.LOAN_AMOUNT: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the Amount is not one the loan policy offers"
+    ),
+    Outcome.LOAN_REFUSED: Wire(ResultCode.UNABLE_TO_COMPLY, "the account may not take this loan"),
+    Outcome.LOAN_OUTSTANDING: Wire(ResultCode.UNABLE_TO_COMPLY, "the account owes a loan"),
+    # groups
+    Outcome.UNKNOWN_GROUP: Wire(ResultCode.USER_UNKNOWN, "no account has this Group-Account-Id"),
+    Outcome.UNKNOWN_PACKAGE: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the catalog has no package of this Package-Name"
+    ),
+    Outcome.PACKAGE_MISMATCH: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the group account owns another package"
+    ),
+    Outcome.IN_ANOTHER_GROUP: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the account is a member of another group"
+    ),
+    Outcome.GROUP_NESTED: Wire(
+        ResultCode.INVALID_AVP_VALUE, "groups do not nest: a member is not a group account"
+    ),
+    Outcome.NOT_A_MEMBER: Wire(ResultCode.INVALID_AVP_VALUE, "the account is in no group"),
+    Outcome.NO_STATEMENT: Wire(
+        ResultCode.INVALID_AVP_VALUE, "the account has no statement for this period"
+    ),
+    Outcome.GROUP_IN_USE: Wire(
+        ResultCode.UNABLE_TO_COMPLY,
+        "the account is a group member or a group account (members leave first; a group "
+        "account closes after its last period)",
+    ),
 }
 
 # the Result-Codes alone (read once by the core for its per-MSCC answers)

@@ -1,9 +1,11 @@
 """The demo's traffic: data, SMS and voice against the demo catalog, with a live summary.
 
-Creates a few subscribers over AMR, then runs, concurrently, data sessions (RG 10 with linked
-video RG 20 usage), SMS (a reservation session per message, some undelivered, plus an event
-debit and its refund) and voice calls (RG 40, setup fee), prints a summary line every second
-and, at the end, checks the money: what the accounts lost equals the sum of the CDR charges.
+Creates a few subscribers over AMR, has one more take an airtime loan, spend it on a call and
+repay it with a top-up (docs/accounts.md, "A loan"), then runs, concurrently, data sessions
+(RG 10 with linked video RG 20 usage), SMS (a reservation session per message, some
+undelivered, plus an event debit and its refund) and voice calls (RG 40, setup fee), prints a
+summary line every second and, at the end, checks the money: what the accounts lost equals
+the sum of the CDR charges.
 
 The network element behaves as WIRE.md section 7 asks: a RAR (the demo catalog's usage
 thresholds send some) is answered RAA 2001 (5002 for a session it no longer holds), then the
@@ -24,6 +26,7 @@ from typing import Any
 
 from ocs.edge.cdr_files import iter_records
 from ocs.edge.client import Client
+from ocs.tools import demo_groups
 from protocol.codes import (
     AccountOperation,
     ApplicationId,
@@ -58,6 +61,7 @@ HOST = "demo-ne.test.local"
 REALM = "test.local"
 DATA, SMS, VOICE = "32251@3gpp.org", "32274@3gpp.org", "32260@3gpp.org"
 SUBSCRIBERS = 5
+BUNDLE = "bundle-15"  # the demo catalog's offer (docs/catalog.md, *Offers*)
 INITIAL_BALANCE = 20_000_000  # 20 EUR each
 MIB = 1 << 20
 
@@ -430,6 +434,27 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
         f"demo: {SUBSCRIBERS} subscribers with {format_money(INITIAL_BALANCE)} EUR each",
         flush=True,
     )
+    # offers: demo-0 takes the catalog's bundle (its fee is a charge with a record), and its
+    # data, SMS and calls draw on the bundle's allowances before money
+    answer = await demo.amr(
+        AccountOperation.SUBSCRIBE, accounts[0], offer_name=BUNDLE, operation_id="demo-bundle"
+    )
+    if answer.result_code != 2001:
+        print(f"demo: SUBSCRIBE {accounts[0]} {BUNDLE} answered {answer.result_code}", flush=True)
+        return False
+    print(f"demo: {accounts[0]} subscribed to {BUNDLE}: {_bundle(answer)}", flush=True)
+    # money put into each account (opening balance, top-ups): what it lost is this less what
+    # it holds
+    funded = {account: INITIAL_BALANCE for account in accounts}
+    if not await loan_story(demo, funded):
+        return False
+    # groups: demo-1 and demo-2 share the package "family" of a group account (demo-0 holds
+    # the bundle: its own allowances, its own money)
+    members = accounts[1:3]
+    if not await demo_groups.make_group(demo.amr, members, INITIAL_BALANCE):
+        return False
+    accounts.append(demo_groups.GROUP)
+    funded[demo_groups.GROUP] = INITIAL_BALANCE
 
     async def traffic() -> None:
         deadline = time.monotonic() + seconds
@@ -442,7 +467,7 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
     async def summary() -> None:
         while True:
             await asyncio.sleep(1.0)
-            spent = await total_spent(demo, accounts)
+            spent = await total_spent(demo, funded)
             cdrs = sum(1 for _ in iter_records(data_dir / "cdr"))
             print(
                 f"demo: sessions {demo.sessions:5d}  events {demo.events:4d}  "
@@ -460,13 +485,18 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
         f"{demo.rar_ending} for sessions already ending; ASR {demo.asr}",
         flush=True,
     )
-    spent = await total_spent(demo, accounts)
+    spent = await total_spent(demo, funded)
+    bundle = await demo.amr(AccountOperation.GET, accounts[0])
+    print(f"demo: {accounts[0]} after the traffic: {_bundle(bundle)}", flush=True)
+    group_ok = await demo_groups.check_statements(
+        demo.amr, members, await total_spent(demo, {demo_groups.GROUP: INITIAL_BALANCE})
+    )
     await client.close()
     await asyncio.sleep(0.3)  # CDRs follow the journal by one group commit
     records = list(iter_records(data_dir / "cdr"))
     cdr_total = sum(int(r["charge"]) for r in records)
     seqs = [int(r["recordSequenceNumber"]) for r in records]
-    ok = cdr_total == spent and seqs == list(range(1, len(seqs) + 1))
+    ok = cdr_total == spent and seqs == list(range(1, len(seqs) + 1)) and group_ok
     print(
         f"demo: accounts lost {format_money(spent)} EUR; {len(records)} CDRs charge "
         f"{format_money(cdr_total)} EUR; sequence 1..{len(seqs)} gap-free: "
@@ -476,10 +506,64 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
     return ok
 
 
-async def total_spent(demo: Demo, accounts: list[str]) -> int:
+def _bundle(answer: AMA) -> str:
+    """The unit balances of an account's offers, for the demo's output."""
+    balances = answer.account.offer_balance if answer.account is not None else None
+    return ", ".join(
+        f"{b.allowance_name} {b.allowance_units} left ({b.allowance_reserved} held)"
+        for b in balances or ()
+    )
+
+
+async def total_spent(demo: Demo, funded: dict[str, int]) -> int:
     spent = 0
-    for account in accounts:
+    for account, put_in in funded.items():
         answer = await demo.amr(AccountOperation.GET, account)
         assert answer.account is not None
-        spent += INITIAL_BALANCE - (answer.account.balance + answer.account.reserved)
+        # loan money (`Loan-Balance`, docs/protocol.md LOAN) is held too
+        held = answer.account.balance + (answer.account.loan_balance or 0)
+        spent += put_in - (held + answer.account.reserved)
     return spent
+
+
+async def loan_story(demo: Demo, funded: dict[str, int]) -> bool:
+    """docs/accounts.md, "A loan": a subscriber at 0.20 EUR borrows 2.00 (fee 0.20 by the demo
+    catalog's policy), spends it on a call, and a 10.00 top-up repays 2.20 first."""
+    account, i = "demo-loan", SUBSCRIBERS  # a subscriber of its own, outside the traffic
+    created = await demo.amr(
+        AccountOperation.CREATE, account, amount=200_000, subscription_id=demo.sub(i)
+    )
+    loan = await demo.amr(AccountOperation.LOAN, account, amount=2_000_000, operation_id="loan-1")
+    if created.result_code != 2001 or loan.result_code != 2001 or loan.account is None:
+        print(f"demo: the loan answered {loan.result_code} {loan.error_message}", flush=True)
+        return False
+    funded[account] = 200_000
+    print(
+        f"demo: {account} at 0.20 EUR took a loan of 2.00 EUR (fee "
+        f"{format_money((loan.account.loan or ())[0].loan_fee)} EUR): balance "
+        f"{format_money(loan.account.balance)}, loan balance "
+        f"{format_money(loan.account.loan_balance or 0)}",
+        flush=True,
+    )
+    sid = demo.session_id()
+    ask = (MsccRequest(rating_group=40, requested_service_unit=ServiceUnit(cc_time=1_950)),)
+    if await demo.open_session(sid, VOICE, ask, demo.sub(i)):
+        used = UsedServiceUnit(cc_time=1_950, reporting_reason=ReportingReason.FINAL)
+        final = (MsccRequest(rating_group=40, used_service_unit=(used,)),)
+        await demo.in_session(sid, CCRequestType.TERMINATION, final)
+    spent = await demo.amr(AccountOperation.GET, account)
+    topup = await demo.amr(
+        AccountOperation.CREDIT, account, amount=10_000_000, operation_id="loan-topup-1"
+    )
+    if topup.result_code != 2001 or topup.account is None or spent.account is None:
+        print(f"demo: the top-up answered {topup.result_code}", flush=True)
+        return False
+    funded[account] += 10_000_000
+    owed = sum(x.loan_principal_due + x.loan_fee_due for x in topup.account.loan or ())
+    print(
+        f"demo: {account} called 1,950 s on the loan (loan balance left "
+        f"{format_money(spent.account.loan_balance or 0)}); a 10.00 EUR top-up repaid the loan "
+        f"first: balance {format_money(topup.account.balance)}, owed {format_money(owed)}",
+        flush=True,
+    )
+    return True

@@ -1,6 +1,6 @@
-"""The IoT low-signalling profile (docs/charging.md section 9) on the demo catalog's device class
-"meter": IMSIs beginning 99901, RG 10, a day (00:00-00:00 UTC), at most 1 MiB and 8 requests,
-grants reserve at most 0.005 EUR, Quota-Holding-Time 1 d."""
+"""The IoT low-signalling profile (docs/charging.md, *IoT low-signalling profile*) on the demo
+catalog's device class "meter": IMSIs beginning 99901, RG 10, a day (00:00-00:00 UTC), at most
+1 MiB and 8 requests, grants reserve at most 0.005 EUR, Quota-Holding-Time 1 d."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The IoT low-signalling profile behind the real server, over 127.0.0.1: profile grants, the
 fall back beyond the threshold set with its record and RAR, the CDR files, and the state a
-replay of the journal after a crash rebuilds (docs/charging.md section 9).
+replay of the journal after a crash rebuilds (docs/charging.md, *IoT low-signalling profile*).
 
 The catalog is flat (0.01 EUR/MiB at any time, UTC) so that amounts do not depend on the wall
 clock; the period (a UTC day) does: the test waits out the last 30 s of a day."""

@@ -100,3 +100,31 @@ async def test_a_malformed_file_sends_nothing(
     assert code == 2 and why in err
     code, _, _ = await cli.run("get", "x")
     assert code == 1
+
+
+async def test_import_json_lines_and_one_create_per_row(cli: Cli, tmp_path: Path) -> None:
+    """JSON Lines (strings or integers, absent keys for none), in batches of 3 (CREATE_BULK)
+    and with --batch 1 (one CREATE per row): the same accounts, the same refusals by line."""
+    path = tmp_path / "accounts.jsonl"
+    lines = [
+        '{"account_id": "jl-1", "msisdn": "+4918000001", "balance": "2.50"}',
+        "",
+        '{"account_id": "jl-2", "imsi": 262030000000002, "balance": 3, "credit_limit": "0.5"}',
+        '{"account_id": "jl-3", "msisdn": "49x"}',
+        '{"account_id": "jl-4"}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = await cli.run("import", str(path), "--batch", "3")
+    assert code == 1 and "3 created, 0 existed, 1 refused of 4 rows" in out
+    assert "line 4: Result-Code 5004: an E.164 Subscription-Id" in err
+    code, got = await cli.json("get", "jl-2")
+    assert got["Account"]["Balance"] == 3_000_000 and got["Account"]["Credit-Limit"] == 500_000
+    assert got["Account"]["Subscription-Id"][0]["Subscription-Id-Data"] == "262030000000002"
+    code, out, err = await cli.run("import", str(path), "--batch", "1")
+    assert code == 1 and "0 created, 3 existed, 1 refused of 4 rows" in out
+    assert "line 4: Result-Code 5004" in err
+    # a bad line is named, and nothing is sent
+    path.write_text('{"account_id": "jl-9"}\n{"account_id": "jl-10", "colour": "red"}\n')
+    code, _, err = await cli.run("import", str(path))
+    assert code == 2 and ":2: unknown keys colour" in err
+    assert (await cli.run("get", "jl-9"))[0] == 1

@@ -37,7 +37,8 @@ def _strategy(t: mi.Type) -> st.SearchStrategy[Any]:
         return st.none()
     if isinstance(t, mi.VarTupleType):
         size = min(3, t.max_length if t.max_length is not None else 3)
-        return st.lists(_strategy(t.item_type), max_size=size).map(tuple)
+        least = t.min_length or 0  # (a Bulk-Account has at least one entry)
+        return st.lists(_strategy(t.item_type), min_size=least, max_size=size).map(tuple)
     if isinstance(t, mi.ListType):
         return st.lists(_strategy(t.item_type), max_size=3)
     if isinstance(t, mi.DictType):

@@ -47,6 +47,7 @@ SAMPLE: dict[str, tuple[object, list[str]]] = {
     "tls-client-ca": ("/etc/ocs/ca.pem", ["--tls-client-ca", "/etc/ocs/ca.pem"]),
     "tls-require-client-cert": (True, ["--tls-require-client-cert"]),
     "refund-window-s": (3600, ["--refund-window-s", "3600"]),
+    "history-limit": (64, ["--history-limit", "64"]),
     "log-json": (True, ["--log-json"]),
     "log-level": ("debug", ["--log-level", "debug"]),
     "ready-file": ("/run/ocs.port", ["--ready-file", "/run/ocs.port"]),

@@ -37,6 +37,8 @@ from ocs.tools.sim.usage_log import Entry, EventEntry, SessionEntry, UsageEntry,
 from rating import format_exact
 
 _UNIT_KEYS = ("totalVolume", "time", "serviceSpecificUnits")
+# records of money movements, not of a network element's usage (loans: docs/protocol.md, LOAN)
+_MONEY_RECORDS = ("loan", "loanRepayment")
 
 
 @dataclass(slots=True)
@@ -215,6 +217,8 @@ def compare(
     event_cdrs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     abnormal = 0
     for record in records:
+        if record.get("recordType") in _MONEY_RECORDS:  # not usage: docs/protocol.md, LOAN
+            continue
         if record.get("nodeId") not in out.nodes:
             out.cdrs_other_nodes += 1
             continue

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocs.edge.tls import TlsClientConfig, client_context
 from ocs.tools.sim.clock import SimClock
+from ocs.tools.sim.groups import share  # groups
 from ocs.tools.sim.link import Delivery, Link
 from ocs.tools.sim.usage_log import UsageLog
 from protocol.codes import (
@@ -67,6 +68,10 @@ class SimConfig:
     drain_timeout: float = 60.0  # real seconds to close every session at the end
     tls: TlsClientConfig | None = None  # connect over TLS (RFC 6733 section 13)
     encoding: int = VERSION  # the body encoding: VERSION (MessagePack) or VERSION_DIAMETER
+    offer: str | None = None  # offers: the first subscriber takes this offer of the catalog
+    # groups: the first `group_members` subscribers share a group account's package
+    group_members: int = 0
+    group_package: str = "family"
 
 
 @dataclass(slots=True)
@@ -242,6 +247,36 @@ class SimRuntime:
 
         await asyncio.gather(*(create(s) for s in subscribers))
         self.stats.subscribers = len(subscribers)
+        if self.config.offer is not None and subscribers:
+            await self._subscribe(subscribers[0], self.config.offer)
+        if self.config.group_members:  # groups (ocs/tools/sim/groups.py)
+            await share(self, subscribers[: self.config.group_members])
+
+    async def _subscribe(self, sub: Subscriber, offer: str) -> None:
+        """Offers: the subscriber takes `offer` (its usage then draws on the allowances); once
+        per account (its Operation-Id), and an account that holds it already keeps it."""
+        delivery = await self.call(
+            AMR(
+                origin_host=self.config.origin_host,
+                origin_realm=self.config.origin_realm,
+                account_operation=AccountOperation.SUBSCRIBE,
+                account_id=sub.account_id,
+                offer_name=offer,
+                operation_id=f"sim-offer-{sub.account_id}-{offer}",
+            )
+        )
+        self.stats.requests["AMR"] += 1
+        self.stats.answer(delivery, admin=True)
+        answer = delivery.answer
+        if answer is None:
+            raise RuntimeError(f"SUBSCRIBE {sub.account_id} {offer}: no answer")
+        held = answer.result_code == ResultCode.INVALID_AVP_VALUE and "already" in (
+            answer.error_message or ""
+        )  # an earlier run's subscription
+        if answer.result_code != ResultCode.SUCCESS and not held:
+            raise RuntimeError(
+                f"SUBSCRIBE {sub.account_id} {offer}: {answer.result_code} {answer.error_message}"
+            )
 
     # --- lifetime ------------------------------------------------------------------------------
 
