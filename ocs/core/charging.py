@@ -2515,6 +2515,9 @@ class ChargingCore:
             "currencyCode": self.catalog.currency.code,
         }
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
+        self.history.record(  # history: the fee, under its record's number
+            renewal.account_id, renewal.at_ms, MovementKind.FEE, -renewal.fee, cdr_seq=seq
+        )
 
     # --- IoT low-signalling profile (ocs/core/iot.py; docs/charging.md) -----------------------
 
@@ -2935,6 +2938,12 @@ class ChargingCore:
         for key, value in record.items():
             full.setdefault(key, value)
         self._cdrs.append((seq, CDR_ENCODER.encode(full)))
+        if record["recordType"] == "apportionment" and record["charge"]:
+            # history: the package fee the group account paid, apportioned by this record
+            self.history.record(
+                record["accountId"], end_ms, MovementKind.APPORTIONMENT, -record["charge"],
+                cdr_seq=seq,
+            )  # fmt: skip
         return seq
 
     def _group_membership(self, now_ms: int, amr: AMR) -> AdminResult:
@@ -3035,10 +3044,20 @@ class ChargingCore:
         policy = self.catalog.loan_policy
         return policy.threshold if policy is not None else 0
 
-    def _emit_record(self, record: dict[str, Any]) -> None:
-        """A loan or repayment record, numbered in the CDR stream."""
+    def _emit_record(self, record: dict[str, Any], now_ms: int) -> None:
+        """A loan or repayment record, numbered in the CDR stream, and its movement in the
+        account's history (a loan: its principal credited; a repayment: principal and fee
+        taken from the top-up)."""
         seq = self._next_seq()
         self._cdrs.append((seq, CDR_ENCODER.encode({"recordSequenceNumber": seq, **record})))
+        account_id: str = record["accountId"]
+        if record["recordType"] == "loan":
+            self.history.record(
+                account_id, now_ms, MovementKind.LOAN, record["loanAmount"], cdr_seq=seq
+            )
+        else:
+            repaid: int = record["principalRepaid"] + record["feeRepaid"]
+            self.history.record(account_id, now_ms, MovementKind.REPAYMENT, -repaid, cdr_seq=seq)
 
     def _loan(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
         """LOAN: applied once under its Operation-Id (a retry answers the first outcome)."""
@@ -3069,7 +3088,7 @@ class ChargingCore:
             node_id=origin_host,
             currency=self.catalog.currency.code,
             when=iso_ms(now_ms),
-            emit=self._emit_record,
+            emit=lambda record: self._emit_record(record, now_ms),
         )
         if outcome is Outcome.OK:
             self._topped_up(account_id)  # loan money for sessions held at their final units
@@ -3092,7 +3111,7 @@ class ChargingCore:
             node_id=origin_host,
             currency=self.catalog.currency.code,
             when=iso_ms(now_ms),
-            emit=self._emit_record,
+            emit=lambda record: self._emit_record(record, now_ms),
         )
 
     def _loan_spent(self, account_id: str, charge: int) -> None:

@@ -261,3 +261,38 @@ def test_history_keeps_the_last_of_each_account_in_order(
         numbered = list(enumerate(history, start=1))[-limit:]  # the last `limit`, kept
         expected = [(n, a) for n, a in reversed(numbered) if before is None or n < before][:page]
         assert [(m.seq, m.amount) for m in found] == expected
+
+
+def test_loans_repayments_and_offer_fees_are_movements(h: Harness) -> None:
+    """The movements recorded by the features beside the charging path: a loan's principal
+    credited (LOAN), a top-up's repayment (REPAYMENT), an offer's fee (FEE), each under the
+    number of its record in the CDR stream."""
+    h.account("a", SUB, 200_000)  # 0.20 EUR: at or below the demo loan threshold (0.50)
+    loan = amr(AccountOperation.LOAN, "a", amount=2 * EUR, operation_id="l1")
+    assert h.ama(loan, PEAK).result_code == 2001
+    # 10.00 EUR top-up: repays 2.00 principal + 0.20 fee (10 % rounded up) first
+    assert h.ama(amr(CREDIT, "a", amount=10 * EUR, operation_id="t1"), PEAK + 1).result_code == 2001
+    # the demo bundle: 15.00 EUR a month, taken from the money (0.20 + 2.00 + 10.00 - 2.20)
+    bundle = msgspec.structs.replace(
+        amr(AccountOperation.SUBSCRIBE, "a", operation_id="s1"), offer_name="bundle-15"
+    )
+    assert h.ama(bundle, PEAK + 2).result_code != 2001  # 10.00 EUR does not pay 15.00
+    assert h.ama(amr(CREDIT, "a", amount=10 * EUR, operation_id="t2"), PEAK + 3).result_code == 2001
+    bundle = msgspec.structs.replace(bundle, operation_id="s2")
+    assert h.ama(bundle, PEAK + 4).result_code == 2001
+    got = moves(h.ama(history(), PEAK + 5))
+    records = {r["recordSequenceNumber"]: r["recordType"] for r in h.cdrs()}
+    assert sorted((kind, amount) for _, kind, amount, _, _ in got) == sorted(
+        [
+            (MovementKind.OPENING, 200_000),
+            (MovementKind.LOAN, 2 * EUR),
+            (MovementKind.CREDIT, 10 * EUR),
+            (MovementKind.REPAYMENT, -2_200_000),
+            (MovementKind.CREDIT, 10 * EUR),
+            (MovementKind.FEE, -15 * EUR),
+        ]
+    )
+    by_kind = {kind: record for _, kind, _, _, record in got}
+    assert records[by_kind[MovementKind.LOAN]] == "loan"
+    assert records[by_kind[MovementKind.REPAYMENT]] == "loanRepayment"
+    assert records[by_kind[MovementKind.FEE]] == "offerFee"
