@@ -50,6 +50,12 @@ def audit_fields(message: AMR) -> dict[str, Any]:
         fields["session"] = message.session_id
     if message.offer_name is not None:  # SUBSCRIBE, UNSUBSCRIBE (offers)
         fields["offer"] = message.offer_name
+    if message.group_account_id is not None:  # GROUP_JOIN (groups)
+        fields["group"] = message.group_account_id
+    if message.package_name is not None:  # GROUP_JOIN (groups)
+        fields["package"] = message.package_name
+    if message.period_start is not None:  # STATEMENT (groups)
+        fields["period_start"] = message.period_start
     if message.bulk_account:  # CREATE_BULK: one line for the batch
         batch = message.bulk_account
         fields["accounts"] = len(batch)

@@ -49,6 +49,19 @@ def _requests() -> list[tuple[AMR, int]]:
         # offers: the balance (3 + 1 - 4 = 0 EUR) cannot pay bundle-15's 15.00 EUR fee: 4012
         (msgspec.structs.replace(amr(OP.SUBSCRIBE, "aud"), offer_name="bundle-15"), 4012),
         (msgspec.structs.replace(amr(OP.UNSUBSCRIBE, "aud"), offer_name="bundle-15"), 5004),
+        # groups: "aud" joins the group account "aud-2" (the demo catalog's package "family"),
+        # asks its statement (the open month) and leaves, so that CLOSE below succeeds
+        (
+            msgspec.structs.replace(
+                amr(OP.GROUP_JOIN, "aud", operation_id="g-1"),
+                group_account_id="aud-2",
+                package_name="family",
+            ),
+            2001,
+        ),
+        (amr(OP.STATEMENT, "aud"), 2001),
+        (amr(OP.GROUP_LEAVE, "aud", operation_id="g-2"), 2001),
+        (amr(OP.LOAN, "aud"), 5005),  # loans: a LOAN without its Amount, refused and logged
         (amr(OP.CLOSE, "aud", operation_id="x-1"), 2001),
     ]
 
@@ -89,3 +102,5 @@ async def test_every_administrative_operation_is_an_audit_event(tmp_path: Path) 
     assert by_op["UPDATE"]["status"] == "ACTIVE" and by_op["UPDATE"]["credit_limit"] == EUR
     assert by_op["TERMINATE_SESSION"]["session"] == f"{UPF};none"
     assert by_op["SUBSCRIBE"]["offer"] == "bundle-15"
+    join = by_op["GROUP_JOIN"]
+    assert (join["group"], join["package"], join["operation_id"]) == ("aud-2", "family", "g-1")
