@@ -2093,7 +2093,7 @@ class ChargingCore:
                 if self.ledger.recall(op_id) is None and self._loan_debit_refused(
                     account_id, amount
                 ):
-                    return Outcome.INSUFFICIENT_FUNDS, failed_amount, "the loan pays usage only"
+                    return Outcome.INSUFFICIENT_FUNDS, failed_amount, "the loan pays charges only"
                 outcome = self.ledger.debit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
@@ -2494,6 +2494,7 @@ class ChargingCore:
     def _write_fee_cdr(self, renewal: Renewal) -> None:
         """The record of an offer's fee (recordType "offerFee"): a charge like usage, so the
         sum of `charge` over all records is still what the accounts lost to charging."""
+        self._loan_spent(renewal.account_id, renewal.fee)  # loans: a fee is a charge too
         view = self.ledger.account(renewal.account_id)
         served = view.subscriptions[0].data if view is not None and view.subscriptions else ""
         seq = self._next_seq()
@@ -3115,7 +3116,8 @@ class ChargingCore:
         )
 
     def _loan_spent(self, account_id: str, charge: int) -> None:
-        """A usage charge was posted: its loan part leaves the loan balance."""
+        """A charge was posted (usage, an offer's fee): its loan part leaves the loan
+        balance."""
         if not self.loans.loan_balance(account_id):
             return
         view = self.ledger.account(account_id)

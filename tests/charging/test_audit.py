@@ -90,6 +90,8 @@ async def test_every_administrative_operation_is_an_audit_event(tmp_path: Path) 
         ("GET", 2001),
     ]
     assert events[1]["accounts"] == 1 and events[1]["first_account"] == "aud-2"
+    loan = next(e for e in events if e["operation"] == "LOAN")
+    assert loan["account"] == "aud" and loan["result_code"] == 5005 and "amount" not in loan
     assert all(e["peer"] == UPF and e["log_level"] == "info" for e in events)
     assert [e["end_to_end"] for e in events] == [*range(100, 100 + len(requests)), 102]
     assert [e["duplicate"] for e in events] == [False] * len(requests) + [True]

@@ -265,7 +265,7 @@ def test_the_loan_pays_usage_only_and_a_debtor_cannot_close(h: Harness) -> None:
     h.account("a", SUB, 30 * CENT)
     assert h.ama(amr(LOAN, "a", amount=EUR), PEAK).result_code == 2001
     debit = h.ama(amr(AccountOperation.DEBIT, "a", amount=50 * CENT), PEAK + 1)
-    assert debit.result_code == 4012 and "loan pays usage only" in (debit.error_message or "")
+    assert debit.result_code == 4012 and "loan pays charges only" in (debit.error_message or "")
     assert h.ama(amr(AccountOperation.DEBIT, "a", amount=30 * CENT), PEAK + 2).result_code == 2001
     # granted 0.05 + 950 s = 1.00 (all there is), used 1,050 s: 0.05 + 1.05 = 1.10
     call(h, "c", 950, PEAK + 10, used=1_050)
@@ -451,3 +451,24 @@ def test_the_top_up_condition_is_decided_as_on_the_whole_history(
     expected = any(a >= min_topup for a in window)
     why = book.refusal("a", EUR, 0, now, policy, 0)
     assert (why is None) == expected, (why, window)
+
+
+def test_an_offer_fee_is_a_charge_the_loan_pays_below_the_threshold() -> None:
+    """Regression (loans merged with offers): an offer's fee taken while the account held loan
+    money was booked as money alone, leaving the money balance at -14.80 beside 20.00 of loan
+    money. A fee is a charge like usage: it is split in the order of spending."""
+    import msgspec
+
+    h = Harness(catalog=loan_catalog('amounts = ["20.00"]\nfee = "1.00"\nthreshold = "0.50"'))
+    h.account("a", SUB, 20 * CENT)
+    assert h.ama(amr(LOAN, "a", amount=20 * EUR), PEAK).result_code == 2001
+    subscribe = msgspec.structs.replace(
+        amr(AccountOperation.SUBSCRIBE, "a", operation_id="S1"), offer_name="bundle-15"
+    )
+    assert h.ama(subscribe, PEAK + 1).result_code == 2001
+    # ledger 0.20 + 20.00 - 15.00 = 5.20; money 0.20 is at or below 0.50: the loan pays the
+    # 15.00 fee (20.00 - 15.00 = 5.00 left), money stays 0.20
+    account = get(h, "a", PEAK + 2).account
+    assert account is not None
+    assert (account.balance, account.loan_balance) == (20 * CENT, 5 * EUR)
+    checked(h)

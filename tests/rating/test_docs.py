@@ -39,7 +39,8 @@ def test_cli_prices_the_demo_as_documented(
 
 def test_example_catalog_is_valid_and_priced_as_documented() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", TEXT, re.S)
-    assert len(blocks) == 1
+    # the one ```toml block is the tested example; other snippets are fenced with plain ```
+    assert len(blocks) == 1, "docs/catalog.md: fence snippets other than the example with ```"
     catalog = parse_catalog(blocks[0])
     internet, calls = catalog.rating_groups[1], catalog.rating_groups[3]
     evening = ts("2026-01-05T19:00:00+01:00")
