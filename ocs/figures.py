@@ -78,6 +78,7 @@ def figures(node: Node) -> Figures:
         peers=server.peer_connections(),
         refusals=dict(server.stats),
         tls_handshake_failures=server.tls_handshake_failures,
+        load_band=core.load_pricing.band_name(),
     )
 
 

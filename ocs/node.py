@@ -393,6 +393,8 @@ class Node:
             "rar": 0,
             "asr": 0,
         }
+        # load-modulated prices: the band in force last logged (`load.band`)
+        self._load_band = self.core.load_pricing.band_name()
         # observability (docs/operations.md, "Metrics and status"): the request path's
         # counters, kept only with a metrics listener; the rest is read when asked
         self.metrics = Metrics() if config.metrics_listen is not None else None
@@ -783,6 +785,10 @@ class Node:
         actions = core.take_actions()
         if actions:
             self.commit.defer(lambda: self._send_actions(actions))
+        band = core.load_pricing.band_name()  # load-modulated prices: a band change is logged
+        if band != self._load_band:
+            log.info("load.band", band=band, previous=self._load_band)
+            self._load_band = band
 
     def _move_cdrs(self) -> None:
         """CDRs whose journal record is durable (fsynced, in relaxed mode too) go to the CDR

@@ -286,6 +286,9 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Share", 37, T.INTEGER64, False, "docs/protocol.md, STATEMENT"),
     ("Period-Start", 38, T.TIME, False, "docs/protocol.md, STATEMENT"),
     ("Period-End", 39, T.TIME, False, "docs/protocol.md, STATEMENT"),
+    # load-modulated prices (codes 80-84 reserved for them)
+    ("Load-Band", 80, T.UTF8_STRING, False, "docs/protocol.md, Load-modulated prices"),
+    ("Load-Factor", 81, T.UTF8_STRING, False, "docs/protocol.md, Load-modulated prices"),
 )
 
 

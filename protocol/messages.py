@@ -198,6 +198,9 @@ class MsccAnswer(Avps, frozen=True, kw_only=True):
     tariff_time_change: Time | None = None
     linked_rating_group: tuple[Unsigned32, ...] | None = None
     service_identifier: Unsigned32 | None = None
+    # extension (docs/protocol.md "Load-modulated prices"): the band the grant or quote is in
+    load_band: str | None = None
+    load_factor: str | None = None
 
 
 class UnitValue(Avps, frozen=True, kw_only=True):

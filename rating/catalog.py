@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.devices import parse_device_classes
 from rating.errors import CatalogError
+from rating.load import parse_load
 from rating.loans import parse_loan_policy
 from rating.model import (
     AccountPolicy,
@@ -111,6 +112,7 @@ _TOP_KEYS = (
     "offers",  # rating/offers.py (docs/catalog.md, *Offers*)
     "loan_policy",  # rating/loans.py
     "packages",  # groups (rating/packages.py)
+    "load",  # load-modulated prices (rating/load.py)
     "device_classes",  # IoT profile: rating/devices.py
 )
 _RG_KEYS = (
@@ -760,6 +762,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     # loans: rating/loans.py
     loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
     packages = parse_packages(top.get("packages", []), groups)  # groups
+    load = parse_load(top["load"], "load", groups) if "load" in top else None  # rating/load.py
     # IoT profile (issue 15): parsed by rating/devices.py
     devices = top.get("device_classes")
     device_classes = (
@@ -777,6 +780,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         offers=offers,
         loan_policy=loan_policy,
         packages=packages,
+        load=load,
         device_classes=device_classes,
     )
 

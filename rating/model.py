@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from rating.devices import DeviceClass  # IoT profile (issue 15): the catalog's device classes
+from rating.load import LoadPolicy
 from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
 from rating.tariff import Tariff
@@ -228,6 +229,8 @@ class Catalog:
     loan_policy: LoanPolicy | None = None
     # groups: the `[[packages]]` by name (rating/packages.py)
     packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
+    load: LoadPolicy | None = None
+    """Load-modulated prices (``[load]``, rating/load.py); None: prices ignore load."""
     # IoT low-signalling profile (rating/devices.py, docs/catalog.md *Device classes*)
     device_classes: tuple[DeviceClass, ...] = ()
 

@@ -31,6 +31,7 @@ from ocs.cli.account import CLIENT_KEYS, default_origin_host, server_options
 from ocs.cli.args import tls_client_config
 from ocs.cli.config import ClientSettings
 from ocs.core.charging import catalog_digest
+from ocs.core.load import LoadPricing
 from ocs.edge.catalog_files import load_catalog_file
 from ocs.edge.client import Client, ClientError
 from ocs.edge.tls import TlsConfigError, client_context
@@ -51,6 +52,7 @@ from rating import (
     price,
 )
 from rating.devices import DeviceClass
+from rating.load import load_facts
 
 EXIT_OK: Final = 0
 EXIT_DIFFERENT: Final = 1  # diff: the file is not the catalog in force; show: refused
@@ -117,6 +119,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="units of the same session already rated (no setup fee then)",
     )
     quote.add_argument("--event", action="store_true", help="price an event: no setup fee")
+    quote.add_argument(
+        "--load-band",
+        metavar="NAME",
+        help="price in this load band of the catalog's [load] section (default: the base band)",
+    )
     quote.add_argument("--json", action="store_true", help="print one JSON object")
     quote.set_defaults(func=_price)
 
@@ -406,6 +413,7 @@ def catalog_facts(catalog: Catalog) -> dict[str, str]:
     if cdr.time_limit is not None:
         facts["cdr time limit"] = _quantity(cdr.time_limit, Unit.SECONDS)
     _offer_facts(catalog, facts, money)  # offers (docs/catalog.md, *Offers*)
+    facts.update(load_facts(catalog.load))  # load-modulated prices (rating/load.py)
     for device_class in catalog.device_classes:  # IoT profile (rating/devices.py)
         facts.update(_device_class_facts(device_class, money(device_class.reserve)))
     return facts
@@ -518,6 +526,11 @@ def _price(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _error(f"bad instant: {exc}")
     prior: int = args.prior_units
+    if args.load_band is not None:  # load-modulated prices (docs/catalog.md "Load bands")
+        banded = _in_band(catalog, group, args.load_band)
+        if isinstance(banded, str):
+            return _error(banded)
+        group = banded
     try:
         charge = price(group, units, start, end, prior)
     except ValueError as exc:
@@ -529,6 +542,19 @@ def _price(args: argparse.Namespace) -> int:
     else:
         _print_text(catalog, group, charge, start, end, setup_fee, total)
     return 0
+
+
+def _in_band(catalog: Catalog, group: RatingGroup, name: str) -> RatingGroup | str:
+    """`group` priced in the load band `name`, or what is wrong."""
+    policy = catalog.load
+    if policy is None or not policy.applies(group.id):
+        return f"rating group {group.id} is not priced by load in this catalog"
+    for index in range(len(policy.bands) + 1):
+        band, factor = policy.band(index)
+        if band == name:
+            return LoadPricing(catalog).priced(group, factor, band)
+    names = ", ".join(policy.band(i)[0] for i in range(len(policy.bands) + 1))
+    return f"unknown load band {name!r} (the catalog has: {names})"
 
 
 def _as_json(

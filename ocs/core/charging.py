@@ -26,6 +26,7 @@ import hashlib
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any, Final
 
 import msgspec
@@ -68,6 +69,7 @@ from ocs.core.identities import normalise_identity
 from ocs.core.iot import IotGrant, IotProfile
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.ledger_types import CreateAccount, LedgerOutcome, command_problem
+from ocs.core.load import LoadDecision, LoadPricing
 from ocs.core.loans import (  # loans (ocs/core/loans.py)
     LoanBook,
     money_available,
@@ -188,6 +190,7 @@ __all__ = [
 ]
 
 MS: Final = 1000
+_ONE: Final = Fraction(1)  # the factor of a price that ignores load
 
 
 def catalog_digest(text: str) -> str:
@@ -373,6 +376,8 @@ class ChargingCore:
         self.loans = LoanBook()
         # groups: shared group packages (ocs/core/groups.py)
         self.groups = Groups()
+        # load-modulated prices (ocs/core/load.py): the band in force, recent grants
+        self.load_pricing = LoadPricing(self.catalog)
         # IoT low-signalling profile (ocs/core/iot.py): device classes of sessions, counts
         self.iot = IotProfile()
 
@@ -700,6 +705,7 @@ class ChargingCore:
         self._dearest = {}
         self._variants = {}
         self.catalog_text = text
+        self.load_pricing.catalog_changed(new)  # load-modulated prices
         for sid in self._sessions:
             session = self._peek(sid)
             assert session is not None
@@ -938,6 +944,9 @@ class ChargingCore:
                     for r in rates:
                         if r.num * den > num * r.den:
                             num, den = r.num, r.den
+            # load-modulated prices: at the catalog's dearest band (ocs/core/load.py)
+            scale = self.load_pricing.bound_factor(rg.id)
+            num, den = num * scale.numerator, den * scale.denominator
             rate = self._dearest[rg.id] = (num, den)
         billed = units + rg.billing.first + rg.billing.increment
         return div_ceil(rate[0] * billed, rate[1]) + billed + rg.setup_fee
@@ -1225,6 +1234,10 @@ class ChargingCore:
         units -= free
         prior = session.rated.get(rg_id, 0)
         fee = rg.setup_fee if rg_id not in session.fee_charged and units else 0
+        # load-modulated prices (ocs/core/load.py): the band this grant is decided in
+        band = self._load_decision(rg, now_s, session)
+        if band is not None:
+            rg = self.load_pricing.priced(rg, band.factor, band.name)
         cost = price_dearest(rg, units, now_s, end_s, prior).total + fee
         final = False
         limit = min(headroom, MAX_AMOUNT)
@@ -1253,7 +1266,9 @@ class ChargingCore:
         # clients do with Session-Ids, and short: the session is the reservation's owner.
         session.grants_made += 1
         if self._is_estimate(session):  # reserves nothing: no ledger operation, no reservation id
-            return self._granted(session, rg, units, cost, validity, final, fee, "", now_s)
+            return self._granted(
+                session, rg, units, cost, validity, final, fee, "", now_s, band=band
+            )
         expires_at_ms = (now_s + session.tcc_s + RESERVATION_SLACK_S) * MS
         reservation_id = ""  # offers: a grant the allowances pay whole reserves no money
         if money_units:
@@ -1284,7 +1299,9 @@ class ChargingCore:
                 self.catalog,
             )
             assert held == free
-        return self._granted(session, rg, units, cost, validity, final, fee, reservation_id, now_s)
+        return self._granted(
+            session, rg, units, cost, validity, final, fee, reservation_id, now_s, band=band
+        )
 
     def _granted(
         self,
@@ -1297,6 +1314,8 @@ class ChargingCore:
         fee: int,
         reservation_id: str,
         now_s: int,
+        *,
+        band: LoadDecision | None = None,
     ) -> MsccAnswer:
         """Record the grant (reserved as `reservation_id`, or \"\" for an estimate) and answer
         it."""
@@ -1315,6 +1334,11 @@ class ChargingCore:
             final=final,
             fee=fee,
         )
+        if band is not None:  # load-modulated prices: the grant keeps its band
+            factor = band.factor
+            session.grants[rg_id].load = (band.name, factor.numerator, factor.denominator)
+            if not self._is_estimate(session):  # a grant made (an estimate moves nothing)
+                self.load_pricing.commit(band, now_s)
         if final:
             if rg_id not in session.starved:
                 session.starved.append(rg_id)
@@ -1334,6 +1358,8 @@ class ChargingCore:
             final_unit_indication=self._fui(rg) if final else None,
             tariff_time_change=change,
             linked_rating_group=self._links(session, rg_id) or None,
+            load_band=band.name if band is not None else None,
+            load_factor=band.factor_text if band is not None else None,
         )
 
     def _links(self, session: Session, rg_id: int) -> tuple[int, ...]:
@@ -1384,6 +1410,9 @@ class ChargingCore:
         grant = session.grants.pop(rg_id, None)
         now_s = now_ms // MS
         start_s = grant.granted_s if grant is not None else session.last_ms // MS
+        # load-modulated prices (ocs/core/load.py): the grant's band, else the band now
+        band_name, factor, factor_text = self._usage_band(rg, grant, now_s)
+        rated = self.load_pricing.priced(rg, factor, band_name) if band_name else rg
         total = 0
         used_total = 0
         # offers: usage is paid by the units held for the grant, then by the allowances that
@@ -1413,7 +1442,7 @@ class ChargingCore:
                 drawn = self.offers.draw(session.account_id, rg_id, units - held, self.catalog)
                 money_units = units - held - sum(n for _, _, n in drawn)
             prior = session.rated.get(rg_id, 0)
-            charge = self._rate(rg, usu, money_units, prior, grant, start_s, now_s)
+            charge = self._rate(rated, usu, money_units, prior, grant, start_s, now_s)
             session.rated[rg_id] = prior + money_units
             fee = 0
             if money_units > 0 and rg.setup_fee and rg_id not in session.fee_charged:
@@ -1443,6 +1472,7 @@ class ChargingCore:
                     beyond_grant=beyond,
                     at_ms=now_ms,
                     drawn=tuple(drawn),
+                    load=(band_name, factor_text) if band_name else None,
                 )
             )
             total += charge + fee
@@ -1482,6 +1512,34 @@ class ChargingCore:
             self._loan_spent(paid_by, total)  # loans
         if paid_by != session.account_id:  # groups: a member's usage, per service and period
             self._group_usage(paid_by, session.account_id, rg_id, used_total, total, now_ms)
+
+    def _load_decision(
+        self, rg: RatingGroup, now_s: int, session: Session | None = None
+    ) -> LoadDecision | None:
+        """The load band a grant of `rg` decided now (for `session`) is in (None: not
+        load-priced, or zero-rated). The "sessions" measure counts the open sessions that are
+        not estimates, and an estimate `session` itself (it is quoted as if it were real)."""
+        if rg.zero_rated:
+            return None
+        sessions = len(self._sessions) - len(self._estimates)
+        if session is not None and self._is_estimate(session):
+            sessions += 1
+        return self.load_pricing.decide(rg.id, sessions, now_s)
+
+    def _usage_band(
+        self, rg: RatingGroup, grant: Grant | None, now_s: int
+    ) -> tuple[str, Fraction, str]:
+        """The band, factor and factor text usage of `rg` is charged in: its grant's (at most
+        the catalog's dearest, `LoadPricing.grant_factor`); without a grant, the band now;
+        ("", 1, "") for a group not load-priced."""
+        if grant is not None:
+            if grant.load is None:
+                return "", _ONE, ""
+            name, num, den = grant.load
+            factor, text = self.load_pricing.grant_factor(rg.id, num, den)
+            return name, factor, text
+        band = self._load_decision(rg, now_s)
+        return ("", _ONE, "") if band is None else (band.name, band.factor, band.factor_text)
 
     def _rate(
         self,
@@ -1635,14 +1693,23 @@ class ChargingCore:
         enquiry = action is RequestedAction.PRICE_ENQUIRY
         fee_charged: set[int] = set()
         priced: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
+        # load-modulated prices (ocs/core/load.py): each MSCC's band (None: not load-priced)
+        bands: list[LoadDecision | None] = []
         for mscc in ccr.multiple_services_credit_control or ():
             rg = self.catalog.rating_group(ccr.service_context_id, mscc.rating_group)
             units = 0
             charge = 0
+            band = None
+            if rg is not None and not refund:
+                band = self._load_decision(rg, now_ms // MS)
+            bands.append(band)
             if rg is not None and mscc.requested_service_unit is not None:
                 units = units_of(mscc.requested_service_unit, rg.unit) or 0
+                banded = (
+                    rg if band is None else self.load_pricing.priced(rg, band.factor, band.name)
+                )
                 # a refund is priced by the debits it gives back (`_plan_refund`)
-                charge = price_event(rg, units, at_s).total if units and not refund else 0
+                charge = price_event(banded, units, at_s).total if units and not refund else 0
                 if enquiry and units and rg.setup_fee and rg.id not in fee_charged:
                     fee_charged.add(rg.id)
                     charge += rg.setup_fee
@@ -1650,7 +1717,10 @@ class ChargingCore:
         total = sum(charge for _, _, _, charge in priced)
         if enquiry:
             return self._cca(
-                ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
+                ccr,
+                Outcome.OK,
+                self._event_msccs(priced, bands),
+                cost_information=self._cost(total),
             )
         found = self._resolve(ccr)
         if found is None:
@@ -1659,14 +1729,14 @@ class ChargingCore:
         # offers: units the allowances pay, per MSCC; only the rest is priced in money
         free: list[int] = [0] * len(priced)
         if not refund and self.offers.has_offers(account_id):
-            priced, free = self._event_allowances(account_id, priced, at_s)
+            priced, free = self._event_allowances(account_id, priced, at_s, bands)
             total = sum(charge for _, _, _, charge in priced)
         if action is RequestedAction.CHECK_BALANCE:
             enough = total <= headroom
             return self._cca(
                 ccr,
                 Outcome.OK,
-                self._event_msccs(priced),
+                self._event_msccs(priced, bands),
                 check_balance_result=CheckBalanceResult.ENOUGH_CREDIT
                 if enough
                 else CheckBalanceResult.NO_CREDIT,
@@ -1680,7 +1750,10 @@ class ChargingCore:
                 return self._cca(ccr, Outcome.CREDIT_LIMIT_REACHED)
             if estimate:  # what it would have cost: nothing debited, recorded or written
                 return self._cca(
-                    ccr, Outcome.OK, self._event_msccs(priced), cost_information=self._cost(total)
+                    ccr,
+                    Outcome.OK,
+                    self._event_msccs(priced, bands),
+                    cost_information=self._cost(total),
                 )
             if total:
                 outcome = self.ledger.apply(
@@ -1704,6 +1777,9 @@ class ChargingCore:
                     assert rg is not None
                     self._record_debit(account_id, rg.id, units_free, 0, now_ms, parts)
             event_drawn = [[(p.offer, p.allowance, p.units) for p in ps] for ps in drawn]
+            for band in bands:  # load-modulated prices: a debit is a grant made
+                if band is not None:
+                    self.load_pricing.commit(band, now_ms // MS)
             sign = 1
         else:  # REFUND_ACCOUNT
             plan = self._plan_refund(account_id, priced, now_ms)
@@ -1735,15 +1811,18 @@ class ChargingCore:
                     raise BookingRefused(f"credit of {total} refund: {outcome.code.name}")
             event_drawn = self._draw(draws, priced)
             sign = -1
-        self._write_event_cdr(ccr, origin_host, account_id, priced, sign, now_ms, at_s, event_drawn)
+        self._write_event_cdr(
+            ccr, origin_host, account_id, priced, sign, now_ms, at_s, event_drawn, bands
+        )
         extra = self._aoc(ccr, total, account_id)
-        return self._cca(ccr, Outcome.OK, self._event_msccs(priced), **extra)
+        return self._cca(ccr, Outcome.OK, self._event_msccs(priced, bands), **extra)
 
     def _event_allowances(
         self,
         account_id: str,
         priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
         at_s: int,
+        bands: list[LoadDecision | None] | None = None,
     ) -> tuple[list[tuple[MsccRequest, RatingGroup | None, int, int]], list[int]]:
         """An event priced with the account's allowances (offers): per MSCC, the units they
         pay, in MSCC order, each taking what the earlier ones left whatever balances they
@@ -1752,7 +1831,7 @@ class ChargingCore:
         out: list[tuple[MsccRequest, RatingGroup | None, int, int]] = []
         free: list[int] = []
         planned = 0
-        for mscc, rg, units, charge in priced:
+        for n, (mscc, rg, units, charge) in enumerate(priced):
             if rg is None or rg.zero_rated or not units:
                 out.append((mscc, rg, units, charge))
                 free.append(0)
@@ -1762,15 +1841,21 @@ class ChargingCore:
             planned += paid
             rest = units - paid
             priced_rg = self._priced_rg(account_id, rg)  # the account's price modifiers
+            band = bands[n] if bands else None  # load-modulated prices: and the band's factor
+            if band is not None:
+                priced_rg = self.load_pricing.priced(priced_rg, band.factor, band.name)
             out.append((mscc, rg, units, price_event(priced_rg, rest, at_s).total if rest else 0))
             free.append(paid)
         return out, free
 
     def _event_msccs(
-        self, priced: list[tuple[MsccRequest, RatingGroup | None, int, int]]
+        self,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+        bands: list[LoadDecision | None] | None = None,
     ) -> list[MsccAnswer]:
         out = []
-        for mscc, rg, units, _ in priced:
+        for n, (mscc, rg, units, _) in enumerate(priced):
+            band = bands[n] if bands else None  # load-modulated prices
             if rg is None:
                 out.append(
                     MsccAnswer(
@@ -1786,6 +1871,8 @@ class ChargingCore:
                         rating_group=rg.id,
                         result_code=_RC_OK,
                         granted_service_unit=unit_map(rg.unit, units),
+                        load_band=band.name if band is not None else None,
+                        load_factor=band.factor_text if band is not None else None,
                     )
                 )
         return out
@@ -2695,6 +2782,7 @@ class ChargingCore:
         now_ms: int,
         at_s: int,
         drawn: list[list[tuple[str, str, int]]] | None = None,
+        bands: list[LoadDecision | None] | None = None,
     ) -> None:
         action = ccr.requested_action
         assert action is not None
@@ -2703,12 +2791,15 @@ class ChargingCore:
         for n, (_, rg, units, charge) in enumerate(priced):
             if rg is None:
                 continue
+            band = bands[n] if bands else None  # load-modulated prices
             container: dict[str, Any] = {
                 "time": units if rg.unit is Unit.SECONDS else None,
                 "totalVolume": units if rg.unit is Unit.OCTETS else None,
                 "serviceSpecificUnits": units if rg.unit is Unit.UNITS else None,
                 "triggers": [trigger],
                 "charge": sign * charge,
+                "loadBand": band.name if band is not None else None,
+                "loadFactor": band.factor_text if band is not None else None,
             }
             parts = drawn[n] if drawn is not None else []
             if parts:  # offers: the balances that paid (a refund: what went back, negative)
@@ -2785,6 +2876,7 @@ class ChargingCore:
                 offers=self.offers.state(),
                 loans=self.loans.snapshot(),
                 groups=self.groups.state(),
+                load_pricing=self.load_pricing.state(),
                 iot=self.iot.snapshot(),
             )
         )
@@ -2861,6 +2953,7 @@ class ChargingCore:
             self.offers.restore(state.offers)
         self.loans.restore(state.loans)  # loans (b"" before layout 5: none)
         self.groups.restore(state.groups)  # groups (None before layout 5)
+        self.load_pricing.restore(state.load_pricing, self.catalog)  # load-modulated prices
         self.iot.restore(state.iot)  # IoT profile (b"" before layout 5: none)
 
     # --- groups: shared group packages (ocs/core/groups.py; docs/accounts.md) -------------------
@@ -3199,6 +3292,8 @@ def _container_json(c: Container) -> dict[str, Any]:
         item["setupFee"] = c.setup_fee
     if c.beyond_grant:
         item["beyondGrant"] = c.beyond_grant
+    if c.load is not None:  # load-modulated prices (docs/charging.md section 6)
+        item["loadBand"], item["loadFactor"] = c.load
     if c.drawn:  # offers: which balance paid what (docs/protocol.md, CDR extension fields)
         item["balanceUsage"] = [
             {"offerName": offer, "allowanceName": allowance, "units": units}

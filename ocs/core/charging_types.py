@@ -18,6 +18,7 @@ import msgspec
 
 from ocs.core.groups import GroupsState
 from ocs.core.history import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+from ocs.core.load import LoadState
 from ocs.core.offers import HoldPart, OffersState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
@@ -139,7 +140,8 @@ class Action:
 
 
 class Grant(msgspec.Struct, kw_only=True, array_like=True, gc=False):
-    """Quota granted for one rating group, held by one ledger reservation."""
+    """Quota granted for one rating group, held by one ledger reservation. (Fields added after
+    the first eight are left out of the packing dictionary: see `_DICT_GRANT_FIELDS`.)"""
 
     reservation_id: str
     amount: int  # micro-units reserved
@@ -149,6 +151,10 @@ class Grant(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     tariff_change_s: int | None
     final: bool  # carried Final-Unit-Indication
     fee: int  # setup fee included in `amount` (0 if already charged)
+    # load-modulated prices (ocs/core/load.py): the band the grant was decided in and its exact
+    # factor, (name, num, den); its usage is charged so. None for a group whose price ignores
+    # load (one byte in a packed session).
+    load: tuple[str, int, int] | None = None
 
 
 class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
@@ -169,6 +175,8 @@ class Container(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     # offers: the units allowances paid, as (offer, allowance, units); `charge` is the money
     # paid for the rest (`units` less these)
     drawn: tuple[tuple[str, str, int], ...] = ()
+    # load-modulated prices: the band and factor ("3/2") the usage was charged in (None: none)
+    load: tuple[str, str] | None = None
 
 
 class Session(msgspec.Struct, kw_only=True, array_like=True):
@@ -223,7 +231,8 @@ class RefundableDebit(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 #: estimate session for a real one, so it must refuse the snapshot).
 #: 5: the features of issues 14 and 15 (the `CoreState` fields after `estimates`: offers,
 #: loans, groups, the history of movements (`history`, `history_limit`), policies, IoT, load
-#: bands, counters).
+#: bands (`load_pricing`, and grants with a load band: an earlier build would charge them at
+#: the base price), counters).
 CORE_LAYOUT: Final = 5
 
 
@@ -269,6 +278,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     loans: bytes = b""
     # groups (layout 5): shared group packages, members, usage, statements (ocs/core/groups.py)
     groups: GroupsState | None = None
+    # Load-modulated prices (layout 5, ocs/core/load.py): the band in force and the recent
+    # grants; None in older snapshots (the base band, no recent grants).
+    load_pricing: LoadState | None = None
     # The IoT low-signalling profile's state (`ocs.core.iot.IotProfile.snapshot`, msgpack;
     # b"": none; layout 5).
     iot: bytes = b""
@@ -353,7 +365,23 @@ def _typical_session() -> Session:
     )
 
 
-PACK_DICT: Final = _SESSION_ENCODER.encode(_typical_session())
+#: The fields a `Grant` had when the dictionary was made (`PACK_TAG` 1): fields added later
+#: (at their defaults in the typical session) are left out of it, so the dictionary stays the
+#: same bytes and packed sessions of older snapshots still unpack.
+_DICT_GRANT_FIELDS: Final = 8
+
+
+def _dictionary(session: Session) -> bytes:
+    """The preset dictionary made of `session`: its msgpack encoding, with its grants encoded
+    with their first `_DICT_GRANT_FIELDS` fields only."""
+    raw = msgspec.to_builtins(session, builtin_types=(bytes,))
+    grants = raw[Session.__struct_fields__.index("grants")]
+    for rg, grant in grants.items():
+        grants[rg] = grant[:_DICT_GRANT_FIELDS]
+    return _SESSION_ENCODER.encode(raw)
+
+
+PACK_DICT: Final = _dictionary(_typical_session())
 
 
 def pack_session(session: Session) -> bytes:

@@ -190,6 +190,7 @@ class Figures:
     peers: Mapping[str, int]  # Origin-Host -> open connections
     refusals: Mapping[str, int]  # cause -> connections refused or closed
     tls_handshake_failures: int
+    load_band: str | None = None  # load-modulated prices: the band in force (None: no bands)
 
     def as_json(self) -> dict[str, object]:
         """The figures as JSON-able values (the `/status` document)."""
@@ -329,6 +330,12 @@ class MetricsCollector(Collector):
         yield _counter(
             "ocs_tls_handshake_failures", "TLS handshakes that failed", f.tls_handshake_failures
         )
+        if f.load_band is not None:  # load-modulated prices (docs/charging.md)
+            band = GaugeMetricFamily(
+                "ocs_load_band_info", "The load band in force (value 1)", labels=["band"]
+            )
+            band.add_metric([f.load_band], 1)
+            yield band
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -342,10 +342,10 @@ def test_a_snapshot_of_layout_4_loads_without_groups() -> None:
     h = Harness(catalog=CATALOG)
     family(h)
     layout = CoreState.__struct_fields__.index("layout")
+    groups = CoreState.__struct_fields__.index("groups")
     raw = msgspec.msgpack.decode(h.core.snapshot())
-    groups_at = CoreState.__struct_fields__.index("groups")
-    assert raw[groups_at] is not None and raw[layout] == CORE_LAYOUT == 5
-    old = raw[:groups_at]  # as a build of layout 4 wrote it: no `groups` (nor what follows)
+    assert raw[groups] is not None and raw[layout] == CORE_LAYOUT == 5
+    old = raw[:groups]  # as a build of layout 4 wrote it: no `groups` (nor what follows it)
     old[layout] = 4
     h.core.restore(msgspec.msgpack.encode(old))
     assert h.core.groups.groups == {} and h.core.groups.payer("alice") == "alice"

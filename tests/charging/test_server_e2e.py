@@ -142,6 +142,9 @@ async def test_data_session_of_the_vectors(tmp_path: Path) -> None:
             "triggers": ["LINKED_USAGE"],
             "charge": 5,
             "reportTime": usage[20][0]["reportTime"],
+            # the demo prices RG 20 by load (docs/catalog.md "Load bands"): its base band
+            "loadBand": "normal",
+            "loadFactor": "1",
         }
     ]
     assert usage[10][0]["triggers"] == ["THRESHOLD"]

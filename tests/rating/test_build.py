@@ -54,6 +54,7 @@ PLAIN_RATING: Final = {
     "rating.offers",
     "rating.loans",
     "rating.packages",
+    "rating.load",
     "rating.devices",
 }
 

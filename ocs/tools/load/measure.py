@@ -22,7 +22,7 @@ from __future__ import annotations
 import array
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -224,8 +224,19 @@ def merge_results(
         connections=cfg.connections,
         concurrency=cfg.concurrency,
         rate=cfg.rate if cfg.mode == "open" else None,
-        extra={"stray_answers": sum(r["stray"] for r in results)},
+        extra={
+            "stray_answers": sum(r["stray"] for r in results),
+            # MSCCs answered in the window, by Load-Band (load-modulated prices)
+            "load_bands": _summed(r.get("load_bands", {}) for r in results),
+        },
     )
+
+
+def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for more in counts:
+        _add_counts(total, more)
+    return dict(sorted(total.items()))
 
 
 def _add_counts(into: dict[str, int], more: dict[str, int]) -> None:

@@ -83,6 +83,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"Final-Unit-Indication: {report['final_unit_indications']}; "
         f"server requests: {report['server_requests'] or 'none'}"
     )
+    if report.get("load_bands"):
+        lines.append(f"grants and quotes by Load-Band: {report['load_bands']}")
     if mode == "open":
         lines.append(
             f"send lag behind schedule: mean {report['send_lag_mean_ms']:.3f} ms, "

@@ -89,6 +89,7 @@ _HEADER = struct.Struct(">IIIII")
 class _LeanMscc(msgspec.Struct, rename=avp_name):
     result_code: int = 0
     final_unit_indication: dict[str, Any] | None = None
+    load_band: str | None = None  # load-modulated prices (docs/protocol.md)
 
 
 class _LeanAnswer(msgspec.Struct, rename=avp_name):
@@ -387,6 +388,7 @@ class _Worker:
         self.errors: dict[str, int] = {}
         self.mscc: dict[str, int] = {}
         self.fui = 0
+        self.load_bands: dict[str, int] = {}  # answers' MSCCs by Load-Band
         self.stray = 0
         self.server_requests: dict[str, int] = {}
         self.sent_by_kind = [0] * len(KINDS)
@@ -423,6 +425,8 @@ class _Worker:
                     self.mscc[key] = self.mscc.get(key, 0) + 1
                     if m.final_unit_indication is not None:
                         self.fui += 1
+                    if m.load_band is not None:
+                        self.load_bands[m.load_band] = self.load_bands.get(m.load_band, 0) + 1
         if self.win_start <= now < self.win_end:
             self.answers_window += 1
         elif now >= self.win_end and self.sending:
@@ -528,6 +532,7 @@ class _Worker:
             "errors": self.errors,
             "mscc": self.mscc,
             "fui": self.fui,
+            "load_bands": self.load_bands,
             "stray": self.stray,
             "server_requests": self.server_requests,
             "sent_by_kind": dict(zip(KINDS, self.sent_by_kind, strict=True)),
