@@ -259,3 +259,12 @@ class AccountStatus(enum.IntEnum):
     ACTIVE = 0
     SUSPENDED = 1
     BARRED = 2
+
+
+class LowBalanceIndication(enum.IntEnum):
+    """The `Low-Balance-Indication` extension AVP of a CCA (docs/protocol.md, *Extension:
+    service control by account state*): the account's headroom is at or below its notification
+    threshold, or at or below its inhibit threshold."""
+
+    NOTIFY_THRESHOLD_REACHED = 0
+    INHIBIT_THRESHOLD_REACHED = 1

@@ -289,6 +289,11 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     # load-modulated prices (codes 80-84 reserved for them)
     ("Load-Band", 80, T.UTF8_STRING, False, "docs/protocol.md, Load-modulated prices"),
     ("Load-Factor", 81, T.UTF8_STRING, False, "docs/protocol.md, Load-modulated prices"),
+    # status-policy (docs/protocol.md, *Extension: service control by account state*): 60-69
+    ("Account-State", 60, T.UTF8_STRING, False, "docs/protocol.md, account state"),
+    ("Inhibit-Threshold", 61, T.INTEGER64, False, "docs/protocol.md, account state"),
+    ("Notify-Threshold", 62, T.INTEGER64, False, "docs/protocol.md, account state"),
+    ("Low-Balance-Indication", 63, T.ENUMERATED, False, "docs/protocol.md, account state"),
 )
 
 

@@ -35,6 +35,8 @@ MAX_SUBSCRIPTION_DATA_LENGTH: Final = 256
 #: Any other string of a request: Service-Context-Id, User-Name, Product-Name,
 #: Host-IP-Address.
 MAX_TEXT_LENGTH: Final = 128
+#: Account-State of an AMR (status-policy: a state name of the catalog's `[status]`).
+MAX_STATE_NAME_LENGTH: Final = 64
 
 # --- arrays (entries) -------------------------------------------------------------------------
 

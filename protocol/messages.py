@@ -34,6 +34,7 @@ from protocol.codes import (
     DisconnectCause,
     Estimate,
     FinalUnitAction,
+    LowBalanceIndication,
     MovementKind,
     OfferStatus,
     ReAuthRequestType,
@@ -57,6 +58,7 @@ from protocol.limits import (
     MAX_PACKAGE_NAME_LENGTH,
     MAX_REQUEST_NUMBER,
     MAX_SESSION_ID_LENGTH,
+    MAX_STATE_NAME_LENGTH,
     MAX_SUBSCRIPTION_DATA_LENGTH,
     MAX_SUBSCRIPTION_IDS,
     MAX_TEXT_LENGTH,
@@ -92,6 +94,9 @@ EventTime = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_S)]  # Event-Timestamp
 PackageNameText = Annotated[  # groups
     str, msgspec.Meta(min_length=1, max_length=MAX_PACKAGE_NAME_LENGTH)
 ]
+# status-policy: Account-State and the thresholds of an AMR (-1: back to the catalog's)
+StateName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STATE_NAME_LENGTH)]
+Threshold = Annotated[int, msgspec.Meta(ge=-1, le=MAX_AMOUNT)]
 
 _ACRONYMS = {"cc": "CC", "ip": "IP", "avp": "AVP", "aoc": "AoC"}
 
@@ -201,6 +206,7 @@ class MsccAnswer(Avps, frozen=True, kw_only=True):
     # extension (docs/protocol.md "Load-modulated prices"): the band the grant or quote is in
     load_band: str | None = None
     load_factor: str | None = None
+    low_balance_indication: LowBalanceIndication | None = None  # status-policy extension
 
 
 class UnitValue(Avps, frozen=True, kw_only=True):
@@ -260,6 +266,10 @@ class Account(Avps, frozen=True, kw_only=True):
     # then the money alone, `loan_balance` the loan money available
     loan_balance: Integer64 | None = None
     loan: tuple[Loan, ...] | None = None
+    # status-policy (docs/protocol.md, *Extension: service control by account state*)
+    account_state: str | None = None
+    inhibit_threshold: Integer64 | None = None
+    notify_threshold: Integer64 | None = None
 
 
 class Catalog(Avps, frozen=True, kw_only=True):
@@ -476,6 +486,11 @@ class AMR(Request, frozen=True, kw_only=True):
     group_account_id: AccountIdText | None = None
     package_name: PackageNameText | None = None
     period_start: EventTime | None = None
+    # status-policy: SET_STATUS, UPDATE (docs/protocol.md, *Extension: service control by
+    # account state*)
+    account_state: StateName | None = None
+    inhibit_threshold: Threshold | None = None
+    notify_threshold: Threshold | None = None
 
 
 class AMA(Answer, frozen=True, kw_only=True):

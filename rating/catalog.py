@@ -48,6 +48,7 @@ from rating.model import (
 from rating.money import parse_money, parse_ratio
 from rating.offers import parse_offers
 from rating.packages import parse_packages
+from rating.policies import parse_status
 from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
 
 _MAX_U32: Final = 2**32 - 1
@@ -113,6 +114,7 @@ _TOP_KEYS = (
     "loan_policy",  # rating/loans.py
     "packages",  # groups (rating/packages.py)
     "load",  # load-modulated prices (rating/load.py)
+    "status",  # status-policy: rating/policies.py
     "device_classes",  # IoT profile: rating/devices.py
 )
 _RG_KEYS = (
@@ -763,6 +765,8 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     loan_policy = parse_loan_policy(top["loan_policy"]) if "loan_policy" in top else None
     packages = parse_packages(top.get("packages", []), groups)  # groups
     load = parse_load(top["load"], "load", groups) if "load" in top else None  # rating/load.py
+    # status-policy: service control by account state (rating/policies.py)
+    status = parse_status(top["status"], "status", groups, services) if "status" in top else None
     # IoT profile (issue 15): parsed by rating/devices.py
     devices = top.get("device_classes")
     device_classes = (
@@ -781,6 +785,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         loan_policy=loan_policy,
         packages=packages,
         load=load,
+        status=status,
         device_classes=device_classes,
     )
 

@@ -231,6 +231,10 @@ class Catalog:
     packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
     load: LoadPolicy | None = None
     """Load-modulated prices (``[load]``, rating/load.py); None: prices ignore load."""
+    # status-policy: the `[status]` section, a `rating.policies.StatusPolicies` (typed `object`
+    # here so that this compiled module does not import it; read it with
+    # `rating.policies.status_policies(catalog)`). None: the catalog has none.
+    status: object = None
     # IoT low-signalling profile (rating/devices.py, docs/catalog.md *Device classes*)
     device_classes: tuple[DeviceClass, ...] = ()
 

@@ -258,10 +258,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     update.add_argument("account_id", metavar="ACCOUNT_ID")
     update.add_argument("--status", choices=sorted(_STATUS_NAMES, key=_STATUS_NAMES.__getitem__))
     update.add_argument("--credit-limit", default=None, metavar="AMOUNT")
+    _state_arguments(update)  # status-policy
     _identity_arguments(update, "replace the account's identities with these; repeatable")
     update.add_argument("--operation-id", default=None, metavar="ID", help=_ONCE_HELP)
     update.set_defaults(settings=ClientSettings(update, CLIENT_KEYS))
     update.set_defaults(func=run, operation=AccountOperation.UPDATE)
+
+    # status-policy: an operator-defined state of the catalog's [status] (docs/protocol.md)
+    state = sub.add_parser(
+        "state",
+        parents=[common],
+        help="set the account's operator-defined state (one of the catalog's [status] states; "
+        '"active" clears it); open sessions are re-authorised, or aborted where it denies all',
+    )
+    state.add_argument("account_id", metavar="ACCOUNT_ID")
+    state.add_argument("state_name", metavar="STATE")
+    state.set_defaults(settings=ClientSettings(state, CLIENT_KEYS))
+    state.set_defaults(func=run, operation=AccountOperation.SET_STATUS)
 
     close = sub.add_parser(
         "close", parents=[common], help="remove an account (balance zero, no open session)"
@@ -339,6 +352,38 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     loan.set_defaults(func=run, operation=AccountOperation.LOAN)
 
 
+def _state_arguments(parser: argparse.ArgumentParser) -> None:
+    """status-policy: UPDATE's keys of the account's state (docs/protocol.md)."""
+    parser.add_argument(
+        "--state",
+        dest="state_name",
+        default=None,
+        metavar="STATE",
+        help='an operator-defined state of the catalog\'s [status] ("active" clears it)',
+    )
+    for name, what in (("inhibit", "low balance: grants stop there"), ("notify", "notification")):
+        parser.add_argument(
+            f"--{name}-threshold",
+            default=None,
+            metavar="AMOUNT",
+            help=f"the account's own {what} threshold; 'catalog' gives it the catalog's again",
+        )
+
+
+def _state_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if getattr(args, "state_name", None) is not None:
+        fields["account_state"] = args.state_name
+    for name in ("inhibit", "notify"):
+        text = getattr(args, f"{name}_threshold", None)
+        if text is None:
+            continue
+        fields[f"{name}_threshold"] = (
+            -1 if text == "catalog" else parse_amount(text, micro=args.micro)
+        )
+    return fields
+
+
 def _identity_arguments(parser: argparse.ArgumentParser, how: str) -> None:
     parser.add_argument(
         "--msisdn",
@@ -398,6 +443,8 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
             raise ValueError(f"the amount must be positive, not {args.amount!r}")
         fields["amount"] = amount
         fields["operation_id"] = args.operation_id
+    elif op is AccountOperation.SET_STATUS and getattr(args, "state_name", None) is not None:
+        fields["account_state"] = args.state_name  # status-policy: `ocs account state`
     elif op is AccountOperation.SET_STATUS:
         fields["account_status"] = _STATUS_NAMES[args.status]
     elif op is AccountOperation.TERMINATE_SESSION:
@@ -408,8 +455,17 @@ def build_request(args: argparse.Namespace, origin_host: str) -> AMR:
             fields["credit_limit"] = parse_amount(args.credit_limit, micro=args.micro)
         if args.status is not None:
             fields["account_status"] = _STATUS_NAMES[args.status]
-        if not fields["subscription_id"] and "credit_limit" not in fields and args.status is None:
-            raise ValueError("nothing to update: give --status, --credit-limit or identities")
+        fields.update(_state_fields(args))  # status-policy
+        if (
+            not fields["subscription_id"]
+            and "credit_limit" not in fields
+            and args.status is None
+            and not _state_fields(args)
+        ):
+            raise ValueError(
+                "nothing to update: give --status, --credit-limit, identities, --state or a "
+                "threshold"
+            )
         fields["operation_id"] = args.operation_id
     elif op is AccountOperation.CLOSE:
         fields["operation_id"] = args.operation_id
@@ -679,11 +735,20 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
             for item in account.loan or ()
         ]
         loans = f" loan-balance {money(account.loan_balance)} loans {'; '.join(owed) or '-'}"
+    state = ""  # status-policy: the state, when the server has policies in force
+    if account.account_state is not None:
+        state = f" state {account.account_state}"
+        for name, value in (
+            ("inhibit", account.inhibit_threshold),
+            ("notify", account.notify_threshold),
+        ):
+            if value is not None:
+                state += f" {name}-threshold {money(value)}"
     return (
         f"{head}: {account.account_id} {account.account_status.name.lower()} "
         f"balance {money(account.balance)} reserved {money(account.reserved)} "
         f"credit-limit {money(account.credit_limit)} currency {account.currency_code} "
-        f"sessions {account.session_count} subscriptions {subs or '-'}{loans}"
+        f"sessions {account.session_count} subscriptions {subs or '-'}{loans}{state}"
         + "".join(
             f"\n  offer {b.offer_name} {b.allowance_name}: {b.allowance_units} units left, "
             f"{b.allowance_reserved} held, rating groups "

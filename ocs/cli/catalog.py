@@ -53,6 +53,7 @@ from rating import (
 )
 from rating.devices import DeviceClass
 from rating.load import load_facts
+from rating.policies import status_policies  # status-policy
 
 EXIT_OK: Final = 0
 EXIT_DIFFERENT: Final = 1  # diff: the file is not the catalog in force; show: refused
@@ -416,6 +417,32 @@ def catalog_facts(catalog: Catalog) -> dict[str, str]:
     facts.update(load_facts(catalog.load))  # load-modulated prices (rating/load.py)
     for device_class in catalog.device_classes:  # IoT profile (rating/devices.py)
         facts.update(_device_class_facts(device_class, money(device_class.reserve)))
+    facts.update(_status_facts(catalog, money))  # status-policy
+    return facts
+
+
+def _status_facts(catalog: Catalog, money: Callable[[int], str]) -> dict[str, str]:
+    """status-policy: the `[status]` section, one fact per threshold, state and policy."""
+    status = status_policies(catalog)
+    facts: dict[str, str] = {}
+    if status.states:
+        facts["status states"] = ", ".join(status.states)
+    if status.inhibit_threshold is not None:
+        facts["status inhibit threshold"] = money(status.inhibit_threshold)
+    if status.notify_threshold is not None:
+        facts["status notify threshold"] = money(status.notify_threshold)
+    entries = [
+        *((f"{state} rating group {rg}", p) for (state, rg), p in status.by_group.items()),
+        *((f"{state} service {ctx}", p) for (state, ctx), p in status.by_service.items()),
+        *((f"{state} every service", p) for state, p in status.by_state.items()),
+    ]
+    for where, policy in entries:
+        what = policy.action.value
+        if policy.redirect_server is not None:
+            what += f" {policy.redirect_server.address}"
+        if policy.filter_ids:
+            what += f" {','.join(policy.filter_ids)}"
+        facts[f"status {where}"] = what
     return facts
 
 

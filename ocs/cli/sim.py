@@ -125,6 +125,14 @@ def _common(p: argparse.ArgumentParser, *, name: str, first_msisdn: int) -> None
         metavar="NAME",
         help='the catalog package of that group (default "family", the demo catalog\'s)',
     )
+    p.add_argument(
+        "--inhibit-threshold",
+        type=parse_amount,
+        default=None,
+        metavar="AMOUNT",
+        help="give each subscriber this low-balance threshold (UPDATE): grants stop there and "
+        "service is redirected or restricted as the catalog's [status] says",
+    )
     p.add_argument("--origin-host", default=f"{name}.sim.test.local")
     p.add_argument("--origin-realm", default="test.local")
     p.add_argument(
@@ -251,6 +259,7 @@ def _sim_config(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         usage_log=args.usage_log,
         balance=args.balance,
+        inhibit_threshold=args.inhibit_threshold,
         origin_host=args.origin_host,
         origin_realm=args.origin_realm,
         first_msisdn=args.first_msisdn,

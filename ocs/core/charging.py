@@ -84,6 +84,7 @@ from ocs.core.offers import (  # offers (docs/charging.md, Allowances)
     Renewal,
 )
 from ocs.core.outcomes import Outcome, error_message, result_code
+from ocs.core.policy import Mark, PolicyBook, policy_fui, zero_grant  # status-policy
 from protocol.codec import decode_body, encode_body
 from protocol.codes import (
     HEADER_LENGTH,
@@ -94,6 +95,7 @@ from protocol.codes import (
     CheckBalanceResult,
     CommandCode,
     Estimate,
+    LowBalanceIndication,  # status-policy
     MovementKind,
     OfferStatus,
     RedirectAddressType,
@@ -153,6 +155,16 @@ from rating import (
     unit_value,
 )
 from rating.catalog import with_promotions  # offers: price modifiers
+from rating.policies import (  # status-policy
+    ACTIVE,
+    BARRED,
+    LOW_BALANCE,
+    ON_LOAN,
+    SUSPENDED,
+    PolicyAction,
+    ServicePolicy,
+    status_policies,
+)
 from rating.tariff import Tariff
 
 __all__ = [
@@ -378,6 +390,9 @@ class ChargingCore:
         self.groups = Groups()
         # load-modulated prices (ocs/core/load.py): the band in force, recent grants
         self.load_pricing = LoadPricing(self.catalog)
+        # status-policy: service control by account state, thresholds (ocs/core/policy.py)
+        self.policy = PolicyBook()
+        self.policy.derived.append((ON_LOAN, self._on_loan))  # a loan owed: `on_loan`
         # IoT low-signalling profile (ocs/core/iot.py): device classes of sessions, counts
         self.iot = IotProfile()
 
@@ -672,15 +687,18 @@ class ChargingCore:
             silent.append(session)
         # close in an order that depends on the state alone, so that CDR numbers replay exactly
         silent.sort(key=lambda s: (self._deadline(s), s.session_id))
+        marks = self._policy_marks(s.account_id for s in silent)  # status-policy: before
         for session in silent:
             self._release_all(session, now_ms)
             self._close(session, now_ms, "abnormalRelease")
         self._iot_period_records(now_ms)
         expired = self.ledger.expire_due(now_ms)
+        released = self._policy_released(expired.expired, expired.expired_owners)
         for reservation_id, sid in zip(expired.expired, expired.expired_owners, strict=True):
             self._drop_expired_grant(reservation_id, sid)
         self._offers_tick(now_ms)  # offers: unit holds expire, renewals at their instants
         self._close_group_periods(now_ms)  # groups
+        self._policy_ticked(marks, released)
         self._evict(now_ms)
 
     def _drop_expired_grant(self, reservation_id: str, sid: str) -> None:
@@ -717,6 +735,8 @@ class ChargingCore:
             )
             if changed:
                 self._act(ActionKind.RAR, session, changed, "price change")
+        if status_policies(old) != status_policies(new):  # status-policy
+            self._policy_reloaded(old)
 
     # --- duplicates (section 6) ----------------------------------------------------------------
 
@@ -1048,8 +1068,19 @@ class ChargingCore:
         found = self._resolve(ccr)
         if found is None:
             return self._cca(ccr, Outcome.USER_UNKNOWN), None
-        account_id, status, _ = found
-        if status is not AccountStatus.ACTIVE:
+        account_id, status, headroom = found
+        policies = status_policies(self.catalog)
+        mark = self._policy_mark(account_id, hot=True)
+        if self.policy.in_force(policies):  # status-policy: deny only what the state denies
+            state = self.policy.state(policies, account_id, status, headroom)
+            # (a state no policy names denies nothing, but suspended and barred: no look-up)
+            if state != LOW_BALANCE and (state in policies.named or state in (SUSPENDED, BARRED)):
+                service = self.catalog.service(ccr.service_context_id)
+                ids = service.rating_groups if service is not None else ()
+                groups = tuple(self.catalog.rating_groups[g] for g in ids)
+                if self.policy.denies_all(policies, state, ccr.service_context_id, groups):
+                    return self._cca(ccr, Outcome.SERVICE_DENIED), None
+        elif status is not AccountStatus.ACTIVE:
             return self._cca(ccr, Outcome.SERVICE_DENIED), None
         refused = self._usage_refused(ccr, account_id, 0)
         if refused is not None:
@@ -1079,11 +1110,15 @@ class ChargingCore:
         self._peer_sessions[origin_host] = self._peer_sessions.get(origin_host, 0) + 1
         self._link_account(account_id, sid)
         self._iot_request(session, ccr, now_ms, opening=True)
-        msccs = [
+        msccs: list[MsccAnswer] = [
             self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
         ]
         self._deadlines.add(self._deadline(session), sid)
-        answer = self._cca(ccr, Outcome.OK, msccs, **self._session_aoc(ccr, session))
+        extra = self._session_aoc(ccr, session)
+        if mark is not None:  # status-policy
+            self._policy_push(account_id, mark, exclude=sid)
+            msccs = self._policy_indication(account_id, msccs, extra)
+        answer = self._cca(ccr, Outcome.OK, msccs, **extra)
         return answer, session
 
     def _owned(self, session: Session | None, sid: str, owner: str) -> bool:
@@ -1144,11 +1179,12 @@ class ChargingCore:
         if refused is not None:
             return refused, None
         deadline = self._deadline(session)
+        mark = self._policy_mark(session.account_id, hot=True)  # status-policy
         session.number = ccr.cc_request_number
         session.last_ms = now_ms
         terminating = ccr.cc_request_type is CCRequestType.TERMINATION
         self._iot_request(session, ccr, now_ms)
-        msccs = [
+        msccs: list[MsccAnswer] = [
             self._mscc(session, m, now_ms, ccr, terminating=terminating)
             for m in ccr.multiple_services_credit_control or ()
         ]
@@ -1159,7 +1195,11 @@ class ChargingCore:
         elif not self._is_estimate(session):
             self._maybe_partial(session, now_ms)
         self._deadlines.move(deadline, self._deadline(session), sid)
-        answer = self._cca(ccr, Outcome.OK, msccs, **self._session_aoc(ccr, session))
+        extra = self._session_aoc(ccr, session)
+        if mark is not None:  # status-policy
+            self._policy_push(session.account_id, mark, exclude=sid)
+            msccs = self._policy_indication(session.account_id, msccs, extra)
+        answer = self._cca(ccr, Outcome.OK, msccs, **extra)
         return answer, session
 
     def _mscc(
@@ -1185,7 +1225,7 @@ class ChargingCore:
         if terminating or mscc.requested_service_unit is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_OK)
         standing = self.ledger.standing(session.account_id)
-        if standing is None or standing[0] is not AccountStatus.ACTIVE:
+        if standing is None:
             return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
         headroom = standing[1]
         payer = self.groups.payer(session.account_id)  # groups: a member's group pays
@@ -1198,6 +1238,12 @@ class ChargingCore:
             # the headroom the session would see had it been real: less what it would have
             # charged and what its other grants would hold (the account as it is otherwise)
             headroom -= session.charge_total + sum(g.amount for g in session.grants.values())
+        policies = status_policies(self.catalog)
+        if self.policy.in_force(policies):  # status-policy (ocs/core/policy.py)
+            requested = mscc.requested_service_unit
+            return self._policy_grant(session, rg, requested, standing[0], headroom, now_ms)
+        if standing[0] is not AccountStatus.ACTIVE:
+            return MsccAnswer(rating_group=rg_id, result_code=_RC_SERVICE_DENIED)
         return self._grant(session, rg, mscc.requested_service_unit, headroom, now_ms)
 
     def _grant(
@@ -1207,9 +1253,12 @@ class ChargingCore:
         requested: ServiceUnit,
         headroom: int,
         now_ms: int,
+        final_fui: FinalUnitIndication | None = None,
     ) -> MsccAnswer:
         """Reserve and answer quota (WIRE.md 5.3, 5.5): the amount asked, or the default
-        quantum, cut to what the account can pay at the dearest tariff of the validity window."""
+        quantum, cut to what the account can pay at the dearest tariff of the validity window.
+        `final_fui`: the indication of a cut grant instead of the rating group's own
+        (status-policy: a grant cut at the inhibit threshold)."""
         policy = rg.grant
         assert policy is not None  # only zero-rated groups have none
         rg_id = rg.id
@@ -1267,7 +1316,7 @@ class ChargingCore:
         session.grants_made += 1
         if self._is_estimate(session):  # reserves nothing: no ledger operation, no reservation id
             return self._granted(
-                session, rg, units, cost, validity, final, fee, "", now_s, band=band
+                session, rg, units, cost, validity, final, fee, "", now_s, final_fui, band=band
             )
         expires_at_ms = (now_s + session.tcc_s + RESERVATION_SLACK_S) * MS
         reservation_id = ""  # offers: a grant the allowances pay whole reserves no money
@@ -1300,7 +1349,17 @@ class ChargingCore:
             )
             assert held == free
         return self._granted(
-            session, rg, units, cost, validity, final, fee, reservation_id, now_s, band=band
+            session,
+            rg,
+            units,
+            cost,
+            validity,
+            final,
+            fee,
+            reservation_id,
+            now_s,
+            final_fui,
+            band=band,
         )
 
     def _granted(
@@ -1314,6 +1373,7 @@ class ChargingCore:
         fee: int,
         reservation_id: str,
         now_s: int,
+        final_fui: FinalUnitIndication | None = None,
         *,
         band: LoadDecision | None = None,
     ) -> MsccAnswer:
@@ -1355,7 +1415,7 @@ class ChargingCore:
             time_quota_threshold=threshold if unit is Unit.SECONDS else None,
             unit_quota_threshold=threshold if unit is Unit.UNITS else None,
             quota_holding_time=policy.quota_holding_time or None,
-            final_unit_indication=self._fui(rg) if final else None,
+            final_unit_indication=(final_fui or self._fui(rg)) if final else None,
             tariff_time_change=change,
             linked_rating_group=self._links(session, rg_id) or None,
             load_band=band.name if band is not None else None,
@@ -1743,6 +1803,11 @@ class ChargingCore:
             )
         if status is not AccountStatus.ACTIVE and action is RequestedAction.DIRECT_DEBITING:
             return self._cca(ccr, Outcome.SERVICE_DENIED)
+        mark = self._policy_mark(account_id, hot=True)  # status-policy
+        if action is RequestedAction.DIRECT_DEBITING and self._policy_denies_event(
+            ccr, account_id, status, headroom, priced
+        ):
+            return self._cca(ccr, Outcome.SERVICE_DENIED)
         op = f"event|{origin_host}|{end_to_end}|{ccr.session_id}|{now_ms}"
         estimate = ccr.estimate is Estimate.ESTIMATE
         if not refund:  # DIRECT_DEBITING
@@ -1815,6 +1880,8 @@ class ChargingCore:
             ccr, origin_host, account_id, priced, sign, now_ms, at_s, event_drawn, bands
         )
         extra = self._aoc(ccr, total, account_id)
+        if mark is not None:  # status-policy
+            self._policy_push(account_id, mark)
         return self._cca(ccr, Outcome.OK, self._event_msccs(priced, bands), **extra)
 
     def _event_allowances(
@@ -2165,6 +2232,7 @@ class ChargingCore:
                     return Outcome.OPERATION_ID_REUSED, {"Operation-Id": amr.operation_id}, ""
                 self._name_operation(amr.operation_id, what, op_id)
             applied_before = self.ledger.recall(op_id) is not None  # history: a retry
+            mark = self._policy_mark(account_id, hot=True)  # status-policy
             if op is AccountOperation.CREDIT:
                 retry = self.ledger.recall(op_id) is not None  # loans: repaid the first time only
                 outcome = self.ledger.credit(
@@ -2184,6 +2252,7 @@ class ChargingCore:
                 outcome = self.ledger.debit(
                     op_id, now_ms=now_ms, account_id=account_id, amount=amount
                 )
+            self._policy_push(account_id, mark)  # status-policy: a threshold crossed
             if outcome.ok:
                 if not applied_before:  # history: the credit or debit
                     credit = op is AccountOperation.CREDIT
@@ -2199,24 +2268,46 @@ class ChargingCore:
             if outcome.code is Code.LIMIT_EXCEEDED:
                 return Outcome.BALANCE_BOUND, failed_amount, ""
             return Outcome.INVALID, failed_amount, outcome.detail
-        # SET_STATUS
-        if amr.account_status is None:
+        # SET_STATUS (status-policy: or an operator-defined Account-State, or thresholds)
+        if amr.account_status is None and not _policy_keys(amr):
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
+        refused = self._policy_refused(amr)
+        if refused is not None:
+            return refused
         self._set_status(
-            f"status|{origin_host}|{end_to_end}|{now_ms}", now_ms, account_id, amr.account_status
+            f"status|{origin_host}|{end_to_end}|{now_ms}",
+            now_ms,
+            account_id,
+            amr.account_status,
+            amr,
         )
         return _ADMIN_OK
 
-    def _set_status(self, op_id: str, now_ms: int, account_id: str, status: int) -> None:
-        """Set an account's status; sessions of an account no longer active get ASR."""
-        self.ledger.set_status(
-            op_id, now_ms=now_ms, account_id=account_id, status=AccountStatus(int(status))
-        )
-        if int(status) != int(AccountStatus.ACTIVE):
-            for sid in self._account_sessions(account_id):
-                session = self._peek(sid)
-                assert session is not None
-                self._act(ActionKind.ASR, session, (), "account not active")
+    def _set_status(
+        self,
+        op_id: str,
+        now_ms: int,
+        account_id: str,
+        status: int | None,
+        amr: AMR,
+        mark: Mark | None = None,
+    ) -> None:
+        """Set an account's status (None: unchanged) and what else of the account's state the
+        AMR carries (status-policy: `Account-State`, thresholds); the account's sessions are
+        told its new state (`_policy_push`): ASR where it denies them everything (a status
+        other than ACTIVE, by default), else RAR if the state changed. `mark`: the state before
+        the operation, if it changed something already (UPDATE's credit limit)."""
+        if mark is None:
+            mark = self._policy_mark(account_id)
+        if status is not None:
+            self.ledger.set_status(
+                op_id, now_ms=now_ms, account_id=account_id, status=AccountStatus(int(status))
+            )
+        if _policy_keys(amr):
+            self.policy.apply(
+                account_id, amr.account_state, amr.inhibit_threshold, amr.notify_threshold
+            )
+        self._policy_push(account_id, mark, forced=True)
 
     def _lifecycle(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> AdminResult:
         """UPDATE and CLOSE (docs/protocol.md, *Extension: account lifecycle*): each applied
@@ -2232,6 +2323,8 @@ class ChargingCore:
         if op is AccountOperation.UPDATE:
             subs = None if amr.subscription_id is None else _normalised_identities(amr)
             what = f"{op.name}|{account_id}|{amr.account_status}|{amr.credit_limit}|{subs}"
+            if _policy_keys(amr):  # status-policy
+                what += f"|{amr.account_state}|{amr.inhibit_threshold}|{amr.notify_threshold}"
         else:
             subs = None
             what = f"{op.name}|{account_id}"
@@ -2264,9 +2357,18 @@ class ChargingCore:
             self.history.forget(account_id)  # history: dropped with the account
             self.offers.forget_account(account_id)  # offers: a closed account holds none
             self.loans.closed(account_id)  # loans
+            self.policy.forget(account_id)  # status-policy
             return _ADMIN_OK
-        if amr.account_status is None and amr.credit_limit is None and subs is None:
+        if (
+            amr.account_status is None
+            and amr.credit_limit is None
+            and subs is None
+            and not _policy_keys(amr)
+        ):
             return Outcome.MISSING_AVP, {"Account-Status": None}, "Account-Status"
+        refused_state = self._policy_refused(amr)  # status-policy
+        if refused_state is not None:
+            return refused_state
         identities: tuple[SubscriberIdentity, ...] | None = None
         if subs is not None:
             identities, refused = subs
@@ -2281,6 +2383,7 @@ class ChargingCore:
                 return Outcome.IDENTITY_TAKEN, {"Subscription-Id": [taken]}, held
         if amr.operation_id is not None:
             self._name_operation(amr.operation_id, what, op_id)
+        mark = self._policy_mark(account_id, hot=True)  # status-policy: a new credit limit
         outcome = self.ledger.update_account(
             op_id,
             now_ms=now_ms,
@@ -2294,8 +2397,10 @@ class ChargingCore:
                 {"Subscription-Id": msgspec.to_builtins(amr.subscription_id)},
                 outcome.detail,
             )
-        if amr.account_status is not None:
-            self._set_status(f"{op_id}|status", now_ms, account_id, amr.account_status)
+        if amr.account_status is not None or _policy_keys(amr):
+            self._set_status(f"{op_id}|status", now_ms, account_id, amr.account_status, amr, mark)
+        else:
+            self._policy_push(account_id, mark)
         return _ADMIN_OK
 
     def _list(self, now_ms: int, origin_host: str, end_to_end: int, start: str) -> Result:
@@ -2443,6 +2548,7 @@ class ChargingCore:
             session_count=len(self._account_sessions(view.account_id)),
             offer_balance=self._offer_balances(view.account_id),
             **loan_fields,
+            **self._policy_account(view),  # status-policy
         )
 
     def _act(
@@ -2605,6 +2711,278 @@ class ChargingCore:
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
         self.history.record(  # history: the fee, under its record's number
             renewal.account_id, renewal.at_ms, MovementKind.FEE, -renewal.fee, cdr_seq=seq
+        )
+
+    # --- status-policy: service control by account state (ocs/core/policy.py) -----------------
+
+    def _policy_grant(
+        self,
+        session: Session,
+        rg: RatingGroup,
+        requested: ServiceUnit,
+        status: AccountStatus,
+        headroom: int,
+        now_ms: int,
+    ) -> MsccAnswer:
+        """A grant as the account's state has it: denied (4010, or 4012 in ``low_balance``),
+        restricted or redirected (zero units with Final-Unit-Indication, nothing reserved), or
+        granted, cut at the inhibit threshold with the low-balance policy's indication."""
+        decision = self.policy.decide(
+            status_policies(self.catalog),
+            session.account_id,
+            status,
+            headroom,
+            session.service_context_id,
+            rg,
+        )
+        rg_id = rg.id
+        if decision.action is PolicyAction.ALLOW:
+            answer = self._grant(
+                session, rg, requested, headroom - decision.floor, now_ms, decision.fui
+            )
+            if decision.fallback is None or answer.result_code != _RC_CREDIT_LIMIT_REACHED:
+                return answer
+            fui = decision.fallback  # nothing above the threshold: inhibited at once
+        else:
+            if decision.low and self.offers.has_offers(session.account_id):
+                # the money is at the threshold, not the allowances: what they pay is granted
+                # (no money above the threshold), with the indication for when they run out
+                fui = decision.fui or policy_fui(ServicePolicy(action=PolicyAction.DENY))
+                answer = self._grant(session, rg, requested, 0, now_ms, fui)
+                if answer.result_code != _RC_CREDIT_LIMIT_REACHED:
+                    return answer
+            if decision.action is PolicyAction.DENY:
+                if rg_id not in session.starved:
+                    session.starved.append(rg_id)
+                return MsccAnswer(rating_group=rg_id, result_code=decision.result_code)
+            assert decision.fui is not None
+            fui = decision.fui
+        if rg_id not in session.starved:  # a top-up or a change of state re-authorises it
+            session.starved.append(rg_id)
+        return zero_grant(rg, fui)
+
+    def _policy_mark(self, account_id: str, *, hot: bool = False) -> Mark | None:
+        """The account's state and notification level now; None for an unknown account, or
+        (`hot`: a request that only moves money) when money cannot change them."""
+        policies = status_policies(self.catalog)
+        if hot and not (
+            self.policy.in_force(policies) and self.policy.may_change(policies, account_id)
+        ):
+            return None
+        standing = self.ledger.standing(account_id)
+        if standing is None:
+            return None
+        return self.policy.mark(policies, account_id, standing[0], standing[1])
+
+    def _policy_push(
+        self, account_id: str, before: Mark | None, *, exclude: str = "", forced: bool = False
+    ) -> None:
+        """Tell the account's open sessions (but `exclude`, which has its answer) what changed
+        since `before`: a new state is RAR (the groups each session holds), or ASR where the
+        state denies the session everything; a headroom newly at or below the notification
+        threshold is RAR. `forced` (a status set by an operator): ASR even if the state is the
+        same. A session already sent a RAR by this input (a top-up) gets no second one."""
+        if before is None:
+            return
+        after = self._policy_mark(account_id)
+        if after is None:
+            return
+        changed = after.state != before.state
+        notify = after.notified and not before.notified
+        if not (changed or notify or forced):
+            return
+        policies = status_policies(self.catalog)
+        queued = {a.session_id for a in self._actions}
+        for sid in self._account_sessions(account_id):
+            if sid == exclude or sid in queued:
+                continue
+            session = self._peek(sid)
+            assert session is not None
+            held = tuple(sorted({*session.grants, *session.starved}))
+            if changed or forced:
+                context = session.service_context_id
+                service = self.catalog.service(context)
+                ids = held or (service.rating_groups if service is not None else ())
+                groups = self._policy_groups(context, ids)
+                if after.state != LOW_BALANCE and self.policy.denies_all(
+                    policies, after.state, context, groups
+                ):
+                    not_active = after.state in (SUSPENDED, BARRED)
+                    why = "account not active" if not_active else f"account {after.state}"
+                    self._act(ActionKind.ASR, session, (), why)
+                    continue
+                if not changed:
+                    continue
+            reason = f"account {after.state}" if changed else "low balance"
+            self._act(ActionKind.RAR, session, held, reason)
+
+    def _on_loan(self, account_id: str) -> str | None:
+        """The derived state `on_loan`: the account owes a loan (ocs/core/loans.py)."""
+        return ON_LOAN if self.loans.owed(account_id) else None
+
+    def _policy_marks(self, account_ids: Iterable[str]) -> dict[str, Mark]:
+        """The marks of the accounts whose state money can change (before a tick's releases)."""
+        marks: dict[str, Mark] = {}
+        for account_id in account_ids:
+            mark = self._policy_mark(account_id, hot=True)
+            if mark is not None:
+                marks[account_id] = mark
+        return marks
+
+    def _policy_groups(self, context: str, ids: Iterable[int]) -> tuple[RatingGroup, ...]:
+        groups: list[RatingGroup] = []
+        for g in ids:
+            rg = self.catalog.rating_group(context, g)
+            if rg is not None:
+                groups.append(rg)
+        return tuple(groups)
+
+    def _policy_released(
+        self, reservations: tuple[str, ...], owners: tuple[str, ...]
+    ) -> dict[str, int]:
+        """What the expired reservations held, per account (read before their grants are
+        dropped), when a policy is in force."""
+        released: dict[str, int] = {}
+        if not reservations or not self.policy.in_force(status_policies(self.catalog)):
+            return released
+        for reservation_id, sid in zip(reservations, owners, strict=True):
+            session = self._peek(sid)
+            if session is None:
+                continue
+            for grant in session.grants.values():
+                if grant.reservation_id == reservation_id:
+                    account = session.account_id
+                    released[account] = released.get(account, 0) + grant.amount
+        return released
+
+    def _policy_ticked(self, marks: dict[str, Mark], released: dict[str, int]) -> None:
+        """A tick gave money back (sessions closed by supervision, reservations expired): tell
+        the accounts' other sessions if their state changed. The state before an expiry is the
+        state at the headroom less what the expired reservations held."""
+        policies = status_policies(self.catalog)
+        for account_id, amount in released.items():
+            if account_id in marks or not self.policy.may_change(policies, account_id):
+                continue
+            standing = self.ledger.standing(account_id)
+            if standing is not None:
+                marks[account_id] = self.policy.mark(
+                    policies, account_id, standing[0], standing[1] - amount
+                )
+        for account_id in sorted(marks):
+            self._policy_push(account_id, marks[account_id])
+
+    def _policy_reloaded(self, old: Catalog) -> None:
+        """A catalog with other status policies is in force: each open session (not told
+        already by this input) one of whose groups gets another policy is told, as by a change
+        of state: ASR if the new policies deny it everything, else RAR for those groups."""
+        before, after = status_policies(old), status_policies(self.catalog)
+        queued = {a.session_id for a in self._actions}
+        book = self.policy
+        for sid in sorted(self._sessions):
+            if sid in queued:
+                continue
+            session = self._peek(sid)
+            assert session is not None
+            standing = self.ledger.standing(session.account_id)
+            if standing is None:
+                continue
+            status, headroom = standing
+            context = session.service_context_id
+            was = book.state(before, session.account_id, status, headroom)
+            now = book.state(after, session.account_id, status, headroom)
+            moved: list[int] = []
+            groups: list[RatingGroup] = []
+            for g in sorted({*session.grants, *session.starved}):
+                rg, old_rg = self.catalog.rating_group(context, g), old.rating_group(context, g)
+                if rg is None or old_rg is None:
+                    continue
+                groups.append(rg)
+                if book.policy(after, now, context, rg) != book.policy(
+                    before, was, context, old_rg
+                ):
+                    moved.append(g)
+            if not moved:
+                continue
+            if now != LOW_BALANCE and book.denies_all(after, now, context, tuple(groups)):
+                self._act(ActionKind.ASR, session, (), f"account {now}: policy change")
+            else:
+                self._act(ActionKind.RAR, session, tuple(moved), "policy change")
+
+    def _policy_indication(
+        self, account_id: str, msccs: list[MsccAnswer], extra: dict[str, Any]
+    ) -> list[MsccAnswer]:
+        """In a CCA of an account at or below a threshold, each MSCC answered 2001 carries
+        `Low-Balance-Indication`, and the CCA `Remaining-Balance` (the available balance)."""
+        inhibit, notify = self.policy.thresholds(status_policies(self.catalog), account_id)
+        if inhibit is None and notify is None:
+            return msccs
+        standing = self.ledger.standing(account_id)
+        if standing is None:
+            return msccs
+        headroom = standing[1]
+        if inhibit is not None and headroom <= inhibit:
+            level = LowBalanceIndication.INHIBIT_THRESHOLD_REACHED
+        elif notify is not None and headroom <= notify:
+            level = LowBalanceIndication.NOTIFY_THRESHOLD_REACHED
+        else:
+            return msccs
+        view = self.ledger.account(account_id)
+        assert view is not None
+        msccs = [
+            msgspec.structs.replace(m, low_balance_indication=level)
+            if m.result_code == _RC_OK
+            else m
+            for m in msccs
+        ]
+        if "remaining_balance" not in extra:
+            digits, exponent = unit_value(view.available)
+            extra["remaining_balance"] = RemainingBalance(
+                unit_value=UnitValue(value_digits=digits, exponent=exponent),
+                currency_code=self.catalog.currency.code,
+            )
+        return msccs
+
+    def _policy_refused(self, amr: AMR) -> AdminResult | None:
+        """An `Account-State` the catalog does not define: 5004 naming it."""
+        why = self.policy.refused(status_policies(self.catalog), amr.account_state)
+        if why is None:
+            return None
+        return Outcome.INVALID, {"Account-State": amr.account_state}, why
+
+    def _policy_account(self, view: AccountView) -> dict[str, Any]:
+        """The `Account` keys of the state (when a policy is in force): `Account-State`, and
+        the thresholds in force for the account; none for an `active` account without
+        thresholds."""
+        policies = status_policies(self.catalog)
+        if not self.policy.in_force(policies):
+            return {}
+        inhibit, notify = self.policy.thresholds(policies, view.account_id)
+        state = self.policy.state(policies, view.account_id, view.status, view.headroom, inhibit)
+        if state == ACTIVE and inhibit is None and notify is None:
+            return {}  # an ordinary account: its map as without policies
+        return {"account_state": state, "inhibit_threshold": inhibit, "notify_threshold": notify}
+
+    def _policy_denies_event(
+        self,
+        ccr: CCR,
+        account_id: str,
+        status: AccountStatus,
+        headroom: int,
+        priced: list[tuple[MsccRequest, RatingGroup | None, int, int]],
+    ) -> bool:
+        """A DIRECT_DEBITING of a rating group the account's state denies (but for
+        ``low_balance``, where the money decides, as without a threshold)."""
+        policies = status_policies(self.catalog)
+        if not self.policy.in_force(policies):
+            return False
+        state = self.policy.state(policies, account_id, status, headroom)
+        if state == LOW_BALANCE or state not in policies.named:
+            return False  # (suspended and barred are refused before, by their status)
+        context = ccr.service_context_id
+        return any(
+            rg is not None
+            and self.policy.policy(policies, state, context, rg).action is PolicyAction.DENY
+            for _, rg, _, _ in priced
         )
 
     # --- IoT low-signalling profile (ocs/core/iot.py; docs/charging.md) -----------------------
@@ -2877,6 +3255,7 @@ class ChargingCore:
                 loans=self.loans.snapshot(),
                 groups=self.groups.state(),
                 load_pricing=self.load_pricing.state(),
+                policies=self.policy.snapshot(),  # status-policy
                 iot=self.iot.snapshot(),
             )
         )
@@ -2951,6 +3330,7 @@ class ChargingCore:
         self.offers = OfferBook()  # offers (layout 5; none before)
         if state.offers is not None:
             self.offers.restore(state.offers)
+        self.policy.restore(state.policies)  # status-policy
         self.loans.restore(state.loans)  # loans (b"" before layout 5: none)
         self.groups.restore(state.groups)  # groups (None before layout 5)
         self.load_pricing.restore(state.load_pricing, self.catalog)  # load-modulated prices
@@ -3171,6 +3551,7 @@ class ChargingCore:
                 if prior.ok:
                     return _ADMIN_OK
             self._name_operation(amr.operation_id, what, op_id)
+        mark = self._policy_mark(account_id, hot=True)  # status-policy
         outcome, failed, detail = take_loan(
             self.loans,
             self.ledger,
@@ -3186,6 +3567,7 @@ class ChargingCore:
         )
         if outcome is Outcome.OK:
             self._topped_up(account_id)  # loan money for sessions held at their final units
+            self._policy_push(account_id, mark)  # status-policy: now `on_loan`
         return outcome, failed, detail
 
     def _loan_topup(
@@ -3250,6 +3632,15 @@ class ChargingCore:
                 for item in account.loans
             ),
         }
+
+
+def _policy_keys(amr: AMR) -> bool:
+    """Whether an AMR carries a key of the state (status-policy)."""
+    return (
+        amr.account_state is not None
+        or amr.inhibit_threshold is not None
+        or amr.notify_threshold is not None
+    )
 
 
 def _event_session_id(cached: CachedAnswer) -> str:

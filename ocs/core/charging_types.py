@@ -281,6 +281,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # Load-modulated prices (layout 5, ocs/core/load.py): the band in force and the recent
     # grants; None in older snapshots (the base band, no recent grants).
     load_pricing: LoadState | None = None
+    # status-policy (layout 5): per account with any, (account id, operator-defined state or "",
+    # inhibit threshold, notify threshold) (`ocs.core.policy.PolicyBook.snapshot`)
+    policies: list[tuple[str, str, int | None, int | None]] = []
     # The IoT low-signalling profile's state (`ocs.core.iot.IotProfile.snapshot`, msgpack;
     # b"": none; layout 5).
     iot: bytes = b""

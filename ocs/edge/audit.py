@@ -56,6 +56,13 @@ def audit_fields(message: AMR) -> dict[str, Any]:
         fields["package"] = message.package_name
     if message.period_start is not None:  # STATEMENT (groups)
         fields["period_start"] = message.period_start
+    # status-policy: SET_STATUS, UPDATE (docs/protocol.md, service control by account state)
+    if message.account_state is not None:
+        fields["state"] = message.account_state
+    if message.inhibit_threshold is not None:
+        fields["inhibit_threshold"] = message.inhibit_threshold
+    if message.notify_threshold is not None:
+        fields["notify_threshold"] = message.notify_threshold
     if message.bulk_account:  # CREATE_BULK: one line for the batch
         batch = message.bulk_account
         fields["accounts"] = len(batch)

@@ -55,6 +55,7 @@ PLAIN_RATING: Final = {
     "rating.loans",
     "rating.packages",
     "rating.load",
+    "rating.policies",
     "rating.devices",
 }
 

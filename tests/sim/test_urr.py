@@ -202,6 +202,21 @@ def test_final_units_redirect_stop_counting_until_reauthorised() -> None:
     assert engine.consume(10, 100, T0 + 101 * S, T0 + 102 * S) == 100
 
 
+def test_zero_units_with_redirect_are_final_at_once_until_reauthorised() -> None:
+    """An inhibit threshold reached (or a state that restricts): 2001, zero units and the
+    final-unit action: traffic is redirected, uncounted, without a report, until a RAR."""
+    engine = opened(grant(10, 0, final=FinalUnitAction.REDIRECT))
+    rule = engine.rule(10)
+    assert rule.state is RuleState.FINAL and not rule.holds_grant and rule.inhibited == 1
+    assert engine.consume(10, 5000, T0, T0 + S) == 0 and rule.uncounted == 5000
+    assert engine.poll(T0 + 2 * S) == [] and engine.final(T0 + 2 * S) == []
+    (again,) = engine.reauthorise(None, T0 + 3 * S)  # after a top-up's RAR
+    assert again.request_quota and again.used == ()
+    engine.apply([again], [grant(10, 2000)], T0 + 3 * S)
+    assert engine.rule(10).state is RuleState.ACTIVE
+    assert engine.consume(10, 100, T0 + 3 * S, T0 + 4 * S) == 100
+
+
 def test_final_units_terminate_end_the_session() -> None:
     engine = opened(grant(10, 300, final=FinalUnitAction.TERMINATE))
     engine.consume(10, 200, T0, T0 + S)

@@ -58,6 +58,8 @@ class SimConfig:
     seed: int = 1
     usage_log: Path | None = None
     balance: int = 10_000_000  # initial balance of each subscriber, micro-units
+    # status-policy: each subscriber's own inhibit threshold, micro-units (None: the catalog's)
+    inhibit_threshold: int | None = None
     origin_host: str = "sim.test.local"
     origin_realm: str = "test.local"
     first_msisdn: int = 491700000000
@@ -86,6 +88,7 @@ class Stats:
     reasons: Counter[str] = field(default_factory=Counter)
     units: Counter[int] = field(default_factory=Counter)  # per rating group, reported and ok
     uncounted: Counter[int] = field(default_factory=Counter)
+    inhibited: Counter[int] = field(default_factory=Counter)  # zero grants with a final action
     dropped: Counter[int] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     protocol_errors: int = 0
@@ -244,6 +247,8 @@ class SimRuntime:
                     return  # exists already (an earlier run)
                 if answer.result_code != ResultCode.SUCCESS or not isinstance(answer, AMA):
                     raise RuntimeError(f"CREATE {sub.account_id}: {answer.result_code}")
+                if self.config.inhibit_threshold is not None:
+                    await self._inhibit_at(sub, self.config.inhibit_threshold)
 
         await asyncio.gather(*(create(s) for s in subscribers))
         self.stats.subscribers = len(subscribers)
@@ -277,6 +282,24 @@ class SimRuntime:
             raise RuntimeError(
                 f"SUBSCRIBE {sub.account_id} {offer}: {answer.result_code} {answer.error_message}"
             )
+
+    async def _inhibit_at(self, sub: Subscriber, threshold: int) -> None:
+        """status-policy: UPDATE the account's own inhibit threshold (docs/protocol.md)."""
+        delivery = await self.call(
+            AMR(
+                origin_host=self.config.origin_host,
+                origin_realm=self.config.origin_realm,
+                account_operation=AccountOperation.UPDATE,
+                account_id=sub.account_id,
+                inhibit_threshold=threshold,
+            )
+        )
+        self.stats.requests["AMR"] += 1
+        self.stats.answer(delivery, admin=True)
+        answer = delivery.answer
+        if answer is None or answer.result_code != ResultCode.SUCCESS:
+            code = None if answer is None else answer.result_code
+            raise RuntimeError(f"UPDATE {sub.account_id} Inhibit-Threshold: {code}")
 
     # --- lifetime ------------------------------------------------------------------------------
 
@@ -334,6 +357,9 @@ class SimRuntime:
             unc = ", ".join(f"RG {rg} {v}" for rg, v in sorted((+s.uncounted).items())) or "none"
             drp = ", ".join(f"RG {rg} {v}" for rg, v in sorted((+s.dropped).items())) or "none"
             lines.append(f"  not charged     passed uncounted {unc}; refused (no quota) {drp}")
+        if +s.inhibited:
+            inh = ", ".join(f"RG {rg} {v}" for rg, v in sorted((+s.inhibited).items()))
+            lines.append(f"  inhibited       zero grants with redirect/restrict {inh}")
         lines += [
             f"  RAR handled {s.rar}, ASR handled {s.asr}, retransmissions {s.retransmissions} "
             f"(reconnects {s.reconnects}, timeouts {s.timeouts}, too busy {s.busy})",

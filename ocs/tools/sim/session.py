@@ -163,7 +163,8 @@ class CcSession:
             stats = self.rt.stats
             stats.uncounted[rule.rating_group] += rule.uncounted
             stats.dropped[rule.rating_group] += rule.dropped
-            rule.uncounted = rule.dropped = 0
+            stats.inhibited[rule.rating_group] += rule.inhibited
+            rule.uncounted = rule.dropped = rule.inhibited = 0
         self.rt.sessions.pop(self.session_id, None)
         if not self.closed.done():
             self.closed.set_result(None)

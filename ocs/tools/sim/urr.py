@@ -21,7 +21,9 @@ The cycle of a rule (WIRE.md 5.3, 5.5, 5.6):
   UNIT_AFTER;
 * final units: TERMINATE ends the session once they are used (`terminate_due`); REDIRECT and
   RESTRICT_ACCESS report them and then let traffic pass uncounted (state FINAL) until a
-  re-authorisation (`reauthorise`, after a RAR) brings quota again.
+  re-authorisation (`reauthorise`, after a RAR) brings quota again. A grant of zero units with
+  REDIRECT or RESTRICT_ACCESS (an inhibit threshold reached, an account state that restricts)
+  is FINAL at once.
 
 Every unit counted is reported exactly once: a report takes the usage measured since the last
 report, and usage measured while a report is in flight goes into the next one (and counts
@@ -158,6 +160,7 @@ class UsageRule:
         self.counted = 0  # units counted (and so reported, sooner or later)
         self.uncounted = 0  # units that passed without being counted (FINAL, FREE)
         self.dropped = 0  # units refused for lack of quota
+        self.inhibited = 0  # zero grants with a final-unit action (restricted / redirected)
 
     # --- traffic -------------------------------------------------------------------------------
 
@@ -318,6 +321,23 @@ class UsageRule:
             self.state = RuleState.DENIED
 
     def _grant(self, answer: MsccAnswer, granted: int, now_ms: int) -> None:
+        fui = answer.final_unit_indication
+        if (
+            granted == 0
+            and fui is not None
+            and fui.final_unit_action is not FinalUnitAction.TERMINATE
+        ):
+            # zero units with REDIRECT / RESTRICT_ACCESS (RFC 8506 5.6, immediate graceful
+            # termination: an inhibit threshold, a state that restricts): the action applies
+            # at once; nothing is held, traffic passes uncounted until a re-authorisation
+            self.state = RuleState.FINAL
+            self.final_action = fui.final_unit_action
+            self.remaining = 0
+            self.granted = 0
+            self.holds_grant = False
+            self.demand = False
+            self.inhibited += 1
+            return
         self.granted = granted
         # usage measured since the report counts against the new grant
         self.remaining = max(granted - self.measured, 0)
