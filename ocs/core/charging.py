@@ -1264,7 +1264,7 @@ class ChargingCore:
         rg_id = rg.id
         iot = self.iot.grant(self.catalog, session.session_id, session.account_id, rg_id, now_ms)
         if iot is not None:  # IoT profile (ocs/core/iot.py); None: the normal grant
-            iot_answer = self._iot_grant(session, rg, iot, headroom, now_ms)
+            iot_answer = self._iot_grant(session, rg, iot, headroom, now_ms, final_fui is not None)
             if iot_answer is not None:
                 return iot_answer
         now_s = now_ms // MS
@@ -3052,7 +3052,13 @@ class ChargingCore:
                 self._sessions[sid] = pack_session(session)
 
     def _iot_grant(
-        self, session: Session, rg: RatingGroup, iot: IotGrant, headroom: int, now_ms: int
+        self,
+        session: Session,
+        rg: RatingGroup,
+        iot: IotGrant,
+        headroom: int,
+        now_ms: int,
+        inhibit: bool = False,
     ) -> MsccAnswer | None:
         """A grant of the profile: what is left of the set, until the period's end, reserving
         at most the class's `reserve` (usage beyond it is posted all the same: overdraft). None
@@ -3071,7 +3077,9 @@ class ChargingCore:
         fee = rg.setup_fee if rg_id not in session.fee_charged else 0
         cost = price_dearest(rg, units, now_s, now_s + validity, prior).total + fee
         reserve = min(cost, iot.reserve + fee, MAX_AMOUNT)
-        if reserve > headroom:
+        # (`inhibit`: a status policy cuts grants at a threshold, `headroom` is what is above
+        # it; the profile's grant must then fit whole, or the threshold could be overrun)
+        if reserve > headroom or (inhibit and cost > headroom):
             return None
         session.tcc_s = (
             2 * validity if session.grants_made == 0 else max(session.tcc_s, 2 * validity)
