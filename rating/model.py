@@ -9,6 +9,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from rating.devices import DeviceClass  # IoT profile (issue 15): the catalog's device classes
 from rating.load import LoadPolicy
 from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
@@ -234,6 +235,8 @@ class Catalog:
     # here so that this compiled module does not import it; read it with
     # `rating.policies.status_policies(catalog)`). None: the catalog has none.
     status: object = None
+    # IoT low-signalling profile (rating/devices.py, docs/catalog.md *Device classes*)
+    device_classes: tuple[DeviceClass, ...] = ()
 
     def service(self, service_context_id: str) -> Service | None:
         """The service for a Service-Context-Id. An exact match wins; otherwise the 3GPP

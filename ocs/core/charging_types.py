@@ -284,6 +284,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # status-policy (layout 5): per account with any, (account id, operator-defined state or "",
     # inhibit threshold, notify threshold) (`ocs.core.policy.PolicyBook.snapshot`)
     policies: list[tuple[str, str, int | None, int | None]] = []
+    # The IoT low-signalling profile's state (`ocs.core.iot.IotProfile.snapshot`, msgpack;
+    # b"": none; layout 5).
+    iot: bytes = b""
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()
