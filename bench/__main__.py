@@ -16,6 +16,7 @@ BENCHMARKS = [
     "bench.metrics",
     "bench.account_import",
     "bench.groups",
+    "bench.iot",
     "bench.counters",
 ]
 

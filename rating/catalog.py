@@ -23,6 +23,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.counters import parse_counters
+from rating.devices import parse_device_classes
 from rating.errors import CatalogError
 from rating.load import parse_load
 from rating.loans import parse_loan_policy
@@ -115,6 +116,7 @@ _TOP_KEYS = (
     "packages",  # groups (rating/packages.py)
     "load",  # load-modulated prices (rating/load.py)
     "status",  # status-policy: rating/policies.py
+    "device_classes",  # IoT profile: rating/devices.py
     "counters",
 )
 _RG_KEYS = (
@@ -767,6 +769,11 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     load = parse_load(top["load"], "load", groups) if "load" in top else None  # rating/load.py
     # status-policy: service control by account state (rating/policies.py)
     status = parse_status(top["status"], "status", groups, services) if "status" in top else None
+    # IoT profile (issue 15): parsed by rating/devices.py
+    devices = top.get("device_classes")
+    device_classes = (
+        () if devices is None else parse_device_classes(devices, "device_classes", groups)
+    )
     # usage counters (rating/counters.py), read with this module's readers of values
     counters = parse_counters(
         top.get("counters", []),
@@ -790,6 +797,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         packages=packages,
         load=load,
         status=status,
+        device_classes=device_classes,
         counters=counters,
     )
 

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from rating.counters import CounterDef
+from rating.devices import DeviceClass  # IoT profile (issue 15): the catalog's device classes
 from rating.load import LoadPolicy
 from rating.loans import LoanPolicy
 from rating.money import ceil_to_multiple, div_floor, floor_to_multiple
@@ -235,6 +236,8 @@ class Catalog:
     # here so that this compiled module does not import it; read it with
     # `rating.policies.status_policies(catalog)`). None: the catalog has none.
     status: object = None
+    # IoT low-signalling profile (rating/devices.py, docs/catalog.md *Device classes*)
+    device_classes: tuple[DeviceClass, ...] = ()
     # usage counters (`[[counters]]`, rating/counters.py; docs/catalog.md *Usage counters*)
     counters: tuple[CounterDef, ...] = ()
 

@@ -52,6 +52,7 @@ from rating import (
     price,
 )
 from rating.counters import CounterUnit
+from rating.devices import DeviceClass
 from rating.load import load_facts
 from rating.policies import status_policies  # status-policy
 
@@ -415,6 +416,8 @@ def catalog_facts(catalog: Catalog) -> dict[str, str]:
         facts["cdr time limit"] = _quantity(cdr.time_limit, Unit.SECONDS)
     _offer_facts(catalog, facts, money)  # offers (docs/catalog.md, *Offers*)
     facts.update(load_facts(catalog.load))  # load-modulated prices (rating/load.py)
+    for device_class in catalog.device_classes:  # IoT profile (rating/devices.py)
+        facts.update(_device_class_facts(device_class, money(device_class.reserve)))
     facts.update(_status_facts(catalog, money))  # status-policy
     return facts
 
@@ -455,6 +458,21 @@ def _status_facts(catalog: Catalog, money: Callable[[int], str]) -> dict[str, st
             + (", ".join(amount(t) for t in counter.thresholds) or "none")
         )
     return facts
+
+
+def _device_class_facts(device_class: DeviceClass, reserve: str) -> dict[str, str]:
+    key = f"device class {device_class.name}"
+    return {
+        f"{key} imsi prefixes": ", ".join(device_class.imsi_prefixes),
+        f"{key} rating groups": ", ".join(str(rg) for rg in device_class.rating_groups),
+        f"{key} threshold set": (
+            f"at most {_quantity(device_class.max_octets, Unit.OCTETS)} and "
+            f"{device_class.max_reports} reports per "
+            f"{_quantity(device_class.period_s, Unit.SECONDS)}"
+        ),
+        f"{key} reserve": reserve,
+        f"{key} quota holding time": _quantity(device_class.quota_holding_time_s, Unit.SECONDS),
+    }
 
 
 _SIZES: Final = {

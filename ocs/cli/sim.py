@@ -16,6 +16,7 @@ from ocs.cli.config import ClientSettings
 from ocs.edge.client import ClientError
 from ocs.edge.logs import configure_logging
 from ocs.edge.tls import TlsConfigError
+from ocs.tools.sim.iot import IotProfile
 from ocs.tools.sim.reconcile import reconcile
 from ocs.tools.sim.runtime import SimConfig, SimRuntime
 from ocs.tools.sim.scp import ScpConfig, ScpProfile, run_scp
@@ -186,6 +187,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="mean pause between bursts (simulated seconds)",
     )
+    upf.add_argument(
+        "--iot",
+        type=_non_negative(int),
+        default=0,
+        metavar="N",
+        help="IoT devices beside the subscribers (IMSIs 999010000000000 on: the demo catalog's "
+        "device class)",
+    )
+    upf.add_argument(
+        "--iot-interval",
+        type=_positive(int),
+        default=900,
+        metavar="S",
+        help="simulated seconds between two reports of an IoT device (default 900)",
+    )
+    upf.add_argument(
+        "--iot-bytes",
+        type=_positive(int),
+        default=200,
+        metavar="B",
+        help="bytes of one IoT report (default 200)",
+    )
     upf.set_defaults(func=run_upf_command, settings=ClientSettings(upf, CLIENT_KEYS))
 
     scp = sims.add_parser("scp", help="SCP: SMS (reservation, events, refunds) and voice")
@@ -265,7 +288,9 @@ def run_upf_command(args: argparse.Namespace) -> int:
         rate=args.rate, session_mean_s=args.session_mean, off_mean_s=args.pause_mean
     )
     try:
-        rt = _run(run_upf(UpfConfig(sim=_sim_config(args), profile=profile)))
+        iot = IotProfile(report_bytes=args.iot_bytes, interval_s=args.iot_interval)
+        config = UpfConfig(sim=_sim_config(args), profile=profile, iot_devices=args.iot, iot=iot)
+        rt = _run(run_upf(config))
     except (OSError, RuntimeError, ClientError, TlsConfigError) as exc:
         print(f"ocs sim upf: {exc}", file=sys.stderr)
         return 2

@@ -67,6 +67,7 @@ from ocs.core.due import DueSet
 from ocs.core.groups import Groups
 from ocs.core.history import History, history_page, record_cdr
 from ocs.core.identities import normalise_identity
+from ocs.core.iot import IotGrant, IotProfile
 from ocs.core.ledger import Code, Credit, Debit, Ledger, Post, Reserve, Void
 from ocs.core.ledger_types import CreateAccount, LedgerOutcome, command_problem
 from ocs.core.load import LoadDecision, LoadPricing
@@ -394,6 +395,8 @@ class ChargingCore:
         # status-policy: service control by account state, thresholds (ocs/core/policy.py)
         self.policy = PolicyBook()
         self.policy.derived.append((ON_LOAN, self._on_loan))  # a loan owed: `on_loan`
+        # IoT low-signalling profile (ocs/core/iot.py): device classes of sessions, counts
+        self.iot = IotProfile()
         # usage counters across sessions, per account (ocs/core/counters.py)
         self.counters = UsageCounters()
 
@@ -662,6 +665,9 @@ class ChargingCore:
         deadline = self._deadlines.earliest()
         if deadline is not None and deadline <= now_ms // MS:
             return True
+        iot = self.iot.earliest_s()  # IoT profile: a period's aggregate records
+        if iot is not None and iot <= now_ms // MS:
+            return True
         expiry = self.ledger.next_expiry()
         if expiry is not None and expiry <= now_ms:
             return True
@@ -689,6 +695,7 @@ class ChargingCore:
         for session in silent:
             self._release_all(session, now_ms)
             self._close(session, now_ms, "abnormalRelease")
+        self._iot_period_records(now_ms)
         expired = self.ledger.expire_due(now_ms)
         released = self._policy_released(expired.expired, expired.expired_owners)
         for reservation_id, sid in zip(expired.expired, expired.expired_owners, strict=True):
@@ -1109,6 +1116,7 @@ class ChargingCore:
             self._estimates.add(sid)
         self._peer_sessions[origin_host] = self._peer_sessions.get(origin_host, 0) + 1
         self._link_account(account_id, sid)
+        self._iot_request(session, ccr, now_ms, opening=True)
         msccs: list[MsccAnswer] = [
             self._mscc(session, m, now_ms, ccr) for m in ccr.multiple_services_credit_control or ()
         ]
@@ -1182,12 +1190,15 @@ class ChargingCore:
         session.number = ccr.cc_request_number
         session.last_ms = now_ms
         terminating = ccr.cc_request_type is CCRequestType.TERMINATION
+        self._iot_request(session, ccr, now_ms)
         msccs: list[MsccAnswer] = [
             self._mscc(session, m, now_ms, ccr, terminating=terminating)
             for m in ccr.multiple_services_credit_control or ()
         ]
         if terminating:
             self._release_all(session, now_ms)
+        elif self.iot.within(self.catalog, sid, session.account_id, now_ms):
+            self._iot_aggregate(session, now_ms)  # IoT profile: one record per period
         elif not self._is_estimate(session):
             self._maybe_partial(session, now_ms)
         self._deadlines.move(deadline, self._deadline(session), sid)
@@ -1258,6 +1269,11 @@ class ChargingCore:
         policy = rg.grant
         assert policy is not None  # only zero-rated groups have none
         rg_id = rg.id
+        iot = self.iot.grant(self.catalog, session.session_id, session.account_id, rg_id, now_ms)
+        if iot is not None:  # IoT profile (ocs/core/iot.py); None: the normal grant
+            iot_answer = self._iot_grant(session, rg, iot, headroom, now_ms, final_fui is not None)
+            if iot_answer is not None:
+                return iot_answer
         now_s = now_ms // MS
         validity = max(policy.validity_time, 1)
         end_s = now_s + validity
@@ -1705,6 +1721,7 @@ class ChargingCore:
             self._estimates.discard(session.session_id)
         else:
             self._write_session_cdr(session, now_ms, cause)
+        self.iot.close(session.session_id)
         sid = session.session_id
         del self._sessions[sid]
         host = session.origin_host
@@ -3005,13 +3022,139 @@ class ChargingCore:
             for _, rg, _, _ in priced
         )
 
+    # --- IoT low-signalling profile (ocs/core/iot.py; docs/charging.md) -----------------------
+
+    def _iot_request(
+        self, session: Session, ccr: CCR, now_ms: int, *, opening: bool = False
+    ) -> None:
+        """Count a request of a device's session against its threshold set; a device that
+        leaves the set falls back to the normal profile: its sessions' aggregate records are
+        written (with `iotFallback`) and they are re-authorised (RAR, reason "iot threshold")."""
+        if self._is_estimate(session):
+            return
+        sid = session.session_id
+        if opening:
+            self.iot.open(self.catalog, sid, ccr)
+        if sid not in self.iot.sessions:
+            return
+        granted = {rg: g.granted_s for rg, g in session.grants.items()}
+        reason = self.iot.request(self.catalog, sid, session.account_id, granted, ccr, now_ms)
+        if not reason:
+            return
+        renewed = {
+            m.rating_group
+            for m in ccr.multiple_services_credit_control or ()
+            if m.requested_service_unit is not None
+        }
+        for other_id in self._account_sessions(session.account_id):
+            other = session if other_id == sid else self._peek(other_id)
+            device_class = self.iot.device_class(self.catalog, other_id)
+            if other is None or device_class is None:
+                continue
+            packed = not isinstance(self._sessions[other_id], Session)
+            if other.containers:
+                self._write_session_cdr(other, now_ms, "partialRecord", {"iotFallback": reason})
+            if packed:
+                self._sessions[other_id] = pack_session(other)
+            if other_id == sid and ccr.cc_request_type is CCRequestType.TERMINATION:
+                continue  # it closes now
+            held = tuple(
+                rg
+                for rg in other.grants
+                if rg in device_class.rating_groups and (other_id != sid or rg not in renewed)
+            )
+            if held:
+                self._act(ActionKind.RAR, other, held, f"iot threshold {reason}")
+
+    def _iot_aggregate(self, session: Session, now_ms: int) -> None:
+        """A device within its set: its record waits for the period's end (or the session's),
+        unless it holds `MAX_CONTAINERS` containers."""
+        if not session.containers:
+            return
+        if len(session.containers) >= MAX_CONTAINERS:
+            self._write_session_cdr(session, now_ms, "partialRecord")
+        else:
+            self.iot.schedule(self.catalog, session.session_id, now_ms)
+
+    def _iot_period_records(self, now_ms: int) -> None:
+        """The aggregate records of the periods that ended by `now_ms` (a packed session stays
+        packed)."""
+        for sid in self.iot.pop_due(now_ms // MS):
+            session = self._peek(sid)
+            if session is None or not session.containers:
+                continue
+            packed = not isinstance(self._sessions[sid], Session)
+            self._write_session_cdr(session, now_ms, "partialRecord")
+            if packed:
+                self._sessions[sid] = pack_session(session)
+
+    def _iot_grant(
+        self,
+        session: Session,
+        rg: RatingGroup,
+        iot: IotGrant,
+        headroom: int,
+        now_ms: int,
+        inhibit: bool = False,
+    ) -> MsccAnswer | None:
+        """A grant of the profile: what is left of the set, until the period's end, reserving
+        at most the class's `reserve` (usage beyond it is posted all the same: overdraft). None
+        when the headroom does not cover that reservation (the normal grant cuts it then)."""
+        rg_id = rg.id
+        now_s = now_ms // MS
+        units = min(iot.units, MAX_UNITS)
+        validity = iot.validity_s
+        # A grant carries one Tariff-Time-Change (WIRE.md 5.5): the validity ends at the second
+        # change of price before the period's end, if any, so that usage is rated right.
+        first = next_tariff_change(rg, now_s, now_s + validity)
+        second = next_tariff_change(rg, first, now_s + validity) if first is not None else None
+        if second is not None:
+            validity = second - now_s
+        prior = session.rated.get(rg_id, 0)
+        fee = rg.setup_fee if rg_id not in session.fee_charged else 0
+        cost = price_dearest(rg, units, now_s, now_s + validity, prior).total + fee
+        reserve = min(cost, iot.reserve + fee, MAX_AMOUNT)
+        # (`inhibit`: a status policy cuts grants at a threshold, `headroom` is what is above
+        # it; the profile's grant must then fit whole, or the threshold could be overrun)
+        if reserve > headroom or (inhibit and cost > headroom):
+            return None
+        session.tcc_s = (
+            2 * validity if session.grants_made == 0 else max(session.tcc_s, 2 * validity)
+        )
+        session.grants_made += 1
+        self._reservation_seq += 1
+        reservation_id = f"r{self._reservation_seq}"
+        outcome = self.ledger.apply(
+            Reserve(
+                id=reservation_id,
+                now_ms=now_ms,
+                account_id=session.account_id,
+                amount=reserve,
+                expires_at_ms=(now_s + session.tcc_s + RESERVATION_SLACK_S) * MS,
+                owner=session.session_id,
+            ),
+            internal=True,
+        )
+        if outcome.code is not Code.OK:
+            return None
+        answer = self._granted(
+            session, rg, units, reserve, validity, False, fee, reservation_id, now_s
+        )
+        return msgspec.structs.replace(
+            answer,
+            quota_holding_time=iot.quota_holding_time_s,
+            volume_quota_threshold=None,
+        )
+
     # --- CDRs (section 9) ----------------------------------------------------------------------
 
     def _next_seq(self) -> int:
         self.cdr_seq += 1
         return self.cdr_seq
 
-    def _write_session_cdr(self, session: Session, now_ms: int, cause: str) -> None:
+    def _write_session_cdr(
+        self, session: Session, now_ms: int, cause: str, extra: dict[str, Any] | None = None
+    ) -> None:
         containers = session.containers
         session.local_seq += 1
         by_rg: dict[int, list[dict[str, Any]]] = {}
@@ -3039,6 +3182,11 @@ class ChargingCore:
         }
         if session.service_information is not None:
             record["serviceInformation"] = session.service_information
+        device_class = self.iot.sessions.get(session.session_id)  # IoT profile
+        if device_class is not None:
+            record["iotDeviceClass"] = device_class
+        if extra:
+            record.update(extra)
         self._cdrs.append((seq, CDR_ENCODER.encode(record)))
         record_cdr(  # history: the charge, per rating group, under the CDR's number
             self.history, session.account_id, now_ms, seq,
@@ -3153,6 +3301,7 @@ class ChargingCore:
                 groups=self.groups.state(),
                 load_pricing=self.load_pricing.state(),
                 policies=self.policy.snapshot(),  # status-policy
+                iot=self.iot.snapshot(),
                 counters=self.counters.snapshot(),  # usage counters
             )
         )
@@ -3231,6 +3380,7 @@ class ChargingCore:
         self.loans.restore(state.loans)  # loans (b"" before layout 5: none)
         self.groups.restore(state.groups)  # groups (None before layout 5)
         self.load_pricing.restore(state.load_pricing, self.catalog)  # load-modulated prices
+        self.iot.restore(state.iot)  # IoT profile (b"" before layout 5: none)
         self.counters.restore(state.counters)  # usage counters (none before layout 5)
 
     # --- groups: shared group packages (ocs/core/groups.py; docs/accounts.md) -------------------

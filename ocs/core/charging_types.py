@@ -286,6 +286,9 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # status-policy (layout 5): per account with any, (account id, operator-defined state or "",
     # inhibit threshold, notify threshold) (`ocs.core.policy.PolicyBook.snapshot`)
     policies: list[tuple[str, str, int | None, int | None]] = []
+    # The IoT low-signalling profile's state (`ocs.core.iot.IotProfile.snapshot`, msgpack;
+    # b"": none; layout 5).
+    iot: bytes = b""
     # The values of the usage counters (`ocs.core.counters`, layout 5): (account id, counter
     # name, anchor ms, period start ms, period end ms or None, value). The money of
     # `[account] usage_thresholds` stays in `usage`.

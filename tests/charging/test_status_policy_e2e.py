@@ -181,9 +181,11 @@ async def test_the_account_commands_set_the_state_and_thresholds(
         cli = Cli(SimpleNamespace(port=app.server.port), capsys)  # type: ignore[arg-type]
 
         async def as_json(*args: str) -> tuple[int, dict[str, Any]]:
-            """The command's JSON line (the in-process server logs to the same stdout)."""
+            """The command's JSON line (the in-process server logs to the same stdout, and its
+            audit event may come after the command's line: the last line that is JSON)."""
             code, out, _ = await cli.run(*args, "--json")
-            obj: dict[str, Any] = json.loads(out.splitlines()[-1])
+            line = [x for x in out.splitlines() if x.startswith("{")][-1]
+            obj: dict[str, Any] = json.loads(line)
             return code, obj
 
         assert (await cli.run("create", "c-1", "--msisdn", "4930", "--balance", "5"))[0] == 0

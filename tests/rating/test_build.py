@@ -56,6 +56,7 @@ PLAIN_RATING: Final = {
     "rating.packages",
     "rating.load",
     "rating.policies",
+    "rating.devices",
     "rating.counters",
 }
 

@@ -122,14 +122,15 @@ def iso(ms: int) -> str:
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     index: int
-    msisdn: str
+    msisdn: str  # the identity (an IMSI for an IoT device, see `id_type`)
     account_id: str
+    id_type: SubscriptionIdType = SubscriptionIdType.END_USER_E164
 
     @property
     def subscription(self) -> tuple[SubscriptionId, ...]:
         return (
             SubscriptionId(
-                subscription_id_type=SubscriptionIdType.END_USER_E164,
+                subscription_id_type=self.id_type,
                 subscription_id_data=self.msisdn,
             ),
         )
