@@ -17,6 +17,7 @@ BENCHMARKS = [
     "bench.account_import",
     "bench.groups",
     "bench.iot",
+    "bench.counters",
 ]
 
 

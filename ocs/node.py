@@ -897,6 +897,7 @@ class Node:
                     auth_application_id=4,
                     re_auth_request_type=ReAuthRequestType.AUTHORIZE_ONLY,
                     rating_group=action.rating_groups or None,
+                    usage_counter=action.usage_counters or None,  # usage counters
                 )
                 self.stats["rar"] += 1
             else:

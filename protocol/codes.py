@@ -268,3 +268,12 @@ class LowBalanceIndication(enum.IntEnum):
 
     NOTIFY_THRESHOLD_REACHED = 0
     INHIBIT_THRESHOLD_REACHED = 1
+
+
+class CounterUnit(enum.IntEnum):
+    """`Counter-Unit` of a `Usage-Counter` (docs/protocol.md, *Extension: usage counters*)."""
+
+    MONEY = 0  # micro-units
+    OCTETS = 1
+    SECONDS = 2
+    UNITS = 3  # service-specific units

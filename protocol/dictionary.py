@@ -294,6 +294,11 @@ _OCS: Final[tuple[tuple[str, int, AvpType, bool, str], ...]] = (
     ("Inhibit-Threshold", 61, T.INTEGER64, False, "docs/protocol.md, account state"),
     ("Notify-Threshold", 62, T.INTEGER64, False, "docs/protocol.md, account state"),
     ("Low-Balance-Indication", 63, T.ENUMERATED, False, "docs/protocol.md, account state"),
+    ("Usage-Counter", 85, T.GROUPED, False, "docs/protocol.md, usage counters"),
+    ("Counter-Name", 86, T.UTF8_STRING, False, "docs/protocol.md, usage counters"),
+    ("Counter-Unit", 87, T.ENUMERATED, False, "docs/protocol.md, usage counters"),
+    ("Counter-Value", 88, T.UNSIGNED64, False, "docs/protocol.md, usage counters"),
+    ("Counter-Threshold", 89, T.UNSIGNED64, False, "docs/protocol.md, usage counters"),
 )
 
 

@@ -30,6 +30,7 @@ from protocol.codes import (
     CCSessionFailover,
     CheckBalanceResult,
     CommandCode,
+    CounterUnit,
     CreditControlFailureHandling,
     DisconnectCause,
     Estimate,
@@ -250,6 +251,20 @@ class Loan(Avps, frozen=True, kw_only=True):
     loan_fee_due: Integer64
 
 
+class UsageCounter(Avps, frozen=True, kw_only=True):
+    """A usage counter of an account (docs/protocol.md, *Extension: usage counters*): in an
+    AMA's `Account` (GET), and in a RAR sent because the counter crossed a threshold. Its
+    value in its unit (micro-units for money) over the period [Start-Time, Stop-Time) (no
+    Stop-Time: never reset; neither: not used yet), and the highest threshold crossed in it."""
+
+    counter_name: str
+    counter_unit: CounterUnit
+    counter_value: Unsigned64
+    start_time: Time | None = None
+    stop_time: Time | None = None
+    counter_threshold: Unsigned64 | None = None
+
+
 class Account(Avps, frozen=True, kw_only=True):
     """The `Account` map of an AMA (WIRE.md section 8). Money in micro-units."""
 
@@ -270,6 +285,7 @@ class Account(Avps, frozen=True, kw_only=True):
     account_state: str | None = None
     inhibit_threshold: Integer64 | None = None
     notify_threshold: Integer64 | None = None
+    usage_counter: tuple[UsageCounter, ...] | None = None  # docs/protocol.md, usage counters
 
 
 class Catalog(Avps, frozen=True, kw_only=True):
@@ -437,6 +453,8 @@ class RAR(Request, frozen=True, kw_only=True):
     auth_application_id: Unsigned32
     re_auth_request_type: ReAuthRequestType
     rating_group: tuple[Unsigned32, ...] | None = None  # as many as the session holds
+    # the counters whose threshold this RAR is for (docs/protocol.md, usage counters)
+    usage_counter: tuple[UsageCounter, ...] | None = None
 
 
 class RAA(Answer, frozen=True, kw_only=True):

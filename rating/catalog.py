@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rating.counters import parse_counters
 from rating.devices import parse_device_classes
 from rating.errors import CatalogError
 from rating.load import parse_load
@@ -116,6 +117,7 @@ _TOP_KEYS = (
     "load",  # load-modulated prices (rating/load.py)
     "status",  # status-policy: rating/policies.py
     "device_classes",  # IoT profile: rating/devices.py
+    "counters",
 )
 _RG_KEYS = (
     "id",
@@ -772,6 +774,15 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
     device_classes = (
         () if devices is None else parse_device_classes(devices, "device_classes", groups)
     )
+    # usage counters (rating/counters.py), read with this module's readers of values
+    counters = parse_counters(
+        top.get("counters", []),
+        "counters",
+        {rg: group.unit.value for rg, group in groups.items()},
+        quantity=lambda v, p, u: _quantity(v, p, Unit(u), lo=1),
+        money=_money,
+        instant=_instant,
+    )
     return Catalog(
         version=version,
         name=name,
@@ -787,6 +798,7 @@ def parse_catalog(source: str | Mapping[str, object]) -> Catalog:
         load=load,
         status=status,
         device_classes=device_classes,
+        counters=counters,
     )
 
 

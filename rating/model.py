@@ -9,6 +9,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from rating.counters import CounterDef
 from rating.devices import DeviceClass  # IoT profile (issue 15): the catalog's device classes
 from rating.load import LoadPolicy
 from rating.loans import LoanPolicy
@@ -237,6 +238,8 @@ class Catalog:
     status: object = None
     # IoT low-signalling profile (rating/devices.py, docs/catalog.md *Device classes*)
     device_classes: tuple[DeviceClass, ...] = ()
+    # usage counters (`[[counters]]`, rating/counters.py; docs/catalog.md *Usage counters*)
+    counters: tuple[CounterDef, ...] = ()
 
     def service(self, service_context_id: str) -> Service | None:
         """The service for a Service-Context-Id. An exact match wins; otherwise the 3GPP

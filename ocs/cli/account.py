@@ -74,11 +74,12 @@ from protocol.codes import (
     AccountOperation,
     AccountStatus,
     ApplicationId,
+    CounterUnit,
     OfferStatus,
     SubscriptionIdType,
 )
 from protocol.limits import MAX_HISTORY_PAGE
-from protocol.messages import AMA, AMR, Answer, SubscriptionId
+from protocol.messages import AMA, AMR, Answer, SubscriptionId, UsageCounter
 from rating import format_exact, parse_money
 
 DEFAULT_SERVER: Final = "127.0.0.1:3868"
@@ -757,7 +758,30 @@ def _human(args: argparse.Namespace, outcome: _Outcome) -> str:
             + (" (suspended)" if b.offer_status is OfferStatus.SUSPENDED else "")
             for b in account.offer_balance or ()
         )
+        + "".join(f"\n  {_counter_line(c)}" for c in account.usage_counter or ())
     )
+
+
+def _counter_line(counter: UsageCounter) -> str:
+    """One usage counter of GET (docs/protocol.md, *Extension: usage counters*): its value
+    (money in currency units), its period in UTC, the highest threshold crossed in it."""
+    unit = counter.counter_unit
+
+    def amount(value: int) -> str:
+        return money(value) if unit is CounterUnit.MONEY else f"{value} {unit.name.lower()}"
+
+    text = f"counter {counter.counter_name} {amount(counter.counter_value)}"
+    if counter.start_time is not None:
+        text += f" since {_utc(counter.start_time)}"
+    if counter.stop_time is not None:
+        text += f" until {_utc(counter.stop_time)}"
+    if counter.counter_threshold is not None:
+        text += f" threshold {amount(counter.counter_threshold)} crossed"
+    return text
+
+
+def _utc(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _expiry(at_s: int | None) -> str:

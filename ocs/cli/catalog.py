@@ -51,6 +51,7 @@ from rating import (
     parse_catalog,
     price,
 )
+from rating.counters import CounterUnit
 from rating.devices import DeviceClass
 from rating.load import load_facts
 from rating.policies import status_policies  # status-policy
@@ -443,6 +444,19 @@ def _status_facts(catalog: Catalog, money: Callable[[int], str]) -> dict[str, st
         if policy.filter_ids:
             what += f" {','.join(policy.filter_ids)}"
         facts[f"status {where}"] = what
+    for counter in catalog.counters:  # usage counters (docs/catalog.md)
+        money_counter = counter.unit is CounterUnit.MONEY
+
+        def amount(value: int, unit: CounterUnit = counter.unit) -> str:
+            return money(value) if unit is CounterUnit.MONEY else _quantity(value, Unit(unit.value))
+
+        groups = ", ".join(str(rg) for rg in counter.rating_groups) or "all"
+        anchor = "first use" if counter.anchor_ms is None else _iso(counter.anchor_ms // 1000)
+        facts[f"counter {counter.name}"] = (
+            f"{'money' if money_counter else counter.unit.value} of rating groups {groups}, "
+            f"{counter.period.value} from {anchor}, thresholds "
+            + (", ".join(amount(t) for t in counter.thresholds) or "none")
+        )
     return facts
 
 

@@ -62,6 +62,7 @@ from ocs.core.charging_types import (
     settings_input,
     unpack_session,
 )
+from ocs.core.counters import UsageCounters, counter_views, legacy_counter, notify
 from ocs.core.due import DueSet
 from ocs.core.groups import Groups
 from ocs.core.history import History, history_page, record_cdr
@@ -133,6 +134,7 @@ from protocol.messages import (
     ServiceUnit,
     StatementService,
     UnitValue,
+    UsageCounter,
     UsedServiceUnit,
 )
 from protocol.messages import Catalog as CatalogInForce
@@ -395,6 +397,8 @@ class ChargingCore:
         self.policy.derived.append((ON_LOAN, self._on_loan))  # a loan owed: `on_loan`
         # IoT low-signalling profile (ocs/core/iot.py): device classes of sessions, counts
         self.iot = IotProfile()
+        # usage counters across sessions, per account (ocs/core/counters.py)
+        self.counters = UsageCounters()
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -619,7 +623,7 @@ class ChargingCore:
             result_code=result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
-            account=self._account_map(account) if account is not None else None,
+            account=self._account_map(account, now_ms) if account is not None else None,
             error_message=error_message(outcome, detail),
             failed_avp=failed,
         )
@@ -719,6 +723,9 @@ class ChargingCore:
         new = parse_catalog(text)
         old = self.catalog
         self.catalog = new
+        self.counters.catalog_changed(  # usage counters
+            old.counters, new.counters, zone_changed=old.timezone != new.timezone
+        )
         self._links_cache = {}
         self._dearest = {}
         self._variants = {}
@@ -1572,6 +1579,7 @@ class ChargingCore:
             self._loan_spent(paid_by, total)  # loans
         if paid_by != session.account_id:  # groups: a member's usage, per service and period
             self._group_usage(paid_by, session.account_id, rg_id, used_total, total, now_ms)
+        self._count_usage(session.account_id, rg, used_total, total, now_ms)  # usage counters
 
     def _load_decision(
         self, rg: RatingGroup, now_s: int, session: Session | None = None
@@ -1677,11 +1685,33 @@ class ChargingCore:
         before = self.usage.get(account_id, 0)
         after = min(before + amount, MAX_BALANCE)  # saturates: thresholds are below it
         self.usage[account_id] = after
-        if any(before < t <= after for t in self.catalog.account.usage_thresholds):
-            for sid in self._account_sessions(account_id):
-                session = self._peek(sid)
-                assert session is not None
-                self._act(ActionKind.RAR, session, tuple(session.grants), "usage threshold")
+        thresholds = self.catalog.account.usage_thresholds
+        crossed = [t for t in thresholds if before < t <= after]
+        if crossed:  # the legacy counter "account" (docs/charging.md, *Usage counters*)
+            self._counters_crossed(account_id, [legacy_counter(after, thresholds, crossed[-1])])
+
+    # --- usage counters (ocs/core/counters.py; docs/charging.md *Usage counters*) --------------
+
+    def _count_usage(
+        self, account_id: str, rg: RatingGroup, units: int, charge: int, now_ms: int
+    ) -> None:
+        """Count usage of `rg` charged to the account (a session's report, a direct debit) in
+        the catalog's usage counters; a threshold crossed re-authorises the account's
+        sessions."""
+        counters = self.catalog.counters
+        if not counters:
+            return
+        crossed = self.counters.add(
+            counters, self.catalog.timezone, account_id, rg, units, charge, now_ms
+        )
+        if crossed:
+            self._counters_crossed(account_id, crossed)
+
+    def _counters_crossed(self, account_id: str, crossed: list[UsageCounter]) -> None:
+        """RAR to every open session of the account naming the counters crossed
+        (`ocs.core.counters.notify`)."""
+        sessions = [self._peek(sid) for sid in self._account_sessions(account_id)]
+        notify(self._actions, [s for s in sessions if s is not None], crossed)
 
     def _is_estimate(self, session: Session) -> bool:
         return session.session_id in self._estimates
@@ -1845,6 +1875,9 @@ class ChargingCore:
             for band in bands:  # load-modulated prices: a debit is a grant made
                 if band is not None:
                     self.load_pricing.commit(band, now_ms // MS)
+            for _, rg, units, charge in priced:  # usage counters
+                if rg is not None:
+                    self._count_usage(account_id, rg, units, charge, now_ms)
             sign = 1
         else:  # REFUND_ACCOUNT
             plan = self._plan_refund(account_id, priced, now_ms)
@@ -2358,6 +2391,7 @@ class ChargingCore:
             self.offers.forget_account(account_id)  # offers: a closed account holds none
             self.loans.closed(account_id)  # loans
             self.policy.forget(account_id)  # status-policy
+            self.counters.forget(account_id)  # usage counters go with the account
             return _ADMIN_OK
         if (
             amr.account_status is None
@@ -2447,7 +2481,7 @@ class ChargingCore:
             result_code=result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
-            account=self._account_map(view) if view is not None else None,
+            account=self._account_map(view, now_ms) if view is not None else None,
             error_message=error_message(outcome, detail),
             failed_avp=failed,
         )
@@ -2530,7 +2564,7 @@ class ChargingCore:
             if session.starved:
                 self._act(ActionKind.RAR, session, tuple(session.starved), "top-up")
 
-    def _account_map(self, view: AccountView) -> Account:
+    def _account_map(self, view: AccountView, now_ms: int) -> Account:
         loan_fields = self._loan_fields(view)  # loans: {} for an account that never borrowed
         return Account(
             account_id=view.account_id,
@@ -2549,6 +2583,9 @@ class ChargingCore:
             offer_balance=self._offer_balances(view.account_id),
             **loan_fields,
             **self._policy_account(view),  # status-policy
+            usage_counter=counter_views(  # usage counters
+                self.counters, self.catalog, self.usage, view.account_id, now_ms
+            ),
         )
 
     def _act(
@@ -3265,6 +3302,7 @@ class ChargingCore:
                 load_pricing=self.load_pricing.state(),
                 policies=self.policy.snapshot(),  # status-policy
                 iot=self.iot.snapshot(),
+                counters=self.counters.snapshot(),  # usage counters
             )
         )
 
@@ -3343,6 +3381,7 @@ class ChargingCore:
         self.groups.restore(state.groups)  # groups (None before layout 5)
         self.load_pricing.restore(state.load_pricing, self.catalog)  # load-modulated prices
         self.iot.restore(state.iot)  # IoT profile (b"" before layout 5: none)
+        self.counters.restore(state.counters)  # usage counters (none before layout 5)
 
     # --- groups: shared group packages (ocs/core/groups.py; docs/accounts.md) -------------------
 
@@ -3499,7 +3538,7 @@ class ChargingCore:
             result_code=result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
-            account=self._account_map(view) if view is not None else None,
+            account=self._account_map(view, now_ms) if view is not None else None,
             statement=shown,
             error_message=error_message(outcome),
             failed_avp=failed,

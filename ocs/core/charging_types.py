@@ -22,7 +22,7 @@ from ocs.core.load import LoadState
 from ocs.core.offers import HoldPart, OffersState
 from protocol.codec import encode_body
 from protocol.codes import CCRequestType
-from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit
+from protocol.messages import CCA, Answer, MsccAnswer, ServiceUnit, UsageCounter
 
 # --- inputs (what is journaled) ---------------------------------------------------------------
 
@@ -134,6 +134,8 @@ class Action:
     origin_host: str
     rating_groups: tuple[int, ...] = ()
     reason: str = ""
+    # RAR for usage thresholds: the counters crossed (docs/protocol.md, usage counters)
+    usage_counters: tuple[UsageCounter, ...] = ()
 
 
 # --- session state ----------------------------------------------------------------------------
@@ -287,6 +289,10 @@ class CoreState(msgspec.Struct, kw_only=True, array_like=True):
     # The IoT low-signalling profile's state (`ocs.core.iot.IotProfile.snapshot`, msgpack;
     # b"": none; layout 5).
     iot: bytes = b""
+    # The values of the usage counters (`ocs.core.counters`, layout 5): (account id, counter
+    # name, anchor ms, period start ms, period end ms or None, value). The money of
+    # `[account] usage_thresholds` stays in `usage`.
+    counters: list[tuple[str, str, int, int, int | None, int]] = []
 
 
 STATE_ENCODER: Final = msgspec.msgpack.Encoder()

@@ -75,6 +75,14 @@ async def test_create_get_with_exact_decimal_amounts(cli: Cli) -> None:
     )
     assert code == 0
     assert obj["Result-Code"] == 2001
+    # the demo catalog's usage counters (docs/protocol.md): none used yet; the monthly one's
+    # period depends on today
+    counters = obj["Account"].pop("Usage-Counter")
+    assert [(c["Counter-Name"], c["Counter-Value"]) for c in counters] == [
+        ("account", 0),
+        ("data-daily", 0),
+        ("spend-monthly", 0),
+    ]
     assert obj["Account"] == {
         "Account-Id": "acct-0a",
         "Account-Status": 0,
@@ -92,11 +100,14 @@ async def test_create_get_with_exact_decimal_amounts(cli: Cli) -> None:
     }
     code, out, _ = await cli.run("get", "acct-0a")
     assert code == 0
-    assert out.strip() == (
+    first, *counter_lines = out.strip().splitlines()
+    assert first == (
         "account: acct-0a active balance 12.34 reserved 0.00 credit-limit 0.50 currency 978 "
         "sessions 0 subscriptions e164:33612345670,imsi:208011234567890,"
         "nai:alice@example.com,private:private-1"
     )
+    assert counter_lines[:2] == ["  counter account 0.00", "  counter data-daily 0 octets"]
+    assert counter_lines[2].startswith("  counter spend-monthly 0.00 since ")
 
 
 async def test_create_twice_and_bad_values_are_business_failures(cli: Cli) -> None:

@@ -57,6 +57,7 @@ PLAIN_RATING: Final = {
     "rating.load",
     "rating.policies",
     "rating.devices",
+    "rating.counters",
 }
 
 

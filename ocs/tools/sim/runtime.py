@@ -100,6 +100,8 @@ class Stats:
     timeouts: int = 0
     busy: int = 0
     unit_names: dict[int, str] = field(default_factory=dict)
+    # RARs sent for usage counters, by counter name (their `Usage-Counter`s, docs/protocol.md)
+    counter_rars: Counter[str] = field(default_factory=Counter)
 
     def answer(self, delivery: Delivery, *, admin: bool = False) -> None:
         if delivery.answer is None:
@@ -191,6 +193,8 @@ class SimRuntime:
             session = self.sessions.get(message.session_id)
             known = session is not None and session.accepts_server_requests
             self.stats.rar += 1
+            for counter in message.usage_counter or ():  # a usage threshold crossed
+                self.stats.counter_rars[counter.counter_name] += 1
             if session is not None and known:
                 session.on_rar(message.rating_group)
             return RAA(
@@ -360,6 +364,9 @@ class SimRuntime:
         if +s.inhibited:
             inh = ", ".join(f"RG {rg} {v}" for rg, v in sorted((+s.inhibited).items()))
             lines.append(f"  inhibited       zero grants with redirect/restrict {inh}")
+        if s.counter_rars:
+            crossed = ", ".join(f"{k} {v}" for k, v in sorted(s.counter_rars.items()))
+            lines.append(f"  usage counters  RAR for {crossed}")
         lines += [
             f"  RAR handled {s.rar}, ASR handled {s.asr}, retransmissions {s.retransmissions} "
             f"(reconnects {s.reconnects}, timeouts {s.timeouts}, too busy {s.busy})",
