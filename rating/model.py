@@ -19,6 +19,7 @@ from rating.tariff import Tariff
 if TYPE_CHECKING:
     from rating.offers import Offer
     from rating.packages import Package
+    from rating.policies import StatusPolicies
 
 
 class Unit(Enum):
@@ -232,10 +233,11 @@ class Catalog:
     packages: Mapping[str, Package] = field(default_factory=lambda: MappingProxyType({}))
     load: LoadPolicy | None = None
     """Load-modulated prices (``[load]``, rating/load.py); None: prices ignore load."""
-    # status-policy: the `[status]` section, a `rating.policies.StatusPolicies` (typed `object`
-    # here so that this compiled module does not import it; read it with
-    # `rating.policies.status_policies(catalog)`). None: the catalog has none.
-    status: object = None
+    # status-policy: the `[status]` section (rating/policies.py, imported for the type checker
+    # only, as offers and packages are: this compiled module does not import it; read it with
+    # `rating.policies.status_policies(catalog)`). None: the catalog has none. (Typed `object`,
+    # the compiled build failed to import: mypyc's dataclass fields do not take `object`.)
+    status: StatusPolicies | None = None
     # IoT low-signalling profile (rating/devices.py, docs/catalog.md *Device classes*)
     device_classes: tuple[DeviceClass, ...] = ()
     # usage counters (`[[counters]]`, rating/counters.py; docs/catalog.md *Usage counters*)

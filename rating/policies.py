@@ -100,7 +100,7 @@ NO_POLICIES: Final = StatusPolicies()
 def status_policies(catalog: Catalog) -> StatusPolicies:
     """The catalog's `[status]` section (an empty one if it has none)."""
     found = catalog.status
-    return found if isinstance(found, StatusPolicies) else NO_POLICIES
+    return NO_POLICIES if found is None else found
 
 
 # -- parsing ---------------------------------------------------------------------------------
