@@ -31,6 +31,7 @@ from protocol.codes import (
     AccountOperation,
     ApplicationId,
     CCRequestType,
+    Estimate,
     ReportingReason,
     RequestedAction,
     ResultCode,
@@ -448,6 +449,8 @@ async def drive(port: int, data_dir: Path, *, seconds: float = 6.0) -> bool:
     funded = {account: INITIAL_BALANCE for account in accounts}
     if not await loan_story(demo, funded):
         return False
+    if not await estimate_story(demo, funded):
+        return False
     # groups: demo-1 and demo-2 share the package "family" of a group account (demo-0 holds
     # the bundle: its own allowances, its own money)
     members = accounts[1:3]
@@ -567,3 +570,64 @@ async def loan_story(demo: Demo, funded: dict[str, int]) -> bool:
         flush=True,
     )
     return True
+
+
+def _cost(answer: CCA) -> int | None:
+    """`Cost-Information` in micro-units (EUR, exponent -6 or above), None if absent."""
+    cost = answer.cost_information
+    if cost is None:
+        return None
+    scale: int = 10 ** (6 + (cost.unit_value.exponent or 0))  # exponent -6 or above
+    return cost.unit_value.value_digits * scale
+
+
+async def estimate_story(demo: Demo, funded: dict[str, int]) -> bool:
+    """docs/charging.md 3e: a 95 s call run first as an estimate (`Estimate` 1: nothing
+    reserved, charged or recorded), then for real; the estimate's `Cost-Information` is what
+    the real call takes from the account (0.05 setup + the first minute whole + 35 s at 0.001 =
+    0.145 EUR on a weekday)."""
+    account, i = "demo-estimate", SUBSCRIBERS + 1  # outside the traffic, like demo-loan
+    created = await demo.amr(
+        AccountOperation.CREATE, account, amount=INITIAL_BALANCE, subscription_id=demo.sub(i)
+    )
+    if created.result_code != 2001:
+        print(f"demo: CREATE {account} answered {created.result_code}", flush=True)
+        return False
+    funded[account] = INITIAL_BALANCE
+    ask = (MsccRequest(rating_group=40, requested_service_unit=ServiceUnit()),)
+    used = UsedServiceUnit(cc_time=95, reporting_reason=ReportingReason.FINAL)
+    final = (MsccRequest(rating_group=40, used_service_unit=(used,)),)
+    sid = demo.session_id()
+    first = await demo.send(
+        demo.ccr(
+            sid, VOICE, CCRequestType.INITIAL, 0, subscription_id=demo.sub(i),
+            multiple_services_credit_control=ask, estimate=Estimate.ESTIMATE,
+        )
+    )  # fmt: skip
+    last = await demo.send(
+        demo.ccr(
+            sid, VOICE, CCRequestType.TERMINATION, 1, multiple_services_credit_control=final,
+            estimate=Estimate.ESTIMATE,
+        )
+    )  # fmt: skip
+    estimated = _cost(last)
+    untouched = await demo.amr(AccountOperation.GET, account)
+    sid = demo.session_id()
+    if first.result_code != 2001 or estimated is None or untouched.account is None:
+        print(f"demo: the estimate answered {first.result_code}/{last.result_code}", flush=True)
+        return False
+    if not await demo.open_session(sid, VOICE, ask, demo.sub(i)):
+        return False
+    await demo.in_session(sid, CCRequestType.TERMINATION, final)
+    after = await demo.amr(AccountOperation.GET, account)
+    if after.account is None:
+        return False
+    charged = untouched.account.balance - after.account.balance
+    same = charged == estimated and untouched.account.balance == INITIAL_BALANCE
+    print(
+        f"demo: {account}: a 95 s call estimated at {format_money(estimated)} EUR (the "
+        f"account untouched: {format_money(untouched.account.balance)}), then charged "
+        f"{format_money(charged)} EUR for real; the same: {same}",
+        flush=True,
+    )
+    return same

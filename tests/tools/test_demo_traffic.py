@@ -12,7 +12,7 @@ import pytest
 
 from ocs.edge.catalog_files import demo_catalog_text
 from ocs.edge.client import Client
-from ocs.tools.demo_traffic import DATA, HOST, Demo
+from ocs.tools.demo_traffic import DATA, HOST, Demo, drive
 from protocol.codes import AccountOperation, ApplicationId, CCRequestType, ReportingReason
 from protocol.messages import CCR, MsccRequest, ServiceUnit, UsedServiceUnit
 from tests.durability.util import AppProcess
@@ -92,3 +92,20 @@ async def test_rar_is_answered_2001_then_the_session_reauthorises(server: AppPro
     assert server.terminate() == 0
     answered = [e for e in server.events("request.answered") if e.get("kind") == "rar"]
     assert [(e["session"], e["result_code"]) for e in answered] == [(sid, 2001)]
+
+
+async def test_the_demo_traffic_runs_every_story_and_reconciles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `make demo` drives, for one second against `ocs serve` on the demo catalog: the
+    bundle's allowances, the loan taken and repaid, the estimate equal to the real charge, the
+    family group whose statements add up, and the money against the CDRs, gap-free."""
+    process = AppProcess(tmp_path / "data").start()
+    try:
+        assert await drive(process.port, process.data_dir, seconds=1.0)
+    finally:
+        assert process.terminate() == 0
+    out = capsys.readouterr().out
+    assert "the same: True" in out  # the estimate
+    assert "group reconciles: True" in out
+    assert "money reconciles: True" in out
