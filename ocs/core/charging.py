@@ -1282,9 +1282,11 @@ class ChargingCore:
         # (one ledger operation); only a cut by the account's headroom is final
         units = min(asked if asked else policy.quantum, MAX_UNITS)
         # offers: units the allowances pay first; only the rest is priced in money
+        # (a group member's session draws on its group's offers: the package's allowances)
+        owner = self.groups.payer(session.account_id)
         free = (
-            min(units, self.offers.available(session.account_id, rg_id, self.catalog))
-            if self.offers.has_offers(session.account_id)
+            min(units, self.offers.available(owner, rg_id, self.catalog))
+            if self.offers.has_offers(owner)
             else 0
         )
         units -= free
@@ -1348,7 +1350,7 @@ class ChargingCore:
         if free:  # offers: the units on the allowances, held as the money is reserved
             held = self.offers.hold(
                 _hold_key(session.session_id, rg_id),
-                session.account_id,
+                owner,
                 rg_id,
                 free,
                 expires_at_ms,
@@ -1486,7 +1488,8 @@ class ChargingCore:
         # apply (drawn at once), and only the rest in money (docs/charging.md, Allowances)
         estimate = self._is_estimate(session)
         # (an account without offers skips all of it: most accounts, on the hot path)
-        with_offers = self.offers.has_offers(session.account_id)
+        owner = self.groups.payer(session.account_id)  # a member draws on its group's offers
+        with_offers = self.offers.has_offers(owner)
         hold_key = _hold_key(session.session_id, rg_id) if with_offers else ""
         hold_left = self.offers.held(hold_key) if with_offers else 0
         from_hold: list[int] = []  # per USU, the units its container takes from the hold
@@ -1502,11 +1505,11 @@ class ChargingCore:
             elif estimate:  # on paper: the allowances as they are, nothing drawn
                 paper = min(
                     units - held,
-                    self.offers.available(session.account_id, rg_id, self.catalog),
+                    self.offers.available(owner, rg_id, self.catalog),
                 )
                 money_units = units - held - paper
             else:
-                drawn = self.offers.draw(session.account_id, rg_id, units - held, self.catalog)
+                drawn = self.offers.draw(owner, rg_id, units - held, self.catalog)
                 money_units = units - held - sum(n for _, _, n in drawn)
             prior = session.rated.get(rg_id, 0)
             charge = self._rate(rated, usu, money_units, prior, grant, start_s, now_s)

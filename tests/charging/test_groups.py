@@ -46,6 +46,7 @@ NOV_1 = epoch_ms("2026-11-01T09:00:00+01:00")  # the first join: the period's an
 NOV_15 = epoch_ms("2026-11-15T12:00:00+01:00")
 DEC_1 = epoch_ms("2026-12-01T00:00:00+01:00")  # the end of the first period (local midnight)
 JAN_1 = epoch_ms("2027-01-01T00:00:00+01:00")
+PEAK_MS = epoch_ms("2026-01-05T14:00:00+01:00")  # the conftest's PEAK: the accounts' creation
 
 
 @pytest.fixture
@@ -428,3 +429,30 @@ def test_a_members_report_after_the_end_closes_its_group_first(h: Harness) -> No
     december = shown(statement(h, "alice", DEC_1 + 120_000, DEC_1 // 1000 + 60))
     assert december["share"] is None  # the open period: December
     assert december["services"]["data"][0] == GiB
+
+
+def test_a_group_accounts_offer_pays_its_members_sessions() -> None:
+    """A package with allowances: the group account holds the demo bundle (10 GiB of data a
+    month), and a member's data session draws on the group's allowance, not on money: the
+    member's money and the group's money (less the bundle's fee) are untouched, the group's
+    data allowance is 5 MiB less, and the member's statement counts the 5 MiB at no charge."""
+    h = Harness()  # the demo catalog: the bundle-15 offer and the family package
+    h.account("fam", "491700000100", 30 * EUR)
+    h.account("kid", "491700000101", 1 * EUR)
+    joined = group_amr(AccountOperation.GROUP_JOIN, "kid", group="fam", package="family")
+    assert h.ama(joined, PEAK_MS).result_code == 2001
+    bundle = msgspec.structs.replace(
+        amr(AccountOperation.SUBSCRIBE, "fam", operation_id="b1"), offer_name="bundle-15"
+    )
+    assert h.ama(bundle, PEAK_MS).result_code == 2001  # 15.00 EUR from the group's money
+    session(h, "kid-data", "491700000101", DATA, 10, usu(octets=5 * MiB), PEAK_MS + 1_000)
+    assert h.balance("kid") == 1 * EUR
+    assert h.balance("fam") == 30 * EUR - 15 * EUR
+    got = h.ama(amr(AccountOperation.GET, "fam"), PEAK_MS + 120_000).account
+    assert got is not None and got.offer_balance is not None
+    data = {b.allowance_name: b.allowance_units for b in got.offer_balance}["data"]
+    assert data == 10 * GiB - 5 * MiB
+    lines = shown(statement(h, "kid", PEAK_MS + 120_000))["services"]
+    assert lines["data"][:2] == (5 * MiB, 0)  # used, charged nothing: the allowance paid
+    h.ledger.check_invariants()
+    h.assert_replays()
