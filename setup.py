@@ -32,6 +32,7 @@ COMPILED = [
     "rating/model.py",
     "rating/money.py",
     "rating/periods.py",
+    "rating/values.py",
     "rating/tariff.py",
     "ocs/core/charging.py",
     "ocs/core/due.py",

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, time
+from datetime import time
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Final
@@ -46,35 +46,48 @@ from rating.model import (
     Unit,
     Weekday,
 )
-from rating.money import parse_money, parse_ratio
 from rating.offers import parse_offers
 from rating.packages import parse_packages
 from rating.policies import parse_status
-from rating.tariff import DAY, MAX_TIME, MIN_TIME, Rate, Tariff, Timeline, epoch_seconds
+from rating.tariff import DAY, Rate, Tariff, Timeline
+from rating.values import (
+    at as _at,
+)
+from rating.values import (
+    boolean as _bool,
+)
+from rating.values import (
+    check_keys as _check_keys,
+)
+from rating.values import (
+    instant as _instant,
+)
+from rating.values import (
+    integer as _int,
+)
+from rating.values import (
+    list_of as _list,
+)
+from rating.values import (
+    money as _money,
+)
+from rating.values import (
+    quantity as _quantity,
+)
+from rating.values import (
+    ratio as _ratio,
+)
+from rating.values import (
+    table as _table,
+)
+from rating.values import (
+    text as _str,
+)
 
 _MAX_U32: Final = 2**32 - 1
-_MAX_QUANTITY: Final = 2**63 - 1
 
-_QUANTITY_RE = re.compile(r"(\d+)\s*([A-Za-z]*)")
 _TIME_RE = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}))?")
 
-_SUFFIXES: dict[Unit, dict[str, int]] = {
-    Unit.OCTETS: {
-        "": 1,
-        "B": 1,
-        "kB": 1000,
-        "KB": 1000,
-        "MB": 1000**2,
-        "GB": 1000**3,
-        "TB": 1000**4,
-        "KiB": 1024,
-        "MiB": 1024**2,
-        "GiB": 1024**3,
-        "TiB": 1024**4,
-    },
-    Unit.SECONDS: {"": 1, "s": 1, "min": 60, "h": 3600, "d": DAY},
-    Unit.UNITS: {"": 1},
-}
 
 _DAY_NAMES: dict[str, tuple[Weekday, ...]] = {
     "mon": (Weekday.MON,),
@@ -139,155 +152,6 @@ _RG_KEYS = (
 
 
 # -- key paths and typed getters ------------------------------------------------------------
-
-
-def _at(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "table"
-    return type(value).__name__
-
-
-def _no_float(value: object, path: str) -> None:
-    if isinstance(value, float):
-        raise CatalogError(
-            path,
-            f'floats are not allowed (got {value!r}); write exact values as strings, e.g. "0.02"',
-        )
-
-
-def _table(value: object, path: str) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise CatalogError(path, f"expected a table, got {_type_name(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            raise CatalogError(path, f"keys must be strings, got {key!r}")
-    return value
-
-
-def _check_keys(table: Mapping[str, object], path: str, allowed: Iterable[str]) -> None:
-    allowed = tuple(allowed)
-    for key in table:
-        if key not in allowed:
-            raise CatalogError(_at(path, key), f"unknown key (allowed: {', '.join(allowed)})")
-
-
-def _list(value: object, path: str) -> list[object]:
-    if not isinstance(value, list):
-        raise CatalogError(path, f"expected an array, got {_type_name(value)}")
-    return value
-
-
-def _int(value: object, path: str, *, lo: int = 0, hi: int = _MAX_QUANTITY) -> int:
-    _no_float(value, path)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CatalogError(path, f"expected an integer, got {_type_name(value)}")
-    if value < lo:
-        raise CatalogError(path, f"must be >= {lo}, got {value}")
-    if value > hi:
-        raise CatalogError(path, f"must be <= {hi}, got {value}")
-    return value
-
-
-def _str(value: object, path: str) -> str:
-    _no_float(value, path)
-    if not isinstance(value, str):
-        raise CatalogError(path, f"expected a string, got {_type_name(value)}")
-    return value
-
-
-def _bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise CatalogError(path, f"expected true or false, got {_type_name(value)}")
-    return value
-
-
-def _money(value: object, path: str) -> int:
-    _no_float(value, path)
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise CatalogError(
-            path,
-            f'money is a decimal string of currency units, e.g. "{value}" or "0.02" '
-            f"(got the integer {value})",
-        )
-    text = _str(value, path)
-    if text.startswith("-"):
-        raise CatalogError(path, f"must not be negative, got {text!r}")
-    try:
-        return parse_money(text)
-    except ValueError as exc:
-        raise CatalogError(path, str(exc)) from None
-
-
-def _ratio(value: object, path: str) -> Fraction:
-    _no_float(value, path)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise CatalogError(path, f"must not be negative, got {value}")
-        return Fraction(value)
-    text = _str(value, path)
-    if text.startswith("-"):
-        raise CatalogError(path, f"must not be negative, got {text!r}")
-    try:
-        return parse_ratio(text)
-    except ValueError as exc:
-        raise CatalogError(path, str(exc)) from None
-
-
-def _quantity(value: object, path: str, unit: Unit, *, lo: int = 1) -> int:
-    """An int, or a string with a unit suffix ("1 MiB", "60 s", "1 h")."""
-    _no_float(value, path)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _int(value, path, lo=lo)
-    text = _str(value, path)
-    if text.startswith("-"):
-        raise CatalogError(path, f"must not be negative, got {text!r}")
-    match = _QUANTITY_RE.fullmatch(text.strip())
-    if match is None:
-        raise CatalogError(path, f'not a quantity: {text!r} (e.g. 1024, "1 MiB", "60 s")')
-    suffixes = _SUFFIXES[unit]
-    suffix = match.group(2)
-    if suffix not in suffixes:
-        known = ", ".join(s for s in suffixes if s) or "none"
-        raise CatalogError(
-            path, f"unknown suffix {suffix!r} for {unit.value} (allowed suffixes: {known})"
-        )
-    return _int(int(match.group(1)) * suffixes[suffix], path, lo=lo)
-
-
-def _instant(value: object, path: str) -> int:
-    """An instant: a TOML offset date-time, an ISO 8601 string with offset, or epoch seconds."""
-    _no_float(value, path)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _int(value, path, lo=MIN_TIME, hi=MAX_TIME - 1)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise CatalogError(path, f"not an ISO 8601 date-time: {value!r}") from None
-    if not isinstance(value, datetime):
-        raise CatalogError(path, f"expected a date-time with offset, got {_type_name(value)}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise CatalogError(path, "date-time needs a UTC offset (e.g. 2026-01-01T00:00:00Z)")
-    if value.microsecond:
-        raise CatalogError(path, "date-time must be whole seconds")
-    instant = epoch_seconds(value)
-    if not MIN_TIME <= instant < MAX_TIME:
-        raise CatalogError(path, "date-time out of range (1970 .. 2242)")
-    return instant
 
 
 def _time_of_day(value: object, path: str, *, allow_24: bool) -> int:

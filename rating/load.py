@@ -28,6 +28,10 @@ from typing import Final
 
 from rating.errors import CatalogError
 from rating.money import parse_ratio
+from rating.values import at as _at
+from rating.values import check_keys as _keys
+from rating.values import integer
+from rating.values import table as _table
 
 #: The longest window of the "grants" measure (it bounds the memory of recent grants: one
 #: count per second of the window at most).
@@ -122,32 +126,6 @@ def load_facts(policy: LoadPolicy | None) -> dict[str, str]:
 
 
 # -- parsing (called by rating.catalog.parse_catalog for the [load] table) ---------------------
-
-
-def _at(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _table(value: object, path: str) -> dict[str, object]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise CatalogError(path, "expected a table")
-    return value
-
-
-def _keys(table: Mapping[str, object], path: str, allowed: tuple[str, ...]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise CatalogError(_at(path, key), f"unknown key (allowed: {', '.join(allowed)})")
-
-
-def _int(value: object, path: str, lo: int, hi: int) -> int:
-    if isinstance(value, float):
-        raise CatalogError(path, f"floats are not allowed (got {value!r})")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CatalogError(path, "expected an integer")
-    if not lo <= value <= hi:
-        raise CatalogError(path, f"must be between {lo} and {hi}, got {value}")
-    return value
 
 
 def _name(value: object, path: str) -> str:
@@ -261,3 +239,7 @@ def parse_load(value: object, path: str, rating_groups: Mapping[int, object]) ->
     return LoadPolicy(
         measure=measure, window_s=window_s, rating_groups=groups, base=base, bands=tuple(bands)
     )
+
+
+def _int(value: object, path: str, lo: int, hi: int) -> int:
+    return integer(value, path, lo=lo, hi=hi)

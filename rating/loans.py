@@ -18,6 +18,8 @@ from typing import Final
 
 from rating.errors import CatalogError
 from rating.money import div_ceil, parse_money, parse_ratio
+from rating.values import at as _at
+from rating.values import integer as _integer
 
 __all__ = ["FEE_ROUNDINGS", "LoanPolicy", "parse_loan_policy"]
 
@@ -72,10 +74,6 @@ class LoanPolicy:
         return div_ceil(amount * ratio.numerator, ratio.denominator)
 
 
-def _at(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def _money(value: object, path: str) -> int:
     if not isinstance(value, str):
         raise CatalogError(
@@ -88,14 +86,6 @@ def _money(value: object, path: str) -> int:
     if amount > _MAX_MONEY:
         raise CatalogError(path, f"must be at most {_MAX_MONEY} micro-units")
     return amount
-
-
-def _int(value: object, path: str, *, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CatalogError(path, f"expected an integer, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise CatalogError(path, f"must be in {lo}..{hi}, got {value}")
-    return value
 
 
 def parse_loan_policy(value: object, path: str = "loan_policy") -> LoanPolicy:
@@ -167,3 +157,7 @@ def parse_loan_policy(value: object, path: str = "loan_policy") -> LoanPolicy:
         if amount + policy.fee_for(amount) > _MAX_MONEY:
             raise CatalogError(f"{path}.amounts[{i}]", "amount + fee above 10^15 micro-units")
     return policy
+
+
+def _int(value: object, path: str, *, lo: int, hi: int) -> int:
+    return _integer(value, path, lo=lo, hi=hi)

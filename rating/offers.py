@@ -8,19 +8,23 @@ the charging core (`ocs.core.offers`) keeps the subscriptions and unit balances.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Final
 
 from rating.errors import CatalogError
 from rating.model import Modifier, Promotion, RatingGroup, Unit
-from rating.money import parse_money, parse_ratio
 from rating.periods import PeriodKind
-from rating.tariff import MAX_TIME, MIN_TIME, epoch_seconds
+from rating.values import at as _at
+from rating.values import check_keys as _check_keys
+from rating.values import instant as _instant
+from rating.values import integer, quantity, ratio
+from rating.values import list_of as _list
+from rating.values import money as _money
+from rating.values import table as _table
+from rating.values import text as _str
 
 __all__ = ["Allowance", "Offer", "OfferModifier", "Unpaid", "parse_offers"]
 
@@ -242,115 +246,22 @@ def _allowance(value: object, path: str, groups: Mapping[int, RatingGroup]) -> A
     return Allowance(name=name, rating_groups=tuple(ids), unit=unit, units=units, rollover_cap=cap)
 
 
-# -- typed getters (the catalog's rules: no floats, key paths in errors) ---------------------
-
-_QUANTITY_RE: Final = re.compile(r"(\d+)\s*([A-Za-z]*)")
-_SUFFIXES: Final[dict[Unit, dict[str, int]]] = {
-    Unit.OCTETS: {
-        "": 1,
-        "B": 1,
-        "kB": 1000,
-        "KB": 1000,
-        "MB": 1000**2,
-        "GB": 1000**3,
-        "TB": 1000**4,
-        "KiB": 1024,
-        "MiB": 1024**2,
-        "GiB": 1024**3,
-        "TiB": 1024**4,
-    },
-    Unit.SECONDS: {"": 1, "s": 1, "min": 60, "h": 3600, "d": 86_400},
-    Unit.UNITS: {"": 1},
-}
-
-
-def _at(path: str, key: str) -> str:
-    return f"{path}.{key}"
-
-
-def _table(value: object, path: str) -> dict[str, object]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise CatalogError(path, "expected a table")
-    return value
-
-
-def _check_keys(table: Mapping[str, object], path: str, allowed: tuple[str, ...]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise CatalogError(_at(path, key), f"unknown key (allowed: {', '.join(allowed)})")
-
-
-def _list(value: object, path: str) -> list[object]:
-    if not isinstance(value, list):
-        raise CatalogError(path, "expected an array")
-    return value
+# -- typed getters: the catalog's (rating/values.py), with the bounds of offers ----------------
 
 
 def _int(value: object, path: str, *, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CatalogError(path, f"expected an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise CatalogError(path, f"must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _str(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise CatalogError(path, f"expected a string, got {value!r}")
-    return value
-
-
-def _money(value: object, path: str) -> int:
-    text = _str(value, path)  # a decimal string of currency units, never a float
-    if text.startswith("-"):
-        raise CatalogError(path, f"must not be negative, got {text!r}")
-    try:
-        return parse_money(text)
-    except ValueError as exc:
-        raise CatalogError(path, str(exc)) from None
+    return integer(value, path, lo=lo, hi=hi)
 
 
 def _quantity(value: object, path: str, unit: Unit, *, lo: int) -> int:
-    """An int, or a string with a unit suffix ("10 GiB", "300 min")."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _int(value, path, lo=lo, hi=MAX_ALLOWANCE_UNITS)
-    text = _str(value, path).strip()
-    match = _QUANTITY_RE.fullmatch(text)
-    if match is None:
-        raise CatalogError(path, f'not a quantity: {text!r} (e.g. 100, "10 GiB", "300 min")')
-    suffixes = _SUFFIXES[unit]
-    factor = suffixes.get(match.group(2))
-    if factor is None:
-        known = ", ".join(s for s in suffixes if s) or "none"
-        raise CatalogError(path, f"unknown suffix {match.group(2)!r} for {unit.value} ({known})")
-    return _int(int(match.group(1)) * factor, path, lo=lo, hi=MAX_ALLOWANCE_UNITS)
+    """An int, or a string with a unit suffix ("10 GiB", "300 min"), at most
+    MAX_ALLOWANCE_UNITS."""
+    return integer(quantity(value, path, unit, lo=lo), path, lo=lo, hi=MAX_ALLOWANCE_UNITS)
 
 
 def _factor(value: object, path: str) -> Fraction:
-    text = _str(value, path)  # an exact ratio ("0.5", "3/2"), never a float
-    if text.startswith("-"):
-        raise CatalogError(path, f"must not be negative, got {text!r}")
-    try:
-        factor = parse_ratio(text)
-    except ValueError as exc:
-        raise CatalogError(path, str(exc)) from None
+    """An exact ratio ("0.5", "3/2"), never a float, at most MAX_FACTOR."""
+    factor = ratio(value, path)
     if factor > MAX_FACTOR:
         raise CatalogError(path, f"must be at most {MAX_FACTOR}")
     return factor
-
-
-def _instant(value: object, path: str) -> int:
-    """An instant: a TOML offset date-time, an ISO 8601 string with offset, or epoch seconds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _int(value, path, lo=MIN_TIME, hi=MAX_TIME - 1)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise CatalogError(path, f"not an ISO 8601 date-time: {value!r}") from None
-    if not isinstance(value, datetime) or value.utcoffset() is None or value.microsecond:
-        raise CatalogError(path, "expected a date-time with a UTC offset, in whole seconds")
-    instant = epoch_seconds(value)
-    if not MIN_TIME <= instant < MAX_TIME:
-        raise CatalogError(path, "date-time out of range")
-    return instant

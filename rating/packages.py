@@ -31,6 +31,7 @@ from rating.errors import CatalogError
 from rating.model import RatingGroup, Unit
 from rating.money import parse_money
 from rating.periods import PeriodKind
+from rating.values import list_of as _list
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -105,12 +106,6 @@ def _money(value: object, path: str) -> int:
         return parse_money(value)
     except ValueError as exc:
         raise CatalogError(path, str(exc)) from None
-
-
-def _list(value: object, path: str) -> list[object]:
-    if not isinstance(value, list):
-        raise CatalogError(path, f"expected an array, got {type(value).__name__}")
-    return value
 
 
 def _service(

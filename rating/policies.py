@@ -24,6 +24,11 @@ from typing import Final
 from rating.errors import CatalogError
 from rating.model import Catalog, RedirectAddressType, RedirectServer
 from rating.money import parse_money
+from rating.values import at as _at
+from rating.values import check_keys as _keys
+from rating.values import list_of as _list
+from rating.values import table as _table
+from rating.values import text as _str
 
 #: The states the core derives itself (`ocs.core.policy`); the catalog may give them policies
 #: but may not define a state of these names.
@@ -122,34 +127,6 @@ _REDIRECT_TYPES: Final = {
     "sip_uri": RedirectAddressType.SIP_URI,
 }
 _ACTIONS: Final = {a.value: a for a in PolicyAction}
-
-
-def _at(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _table(value: object, path: str) -> Mapping[str, object]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise CatalogError(path, "expected a table")
-    return value
-
-
-def _keys(table: Mapping[str, object], path: str, allowed: tuple[str, ...]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise CatalogError(_at(path, key), f"unknown key (allowed: {', '.join(allowed)})")
-
-
-def _list(value: object, path: str) -> list[object]:
-    if not isinstance(value, list):
-        raise CatalogError(path, "expected an array")
-    return value
-
-
-def _str(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise CatalogError(path, "expected a string")
-    return value
 
 
 def _threshold(value: object, path: str) -> int:
