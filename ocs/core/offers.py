@@ -461,32 +461,12 @@ class OfferBook:
         if account_id not in self._subs or units <= 0:
             return 0
         assert key not in self._holds
-        parts: list[HoldPart] = []
-        need = units
-        for sub, bal in self._candidates(account_id, rg_id, catalog):
-            take = min(need, bal.available)
-            if take <= 0:
-                continue
-            bal.available -= take
-            bal.reserved += take
-            bal.granted += take
-            parts.append(
-                HoldPart(
-                    offer=sub.offer,
-                    allowance=bal.allowance,
-                    serial=sub.serial,
-                    period=sub.period,
-                    units=take,
-                )
-            )
-            need -= take
-            if not need:
-                break
+        parts = self._take(account_id, rg_id, units, catalog, hold=True)
         if not parts:
             return 0
         self._holds[key] = Hold(account_id=account_id, expires_ms=expires_ms, parts=parts)
         self._hold_due.add(expires_ms, key)
-        return units - need
+        return sum(part.units for part in parts)
 
     @property
     def holds(self) -> int:
@@ -539,6 +519,13 @@ class OfferBook:
         the units back, `give_back`)."""
         if account_id not in self._subs or units <= 0:
             return []
+        return self._take(account_id, rg_id, units, catalog, hold=False)
+
+    def _take(
+        self, account_id: str, rg_id: int, units: int, catalog: Catalog, *, hold: bool
+    ) -> list[HoldPart]:
+        """Take up to `units` from the balances that apply, in order: held (reserved) for a
+        grant, or used at once."""
         out: list[HoldPart] = []
         need = units
         for sub, bal in self._candidates(account_id, rg_id, catalog):
@@ -547,7 +534,10 @@ class OfferBook:
                 continue
             bal.available -= take
             bal.granted += take
-            bal.used += take
+            if hold:
+                bal.reserved += take
+            else:
+                bal.used += take
             out.append(
                 HoldPart(
                     offer=sub.offer,
