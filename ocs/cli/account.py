@@ -69,7 +69,7 @@ from ocs.cli.args import add_tls_client_arguments, server_address, tls_client_co
 from ocs.cli.config import ClientSettings
 from ocs.edge.client import Client, ClientError
 from ocs.edge.logs import result_code_name
-from ocs.edge.tls import TlsConfigError, client_context
+from ocs.edge.tls import TlsClientConfig, TlsConfigError, client_context
 from protocol.codes import (
     AccountOperation,
     AccountStatus,
@@ -525,6 +525,30 @@ async def send(
     return _Outcome(answer.result_code, answer, None)
 
 
+def send_request(
+    args: argparse.Namespace,
+    request: AMR,
+    origin_host: str,
+    tls: TlsClientConfig | None,
+    context: ssl.SSLContext | None,
+) -> _Outcome:
+    """`send` one request to the server of `args` (`--server`, `--timeout`, `--origin-realm`,
+    TLS as configured): what every one-request command does."""
+    host, port = args.server
+    return asyncio.run(
+        send(
+            request,
+            host,
+            port,
+            timeout=args.timeout,
+            origin_host=origin_host,
+            origin_realm=args.origin_realm,
+            tls=context,
+            server_hostname=tls.hostname(host) if tls is not None else None,
+        )
+    )
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
@@ -539,7 +563,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     fresh_id = op in _ONCE_OPS and args.operation_id is None
     if fresh_id:
         args.operation_id = str(uuid.uuid4())
-    host, port = args.server
     try:
         request = build_request(args, origin_host)
         tls = tls_client_config(args)
@@ -549,18 +572,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return EXIT_NO_ANSWER
     if fresh_id and not args.json:  # only for a request that is sent (so may be retried)
         print(f"operation id {args.operation_id}", file=stderr)
-    outcome = asyncio.run(
-        send(
-            request,
-            host,
-            port,
-            timeout=args.timeout,
-            origin_host=origin_host,
-            origin_realm=args.origin_realm,
-            tls=context,
-            server_hostname=tls.hostname(host) if tls is not None else None,
-        )
-    )
+    outcome = send_request(args, request, origin_host, tls, context)
     code = (
         EXIT_NO_ANSWER
         if outcome.answer is None

@@ -17,7 +17,6 @@ Exit status as ``ocs account``: 0 on 2001, 1 on another Result-Code, 2 without a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import uuid
@@ -32,7 +31,7 @@ from ocs.cli.account import (
     EXIT_REFUSED,
     default_origin_host,
     money,
-    send,
+    send_request,
 )
 from ocs.cli.args import tls_client_config
 from ocs.cli.config import ClientSettings
@@ -126,7 +125,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     fresh_id = op is not AccountOperation.STATEMENT and args.operation_id is None
     if fresh_id:
         args.operation_id = str(uuid.uuid4())
-    host, port = args.server
     try:
         tls = tls_client_config(args)
         context = client_context(tls) if tls is not None else None
@@ -135,18 +133,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return EXIT_NO_ANSWER
     if fresh_id and not args.json:
         print(f"operation id {args.operation_id}", file=stderr)
-    outcome = asyncio.run(
-        send(
-            build_request(args, origin_host),
-            host,
-            port,
-            timeout=args.timeout,
-            origin_host=origin_host,
-            origin_realm=args.origin_realm,
-            tls=context,
-            server_hostname=tls.hostname(host) if tls is not None else None,
-        )
-    )
+    outcome = send_request(args, build_request(args, origin_host), origin_host, tls, context)
     answer = outcome.answer
     if answer is None:
         if args.json:

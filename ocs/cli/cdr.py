@@ -19,7 +19,6 @@ a file that cannot be read, or a wrong command line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
 import os
@@ -37,7 +36,7 @@ from ocs.cli.account import (
     EXIT_OK,
     EXIT_REFUSED,
     default_origin_host,
-    send,
+    send_request,
     server_options,
 )
 from ocs.cli.args import tls_client_config
@@ -130,7 +129,6 @@ def run_rotate(
     stdout = out if out is not None else sys.stdout
     stderr = err if err is not None else sys.stderr
     origin_host = args.origin_host or default_origin_host()
-    host, port = args.server
     try:
         tls = tls_client_config(args)
         context = client_context(tls) if tls is not None else None
@@ -143,18 +141,7 @@ def run_rotate(
         account_operation=AccountOperation.CDR_ROTATE,
         account_id=ROTATE_ACCOUNT_ID,
     )
-    outcome = asyncio.run(
-        send(
-            request,
-            host,
-            port,
-            timeout=args.timeout,
-            origin_host=origin_host,
-            origin_realm=args.origin_realm,
-            tls=context,
-            server_hostname=tls.hostname(host) if tls is not None else None,
-        )
-    )
+    outcome = send_request(args, request, origin_host, tls, context)
     answer = outcome.answer
     cdr_file = answer.cdr_file if isinstance(answer, AMA) else None
     if answer is None:
