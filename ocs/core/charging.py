@@ -619,13 +619,37 @@ class ChargingCore:
             return self._create_bulk(now_ms, origin_host, end_to_end, amr, identity_rules)
         outcome, failed, detail = self._admin(now_ms, origin_host, end_to_end, amr, identity_rules)
         account = self.ledger.account(amr.account_id) if outcome is Outcome.OK else None
+        return self._admin_answer(
+            now_ms,
+            origin_host,
+            end_to_end,
+            outcome,
+            detail=detail,
+            failed=failed,
+            account=self._account_map(account, now_ms) if account is not None else None,
+        )
+
+    def _admin_answer(
+        self,
+        now_ms: int,
+        origin_host: str,
+        end_to_end: int,
+        outcome: Outcome,
+        *,
+        detail: str = "",
+        failed: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Result:
+        """An AMA with `outcome` (its Result-Code and `Error-Message`, with `detail`) and
+        `fields`, encoded and remembered for the duplicate window: how every administration
+        answer is made."""
         answer = AMA(
             result_code=result_code(outcome),
             origin_host=self.origin_host,
             origin_realm=self.origin_realm,
-            account=self._account_map(account, now_ms) if account is not None else None,
             error_message=error_message(outcome, detail),
             failed_avp=failed,
+            **fields,
         )
         body = encode_body(answer)
         self._remember(now_ms, origin_host, end_to_end, answer, body)
@@ -2444,15 +2468,13 @@ class ChargingCore:
         """LIST (docs/protocol.md): the Account-Ids from `start` on (inclusive), in code point
         order, at most `LIST_PAGE` of them."""
         page = self.ledger.first_account_ids(start, LIST_PAGE)
-        answer = AMA(
-            result_code=result_code(Outcome.OK),
-            origin_host=self.origin_host,
-            origin_realm=self.origin_realm,
+        return self._admin_answer(
+            now_ms,
+            origin_host,
+            end_to_end,
+            Outcome.OK,
             listed_account_id=tuple(page),
         )
-        body = encode_body(answer)
-        self._remember(now_ms, origin_host, end_to_end, answer, body)
-        return Result(answer, body, False)
 
     def _search(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
         """SEARCH (docs/protocol.md): the account holding the (first) Subscription-Id, found as
@@ -2480,17 +2502,15 @@ class ChargingCore:
                 outcome, failed, detail = Outcome.NO_HOLDER, {"Subscription-Id": [as_received]}, ""
             else:
                 outcome, failed, detail, view = Outcome.OK, None, "", holder
-        answer = AMA(
-            result_code=result_code(outcome),
-            origin_host=self.origin_host,
-            origin_realm=self.origin_realm,
+        return self._admin_answer(
+            now_ms,
+            origin_host,
+            end_to_end,
+            outcome,
+            detail=detail,
+            failed=failed,
             account=self._account_map(view, now_ms) if view is not None else None,
-            error_message=error_message(outcome, detail),
-            failed_avp=failed,
         )
-        body = encode_body(answer)
-        self._remember(now_ms, origin_host, end_to_end, answer, body)
-        return Result(answer, body, False)
 
     def _history(self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR) -> Result:
         """HISTORY (docs/protocol.md, *Extension: history*): the account's movements kept in
@@ -2499,18 +2519,15 @@ class ChargingCore:
         outcome = Outcome.OK if known else Outcome.UNKNOWN_ACCOUNT
         count, movements = history_page(self.history, amr)
         ok = outcome is Outcome.OK
-        answer = AMA(
-            result_code=result_code(outcome),
-            origin_host=self.origin_host,
-            origin_realm=self.origin_realm,
-            error_message=error_message(outcome),
-            failed_avp=None if ok else {"Account-Id": amr.account_id},
+        return self._admin_answer(
+            now_ms,
+            origin_host,
+            end_to_end,
+            outcome,
+            failed=None if ok else {"Account-Id": amr.account_id},
             movement_count=count if ok else None,
             movement=movements if ok else None,
         )
-        body = encode_body(answer)
-        self._remember(now_ms, origin_host, end_to_end, answer, body)
-        return Result(answer, body, False)
 
     def _create_bulk(
         self, now_ms: int, origin_host: str, end_to_end: int, amr: AMR, identity_rules: bool
@@ -2525,17 +2542,15 @@ class ChargingCore:
             refused = create_bulk(
                 amr, lambda one: self._admin(now_ms, origin_host, end_to_end, one, identity_rules)
             )
-        answer = AMA(
-            result_code=result_code(outcome),
-            origin_host=self.origin_host,
-            origin_realm=self.origin_realm,
-            error_message=error_message(outcome, "Bulk-Account" if failed else ""),
-            failed_avp=failed,
+        return self._admin_answer(
+            now_ms,
+            origin_host,
+            end_to_end,
+            outcome,
+            detail="Bulk-Account" if failed else "",
+            failed=failed,
             bulk_result=refused,
         )
-        body = encode_body(answer)
-        self._remember(now_ms, origin_host, end_to_end, answer, body)
-        return Result(answer, body, False)
 
     def _terminate_session(self, now_ms: int, account_id: str, sid: str | None) -> AdminResult:
         """Management intervention (docs/protocol.md, TERMINATE_SESSION): close any peer's
@@ -3537,18 +3552,15 @@ class ChargingCore:
                 share=found.share,
             )
         view = self.ledger.account(amr.account_id) if shown is not None else None
-        answer = AMA(
-            result_code=result_code(outcome),
-            origin_host=self.origin_host,
-            origin_realm=self.origin_realm,
+        return self._admin_answer(
+            now_ms,
+            origin_host,
+            end_to_end,
+            outcome,
+            failed=failed,
             account=self._account_map(view, now_ms) if view is not None else None,
             statement=shown,
-            error_message=error_message(outcome),
-            failed_avp=failed,
         )
-        body = encode_body(answer)
-        self._remember(now_ms, origin_host, end_to_end, answer, body)
-        return Result(answer, body, False)
 
     def _shared_keys(self, session: Session) -> tuple[str, str]:
         """The session's id and account id as the ledger holds them (as reservation owner, as
